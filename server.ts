@@ -1,0 +1,2390 @@
+// server.ts — a WebSocket chat room, with the WebSocket protocol (RFC 6455)
+// written by hand on top of node:http. One file, only node: built-ins.
+//
+// Read it top to bottom; it follows the RFC:
+//
+//   1. Constants ............ the magic numbers of RFC 6455 and where they come from
+//   2. Opening handshake .... §4: how an HTTP request becomes a WebSocket
+//   3. Framing .............. §5: the bytes of a frame, decoded by a pure state machine
+//   4. Closing .............. §5.5.1 and §7: close codes and the closing handshake
+//   5. permessage-deflate ... RFC 7692: compression riding on the RSV1 bit
+//   6. Connection ........... the thin I/O layer: socket bytes in, decoder events out
+//   7. Echo endpoint ........ /echo, the playground and the conformance target
+//   8. Chat room ............ /, names, history, resume; it never touches bytes
+//   9. Static page .......... GET / and GET /client.js, and nothing else on disk
+//  10. Server ............... routing, limits, keepalive, shutdown
+//  11. Command line ......... options, start-up, signals
+//
+// It runs unchanged with `node --experimental-strip-types server.ts` (Node 22),
+// `node server.ts` (Node 24+), `deno run --allow-net --allow-read --allow-env
+// server.ts`, `bun server.ts`, and `tsx server.ts`: the TypeScript here is only
+// type annotations, which every one of them can erase.
+
+import { Buffer, isUtf8 } from "node:buffer";
+import { createHash, randomBytes } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, realpathSync, writeSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import process from "node:process";
+import { clearTimeout, setTimeout } from "node:timers";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { constants as zlibConstants, deflateRawSync, inflateRawSync } from "node:zlib";
+
+// ════════════════════════════════════════════════════════════════════════════
+// 1. Constants (RFC 6455 §1.3, §5.2, §7.4, §11)
+//
+// Every number the protocol fixes, named once. The reader learns here that a
+// WebSocket is described by very few magic values.
+// ════════════════════════════════════════════════════════════════════════════
+
+/** §1.3: appended to the client's key before hashing. It proves the server
+ * read the key as a WebSocket server, not as some other HTTP service. */
+export const WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/** §5.2: the 4-bit opcode of a frame. 0x3–0x7 and 0xB–0xF are reserved. */
+export const Opcode = {
+  Continuation: 0x0,
+  Text: 0x1,
+  Binary: 0x2,
+  Close: 0x8,
+  Ping: 0x9,
+  Pong: 0xa,
+} as const;
+export type Opcode = (typeof Opcode)[keyof typeof Opcode];
+
+export const opcodeNames: Record<number, string> = {
+  0x0: "continuation",
+  0x1: "text",
+  0x2: "binary",
+  0x8: "close",
+  0x9: "ping",
+  0xa: "pong",
+};
+
+/** §7.4.1: the status codes a close frame may carry. */
+export const CloseCode = {
+  Normal: 1000,
+  GoingAway: 1001,
+  ProtocolError: 1002,
+  UnsupportedData: 1003,
+  /** Never on the wire: "the close frame had no code". */
+  NoStatusReceived: 1005,
+  /** Never on the wire: "the connection dropped without a close frame". */
+  Abnormal: 1006,
+  InvalidPayload: 1007,
+  PolicyViolation: 1008,
+  MessageTooBig: 1009,
+  MandatoryExtension: 1010,
+  InternalError: 1011,
+  ServiceRestart: 1012,
+  TryAgainLater: 1013,
+} as const;
+
+export const closeCodeNames: Record<number, string> = {
+  1000: "normal closure",
+  1001: "going away",
+  1002: "protocol error",
+  1003: "unsupported data",
+  1005: "no status received",
+  1006: "abnormal closure",
+  1007: "invalid frame payload data",
+  1008: "policy violation",
+  1009: "message too big",
+  1010: "mandatory extension",
+  1011: "internal error",
+  1012: "service restart",
+  1013: "try again later",
+  1014: "bad gateway",
+  1015: "TLS handshake",
+};
+
+/** §5.5: control frames carry at most 125 bytes, so they fit a 7-bit length. */
+export const MAX_CONTROL_PAYLOAD = 125;
+
+/** The defaults a fresh server runs with. Each is an option on the command line. */
+export const defaults = {
+  port: 5500,
+  host: "127.0.0.1",
+  /** Largest message accepted, after decompression (1 MiB, as python-websockets). */
+  maxPayload: 1024 * 1024,
+  /** A message may be split into this many frames at most: empty fragments
+   * cost memory and time too (ws CVE-2026-48779). */
+  maxFragments: 131_072,
+  keepaliveIntervalMs: 30_000,
+  keepaliveTimeoutMs: 10_000,
+  /** How long a close frame we sent may wait for the peer's answer. */
+  closingTimeoutMs: 5_000,
+  handshakeTimeoutMs: 10_000,
+  maxConnections: 10_000,
+  maxConnectionsPerIp: 256,
+  /** A connection whose unsent bytes pass this is too slow to keep (issue: slow consumers). */
+  maxBufferedBytes: 4 * 1024 * 1024,
+  historySize: 1000,
+  /** Chat messages per second a connection may send, and the burst it may save up. */
+  messageRate: 20,
+  messageBurst: 40,
+  deflate: true,
+  /** Messages shorter than this are sent uncompressed: deflating them costs
+   * more CPU than the bytes it saves. */
+  deflateThreshold: 1024,
+} as const;
+
+// ════════════════════════════════════════════════════════════════════════════
+// 2. The opening handshake (RFC 6455 §4.2)
+//
+// A WebSocket starts life as an ordinary HTTP/1.1 GET with `Upgrade: websocket`.
+// The server checks a handful of headers, proves it understood the request by
+// hashing the client's random key with the GUID above, and answers
+// `101 Switching Protocols`. From then on the TCP connection carries frames.
+// Everything here is pure: it looks at headers and returns a verdict; the
+// server section below does the writing.
+// ════════════════════════════════════════════════════════════════════════════
+
+/** §4.2.2 step 5.4: base64(SHA-1(key + GUID)). */
+export function computeAcceptKey(key: string): string {
+  return createHash("sha1").update(key + WEBSOCKET_GUID).digest("base64");
+}
+
+/** A header as one string, or undefined when absent. Node joins repeated
+ * headers with ", " for most names; we never assume a header is there
+ * (ws CVE-2024-37890 crashed on exactly that). */
+export function headerValue(headers: IncomingMessage["headers"], name: string): string | undefined {
+  const value = headers[name];
+  if (value === undefined) return undefined;
+  return Array.isArray(value) ? value.join(", ") : value;
+}
+
+/** Splits a comma-separated header (`Connection: keep-alive, Upgrade`) into
+ * lower-cased tokens. Plain string splitting, on purpose: a backtracking
+ * regular expression here was a denial-of-service hole in ws (CVE-2021-32640). */
+export function parseTokenList(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  const tokens: string[] = [];
+  for (const part of value.split(",")) {
+    const token = part.trim().toLowerCase();
+    if (token !== "") tokens.push(token);
+  }
+  return tokens;
+}
+
+/** §4.1: the key is 16 random bytes in base64, so exactly 24 characters that
+ * decode to 16 bytes and re-encode to themselves. */
+export function keyIsValid(key: string | undefined): key is string {
+  if (key === undefined || key.length !== 24) return false;
+  const bytes = Buffer.from(key, "base64");
+  return bytes.length === 16 && bytes.toString("base64") === key;
+}
+
+/** The host part (`name:port`) of an origin or Host header, lower-cased. */
+function hostOf(value: string): string | undefined {
+  try {
+    return new URL(value.includes("://") ? value : `http://${value}`).host.toLowerCase();
+  } catch {
+    return undefined;
+  }
+}
+
+const loopbackHostnames = new Set(["localhost", "127.0.0.1", "[::1]"]);
+
+/** §10.2: browsers let any page open a WebSocket to any server, and send the
+ * user's cookies with it. The `Origin` header is the server's only way to
+ * refuse pages it does not trust (cross-site WebSocket hijacking). Clients
+ * that are not browsers send no Origin, and are allowed. */
+export function originIsAllowed(origin: string | undefined, host: string | undefined, allowedOrigins: readonly string[]): boolean {
+  if (origin === undefined || origin === "null") return true; // no browser, or a page opened from disk
+  if (allowedOrigins.includes("*") || allowedOrigins.includes(origin)) return true;
+  let originUrl: URL;
+  try {
+    originUrl = new URL(origin);
+  } catch {
+    return false;
+  }
+  if (originUrl.protocol !== "http:" && originUrl.protocol !== "https:") return false;
+  if (loopbackHostnames.has(originUrl.hostname.toLowerCase())) return true;
+  return host !== undefined && originUrl.host.toLowerCase() === hostOf(host);
+}
+
+/** §4.2.2 step 5.5: pick the first protocol in the client's list (its order
+ * is its preference) that this endpoint speaks; none means no header. */
+export function chooseSubprotocol(offered: string | undefined, supported: readonly string[]): string | undefined {
+  for (const token of (offered ?? "").split(",")) {
+    const protocol = token.trim();
+    if (supported.includes(protocol)) return protocol;
+  }
+  return undefined;
+}
+
+export interface HandshakeRequest {
+  method?: string | undefined;
+  httpVersion: string;
+  headers: IncomingMessage["headers"];
+}
+
+export interface HandshakePolicy {
+  allowedOrigins: readonly string[];
+  subprotocols: readonly string[];
+}
+
+export type HandshakeVerdict =
+  | { accepted: true; acceptKey: string; protocol: string | undefined }
+  | { accepted: false; status: number; reason: string; headers?: Record<string, string> };
+
+/** §4.2.1: everything the server must check before it may answer 101. Each
+ * failure names its status and a one-line reason the client can read. */
+export function checkUpgradeRequest(request: HandshakeRequest, policy: HandshakePolicy): HandshakeVerdict {
+  const header = (name: string) => headerValue(request.headers, name);
+  const refuse = (status: number, reason: string, headers?: Record<string, string>): HandshakeVerdict =>
+    ({ accepted: false, status, reason, headers });
+
+  if (request.method !== "GET") return refuse(405, "A WebSocket handshake must be a GET request.", { Allow: "GET" });
+  const [major = 0, minor = 0] = request.httpVersion.split(".").map(Number);
+  if (major < 1 || (major === 1 && minor < 1)) return refuse(400, "A WebSocket handshake needs HTTP/1.1 or later.");
+  if (!header("host")) return refuse(400, "The Host header is missing.");
+  if (!parseTokenList(header("upgrade")).includes("websocket")) {
+    return refuse(400, "The Upgrade header must contain the token \"websocket\".");
+  }
+  if (!parseTokenList(header("connection")).includes("upgrade")) {
+    return refuse(400, "The Connection header must contain the token \"Upgrade\".");
+  }
+  if (header("sec-websocket-version")?.trim() !== "13") {
+    return refuse(426, "Only WebSocket version 13 (RFC 6455) is supported.", { "Sec-WebSocket-Version": "13" });
+  }
+  const key = header("sec-websocket-key")?.trim();
+  if (!keyIsValid(key)) return refuse(400, "Sec-WebSocket-Key must be the base64 encoding of 16 bytes.");
+  if (!originIsAllowed(header("origin"), header("host"), policy.allowedOrigins)) {
+    return refuse(403, `Origin ${header("origin")} is not allowed; start the server with --allow-origin to allow it.`);
+  }
+  return {
+    accepted: true,
+    acceptKey: computeAcceptKey(key),
+    protocol: chooseSubprotocol(header("sec-websocket-protocol"), policy.subprotocols),
+  };
+}
+
+/** The bytes of a refused handshake: a status line, a reason, and no keep-alive. */
+export function handshakeRefusal(status: number, reason: string, headers: Record<string, string> = {}): string {
+  const statusText: Record<number, string> = {
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    426: "Upgrade Required",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+  };
+  const body = reason + "\n";
+  const lines = [
+    `HTTP/1.1 ${status} ${statusText[status] ?? "Error"}`,
+    "Connection: close",
+    "Content-Type: text/plain; charset=utf-8",
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+  ];
+  return lines.join("\r\n") + "\r\n\r\n" + body;
+}
+
+// ════════════════════════════════════════════════════════════════════════════
+// 3. Framing (RFC 6455 §5)
+//
+// After the handshake every message travels in frames:
+//
+//    0                   1                   2                   3
+//    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//   +-+-+-+-+-------+-+-------------+-------------------------------+
+//   |F|R|R|R| opcode|M| Payload len |    Extended payload length    |
+//   |I|S|S|S|  (4)  |A|     (7)     |             (16/64)           |
+//   |N|V|V|V|       |S|             |   (if payload len==126/127)   |
+//   | |1|2|3|       |K|             |                               |
+//   +-+-+-+-+-------+-+-------------+ - - - - - - - - - - - - - - - +
+//   |     Extended payload length continued, if payload len == 127  |
+//   + - - - - - - - - - - - - - - - +-------------------------------+
+//   |                               |Masking-key, if MASK set to 1  |
+//   +-------------------------------+-------------------------------+
+//   | Masking-key (continued)       |          Payload Data         |
+//   +-------------------------------- - - - - - - - - - - - - - - - +
+//
+// The decoder below is sans-I/O: bytes go in, in chunks of any size (one byte
+// at a time works), and events come out. It has no socket and no timer, so it
+// can be tested with nothing but arrays of bytes. It is a loop over named
+// states, one per part of the header; each protocol violation it can find is
+// listed once, with its close code, in `violations`.
+// ════════════════════════════════════════════════════════════════════════════
+
+/** Every way a peer can break the framing rules, with the close code the RFC
+ * asks for and a reason that names the rule. The one place that maps a
+ * violation to a close code. */
+export const violations = {
+  reserved_bits: { closeCode: 1002, message: "RSV2 and RSV3 must be 0, and RSV1 only with permessage-deflate (§5.2)" },
+  reserved_opcode: { closeCode: 1002, message: "opcodes 0x3-0x7 and 0xB-0xF are reserved (§5.2)" },
+  unmasked_frame: { closeCode: 1002, message: "frames from a client must be masked (§5.1)" },
+  masked_frame: { closeCode: 1002, message: "frames from a server must not be masked (§5.1)" },
+  control_too_long: { closeCode: 1002, message: "control frames carry at most 125 bytes (§5.5)" },
+  control_fragmented: { closeCode: 1002, message: "control frames must not be fragmented (§5.5)" },
+  compressed_control: { closeCode: 1002, message: "RSV1 must not be set on a control frame (RFC 7692 §6.1)" },
+  compressed_continuation: { closeCode: 1002, message: "RSV1 is set on the first frame of a message only (RFC 7692 §6.1)" },
+  unexpected_continuation: { closeCode: 1002, message: "a continuation frame arrived with no message to continue (§5.4)" },
+  expected_continuation: { closeCode: 1002, message: "a new message started before the previous one finished (§5.4)" },
+  length_too_large: { closeCode: 1002, message: "the most significant bit of a 64-bit length must be 0 (§5.2)" },
+  close_one_byte: { closeCode: 1002, message: "a close frame payload is empty or at least 2 bytes (§5.5.1)" },
+  close_invalid_code: { closeCode: 1002, message: "that close code may not be sent (§7.4)" },
+  close_invalid_reason: { closeCode: 1007, message: "a close reason must be valid UTF-8 (§5.5.1)" },
+  invalid_utf8: { closeCode: 1007, message: "a text message must be valid UTF-8 (§8.1)" },
+  message_too_big: { closeCode: 1009, message: "the message is larger than this server accepts" },
+  too_many_fragments: { closeCode: 1009, message: "the message has more fragments than this server accepts" },
+  inflate_failed: { closeCode: 1007, message: "the compressed data is not valid deflate data (RFC 7692)" },
+} as const satisfies Record<string, { closeCode: number; message: string }>;
+export type Violation = keyof typeof violations;
+
+/** What a frame looked like on the wire; reported only to observers (--trace). */
+export interface FrameInfo {
+  fin: boolean;
+  rsv1: boolean;
+  rsv2: boolean;
+  rsv3: boolean;
+  opcode: number;
+  masked: boolean;
+  /** Which length encoding was used: the 7-bit field alone, or 16 or 64 extra bits. */
+  lengthBits: 7 | 16 | 64;
+  length: number;
+  maskKey: Buffer | undefined;
+  /** The first bytes of the payload as they were on the wire, and unmasked. */
+  previewOnWire: Buffer;
+  preview: Buffer;
+}
+
+export type DecoderEvent =
+  | { type: "text"; text: string }
+  | { type: "binary"; data: Buffer }
+  /** RFC 7692: a message sent with RSV1; it must be inflated before it means anything. */
+  | { type: "compressed"; binary: boolean; data: Buffer }
+  | { type: "ping"; data: Buffer }
+  | { type: "pong"; data: Buffer }
+  | { type: "close"; code: number; reason: string }
+  | { type: "violation"; violation: Violation; closeCode: number; reason: string }
+  | { type: "frame"; frame: FrameInfo };
+
+export interface DecoderOptions {
+  /** true on a server: §5.1 says every frame from a client is masked. */
+  expectMasked: boolean;
+  maxPayload: number;
+  maxFragments?: number;
+  /** true once permessage-deflate was agreed: RSV1 then marks a compressed message. */
+  allowCompression?: boolean;
+  /** Also report a `frame` event for every frame, for the protocol trace. */
+  observeFrames?: boolean;
+}
+
+/** The parser's states, in the order a frame's bytes arrive. */
+type DecoderState =
+  | "header" // the first two bytes: FIN, RSV1-3, opcode, MASK, 7-bit length
+  | "length16" // two more bytes of length
+  | "length64" // eight more bytes of length
+  | "maskKey" // four bytes of masking key
+  | "payload" // the payload, possibly in many pieces
+  | "closed" // a close frame was read: nothing more is parsed (§5.5.1)
+  | "failed"; // a violation was found: nothing more is parsed (§7.1.7)
+
+const PREVIEW_BYTES = 16;
+
+/** XORs `data` with the 4-byte key, in place, as if `data` started `offset`
+ * bytes into the payload (§5.3). Masking and unmasking are the same operation. */
+export function maskInPlace(data: Uint8Array, key: Uint8Array, offset = 0): void {
+  const length = data.length;
+  let index = 0;
+  // Rotate the key so that key[0] lines up with data[0]; then whole groups of
+  // four bytes can be handled together, which is what makes this fast.
+  const k0 = key[offset & 3]!, k1 = key[(offset + 1) & 3]!, k2 = key[(offset + 2) & 3]!, k3 = key[(offset + 3) & 3]!;
+  const whole = length - (length & 3);
+  for (; index < whole; index += 4) {
+    data[index] ^= k0;
+    data[index + 1] ^= k1;
+    data[index + 2] ^= k2;
+    data[index + 3] ^= k3;
+  }
+  for (; index < length; index++) data[index] ^= key[(offset + index) & 3]!;
+}
+
+/** Checks UTF-8 as the bytes arrive, so that an invalid byte is found the
+ * moment it comes in, even in the middle of a fragment (§8.1 says to fail
+ * the connection "when an endpoint is to interpret a byte stream as UTF-8
+ * but finds that the byte stream is not, in fact, a valid UTF-8 stream").
+ * The ranges are those of RFC 3629 §4: no overlong forms, no surrogates,
+ * nothing above U+10FFFF. */
+export class Utf8Validator {
+  /** Continuation bytes still expected for the current character. */
+  private needed = 0;
+  /** Bounds for the next continuation byte; only the first one is ever narrower than 80..BF. */
+  private lower = 0x80;
+  private upper = 0xbf;
+
+  /** Returns false as soon as a byte cannot continue valid UTF-8. */
+  push(bytes: Uint8Array): boolean {
+    // The runtime's own validator is much faster; it only says "no" for a
+    // chunk that ends halfway through a character, and then we look ourselves.
+    if (this.needed === 0 && bytes.length > 0 && isUtf8(bytes)) return true;
+    for (let index = 0; index < bytes.length; index++) {
+      const byte = bytes[index]!;
+      if (this.needed === 0) {
+        if (byte < 0x80) continue;
+        if (byte >= 0xc2 && byte <= 0xdf) this.needed = 1;
+        else if (byte >= 0xe0 && byte <= 0xef) {
+          this.needed = 2;
+          if (byte === 0xe0) this.lower = 0xa0; // no overlong 3-byte forms
+          if (byte === 0xed) this.upper = 0x9f; // no UTF-16 surrogates
+        } else if (byte >= 0xf0 && byte <= 0xf4) {
+          this.needed = 3;
+          if (byte === 0xf0) this.lower = 0x90; // no overlong 4-byte forms
+          if (byte === 0xf4) this.upper = 0x8f; // nothing above U+10FFFF
+        } else return false;
+      } else {
+        if (byte < this.lower || byte > this.upper) return false;
+        this.lower = 0x80;
+        this.upper = 0xbf;
+        this.needed--;
+      }
+    }
+    return true;
+  }
+
+  /** true when the bytes so far end on a character boundary. */
+  get complete(): boolean {
+    return this.needed === 0;
+  }
+
+  reset(): void {
+    this.needed = 0;
+    this.lower = 0x80;
+    this.upper = 0xbf;
+  }
+}
+
+/** Collects the pieces of one message. Big pieces are kept as they are (no
+ * copy); small ones are copied into shared blocks, so that a message sent as
+ * a hundred thousand one-byte fragments costs a few blocks, not a hundred
+ * thousand objects. */
+class PayloadCollector {
+  private parts: Buffer[] = [];
+  private block: Buffer | undefined;
+  private blockUsed = 0;
+  length = 0;
+
+  add(piece: Buffer): void {
+    if (piece.length === 0) return;
+    this.length += piece.length;
+    if (piece.length >= 1024) {
+      this.sealBlock();
+      this.parts.push(piece);
+      return;
+    }
+    if (this.block === undefined || this.blockUsed + piece.length > this.block.length) {
+      this.sealBlock();
+      this.block = Buffer.allocUnsafe(16 * 1024);
+      this.blockUsed = 0;
+    }
+    piece.copy(this.block, this.blockUsed);
+    this.blockUsed += piece.length;
+  }
+
+  /** The whole message, in one buffer. Only written bytes are ever handed out. */
+  take(): Buffer {
+    this.sealBlock();
+    const parts = this.parts;
+    const result = parts.length === 1 ? parts[0]! : parts.length === 0 ? Buffer.alloc(0) : Buffer.concat(parts, this.length);
+    this.parts = [];
+    this.length = 0;
+    return result;
+  }
+
+  private sealBlock(): void {
+    if (this.block !== undefined && this.blockUsed > 0) this.parts.push(this.block.subarray(0, this.blockUsed));
+    this.block = undefined;
+    this.blockUsed = 0;
+  }
+}
+
+/** §7.4: which close codes a peer may put on the wire. 1005 and 1006 are for
+ * reporting only, 1004 and 1015-2999 are reserved, 3000-4999 belong to
+ * libraries and applications. */
+export function closeCodeIsValid(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+}
+
+/**
+ * The frame decoder: a pure, incremental state machine.
+ *
+ *   const decoder = new FrameDecoder({ expectMasked: true, maxPayload: 1 << 20 });
+ *   for (const event of decoder.receive(bytes)) ...
+ *
+ * It takes ownership of the buffers it is given: payloads are unmasked in
+ * place, and the events may share memory with them.
+ */
+export class FrameDecoder {
+  private state: DecoderState = "header";
+  private readonly options: Required<DecoderOptions>;
+
+  // Bytes received but not yet parsed: a queue of chunks, consumed from the front.
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  // The frame being read.
+  private fin = false;
+  private rsv1 = false;
+  private opcode = 0;
+  private masked = false;
+  private lengthBits: 7 | 16 | 64 = 7;
+  private frameLength = 0;
+  private frameReceived = 0;
+  private maskKey: Buffer | undefined;
+  private previewOnWire: Buffer[] = [];
+  private preview: Buffer[] = [];
+
+  // The message being assembled from one or more data frames (§5.4).
+  private messageOpcode = 0; // 0: no message open
+  private messageCompressed = false;
+  private fragments = 0;
+  private readonly payload = new PayloadCollector();
+  private readonly utf8 = new Utf8Validator();
+
+  constructor(options: DecoderOptions) {
+    this.options = {
+      maxFragments: defaults.maxFragments,
+      allowCompression: false,
+      observeFrames: false,
+      ...options,
+    };
+  }
+
+  /** Turns the `frame` events on or off. */
+  observe(on: boolean): void {
+    this.options.observeFrames = on;
+  }
+
+  /** Allows RSV1 once permessage-deflate has been agreed. */
+  enableCompression(): void {
+    this.options.allowCompression = true;
+  }
+
+  /** Feeds bytes in; returns the events they complete, in order. Never throws
+   * on bad input: a violation is an event, and the decoder stops there. */
+  receive(chunk: Buffer): DecoderEvent[] {
+    const events: DecoderEvent[] = [];
+    if (chunk.length > 0) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+    }
+    for (;;) {
+      switch (this.state) {
+        case "header":
+          if (this.buffered < 2) return events;
+          this.readHeader(events);
+          break;
+        case "length16":
+          if (this.buffered < 2) return events;
+          this.frameLength = this.consume(2).readUInt16BE(0);
+          this.afterLength(events);
+          break;
+        case "length64": {
+          if (this.buffered < 8) return events;
+          const bytes = this.consume(8);
+          const high = bytes.readUInt32BE(0);
+          if (high & 0x80000000) {
+            this.fail(events, "length_too_large");
+            break;
+          }
+          // Above 2^53 a JavaScript number is no longer exact; far above any limit anyway.
+          this.frameLength = high > 0x1fffff ? Number.MAX_SAFE_INTEGER : high * 2 ** 32 + bytes.readUInt32BE(4);
+          this.afterLength(events);
+          break;
+        }
+        case "maskKey":
+          if (this.buffered < 4) return events;
+          this.maskKey = this.consume(4);
+          this.state = "payload";
+          break;
+        case "payload":
+          if (!this.readPayload(events)) return events;
+          break;
+        case "closed":
+        case "failed":
+          this.chunks = [];
+          this.buffered = 0;
+          return events;
+      }
+    }
+  }
+
+  /** Takes exactly `count` buffered bytes from the front, copying only when
+   * they straddle two chunks. */
+  private consume(count: number): Buffer {
+    const first = this.chunks[0]!;
+    this.buffered -= count;
+    if (first.length === count) {
+      this.chunks.shift();
+      return first;
+    }
+    if (first.length > count) {
+      this.chunks[0] = first.subarray(count);
+      return first.subarray(0, count);
+    }
+    const result = Buffer.allocUnsafe(count); // every byte is written below
+    let filled = 0;
+    while (filled < count) {
+      const chunk = this.chunks[0]!;
+      const take = Math.min(chunk.length, count - filled);
+      chunk.copy(result, filled, 0, take);
+      filled += take;
+      if (take === chunk.length) this.chunks.shift();
+      else this.chunks[0] = chunk.subarray(take);
+    }
+    return result;
+  }
+
+  /** Byte 0: FIN, RSV1-3, opcode. Byte 1: MASK and the 7-bit length. */
+  private readHeader(events: DecoderEvent[]): void {
+    const first = this.chunks[0]!;
+    let byte0: number, byte1: number;
+    if (first.length >= 2) {
+      byte0 = first[0]!;
+      byte1 = first[1]!;
+      this.buffered -= 2;
+      if (first.length === 2) this.chunks.shift();
+      else this.chunks[0] = first.subarray(2);
+    } else {
+      const bytes = this.consume(2);
+      byte0 = bytes[0]!;
+      byte1 = bytes[1]!;
+    }
+    this.fin = (byte0 & 0x80) !== 0;
+    this.rsv1 = (byte0 & 0x40) !== 0;
+    const rsv2 = (byte0 & 0x20) !== 0;
+    const rsv3 = (byte0 & 0x10) !== 0;
+    this.opcode = byte0 & 0x0f;
+    this.masked = (byte1 & 0x80) !== 0;
+    const length7 = byte1 & 0x7f;
+    const isControl = (this.opcode & 0x08) !== 0;
+
+    if (rsv2 || rsv3 || (this.rsv1 && !this.options.allowCompression)) return this.fail(events, "reserved_bits");
+    if (opcodeNames[this.opcode] === undefined) return this.fail(events, "reserved_opcode");
+    if (isControl) {
+      if (!this.fin) return this.fail(events, "control_fragmented");
+      if (length7 > MAX_CONTROL_PAYLOAD) return this.fail(events, "control_too_long");
+      if (this.rsv1) return this.fail(events, "compressed_control");
+    } else if (this.opcode === Opcode.Continuation) {
+      if (this.messageOpcode === 0) return this.fail(events, "unexpected_continuation");
+      if (this.rsv1) return this.fail(events, "compressed_continuation");
+    } else if (this.messageOpcode !== 0) {
+      return this.fail(events, "expected_continuation");
+    }
+    if (this.masked !== this.options.expectMasked) {
+      return this.fail(events, this.options.expectMasked ? "unmasked_frame" : "masked_frame");
+    }
+
+    if (length7 === 126) {
+      this.lengthBits = 16;
+      this.state = "length16";
+    } else if (length7 === 127) {
+      this.lengthBits = 64;
+      this.state = "length64";
+    } else {
+      this.lengthBits = 7;
+      this.frameLength = length7;
+      this.afterLength(events);
+    }
+  }
+
+  /** Limits are checked from the header, before a byte of payload is stored. */
+  private afterLength(events: DecoderEvent[]): void {
+    const isData = (this.opcode & 0x08) === 0;
+    if (isData) {
+      if (this.payload.length + this.frameLength > this.options.maxPayload) return this.fail(events, "message_too_big");
+      if (this.fragments + 1 > this.options.maxFragments) return this.fail(events, "too_many_fragments");
+      if (this.opcode !== Opcode.Continuation) {
+        this.messageOpcode = this.opcode;
+        this.messageCompressed = this.rsv1;
+      }
+      this.fragments++;
+    }
+    this.frameReceived = 0;
+    this.maskKey = undefined;
+    this.state = this.masked ? "maskKey" : "payload";
+  }
+
+  /** Reads as much of the payload as has arrived. Returns false when it must
+   * wait for more bytes. Data frames are handled piece by piece, so UTF-8
+   * errors are found as early as possible; control frames are small and are
+   * handled whole. */
+  private readPayload(events: DecoderEvent[]): boolean {
+    const remaining = this.frameLength - this.frameReceived;
+    const isControl = (this.opcode & 0x08) !== 0;
+    if (isControl) {
+      if (this.buffered < remaining) return false;
+      const data = remaining === 0 ? Buffer.alloc(0) : this.consume(remaining);
+      this.notePreview(data, 0);
+      if (this.maskKey) maskInPlace(data, this.maskKey);
+      this.finishFrame(events, data);
+      return true;
+    }
+    if (remaining > 0 && this.buffered === 0) return false;
+    // Take what is there, up to the end of this frame, without copying.
+    while (this.frameReceived < this.frameLength && this.buffered > 0) {
+      const first = this.chunks[0]!;
+      const take = Math.min(first.length, this.frameLength - this.frameReceived);
+      const piece = take === first.length ? first : first.subarray(0, take);
+      if (take === first.length) this.chunks.shift();
+      else this.chunks[0] = first.subarray(take);
+      this.buffered -= take;
+      this.notePreview(piece, this.frameReceived);
+      if (this.maskKey) maskInPlace(piece, this.maskKey, this.frameReceived);
+      this.frameReceived += take;
+      if (this.messageOpcode === Opcode.Text && !this.messageCompressed && !this.utf8.push(piece)) {
+        this.fail(events, "invalid_utf8");
+        return true;
+      }
+      this.payload.add(piece);
+    }
+    if (this.frameReceived < this.frameLength) return false;
+    this.finishFrame(events, undefined);
+    return true;
+  }
+
+  private notePreview(piece: Buffer, offset: number): void {
+    if (!this.options.observeFrames || offset >= PREVIEW_BYTES) return;
+    const part = piece.subarray(0, PREVIEW_BYTES - offset);
+    this.previewOnWire.push(Buffer.from(part));
+    this.preview.push(part); // unmasked in place right after this
+  }
+
+  private finishFrame(events: DecoderEvent[], controlPayload: Buffer | undefined): void {
+    this.state = "header";
+    if (this.options.observeFrames) {
+      events.push({
+        type: "frame",
+        frame: {
+          fin: this.fin,
+          rsv1: this.rsv1,
+          rsv2: false,
+          rsv3: false,
+          opcode: this.opcode,
+          masked: this.masked,
+          lengthBits: this.lengthBits,
+          length: this.frameLength,
+          maskKey: this.maskKey,
+          previewOnWire: Buffer.concat(this.previewOnWire),
+          preview: Buffer.from(Buffer.concat(this.preview)),
+        },
+      });
+      this.previewOnWire = [];
+      this.preview = [];
+    }
+    if (controlPayload !== undefined) return this.finishControlFrame(events, controlPayload);
+    if (!this.fin) return;
+    // The last frame of a message: hand the whole message over.
+    const data = this.payload.take();
+    const opcode = this.messageOpcode;
+    const compressed = this.messageCompressed;
+    this.messageOpcode = 0;
+    this.messageCompressed = false;
+    this.fragments = 0;
+    if (compressed) {
+      events.push({ type: "compressed", binary: opcode === Opcode.Binary, data });
+    } else if (opcode === Opcode.Text) {
+      const complete = this.utf8.complete;
+      this.utf8.reset();
+      if (!complete) return this.fail(events, "invalid_utf8"); // ended halfway through a character
+      events.push({ type: "text", text: data.toString("utf8") });
+    } else {
+      events.push({ type: "binary", data });
+    }
+  }
+
+  private finishControlFrame(events: DecoderEvent[], data: Buffer): void {
+    if (this.opcode === Opcode.Ping) events.push({ type: "ping", data });
+    else if (this.opcode === Opcode.Pong) events.push({ type: "pong", data });
+    else {
+      const close = parseClosePayload(data);
+      if ("violation" in close) return this.fail(events, close.violation);
+      events.push({ type: "close", code: close.code, reason: close.reason });
+      this.state = "closed";
+    }
+  }
+
+  private fail(events: DecoderEvent[], violation: Violation): void {
+    const { closeCode, message } = violations[violation];
+    events.push({ type: "violation", violation, closeCode, reason: message });
+    this.state = "failed";
+  }
+}
+
+// ── The encoder (§5.2) ──────────────────────────────────────────────────────
+// Server frames are never masked (§5.1), so encoding is only the header.
+
+/** The length of a header for a payload of `length` bytes: the length field
+ * grows from 7 to 16 to 64 bits as the payload grows. */
+export function frameHeaderSize(length: number, masked = false): number {
+  return (length < 126 ? 2 : length < 65536 ? 4 : 10) + (masked ? 4 : 0);
+}
+
+/** Writes a frame header into `target` at 0 and returns its size. */
+export function writeFrameHeader(
+  target: Buffer,
+  opcode: number,
+  length: number,
+  fin = true,
+  rsv1 = false,
+  maskKey?: Uint8Array,
+): number {
+  target[0] = (fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode;
+  const maskBit = maskKey ? 0x80 : 0;
+  let offset: number;
+  if (length < 126) {
+    target[1] = maskBit | length;
+    offset = 2;
+  } else if (length < 65536) {
+    target[1] = maskBit | 126;
+    target.writeUInt16BE(length, 2);
+    offset = 4;
+  } else {
+    target[1] = maskBit | 127;
+    target.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
+    target.writeUInt32BE(length >>> 0, 6);
+    offset = 10;
+  }
+  if (maskKey) {
+    target.set(maskKey.subarray(0, 4), offset);
+    offset += 4;
+  }
+  return offset;
+}
+
+export interface EncodeOptions {
+  fin?: boolean;
+  rsv1?: boolean;
+  /** Only clients mask; tests and the benchmark play the client. */
+  maskKey?: Uint8Array;
+}
+
+/** One frame in one buffer: header then payload (masked if a key is given). */
+export function encodeFrame(opcode: number, payload: Uint8Array | string, options: EncodeOptions = {}): Buffer {
+  const length = typeof payload === "string" ? Buffer.byteLength(payload) : payload.length;
+  const headerSize = frameHeaderSize(length, options.maskKey !== undefined);
+  const frame = Buffer.allocUnsafe(headerSize + length); // header and payload fill it exactly
+  writeFrameHeader(frame, opcode, length, options.fin ?? true, options.rsv1 ?? false, options.maskKey);
+  if (typeof payload === "string") frame.write(payload, headerSize, "utf8");
+  else frame.set(payload, headerSize);
+  if (options.maskKey) maskInPlace(frame.subarray(headerSize), options.maskKey);
+  return frame;
+}
+
+// ════════════════════════════════════════════════════════════════════════════
+// 4. Closing (RFC 6455 §5.5.1, §7)
+//
+// A close frame carries an optional 2-byte status code and a UTF-8 reason.
+// Either side may start the closing handshake; the other answers with a
+// close frame of its own, and then the server closes the TCP connection
+// (§7.1.1), so that the TIME_WAIT state stays on the server, not the client.
+// ════════════════════════════════════════════════════════════════════════════
+
+/** §5.5.1: empty, or a code (2 bytes) then a UTF-8 reason. */
+export function parseClosePayload(data: Buffer): { code: number; reason: string } | { violation: Violation } {
+  if (data.length === 0) return { code: CloseCode.NoStatusReceived, reason: "" };
+  if (data.length === 1) return { violation: "close_one_byte" };
+  const code = data.readUInt16BE(0);
+  if (!closeCodeIsValid(code)) return { violation: "close_invalid_code" };
+  const reason = data.subarray(2);
+  const validator = new Utf8Validator();
+  if (!validator.push(reason) || !validator.complete) return { violation: "close_invalid_reason" };
+  return { code, reason: reason.toString("utf8") };
+}
+
+/** A close frame's payload. The reason is cut (on a character boundary) so
+ * the whole payload fits the 125 bytes of a control frame. */
+export function encodeClosePayload(code: number | undefined, reason = ""): Buffer {
+  if (code === undefined || code === CloseCode.NoStatusReceived) return Buffer.alloc(0);
+  let reasonBytes = Buffer.from(reason, "utf8");
+  if (reasonBytes.length > MAX_CONTROL_PAYLOAD - 2) {
+    let end = MAX_CONTROL_PAYLOAD - 2;
+    while (end > 0 && (reasonBytes[end]! & 0xc0) === 0x80) end--; // do not split a character
+    reasonBytes = reasonBytes.subarray(0, end);
+  }
+  const payload = Buffer.alloc(2 + reasonBytes.length); // zero-filled: nothing unwritten leaves
+  payload.writeUInt16BE(code, 0);
+  reasonBytes.copy(payload, 2);
+  return payload;
+}
+
+// ════════════════════════════════════════════════════════════════════════════
+// 5. permessage-deflate (RFC 7692)
+//
+// Extensions ride on the bits RFC 6455 kept in reserve. permessage-deflate
+// sets RSV1 on the first frame of a message to say "this payload is raw
+// DEFLATE data". The sender compresses the whole message, ends it with an
+// empty sync-flush block, and strips that block's last four bytes
+// (00 00 FF FF), since every message ends with them; the receiver puts them
+// back before inflating (§7.2.1, §7.2.2).
+//
+// Four parameters, agreed in the handshake, change the compressor:
+//   server_no_context_takeover  the server starts every message with an empty window
+//   client_no_context_takeover  the same for the client
+//   server_max_window_bits N    the server refers at most 2^N bytes back
+//   client_max_window_bits [N]  the same for the client (without N: "I can limit mine")
+//
+// "Context takeover" means the LZ77 window of earlier messages may be used to
+// compress the next one: better compression, but 2^N bytes of memory per
+// connection and direction, for as long as the connection lives.
+//
+// This server's choices: it always sends server_no_context_takeover (RFC 7692
+// §7.1.1.1 allows this even when the client did not ask), because a chat room
+// broadcasts: without context takeover a message is compressed once and the
+// same bytes go to every member; with it, every member would need its own
+// compression of every message, and 256 KiB of deflate state. Clients may keep
+// their context; we keep the last 2^N bytes they sent us (at most 32 KiB,
+// and less when they let us choose client_max_window_bits). All of zlib's work
+// is synchronous and bounded, so messages stay in order with no queue.
+// ════════════════════════════════════════════════════════════════════════════
+
+export interface DeflateOptions {
+  enabled: boolean;
+  /** The window the server asks clients to use when they let it choose (8-15). */
+  clientMaxWindowBits: number;
+  /** The largest window the server compresses with (9-15; see compressWindowBits). */
+  serverMaxWindowBits: number;
+  /** Accept a client's offer of client_no_context_takeover (saves the 2^N bytes we keep for it). */
+  clientNoContextTakeover: boolean;
+  /** Outgoing messages shorter than this are sent uncompressed. */
+  threshold: number;
+}
+
+export const defaultDeflateOptions: DeflateOptions = {
+  enabled: defaults.deflate,
+  clientMaxWindowBits: 12,
+  serverMaxWindowBits: 15,
+  clientNoContextTakeover: true,
+  threshold: defaults.deflateThreshold,
+};
+
+/** What both sides agreed for one connection. */
+export interface DeflateAgreement {
+  serverNoContextTakeover: boolean;
+  clientNoContextTakeover: boolean;
+  serverMaxWindowBits: number;
+  clientMaxWindowBits: number;
+}
+
+export interface ExtensionOffer {
+  name: string;
+  params: Array<[name: string, value: string | true]>;
+}
+
+/** Parses `Sec-WebSocket-Extensions` (§9.1): a comma-separated list of
+ * extensions, each with `;`-separated parameters whose values may be tokens
+ * or quoted strings. A character-by-character scanner, no regular expression.
+ * Returns undefined when the header is not well formed. */
+export function parseExtensionOffers(header: string | undefined): ExtensionOffer[] | undefined {
+  const offers: ExtensionOffer[] = [];
+  if (header === undefined) return offers;
+  let index = 0;
+  const skipSpaces = () => {
+    while (index < header.length && (header[index] === " " || header[index] === "\t")) index++;
+  };
+  const readToken = (): string => {
+    const start = index;
+    while (index < header.length && !" \t,;=\"".includes(header[index]!)) index++;
+    return header.slice(start, index);
+  };
+  const readQuoted = (): string | undefined => {
+    index++; // the opening quote
+    let value = "";
+    while (index < header.length && header[index] !== "\"") {
+      if (header[index] === "\\") index++;
+      value += header[index] ?? "";
+      index++;
+    }
+    if (header[index] !== "\"") return undefined;
+    index++;
+    return value;
+  };
+  for (;;) {
+    skipSpaces();
+    if (index >= header.length) break;
+    if (header[index] === ",") {
+      index++; // empty list elements are allowed (§7 of RFC 7230)
+      continue;
+    }
+    const name = readToken();
+    if (name === "") return undefined;
+    const offer: ExtensionOffer = { name: name.toLowerCase(), params: [] };
+    skipSpaces();
+    while (header[index] === ";") {
+      index++;
+      skipSpaces();
+      const paramName = readToken();
+      if (paramName === "") return undefined;
+      skipSpaces();
+      let value: string | true = true;
+      if (header[index] === "=") {
+        index++;
+        skipSpaces();
+        const parsed = header[index] === "\"" ? readQuoted() : readToken();
+        if (parsed === undefined || parsed === "") return undefined;
+        value = parsed;
+        skipSpaces();
+      }
+      offer.params.push([paramName.toLowerCase(), value]);
+    }
+    offers.push(offer);
+    skipSpaces();
+    if (index < header.length) {
+      if (header[index] !== ",") return undefined;
+      index++;
+    }
+  }
+  return offers;
+}
+
+/** RFC 7692 §7.1.2: a window size is a decimal 8-15 without leading zeros. */
+function parseWindowBits(value: string): number | undefined {
+  if (value.length === 0 || value.length > 2 || value[0] === "0") return undefined;
+  for (const character of value) if (character < "0" || character > "9") return undefined;
+  const bits = Number(value);
+  return bits >= 8 && bits <= 15 ? bits : undefined;
+}
+
+/** RFC 7692 §5 and §7.1: accept the first permessage-deflate offer that is
+ * acceptable; skip one with an unknown, repeated or invalid parameter.
+ * Returns the agreement and the exact response header, or undefined. */
+export function negotiateDeflate(
+  header: string | undefined,
+  options: DeflateOptions,
+): { agreement: DeflateAgreement; response: string } | undefined {
+  if (!options.enabled) return undefined;
+  const offers = parseExtensionOffers(header);
+  if (offers === undefined) return undefined;
+  offerLoop: for (const offer of offers) {
+    if (offer.name !== "permessage-deflate") continue; // other extensions are ignored (§9.1)
+    const seen = new Set<string>();
+    let clientAsksServerNoContext = false;
+    let clientOffersNoContext = false;
+    let serverBitsLimit: number | undefined;
+    let clientBits: number | true | undefined;
+    for (const [name, value] of offer.params) {
+      if (seen.has(name)) continue offerLoop;
+      seen.add(name);
+      if (name === "server_no_context_takeover" && value === true) clientAsksServerNoContext = true;
+      else if (name === "client_no_context_takeover" && value === true) clientOffersNoContext = true;
+      else if (name === "server_max_window_bits" && value !== true) {
+        serverBitsLimit = parseWindowBits(value);
+        if (serverBitsLimit === undefined) continue offerLoop;
+      } else if (name === "client_max_window_bits") {
+        if (value === true) clientBits = true;
+        else {
+          clientBits = parseWindowBits(value);
+          if (clientBits === undefined) continue offerLoop;
+        }
+      } else continue offerLoop; // unknown parameter, or a value where none belongs
+    }
+    void clientAsksServerNoContext; // we always answer server_no_context_takeover: see above
+    const agreement: DeflateAgreement = {
+      serverNoContextTakeover: true,
+      clientNoContextTakeover: clientOffersNoContext && options.clientNoContextTakeover,
+      serverMaxWindowBits: Math.min(serverBitsLimit ?? 15, options.serverMaxWindowBits),
+      // Without the parameter the client may use up to 15 bits; with it and no
+      // value, we choose; with a value, it will use at most that many.
+      clientMaxWindowBits:
+        clientBits === undefined ? 15 : clientBits === true ? options.clientMaxWindowBits : Math.min(clientBits, options.clientMaxWindowBits),
+    };
+    const response = ["permessage-deflate", "server_no_context_takeover"];
+    if (agreement.clientNoContextTakeover) response.push("client_no_context_takeover");
+    if (serverBitsLimit !== undefined || agreement.serverMaxWindowBits < 15) {
+      response.push(`server_max_window_bits=${agreement.serverMaxWindowBits}`);
+    }
+    if (clientBits !== undefined) response.push(`client_max_window_bits=${agreement.clientMaxWindowBits}`);
+    return { agreement, response: response.join("; ") };
+  }
+  return undefined;
+}
+
+/** The four bytes every sync-flushed deflate stream ends with (§7.2.1). */
+const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+
+/** Compresses one message with an empty window (server_no_context_takeover).
+ * Returns undefined when it should go uncompressed: zlib cannot make a raw
+ * stream with a 256-byte window (it silently uses 512), so with
+ * server_max_window_bits=8 we never compress, which the RFC allows. */
+export function compressMessage(payload: Uint8Array, windowBits: number): Buffer | undefined {
+  if (windowBits < 9) return undefined;
+  const compressed = deflateRawSync(payload, { windowBits, finishFlush: zlibConstants.Z_SYNC_FLUSH });
+  return compressed.subarray(0, compressed.length - DEFLATE_TAIL.length);
+}
+
+/** The receiving half of permessage-deflate for one connection. With client
+ * context takeover it keeps the last 2^N bytes the client sent: its LZ77
+ * window, which the next message may refer back into. */
+export class MessageInflater {
+  private window: Buffer = Buffer.alloc(0);
+  private readonly windowSize: number;
+  private readonly maxPayload: number;
+
+  constructor(agreement: DeflateAgreement, maxPayload: number) {
+    this.windowSize = agreement.clientNoContextTakeover ? 0 : 2 ** agreement.clientMaxWindowBits;
+    this.maxPayload = maxPayload;
+  }
+
+  /** Inflates one message, refusing to produce more than maxPayload bytes:
+   * a few kilobytes of zeros can inflate to gigabytes. */
+  inflate(data: Buffer): Buffer | Violation {
+    // To let the new data refer back into the window, the window goes first,
+    // as an uncompressed ("stored", RFC 1951 §3.2.4) deflate block, and is cut
+    // off the output again. The block header: BFINAL=0 and BTYPE=00 in one
+    // byte, then LEN and its ones' complement NLEN, little-endian.
+    const window = this.window;
+    const parts: Buffer[] = [];
+    if (window.length > 0) {
+      const storedHeader = Buffer.alloc(5);
+      storedHeader.writeUInt16LE(window.length, 1);
+      storedHeader.writeUInt16LE(~window.length & 0xffff, 3);
+      parts.push(storedHeader, window);
+    }
+    parts.push(data, DEFLATE_TAIL);
+    let output: Buffer;
+    try {
+      output = inflateRawSync(Buffer.concat(parts), {
+        finishFlush: zlibConstants.Z_SYNC_FLUSH,
+        maxOutputLength: window.length + this.maxPayload,
+      });
+    } catch (error) {
+      return (error as { code?: string }).code === "ERR_BUFFER_TOO_LARGE" ? "message_too_big" : "inflate_failed";
+    }
+    const message = output.subarray(window.length);
+    if (message.length > this.maxPayload) return "message_too_big";
+    if (this.windowSize > 0) {
+      // Keep a copy of the tail: `output` may be large and should not be retained.
+      const keep = Math.min(this.windowSize, output.length);
+      this.window = Buffer.from(output.subarray(output.length - keep));
+    }
+    return message;
+  }
+}
+
+// ════════════════════════════════════════════════════════════════════════════
+// 6. The connection (RFC 6455 §5, §7): the thin layer that does I/O
+//
+// A Connection owns one TCP socket. Bytes from the socket go into the
+// decoder; the decoder's events come out here, where the protocol's few
+// duties are done: answer pings, answer a close, fail on a violation. What is
+// left, messages, goes to the endpoint. Going out: frames are encoded and
+// written, with three things in mind:
+//   - backpressure: when the socket's buffer is full we stop reading from
+//     this peer until it drains, so a peer that sends but never reads cannot
+//     make us buffer without bound;
+//   - slow consumers: a peer whose unsent bytes pass maxBufferedBytes is
+//     closed (1008), instead of letting a broadcast grow our memory;
+//   - the closing handshake, with its states spelled out:
+//       open ──we send close──▶ closing ──their close, or timeout──▶ closed
+//       open ──they send close──▶ (we answer at once) ──────────────▶ closed
+// ════════════════════════════════════════════════════════════════════════════
+
+export type ConnectionState = "open" | "closing" | "closed";
+
+/** What an endpoint (echo, chat) is told about its connection. */
+export interface ConnectionHandler {
+  onText?(connection: Connection, text: string): void;
+  onBinary?(connection: Connection, data: Buffer): void;
+  /** Once, when the connection is over. `code` is what the peer sent, or 1006 if it sent none. */
+  onClose?(connection: Connection, code: number, reason: string): void;
+}
+
+/** Observes every frame in both directions (the protocol trace, §8 of the README). */
+export interface FrameObserver {
+  received(connection: Connection, frame: FrameInfo): void;
+  sent(connection: Connection, frame: FrameInfo): void;
+  closed?(connection: Connection): void;
+}
+
+export interface ConnectionOptions {
+  maxPayload: number;
+  maxFragments: number;
+  maxBufferedBytes: number;
+  closingTimeoutMs: number;
+  keepaliveIntervalMs: number;
+  keepaliveTimeoutMs: number;
+  deflate: DeflateAgreement | undefined;
+  deflateThreshold: number;
+  log: (line: string) => void;
+}
+
+/** A message encoded once and sent to many connections (a chat broadcast):
+ * the frame bytes are made on first use and then shared. */
+export class PreparedMessage {
+  readonly payload: Buffer;
+  readonly binary: boolean;
+  private plainFrame: Buffer | undefined;
+  private readonly compressedFrames = new Map<number, Buffer | undefined>();
+
+  constructor(data: string | Buffer) {
+    this.binary = typeof data !== "string";
+    this.payload = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+  }
+
+  /** The frame for a connection with this agreement: compressed frames differ
+   * only by window size, so there is at most one per size. */
+  frameFor(deflate: DeflateAgreement | undefined, threshold: number): { frame: Buffer; compressed: boolean } {
+    if (deflate !== undefined && this.payload.length >= threshold) {
+      const bits = deflate.serverMaxWindowBits;
+      if (!this.compressedFrames.has(bits)) {
+        const compressed = compressMessage(this.payload, bits);
+        this.compressedFrames.set(bits, compressed && encodeFrame(this.opcode, compressed, { rsv1: true }));
+      }
+      const frame = this.compressedFrames.get(bits);
+      if (frame !== undefined) return { frame, compressed: true };
+    }
+    this.plainFrame ??= encodeFrame(this.opcode, this.payload);
+    return { frame: this.plainFrame, compressed: false };
+  }
+
+  private get opcode(): number {
+    return this.binary ? Opcode.Binary : Opcode.Text;
+  }
+}
+
+/** Above this size a payload is written after its header, not copied behind it. */
+const COPY_LIMIT = 64 * 1024;
+
+let nextConnectionId = 1;
+
+export class Connection {
+  readonly id = nextConnectionId++;
+  readonly socket: Socket;
+  readonly remoteAddress: string;
+  readonly protocol: string | undefined;
+  readonly deflate: DeflateAgreement | undefined;
+  handler: ConnectionHandler = {};
+  observer: FrameObserver | undefined;
+  /** Free for the endpoint's own bookkeeping (the chat room keeps its member here). */
+  state: ConnectionState = "open";
+
+  private readonly options: ConnectionOptions;
+  private readonly decoder: FrameDecoder;
+  private readonly inflater: MessageInflater | undefined;
+  private closeTimer: ReturnType<typeof setTimeout> | undefined;
+  private keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
+  private awaitingPong = false;
+  private pausedForBackpressure = false;
+  private peerClose: { code: number; reason: string } | undefined;
+  private finished = false;
+
+  constructor(socket: Socket, protocol: string | undefined, options: ConnectionOptions) {
+    this.socket = socket;
+    this.remoteAddress = socket.remoteAddress ?? "unknown";
+    this.protocol = protocol;
+    this.deflate = options.deflate;
+    this.options = options;
+    this.decoder = new FrameDecoder({
+      expectMasked: true,
+      maxPayload: options.maxPayload,
+      maxFragments: options.maxFragments,
+      allowCompression: options.deflate !== undefined,
+    });
+    this.inflater = options.deflate && new MessageInflater(options.deflate, options.maxPayload);
+
+    socket.setNoDelay(true); // small frames go out now, not 40 ms later (Nagle)
+    socket.setTimeout(0);
+    socket.on("data", (chunk: Buffer) => this.receiveBytes(chunk));
+    socket.on("drain", () => this.resumeReading());
+    socket.on("end", () => socket.end()); // the peer half-closed: finish our half
+    socket.on("error", (error: Error) => {
+      if (this.state === "open") this.options.log(`connection ${this.id}: ${error.message}`);
+      socket.destroy();
+    });
+    socket.on("close", () => this.finish());
+    this.scheduleKeepalive(options.keepaliveIntervalMs);
+  }
+
+  /** Lets the decoder report frames (for --trace and the inspector); off by default because it copies previews. */
+  observeFrames(observer: FrameObserver): void {
+    this.observer = observer;
+    this.decoder.observe(true);
+  }
+
+  /** Bytes queued in the socket but not yet handed to the operating system. */
+  get bufferedAmount(): number {
+    return this.socket.writableLength;
+  }
+
+  // ── Receiving ──────────────────────────────────────────────────────────────
+
+  /** Socket bytes in; also the bytes that came with the upgrade request. */
+  receiveBytes(chunk: Buffer): void {
+    if (this.state === "closed") return;
+    this.awaitingPong = false; // any byte from the peer proves it is alive
+    for (const event of this.decoder.receive(chunk)) {
+      this.handleEvent(event);
+      if (this.finished) return;
+    }
+  }
+
+  private handleEvent(event: DecoderEvent): void {
+    switch (event.type) {
+      case "frame":
+        this.observer?.received(this, event.frame);
+        return;
+      case "text":
+        return this.deliver("text", event.text);
+      case "binary":
+        return this.deliver("binary", event.data);
+      case "compressed":
+        return this.deliverCompressed(event.binary, event.data);
+      case "ping":
+        // §5.5.2: answer with the same payload. While our send buffer is
+        // over its mark we stop reading, so a ping flood cannot queue pongs.
+        if (this.state === "open") this.writeFrame(Opcode.Pong, event.data);
+        return;
+      case "pong":
+        return; // §5.5.3: an unsolicited pong needs no answer; it already counted as life
+      case "close":
+        return this.receiveClose(event.code, event.reason);
+      case "violation":
+        this.options.log(`connection ${this.id}: closing with ${event.closeCode}: ${event.reason}`);
+        return this.close(event.closeCode, event.reason);
+    }
+  }
+
+  private deliverCompressed(binary: boolean, data: Buffer): void {
+    const result = this.inflater!.inflate(data);
+    if (typeof result === "string") {
+      const { closeCode, message } = violations[result];
+      return this.close(closeCode, message);
+    }
+    if (binary) return this.deliver("binary", result);
+    if (!isUtf8(result)) return this.close(violations.invalid_utf8.closeCode, violations.invalid_utf8.message);
+    this.deliver("text", result.toString("utf8"));
+  }
+
+  /** Hands a message to the endpoint. An exception there is this
+   * connection's problem only: it is logged and the connection closed with
+   * 1011; the server and every other connection go on. */
+  private deliver(kind: "text" | "binary", data: string | Buffer): void {
+    if (this.state !== "open") return; // after our close, data is discarded (§5.5.1)
+    try {
+      if (kind === "text") this.handler.onText?.(this, data as string);
+      else this.handler.onBinary?.(this, data as Buffer);
+    } catch (error) {
+      this.options.log(`connection ${this.id}: handler failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+      this.close(CloseCode.InternalError, "internal error");
+    }
+  }
+
+  /** §5.5.1 and §7.1.5: a close frame arrived. If we started the handshake,
+   * this is the answer; otherwise we answer it, echoing the code. Either
+   * way the server then closes the TCP connection (§7.1.1). */
+  private receiveClose(code: number, reason: string): void {
+    this.peerClose = { code, reason };
+    if (this.state === "open") {
+      this.writeFrame(Opcode.Close, encodeClosePayload(code === CloseCode.NoStatusReceived ? CloseCode.Normal : code));
+    }
+    this.state = "closing";
+    this.socket.end();
+    this.armCloseTimer();
+  }
+
+  // ── Sending ────────────────────────────────────────────────────────────────
+
+  /** Sends one message: a string as a text frame, a Buffer as a binary frame.
+   * Returns false when the message was not queued (closing, or too slow). */
+  send(data: string | Buffer): boolean {
+    if (this.state !== "open") return false;
+    const opcode = typeof data === "string" ? Opcode.Text : Opcode.Binary;
+    if (this.deflate !== undefined) {
+      const length = typeof data === "string" ? Buffer.byteLength(data) : data.length;
+      if (length >= this.options.deflateThreshold) return this.sendPrepared(new PreparedMessage(data));
+    }
+    return this.writeFrame(opcode, data);
+  }
+
+  /** Sends a message encoded once for many connections. */
+  sendPrepared(message: PreparedMessage): boolean {
+    if (this.state !== "open") return false;
+    const { frame, compressed } = message.frameFor(this.deflate, this.options.deflateThreshold);
+    if (this.observer) {
+      const lengthField = frame[1]! & 0x7f;
+      const wireLength = frame.length - (lengthField < 126 ? 2 : lengthField === 126 ? 4 : 10);
+      const opcode = message.binary ? Opcode.Binary : Opcode.Text;
+      this.observer.sent(this, describeOwnFrame(opcode, wireLength, compressed, message.payload));
+    }
+    return this.writeBytes(frame);
+  }
+
+  ping(payload: Buffer = Buffer.alloc(0)): boolean {
+    if (this.state !== "open") return false;
+    return this.writeFrame(Opcode.Ping, payload);
+  }
+
+  /** §7.1.2: starts the closing handshake. The peer has closingTimeoutMs to
+   * answer with its own close frame before the socket is destroyed. */
+  close(code: number = CloseCode.Normal, reason = ""): void {
+    if (this.state !== "open") return;
+    this.writeFrame(Opcode.Close, encodeClosePayload(code, reason));
+    this.state = "closing";
+    this.armCloseTimer();
+    // After a violation nothing more will be read (the decoder stopped), so
+    // there is no reply to wait for: end our side now.
+    if (code !== CloseCode.Normal && code !== CloseCode.GoingAway) this.socket.end();
+  }
+
+  /** Drops the TCP connection without a closing handshake. */
+  terminate(): void {
+    this.socket.destroy();
+  }
+
+  /** Encodes and writes one frame. A small payload is copied behind its
+   * header (one write); a large one is written after it (no copy). */
+  private writeFrame(opcode: number, payload: string | Buffer): boolean {
+    if (this.observer) {
+      const bytes = typeof payload === "string" ? Buffer.from(payload) : payload;
+      this.observer.sent(this, describeOwnFrame(opcode, bytes.length, false, bytes));
+    }
+    if (typeof payload !== "string" && payload.length > COPY_LIMIT) {
+      const header = Buffer.allocUnsafe(frameHeaderSize(payload.length));
+      writeFrameHeader(header, opcode, payload.length);
+      if (!this.roomFor(header.length + payload.length)) return false;
+      this.socket.cork();
+      this.socket.write(header);
+      const flushed = this.socket.write(payload);
+      this.socket.uncork();
+      if (!flushed) this.pauseReading();
+      return true;
+    }
+    return this.writeBytes(encodeFrame(opcode, payload));
+  }
+
+  private writeBytes(bytes: Buffer): boolean {
+    if (!this.roomFor(bytes.length)) return false;
+    if (!this.socket.write(bytes)) this.pauseReading();
+    return true;
+  }
+
+  /** A peer that does not read cannot make the server hold its messages for
+   * ever: past maxBufferedBytes the server stops queueing and closes it. */
+  private roomFor(length: number): boolean {
+    if (this.socket.destroyed) return false;
+    if (this.socket.writableLength + length <= this.options.maxBufferedBytes || length <= MAX_CONTROL_PAYLOAD + 2) return true;
+    if (this.state === "open") {
+      this.options.log(`connection ${this.id}: closing a slow consumer (${this.socket.writableLength} bytes unsent)`);
+      this.close(CloseCode.PolicyViolation, "too slow: the server's send buffer for this connection is full");
+    }
+    return false;
+  }
+
+  private pauseReading(): void {
+    if (this.pausedForBackpressure) return;
+    this.pausedForBackpressure = true;
+    this.socket.pause();
+  }
+
+  private resumeReading(): void {
+    if (!this.pausedForBackpressure) return;
+    this.pausedForBackpressure = false;
+    this.socket.resume();
+  }
+
+  // ── Timers and the end ─────────────────────────────────────────────────────
+
+  /** The server's half of "never disconnect": a ping every interval; no
+   * answer (nor any other byte) within the timeout means the peer is gone
+   * without telling us (a half-open connection), and it is dropped. */
+  private scheduleKeepalive(delay: number): void {
+    if (this.options.keepaliveIntervalMs <= 0) return;
+    this.keepaliveTimer = setTimeout(() => {
+      if (this.state !== "open") return;
+      if (this.awaitingPong) {
+        this.options.log(`connection ${this.id}: no pong within ${this.options.keepaliveTimeoutMs} ms, dropping it`);
+        return this.terminate();
+      }
+      this.awaitingPong = true;
+      this.ping();
+      this.keepaliveTimer = setTimeout(() => {
+        if (this.state !== "open") return;
+        if (this.awaitingPong) {
+          this.options.log(`connection ${this.id}: no pong within ${this.options.keepaliveTimeoutMs} ms, dropping it`);
+          return this.terminate();
+        }
+        this.scheduleKeepalive(Math.max(0, this.options.keepaliveIntervalMs - this.options.keepaliveTimeoutMs));
+      }, this.options.keepaliveTimeoutMs);
+      this.keepaliveTimer.unref();
+    }, delay);
+    this.keepaliveTimer.unref();
+  }
+
+  private armCloseTimer(): void {
+    if (this.closeTimer !== undefined) return;
+    this.closeTimer = setTimeout(() => this.socket.destroy(), this.options.closingTimeoutMs);
+    this.closeTimer.unref();
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.state = "closed";
+    clearTimeout(this.closeTimer);
+    clearTimeout(this.keepaliveTimer);
+    const { code, reason } = this.peerClose ?? { code: CloseCode.Abnormal, reason: "" };
+    this.observer?.closed?.(this);
+    try {
+      this.handler.onClose?.(this, code, reason);
+    } catch (error) {
+      this.options.log(`connection ${this.id}: close handler failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+}
+
+/** A FrameInfo for a frame this server sends (for the trace). `wireLength`
+ * is the payload length in the frame: after compression, if compressed. */
+function describeOwnFrame(opcode: number, wireLength: number, compressed: boolean, payload: Buffer): FrameInfo {
+  return {
+    fin: true,
+    rsv1: compressed,
+    rsv2: false,
+    rsv3: false,
+    opcode,
+    masked: false,
+    lengthBits: wireLength < 126 ? 7 : wireLength < 65536 ? 16 : 64,
+    length: wireLength,
+    maskKey: undefined,
+    previewOnWire: payload.subarray(0, PREVIEW_BYTES),
+    preview: payload.subarray(0, PREVIEW_BYTES),
+  };
+}
+
+// ════════════════════════════════════════════════════════════════════════════
+// 7. The echo endpoint: /echo
+//
+// Every text or binary message comes back unchanged, as the same type. It is
+// the smallest possible WebSocket application, the playground for learners
+// and the target for conformance suites such as Autobahn.
+// ════════════════════════════════════════════════════════════════════════════
+
+export const echoHandler: ConnectionHandler = {
+  onText: (connection, text) => void connection.send(text),
+  onBinary: (connection, data) => void connection.send(data),
+};
+
+// ════════════════════════════════════════════════════════════════════════════
+// 8. The chat room: /
+//
+// Everything below speaks JSON objects, never bytes; the connection above
+// did the protocol. The wire contract (README, "Wire contract"):
+//   client → server  {"type":"say","id","text"}   {"type":"ping","t"}
+//   server → client  welcome, message, pong, joined, left, error
+// Each accepted message gets the next sequence number `seq` and is kept in a
+// history (and, with --history, appended to a file before anyone sees it),
+// so a client that reconnects with `since=<last seq>` gets what it missed,
+// and a client that re-sends a message with the same `id` gets the stored
+// copy back instead of a duplicate. `epoch` names the history a seq belongs
+// to: a server that lost its history starts a new epoch, and clients know
+// their old seqs mean nothing there.
+// ════════════════════════════════════════════════════════════════════════════
+
+export interface ChatMessage {
+  seq: number;
+  id: string;
+  from: string;
+  text: string;
+  time: number;
+}
+
+export const MAX_TEXT_LENGTH = 2000;
+export const MAX_NAME_LENGTH = 32;
+export const MAX_ID_LENGTH = 128;
+export const defaultNames = ["小明", "小红", "小军", "小王"];
+
+/** Counts characters the way a person does (code points, not UTF-16 units). */
+function characterCount(text: string): number {
+  let count = 0;
+  for (const _ of text) count++;
+  return count;
+}
+
+function hasControlCharacter(text: string): boolean {
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return true;
+  }
+  return false;
+}
+
+/** A token bucket: `rate` tokens a second, at most `burst` saved up. */
+export class TokenBucket {
+  private tokens: number;
+  private updatedAt: number;
+  private readonly rate: number;
+  private readonly burst: number;
+  private readonly now: () => number;
+
+  constructor(rate: number, burst: number, now: () => number = Date.now) {
+    this.rate = rate;
+    this.burst = burst;
+    this.tokens = burst;
+    this.now = now;
+    this.updatedAt = now();
+  }
+
+  take(): boolean {
+    const now = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.updatedAt) / 1000) * this.rate);
+    this.updatedAt = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/** The last `size` messages, oldest first; ids are indexed for exactly-once delivery. */
+export class History {
+  private messages: ChatMessage[] = [];
+  private readonly byId = new Map<string, ChatMessage>();
+  private readonly size: number;
+  latestSeq = 0;
+
+  constructor(size: number) {
+    this.size = Math.max(1, size);
+  }
+
+  add(message: ChatMessage): void {
+    this.messages.push(message);
+    this.byId.set(message.id, message);
+    this.latestSeq = message.seq;
+    if (this.messages.length > this.size) {
+      // Drop in batches so the array is not shifted on every message.
+      const excess = this.messages.length - this.size;
+      if (excess >= Math.max(1, this.size >> 3)) {
+        for (const old of this.messages.splice(0, excess)) {
+          if (this.byId.get(old.id) === old) this.byId.delete(old.id);
+        }
+      }
+    }
+  }
+
+  /** The oldest seq still kept, or latestSeq + 1 when there is none. */
+  get oldestSeq(): number {
+    const skip = Math.max(0, this.messages.length - this.size);
+    return this.messages[skip]?.seq ?? this.latestSeq + 1;
+  }
+
+  find(id: string): ChatMessage | undefined {
+    const message = this.byId.get(id);
+    return message !== undefined && message.seq >= this.oldestSeq ? message : undefined;
+  }
+
+  /** The kept messages with seq > since, oldest first (a binary search, so
+   * a history loaded with gaps in its seqs still replays correctly). */
+  since(since: number): ChatMessage[] {
+    let low = Math.max(0, this.messages.length - this.size);
+    let high = this.messages.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (this.messages[middle]!.seq <= since) low = middle + 1;
+      else high = middle;
+    }
+    return this.messages.slice(low);
+  }
+}
+
+/** --history FILE: one JSON object a line. An `epoch` line names the history;
+ * every accepted message is appended before it is broadcast, so a server
+ * killed at any moment has on disk everything it ever acknowledged. */
+export class HistoryFile {
+  private readonly descriptor: number;
+  readonly path: string;
+
+  private constructor(path: string, descriptor: number) {
+    this.path = path;
+    this.descriptor = descriptor;
+  }
+
+  /** Opens (or creates) the file and reads it back: its epoch and messages.
+   * A torn last line, left by a crash in the middle of a write, is cut off
+   * with a warning so the next append starts on a line of its own. */
+  static open(path: string, log: (line: string) => void): { file: HistoryFile; epoch: string; messages: ChatMessage[] } {
+    const descriptor = openSync(path, existsSync(path) ? "r+" : "w+");
+    const size = fstatSync(descriptor).size;
+    const content = Buffer.alloc(size);
+    let read = 0;
+    while (read < size) read += readSync(descriptor, content, read, size - read, read);
+    const lastNewline = content.lastIndexOf(0x0a);
+    const completeLength = lastNewline + 1;
+    if (completeLength < size) {
+      log(`history ${path}: the last line is incomplete (a crash during a write?); dropping ${size - completeLength} bytes`);
+      ftruncateSync(descriptor, completeLength);
+    }
+    let epoch: string | undefined;
+    const messages: ChatMessage[] = [];
+    const lines = content.subarray(0, completeLength).toString("utf8").split("\n");
+    lines.forEach((line, index) => {
+      if (line.trim() === "") return;
+      try {
+        const record = JSON.parse(line) as Partial<ChatMessage> & { type?: string; epoch?: string };
+        if (record.type === "epoch" && typeof record.epoch === "string") epoch = record.epoch;
+        else if (typeof record.seq === "number" && typeof record.id === "string" && typeof record.text === "string") {
+          messages.push({ seq: record.seq, id: record.id, from: String(record.from), text: record.text, time: Number(record.time) });
+        } else throw new Error("not a message");
+      } catch {
+        log(`history ${path}: line ${index + 1} is not a message; skipped`);
+      }
+    });
+    const file = new HistoryFile(path, descriptor);
+    if (epoch === undefined) {
+      epoch = newEpoch();
+      file.append({ type: "epoch", epoch });
+    }
+    return { file, epoch, messages };
+  }
+
+  /** Appends one record. writeSync: the message is in the operating system's
+   * hands before anyone is told it was accepted. */
+  append(record: object): void {
+    const line = Buffer.from(JSON.stringify(record) + "\n", "utf8");
+    let written = 0;
+    while (written < line.length) written += writeSync(this.descriptor, line, written, line.length - written, null);
+  }
+
+  close(): void {
+    closeSync(this.descriptor);
+  }
+}
+
+export function newEpoch(): string {
+  return randomBytes(8).toString("hex");
+}
+
+interface Member {
+  name: string;
+  bucket: TokenBucket;
+  /** Drains while messages are refused: sustained flooding closes with 1008. */
+  patience: TokenBucket;
+}
+
+export interface ChatRoomOptions {
+  historySize: number;
+  historyFile?: string;
+  messageRate: number;
+  messageBurst: number;
+  log: (line: string) => void;
+}
+
+type ClientMessage = { type?: unknown; id?: unknown; text?: unknown; t?: unknown };
+
+export class ChatRoom implements ConnectionHandler {
+  readonly members = new Map<Connection, Member>();
+  readonly history: History;
+  epoch: string;
+  private readonly file: HistoryFile | undefined;
+  private readonly options: ChatRoomOptions;
+
+  constructor(options: ChatRoomOptions) {
+    this.options = options;
+    this.history = new History(options.historySize);
+    if (options.historyFile !== undefined) {
+      const { file, epoch, messages } = HistoryFile.open(options.historyFile, options.log);
+      this.file = file;
+      this.epoch = epoch;
+      for (const message of messages.slice(-options.historySize)) this.history.add(message);
+      this.history.latestSeq = messages.reduce((latest, message) => Math.max(latest, message.seq), 0);
+      options.log(`history ${options.historyFile}: ${messages.length} messages, epoch ${epoch}, next seq ${this.history.latestSeq + 1}`);
+    } else {
+      this.epoch = newEpoch();
+    }
+  }
+
+  /** A new connection on `/`: give it a name, welcome it, replay what it missed. */
+  join(connection: Connection, query: URLSearchParams): void {
+    connection.handler = this;
+    const { name, problem } = this.chooseName(query.get("name"));
+    this.members.set(connection, {
+      name,
+      bucket: new TokenBucket(this.options.messageRate, this.options.messageBurst),
+      patience: new TokenBucket(this.options.messageRate, this.options.messageBurst * 2),
+    });
+
+    // Resume: `since` means something only in the epoch it came from.
+    const since = Number(query.get("since") ?? "0");
+    const clientEpoch = query.get("epoch");
+    const sinceIsValid = Number.isSafeInteger(since) && since >= 0;
+    const sameEpoch = clientEpoch === null || clientEpoch === this.epoch;
+    const resumed =
+      query.has("since") && sinceIsValid && sameEpoch && since >= this.history.oldestSeq - 1 && since <= this.history.latestSeq;
+    const replayFrom = resumed ? since : sameEpoch && sinceIsValid && since <= this.history.latestSeq ? since : 0;
+
+    this.sendTo(connection, {
+      type: "welcome",
+      name,
+      users: [...this.members.values()].map((member) => member.name),
+      seq: this.history.latestSeq,
+      epoch: this.epoch,
+      resumed,
+    });
+    if (problem) this.sendError(connection, problem.code, problem.message);
+    for (const message of this.history.since(replayFrom)) this.sendTo(connection, { type: "message", ...message });
+    this.broadcast({ type: "joined", name }, connection);
+  }
+
+  onText(connection: Connection, text: string): void {
+    const member = this.members.get(connection);
+    if (member === undefined) return;
+    if (!member.bucket.take()) {
+      if (!member.patience.take()) return connection.close(CloseCode.PolicyViolation, "too many messages, for too long");
+      return this.sendError(connection, "rate_limited", `Slow down: at most ${this.options.messageRate} messages a second.`);
+    }
+    let message: ClientMessage;
+    try {
+      message = JSON.parse(text) as ClientMessage;
+    } catch {
+      return this.sendError(connection, "bad_json", "That was not JSON; send one JSON object per message.");
+    }
+    if (typeof message !== "object" || message === null || Array.isArray(message)) {
+      return this.sendError(connection, "bad_message", "Send one JSON object with a \"type\".");
+    }
+    switch (message.type) {
+      case "say":
+        return this.say(connection, member, message);
+      case "ping":
+        return this.sendTo(connection, { type: "pong", t: message.t });
+      default:
+        return this.sendError(connection, "unknown_type", `Unknown message type ${JSON.stringify(message.type ?? null)}; expected "say" or "ping".`);
+    }
+  }
+
+  onBinary(connection: Connection): void {
+    connection.close(CloseCode.UnsupportedData, "this room speaks JSON in text frames");
+  }
+
+  onClose(connection: Connection): void {
+    const member = this.members.get(connection);
+    if (member === undefined) return;
+    this.members.delete(connection);
+    this.broadcast({ type: "left", name: member.name });
+  }
+
+  private say(connection: Connection, member: Member, message: ClientMessage): void {
+    const { id, text } = message;
+    if (typeof id !== "string" || id === "" || id.length > MAX_ID_LENGTH) {
+      return this.sendError(connection, "bad_id", `A message needs an "id": a unique string of 1-${MAX_ID_LENGTH} characters.`);
+    }
+    if (typeof text !== "string" || text.trim() === "") return this.sendError(connection, "empty_text", "A message needs some \"text\".");
+    if (text.length > MAX_TEXT_LENGTH && characterCount(text) > MAX_TEXT_LENGTH) {
+      return this.sendError(connection, "text_too_long", `A message has at most ${MAX_TEXT_LENGTH} characters.`);
+    }
+    // Exactly once: a retried message is not sequenced again; its sender gets the stored copy.
+    const stored = this.history.find(id);
+    if (stored !== undefined) return this.sendTo(connection, { type: "message", ...stored });
+
+    const accepted: ChatMessage = { seq: this.history.latestSeq + 1, id, from: member.name, text, time: Date.now() };
+    try {
+      this.file?.append(accepted);
+    } catch (error) {
+      this.options.log(`history: could not write: ${error instanceof Error ? error.message : String(error)}`);
+      return this.sendError(connection, "storage_failed", "The server could not store your message; it will be sent again.");
+    }
+    this.history.add(accepted);
+    this.broadcast({ type: "message", ...accepted });
+  }
+
+  /** Picks the name for a newcomer. A requested name is trimmed, checked,
+   * and made unique with a number; without one, the next free default. */
+  private chooseName(requested: string | null): { name: string; problem?: { code: string; message: string } } {
+    const taken = new Set([...this.members.values()].map((member) => member.name));
+    const wanted = requested?.trim() ?? "";
+    if (wanted !== "") {
+      const length = characterCount(wanted);
+      if (length > MAX_NAME_LENGTH || hasControlCharacter(wanted)) {
+        const name = this.defaultName(taken);
+        return { name, problem: { code: "bad_name", message: `A name has 1-${MAX_NAME_LENGTH} characters and no control characters; you are ${name}.` } };
+      }
+      if (!taken.has(wanted)) return { name: wanted };
+      for (let suffix = 2; ; suffix++) {
+        const ending = String(suffix);
+        const base = [...wanted].slice(0, MAX_NAME_LENGTH - ending.length).join("");
+        const candidate = base + ending;
+        if (!taken.has(candidate)) {
+          return { name: candidate, problem: { code: "name_taken", message: `${wanted} is taken; you are ${candidate}.` } };
+        }
+      }
+    }
+    return { name: this.defaultName(taken) };
+  }
+
+  private defaultName(taken: Set<string>): string {
+    for (const name of defaultNames) if (!taken.has(name)) return name;
+    for (let number = defaultNames.length + 1; ; number++) {
+      if (!taken.has(`访客${number}`)) return `访客${number}`;
+    }
+  }
+
+  private sendTo(connection: Connection, message: object): void {
+    connection.send(JSON.stringify(message));
+  }
+
+  private sendError(connection: Connection, code: string, message: string): void {
+    this.sendTo(connection, { type: "error", code, message });
+  }
+
+  /** Encodes once, sends the same bytes to everyone (but `except`). */
+  private broadcast(message: object, except?: Connection): void {
+    const prepared = new PreparedMessage(JSON.stringify(message));
+    for (const connection of this.members.keys()) {
+      if (connection !== except) connection.sendPrepared(prepared);
+    }
+  }
+
+  close(): void {
+    this.file?.close();
+  }
+}
+
+// ════════════════════════════════════════════════════════════════════════════
+// 9. The static page: GET / and GET /client.js
+//
+// Exactly two files are served, by exact path; nothing else on disk can be
+// reached, whatever `..` or percent-encoding a request tries (the design this
+// replaces served its whole folder, source code included).
+// ════════════════════════════════════════════════════════════════════════════
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+export const staticFiles: Record<string, { file: string; type: string }> = {
+  "/": { file: "client.html", type: "text/html; charset=utf-8" },
+  "/client.js": { file: "client.js", type: "text/javascript; charset=utf-8" },
+};
+
+function serveStatic(request: IncomingMessage, response: ServerResponse, path: string, directory: string): void {
+  const entry = staticFiles[path];
+  if (entry === undefined) return sendPlain(response, 404, `Not found: ${path}`);
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return sendPlain(response, 405, `${request.method} is not allowed here; use GET or HEAD.`, { Allow: "GET, HEAD" });
+  }
+  let body: Buffer;
+  try {
+    body = readFileSync(join(directory, entry.file));
+  } catch {
+    return sendPlain(response, 500, `${entry.file} is missing next to server.ts (run npm run build for client.js).`);
+  }
+  response.writeHead(200, {
+    "Content-Type": entry.type,
+    "Content-Length": body.length,
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:",
+  });
+  response.end(request.method === "HEAD" ? undefined : body);
+}
+
+function sendPlain(response: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
+  const body = text + "\n";
+  response.writeHead(status, {
+    "Content-Type": "text/plain; charset=utf-8",
+    "Content-Length": Buffer.byteLength(body),
+    "Cache-Control": "no-cache",
+    ...headers,
+  });
+  response.end(response.req.method === "HEAD" ? undefined : body);
+}
+
+// ════════════════════════════════════════════════════════════════════════════
+// 10. The server: routing, limits, shutdown
+//
+// node:http parses the request; its `upgrade` event hands us the raw socket
+// of a request that asks to switch protocols. Here the handshake verdict is
+// written, the limits are enforced before any WebSocket state exists, and the
+// Connection takes over the socket.
+// ════════════════════════════════════════════════════════════════════════════
+
+export interface ServerConfig {
+  port: number;
+  host: string;
+  allowedOrigins: string[];
+  maxPayload: number;
+  maxFragments: number;
+  maxBufferedBytes: number;
+  closingTimeoutMs: number;
+  keepaliveIntervalMs: number;
+  keepaliveTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  historySize: number;
+  historyFile: string | undefined;
+  messageRate: number;
+  messageBurst: number;
+  deflate: DeflateOptions;
+  verbose: boolean;
+  staticDirectory: string;
+  log: (line: string) => void;
+}
+
+export const defaultConfig: ServerConfig = {
+  port: defaults.port,
+  host: defaults.host,
+  allowedOrigins: [],
+  maxPayload: defaults.maxPayload,
+  maxFragments: defaults.maxFragments,
+  maxBufferedBytes: defaults.maxBufferedBytes,
+  closingTimeoutMs: defaults.closingTimeoutMs,
+  keepaliveIntervalMs: defaults.keepaliveIntervalMs,
+  keepaliveTimeoutMs: defaults.keepaliveTimeoutMs,
+  handshakeTimeoutMs: defaults.handshakeTimeoutMs,
+  maxConnections: defaults.maxConnections,
+  maxConnectionsPerIp: defaults.maxConnectionsPerIp,
+  historySize: defaults.historySize,
+  historyFile: undefined,
+  messageRate: defaults.messageRate,
+  messageBurst: defaults.messageBurst,
+  deflate: defaultDeflateOptions,
+  verbose: false,
+  staticDirectory: here,
+  log: (line) => console.error(line),
+};
+
+interface Endpoint {
+  subprotocols: readonly string[];
+  open(connection: Connection, query: URLSearchParams): void;
+}
+
+export interface RunningServer {
+  server: Server;
+  room: ChatRoom;
+  connections: Set<Connection>;
+  port: number;
+  /** Closes every connection with 1001, waits briefly for the handshakes, stops listening. */
+  shutdown(waitMs?: number): Promise<void>;
+}
+
+/** Splits a request target into its path (compared exactly, never
+ * normalised) and its query. */
+function splitTarget(target: string | undefined): { path: string; query: URLSearchParams } {
+  const raw = target ?? "/";
+  const mark = raw.indexOf("?");
+  return mark === -1
+    ? { path: raw, query: new URLSearchParams() }
+    : { path: raw.slice(0, mark), query: new URLSearchParams(raw.slice(mark + 1)) };
+}
+
+export function startServer(overrides: Partial<ServerConfig> = {}): Promise<RunningServer> {
+  const config: ServerConfig = { ...defaultConfig, ...overrides };
+  const log = config.log;
+  const room = new ChatRoom({
+    historySize: config.historySize,
+    historyFile: config.historyFile,
+    messageRate: config.messageRate,
+    messageBurst: config.messageBurst,
+    log,
+  });
+  const endpoints = new Map<string, Endpoint>([
+    ["/", { subprotocols: ["chat"], open: (connection, query) => room.join(connection, query) }],
+    ["/echo", { subprotocols: ["echo"], open: (connection) => void (connection.handler = echoHandler) }],
+  ]);
+  const connections = new Set<Connection>();
+  const connectionsPerIp = new Map<string, number>();
+  const handshakeTimers = new WeakMap<Socket, ReturnType<typeof setTimeout>>();
+
+  const server = createServer({
+    // node:http's own limits on the request itself (slowloris, huge headers).
+    headersTimeout: config.handshakeTimeoutMs,
+    requestTimeout: config.handshakeTimeoutMs,
+    connectionsCheckingInterval: 1000,
+    maxHeaderSize: 16 * 1024,
+  });
+
+  // Slowloris: a socket that has not finished a request within the timeout is
+  // dropped. Our own timer, so the limit holds on every runtime.
+  server.on("connection", (socket: Socket) => {
+    const timer = setTimeout(() => {
+      if (!socket.destroyed) socket.end(handshakeRefusal(408, "The request took too long to arrive."));
+      setTimeout(() => socket.destroy(), 1000).unref();
+    }, config.handshakeTimeoutMs);
+    timer.unref();
+    handshakeTimers.set(socket, timer);
+    socket.once("close", () => clearTimeout(timer));
+  });
+  const requestArrived = (socket: Socket) => clearTimeout(handshakeTimers.get(socket));
+
+  server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
+    if (!socket.writable) return void socket.destroy();
+    const tooLarge = error.code === "HPE_HEADER_OVERFLOW";
+    socket.end(tooLarge ? handshakeRefusal(431, "The request headers are too large.") : handshakeRefusal(400, "The request could not be parsed as HTTP."));
+    setTimeout(() => socket.destroy(), 1000).unref();
+  });
+
+  const refuse = (socket: Socket, status: number, reason: string, headers?: Record<string, string>) => {
+    if (config.verbose) log(`handshake refused: ${status} ${reason}`);
+    socket.end(handshakeRefusal(status, reason, headers));
+    setTimeout(() => socket.destroy(), 1000).unref();
+  };
+
+  server.on("upgrade", (request: IncomingMessage, socket: Socket, head: Buffer) => {
+    requestArrived(socket);
+    socket.on("error", () => socket.destroy()); // until a Connection owns it
+    try {
+      const { path, query } = splitTarget(request.url);
+      const endpoint = endpoints.get(path);
+      if (endpoint === undefined) return refuse(socket, 404, `No WebSocket endpoint at ${path}; try / or /echo.`);
+      // Limits come before any WebSocket state is allocated.
+      const address = socket.remoteAddress ?? "unknown";
+      if (connections.size >= config.maxConnections) {
+        return refuse(socket, 503, "The server has as many connections as it accepts; try again later.", { "Retry-After": "5" });
+      }
+      if ((connectionsPerIp.get(address) ?? 0) >= config.maxConnectionsPerIp) {
+        return refuse(socket, 503, "Too many connections from your address; try again later.", { "Retry-After": "5" });
+      }
+      const verdict = checkUpgradeRequest(request, { allowedOrigins: config.allowedOrigins, subprotocols: endpoint.subprotocols });
+      if (!verdict.accepted) return refuse(socket, verdict.status, verdict.reason, verdict.headers);
+      const deflate = negotiateDeflate(headerValue(request.headers, "sec-websocket-extensions"), config.deflate);
+
+      // §4.2.2 step 5: the 101 response. After its blank line, frames.
+      const response = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        `Sec-WebSocket-Accept: ${verdict.acceptKey}`,
+      ];
+      if (verdict.protocol !== undefined) response.push(`Sec-WebSocket-Protocol: ${verdict.protocol}`);
+      if (deflate !== undefined) response.push(`Sec-WebSocket-Extensions: ${deflate.response}`);
+      socket.write(response.join("\r\n") + "\r\n\r\n");
+
+      const connection = new Connection(socket, verdict.protocol, {
+        maxPayload: config.maxPayload,
+        maxFragments: config.maxFragments,
+        maxBufferedBytes: config.maxBufferedBytes,
+        closingTimeoutMs: config.closingTimeoutMs,
+        keepaliveIntervalMs: config.keepaliveIntervalMs,
+        keepaliveTimeoutMs: config.keepaliveTimeoutMs,
+        deflate: deflate?.agreement,
+        deflateThreshold: config.deflate.threshold,
+        log,
+      });
+      connections.add(connection);
+      connectionsPerIp.set(address, (connectionsPerIp.get(address) ?? 0) + 1);
+      socket.once("close", () => {
+        connections.delete(connection);
+        const count = (connectionsPerIp.get(address) ?? 1) - 1;
+        if (count <= 0) connectionsPerIp.delete(address);
+        else connectionsPerIp.set(address, count);
+        if (config.verbose) log(`connection ${connection.id} closed`);
+      });
+      if (config.verbose) log(`connection ${connection.id} opened from ${address} on ${path}${deflate ? " (permessage-deflate)" : ""}`);
+      endpoint.open(connection, query);
+      if (head.length > 0) connection.receiveBytes(head); // frames that came with the request
+    } catch (error) {
+      log(`upgrade failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+      if (!socket.destroyed) refuse(socket, 500, "The server failed to open this connection.");
+    }
+  });
+
+  server.on("request", (request: IncomingMessage, response: ServerResponse) => {
+    requestArrived(request.socket);
+    try {
+      const { path } = splitTarget(request.url);
+      // An upgrade request node:http did not treat as one (no "Connection:
+      // Upgrade", say), or a plain GET on a WebSocket endpoint.
+      if (request.headers.upgrade !== undefined || endpoints.has(path) && staticFiles[path] === undefined) {
+        const endpoint = endpoints.get(path);
+        if (endpoint === undefined) return sendPlain(response, 404, `Not found: ${path}`);
+        if (request.headers.upgrade === undefined) {
+          return sendPlain(response, 426, `${path} is a WebSocket endpoint: connect to it with a WebSocket client.`, { Upgrade: "websocket" });
+        }
+        const verdict = checkUpgradeRequest(request, { allowedOrigins: config.allowedOrigins, subprotocols: endpoint.subprotocols });
+        if (!verdict.accepted) return sendPlain(response, verdict.status, verdict.reason, verdict.headers);
+        return sendPlain(response, 426, `${path} is a WebSocket endpoint: connect to it with a WebSocket client.`, { Upgrade: "websocket" });
+      }
+      serveStatic(request, response, path, config.staticDirectory);
+    } catch (error) {
+      log(`request failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+      if (!response.headersSent) sendPlain(response, 500, "Internal server error.");
+      else response.destroy();
+    }
+  });
+
+  const shutdown = async (waitMs = 2000): Promise<void> => {
+    server.close();
+    for (const connection of connections) connection.close(CloseCode.GoingAway, "server shutting down");
+    const deadline = Date.now() + waitMs;
+    while (connections.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (const connection of connections) connection.terminate();
+    (server as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
+    room.close();
+  };
+
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.port, config.host, () => {
+      server.off("error", reject);
+      server.on("error", (error) => log(`server error: ${error.message}`));
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : config.port;
+      resolve({ server, room, connections, port, shutdown });
+    });
+  });
+}
+
+// ════════════════════════════════════════════════════════════════════════════
+// 11. The command line
+// ════════════════════════════════════════════════════════════════════════════
+
+export const helpText = `Usage: node server.ts [options]     (also: tsx, deno run -A, bun)
+
+A WebSocket chat room at http://HOST:PORT/ and an echo endpoint at /echo.
+
+Options:
+  --port N                    port to listen on (default ${defaults.port}, or $PORT; 0 picks a free one)
+  --host ADDRESS              address to listen on (default ${defaults.host}; 0.0.0.0 for your network)
+  --allow-origin ORIGIN       also accept pages from ORIGIN (repeatable, or comma-separated; * for any)
+  --max-payload BYTES         largest message accepted, after decompression (default ${defaults.maxPayload})
+  --keepalive-interval MS     ping every client this often; 0 turns it off (default ${defaults.keepaliveIntervalMs})
+  --keepalive-timeout MS      drop a client that has not answered a ping by then (default ${defaults.keepaliveTimeoutMs})
+  --closing-timeout MS        wait this long for the answer to a close frame (default ${defaults.closingTimeoutMs})
+  --handshake-timeout MS      drop a client whose request has not arrived by then (default ${defaults.handshakeTimeoutMs})
+  --max-connections N         WebSocket connections in all (default ${defaults.maxConnections})
+  --max-connections-per-ip N  WebSocket connections from one address (default ${defaults.maxConnectionsPerIp})
+  --max-buffered BYTES        close a client whose unsent data passes this (default ${defaults.maxBufferedBytes})
+  --message-rate N            chat messages a second per client (default ${defaults.messageRate})
+  --message-burst N           chat messages a client may send at once (default ${defaults.messageBurst})
+  --history FILE              keep every message in FILE (JSON lines) and load it at start-up
+  --history-size N            messages kept for replay (default ${defaults.historySize})
+  --no-deflate                do not negotiate permessage-deflate
+  --deflate-threshold BYTES   send shorter messages uncompressed (default ${defaults.deflateThreshold})
+  --deflate-client-window N   window bits asked of clients that let us choose, 8-15 (default ${defaultDeflateOptions.clientMaxWindowBits})
+  --deflate-server-window N   window bits the server compresses with, 9-15 (default ${defaultDeflateOptions.serverMaxWindowBits})
+  --deflate-client-context    let clients keep their context even when they offer not to
+  --verbose                   log every connection
+  --help                      show this text
+`;
+
+/** Reads the command line into a config; throws an Error with one clear line. */
+export function parseCommandLine(argv: string[], environment: Record<string, string | undefined> = {}): Partial<ServerConfig> & { help?: boolean } {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      port: { type: "string" },
+      host: { type: "string" },
+      "allow-origin": { type: "string", multiple: true },
+      "max-payload": { type: "string" },
+      "keepalive-interval": { type: "string" },
+      "keepalive-timeout": { type: "string" },
+      "closing-timeout": { type: "string" },
+      "handshake-timeout": { type: "string" },
+      "max-connections": { type: "string" },
+      "max-connections-per-ip": { type: "string" },
+      "max-buffered": { type: "string" },
+      "message-rate": { type: "string" },
+      "message-burst": { type: "string" },
+      history: { type: "string" },
+      "history-size": { type: "string" },
+      "no-deflate": { type: "boolean" },
+      "deflate-threshold": { type: "string" },
+      "deflate-client-window": { type: "string" },
+      "deflate-server-window": { type: "string" },
+      "deflate-client-context": { type: "boolean" },
+      verbose: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const number = (name: string, value: string | undefined, minimum: number, maximum = Number.MAX_SAFE_INTEGER): number | undefined => {
+    if (value === undefined) return undefined;
+    const parsed = Number(value);
+    if (value.trim() === "" || !Number.isInteger(parsed) || parsed < minimum || parsed > maximum) {
+      throw new Error(`--${name} takes a whole number from ${minimum} to ${maximum}, not "${value}"`);
+    }
+    return parsed;
+  };
+  const config: Partial<ServerConfig> & { help?: boolean } = {};
+  const set = <Key extends keyof ServerConfig>(key: Key, value: ServerConfig[Key] | undefined) => {
+    if (value !== undefined) config[key] = value;
+  };
+  if (values.help) config.help = true;
+  set("port", number("port", values.port ?? environment.PORT, 0, 65535));
+  set("host", values.host);
+  if (values["allow-origin"]) {
+    config.allowedOrigins = values["allow-origin"].flatMap((value) => value.split(",").map((origin) => origin.trim()).filter(Boolean));
+  }
+  set("maxPayload", number("max-payload", values["max-payload"], 1, 2 ** 31));
+  set("keepaliveIntervalMs", number("keepalive-interval", values["keepalive-interval"], 0));
+  set("keepaliveTimeoutMs", number("keepalive-timeout", values["keepalive-timeout"], 1));
+  set("closingTimeoutMs", number("closing-timeout", values["closing-timeout"], 1));
+  set("handshakeTimeoutMs", number("handshake-timeout", values["handshake-timeout"], 1));
+  set("maxConnections", number("max-connections", values["max-connections"], 1));
+  set("maxConnectionsPerIp", number("max-connections-per-ip", values["max-connections-per-ip"], 1));
+  set("maxBufferedBytes", number("max-buffered", values["max-buffered"], 1024));
+  set("messageRate", number("message-rate", values["message-rate"], 1));
+  set("messageBurst", number("message-burst", values["message-burst"], 1));
+  set("historyFile", values.history);
+  set("historySize", number("history-size", values["history-size"], 1));
+  set("verbose", values.verbose);
+  const deflate: DeflateOptions = { ...defaultDeflateOptions };
+  if (values["no-deflate"]) deflate.enabled = false;
+  deflate.threshold = number("deflate-threshold", values["deflate-threshold"], 0) ?? deflate.threshold;
+  deflate.clientMaxWindowBits = number("deflate-client-window", values["deflate-client-window"], 8, 15) ?? deflate.clientMaxWindowBits;
+  deflate.serverMaxWindowBits = number("deflate-server-window", values["deflate-server-window"], 9, 15) ?? deflate.serverMaxWindowBits;
+  if (values["deflate-client-context"]) deflate.clientNoContextTakeover = false;
+  config.deflate = deflate;
+  return config;
+}
+
+/** Runs when this file is the program, not when a test imports it. */
+async function main(): Promise<void> {
+  let config: ReturnType<typeof parseCommandLine>;
+  try {
+    config = parseCommandLine(process.argv.slice(2), process.env);
+  } catch (error) {
+    console.error(`server.ts: ${error instanceof Error ? error.message : String(error)} (see --help)`);
+    process.exit(2);
+  }
+  if (config.help) {
+    process.stdout.write(helpText);
+    return;
+  }
+  let running: RunningServer;
+  try {
+    running = await startServer(config);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    const port = config.port ?? defaults.port;
+    if (code === "EADDRINUSE") console.error(`Port ${port} is already in use: stop the other server, or start this one with --port ${port + 1}.`);
+    else if (code === "EACCES") console.error(`Not allowed to listen on port ${port}: choose a port above 1023 with --port.`);
+    else console.error(`Could not start: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  }
+  const host = config.host ?? defaults.host;
+  const shownHost = host.includes(":") ? `[${host}]` : host;
+  console.log(`Chat room listening on http://${shownHost}:${running.port}/`);
+  console.log(`  open that address in a browser, or connect a WebSocket client to ws://${shownHost}:${running.port}/echo`);
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) process.exit(1); // a second Ctrl-C: leave now
+    stopping = true;
+    console.log(`${signal}: closing every connection with 1001 (going away)`);
+    running.shutdown().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+}
+
+function isMainModule(): boolean {
+  const meta = import.meta as ImportMeta & { main?: boolean };
+  if (typeof meta.main === "boolean") return meta.main; // Deno, Bun, Node 24+
+  const entry = process.argv[1];
+  if (entry === undefined) return false;
+  try {
+    return realpathSync(resolve(entry)) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMainModule()) void main();
