@@ -1249,6 +1249,35 @@ export class PreparedMessage {
   }
 }
 
+/** A token bucket: `rate` tokens a second, at most `burst` saved up. */
+export class TokenBucket {
+  private tokens: number;
+  private updatedAt: number;
+  private readonly rate: number;
+  private readonly burst: number;
+  private readonly now: () => number;
+
+  constructor(rate: number, burst: number, now: () => number = Date.now) {
+    this.rate = rate;
+    this.burst = burst;
+    this.tokens = burst;
+    this.now = now;
+    this.updatedAt = now();
+  }
+
+  take(): boolean {
+    const now = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.updatedAt) / 1000) * this.rate);
+    this.updatedAt = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/** Pings and pongs a peer may send a second before they are ignored. */
+const CONTROL_FRAME_RATE = 50;
+
 /** Above this size a payload is written after its header, not copied behind it. */
 const COPY_LIMIT = 64 * 1024;
 
@@ -1262,7 +1291,6 @@ export class Connection {
   readonly deflate: DeflateAgreement | undefined;
   handler: ConnectionHandler = {};
   observer: FrameObserver | undefined;
-  /** Free for the endpoint's own bookkeeping (the chat room keeps its member here). */
   state: ConnectionState = "open";
 
   private readonly options: ConnectionOptions;
@@ -1272,6 +1300,11 @@ export class Connection {
   private keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
   private awaitingPong = false;
   private pausedForBackpressure = false;
+  private writesBatched = false;
+  /** Pings and pongs cost work too: a peer gets this many a second, and
+   * one that keeps flooding past them is closed. */
+  private readonly controlFrames = new TokenBucket(CONTROL_FRAME_RATE, CONTROL_FRAME_RATE * 2);
+  private readonly controlFloodPatience = new TokenBucket(CONTROL_FRAME_RATE, CONTROL_FRAME_RATE * 4);
   private peerClose: { code: number; reason: string } | undefined;
   private finished = false;
 
@@ -1337,11 +1370,13 @@ export class Connection {
       case "compressed":
         return this.deliverCompressed(event.binary, event.data);
       case "ping":
-        // §5.5.2: answer with the same payload. While our send buffer is
-        // over its mark we stop reading, so a ping flood cannot queue pongs.
-        if (this.state === "open") this.writeFrame(Opcode.Pong, event.data);
+        // §5.5.2: answer with the same payload. A flood of pings is not
+        // answered past the budget, and while our send buffer is full we stop
+        // reading, so pongs can never pile up.
+        if (this.state === "open" && this.withinControlBudget()) this.writeFrame(Opcode.Pong, event.data);
         return;
       case "pong":
+        this.withinControlBudget();
         return; // §5.5.3: an unsolicited pong needs no answer; it already counted as life
       case "close":
         return this.receiveClose(event.code, event.reason);
@@ -1349,6 +1384,12 @@ export class Connection {
         this.options.log(`connection ${this.id}: closing with ${event.closeCode}: ${event.reason}`);
         return this.close(event.closeCode, event.reason);
     }
+  }
+
+  private withinControlBudget(): boolean {
+    if (this.controlFrames.take()) return true;
+    if (!this.controlFloodPatience.take()) this.close(CloseCode.PolicyViolation, "too many pings and pongs");
+    return false;
   }
 
   private deliverCompressed(binary: boolean, data: Buffer): void {
@@ -1449,11 +1490,9 @@ export class Connection {
       const header = Buffer.allocUnsafe(frameHeaderSize(payload.length));
       writeFrameHeader(header, opcode, payload.length);
       if (!this.roomFor(header.length + payload.length)) return false;
-      this.socket.cork();
+      this.batchWrites();
       this.socket.write(header);
-      const flushed = this.socket.write(payload);
-      this.socket.uncork();
-      if (!flushed) this.pauseReading();
+      if (!this.socket.write(payload)) this.pauseReading();
       return true;
     }
     return this.writeBytes(encodeFrame(opcode, payload));
@@ -1461,8 +1500,25 @@ export class Connection {
 
   private writeBytes(bytes: Buffer): boolean {
     if (!this.roomFor(bytes.length)) return false;
+    this.batchWrites();
     if (!this.socket.write(bytes)) this.pauseReading();
     return true;
+  }
+
+  /** Frames written in the same turn of the event loop leave together, in
+   * one system call: an echo of ten frames that arrived in one TCP segment,
+   * or a burst of broadcasts, costs one write instead of ten. */
+  private batchWrites(): void {
+    if (this.writesBatched) return;
+    this.writesBatched = true;
+    this.socket.cork();
+    process.nextTick(flushBatchedWrites, this);
+  }
+
+  /** Called once per turn by flushBatchedWrites. */
+  flushWrites(): void {
+    this.writesBatched = false;
+    this.socket.uncork();
   }
 
   /** A peer that does not read cannot make the server hold its messages for
@@ -1539,6 +1595,10 @@ export class Connection {
   }
 }
 
+function flushBatchedWrites(connection: Connection): void {
+  connection.flushWrites();
+}
+
 /** A FrameInfo for a frame this server sends (for the trace). `wireLength`
  * is the payload length in the frame: after compression, if compressed. */
 function describeOwnFrame(opcode: number, wireLength: number, compressed: boolean, payload: Buffer): FrameInfo {
@@ -1612,32 +1672,6 @@ function hasControlCharacter(text: string): boolean {
     if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return true;
   }
   return false;
-}
-
-/** A token bucket: `rate` tokens a second, at most `burst` saved up. */
-export class TokenBucket {
-  private tokens: number;
-  private updatedAt: number;
-  private readonly rate: number;
-  private readonly burst: number;
-  private readonly now: () => number;
-
-  constructor(rate: number, burst: number, now: () => number = Date.now) {
-    this.rate = rate;
-    this.burst = burst;
-    this.tokens = burst;
-    this.now = now;
-    this.updatedAt = now();
-  }
-
-  take(): boolean {
-    const now = this.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.updatedAt) / 1000) * this.rate);
-    this.updatedAt = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
 }
 
 /** The last `size` messages, oldest first; ids are indexed for exactly-once delivery. */
@@ -2021,6 +2055,9 @@ export interface ServerConfig {
   verbose: boolean;
   staticDirectory: string;
   log: (line: string) => void;
+  /** More WebSocket endpoints, by path: for programs that embed this server
+   * (the crash-isolation test injects one whose handler throws). */
+  extraEndpoints: ReadonlyMap<string, Endpoint>;
 }
 
 export const defaultConfig: ServerConfig = {
@@ -2044,9 +2081,10 @@ export const defaultConfig: ServerConfig = {
   verbose: false,
   staticDirectory: here,
   log: (line) => console.error(line),
+  extraEndpoints: new Map(),
 };
 
-interface Endpoint {
+export interface Endpoint {
   subprotocols: readonly string[];
   open(connection: Connection, query: URLSearchParams): void;
 }
@@ -2083,6 +2121,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
   const endpoints = new Map<string, Endpoint>([
     ["/", { subprotocols: ["chat"], open: (connection, query) => room.join(connection, query) }],
     ["/echo", { subprotocols: ["echo"], open: (connection) => void (connection.handler = echoHandler) }],
+    ...config.extraEndpoints,
   ]);
   const connections = new Set<Connection>();
   const connectionsPerIp = new Map<string, number>();
