@@ -353,6 +353,7 @@
       this.schedulePing();
     }
   }
+  const RESEND_LATER_CODES = /* @__PURE__ */ new Set(["rate_limited", "storage_failed"]);
   const DEFAULT_TIMING = {
     heartbeatIntervalMs: 1e4,
     heartbeatTimeoutMs: 5e3,
@@ -385,9 +386,16 @@
       __publicField(this, "socket", null);
       __publicField(this, "currentState", "offline");
       __publicField(this, "stopped", true);
+      /** The name the server gave us in the last welcome. */
       __publicField(this, "confirmedName");
-      /** The name to ask for in the next URL: the last welcome's, or what the user typed since. */
-      __publicField(this, "requestedName");
+      /**
+       * The name to ask for in every URL, kept in storage: the first name the
+       * server gave us, or the one the user typed. It differs from confirmedName
+       * only while the server lends us a stand-in because the name is taken,
+       * usually by our own previous connection that the server has not yet
+       * noticed is dead. When that one leaves, we ask for the name again.
+       */
+      __publicField(this, "wantedName");
       __publicField(this, "onlineUsers", []);
       __publicField(this, "retryAt", null);
       __publicField(this, "retryTimer", null);
@@ -409,7 +417,7 @@
       });
       const storedName = options.storage.getItem(STORAGE_KEYS.name);
       this.confirmedName = storedName;
-      this.requestedName = storedName;
+      this.wantedName = storedName;
     }
     // --- What the page reads ---
     get state() {
@@ -479,12 +487,9 @@
     /** Reconnects under a new name; the server hands it out if nobody else holds it. */
     rename(rawName) {
       const name = rawName.trim();
-      if (name === "" || name === this.requestedName) return;
-      this.requestedName = name;
-      if (this.stopped) return;
-      this.discardSocket();
-      this.backoff.reset();
-      this.openSocket();
+      if (name === "" || name === this.wantedName) return;
+      this.rememberWantedName(name);
+      if (name !== this.confirmedName) this.reconnectNow();
     }
     /**
      * The browser says the network is back or the page is visible again. If we
@@ -516,7 +521,7 @@
     openSocket() {
       this.cancelRetry();
       if (this.socket !== null || this.stopped) return;
-      const url = buildSocketUrl(this.options.serverUrl, this.requestedName, this.transcript.resumePoint());
+      const url = buildSocketUrl(this.options.serverUrl, this.wantedName, this.transcript.resumePoint());
       let socket;
       try {
         socket = this.options.createSocket(url);
@@ -536,6 +541,13 @@
       socket.addEventListener("error", () => {
         if (socket === this.socket) this.handleLostConnection();
       });
+    }
+    /** A deliberate reconnection, not a failure: no waiting, no backoff. */
+    reconnectNow() {
+      if (this.stopped) return;
+      this.discardSocket();
+      this.backoff.reset();
+      this.openSocket();
     }
     /** The current socket closed, failed, fell silent or was never welcomed: replace it. */
     handleLostConnection() {
@@ -595,6 +607,10 @@
           break;
         case "left":
           if (frame.name === this.confirmedName) return;
+          if (frame.name === this.wantedName) {
+            this.reconnectNow();
+            return;
+          }
           this.onlineUsers = this.onlineUsers.filter((user) => user !== frame.name);
           this.transcript.addNotice("left", frame.name, this.timers.now());
           break;
@@ -608,11 +624,7 @@
       this.cancelTimer(this.connectTimer);
       this.connectTimer = null;
       this.confirmedName = welcome.name;
-      this.requestedName = welcome.name;
-      try {
-        this.options.storage.setItem(STORAGE_KEYS.name, welcome.name);
-      } catch {
-      }
+      if (this.wantedName === null) this.rememberWantedName(welcome.name);
       this.onlineUsers = [...welcome.users];
       this.transcript.welcome(welcome.epoch, welcome.resumed, this.timers.now());
       this.setState("connected");
@@ -625,7 +637,9 @@
       this.sendPending();
     }
     handleError(error) {
-      if (error.code === "rate_limited") {
+      if (error.code === "bad_name") {
+        this.rememberWantedName(this.confirmedName);
+      } else if (RESEND_LATER_CODES.has(error.code)) {
         if (this.resendTimer === null) {
           this.resendTimer = this.timers.setTimeout(() => {
             this.resendTimer = null;
@@ -652,6 +666,14 @@
       }
     }
     // --- Small helpers ---
+    rememberWantedName(name) {
+      this.wantedName = name;
+      try {
+        if (name === null) this.options.storage.removeItem(STORAGE_KEYS.name);
+        else this.options.storage.setItem(STORAGE_KEYS.name, name);
+      } catch {
+      }
+    }
     isOnline() {
       return this.options.isOnline?.() ?? true;
     }
@@ -727,7 +749,7 @@
       messagesLabel: "\u804A\u5929\u6D88\u606F",
       tooLong: `\u6D88\u606F\u592A\u957F\u4E86\uFF08\u6700\u591A ${MAX_TEXT_LENGTH} \u4E2A\u5B57\u7B26\uFF09`,
       errors: {
-        name_taken: "\u8FD9\u4E2A\u540D\u5B57\u5DF2\u7ECF\u6709\u4EBA\u5728\u7528\u4E86",
+        name_taken: "\u8FD9\u4E2A\u540D\u5B57\u6B63\u5728\u4F7F\u7528\u4E2D\uFF0C\u6682\u65F6\u7528\u4E86\u53E6\u4E00\u4E2A\uFF1B\u5B83\u7A7A\u51FA\u6765\u540E\u4F1A\u81EA\u52A8\u6362\u56DE",
         rate_limited: "\u53D1\u5F97\u592A\u5FEB\u4E86\uFF0C\u7A0D\u540E\u4F1A\u81EA\u52A8\u91CD\u53D1",
         empty_text: "\u4E0D\u80FD\u53D1\u9001\u7A7A\u6D88\u606F",
         text_too_long: `\u6D88\u606F\u592A\u957F\u4E86\uFF08\u6700\u591A ${MAX_TEXT_LENGTH} \u4E2A\u5B57\u7B26\uFF09`
@@ -756,7 +778,7 @@
       messagesLabel: "Chat messages",
       tooLong: `That message is too long (at most ${MAX_TEXT_LENGTH} characters)`,
       errors: {
-        name_taken: "Someone else is using that name",
+        name_taken: "That name is in use, so you have another for now; you get it back once it is free",
         rate_limited: "Too fast; your messages will be sent again shortly",
         empty_text: "Empty messages cannot be sent",
         text_too_long: `That message is too long (at most ${MAX_TEXT_LENGTH} characters)`

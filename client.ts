@@ -636,6 +636,9 @@ export interface ServerError {
   message: string;
 }
 
+/** Error codes after which the outbox is sent again a little later: the refusal was temporary. */
+const RESEND_LATER_CODES = new Set(["rate_limited", "storage_failed"]);
+
 /** The durations a ChatConnection works with; each can be changed through `timing`. */
 export interface ConnectionTiming {
   /** How often to ping a connection that seems fine. */
@@ -646,7 +649,7 @@ export interface ConnectionTiming {
   connectTimeoutMs: number;
   /** A connection that lasts this long resets the backoff; a shorter one still counts as a failure. */
   stableAfterMs: number;
-  /** After a rate_limited error, unconfirmed messages are sent again this much later. */
+  /** After a rate_limited (or storage_failed) error, unconfirmed messages are sent again this much later. */
   rateLimitRetryMs: number;
   backoffBaseMs: number;
   backoffCapMs: number;
@@ -717,9 +720,16 @@ export class ChatConnection {
   private socket: SocketLike | null = null;
   private currentState: ConnectionState = "offline";
   private stopped = true;
+  /** The name the server gave us in the last welcome. */
   private confirmedName: string | null;
-  /** The name to ask for in the next URL: the last welcome's, or what the user typed since. */
-  private requestedName: string | null;
+  /**
+   * The name to ask for in every URL, kept in storage: the first name the
+   * server gave us, or the one the user typed. It differs from confirmedName
+   * only while the server lends us a stand-in because the name is taken,
+   * usually by our own previous connection that the server has not yet
+   * noticed is dead. When that one leaves, we ask for the name again.
+   */
+  private wantedName: string | null;
   private onlineUsers: string[] = [];
   private retryAt: number | null = null;
 
@@ -744,7 +754,7 @@ export class ChatConnection {
     });
     const storedName = options.storage.getItem(STORAGE_KEYS.name);
     this.confirmedName = storedName;
-    this.requestedName = storedName;
+    this.wantedName = storedName;
   }
 
   // --- What the page reads ---
@@ -830,13 +840,9 @@ export class ChatConnection {
   /** Reconnects under a new name; the server hands it out if nobody else holds it. */
   rename(rawName: string): void {
     const name = rawName.trim();
-    if (name === "" || name === this.requestedName) return;
-    this.requestedName = name;
-    if (this.stopped) return;
-    // A deliberate reconnection, not a failure: no waiting, no backoff.
-    this.discardSocket();
-    this.backoff.reset();
-    this.openSocket();
+    if (name === "" || name === this.wantedName) return;
+    this.rememberWantedName(name);
+    if (name !== this.confirmedName) this.reconnectNow();
   }
 
   /**
@@ -873,7 +879,7 @@ export class ChatConnection {
     this.cancelRetry();
     if (this.socket !== null || this.stopped) return;
 
-    const url = buildSocketUrl(this.options.serverUrl, this.requestedName, this.transcript.resumePoint());
+    const url = buildSocketUrl(this.options.serverUrl, this.wantedName, this.transcript.resumePoint());
     let socket: SocketLike;
     try {
       socket = this.options.createSocket(url);
@@ -895,6 +901,14 @@ export class ChatConnection {
     socket.addEventListener("error", () => {
       if (socket === this.socket) this.handleLostConnection();
     });
+  }
+
+  /** A deliberate reconnection, not a failure: no waiting, no backoff. */
+  private reconnectNow(): void {
+    if (this.stopped) return;
+    this.discardSocket();
+    this.backoff.reset();
+    this.openSocket();
   }
 
   /** The current socket closed, failed, fell silent or was never welcomed: replace it. */
@@ -956,14 +970,19 @@ export class ChatConnection {
       case "pong":
         break;
       case "joined":
-        // Names are unique, so a notice about our own name can only be about an
-        // earlier connection of ours that the server is just now letting go.
         if (frame.name === this.confirmedName) return;
         if (!this.onlineUsers.includes(frame.name)) this.onlineUsers = [...this.onlineUsers, frame.name];
         this.transcript.addNotice("joined", frame.name, this.timers.now());
         break;
       case "left":
+        // Names are unique, so a notice about our own name can only be about an
+        // earlier connection of ours that the server is just now letting go.
         if (frame.name === this.confirmedName) return;
+        if (frame.name === this.wantedName) {
+          // The name we were lent a stand-in for is free again: take it back.
+          this.reconnectNow();
+          return;
+        }
         this.onlineUsers = this.onlineUsers.filter((user) => user !== frame.name);
         this.transcript.addNotice("left", frame.name, this.timers.now());
         break;
@@ -978,12 +997,7 @@ export class ChatConnection {
     this.cancelTimer(this.connectTimer);
     this.connectTimer = null;
     this.confirmedName = welcome.name;
-    this.requestedName = welcome.name;
-    try {
-      this.options.storage.setItem(STORAGE_KEYS.name, welcome.name);
-    } catch {
-      // Only a reload would notice; see writeStoredJson.
-    }
+    if (this.wantedName === null) this.rememberWantedName(welcome.name);
     this.onlineUsers = [...welcome.users];
     this.transcript.welcome(welcome.epoch, welcome.resumed, this.timers.now());
     this.setState("connected");
@@ -999,8 +1013,11 @@ export class ChatConnection {
   }
 
   private handleError(error: { code: string; message: string; id: string | null }): void {
-    if (error.code === "rate_limited") {
-      // The server dropped some of our messages; they are still in the outbox.
+    if (error.code === "bad_name") {
+      // The server will never accept that name; asking again would only repeat this.
+      this.rememberWantedName(this.confirmedName);
+    } else if (RESEND_LATER_CODES.has(error.code)) {
+      // The server did not take some of our messages; they are still in the outbox.
       if (this.resendTimer === null) {
         this.resendTimer = this.timers.setTimeout(() => {
           this.resendTimer = null;
@@ -1033,6 +1050,16 @@ export class ChatConnection {
   }
 
   // --- Small helpers ---
+
+  private rememberWantedName(name: string | null): void {
+    this.wantedName = name;
+    try {
+      if (name === null) this.options.storage.removeItem(STORAGE_KEYS.name);
+      else this.options.storage.setItem(STORAGE_KEYS.name, name);
+    } catch {
+      // Only a reload would notice; see writeStoredJson.
+    }
+  }
 
   private isOnline(): boolean {
     return this.options.isOnline?.() ?? true;
@@ -1158,7 +1185,7 @@ const TEXT: Record<Language, PageText> = {
     messagesLabel: "聊天消息",
     tooLong: `消息太长了（最多 ${MAX_TEXT_LENGTH} 个字符）`,
     errors: {
-      name_taken: "这个名字已经有人在用了",
+      name_taken: "这个名字正在使用中，暂时用了另一个；它空出来后会自动换回",
       rate_limited: "发得太快了，稍后会自动重发",
       empty_text: "不能发送空消息",
       text_too_long: `消息太长了（最多 ${MAX_TEXT_LENGTH} 个字符）`,
@@ -1187,7 +1214,7 @@ const TEXT: Record<Language, PageText> = {
     messagesLabel: "Chat messages",
     tooLong: `That message is too long (at most ${MAX_TEXT_LENGTH} characters)`,
     errors: {
-      name_taken: "Someone else is using that name",
+      name_taken: "That name is in use, so you have another for now; you get it back once it is free",
       rate_limited: "Too fast; your messages will be sent again shortly",
       empty_text: "Empty messages cannot be sent",
       text_too_long: `That message is too long (at most ${MAX_TEXT_LENGTH} characters)`,

@@ -786,16 +786,34 @@ describe("connection", () => {
     assert.equal(sockets.length, 2, "same or empty name: nothing to do");
   });
 
-  test("a name the server changes (name taken) is the one used from then on", () => {
-    const { connection, clock, latest, errors } = connectedHarness({}, { name: "小明" });
-    connection.rename("小红");
-    latest().receive({ type: "error", code: "name_taken", message: "That name is taken." });
-    latest().receive(welcome({ name: "访客5", resumed: true }));
-    assert.equal(connection.name, "访客5");
-    assert.equal(errors[0]?.code, "name_taken");
+  test("a name still held by our own dead connection is taken back when that connection leaves", () => {
+    const { connection, clock, sockets, latest, errors } = connectedHarness({}, { name: "小明", users: ["小明"] });
     latest().closeFromServer();
     clock.advance(999);
-    assert.equal(latest().query("name"), "访客5");
+    assert.equal(latest().query("name"), "小明");
+    // The server has not yet noticed our old connection is gone, and lends us a stand-in.
+    latest().receive(welcome({ name: "小明2", users: ["小明", "小明2"], resumed: true }));
+    latest().receive({ type: "error", code: "name_taken", message: "小明 is taken; you are 小明2." });
+    assert.equal(connection.name, "小明2");
+    assert.equal(errors[0]?.code, "name_taken");
+
+    latest().receive({ type: "left", name: "小明" });
+    assert.equal(sockets.length, 3, "reconnected at once");
+    assert.equal(sockets[1]!.closedByClient, true);
+    assert.equal(latest().query("name"), "小明");
+    latest().receive(welcome({ name: "小明", resumed: true }));
+    assert.equal(connection.name, "小明");
+    assert.deepEqual(connection.entries, [], "our own comings and goings are not news");
+  });
+
+  test("a name the server refuses for good (bad_name) is replaced by the one it gave", () => {
+    const { connection, clock, latest } = connectedHarness({}, { name: "小明" });
+    connection.rename("\u0007bell");
+    latest().receive(welcome({ name: "小红", resumed: true }));
+    latest().receive({ type: "error", code: "bad_name", message: "No control characters; you are 小红." });
+    latest().closeFromServer();
+    clock.advance(999);
+    assert.equal(latest().query("name"), "小红");
   });
 
   test("joined and left keep the user list and add notices; our own name is not news", () => {
