@@ -9,11 +9,12 @@
 //   4. Closing .............. §5.5.1 and §7: close codes and the closing handshake
 //   5. permessage-deflate ... RFC 7692: compression riding on the RSV1 bit
 //   6. Connection ........... the thin I/O layer: socket bytes in, decoder events out
-//   7. Echo endpoint ........ /echo, the playground and the conformance target
-//   8. Chat room ............ /, names, history, resume; it never touches bytes
-//   9. Static page .......... GET / and GET /client.js, and nothing else on disk
-//  10. Server ............... routing, limits, keepalive, shutdown
-//  11. Command line ......... options, start-up, signals
+//   7. Trace ................ every frame and the handshake, annotated (--trace, the inspector)
+//   8. Echo endpoint ........ /echo, the playground and the conformance target
+//   9. Chat room ............ /, names, history, resume; it never touches bytes
+//  10. Static page .......... GET / and GET /client.js, and nothing else on disk
+//  11. Server ............... routing, limits, shutdown
+//  12. Command line ......... options, start-up, signals
 //
 // It runs unchanged with `node --experimental-strip-types server.ts` (Node 22),
 // `node server.ts` (Node 24+), `deno run --allow-net --allow-read --allow-env
@@ -387,7 +388,8 @@ type DecoderState =
   | "closed" // a close frame was read: nothing more is parsed (§5.5.1)
   | "failed"; // a violation was found: nothing more is parsed (§7.1.7)
 
-const PREVIEW_BYTES = 16;
+/** How many payload bytes the trace shows; the data itself is never cut. */
+const PREVIEW_BYTES = 128;
 
 /** XORs `data` with the 4-byte key, in place, as if `data` started `offset`
  * bytes into the payload (§5.3). Masking and unmasking are the same operation. */
@@ -1290,7 +1292,12 @@ export class Connection {
   readonly protocol: string | undefined;
   readonly deflate: DeflateAgreement | undefined;
   handler: ConnectionHandler = {};
-  observer: FrameObserver | undefined;
+  /** Who watches this connection's frames (--trace, the page's inspector); usually nobody. */
+  private observers: FrameObserver[] = [];
+  /** While true, frames sent are not shown to observers: the inspector's own messages. */
+  private observersPaused = false;
+  /** The opening handshake as the trace tells it; kept only when someone may ask. */
+  handshakeTrace: string[] | undefined;
   state: ConnectionState = "open";
 
   private readonly options: ConnectionOptions;
@@ -1335,10 +1342,36 @@ export class Connection {
     this.scheduleKeepalive(options.keepaliveIntervalMs);
   }
 
-  /** Lets the decoder report frames (for --trace and the inspector); off by default because it copies previews. */
-  observeFrames(observer: FrameObserver): void {
-    this.observer = observer;
+  /** Shows every frame to `observer` from now on. The decoder only reports
+   * frames while someone watches, since that copies the first bytes of each. */
+  addObserver(observer: FrameObserver): void {
+    if (!this.observers.includes(observer)) this.observers.push(observer);
     this.decoder.observe(true);
+  }
+
+  removeObserver(observer: FrameObserver): void {
+    this.observers = this.observers.filter((existing) => existing !== observer);
+    this.decoder.observe(this.observers.length > 0);
+  }
+
+  hasObserver(observer: FrameObserver): boolean {
+    return this.observers.includes(observer);
+  }
+
+  /** Sends a text message that observers do not see (the inspector's reports
+   * about frames must not produce reports about themselves). */
+  sendUnobserved(text: string): boolean {
+    this.observersPaused = true;
+    try {
+      return this.send(text);
+    } finally {
+      this.observersPaused = false;
+    }
+  }
+
+  private tellObservers(direction: "received" | "sent", frame: FrameInfo): void {
+    if (this.observersPaused) return;
+    for (const observer of this.observers) observer[direction](this, frame);
   }
 
   /** Bytes queued in the socket but not yet handed to the operating system. */
@@ -1361,7 +1394,7 @@ export class Connection {
   private handleEvent(event: DecoderEvent): void {
     switch (event.type) {
       case "frame":
-        this.observer?.received(this, event.frame);
+        this.tellObservers("received", event.frame);
         return;
       case "text":
         return this.deliver("text", event.text);
@@ -1448,13 +1481,14 @@ export class Connection {
   sendPrepared(message: PreparedMessage): boolean {
     if (this.state !== "open") return false;
     const { frame, compressed } = message.frameFor(this.deflate, this.options.deflateThreshold);
-    if (this.observer) {
+    const written = this.writeBytes(frame);
+    if (written && this.observers.length > 0) {
       const lengthField = frame[1]! & 0x7f;
       const wireLength = frame.length - (lengthField < 126 ? 2 : lengthField === 126 ? 4 : 10);
       const opcode = message.binary ? Opcode.Binary : Opcode.Text;
-      this.observer.sent(this, describeOwnFrame(opcode, wireLength, compressed, message.payload));
+      this.tellObservers("sent", describeOwnFrame(opcode, wireLength, compressed, compressed ? frame.subarray(frame.length - wireLength) : message.payload));
     }
-    return this.writeBytes(frame);
+    return written;
   }
 
   ping(payload: Buffer = Buffer.alloc(0)): boolean {
@@ -1482,10 +1516,15 @@ export class Connection {
   /** Encodes and writes one frame. A small payload is copied behind its
    * header (one write); a large one is written after it (no copy). */
   private writeFrame(opcode: number, payload: string | Buffer): boolean {
-    if (this.observer) {
+    const written = this.writeFrameBytes(opcode, payload);
+    if (written && this.observers.length > 0) {
       const bytes = typeof payload === "string" ? Buffer.from(payload) : payload;
-      this.observer.sent(this, describeOwnFrame(opcode, bytes.length, false, bytes));
+      this.tellObservers("sent", describeOwnFrame(opcode, bytes.length, false, bytes));
     }
+    return written;
+  }
+
+  private writeFrameBytes(opcode: number, payload: string | Buffer): boolean {
     if (typeof payload !== "string" && payload.length > COPY_LIMIT) {
       const header = Buffer.allocUnsafe(frameHeaderSize(payload.length));
       writeFrameHeader(header, opcode, payload.length);
@@ -1586,7 +1625,7 @@ export class Connection {
     clearTimeout(this.closeTimer);
     clearTimeout(this.keepaliveTimer);
     const { code, reason } = this.peerClose ?? { code: CloseCode.Abnormal, reason: "" };
-    this.observer?.closed?.(this);
+    for (const observer of this.observers) observer.closed?.(this);
     try {
       this.handler.onClose?.(this, code, reason);
     } catch (error) {
@@ -1618,7 +1657,204 @@ function describeOwnFrame(opcode: number, wireLength: number, compressed: boolea
 }
 
 // ════════════════════════════════════════════════════════════════════════════
-// 7. The echo endpoint: /echo
+// 7. Seeing the protocol: --trace and the page's frame inspector
+//
+// Browsers show a WebSocket's messages, never its frames: not the FIN bit,
+// not the masking key, not the handshake's arithmetic. These functions turn
+// what the decoder and the encoder saw into lines a learner can read, like a
+// protocol analyser. --trace prints them; the page's inspector receives them
+// as `trace` messages on its own connection. They only format: nothing here
+// changes what is sent.
+// ════════════════════════════════════════════════════════════════════════════
+
+/** "7f 9f 4d" (spaced) or "7f9f4d" (packed), at most `limit` bytes, then "…". */
+export function toHex(bytes: Uint8Array, packed = false, limit = bytes.length): string {
+  const shown = Array.from(bytes.subarray(0, limit), (byte) => byte.toString(16).padStart(2, "0"));
+  return shown.join(packed ? "" : " ") + (bytes.length > limit ? "…" : "");
+}
+
+/** A payload prefix as quoted text, if it is text; undefined otherwise. */
+function textPreview(preview: Buffer, totalLength: number): string | undefined {
+  let end = preview.length;
+  // A preview may stop in the middle of a character: back up to its start.
+  if (preview.length < totalLength) {
+    let start = end;
+    while (start > 0 && start > end - 4 && (preview[start - 1]! & 0xc0) === 0x80) start--;
+    if (start > 0 && preview[start - 1]! >= 0xc0) end = start - 1;
+  }
+  const bytes = preview.subarray(0, end);
+  if (!isUtf8(bytes)) return undefined;
+  const text = bytes.toString("utf8");
+  for (const character of text) if (character < " " && character !== "\n" && character !== "\t") return undefined;
+  const more = totalLength - bytes.length;
+  return JSON.stringify(text) + (more > 0 ? `… (+${more} bytes)` : "");
+}
+
+/** One line per frame: every header field, then the payload.
+ *   ← text         FIN=1 RSV=000 opcode=0x1 MASK=1 length=5 (7-bit) key=37fa213d masked=7f9f4d5158 unmasked=48656c6c6f "Hello" */
+export function describeFrame(frame: FrameInfo, direction: "received" | "sent"): string {
+  const name = opcodeNames[frame.opcode] ?? "reserved";
+  const rsv = `${frame.rsv1 ? 1 : 0}${frame.rsv2 ? 1 : 0}${frame.rsv3 ? 1 : 0}`;
+  const parts = [
+    direction === "received" ? "←" : "→",
+    name.padEnd(12),
+    `FIN=${frame.fin ? 1 : 0}`,
+    `RSV=${rsv}`,
+    `opcode=0x${frame.opcode.toString(16)}`,
+    `MASK=${frame.masked ? 1 : 0}`,
+    `length=${frame.length} (${frame.lengthBits}-bit)`,
+  ];
+  if (frame.maskKey) {
+    parts.push(`key=${toHex(frame.maskKey, true)}`, `masked=${toHex(frame.previewOnWire, true, 16)}`, `unmasked=${toHex(frame.preview, true, 16)}`);
+  } else if (frame.length > 0) {
+    parts.push(`payload=${toHex(frame.preview, true, 16)}`);
+  }
+  if (frame.rsv1) parts.push(`(compressed: ${frame.length} bytes of deflate data)`);
+  else if (frame.opcode === Opcode.Close && frame.length >= 2) {
+    const code = frame.preview.readUInt16BE(0);
+    parts.push(`code=${code} (${closeCodeNames[code] ?? "unknown"})`);
+    const reason = textPreview(frame.preview.subarray(2), frame.length - 2);
+    if (frame.length > 2 && reason !== undefined) parts.push(`reason=${reason}`);
+  } else if (frame.opcode !== Opcode.Binary && frame.length > 0) {
+    const text = textPreview(frame.preview, frame.length);
+    if (text !== undefined) parts.push(text);
+  }
+  return parts.join(" ");
+}
+
+/** --trace=full: the frame's header and first payload bytes as a hex dump. */
+export function dumpFrame(frame: FrameInfo): string[] {
+  const header = Buffer.alloc(frameHeaderSize(frame.length, frame.masked));
+  writeFrameHeader(header, frame.opcode, frame.length, frame.fin, frame.rsv1, frame.maskKey);
+  header[0] = header[0]! | (frame.rsv2 ? 0x20 : 0) | (frame.rsv3 ? 0x10 : 0);
+  const rows = (label: string, bytes: Buffer): string[] => {
+    const lines: string[] = [];
+    for (let offset = 0; offset < bytes.length || offset === 0; offset += 16) {
+      lines.push(`    ${(offset === 0 ? label : "").padEnd(10)}${toHex(bytes.subarray(offset, offset + 16))}`);
+      if (bytes.length === 0) break;
+    }
+    return lines;
+  };
+  const lines = rows("header", header);
+  if (frame.length > 0) {
+    if (frame.masked) lines.push(...rows("masked", frame.previewOnWire), ...rows("unmasked", frame.preview));
+    else lines.push(...rows("payload", frame.preview));
+    if (frame.length > frame.preview.length) lines.push(`    … ${frame.length - frame.preview.length} more bytes not shown`);
+  }
+  return lines;
+}
+
+/** The opening handshake worked by hand: the request, the key, the GUID
+ * appended, the SHA-1 in hex, its base64, and the response. */
+export function describeHandshake(
+  request: { method?: string | undefined; url?: string | undefined; httpVersion: string; rawHeaders: string[] },
+  responseHead: string,
+): string[] {
+  const lines = [`← ${request.method} ${request.url} HTTP/${request.httpVersion}`];
+  let key: string | undefined;
+  for (let index = 0; index + 1 < request.rawHeaders.length; index += 2) {
+    const name = request.rawHeaders[index]!;
+    const value = request.rawHeaders[index + 1]!;
+    lines.push(`←   ${name}: ${value}`);
+    if (name.toLowerCase() === "sec-websocket-key") key = value.trim();
+  }
+  if (key !== undefined && keyIsValid(key)) {
+    const sha1 = createHash("sha1").update(key + WEBSOCKET_GUID).digest();
+    lines.push(
+      `    key                ${key}`,
+      `    key + GUID         ${key}${WEBSOCKET_GUID}`,
+      `    SHA-1              ${toHex(sha1, true)}`,
+      `    base64 of SHA-1    ${sha1.toString("base64")}   (the Sec-WebSocket-Accept value)`,
+    );
+  }
+  for (const line of responseHead.split("\r\n")) {
+    if (line === "") break;
+    lines.push(line.startsWith("HTTP/") ? `→ ${line}` : `→   ${line}`);
+  }
+  return lines;
+}
+
+/** --trace: prints every frame of every connection, prefixed with its id. */
+export class ConsoleTracer implements FrameObserver {
+  private readonly full: boolean;
+  private readonly print: (line: string) => void;
+
+  constructor(full: boolean, print: (line: string) => void) {
+    this.full = full;
+    this.print = print;
+  }
+
+  handshake(connectionLabel: string, lines: string[]): void {
+    for (const line of lines) this.print(`${connectionLabel} ${line}`);
+  }
+
+  received(connection: Connection, frame: FrameInfo): void {
+    this.frame(connection, frame, "received");
+  }
+
+  sent(connection: Connection, frame: FrameInfo): void {
+    this.frame(connection, frame, "sent");
+  }
+
+  closed(connection: Connection): void {
+    this.print(`#${connection.id} TCP connection closed`);
+  }
+
+  private frame(connection: Connection, frame: FrameInfo, direction: "received" | "sent"): void {
+    this.print(`#${connection.id} ${describeFrame(frame, direction)}`);
+    if (this.full) for (const line of dumpFrame(frame)) this.print(`#${connection.id} ${line}`);
+  }
+}
+
+/** The page's frame inspector: the same descriptions, sent to the page as
+ * `{"type":"trace",...}` messages on its own connection, and only to a page
+ * that asked. Its own messages are sent unobserved, so it never reports on
+ * itself. */
+export class Inspector implements FrameObserver {
+  received(connection: Connection, frame: FrameInfo): void {
+    this.report(connection, frame, "received");
+  }
+
+  sent(connection: Connection, frame: FrameInfo): void {
+    this.report(connection, frame, "sent");
+  }
+
+  /** Sends the opening handshake, if it was kept. */
+  sendHandshake(connection: Connection): void {
+    if (connection.handshakeTrace === undefined) return;
+    connection.sendUnobserved(JSON.stringify({ type: "trace", direction: "handshake", lines: connection.handshakeTrace }));
+  }
+
+  private report(connection: Connection, frame: FrameInfo, direction: "received" | "sent"): void {
+    connection.sendUnobserved(
+      JSON.stringify({
+        type: "trace",
+        direction,
+        line: describeFrame(frame, direction),
+        frame: {
+          fin: frame.fin,
+          rsv1: frame.rsv1,
+          rsv2: frame.rsv2,
+          rsv3: frame.rsv3,
+          opcode: frame.opcode,
+          opcodeName: opcodeNames[frame.opcode] ?? "reserved",
+          masked: frame.masked,
+          maskKey: frame.maskKey ? toHex(frame.maskKey, true) : null,
+          lengthBits: frame.lengthBits,
+          length: frame.length,
+          onWire: toHex(frame.previewOnWire),
+          payload: toHex(frame.preview),
+        },
+      }),
+    );
+  }
+}
+
+/** One inspector serves every connection: it keeps no state of its own. */
+export const inspector = new Inspector();
+
+// ════════════════════════════════════════════════════════════════════════════
+// 8. The echo endpoint: /echo
 //
 // Every text or binary message comes back unchanged, as the same type. It is
 // the smallest possible WebSocket application, the playground for learners
@@ -1631,7 +1867,7 @@ export const echoHandler: ConnectionHandler = {
 };
 
 // ════════════════════════════════════════════════════════════════════════════
-// 8. The chat room: /
+// 9. The chat room: /
 //
 // Everything below speaks JSON objects, never bytes; the connection above
 // did the protocol. The wire contract (README, "Wire contract"):
@@ -1834,6 +2070,7 @@ export class ChatRoom implements ConnectionHandler {
   /** A new connection on `/`: give it a name, welcome it, replay what it missed. */
   join(connection: Connection, query: URLSearchParams): void {
     connection.handler = this;
+    if (query.get("inspect") === "1") this.inspect(connection, true);
     const { name, problem } = this.chooseName(query.get("name"));
     this.members.set(connection, {
       name,
@@ -1884,9 +2121,20 @@ export class ChatRoom implements ConnectionHandler {
         return this.say(connection, member, message);
       case "ping":
         return this.sendTo(connection, { type: "pong", t: message.t });
+      case "inspect":
+        return this.inspect(connection, (message as { on?: unknown }).on !== false);
       default:
-        return this.sendError(connection, "unknown_type", `Unknown message type ${JSON.stringify(message.type ?? null)}; expected "say" or "ping".`);
+        return this.sendError(connection, "unknown_type", `Unknown message type ${JSON.stringify(message.type ?? null)}; expected "say", "ping" or "inspect".`);
     }
+  }
+
+  /** The page's frame inspector: from now on this connection is told about
+   * its own frames, starting with its handshake when that was kept. */
+  private inspect(connection: Connection, on: boolean): void {
+    if (!on) return connection.removeObserver(inspector);
+    if (connection.hasObserver(inspector)) return;
+    connection.addObserver(inspector);
+    inspector.sendHandshake(connection);
   }
 
   onBinary(connection: Connection): void {
@@ -1977,7 +2225,7 @@ export class ChatRoom implements ConnectionHandler {
 }
 
 // ════════════════════════════════════════════════════════════════════════════
-// 9. The static page: GET / and GET /client.js
+// 10. The static page: GET / and GET /client.js
 //
 // Exactly two files are served, by exact path; nothing else on disk can be
 // reached, whatever `..` or percent-encoding a request tries (the design this
@@ -2026,7 +2274,7 @@ function sendPlain(response: ServerResponse, status: number, text: string, heade
 }
 
 // ════════════════════════════════════════════════════════════════════════════
-// 10. The server: routing, limits, shutdown
+// 11. The server: routing, limits, shutdown
 //
 // node:http parses the request; its `upgrade` event hands us the raw socket
 // of a request that asks to switch protocols. Here the handshake verdict is
@@ -2053,6 +2301,8 @@ export interface ServerConfig {
   messageBurst: number;
   deflate: DeflateOptions;
   verbose: boolean;
+  /** --trace: print the handshake and every frame; "full" adds hex dumps. */
+  trace: "off" | "frames" | "full";
   staticDirectory: string;
   log: (line: string) => void;
   /** More WebSocket endpoints, by path: for programs that embed this server
@@ -2079,6 +2329,7 @@ export const defaultConfig: ServerConfig = {
   messageBurst: defaults.messageBurst,
   deflate: defaultDeflateOptions,
   verbose: false,
+  trace: "off",
   staticDirectory: here,
   log: (line) => console.error(line),
   extraEndpoints: new Map(),
@@ -2124,6 +2375,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
     ...config.extraEndpoints,
   ]);
   const connections = new Set<Connection>();
+  const tracer = config.trace === "off" ? undefined : new ConsoleTracer(config.trace === "full", (line) => console.log(line));
   const connectionsPerIp = new Map<string, number>();
   const handshakeTimers = new WeakMap<Socket, ReturnType<typeof setTimeout>>();
 
@@ -2155,9 +2407,11 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
     setTimeout(() => socket.destroy(), 1000).unref();
   });
 
-  const refuse = (socket: Socket, status: number, reason: string, headers?: Record<string, string>) => {
+  const refuse = (socket: Socket, status: number, reason: string, headers?: Record<string, string>, request?: IncomingMessage) => {
     if (config.verbose) log(`handshake refused: ${status} ${reason}`);
-    socket.end(handshakeRefusal(status, reason, headers));
+    const refusal = handshakeRefusal(status, reason, headers);
+    if (tracer && request) tracer.handshake("(refused)", [...describeHandshake(request, refusal), `→   ${reason}`]);
+    socket.end(refusal);
     setTimeout(() => socket.destroy(), 1000).unref();
   };
 
@@ -2167,7 +2421,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
     try {
       const { path, query } = splitTarget(request.url);
       const endpoint = endpoints.get(path);
-      if (endpoint === undefined) return refuse(socket, 404, `No WebSocket endpoint at ${path}; try / or /echo.`);
+      if (endpoint === undefined) return refuse(socket, 404, `No WebSocket endpoint at ${path}; try / or /echo.`, undefined, request);
       // Limits come before any WebSocket state is allocated.
       const address = socket.remoteAddress ?? "unknown";
       if (connections.size >= config.maxConnections) {
@@ -2177,7 +2431,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
         return refuse(socket, 503, "Too many connections from your address; try again later.", { "Retry-After": "5" });
       }
       const verdict = checkUpgradeRequest(request, { allowedOrigins: config.allowedOrigins, subprotocols: endpoint.subprotocols });
-      if (!verdict.accepted) return refuse(socket, verdict.status, verdict.reason, verdict.headers);
+      if (!verdict.accepted) return refuse(socket, verdict.status, verdict.reason, verdict.headers, request);
       const deflate = negotiateDeflate(headerValue(request.headers, "sec-websocket-extensions"), config.deflate);
 
       // §4.2.2 step 5: the 101 response. After its blank line, frames.
@@ -2189,7 +2443,8 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
       ];
       if (verdict.protocol !== undefined) response.push(`Sec-WebSocket-Protocol: ${verdict.protocol}`);
       if (deflate !== undefined) response.push(`Sec-WebSocket-Extensions: ${deflate.response}`);
-      socket.write(response.join("\r\n") + "\r\n\r\n");
+      const responseHead = response.join("\r\n") + "\r\n\r\n";
+      socket.write(responseHead);
 
       const connection = new Connection(socket, verdict.protocol, {
         maxPayload: config.maxPayload,
@@ -2202,6 +2457,11 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
         deflateThreshold: config.deflate.threshold,
         log,
       });
+      if (tracer !== undefined || query.get("inspect") === "1") connection.handshakeTrace = describeHandshake(request, responseHead);
+      if (tracer !== undefined) {
+        tracer.handshake(`#${connection.id}`, connection.handshakeTrace!);
+        connection.addObserver(tracer);
+      }
       connections.add(connection);
       connectionsPerIp.set(address, (connectionsPerIp.get(address) ?? 0) + 1);
       socket.once("close", () => {
@@ -2267,7 +2527,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
 }
 
 // ════════════════════════════════════════════════════════════════════════════
-// 11. The command line
+// 12. The command line
 // ════════════════════════════════════════════════════════════════════════════
 
 export const helpText = `Usage: node server.ts [options]     (also: tsx, deno run -A, bun)
@@ -2295,14 +2555,18 @@ Options:
   --deflate-client-window N   window bits asked of clients that let us choose, 8-15 (default ${defaultDeflateOptions.clientMaxWindowBits})
   --deflate-server-window N   window bits the server compresses with, 9-15 (default ${defaultDeflateOptions.serverMaxWindowBits})
   --deflate-client-context    let clients keep their context even when they offer not to
+  --trace                     print the handshake and every frame, annotated
+  --trace=full                the same, with hex dumps of each frame
   --verbose                   log every connection
   --help                      show this text
 `;
 
 /** Reads the command line into a config; throws an Error with one clear line. */
 export function parseCommandLine(argv: string[], environment: Record<string, string | undefined> = {}): Partial<ServerConfig> & { help?: boolean } {
+  // `--trace=full` reads better than a second flag; parseArgs wants one meaning per name.
+  const args = argv.map((argument) => (argument === "--trace=full" ? "--trace-full" : argument === "--trace=frames" ? "--trace" : argument));
   const { values } = parseArgs({
-    args: argv,
+    args,
     strict: true,
     allowPositionals: false,
     options: {
@@ -2327,6 +2591,8 @@ export function parseCommandLine(argv: string[], environment: Record<string, str
       "deflate-server-window": { type: "string" },
       "deflate-client-context": { type: "boolean" },
       verbose: { type: "boolean" },
+      trace: { type: "boolean" },
+      "trace-full": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -2361,6 +2627,8 @@ export function parseCommandLine(argv: string[], environment: Record<string, str
   set("historyFile", values.history);
   set("historySize", number("history-size", values["history-size"], 1));
   set("verbose", values.verbose);
+  if (values.trace) config.trace = "frames";
+  if (values["trace-full"]) config.trace = "full";
   const deflate: DeflateOptions = { ...defaultDeflateOptions };
   if (values["no-deflate"]) deflate.enabled = false;
   deflate.threshold = number("deflate-threshold", values["deflate-threshold"], 0) ?? deflate.threshold;
