@@ -397,6 +397,12 @@
        */
       __publicField(this, "wantedName");
       __publicField(this, "onlineUsers", []);
+      /**
+       * Names held by our own connections that we gave up on but the server may
+       * not have let go of yet. When it does, it tells everyone, us included,
+       * that the name left; that is not news to show.
+       */
+      __publicField(this, "namesOfOldConnections", /* @__PURE__ */ new Set());
       __publicField(this, "retryAt", null);
       __publicField(this, "retryTimer", null);
       __publicField(this, "connectTimer", null);
@@ -559,6 +565,7 @@
       const socket = this.socket;
       if (socket === null) return;
       this.socket = null;
+      if (this.currentState === "connected" && this.confirmedName !== null) this.namesOfOldConnections.add(this.confirmedName);
       this.heartbeat.stop();
       this.cancelTimer(this.connectTimer);
       this.cancelTimer(this.stableTimer);
@@ -605,15 +612,17 @@
           if (!this.onlineUsers.includes(frame.name)) this.onlineUsers = [...this.onlineUsers, frame.name];
           this.transcript.addNotice("joined", frame.name, this.timers.now());
           break;
-        case "left":
+        case "left": {
           if (frame.name === this.confirmedName) return;
+          const wasOurs = this.namesOfOldConnections.delete(frame.name);
           if (frame.name === this.wantedName) {
             this.reconnectNow();
             return;
           }
           this.onlineUsers = this.onlineUsers.filter((user) => user !== frame.name);
-          this.transcript.addNotice("left", frame.name, this.timers.now());
+          if (!wasOurs) this.transcript.addNotice("left", frame.name, this.timers.now());
           break;
+        }
         case "error":
           this.handleError(frame);
           break;
@@ -625,6 +634,9 @@
       this.connectTimer = null;
       this.confirmedName = welcome.name;
       if (this.wantedName === null) this.rememberWantedName(welcome.name);
+      for (const name of this.namesOfOldConnections) {
+        if (name === welcome.name || !welcome.users.includes(name)) this.namesOfOldConnections.delete(name);
+      }
       this.onlineUsers = [...welcome.users];
       this.transcript.welcome(welcome.epoch, welcome.resumed, this.timers.now());
       this.setState("connected");

@@ -731,6 +731,12 @@ export class ChatConnection {
    */
   private wantedName: string | null;
   private onlineUsers: string[] = [];
+  /**
+   * Names held by our own connections that we gave up on but the server may
+   * not have let go of yet. When it does, it tells everyone, us included,
+   * that the name left; that is not news to show.
+   */
+  private readonly namesOfOldConnections = new Set<string>();
   private retryAt: number | null = null;
 
   private retryTimer: number | null = null;
@@ -922,6 +928,7 @@ export class ChatConnection {
     const socket = this.socket;
     if (socket === null) return;
     this.socket = null;
+    if (this.currentState === "connected" && this.confirmedName !== null) this.namesOfOldConnections.add(this.confirmedName);
     this.heartbeat.stop();
     this.cancelTimer(this.connectTimer);
     this.cancelTimer(this.stableTimer);
@@ -974,18 +981,18 @@ export class ChatConnection {
         if (!this.onlineUsers.includes(frame.name)) this.onlineUsers = [...this.onlineUsers, frame.name];
         this.transcript.addNotice("joined", frame.name, this.timers.now());
         break;
-      case "left":
-        // Names are unique, so a notice about our own name can only be about an
-        // earlier connection of ours that the server is just now letting go.
+      case "left": {
         if (frame.name === this.confirmedName) return;
+        const wasOurs = this.namesOfOldConnections.delete(frame.name);
         if (frame.name === this.wantedName) {
           // The name we were lent a stand-in for is free again: take it back.
           this.reconnectNow();
           return;
         }
         this.onlineUsers = this.onlineUsers.filter((user) => user !== frame.name);
-        this.transcript.addNotice("left", frame.name, this.timers.now());
+        if (!wasOurs) this.transcript.addNotice("left", frame.name, this.timers.now());
         break;
+      }
       case "error":
         this.handleError(frame);
         break;
@@ -998,6 +1005,11 @@ export class ChatConnection {
     this.connectTimer = null;
     this.confirmedName = welcome.name;
     if (this.wantedName === null) this.rememberWantedName(welcome.name);
+    // An old connection missing from the list has already left, and names are
+    // unique, so none holds the name we were just given.
+    for (const name of this.namesOfOldConnections) {
+      if (name === welcome.name || !welcome.users.includes(name)) this.namesOfOldConnections.delete(name);
+    }
     this.onlineUsers = [...welcome.users];
     this.transcript.welcome(welcome.epoch, welcome.resumed, this.timers.now());
     this.setState("connected");

@@ -801,9 +801,29 @@ describe("connection", () => {
     assert.equal(sockets.length, 3, "reconnected at once");
     assert.equal(sockets[1]!.closedByClient, true);
     assert.equal(latest().query("name"), "小明");
-    latest().receive(welcome({ name: "小明", resumed: true }));
+    latest().receive(welcome({ name: "小明", users: ["小明", "小明2", "小红"], resumed: true }));
     assert.equal(connection.name, "小明");
-    assert.deepEqual(connection.entries, [], "our own comings and goings are not news");
+    latest().receive({ type: "left", name: "小明2" });
+    latest().receive({ type: "left", name: "小红" });
+    assert.deepEqual(connection.users, ["小明"]);
+    assert.deepEqual(
+      connection.entries.map((entry) => (entry.kind === "notice" ? `${entry.notice} ${entry.name}` : "message")),
+      ["left 小红"],
+      "our own old connections leaving are not news",
+    );
+  });
+
+  test("after a rename, the old name leaving is not news, but a newcomer with it leaving is", () => {
+    const { connection, latest } = connectedHarness({}, { name: "小明", users: ["小明"] });
+    connection.rename("阿明");
+    latest().receive(welcome({ name: "阿明", users: ["小明", "阿明"], resumed: true }));
+    latest().receive({ type: "left", name: "小明" });
+    latest().receive({ type: "joined", name: "小明" });
+    latest().receive({ type: "left", name: "小明" });
+    assert.deepEqual(
+      connection.entries.map((entry) => (entry.kind === "notice" ? `${entry.notice} ${entry.name}` : "message")),
+      ["joined 小明", "left 小明"],
+    );
   });
 
   test("a name the server refuses for good (bad_name) is replaced by the one it gave", () => {
