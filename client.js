@@ -395,7 +395,7 @@
        * usually by our own previous connection that the server has not yet
        * noticed is dead. When that one leaves, we ask for the name again.
        */
-      __publicField(this, "wantedName");
+      __publicField(this, "nameToAskFor");
       __publicField(this, "onlineUsers", []);
       /**
        * Names held by our own connections that we gave up on but the server may
@@ -423,7 +423,7 @@
       });
       const storedName = options.storage.getItem(STORAGE_KEYS.name);
       this.confirmedName = storedName;
-      this.wantedName = storedName;
+      this.nameToAskFor = storedName;
     }
     // --- What the page reads ---
     get state() {
@@ -440,6 +440,10 @@
     /** The name the server gave us in the last welcome. */
     get name() {
       return this.confirmedName;
+    }
+    /** The name we ask for; differs from `name` while the server lends us a stand-in. */
+    get wantedName() {
+      return this.nameToAskFor;
     }
     get users() {
       return this.onlineUsers;
@@ -493,7 +497,7 @@
     /** Reconnects under a new name; the server hands it out if nobody else holds it. */
     rename(rawName) {
       const name = rawName.trim();
-      if (name === "" || name === this.wantedName) return;
+      if (name === "" || name === this.nameToAskFor) return;
       this.rememberWantedName(name);
       if (name !== this.confirmedName) this.reconnectNow();
     }
@@ -527,7 +531,7 @@
     openSocket() {
       this.cancelRetry();
       if (this.socket !== null || this.stopped) return;
-      const url = buildSocketUrl(this.options.serverUrl, this.wantedName, this.transcript.resumePoint());
+      const url = buildSocketUrl(this.options.serverUrl, this.nameToAskFor, this.transcript.resumePoint());
       let socket;
       try {
         socket = this.options.createSocket(url);
@@ -609,13 +613,14 @@
           break;
         case "joined":
           if (frame.name === this.confirmedName) return;
+          this.namesOfOldConnections.delete(frame.name);
           if (!this.onlineUsers.includes(frame.name)) this.onlineUsers = [...this.onlineUsers, frame.name];
           this.transcript.addNotice("joined", frame.name, this.timers.now());
           break;
         case "left": {
           if (frame.name === this.confirmedName) return;
           const wasOurs = this.namesOfOldConnections.delete(frame.name);
-          if (frame.name === this.wantedName) {
+          if (frame.name === this.nameToAskFor) {
             this.reconnectNow();
             return;
           }
@@ -633,7 +638,7 @@
       this.cancelTimer(this.connectTimer);
       this.connectTimer = null;
       this.confirmedName = welcome.name;
-      if (this.wantedName === null) this.rememberWantedName(welcome.name);
+      if (this.nameToAskFor === null) this.rememberWantedName(welcome.name);
       for (const name of this.namesOfOldConnections) {
         if (name === welcome.name || !welcome.users.includes(name)) this.namesOfOldConnections.delete(name);
       }
@@ -679,7 +684,7 @@
     }
     // --- Small helpers ---
     rememberWantedName(name) {
-      this.wantedName = name;
+      this.nameToAskFor = name;
       try {
         if (name === null) this.options.storage.removeItem(STORAGE_KEYS.name);
         else this.options.storage.setItem(STORAGE_KEYS.name, name);
@@ -749,6 +754,7 @@
       retryNow: "\u7ACB\u5373\u91CD\u8BD5",
       online: (count) => `\u5728\u7EBF\uFF08${count}\uFF09`,
       me: "\u6211",
+      ownName: (name) => `${name}\uFF08\u6211\uFF09`,
       sending: "\u53D1\u9001\u4E2D\u2026",
       waitingToSend: "\u7B49\u5F85\u53D1\u9001",
       joined: (name) => `${name} \u52A0\u5165\u4E86\u804A\u5929\u5BA4`,
@@ -778,6 +784,7 @@
       retryNow: "Retry now",
       online: (count) => `Online (${count})`,
       me: "me",
+      ownName: (name) => `${name} (me)`,
       sending: "sending\u2026",
       waitingToSend: "waiting to send",
       joined: (name) => `${name} joined`,
@@ -850,6 +857,8 @@
       /** Scroll to the newest line on the next render even if the reader had scrolled up. */
       __publicField(this, "scrollToNewest", true);
       __publicField(this, "alertTimer", null);
+      /** The server error code the alert line shows, if it shows one. */
+      __publicField(this, "alertCode", null);
       /** The users list as last drawn, to skip redrawing it when nothing changed. */
       __publicField(this, "shownUsers", "");
       this.elements = elements;
@@ -880,6 +889,7 @@
       });
     }
     render(connection) {
+      if (this.alertCode === "name_taken" && connection.name === connection.wantedName) this.hideAlert();
       this.renderStatus(connection);
       this.renderUsers(connection);
       this.renderName(connection);
@@ -905,18 +915,22 @@
       setText(statusCountdown, waiting ? this.text.nextTryIn(seconds) : "");
       retry.hidden = !(waiting || state === "offline");
     }
-    showAlert(message) {
+    showAlert(message, code = null) {
       const { alert } = this.elements;
       setText(alert, message);
       alert.hidden = false;
+      this.alertCode = code;
       if (this.alertTimer !== null) window.clearTimeout(this.alertTimer);
-      this.alertTimer = window.setTimeout(() => {
-        alert.hidden = true;
-        alert.textContent = "";
-      }, 8e3);
+      this.alertTimer = window.setTimeout(() => this.hideAlert(), 8e3);
     }
     showServerError(error) {
-      this.showAlert(this.text.errors[error.code] ?? (error.message || error.code));
+      this.showAlert(this.text.errors[error.code] ?? (error.message || error.code), error.code);
+    }
+    hideAlert() {
+      const { alert } = this.elements;
+      alert.hidden = true;
+      alert.textContent = "";
+      this.alertCode = null;
     }
     renderUsers(connection) {
       const { users, usersHeading } = this.elements;
@@ -929,7 +943,7 @@
           const isMe = user === connection.name;
           const item = createElement("li", isMe ? "user me" : "user");
           item.dataset.name = user;
-          item.textContent = isMe ? `${user}\uFF08${this.text.me}\uFF09` : user;
+          item.textContent = isMe ? this.text.ownName(user) : user;
           return item;
         })
       );

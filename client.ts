@@ -729,7 +729,7 @@ export class ChatConnection {
    * usually by our own previous connection that the server has not yet
    * noticed is dead. When that one leaves, we ask for the name again.
    */
-  private wantedName: string | null;
+  private nameToAskFor: string | null;
   private onlineUsers: string[] = [];
   /**
    * Names held by our own connections that we gave up on but the server may
@@ -760,7 +760,7 @@ export class ChatConnection {
     });
     const storedName = options.storage.getItem(STORAGE_KEYS.name);
     this.confirmedName = storedName;
-    this.wantedName = storedName;
+    this.nameToAskFor = storedName;
   }
 
   // --- What the page reads ---
@@ -782,6 +782,11 @@ export class ChatConnection {
   /** The name the server gave us in the last welcome. */
   get name(): string | null {
     return this.confirmedName;
+  }
+
+  /** The name we ask for; differs from `name` while the server lends us a stand-in. */
+  get wantedName(): string | null {
+    return this.nameToAskFor;
   }
 
   get users(): readonly string[] {
@@ -846,7 +851,7 @@ export class ChatConnection {
   /** Reconnects under a new name; the server hands it out if nobody else holds it. */
   rename(rawName: string): void {
     const name = rawName.trim();
-    if (name === "" || name === this.wantedName) return;
+    if (name === "" || name === this.nameToAskFor) return;
     this.rememberWantedName(name);
     if (name !== this.confirmedName) this.reconnectNow();
   }
@@ -885,7 +890,7 @@ export class ChatConnection {
     this.cancelRetry();
     if (this.socket !== null || this.stopped) return;
 
-    const url = buildSocketUrl(this.options.serverUrl, this.wantedName, this.transcript.resumePoint());
+    const url = buildSocketUrl(this.options.serverUrl, this.nameToAskFor, this.transcript.resumePoint());
     let socket: SocketLike;
     try {
       socket = this.options.createSocket(url);
@@ -978,13 +983,15 @@ export class ChatConnection {
         break;
       case "joined":
         if (frame.name === this.confirmedName) return;
+        // Whoever held this name before has left, even if we were not there to hear it.
+        this.namesOfOldConnections.delete(frame.name);
         if (!this.onlineUsers.includes(frame.name)) this.onlineUsers = [...this.onlineUsers, frame.name];
         this.transcript.addNotice("joined", frame.name, this.timers.now());
         break;
       case "left": {
         if (frame.name === this.confirmedName) return;
         const wasOurs = this.namesOfOldConnections.delete(frame.name);
-        if (frame.name === this.wantedName) {
+        if (frame.name === this.nameToAskFor) {
           // The name we were lent a stand-in for is free again: take it back.
           this.reconnectNow();
           return;
@@ -1004,7 +1011,7 @@ export class ChatConnection {
     this.cancelTimer(this.connectTimer);
     this.connectTimer = null;
     this.confirmedName = welcome.name;
-    if (this.wantedName === null) this.rememberWantedName(welcome.name);
+    if (this.nameToAskFor === null) this.rememberWantedName(welcome.name);
     // An old connection missing from the list has already left, and names are
     // unique, so none holds the name we were just given.
     for (const name of this.namesOfOldConnections) {
@@ -1064,7 +1071,7 @@ export class ChatConnection {
   // --- Small helpers ---
 
   private rememberWantedName(name: string | null): void {
-    this.wantedName = name;
+    this.nameToAskFor = name;
     try {
       if (name === null) this.options.storage.removeItem(STORAGE_KEYS.name);
       else this.options.storage.setItem(STORAGE_KEYS.name, name);
@@ -1158,6 +1165,8 @@ interface PageText {
   retryNow: string;
   online(count: number): string;
   me: string;
+  /** How the user's own name appears in the list of who is online. */
+  ownName(name: string): string;
   sending: string;
   waitingToSend: string;
   joined(name: string): string;
@@ -1185,6 +1194,7 @@ const TEXT: Record<Language, PageText> = {
     retryNow: "立即重试",
     online: (count) => `在线（${count}）`,
     me: "我",
+    ownName: (name) => `${name}（我）`,
     sending: "发送中…",
     waitingToSend: "等待发送",
     joined: (name) => `${name} 加入了聊天室`,
@@ -1214,6 +1224,7 @@ const TEXT: Record<Language, PageText> = {
     retryNow: "Retry now",
     online: (count) => `Online (${count})`,
     me: "me",
+    ownName: (name) => `${name} (me)`,
     sending: "sending…",
     waitingToSend: "waiting to send",
     joined: (name) => `${name} joined`,
@@ -1363,6 +1374,8 @@ class ChatView {
   /** Scroll to the newest line on the next render even if the reader had scrolled up. */
   private scrollToNewest = true;
   private alertTimer: number | null = null;
+  /** The server error code the alert line shows, if it shows one. */
+  private alertCode: string | null = null;
   /** The users list as last drawn, to skip redrawing it when nothing changed. */
   private shownUsers = "";
 
@@ -1398,6 +1411,8 @@ class ChatView {
   }
 
   render(connection: ChatConnection): void {
+    // "Name taken" is old news once we have the name back.
+    if (this.alertCode === "name_taken" && connection.name === connection.wantedName) this.hideAlert();
     this.renderStatus(connection);
     this.renderUsers(connection);
     this.renderName(connection);
@@ -1426,19 +1441,24 @@ class ChatView {
     retry.hidden = !(waiting || state === "offline");
   }
 
-  showAlert(message: string): void {
+  showAlert(message: string, code: string | null = null): void {
     const { alert } = this.elements;
     setText(alert, message);
     alert.hidden = false;
+    this.alertCode = code;
     if (this.alertTimer !== null) window.clearTimeout(this.alertTimer);
-    this.alertTimer = window.setTimeout(() => {
-      alert.hidden = true;
-      alert.textContent = "";
-    }, 8000);
+    this.alertTimer = window.setTimeout(() => this.hideAlert(), 8000);
   }
 
   showServerError(error: ServerError): void {
-    this.showAlert(this.text.errors[error.code] ?? (error.message || error.code));
+    this.showAlert(this.text.errors[error.code] ?? (error.message || error.code), error.code);
+  }
+
+  private hideAlert(): void {
+    const { alert } = this.elements;
+    alert.hidden = true;
+    alert.textContent = "";
+    this.alertCode = null;
   }
 
   private renderUsers(connection: ChatConnection): void {
@@ -1453,7 +1473,7 @@ class ChatView {
         const isMe = user === connection.name;
         const item = createElement("li", isMe ? "user me" : "user");
         item.dataset.name = user;
-        item.textContent = isMe ? `${user}（${this.text.me}）` : user;
+        item.textContent = isMe ? this.text.ownName(user) : user;
         return item;
       }),
     );
