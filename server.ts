@@ -463,10 +463,11 @@ export class Utf8Validator {
   }
 }
 
-/** Collects the pieces of one message. Big pieces are kept as they are (no
- * copy); small ones are copied into shared blocks, so that a message sent as
- * a hundred thousand one-byte fragments costs a few blocks, not a hundred
- * thousand objects. */
+/** Collects the pieces of one message. The first few pieces, and big ones,
+ * are kept as they are (no copy: most messages are one piece). Once a message
+ * has many small pieces they are copied into shared blocks, so that a
+ * message sent as a hundred thousand one-byte fragments costs a few blocks,
+ * not a hundred thousand objects. */
 class PayloadCollector {
   private parts: Buffer[] = [];
   private block: Buffer | undefined;
@@ -476,7 +477,7 @@ class PayloadCollector {
   add(piece: Buffer): void {
     if (piece.length === 0) return;
     this.length += piece.length;
-    if (piece.length >= 1024) {
+    if (piece.length >= 1024 || (this.block === undefined && this.parts.length < 8)) {
       this.sealBlock();
       this.parts.push(piece);
       return;
