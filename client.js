@@ -4,6 +4,9 @@
   var __defNormalProp = (obj, key, value) => key in obj ? __defProp(obj, key, { enumerable: true, configurable: true, writable: true, value }) : obj[key] = value;
   var __publicField = (obj, key, value) => __defNormalProp(obj, typeof key !== "symbol" ? key + "" : key, value);
   const MAX_TEXT_LENGTH = 2e3;
+  function characterCount(text) {
+    return Array.from(text).length;
+  }
   function isRecord(value) {
     return typeof value === "object" && value !== null && !Array.isArray(value);
   }
@@ -445,6 +448,7 @@
     get wantedName() {
       return this.nameToAskFor;
     }
+    /** Who is online, as the current connection was told; empty without one. */
     get users() {
       return this.onlineUsers;
     }
@@ -487,7 +491,7 @@
     send(rawText) {
       const text = rawText.trim();
       if (text === "") return "empty";
-      if (text.length > MAX_TEXT_LENGTH) return "too_long";
+      if (characterCount(text) > MAX_TEXT_LENGTH) return "too_long";
       const message = this.outbox.add(text, (this.options.createId ?? createMessageId)(), this.timers.now());
       const connected = this.currentState === "connected";
       if (connected) this.sendSay(message);
@@ -570,6 +574,7 @@
       if (socket === null) return;
       this.socket = null;
       if (this.currentState === "connected" && this.confirmedName !== null) this.namesOfOldConnections.add(this.confirmedName);
+      this.onlineUsers = [];
       this.heartbeat.stop();
       this.cancelTimer(this.connectTimer);
       this.cancelTimer(this.stableTimer);
@@ -848,8 +853,8 @@
     constructor(elements, text) {
       __publicField(this, "elements");
       __publicField(this, "text");
-      __publicField(this, "clock", new Intl.DateTimeFormat(void 0, { hour: "2-digit", minute: "2-digit" }));
-      __publicField(this, "fullDate", new Intl.DateTimeFormat(void 0, { dateStyle: "medium", timeStyle: "medium" }));
+      __publicField(this, "timeFormat", new Intl.DateTimeFormat(void 0, { hour: "2-digit", minute: "2-digit" }));
+      __publicField(this, "dateAndTimeFormat", new Intl.DateTimeFormat(void 0, { dateStyle: "medium", timeStyle: "medium" }));
       /** Lines currently in the list, by key: a message's id, or the transcript key of a notice. */
       __publicField(this, "messageRows", /* @__PURE__ */ new Map());
       __publicField(this, "noticeRows", /* @__PURE__ */ new Map());
@@ -1008,8 +1013,8 @@
       if (line.time !== null) {
         const date = new Date(line.time);
         row.time.dateTime = date.toISOString();
-        row.time.title = this.fullDate.format(date);
-        setText(row.time, this.clock.format(date));
+        row.time.title = this.dateAndTimeFormat.format(date);
+        setText(row.time, this.timeFormat.format(date));
       }
       row.mark.hidden = line.pendingMark === null;
       setText(row.mark, line.pendingMark ?? "");
@@ -1038,10 +1043,10 @@
       element.dataset.kind = notice;
       const words = notice === "joined" ? this.text.joined(name) : notice === "left" ? this.text.left(name) : this.text.gap;
       const date = new Date(time);
-      const clock = createElement("time", "time");
-      clock.dateTime = date.toISOString();
-      clock.textContent = this.clock.format(date);
-      element.append(clock, " ", words);
+      const timeElement = createElement("time", "time");
+      timeElement.dateTime = date.toISOString();
+      timeElement.textContent = this.timeFormat.format(date);
+      element.append(timeElement, " ", words);
       this.noticeRows.set(key, element);
       return element;
     }

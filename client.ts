@@ -54,8 +54,16 @@ export type ServerFrame =
   | { type: "left"; name: string }
   | { type: "error"; code: string; message: string; id: string | null };
 
-/** The longest text the server accepts, counted in UTF-16 code units like `String.length`. */
+/** The longest text the server accepts, in characters (see characterCount). */
 export const MAX_TEXT_LENGTH = 2000;
+
+/**
+ * Counts characters as a person (and the server) does. `String.length` counts
+ * UTF-16 units, in which an emoji such as 😀 is two.
+ */
+export function characterCount(text: string): number {
+  return Array.from(text).length;
+}
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -789,6 +797,7 @@ export class ChatConnection {
     return this.nameToAskFor;
   }
 
+  /** Who is online, as the current connection was told; empty without one. */
   get users(): readonly string[] {
     return this.onlineUsers;
   }
@@ -840,7 +849,7 @@ export class ChatConnection {
   send(rawText: string): SendOutcome {
     const text = rawText.trim();
     if (text === "") return "empty";
-    if (text.length > MAX_TEXT_LENGTH) return "too_long";
+    if (characterCount(text) > MAX_TEXT_LENGTH) return "too_long";
     const message = this.outbox.add(text, (this.options.createId ?? createMessageId)(), this.timers.now());
     const connected = this.currentState === "connected";
     if (connected) this.sendSay(message);
@@ -934,6 +943,8 @@ export class ChatConnection {
     if (socket === null) return;
     this.socket = null;
     if (this.currentState === "connected" && this.confirmedName !== null) this.namesOfOldConnections.add(this.confirmedName);
+    // Without a connection we do not know who is online; the next welcome will say.
+    this.onlineUsers = [];
     this.heartbeat.stop();
     this.cancelTimer(this.connectTimer);
     this.cancelTimer(this.stableTimer);
@@ -1365,8 +1376,8 @@ interface MessageLine {
 class ChatView {
   private readonly elements: PageElements;
   private readonly text: PageText;
-  private readonly clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-  private readonly fullDate = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+  private readonly timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  private readonly dateAndTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
   /** Lines currently in the list, by key: a message's id, or the transcript key of a notice. */
   private readonly messageRows = new Map<string, MessageRow>();
   private readonly noticeRows = new Map<string, HTMLLIElement>();
@@ -1552,8 +1563,8 @@ class ChatView {
     if (line.time !== null) {
       const date = new Date(line.time);
       row.time.dateTime = date.toISOString();
-      row.time.title = this.fullDate.format(date);
-      setText(row.time, this.clock.format(date));
+      row.time.title = this.dateAndTimeFormat.format(date);
+      setText(row.time, this.timeFormat.format(date));
     }
     row.mark.hidden = line.pendingMark === null;
     setText(row.mark, line.pendingMark ?? "");
@@ -1585,10 +1596,10 @@ class ChatView {
     element.dataset.kind = notice;
     const words = notice === "joined" ? this.text.joined(name) : notice === "left" ? this.text.left(name) : this.text.gap;
     const date = new Date(time);
-    const clock = createElement("time", "time");
-    clock.dateTime = date.toISOString();
-    clock.textContent = this.clock.format(date);
-    element.append(clock, " ", words);
+    const timeElement = createElement("time", "time");
+    timeElement.dateTime = date.toISOString();
+    timeElement.textContent = this.timeFormat.format(date);
+    element.append(timeElement, " ", words);
     this.noticeRows.set(key, element);
     return element;
   }

@@ -413,7 +413,8 @@ describe("outbox", () => {
     assert.equal(connection.send("   "), "empty");
     assert.equal(connection.send("x".repeat(MAX_TEXT_LENGTH + 1)), "too_long");
     assert.equal(connection.send("x".repeat(MAX_TEXT_LENGTH)), "sent");
-    assert.equal(connection.pending.length, 1);
+    assert.equal(connection.send("😀".repeat(MAX_TEXT_LENGTH)), "sent", "an emoji is one character, as the server counts");
+    assert.equal(connection.pending.length, 2);
   });
 
   test("own messages: from the current name, or with an id sent from this tab", () => {
