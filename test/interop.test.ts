@@ -34,7 +34,7 @@ const MiB = 1024 * 1024;
 /** The sizes where the length encoding changes (§5.2), and the server's default maximum, exactly. */
 const sizes = [0, 125, 126, 65_535, 65_536, MiB];
 const label = (kind: "text" | "binary", size: number) => `${kind} ${size} B`;
-/** What the server answers a client's close with, in its log's words. */
+/** The Sec-WebSocket-Extensions the server answers a default offer with (RFC 7692 §7). */
 const EXPECTED_DEFLATE = "permessage-deflate; server_no_context_takeover; client_max_window_bits=12";
 
 /** Text mixes 1- to 4-byte UTF-8 characters; binary is random, so incompressible. */
