@@ -25,7 +25,7 @@ import { Buffer, isUtf8 } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, realpathSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, realpathSync, writeSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { clearTimeout, setTimeout } from "node:timers";
@@ -391,6 +391,14 @@ type DecoderState =
 /** How many payload bytes the trace shows; the data itself is never cut. */
 const PREVIEW_BYTES = 128;
 
+/** How many bytes a compressed message may take for `length` bytes of
+ * content. Incompressible data grows by the headers of its stored blocks;
+ * how much depends on the sender's memory settings (python-websockets uses
+ * small blocks), so this is zlib's conservative deflateBound, about +14%. */
+export function deflateBound(length: number): number {
+  return length + ((length + 7) >> 3) + ((length + 63) >> 6) + 5 + 64;
+}
+
 /** XORs `data` with the 4-byte key, in place, as if `data` started `offset`
  * bytes into the payload (§5.3). Masking and unmasking are the same operation. */
 export function maskInPlace(data: Uint8Array, key: Uint8Array, offset = 0): void {
@@ -702,12 +710,15 @@ export class FrameDecoder {
   private afterLength(events: DecoderEvent[]): void {
     const isData = (this.opcode & 0x08) === 0;
     if (isData) {
-      if (this.payload.length + this.frameLength > this.options.maxPayload) return this.fail(events, "message_too_big");
-      if (this.fragments + 1 > this.options.maxFragments) return this.fail(events, "too_many_fragments");
       if (this.opcode !== Opcode.Continuation) {
         this.messageOpcode = this.opcode;
         this.messageCompressed = this.rsv1;
       }
+      // A compressed message is limited again, exactly, after inflating; here
+      // it may be as large as deflate can make the largest allowed message.
+      const limit = this.messageCompressed ? deflateBound(this.options.maxPayload) : this.options.maxPayload;
+      if (this.payload.length + this.frameLength > limit) return this.fail(events, "message_too_big");
+      if (this.fragments + 1 > this.options.maxFragments) return this.fail(events, "too_many_fragments");
       this.fragments++;
     }
     this.frameReceived = 0;
@@ -1314,6 +1325,10 @@ export class Connection {
   private readonly controlFrames = new TokenBucket(CONTROL_FRAME_RATE, CONTROL_FRAME_RATE * 2);
   private readonly controlFloodPatience = new TokenBucket(CONTROL_FRAME_RATE, CONTROL_FRAME_RATE * 4);
   private peerClose: { code: number; reason: string } | undefined;
+  /** The close code the peer sent, once it has sent one. */
+  get closeCode(): number | undefined {
+    return this.peerClose?.code;
+  }
   private finished = false;
 
   constructor(socket: Socket, protocol: string | undefined, options: ConnectionOptions) {
@@ -1415,9 +1430,16 @@ export class Connection {
       case "close":
         return this.receiveClose(event.code, event.reason);
       case "violation":
-        this.options.log(`connection ${this.id}: closing with ${event.closeCode}: ${event.reason}`);
-        return this.close(event.closeCode, event.reason);
+        return this.fail(event.violation);
     }
+  }
+
+  /** §7.1.7 "Fail the WebSocket Connection": the peer broke a rule; tell it
+   * which, with the close code the table `violations` gives, and close. */
+  private fail(violation: Violation): void {
+    const { closeCode, message } = violations[violation];
+    this.options.log(`connection ${this.id}: closing with ${closeCode} (${violation}): ${message}`);
+    this.close(closeCode, message);
   }
 
   private withinControlBudget(): boolean {
@@ -1428,12 +1450,9 @@ export class Connection {
 
   private deliverCompressed(binary: boolean, data: Buffer): void {
     const result = this.inflater!.inflate(data);
-    if (typeof result === "string") {
-      const { closeCode, message } = violations[result];
-      return this.close(closeCode, message);
-    }
+    if (typeof result === "string") return this.fail(result);
     if (binary) return this.deliver("binary", result);
-    if (!isUtf8(result)) return this.close(violations.invalid_utf8.closeCode, violations.invalid_utf8.message);
+    if (!isUtf8(result)) return this.fail("invalid_utf8");
     this.deliver("text", result.toString("utf8"));
   }
 
@@ -1978,7 +1997,8 @@ export class HistoryFile {
    * A torn last line, left by a crash in the middle of a write, is cut off
    * with a warning so the next append starts on a line of its own. */
   static open(path: string, log: (line: string) => void): { file: HistoryFile; epoch: string; messages: ChatMessage[] } {
-    const descriptor = openSync(path, existsSync(path) ? "r+" : "w+");
+    // "a+": reads anywhere, but every write goes to the end of the file.
+    const descriptor = openSync(path, "a+");
     const size = fstatSync(descriptor).size;
     const content = Buffer.alloc(size);
     let read = 0;
@@ -2470,7 +2490,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
         const count = (connectionsPerIp.get(address) ?? 1) - 1;
         if (count <= 0) connectionsPerIp.delete(address);
         else connectionsPerIp.set(address, count);
-        if (config.verbose) log(`connection ${connection.id} closed`);
+        if (config.verbose) log(`connection ${connection.id} closed (${connection.closeCode ?? CloseCode.Abnormal})`);
       });
       if (config.verbose) log(`connection ${connection.id} opened from ${address} on ${path}${deflate ? " (permessage-deflate)" : ""}`);
       endpoint.open(connection, query);
@@ -2490,12 +2510,14 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
       if (request.headers.upgrade !== undefined || endpoints.has(path) && staticFiles[path] === undefined) {
         const endpoint = endpoints.get(path);
         if (endpoint === undefined) return sendPlain(response, 404, `Not found: ${path}`);
+        // A failed handshake ends the connection, as the upgrade path does.
+        const close = { Connection: "close" };
         if (request.headers.upgrade === undefined) {
-          return sendPlain(response, 426, `${path} is a WebSocket endpoint: connect to it with a WebSocket client.`, { Upgrade: "websocket" });
+          return sendPlain(response, 426, `${path} is a WebSocket endpoint: connect to it with a WebSocket client.`, { Upgrade: "websocket", ...close });
         }
         const verdict = checkUpgradeRequest(request, { allowedOrigins: config.allowedOrigins, subprotocols: endpoint.subprotocols });
-        if (!verdict.accepted) return sendPlain(response, verdict.status, verdict.reason, verdict.headers);
-        return sendPlain(response, 426, `${path} is a WebSocket endpoint: connect to it with a WebSocket client.`, { Upgrade: "websocket" });
+        if (!verdict.accepted) return sendPlain(response, verdict.status, verdict.reason, { ...verdict.headers, ...close });
+        return sendPlain(response, 426, `${path} is a WebSocket endpoint: connect to it with a WebSocket client.`, { Upgrade: "websocket", ...close });
       }
       serveStatic(request, response, path, config.staticDirectory);
     } catch (error) {
