@@ -1,0 +1,627 @@
+// The chat room's wire contract (README, "Wire contract"), tested over real
+// WebSocket connections against real server processes: names, presence,
+// messages, exactly-once, every error code, binary frames, the rate limit and
+// graceful shutdown. Each test starts its own server, so no state leaks
+// between tests.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { startServer, type RunningServer } from "./helpers.ts";
+import { RawClient } from "./raw-client.ts";
+import { Opcode, encodeClosePayload, type DecoderEvent } from "../server.ts";
+
+// ---------------------------------------------------------------------------
+// A small chat client on top of RawClient
+// ---------------------------------------------------------------------------
+
+interface ServerMessage {
+  type: string;
+  [field: string]: unknown;
+}
+
+interface Welcome {
+  type: "welcome";
+  name: string;
+  users: string[];
+  seq: number;
+  epoch: string;
+  resumed: boolean;
+}
+
+function parseServerMessage(text: string): ServerMessage {
+  const value: unknown = JSON.parse(text);
+  assert.ok(typeof value === "object" && value !== null && !Array.isArray(value), `not a JSON object: ${text}`);
+  const message = value as ServerMessage;
+  assert.equal(typeof message.type, "string", `no type in ${text}`);
+  return message;
+}
+
+function asWelcome(message: ServerMessage): Welcome {
+  assert.equal(message.type, "welcome", `expected a welcome, got ${JSON.stringify(message)}`);
+  assert.equal(typeof message.name, "string");
+  assert.ok(Array.isArray(message.users) && message.users.every((user) => typeof user === "string"), "users is a list of names");
+  assert.ok(Number.isSafeInteger(message.seq), "seq is an integer");
+  assert.equal(typeof message.epoch, "string");
+  assert.ok((message.epoch as string).length > 0, "epoch is not empty");
+  assert.equal(typeof message.resumed, "boolean");
+  return message as unknown as Welcome;
+}
+
+function isClose(event: DecoderEvent): event is Extract<DecoderEvent, { type: "close" }> {
+  return event.type === "close";
+}
+
+let nextPing = 1;
+
+class ChatClient {
+  readonly raw: RawClient;
+  welcome!: Welcome;
+  /** Index into raw.events of the next event not read yet. */
+  private position = 0;
+
+  private constructor(raw: RawClient) {
+    this.raw = raw;
+  }
+
+  /** Opens ws://127.0.0.1:port/?query and reads the welcome. */
+  static async join(port: number, query = ""): Promise<ChatClient> {
+    const raw = await RawClient.open(port, { path: query === "" ? "/" : `/?${query}` });
+    if (raw.handshake?.status !== 101) {
+      raw.destroy();
+      throw new Error(`handshake failed: ${JSON.stringify(raw.handshake)}`);
+    }
+    const client = new ChatClient(raw);
+    client.welcome = asWelcome(await client.next());
+    return client;
+  }
+
+  send(message: object | string): void {
+    this.raw.sendText(typeof message === "string" ? message : JSON.stringify(message));
+  }
+
+  say(id: string, text: string): void {
+    this.send({ type: "say", id, text });
+  }
+
+  /** The next JSON text frame from the server (other frames are skipped). */
+  async next(timeoutMs = 5000): Promise<ServerMessage> {
+    let found: string | undefined;
+    await this.raw.waitFor(
+      () => {
+        while (this.position < this.raw.events.length) {
+          const event = this.raw.events[this.position++]!;
+          if (event.type === "text") {
+            found = event.text;
+            return true;
+          }
+        }
+        return this.raw.closed;
+      },
+      timeoutMs,
+      "a JSON message",
+    );
+    if (found === undefined) {
+      throw new Error(`the connection closed instead of sending a message; close: ${JSON.stringify(this.raw.events.find(isClose))}`);
+    }
+    return parseServerMessage(found);
+  }
+
+  async expect(type: string): Promise<ServerMessage> {
+    const message = await this.next();
+    assert.equal(message.type, type, `expected a ${type}, got ${JSON.stringify(message)}`);
+    return message;
+  }
+
+  /** A barrier: pings, and returns every message that arrived before the
+   * pong. Whatever the server sent this client because of something it
+   * handled earlier is in the list, since it writes to a socket in order. */
+  async sync(): Promise<ServerMessage[]> {
+    const t = nextPing++;
+    this.send({ type: "ping", t });
+    const before: ServerMessage[] = [];
+    for (;;) {
+      const message = await this.next();
+      if (message.type === "pong" && message.t === t) return before;
+      before.push(message);
+    }
+  }
+
+  /** The code of the server's close frame, once it arrives. */
+  async closeCode(timeoutMs = 5000): Promise<number> {
+    await this.raw.waitFor(() => this.raw.events.some(isClose), timeoutMs, "a close frame");
+    return this.raw.events.find(isClose)!.code;
+  }
+
+  /** Leaves politely: a close frame, then waits for the server to end the TCP connection. */
+  async leave(): Promise<void> {
+    if (this.raw.closed) return;
+    this.raw.sendFrame(Opcode.Close, encodeClosePayload(1000));
+    this.raw.socket.end();
+    await this.raw.waitForClose();
+  }
+
+  destroy(): void {
+    this.raw.destroy();
+  }
+}
+
+/** Generous limits, so only the rate-limit tests meet the rate limit. */
+const unlimited = ["--message-rate", "100000", "--message-burst", "100000"];
+
+interface Room {
+  server: RunningServer;
+  join(query?: string): Promise<ChatClient>;
+}
+
+/** Runs `body` against a fresh server; every client and the server are gone afterwards. */
+async function withRoom(args: string[], body: (room: Room) => Promise<void>): Promise<void> {
+  const server = await startServer(args);
+  const clients: ChatClient[] = [];
+  try {
+    await body({
+      server,
+      join: async (query = "") => {
+        const client = await ChatClient.join(server.port, query);
+        clients.push(client);
+        return client;
+      },
+    });
+  } finally {
+    for (const client of clients) client.destroy();
+    await server.stop("SIGKILL");
+  }
+}
+
+function name(value: string): string {
+  return `name=${encodeURIComponent(value)}`;
+}
+
+function sorted(names: string[]): string[] {
+  return [...names].sort();
+}
+
+function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------
+// Names
+// ---------------------------------------------------------------------------
+
+describe("names", () => {
+  test("without a name: 小明, 小红, 小军, 小王, then 访客5 and 访客6; users lists everyone online, self included", async () => {
+    await withRoom(unlimited, async (room) => {
+      const expected = ["小明", "小红", "小军", "小王", "访客5", "访客6"];
+      for (let index = 0; index < expected.length; index++) {
+        const client = await room.join();
+        assert.equal(client.welcome.name, expected[index]);
+        assert.deepEqual(sorted(client.welcome.users), sorted(expected.slice(0, index + 1)));
+        assert.deepEqual(await client.sync(), [], "no error for a default name");
+      }
+    });
+  });
+
+  test("a default name freed by a leaver is the first one given out again", async () => {
+    await withRoom(unlimited, async (room) => {
+      const xiaoming = await room.join();
+      const xiaohong = await room.join();
+      const xiaojun = await room.join();
+      assert.deepEqual([xiaoming.welcome.name, xiaohong.welcome.name, xiaojun.welcome.name], ["小明", "小红", "小军"]);
+      await xiaohong.leave();
+      assert.deepEqual(await xiaoming.expect("joined"), { type: "joined", name: "小红" });
+      assert.deepEqual(await xiaoming.expect("joined"), { type: "joined", name: "小军" });
+      assert.deepEqual(await xiaoming.expect("left"), { type: "left", name: "小红" });
+      const next = await room.join();
+      assert.equal(next.welcome.name, "小红");
+    });
+  });
+
+  test("a requested name is trimmed and used, up to 32 characters counted as code points", async () => {
+    await withRoom(unlimited, async (room) => {
+      const alice = await room.join(name("  Alice  "));
+      assert.equal(alice.welcome.name, "Alice");
+      assert.deepEqual(alice.welcome.users, ["Alice"]);
+      const chinese = await room.join(name("张伟"));
+      assert.equal(chinese.welcome.name, "张伟");
+      const longest = "n".repeat(32);
+      const exact = await room.join(name(longest));
+      assert.equal(exact.welcome.name, longest);
+      const emoji = "😀".repeat(32); // 64 UTF-16 units, 32 characters
+      const emojiClient = await room.join(name(emoji));
+      assert.equal(emojiClient.welcome.name, emoji);
+      for (const client of [alice, chinese, exact, emojiClient]) {
+        const errors = (await client.sync()).filter((message) => message.type === "error");
+        assert.deepEqual(errors, [], "no error for a good name");
+      }
+    });
+  });
+
+  test("a name that is only spaces counts as no name: the default is given", async () => {
+    await withRoom(unlimited, async (room) => {
+      const client = await room.join(name("   "));
+      assert.equal(client.welcome.name, "小明");
+    });
+  });
+
+  test("a taken name gets a number suffix and a name_taken error; the connection stays open", async () => {
+    await withRoom(unlimited, async (room) => {
+      const first = await room.join(name("Alice"));
+      assert.equal(first.welcome.name, "Alice");
+      const second = await room.join(name("Alice"));
+      assert.equal(second.welcome.name, "Alice2");
+      const error = await second.expect("error");
+      assert.equal(error.code, "name_taken");
+      assert.equal(typeof error.message, "string");
+      assert.deepEqual(await second.sync(), []);
+      const third = await room.join(name(" Alice "));
+      assert.equal(third.welcome.name, "Alice3");
+      assert.equal((await third.expect("error")).code, "name_taken");
+      assert.deepEqual(sorted(third.welcome.users), sorted(["Alice", "Alice2", "Alice3"]));
+
+      // A default name asked for by hand is taken the same way: 小明 → 小明2.
+      const xiaoming = await room.join();
+      assert.equal(xiaoming.welcome.name, "小明");
+      const copy = await room.join(name("小明"));
+      assert.equal(copy.welcome.name, "小明2");
+      assert.equal((await copy.expect("error")).code, "name_taken");
+      assert.deepEqual(await copy.sync(), []);
+    });
+  });
+
+  test("the suffix of a taken 32-character name keeps it within 32 characters", async () => {
+    await withRoom(unlimited, async (room) => {
+      const longest = "名".repeat(32);
+      await room.join(name(longest));
+      const second = await room.join(name(longest));
+      assert.equal(second.welcome.name, "名".repeat(31) + "2");
+      assert.equal((await second.expect("error")).code, "name_taken");
+    });
+  });
+
+  test("bad_name: control characters or more than 32 characters get a default name and an error; the connection stays open", async () => {
+    await withRoom(unlimited, async (room) => {
+      const cases = [
+        "a\u0007b", // BEL
+        "a\nb", // a line break inside
+        "a\u007fb", // DEL
+        "a\u0085b", // a C1 control (NEL)
+        "n".repeat(33),
+        "😀".repeat(33),
+      ];
+      const defaults = ["小明", "小红", "小军", "小王", "访客5", "访客6"];
+      for (let index = 0; index < cases.length; index++) {
+        const client = await room.join(name(cases[index]!));
+        assert.equal(client.welcome.name, defaults[index], `the default name for ${JSON.stringify(cases[index])}`);
+        const error = await client.expect("error");
+        assert.equal(error.code, "bad_name", `bad_name for ${JSON.stringify(cases[index])}`);
+        assert.deepEqual(await client.sync(), [], "still open: a ping is answered");
+      }
+    });
+  });
+
+  test("a name is freed when its owner leaves and given back to the reconnecting client", async () => {
+    await withRoom(unlimited, async (room) => {
+      const watcher = await room.join(name("Watcher"));
+      const alice = await room.join(name("Alice"));
+      assert.deepEqual(await watcher.expect("joined"), { type: "joined", name: "Alice" });
+
+      // While the old connection is still there, the name is not free.
+      const early = await room.join(name("Alice"));
+      assert.equal(early.welcome.name, "Alice2");
+      assert.equal((await early.expect("error")).code, "name_taken");
+      await early.leave();
+      await watcher.expect("joined");
+      assert.deepEqual(await watcher.expect("left"), { type: "left", name: "Alice2" });
+
+      // A polite leave (close frame) frees it.
+      await alice.leave();
+      assert.deepEqual(await watcher.expect("left"), { type: "left", name: "Alice" });
+      const back = await room.join(name("Alice"));
+      assert.equal(back.welcome.name, "Alice");
+      assert.deepEqual(await back.sync(), [], "no name_taken");
+
+      // So does a dropped TCP connection (no close frame at all).
+      back.destroy();
+      assert.deepEqual(await watcher.expect("joined"), { type: "joined", name: "Alice" });
+      assert.deepEqual(await watcher.expect("left"), { type: "left", name: "Alice" });
+      const again = await room.join(name("Alice"));
+      assert.equal(again.welcome.name, "Alice");
+      assert.deepEqual(await again.sync(), []);
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Presence
+// ---------------------------------------------------------------------------
+
+describe("presence", () => {
+  test("joined and left go to everyone else, never to the one who joins or leaves", async () => {
+    await withRoom(unlimited, async (room) => {
+      const a = await room.join(name("A"));
+      const b = await room.join(name("B"));
+      assert.deepEqual(sorted(b.welcome.users), ["A", "B"]);
+      assert.deepEqual(await a.sync(), [{ type: "joined", name: "B" }]);
+      assert.deepEqual(await b.sync(), [], "the newcomer is not told about itself");
+
+      const c = await room.join(name("C"));
+      assert.deepEqual(await a.sync(), [{ type: "joined", name: "C" }]);
+      assert.deepEqual(await b.sync(), [{ type: "joined", name: "C" }]);
+      assert.deepEqual(await c.sync(), []);
+
+      await b.leave();
+      // The server notices the end of B's connection a moment after B does.
+      assert.deepEqual(await a.expect("left"), { type: "left", name: "B" });
+      assert.deepEqual(await c.expect("left"), { type: "left", name: "B" });
+      assert.deepEqual(await a.sync(), []);
+      assert.deepEqual(await c.sync(), []);
+
+      const d = await room.join(name("D"));
+      assert.deepEqual(sorted(d.welcome.users), ["A", "C", "D"], "a leaver is no longer listed");
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Messages, exactly-once, ping
+// ---------------------------------------------------------------------------
+
+describe("messages", () => {
+  test("say is broadcast to everyone, sender included, with seq, id, from, text and time", async () => {
+    await withRoom(unlimited, async (room) => {
+      const a = await room.join(name("A"));
+      const b = await room.join(name("B"));
+      await a.expect("joined");
+      const before = Date.now();
+      a.say("m-1", "你好, world");
+      for (const client of [a, b]) {
+        const message = await client.expect("message");
+        assert.deepEqual(Object.keys(message).sort(), ["from", "id", "seq", "text", "time", "type"]);
+        assert.equal(message.seq, 1);
+        assert.equal(message.id, "m-1");
+        assert.equal(message.from, "A");
+        assert.equal(message.text, "你好, world");
+        assert.ok(typeof message.time === "number" && message.time >= before - 60_000, "time is a timestamp in ms");
+      }
+      b.say("m-2", "second");
+      for (const client of [a, b]) {
+        const message = await client.expect("message");
+        assert.equal(message.seq, 2, "seq goes up by one");
+        assert.equal(message.from, "B");
+      }
+      assert.deepEqual(await a.sync(), []);
+      assert.deepEqual(await b.sync(), []);
+    });
+  });
+
+  test("text length: 1 and exactly 2000 characters are accepted, and 2000 emoji too; 2001 is text_too_long", async () => {
+    await withRoom(unlimited, async (room) => {
+      const a = await room.join();
+      const accepted = ["x", "a".repeat(2000), "😀".repeat(2000), "字".repeat(2000), " padded "];
+      for (const [index, text] of accepted.entries()) {
+        a.say(`ok-${index}`, text);
+        const message = await a.expect("message");
+        assert.equal(message.text, text, `text ${index} comes back unchanged`);
+        assert.equal(message.seq, index + 1);
+      }
+      for (const text of ["a".repeat(2001), "😀".repeat(2001)]) {
+        a.say(`long-${text.length}`, text);
+        assert.equal((await a.expect("error")).code, "text_too_long");
+        assert.deepEqual(await a.sync(), [], "still open");
+      }
+    });
+  });
+
+  test("exactly once: a retried id is not broadcast again; only the sender gets the stored copy, once", async () => {
+    await withRoom(unlimited, async (room) => {
+      const a = await room.join(name("A"));
+      const b = await room.join(name("B"));
+      await a.expect("joined");
+      a.say("once", "hello");
+      const original = await a.expect("message");
+      assert.deepEqual(await b.expect("message"), original);
+
+      // The retry (even with another text) gets the stored message back.
+      a.say("once", "hello");
+      a.say("once", "hello, edited");
+      assert.deepEqual(await a.sync(), [original, original], "one stored copy per retry, nothing else");
+      assert.deepEqual(await b.sync(), [], "the others get nothing new");
+
+      // Another client sending that id also gets the stored copy, alone.
+      b.say("once", "mine?");
+      assert.deepEqual(await b.sync(), [original]);
+      assert.deepEqual(await a.sync(), []);
+
+      // The retries used no seq.
+      a.say("twice", "next");
+      assert.equal((await a.expect("message")).seq, 2);
+      assert.equal((await b.expect("message")).seq, 2);
+    });
+  });
+
+  test("ping gets a pong with the same t, to that client only", async () => {
+    await withRoom(unlimited, async (room) => {
+      const a = await room.join();
+      const b = await room.join();
+      await a.expect("joined");
+      for (const t of [0, 42, 1.5, 1_700_000_000_000]) {
+        a.send({ type: "ping", t });
+        assert.deepEqual(await a.next(), { type: "pong", t });
+      }
+      assert.deepEqual(await b.sync(), [], "no pong for the others");
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Mistakes
+// ---------------------------------------------------------------------------
+
+describe("mistakes", () => {
+  const cases: Array<{ code: string; frames: string[] }> = [
+    { code: "bad_json", frames: ["not json", "{", "", "{\"type\":\"say\",}"] },
+    { code: "bad_message", frames: ["[]", "42", "null", "\"say\"", "true"] },
+    { code: "unknown_type", frames: ["{}", "{\"type\":\"shout\"}", "{\"type\":42}", "{\"type\":\"SAY\",\"id\":\"x\",\"text\":\"y\"}"] },
+    {
+      code: "bad_id",
+      frames: [
+        JSON.stringify({ type: "say", text: "no id" }),
+        JSON.stringify({ type: "say", id: "", text: "empty id" }),
+        JSON.stringify({ type: "say", id: 42, text: "number id" }),
+        JSON.stringify({ type: "say", id: null, text: "null id" }),
+        JSON.stringify({ type: "say", id: "i".repeat(129), text: "id too long" }),
+      ],
+    },
+    {
+      code: "empty_text",
+      frames: [
+        JSON.stringify({ type: "say", id: "e1" }),
+        JSON.stringify({ type: "say", id: "e2", text: "" }),
+        JSON.stringify({ type: "say", id: "e3", text: "   " }),
+        JSON.stringify({ type: "say", id: "e4", text: " \n\t " }),
+      ],
+    },
+    { code: "text_too_long", frames: [JSON.stringify({ type: "say", id: "t1", text: "a".repeat(2001) })] },
+  ];
+
+  for (const { code, frames } of cases) {
+    test(`${code}: an error to the sender only, nothing sequenced, and the connection stays open`, async () => {
+      await withRoom(unlimited, async (room) => {
+        const a = await room.join();
+        const b = await room.join();
+        await a.expect("joined");
+        for (const frame of frames) {
+          a.send(frame);
+          const error = await a.next();
+          assert.equal(error.type, "error", `an error for ${frame.slice(0, 60)}`);
+          assert.equal(error.code, code, `${code} for ${frame.slice(0, 60)}`);
+          assert.ok(typeof error.message === "string" && error.message.length > 0, "a message for people");
+          assert.deepEqual(await a.sync(), [], "open: a ping after the mistake is answered");
+        }
+        assert.equal(a.raw.closed, false);
+        assert.deepEqual(await b.sync(), [], "the others saw nothing");
+        a.say("after", "still here");
+        assert.equal((await a.expect("message")).seq, 1, "no seq was used by a refused message");
+      });
+    });
+  }
+
+  test("a binary frame on / closes the connection with 1003; the others see left", async () => {
+    await withRoom(unlimited, async (room) => {
+      const a = await room.join(name("A"));
+      const b = await room.join(name("B"));
+      await a.expect("joined");
+      a.raw.sendFrame(Opcode.Binary, Buffer.from(JSON.stringify({ type: "say", id: "bin", text: "binary" })));
+      assert.equal(await a.closeCode(), 1003);
+      await a.raw.waitForClose();
+      assert.deepEqual(await b.expect("left"), { type: "left", name: "A" });
+      assert.deepEqual(await b.sync(), [], "the binary message was not broadcast");
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Rate limit
+// ---------------------------------------------------------------------------
+
+describe("rate limit", () => {
+  test("a burst of 100 says (default limits): some are rate_limited, the rest broadcast, and the connection stays open", async () => {
+    await withRoom([], async (room) => {
+      const a = await room.join(name("A"));
+      const b = await room.join(name("B"));
+      await a.expect("joined");
+      for (let index = 0; index < 100; index++) a.say(`burst-${index}`, `message ${index}`);
+      let accepted = 0;
+      let limited = 0;
+      const seqs: unknown[] = [];
+      while (accepted + limited < 100) {
+        const message = await a.next();
+        if (message.type === "message") {
+          accepted++;
+          seqs.push(message.seq);
+        } else {
+          assert.equal(message.type, "error", JSON.stringify(message));
+          assert.equal(message.code, "rate_limited");
+          limited++;
+        }
+      }
+      assert.ok(accepted >= 40, `the burst allowance (40) is accepted; accepted ${accepted}`);
+      assert.ok(limited >= 1, "some were refused");
+      assert.deepEqual(seqs, Array.from({ length: accepted }, (_, index) => index + 1), "accepted messages got consecutive seqs");
+      const seen = await b.sync();
+      assert.equal(seen.length, accepted, "the others got exactly the accepted messages");
+      assert.ok(seen.every((message) => message.type === "message"));
+
+      assert.equal(a.raw.closed, false);
+      await sleep(300); // let the bucket refill (20 a second)
+      assert.deepEqual(await a.sync(), [], "still open: a ping is answered");
+      a.say("after", "calm again");
+      assert.equal((await a.expect("message")).seq, accepted + 1);
+    });
+  });
+
+  test("sustained flooding ends with close 1008", async () => {
+    await withRoom(["--message-rate", "2", "--message-burst", "3"], async (room) => {
+      const a = await room.join(name("A"));
+      const b = await room.join(name("B"));
+      await a.expect("joined");
+      for (let index = 0; index < 200 && !a.raw.events.some(isClose); index++) {
+        a.say(`flood-${index}`, `flood ${index}`);
+        await sleep(10);
+      }
+      assert.equal(await a.closeCode(), 1008);
+      const types: string[] = [];
+      const codes: unknown[] = [];
+      for (const event of a.raw.events) {
+        if (event.type !== "text") continue;
+        const message = parseServerMessage(event.text);
+        types.push(message.type);
+        if (message.type === "error") codes.push(message.code);
+      }
+      assert.ok(types.includes("message"), "the burst allowance was accepted first");
+      assert.ok(codes.length > 0 && codes.every((code) => code === "rate_limited"), `rate_limited errors before the close: ${JSON.stringify(codes)}`);
+      await a.raw.waitForClose();
+      for (;;) {
+        const seen = await b.next();
+        if (seen.type === "left") {
+          assert.deepEqual(seen, { type: "left", name: "A" });
+          break;
+        }
+        assert.equal(seen.type, "message", "B sees A's accepted messages, then A leave");
+      }
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Graceful shutdown
+// ---------------------------------------------------------------------------
+
+describe("shutdown", () => {
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    test(`${signal}: every client gets close 1001 and the process exits with 0`, async () => {
+      const server = await startServer(unlimited);
+      const clients: ChatClient[] = [];
+      try {
+        for (let index = 0; index < 3; index++) clients.push(await ChatClient.join(server.port));
+        server.child.kill(signal);
+        const codes = await Promise.all(clients.map((client) => client.closeCode()));
+        assert.deepEqual(codes, [1001, 1001, 1001]);
+        // The first two answer the close as a client should; the third stays
+        // silent, and the server must not wait for it for ever.
+        for (const client of clients.slice(0, 2)) client.raw.sendFrame(Opcode.Close, encodeClosePayload(1001));
+        assert.equal(await within(server.exited, 15_000, "the server to exit"), 0);
+        await Promise.all(clients.map((client) => client.raw.waitForClose()));
+      } finally {
+        for (const client of clients) client.destroy();
+        await server.stop("SIGKILL");
+      }
+    });
+  }
+});

@@ -1,0 +1,464 @@
+// History, resume and epochs, over real connections to real server
+// processes: replay with `since`, the epoch rules, --history-size, and the
+// --history file across SIGKILL and restarts, including a torn last line.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join as joinPath } from "node:path";
+import { startServer, type RunningServer } from "./helpers.ts";
+import { RawClient } from "./raw-client.ts";
+
+// ---------------------------------------------------------------------------
+// A small chat client on top of RawClient (the same as in chat.test.ts)
+// ---------------------------------------------------------------------------
+
+interface ServerMessage {
+  type: string;
+  [field: string]: unknown;
+}
+
+interface Welcome {
+  type: "welcome";
+  name: string;
+  users: string[];
+  seq: number;
+  epoch: string;
+  resumed: boolean;
+}
+
+interface StoredMessage {
+  seq: number;
+  id: string;
+  from: string;
+  text: string;
+  time: number;
+}
+
+function parseServerMessage(text: string): ServerMessage {
+  const value: unknown = JSON.parse(text);
+  assert.ok(typeof value === "object" && value !== null && !Array.isArray(value), `not a JSON object: ${text}`);
+  const message = value as ServerMessage;
+  assert.equal(typeof message.type, "string", `no type in ${text}`);
+  return message;
+}
+
+let nextPing = 1;
+
+class ChatClient {
+  readonly raw: RawClient;
+  welcome!: Welcome;
+  private position = 0;
+
+  private constructor(raw: RawClient) {
+    this.raw = raw;
+  }
+
+  static async join(port: number, query = ""): Promise<ChatClient> {
+    const raw = await RawClient.open(port, { path: query === "" ? "/" : `/?${query}` });
+    if (raw.handshake?.status !== 101) {
+      raw.destroy();
+      throw new Error(`handshake failed: ${JSON.stringify(raw.handshake)}`);
+    }
+    const client = new ChatClient(raw);
+    const welcome = await client.expect("welcome");
+    assert.ok(Number.isSafeInteger(welcome.seq) && typeof welcome.epoch === "string" && typeof welcome.resumed === "boolean");
+    client.welcome = welcome as unknown as Welcome;
+    return client;
+  }
+
+  send(message: object): void {
+    this.raw.sendText(JSON.stringify(message));
+  }
+
+  /** The next JSON text frame from the server, joined and left excepted. */
+  async next(timeoutMs = 5000): Promise<ServerMessage> {
+    let found: string | undefined;
+    await this.raw.waitFor(
+      () => {
+        while (this.position < this.raw.events.length) {
+          const event = this.raw.events[this.position++]!;
+          // Presence is tested in chat.test.ts; here it is only noise.
+          if (event.type === "text" && !/^\{"type":"(joined|left)"/.test(event.text)) {
+            found = event.text;
+            return true;
+          }
+        }
+        return this.raw.closed;
+      },
+      timeoutMs,
+      "a JSON message",
+    );
+    if (found === undefined) throw new Error("the connection closed instead of sending a message");
+    return parseServerMessage(found);
+  }
+
+  async expect(type: string): Promise<ServerMessage> {
+    const message = await this.next();
+    assert.equal(message.type, type, `expected a ${type}, got ${JSON.stringify(message)}`);
+    return message;
+  }
+
+  /** Says something and returns the broadcast copy that comes back: the acknowledgement. */
+  async say(id: string, text: string): Promise<StoredMessage> {
+    this.send({ type: "say", id, text });
+    return asStored(await this.expect("message"));
+  }
+
+  /** Every message before the pong to a fresh ping. */
+  async sync(): Promise<ServerMessage[]> {
+    const t = nextPing++;
+    this.send({ type: "ping", t });
+    const before: ServerMessage[] = [];
+    for (;;) {
+      const message = await this.next();
+      if (message.type === "pong" && message.t === t) return before;
+      before.push(message);
+    }
+  }
+
+  /** The replayed messages: everything up to a ping's pong, all of type message. */
+  async replay(): Promise<StoredMessage[]> {
+    return (await this.sync()).map(asStored);
+  }
+
+  destroy(): void {
+    this.raw.destroy();
+  }
+}
+
+function asStored(message: ServerMessage): StoredMessage {
+  assert.equal(message.type, "message", `expected a message, got ${JSON.stringify(message)}`);
+  const { seq, id, from, text, time } = message;
+  assert.ok(typeof seq === "number" && typeof id === "string" && typeof from === "string" && typeof text === "string" && typeof time === "number");
+  return { seq, id, from, text, time };
+}
+
+const seqs = (messages: StoredMessage[]) => messages.map((message) => message.seq);
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, index) => from + index);
+
+// ---------------------------------------------------------------------------
+// Servers, clients and files that are cleaned up whatever happens
+// ---------------------------------------------------------------------------
+
+const unlimited = ["--message-rate", "100000", "--message-burst", "100000"];
+const directory = mkdtempSync(joinPath(tmpdir(), "chat-history-test-"));
+const servers = new Set<RunningServer>();
+const clients = new Set<ChatClient>();
+let fileCounter = 0;
+
+after(async () => {
+  for (const client of clients) client.destroy();
+  await Promise.all([...servers].map((server) => server.stop("SIGKILL")));
+  rmSync(directory, { recursive: true, force: true });
+});
+
+async function start(args: string[] = []): Promise<RunningServer> {
+  const server = await startServer([...unlimited, ...args]);
+  servers.add(server);
+  return server;
+}
+
+async function kill(server: RunningServer): Promise<void> {
+  await server.stop("SIGKILL");
+  servers.delete(server);
+}
+
+async function join(server: RunningServer, query = ""): Promise<ChatClient> {
+  const client = await ChatClient.join(server.port, query);
+  clients.add(client);
+  return client;
+}
+
+function resume(since: number, epoch: string): string {
+  return `since=${since}&epoch=${encodeURIComponent(epoch)}`;
+}
+
+function newHistoryPath(): string {
+  return joinPath(directory, `history-${++fileCounter}.jsonl`);
+}
+
+/** Reads the history file back: every line must be a whole JSON record. */
+function readHistoryFile(path: string): { epochs: string[]; messages: StoredMessage[]; endsWithNewline: boolean } {
+  const content = readFileSync(path, "utf8");
+  const epochs: string[] = [];
+  const messages: StoredMessage[] = [];
+  for (const line of content.split("\n")) {
+    if (line === "") continue;
+    let record: unknown;
+    assert.doesNotThrow(() => (record = JSON.parse(line)), `a whole JSON record on each line, not ${JSON.stringify(line.slice(0, 80))}`);
+    const fields = record as { type?: unknown; epoch?: unknown };
+    if (fields.type === "epoch") epochs.push(String(fields.epoch));
+    else messages.push(asStored({ type: "message", ...(record as object) }));
+  }
+  return { epochs, messages, endsWithNewline: content === "" || content.endsWith("\n") };
+}
+
+// ---------------------------------------------------------------------------
+// Replay and epochs
+// ---------------------------------------------------------------------------
+
+describe("replay with since, and epochs", () => {
+  test("no since: resumed:false, then every stored message, oldest first", async () => {
+    const server = await start();
+    const a = await join(server, "name=A");
+    assert.equal(a.welcome.seq, 0);
+    assert.equal(a.welcome.resumed, false);
+    const sent = [await a.say("m1", "one"), await a.say("m2", "two"), await a.say("m3", "three")];
+    assert.deepEqual(seqs(sent), [1, 2, 3]);
+
+    const late = await join(server);
+    assert.equal(late.welcome.seq, 3, "welcome.seq is the latest seq");
+    assert.equal(late.welcome.resumed, false);
+    assert.equal(late.welcome.epoch, a.welcome.epoch, "one epoch for the life of the server");
+    assert.deepEqual(await late.replay(), sent);
+    await kill(server);
+  });
+
+  test("since with the same epoch: resumed:true and only the newer messages, oldest first", async () => {
+    const server = await start();
+    const a = await join(server, "name=A");
+    const sent: StoredMessage[] = [];
+    for (let index = 1; index <= 4; index++) sent.push(await a.say(`m${index}`, `text ${index}`));
+    const epoch = a.welcome.epoch;
+
+    for (const since of [0, 1, 3, 4]) {
+      const client = await join(server, resume(since, epoch));
+      assert.equal(client.welcome.resumed, true, `resumed with since=${since}`);
+      assert.equal(client.welcome.seq, 4);
+      assert.deepEqual(await client.replay(), sent.slice(since), `the messages after ${since}`);
+      client.destroy();
+    }
+    await kill(server);
+  });
+
+  test("since with a different epoch: resumed:false and the whole stored history", async () => {
+    const server = await start();
+    const a = await join(server, "name=A");
+    const sent = [await a.say("m1", "one"), await a.say("m2", "two"), await a.say("m3", "three")];
+    for (const since of [0, 2, 3]) {
+      const client = await join(server, resume(since, "not-this-epoch"));
+      assert.equal(client.welcome.resumed, false);
+      assert.notEqual(client.welcome.epoch, "not-this-epoch");
+      assert.deepEqual(await client.replay(), sent, `everything, whatever since=${since} says`);
+      client.destroy();
+    }
+    await kill(server);
+  });
+
+  test("since older than the oldest kept message (--history-size 5, 20 messages): resumed:false with the 5 kept", async () => {
+    const server = await start(["--history-size", "5"]);
+    const a = await join(server, "name=A");
+    const sent: StoredMessage[] = [];
+    for (let index = 1; index <= 20; index++) sent.push(await a.say(`m${index}`, `text ${index}`));
+    const epoch = a.welcome.epoch;
+    const kept = sent.slice(15);
+
+    const cases: Array<{ query: string; resumed: boolean; replay: StoredMessage[] }> = [
+      { query: resume(1, epoch), resumed: false, replay: kept },
+      { query: resume(14, epoch), resumed: false, replay: kept }, // 15 is gone: a gap
+      { query: resume(15, epoch), resumed: true, replay: kept }, // nothing missed
+      { query: resume(18, epoch), resumed: true, replay: sent.slice(18) },
+      { query: "", resumed: false, replay: kept },
+    ];
+    for (const { query, resumed, replay } of cases) {
+      const client = await join(server, query);
+      assert.equal(client.welcome.seq, 20);
+      assert.equal(client.welcome.resumed, resumed, `resumed for ${JSON.stringify(query)}`);
+      assert.deepEqual(seqs(await client.replay()), seqs(replay), `replay for ${JSON.stringify(query)}`);
+      client.destroy();
+    }
+
+    // A retried id that is still kept is recognised.
+    assert.deepEqual(await a.say("m20", "again"), sent[19], "a kept id gets its stored copy");
+    assert.deepEqual(await a.sync(), []);
+    await kill(server);
+  });
+
+  test("without a history file every start has a new random epoch, and old seqs are not resumed", async () => {
+    const first = await start();
+    const a = await join(first, "name=A");
+    await a.say("m1", "one");
+    const oldEpoch = a.welcome.epoch;
+    await kill(first);
+
+    const second = await start();
+    const b = await join(second, resume(1, oldEpoch));
+    assert.notEqual(b.welcome.epoch, oldEpoch, "a new epoch");
+    assert.equal(b.welcome.seq, 0, "an empty history");
+    assert.equal(b.welcome.resumed, false);
+    assert.deepEqual(await b.replay(), []);
+
+    const third = await start();
+    const c = await join(third);
+    assert.ok(![oldEpoch, b.welcome.epoch].includes(c.welcome.epoch), "each start its own epoch");
+    await Promise.all([kill(second), kill(third)]);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// --history FILE
+// ---------------------------------------------------------------------------
+
+describe("history file", () => {
+  test("a new file gets an epoch line before any message, and keeps that epoch across a restart", async () => {
+    const path = newHistoryPath();
+    const first = await start(["--history", path]);
+    const a = await join(first);
+    assert.ok(existsSync(path));
+    assert.deepEqual(readHistoryFile(path), { epochs: [a.welcome.epoch], messages: [], endsWithNewline: true });
+    await kill(first);
+
+    const second = await start(["--history", path]);
+    const b = await join(second);
+    assert.equal(b.welcome.epoch, a.welcome.epoch);
+    assert.equal(b.welcome.seq, 0);
+    await kill(second);
+  });
+
+  test("killed with SIGKILL and restarted: nothing acknowledged is lost, seq continues, epoch kept, resume works", async () => {
+    const path = newHistoryPath();
+    const first = await start(["--history", path]);
+    const a = await join(first, "name=A");
+    const epoch = a.welcome.epoch;
+    const acknowledged: StoredMessage[] = [];
+    for (let index = 1; index <= 5; index++) acknowledged.push(await a.say(`before-${index}`, `消息 ${index} 😀`));
+    // A burst, and the kill the moment the last acknowledgement arrives.
+    for (let index = 6; index <= 30; index++) a.send({ type: "say", id: `before-${index}`, text: `burst ${index}` });
+    for (let index = 6; index <= 30; index++) acknowledged.push(asStored(await a.expect("message")));
+    await kill(first);
+    assert.deepEqual(seqs(acknowledged), range(1, 30));
+
+    const stored = readHistoryFile(path);
+    assert.deepEqual(stored.epochs, [epoch]);
+    assert.deepEqual(stored.messages, acknowledged, "every acknowledged message is in the file, in order");
+
+    const second = await start(["--history", path]);
+    const fresh = await join(second);
+    assert.equal(fresh.welcome.epoch, epoch, "the epoch is kept");
+    assert.equal(fresh.welcome.seq, 30);
+    assert.equal(fresh.welcome.resumed, false);
+    assert.deepEqual(await fresh.replay(), acknowledged, "everything is replayed, with its seq, id, from, text and time");
+
+    const back = await join(second, resume(27, epoch));
+    assert.equal(back.welcome.resumed, true);
+    assert.deepEqual(await back.replay(), acknowledged.slice(27));
+
+    // Exactly once survives the restart: the retried id gets its stored copy.
+    assert.deepEqual(await back.say("before-3", "消息 3 😀"), acknowledged[2]);
+    assert.deepEqual(await back.sync(), []);
+    assert.deepEqual(await fresh.sync(), [], "and nobody else hears it again");
+
+    const next = await back.say("after-1", "after the restart");
+    assert.equal(next.seq, 31, "seq continues");
+    assert.deepEqual(asStored(await fresh.expect("message")), next);
+    await kill(second);
+  });
+
+  test(
+    "messages accepted after a restart are appended after the old ones: a second restart loses nothing",
+    { todo: "server bug: HistoryFile opens an existing file with r+ and appends with writeSync(position null) at offset 0, overwriting the epoch line and old messages" },
+    async () => {
+      const path = newHistoryPath();
+      const first = await start(["--history", path]);
+      const a = await join(first, "name=A");
+      const epoch = a.welcome.epoch;
+      const acknowledged = [await a.say("r1", "first run, one"), await a.say("r2", "first run, two")];
+      await kill(first);
+
+      const second = await start(["--history", path]);
+      const b = await join(second, "name=B");
+      assert.deepEqual(await b.replay(), acknowledged);
+      acknowledged.push(await b.say("r3", "second run"));
+      await kill(second);
+
+      const stored = readHistoryFile(path);
+      assert.deepEqual(stored.epochs, [epoch], "the epoch line is still there");
+      assert.deepEqual(stored.messages, acknowledged, "the file holds all three messages");
+      assert.ok(stored.endsWithNewline);
+
+      const third = await start(["--history", path]);
+      assert.doesNotMatch(third.output(), /skipped|incomplete/, "no warning about the file");
+      const c = await join(third);
+      assert.equal(c.welcome.epoch, epoch);
+      assert.equal(c.welcome.seq, 3);
+      assert.deepEqual(await c.replay(), acknowledged);
+      await kill(third);
+    },
+  );
+
+  test("--history-size with a file: only the newest N are replayed and seq continues from the newest", async () => {
+    const path = newHistoryPath();
+    const epoch = "0123456789abcdef";
+    const messages: StoredMessage[] = range(1, 20).map((seq) => ({ seq, id: `old-${seq}`, from: "小明", text: `old ${seq}`, time: 1_700_000_000_000 + seq }));
+    writeFileSync(path, [{ type: "epoch", epoch }, ...messages].map((record) => JSON.stringify(record) + "\n").join(""));
+
+    const server = await start(["--history", path, "--history-size", "5"]);
+    const a = await join(server);
+    assert.equal(a.welcome.epoch, epoch);
+    assert.equal(a.welcome.seq, 20);
+    assert.deepEqual(await a.replay(), messages.slice(15));
+    assert.equal((await a.say("new", "new")).seq, 21);
+    await kill(server);
+  });
+
+  describe("a truncated last line (a crash in the middle of a write)", () => {
+    const epoch = "feedfacecafebeef";
+    const complete: StoredMessage[] = [
+      { seq: 1, id: "t1", from: "小明", text: "第一条", time: 1_700_000_000_001 },
+      { seq: 2, id: "t2", from: "小红", text: "second", time: 1_700_000_000_002 },
+    ];
+    const torn = Buffer.from(JSON.stringify({ seq: 3, id: "t3", from: "小军", text: "被截断的消息", time: 1_700_000_000_003 }) + "\n");
+    /** The whole lines, then a line cut in the middle of a UTF-8 character. */
+    function writeTornFile(path: string): void {
+      const whole = [{ type: "epoch", epoch }, ...complete].map((record) => JSON.stringify(record) + "\n").join("");
+      const cut = torn.indexOf(Buffer.from("截")) + 1; // one byte into a three-byte character
+      writeFileSync(path, Buffer.concat([Buffer.from(whole), torn.subarray(0, cut)]));
+    }
+
+    test("the server starts, warns, keeps the whole lines, and goes on from the last whole message", async () => {
+      const path = newHistoryPath();
+      writeTornFile(path);
+      const server = await start(["--history", path]);
+      assert.match(server.output(), /incomplete|truncated|partial|torn/i, "a warning about the last line");
+      const a = await join(server, "name=A");
+      assert.equal(a.welcome.epoch, epoch);
+      assert.equal(a.welcome.seq, 2);
+      assert.deepEqual(await a.replay(), complete);
+      const next = await a.say("t3-again", "after the crash");
+      assert.equal(next.seq, 3);
+      const b = await join(server, resume(2, epoch));
+      assert.equal(b.welcome.resumed, true);
+      assert.deepEqual(await b.replay(), [next]);
+      await kill(server);
+    });
+
+    test(
+      "new messages are stored on lines of their own after the complete ones, and a restart loads them all",
+      { todo: "server bug: after the torn line is cut off, appends go to offset 0 of the file (r+ without O_APPEND), overwriting the epoch line" },
+      async () => {
+        const path = newHistoryPath();
+        writeTornFile(path);
+        const first = await start(["--history", path]);
+        const a = await join(first, "name=A");
+        assert.deepEqual(await a.replay(), complete);
+        const next = [await a.say("n1", "after the crash"), await a.say("n2", "and another")];
+        await kill(first);
+
+        const stored = readHistoryFile(path);
+        assert.deepEqual(stored.epochs, [epoch]);
+        assert.deepEqual(stored.messages, [...complete, ...next]);
+        assert.ok(stored.endsWithNewline);
+
+        const second = await start(["--history", path]);
+        assert.doesNotMatch(second.output(), /incomplete|skipped/, "no warning the second time");
+        const b = await join(second);
+        assert.equal(b.welcome.epoch, epoch);
+        assert.equal(b.welcome.seq, 4);
+        assert.deepEqual(await b.replay(), [...complete, ...next]);
+        await kill(second);
+      },
+    );
+  });
+});
