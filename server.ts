@@ -1922,10 +1922,16 @@ function characterCount(text: string): number {
   return count;
 }
 
+/** Control characters (C0, DEL, C1), and the invisible ones that reorder or
+ * break text (bidirectional overrides, zero-width marks, line separators):
+ * a name with them can pretend to be someone else's. */
 function hasControlCharacter(text: string): boolean {
   for (let index = 0; index < text.length; index++) {
     const code = text.charCodeAt(index);
     if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return true;
+    if ((code >= 0x200b && code <= 0x200f) || (code >= 0x2028 && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069) || code === 0xfeff) {
+      return true;
+    }
   }
   return false;
 }
@@ -2100,12 +2106,13 @@ export class ChatRoom implements ConnectionHandler {
     });
 
     // Resume: `since` means something only in the epoch it came from.
-    const since = Number(query.get("since") ?? "0");
+    const sinceText = query.get("since") ?? "";
+    const since = sinceText.trim() === "" ? 0 : Number(sinceText);
     const clientEpoch = query.get("epoch");
     const sinceIsValid = Number.isSafeInteger(since) && since >= 0;
     const sameEpoch = clientEpoch === null || clientEpoch === this.epoch;
     const resumed =
-      query.has("since") && sinceIsValid && sameEpoch && since >= this.history.oldestSeq - 1 && since <= this.history.latestSeq;
+      sinceText.trim() !== "" && sinceIsValid && sameEpoch && since >= this.history.oldestSeq - 1 && since <= this.history.latestSeq;
     const replayFrom = resumed ? since : sameEpoch && sinceIsValid && since <= this.history.latestSeq ? since : 0;
 
     this.sendTo(connection, {
