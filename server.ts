@@ -1232,20 +1232,33 @@ export interface ConnectionOptions {
 /** A message encoded once and sent to many connections (a chat broadcast):
  * the frame bytes are made on first use and then shared. */
 export class PreparedMessage {
-  readonly payload: Buffer;
   readonly binary: boolean;
+  private readonly data: string | Buffer;
+  private bytes: Buffer | undefined;
   private plainFrame: Buffer | undefined;
   private readonly compressedFrames = new Map<number, Buffer | undefined>();
 
   constructor(data: string | Buffer) {
     this.binary = typeof data !== "string";
-    this.payload = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+    this.data = data;
   }
+
+  /** The payload as bytes (made only when needed: to compress, or to trace). */
+  get payload(): Buffer {
+    this.bytes ??= typeof this.data === "string" ? Buffer.from(this.data, "utf8") : this.data;
+    return this.bytes;
+  }
+
+  get length(): number {
+    this.byteLength ??= typeof this.data === "string" ? Buffer.byteLength(this.data) : this.data.length;
+    return this.byteLength;
+  }
+  private byteLength: number | undefined;
 
   /** The frame for a connection with this agreement: compressed frames differ
    * only by window size, so there is at most one per size. */
   frameFor(deflate: DeflateAgreement | undefined, threshold: number): { frame: Buffer; compressed: boolean } {
-    if (deflate !== undefined && this.payload.length >= threshold) {
+    if (deflate !== undefined && this.length >= threshold) {
       const bits = deflate.serverMaxWindowBits;
       if (!this.compressedFrames.has(bits)) {
         const compressed = compressMessage(this.payload, bits);
@@ -1254,7 +1267,8 @@ export class PreparedMessage {
       const frame = this.compressedFrames.get(bits);
       if (frame !== undefined) return { frame, compressed: true };
     }
-    this.plainFrame ??= encodeFrame(this.opcode, this.payload);
+    // Straight from the string into the frame: one copy, not two.
+    this.plainFrame ??= encodeFrame(this.opcode, this.data);
     return { frame: this.plainFrame, compressed: false };
   }
 
