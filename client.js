@@ -3,6 +3,7 @@
   var __defProp = Object.defineProperty;
   var __defNormalProp = (obj, key, value) => key in obj ? __defProp(obj, key, { enumerable: true, configurable: true, writable: true, value }) : obj[key] = value;
   var __publicField = (obj, key, value) => __defNormalProp(obj, typeof key !== "symbol" ? key + "" : key, value);
+  const SPACED_HEX = /^(?:[0-9a-f]{2}(?: [0-9a-f]{2})*)?$/;
   const MAX_TEXT_LENGTH = 2e3;
   function characterCount(text) {
     return Array.from(text).length;
@@ -21,6 +22,37 @@
     if (!isSeq(seq) || typeof from !== "string" || typeof text !== "string") return null;
     if (typeof time !== "number" || !Number.isFinite(time)) return null;
     return { seq, id: typeof id === "string" ? id : "", from, text, time };
+  }
+  function readTraceMessage(value) {
+    const { direction, line, lines, frame } = value;
+    if (direction === "handshake") return isStringArray(lines) ? { direction, lines } : null;
+    if (direction !== "received" && direction !== "sent" || typeof line !== "string" || !isRecord(frame)) return null;
+    const { fin, rsv1, rsv2, rsv3, opcode, opcodeName, masked, maskKey, lengthBits, length, onWire, payload } = frame;
+    const flags = [fin, rsv1, rsv2, rsv3, masked];
+    if (!flags.every((flag) => typeof flag === "boolean")) return null;
+    if (typeof opcode !== "number" || !Number.isInteger(opcode) || opcode < 0 || opcode > 15) return null;
+    if (typeof opcodeName !== "string" || lengthBits !== 7 && lengthBits !== 16 && lengthBits !== 64) return null;
+    if (typeof length !== "number" || !Number.isSafeInteger(length) || length < 0) return null;
+    if (maskKey !== null && (typeof maskKey !== "string" || !/^[0-9a-f]{8}$/.test(maskKey))) return null;
+    if (typeof onWire !== "string" || typeof payload !== "string" || !SPACED_HEX.test(onWire) || !SPACED_HEX.test(payload)) return null;
+    return {
+      direction,
+      line,
+      frame: {
+        fin: fin === true,
+        rsv1: rsv1 === true,
+        rsv2: rsv2 === true,
+        rsv3: rsv3 === true,
+        opcode,
+        opcodeName,
+        masked: masked === true,
+        maskKey,
+        lengthBits,
+        length,
+        onWire,
+        payload
+      }
+    };
   }
   function parseServerFrame(data) {
     if (typeof data !== "string") return null;
@@ -50,7 +82,11 @@
         return message === null ? null : { type: "message", message };
       }
       case "pong":
-        return { type: "pong" };
+        return { type: "pong", t: typeof value.t === "number" && Number.isFinite(value.t) ? value.t : null };
+      case "trace": {
+        const trace = readTraceMessage(value);
+        return trace === null ? null : { type: "trace", trace };
+      }
       case "joined":
       case "left":
         return typeof value.name === "string" ? { type: value.type, name: value.name } : null;
@@ -70,7 +106,9 @@
   const STORAGE_KEYS = {
     outbox: "chatRoom.outbox",
     transcript: "chatRoom.transcript",
-    name: "chatRoom.name"
+    name: "chatRoom.name",
+    /** true while the frame inspector is open, so a reload opens it again (and asks for the handshake). */
+    inspector: "chatRoom.inspector"
   };
   function createMemoryStorage() {
     const values = /* @__PURE__ */ new Map();
@@ -366,12 +404,13 @@
     backoffBaseMs: 1e3,
     backoffCapMs: 3e4
   };
-  function buildSocketUrl(serverUrl, name, resumePoint) {
+  function buildSocketUrl(serverUrl, name, resumePoint, inspect = false) {
     const parameters = [];
     if (name !== null) parameters.push(`name=${encodeURIComponent(name)}`);
     if (resumePoint !== null) {
       parameters.push(`since=${resumePoint.since}`, `epoch=${encodeURIComponent(resumePoint.epoch)}`);
     }
+    if (inspect) parameters.push("inspect=1");
     const url = new URL(serverUrl);
     const existing = url.search.slice(1);
     url.search = [existing, ...parameters].filter((part) => part !== "").join("&");
@@ -407,6 +446,8 @@
        */
       __publicField(this, "namesOfOldConnections", /* @__PURE__ */ new Set());
       __publicField(this, "retryAt", null);
+      /** Whether the frame inspector is open: the server is asked for traces on every connection. */
+      __publicField(this, "inspectOn");
       __publicField(this, "retryTimer", null);
       __publicField(this, "connectTimer", null);
       __publicField(this, "stableTimer", null);
@@ -422,11 +463,15 @@
         timeoutMs: this.timing.heartbeatTimeoutMs,
         timers: this.timers,
         sendPing: (time) => this.sendFrame({ type: "ping", t: time }),
-        onSilence: () => this.handleLostConnection()
+        onSilence: () => {
+          this.report({ kind: "silent", timeoutMs: this.timing.heartbeatTimeoutMs });
+          this.handleLostConnection();
+        }
       });
       const storedName = options.storage.getItem(STORAGE_KEYS.name);
       this.confirmedName = storedName;
       this.nameToAskFor = storedName;
+      this.inspectOn = readStoredJson(options.storage, STORAGE_KEYS.inspector) === true;
     }
     // --- What the page reads ---
     get state() {
@@ -464,6 +509,10 @@
     get epoch() {
       return this.transcript.epoch;
     }
+    /** Whether the frame inspector is open (remembered in storage across reloads). */
+    get inspecting() {
+      return this.inspectOn;
+    }
     /** Own messages: sent under the current name, or sent from this tab under any name. */
     isMine(message) {
       return this.confirmedName !== null && message.from === this.confirmedName || this.outbox.isOwn(message.id);
@@ -497,6 +546,20 @@
       if (connected) this.sendSay(message);
       this.notify();
       return connected ? "sent" : "queued";
+    }
+    /**
+     * Opens or closes the frame inspector. While it is open the server reports
+     * every frame of this connection as a `trace` message; each new socket asks
+     * for that in its URL (inspect=1, which also gets the handshake) and again
+     * after the welcome. An open socket is told at once.
+     */
+    setInspecting(on) {
+      if (on === this.inspectOn) return;
+      this.inspectOn = on;
+      writeStoredJson(this.options.storage, STORAGE_KEYS.inspector, on);
+      const connected = this.currentState === "connected";
+      if (connected) this.sendFrame({ type: "inspect", on });
+      this.report({ kind: "inspect", on, connected });
     }
     /** Reconnects under a new name; the server hands it out if nobody else holds it. */
     rename(rawName) {
@@ -535,7 +598,9 @@
     openSocket() {
       this.cancelRetry();
       if (this.socket !== null || this.stopped) return;
-      const url = buildSocketUrl(this.options.serverUrl, this.nameToAskFor, this.transcript.resumePoint());
+      const inspect = this.inspectOn;
+      const url = buildSocketUrl(this.options.serverUrl, this.nameToAskFor, this.transcript.resumePoint(), inspect);
+      this.report({ kind: "opening", url });
       let socket;
       try {
         socket = this.options.createSocket(url);
@@ -544,16 +609,29 @@
         return;
       }
       this.socket = socket;
-      this.connectTimer = this.timers.setTimeout(() => this.handleLostConnection(), this.timing.connectTimeoutMs);
+      this.options.observer?.socketOpened?.(inspect);
+      this.connectTimer = this.timers.setTimeout(() => {
+        this.report({ kind: "not-welcomed", timeoutMs: this.timing.connectTimeoutMs });
+        this.handleLostConnection();
+      }, this.timing.connectTimeoutMs);
       this.setState(this.backoff.attempts === 0 ? "connecting" : "reconnecting");
       socket.addEventListener("message", (event) => {
         if (socket === this.socket) this.handleFrame(event.data);
       });
-      socket.addEventListener("close", () => {
+      socket.addEventListener("close", (event) => {
+        this.report({
+          kind: "closed",
+          code: typeof event.code === "number" ? event.code : null,
+          reason: typeof event.reason === "string" ? event.reason : "",
+          wasClean: typeof event.wasClean === "boolean" ? event.wasClean : null,
+          current: socket === this.socket
+        });
         if (socket === this.socket) this.handleLostConnection();
       });
       socket.addEventListener("error", () => {
-        if (socket === this.socket) this.handleLostConnection();
+        if (socket !== this.socket) return;
+        this.report({ kind: "socket-error" });
+        this.handleLostConnection();
       });
     }
     /** A deliberate reconnection, not a failure: no waiting, no backoff. */
@@ -595,6 +673,7 @@
       this.retryAt = this.timers.now() + delay;
       this.retryTimer = this.timers.setTimeout(() => this.openSocket(), delay);
       this.setState("reconnecting");
+      this.report({ kind: "retry", attempt: this.backoff.attempts, delayMs: delay });
     }
     cancelRetry() {
       this.cancelTimer(this.retryTimer);
@@ -605,6 +684,11 @@
     handleFrame(data) {
       this.heartbeat.noteActivity();
       const frame = parseServerFrame(data);
+      if (frame?.type === "trace") {
+        this.options.observer?.trace?.(frame.trace);
+        return;
+      }
+      if (typeof data === "string") this.options.observer?.pageReceived?.(data);
       if (frame === null) return;
       switch (frame.type) {
         case "welcome":
@@ -614,8 +698,11 @@
           this.outbox.acknowledge(frame.message.id);
           this.transcript.addMessage(frame.message);
           break;
-        case "pong":
+        case "pong": {
+          const roundTripMs = frame.t === null ? -1 : this.timers.now() - frame.t;
+          if (roundTripMs >= 0) this.report({ kind: "rtt", roundTripMs });
           break;
+        }
         case "joined":
           if (frame.name === this.confirmedName) return;
           this.namesOfOldConnections.delete(frame.name);
@@ -650,6 +737,7 @@
       this.onlineUsers = [...welcome.users];
       this.transcript.welcome(welcome.epoch, welcome.resumed, this.timers.now());
       this.setState("connected");
+      if (this.inspectOn) this.sendFrame({ type: "inspect", on: true });
       this.heartbeat.start();
       this.cancelTimer(this.stableTimer);
       this.stableTimer = this.timers.setTimeout(() => {
@@ -682,10 +770,15 @@
       this.sendFrame({ type: "say", id: message.id, text: message.text });
     }
     sendFrame(frame) {
+      const socket = this.socket;
+      if (socket === null) return;
+      const text = JSON.stringify(frame);
       try {
-        this.socket?.send(JSON.stringify(frame));
+        socket.send(text);
       } catch {
+        return;
       }
+      this.options.observer?.pageSent?.(text);
     }
     // --- Small helpers ---
     rememberWantedName(name) {
@@ -700,14 +793,369 @@
       return this.options.isOnline?.() ?? true;
     }
     setState(state) {
+      const previous = this.currentState;
       this.currentState = state;
+      if (previous !== state) this.report({ kind: "state", from: previous, to: state });
       this.notify();
+    }
+    report(event) {
+      this.options.observer?.clientEvent?.(event);
     }
     notify() {
       this.options.onChange?.();
     }
     cancelTimer(timerId) {
       if (timerId !== null) this.timers.clearTimeout(timerId);
+    }
+  }
+  const INSPECTOR_LIMIT = 500;
+  const HEX_BYTES_SHOWN = 16;
+  const UNMATCHED_LIMIT = 100;
+  const CLOSE_CODE_NAMES = {
+    1e3: "normal closure",
+    1001: "going away",
+    1002: "protocol error",
+    1003: "unsupported data",
+    1005: "no status received",
+    1006: "abnormal closure",
+    1007: "invalid frame payload data",
+    1008: "policy violation",
+    1009: "message too big",
+    1010: "mandatory extension",
+    1011: "internal error",
+    1012: "service restart",
+    1013: "try again later",
+    1014: "bad gateway",
+    1015: "TLS handshake"
+  };
+  const SUMMARY_CHARACTERS = 80;
+  function shorten(text, limit) {
+    const characters = Array.from(text);
+    return characters.length <= limit ? text : `${characters.slice(0, limit - 1).join("")}\u2026`;
+  }
+  function seconds(milliseconds) {
+    return String(Math.round(milliseconds / 100) / 10);
+  }
+  const INSPECTOR_WORDS = {
+    zh: {
+      toggle: "\u5E27\u68C0\u67E5\u5668",
+      heading: "\u5E27\u68C0\u67E5\u5668",
+      clear: "\u6E05\u7A7A",
+      framesLabel: "\u8FD9\u4E2A\u8FDE\u63A5\u7684\u5E27",
+      pageToServer: "\u9875\u9762 \u2192 \u670D\u52A1\u5668",
+      serverToPage: "\u670D\u52A1\u5668 \u2192 \u9875\u9762",
+      handshake: "\u63E1\u624B",
+      thisPage: "\u672C\u9875",
+      fin: (fin) => fin ? "1 \xB7 \u8FD9\u6761\u6D88\u606F\u7684\u6700\u540E\u4E00\u5E27" : "0 \xB7 \u8FD9\u6761\u6D88\u606F\u540E\u9762\u8FD8\u6709\u5E27",
+      rsv: (compressed) => compressed ? " \xB7 RSV1\uFF1A\u5DF2\u538B\u7F29\uFF08permessage-deflate\uFF09" : " \xB7 \u6CA1\u6709\u6269\u5C55\u7528\u5230\u5B83\u4EEC",
+      mask: (masked) => masked ? "1 \xB7 \u6D4F\u89C8\u5668\u53D1\u51FA\u7684\u6BCF\u4E00\u5E27\u90FD\u5FC5\u987B\u52A0\u63A9\u7801\uFF08RFC 6455 \xA75.3\uFF09" : "0 \xB7 \u670D\u52A1\u5668\u53D1\u51FA\u7684\u5E27\u4ECE\u4E0D\u52A0\u63A9\u7801",
+      length: (length, bits) => bits === 7 ? `${length} \u5B57\u8282 \xB7 \u76F4\u63A5\u5199\u5728 7 \u4F4D\u957F\u5EA6\u5B57\u6BB5\u91CC\uFF080\u2013125\uFF09` : `${length} \u5B57\u8282 \xB7 7 \u4F4D\u5B57\u6BB5\u5199 ${bits === 16 ? 126 : 127}\uFF0C\u771F\u6B63\u7684\u957F\u5EA6\u5728\u540E\u9762\u7684 ${bits} \u4F4D\u91CC`,
+      xor: (masked, key, unmasked) => `\u9010\u5B57\u8282\u4E0E\u5BC6\u94A5\u5F02\u6216\uFF1A${masked} \u2295 ${key} = ${unmasked}`,
+      moreBytes: (count) => ` \u2026 \u53E6\u6709 ${count} \u5B57\u8282`,
+      noPayload: "\u6CA1\u6709\u8D1F\u8F7D",
+      compressedByPage: "\u6D4F\u89C8\u5668\u538B\u7F29\u4E86\u8FD9\u6761\u6D88\u606F\uFF08permessage-deflate\uFF09\uFF0C\u7EBF\u4E0A\u662F deflate \u6570\u636E\uFF1B\u4E0A\u9762\u7684\u6587\u672C\u662F\u672C\u9875\u4EA4\u7ED9 send() \u7684\u5185\u5BB9",
+      compressedByServer: "\u670D\u52A1\u5668\u538B\u7F29\u4E86\u8FD9\u6761\u6D88\u606F\uFF08permessage-deflate\uFF09\uFF1B\u4E0A\u9762\u7684\u6587\u672C\u662F\u6D4F\u89C8\u5668\u89E3\u538B\u540E\u7684\u5185\u5BB9",
+      compressedUnknown: "\u5DF2\u538B\u7F29\uFF08permessage-deflate\uFF09\uFF1A\u7EBF\u4E0A\u662F deflate \u6570\u636E\uFF0C\u4E0D\u662F\u53EF\u8BFB\u6587\u672C",
+      notText: "\u4E0D\u662F\u53EF\u8BFB\u6587\u672C",
+      closeReason: (reason) => ` \xB7 \u539F\u56E0 "${reason}"`,
+      say: (text) => `\u804A\u5929\u6D88\u606F "${text}"`,
+      message: (from, text) => `${from} \u7684\u804A\u5929\u6D88\u606F "${text}"`,
+      appPing: "\u5FC3\u8DF3 ping\uFF08\u5E94\u7528\u5C42\uFF1A\u6587\u672C\u5E27\u91CC\u7684 JSON\uFF09",
+      appPong: "\u5FC3\u8DF3 pong\uFF08\u5E94\u7528\u5C42\uFF1A\u6587\u672C\u5E27\u91CC\u7684 JSON\uFF09",
+      welcome: (name) => `\u6B22\u8FCE\uFF1A\u4F60\u662F ${name}`,
+      joined: (name) => `${name} \u52A0\u5165`,
+      left: (name) => `${name} \u79BB\u5F00`,
+      error: (code) => `\u9519\u8BEF ${code}`,
+      inspectMessage: (on) => on ? "\u8BF7\u670D\u52A1\u5668\u62A5\u544A\u8FD9\u4E2A\u8FDE\u63A5\u7684\u5E27" : "\u8BF7\u670D\u52A1\u5668\u4E0D\u518D\u62A5\u544A\u5E27",
+      protocolPing: "\u534F\u8BAE\u5C42 ping\uFF08opcode 0x9\uFF09",
+      protocolPong: "\u534F\u8BAE\u5C42 pong\uFF08opcode 0xA\uFF09",
+      pingNote: (direction) => direction === "sent" ? "\u670D\u52A1\u5668\u5B9A\u671F\u53D1 ping \u786E\u8BA4\u9875\u9762\u8FD8\u5728\uFF08\u9ED8\u8BA4\u6BCF 30 \u79D2\uFF09\uFF1B\u6D4F\u89C8\u5668\u81EA\u52A8\u56DE\u590D\uFF0CJavaScript \u770B\u4E0D\u5230\u8FD9\u4E24\u5E27" : "\u5BF9\u65B9\u5FC5\u987B\u5C3D\u5FEB\u56DE\u590D\u540C\u6837\u8D1F\u8F7D\u7684 pong",
+      pongNote: (direction) => direction === "received" ? "\u6D4F\u89C8\u5668\u81EA\u52A8\u56DE\u590D\u670D\u52A1\u5668\u7684 ping\uFF1BJavaScript \u770B\u4E0D\u5230\u5B83" : "\u56DE\u590D\u9875\u9762\u7684 ping\uFF0C\u8D1F\u8F7D\u76F8\u540C",
+      closeFrame: (direction) => direction === "received" ? "\u5173\u95ED\u5E27\uFF1A\u9875\u9762\u8981\u7ED3\u675F\u8FDE\u63A5" : "\u5173\u95ED\u5E27\uFF1A\u670D\u52A1\u5668\u8981\u7ED3\u675F\u8FDE\u63A5",
+      continuation: "\u5206\u7247\u6D88\u606F\u7684\u540E\u7EED\u5E27",
+      state: (from, to) => `\u72B6\u6001\uFF1A${from} \u2192 ${to}`,
+      opening: (url) => `\u6253\u5F00\u8FDE\u63A5 ${url}`,
+      rtt: (roundTripMs) => `\u5FC3\u8DF3\u5F80\u8FD4 ${roundTripMs} \u6BEB\u79D2\uFF08\u53D1\u51FA ping \u5230\u6536\u5230 pong\uFF09`,
+      retry: (attempt, delayMs) => `\u7B2C ${attempt} \u6B21\u91CD\u8FDE\uFF0C${seconds(delayMs)} \u79D2\u540E\uFF08\u6307\u6570\u9000\u907F\u52A0\u968F\u673A\u6296\u52A8\uFF09`,
+      closed: (code, reason, wasClean, current) => `\u8FDE\u63A5\u5173\u95ED\uFF1A${code}${reason === "" ? "" : ` \xB7 \u539F\u56E0 "${reason}"`}${wasClean === false ? " \xB7 \u6CA1\u6709\u5B8C\u6210\u5173\u95ED\u63E1\u624B" : ""}${current ? "" : " \xB7 \uFF08\u5DF2\u653E\u5F03\u7684\u65E7\u8FDE\u63A5\uFF09"}`,
+      socketError: "\u8FDE\u63A5\u51FA\u9519\uFF08\u6D4F\u89C8\u5668\u4E0D\u7ED9\u7EC6\u8282\uFF0C\u968F\u540E\u4F1A\u6709 close \u4E8B\u4EF6\uFF09",
+      silent: (timeoutMs) => `\u5FC3\u8DF3 ${seconds(timeoutMs)} \u79D2\u5185\u6CA1\u6709\u56DE\u5E94\uFF1A\u653E\u5F03\u8FD9\u4E2A\u8FDE\u63A5`,
+      notWelcomed: (timeoutMs) => `${seconds(timeoutMs)} \u79D2\u5185\u6CA1\u6709\u6536\u5230 welcome\uFF1A\u653E\u5F03\u8FD9\u4E2A\u8FDE\u63A5`,
+      inspect: (on, connected) => on ? `\u5E27\u68C0\u67E5\u5668\u5DF2\u6253\u5F00${connected ? "\uFF1A\u4ECE\u73B0\u5728\u8D77\u670D\u52A1\u5668\u62A5\u544A\u8FD9\u4E2A\u8FDE\u63A5\u7684\u6BCF\u4E00\u5E27\uFF08\u63E1\u624B\u53EA\u5728\u8FDE\u63A5\u65F6\u4FDD\u7559\uFF0C\u4E0B\u6B21\u8FDE\u63A5\u65F6\u624D\u80FD\u770B\u5230\uFF09" : "\uFF1A\u4E0B\u6B21\u8FDE\u63A5\u65F6\u4ECE\u63E1\u624B\u5F00\u59CB\u62A5\u544A"}` : "\u5E27\u68C0\u67E5\u5668\u5DF2\u5173\u95ED"
+    },
+    en: {
+      toggle: "Frames",
+      heading: "Frame inspector",
+      clear: "Clear",
+      framesLabel: "Frames of this connection",
+      pageToServer: "page \u2192 server",
+      serverToPage: "server \u2192 page",
+      handshake: "opening handshake",
+      thisPage: "this page",
+      fin: (fin) => fin ? "1 \xB7 the last frame of its message" : "0 \xB7 more frames of this message follow",
+      rsv: (compressed) => compressed ? " \xB7 RSV1: compressed (permessage-deflate)" : " \xB7 no extension uses them",
+      mask: (masked) => masked ? "1 \xB7 a browser must mask every frame it sends (RFC 6455 \xA75.3)" : "0 \xB7 a server never masks",
+      length: (length, bits) => bits === 7 ? `${length} bytes \xB7 in the 7-bit length field itself (0\u2013125)` : `${length} bytes \xB7 the 7-bit field says ${bits === 16 ? 126 : 127}, the length follows in ${bits} bits`,
+      xor: (masked, key, unmasked) => `each byte XOR the key byte in turn: ${masked} \u2295 ${key} = ${unmasked}`,
+      moreBytes: (count) => ` \u2026 +${count} bytes`,
+      noPayload: "no payload",
+      compressedByPage: "the browser compressed this message (permessage-deflate), so the wire carries deflate data; the text above is what this page gave to send()",
+      compressedByServer: "the server compressed this message (permessage-deflate); the text above is what the browser inflated it to",
+      compressedUnknown: "compressed (permessage-deflate): deflate data, not readable text",
+      notText: "not readable text",
+      closeReason: (reason) => ` \xB7 reason "${reason}"`,
+      say: (text) => `chat message "${text}"`,
+      message: (from, text) => `chat message from ${from}: "${text}"`,
+      appPing: "heartbeat ping (app level: JSON in a text frame)",
+      appPong: "heartbeat pong (app level: JSON in a text frame)",
+      welcome: (name) => `welcome: you are ${name}`,
+      joined: (name) => `${name} joined`,
+      left: (name) => `${name} left`,
+      error: (code) => `error ${code}`,
+      inspectMessage: (on) => on ? "asks the server to report this connection's frames" : "asks the server to stop reporting frames",
+      protocolPing: "protocol-level ping (opcode 0x9)",
+      protocolPong: "protocol-level pong (opcode 0xA)",
+      pingNote: (direction) => direction === "sent" ? "the server checks that the page is still there (every 30 s by default); the browser answers by itself, and JavaScript sees neither frame" : "the other side must answer soon with a pong carrying the same payload",
+      pongNote: (direction) => direction === "received" ? "the browser answers the server's ping by itself; JavaScript never sees it" : "the answer to the page's ping, with the same payload",
+      closeFrame: (direction) => direction === "received" ? "close frame: the page ends the connection" : "close frame: the server ends the connection",
+      continuation: "a later frame of a fragmented message",
+      state: (from, to) => `state: ${from} \u2192 ${to}`,
+      opening: (url) => `opening ${url}`,
+      rtt: (roundTripMs) => `heartbeat round trip ${roundTripMs} ms (ping sent to pong received)`,
+      retry: (attempt, delayMs) => `reconnect attempt ${attempt} in ${seconds(delayMs)} s (exponential backoff, random jitter)`,
+      closed: (code, reason, wasClean, current) => `socket closed: ${code}${reason === "" ? "" : ` \xB7 reason "${reason}"`}${wasClean === false ? " \xB7 closing handshake not completed" : ""}${current ? "" : " \xB7 (an earlier socket, already given up)"}`,
+      socketError: "socket error (the browser gives no details; a close event follows)",
+      silent: (timeoutMs) => `no answer to the heartbeat within ${seconds(timeoutMs)} s: this socket is given up`,
+      notWelcomed: (timeoutMs) => `no welcome within ${seconds(timeoutMs)} s: this socket is given up`,
+      inspect: (on, connected) => on ? `inspector on${connected ? ": the server reports every frame of this connection from now on (the handshake is kept only when a connection opens, so it shows from the next one)" : ": the next connection is reported from its handshake on"}` : "inspector off"
+    }
+  };
+  function hexToBytes(hex) {
+    const pairs = hex.replace(/ /g, "").match(/../g) ?? [];
+    return Uint8Array.from(pairs, (pair) => parseInt(pair, 16));
+  }
+  function bytesToHex(bytes, limit = bytes.length) {
+    const shown = Array.from(bytes.subarray(0, limit), (byte) => byte.toString(16).padStart(2, "0"));
+    return shown.join(" ") + (bytes.length > limit ? " \u2026" : "");
+  }
+  function describeCloseCode(code) {
+    return `${code} (${CLOSE_CODE_NAMES[code] ?? (code >= 4e3 ? "application's own code" : "unknown")})`;
+  }
+  function previewText(bytes, totalLength) {
+    const decoder = new TextDecoder("utf-8", { fatal: true });
+    const shortest = bytes.length < totalLength ? Math.max(0, bytes.length - 3) : bytes.length;
+    for (let end = bytes.length; end >= shortest; end--) {
+      let text;
+      try {
+        text = decoder.decode(bytes.subarray(0, end));
+      } catch {
+        continue;
+      }
+      if (/[\u0000-\u0008\u000b-\u001f\u007f]/.test(text)) return null;
+      return text;
+    }
+    return null;
+  }
+  function describeChatJson(text, words) {
+    let value;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return null;
+    }
+    if (!isRecord(value)) return null;
+    const asText = (field) => typeof field === "string" ? field : "";
+    switch (value.type) {
+      case "say":
+        return words.say(asText(value.text));
+      case "message":
+        return words.message(asText(value.from), asText(value.text));
+      case "ping":
+        return words.appPing;
+      case "pong":
+        return words.appPong;
+      case "welcome":
+        return words.welcome(asText(value.name));
+      case "joined":
+        return words.joined(asText(value.name));
+      case "left":
+        return words.left(asText(value.name));
+      case "error":
+        return words.error(asText(value.code));
+      case "inspect":
+        return words.inspectMessage(value.on !== false);
+      default:
+        return null;
+    }
+  }
+  function inspectSwitch(text) {
+    try {
+      const value = JSON.parse(text);
+      return isRecord(value) && value.type === "inspect" ? value.on !== false : null;
+    } catch {
+      return null;
+    }
+  }
+  function isDataOpcode(opcode) {
+    return opcode === 0 || opcode === 1 || opcode === 2;
+  }
+  function describeTraceFrame(frame, direction, knownText, words) {
+    const onWire = hexToBytes(frame.onWire);
+    const payload = hexToBytes(frame.payload);
+    const compressed = frame.rsv1;
+    const rsvBits = `${frame.rsv1 ? 1 : 0} ${frame.rsv2 ? 1 : 0} ${frame.rsv3 ? 1 : 0}`;
+    const fields = [
+      { label: "FIN", value: words.fin(frame.fin) },
+      { label: "RSV1-3", value: rsvBits + words.rsv(compressed) },
+      { label: "opcode", value: `0x${frame.opcode.toString(16)} \xB7 ${frame.opcodeName}` },
+      { label: "MASK", value: words.mask(frame.masked) },
+      { label: "length", value: words.length(frame.length, frame.lengthBits) }
+    ];
+    const more = frame.length > HEX_BYTES_SHOWN ? words.moreBytes(frame.length - Math.min(frame.length, HEX_BYTES_SHOWN)) : "";
+    const shownHex = (bytes) => bytesToHex(bytes.subarray(0, HEX_BYTES_SHOWN)) + more;
+    if (frame.maskKey !== null) {
+      const key = hexToBytes(frame.maskKey);
+      fields.push({ label: "masking key", value: bytesToHex(key) });
+      if (frame.length > 0) {
+        fields.push({ label: "masked", value: shownHex(onWire) }, { label: "unmasked", value: shownHex(payload) });
+        const [first, keyByte, plain] = [onWire[0], key[0], payload[0]];
+        if (first !== void 0 && keyByte !== void 0 && plain !== void 0) {
+          const hex = (byte) => byte.toString(16).padStart(2, "0");
+          fields.push({ label: "\u2295", value: words.xor(hex(first), hex(keyByte), hex(plain)) });
+        }
+      }
+    } else if (frame.length > 0) {
+      fields.push({ label: "payload", value: shownHex(payload) });
+    }
+    if (frame.length === 0) fields.push({ label: "payload", value: words.noPayload });
+    let meaning = null;
+    if (frame.opcode === 8) {
+      meaning = words.closeFrame(direction);
+      if (payload.length >= 2 && !compressed) {
+        const code = payload[0] << 8 | payload[1];
+        const reason = previewText(payload.subarray(2), frame.length - 2) ?? "";
+        fields.push({ label: "close", value: describeCloseCode(code) + (reason === "" ? "" : words.closeReason(reason)) });
+        meaning = `${meaning} \xB7 ${describeCloseCode(code)}`;
+      }
+    } else if (frame.opcode === 9) {
+      meaning = words.protocolPing;
+      fields.push({ label: "note", value: words.pingNote(direction) });
+    } else if (frame.opcode === 10) {
+      meaning = words.protocolPong;
+      fields.push({ label: "note", value: words.pongNote(direction) });
+    } else if (isDataOpcode(frame.opcode) && frame.length > 0) {
+      const prefix = compressed || frame.opcode === 2 ? null : previewText(payload, frame.length);
+      let text = knownText;
+      if (text !== null && !compressed && (prefix === null || !text.startsWith(prefix))) text = null;
+      if (text === null && prefix !== null) {
+        const cut = frame.length - new TextEncoder().encode(prefix).length;
+        text = prefix + (cut > 0 ? words.moreBytes(cut) : "");
+      }
+      fields.push({ label: "text", value: text ?? (compressed ? words.compressedUnknown : words.notText) });
+      if (compressed && text !== null) {
+        fields.push({ label: "RSV1=1", value: direction === "received" ? words.compressedByPage : words.compressedByServer });
+      }
+      if (frame.opcode === 0) meaning = words.continuation;
+      else if (text !== null) meaning = describeChatJson(text, words) ?? text;
+    }
+    const summary = `${frame.opcodeName} \xB7 ${frame.length} B${meaning === null ? "" : ` \xB7 ${shorten(meaning, SUMMARY_CHARACTERS)}`}`;
+    return { summary, fields };
+  }
+  function describeClientEvent(event, words) {
+    switch (event.kind) {
+      case "state":
+        return words.state(event.from, event.to);
+      case "opening":
+        return words.opening(event.url);
+      case "rtt":
+        return words.rtt(event.roundTripMs);
+      case "retry":
+        return words.retry(event.attempt, event.delayMs);
+      case "closed":
+        return words.closed(event.code === null ? "?" : describeCloseCode(event.code), event.reason, event.wasClean, event.current);
+      case "socket-error":
+        return words.socketError;
+      case "silent":
+        return words.silent(event.timeoutMs);
+      case "not-welcomed":
+        return words.notWelcomed(event.timeoutMs);
+      case "inspect":
+        return words.inspect(event.on, event.connected);
+    }
+  }
+  class InspectorLog {
+    constructor(options) {
+      __publicField(this, "options");
+      __publicField(this, "limit");
+      __publicField(this, "list", []);
+      __publicField(this, "nextId", 1);
+      /** Whether the server reports every frame the page sends from here on, so texts can be matched. */
+      __publicField(this, "matching", false);
+      /** Texts the page sent whose trace has not arrived yet, oldest first. */
+      __publicField(this, "unmatched", []);
+      /** The last message that arrived, for the trace of it that follows. */
+      __publicField(this, "lastReceived", null);
+      this.options = options;
+      this.limit = options.limit ?? INSPECTOR_LIMIT;
+    }
+    get entries() {
+      return this.list;
+    }
+    clear() {
+      this.list = [];
+      this.options.onChange?.();
+    }
+    // --- ConnectionObserver ---
+    clientEvent(event) {
+      this.add({ direction: "client", opcode: null, kind: event.kind, summary: describeClientEvent(event, this.options.words), fields: [], lines: [], serverLine: null });
+    }
+    socketOpened(tracedFromStart) {
+      this.matching = tracedFromStart;
+      this.unmatched = [];
+      this.lastReceived = null;
+    }
+    pageSent(text) {
+      const inspect = inspectSwitch(text);
+      if (inspect === true && !this.matching) {
+        this.matching = true;
+        this.unmatched = [];
+        return;
+      }
+      if (!this.matching) return;
+      this.unmatched.push(text);
+      if (inspect === false) this.matching = false;
+      if (this.unmatched.length > UNMATCHED_LIMIT) {
+        this.matching = false;
+        this.unmatched = [];
+      }
+    }
+    pageReceived(text) {
+      this.lastReceived = text;
+    }
+    trace(trace) {
+      if (trace.direction === "handshake") {
+        const words = this.options.words;
+        this.add({ direction: "handshake", opcode: null, kind: null, summary: words.handshake, fields: [], lines: trace.lines, serverLine: null });
+        return;
+      }
+      const { frame, direction } = trace;
+      let knownText = null;
+      if (isDataOpcode(frame.opcode) && frame.fin) {
+        if (direction === "received") {
+          knownText = this.unmatched.shift() ?? null;
+        } else {
+          knownText = frame.opcode === 2 ? null : this.lastReceived;
+          this.lastReceived = null;
+        }
+      }
+      const { summary, fields } = describeTraceFrame(frame, direction, knownText, this.options.words);
+      this.add({ direction, opcode: frame.opcodeName, kind: null, summary, fields, lines: [], serverLine: trace.line });
+    }
+    add(entry) {
+      this.list.push({ id: this.nextId, time: this.options.now(), ...entry });
+      this.nextId += 1;
+      if (this.list.length > this.limit) this.list.splice(0, this.list.length - this.limit);
+      this.options.onChange?.();
     }
   }
   function resolveServerUrl(page) {
@@ -754,12 +1202,12 @@
       connecting: "\u6B63\u5728\u8FDE\u63A5\u2026",
       connected: "\u5DF2\u8FDE\u63A5",
       reconnecting: (attempt) => `\u6B63\u5728\u91CD\u8FDE\uFF08\u7B2C ${attempt} \u6B21\u5C1D\u8BD5\uFF09`,
-      nextTryIn: (seconds) => `\uFF0C${seconds} \u79D2\u540E\u91CD\u8BD5`,
+      nextTryIn: (seconds2) => `\uFF0C${seconds2} \u79D2\u540E\u91CD\u8BD5`,
       offline: "\u79BB\u7EBF",
       retryNow: "\u7ACB\u5373\u91CD\u8BD5",
       online: (count) => `\u5728\u7EBF\uFF08${count}\uFF09`,
       me: "\u6211",
-      ownName: (name) => `${name}\uFF08\u6211\uFF09`,
+      meLabel: null,
       sending: "\u53D1\u9001\u4E2D\u2026",
       waitingToSend: "\u7B49\u5F85\u53D1\u9001",
       joined: (name) => `${name} \u52A0\u5165\u4E86\u804A\u5929\u5BA4`,
@@ -784,12 +1232,12 @@
       connecting: "Connecting\u2026",
       connected: "Connected",
       reconnecting: (attempt) => `Reconnecting (attempt ${attempt})`,
-      nextTryIn: (seconds) => `, next try in ${seconds} s`,
+      nextTryIn: (seconds2) => `, next try in ${seconds2} s`,
       offline: "Offline",
       retryNow: "Retry now",
       online: (count) => `Online (${count})`,
-      me: "me",
-      ownName: (name) => `${name} (me)`,
+      me: "\u6211",
+      meLabel: "me",
       sending: "sending\u2026",
       waitingToSend: "waiting to send",
       joined: (name) => `${name} joined`,
@@ -838,7 +1286,12 @@
       composer: findElement("composer", HTMLFormElement),
       inputLabel: findElement("input-label", HTMLLabelElement),
       input: findElement("input", HTMLInputElement),
-      send: findElement("send", HTMLButtonElement)
+      send: findElement("send", HTMLButtonElement),
+      inspectorToggle: findElement("inspector-toggle", HTMLButtonElement),
+      inspector: findElement("inspector", HTMLElement),
+      inspectorHeading: findElement("inspector-heading", HTMLElement),
+      inspectorClear: findElement("inspector-clear", HTMLButtonElement),
+      inspectorFrames: findElement("inspector-frames", HTMLOListElement)
     };
   }
   function setText(element, text) {
@@ -916,8 +1369,8 @@
       };
       setText(statusText, labels[state]);
       const waiting = state === "reconnecting" && nextAttemptAt !== null;
-      const seconds = waiting ? Math.max(0, Math.ceil((nextAttemptAt - Date.now()) / 1e3)) : 0;
-      setText(statusCountdown, waiting ? this.text.nextTryIn(seconds) : "");
+      const seconds2 = waiting ? Math.max(0, Math.ceil((nextAttemptAt - Date.now()) / 1e3)) : 0;
+      setText(statusCountdown, waiting ? this.text.nextTryIn(seconds2) : "");
       retry.hidden = !(waiting || state === "offline");
     }
     showAlert(message, code = null) {
@@ -948,7 +1401,12 @@
           const isMe = user === connection.name;
           const item = createElement("li", isMe ? "user me" : "user");
           item.dataset.name = user;
-          item.textContent = isMe ? this.text.ownName(user) : user;
+          item.textContent = user;
+          if (isMe) {
+            const badge = this.createMeBadge();
+            badge.textContent = this.text.me;
+            item.append(" ", badge);
+          }
           return item;
         })
       );
@@ -981,7 +1439,7 @@
         const key = messageKey(message.id, `pending-${message.id}`);
         usedMessageKeys.add(key);
         const pendingMark = connection.state === "connected" ? this.text.sending : this.text.waitingToSend;
-        const from = connection.name ?? this.text.me;
+        const from = connection.name ?? connection.wantedName ?? "";
         const line = { id: message.id, seq: null, from, text: message.text, time: null, mine: true, pendingMark };
         wanted.push(this.messageRow(key, line));
       }
@@ -1027,7 +1485,7 @@
       const row = {
         element,
         from: createElement("span", "from"),
-        me: createElement("span", "me-badge"),
+        me: this.createMeBadge(),
         time: createElement("time", "time"),
         mark: createElement("span", "mark"),
         text: createElement("p", "text")
@@ -1035,6 +1493,17 @@
       meta.append(row.from, row.me, row.time, row.mark);
       element.append(meta, row.text);
       return row;
+    }
+    /** The 我 badge: Chinese text, so it is marked as such, with the word in the page's language for the rest. */
+    createMeBadge() {
+      const badge = createElement("span", "me-badge");
+      badge.lang = "zh-CN";
+      if (this.text.meLabel !== null) {
+        badge.title = this.text.meLabel;
+        badge.setAttribute("role", "img");
+        badge.setAttribute("aria-label", this.text.meLabel);
+      }
+      return badge;
     }
     noticeRow(key, notice, name, time) {
       const existing = this.noticeRows.get(key);
@@ -1048,6 +1517,112 @@
       timeElement.textContent = this.timeFormat.format(date);
       element.append(timeElement, " ", words);
       this.noticeRows.set(key, element);
+      return element;
+    }
+  }
+  function clockTime(time) {
+    const date = new Date(time);
+    const two = (value) => String(value).padStart(2, "0");
+    return `${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}.${String(date.getMilliseconds()).padStart(3, "0")}`;
+  }
+  class InspectorView {
+    constructor(elements, words, log) {
+      __publicField(this, "elements");
+      __publicField(this, "words");
+      __publicField(this, "log");
+      /** The entries on screen, oldest first; entries only ever join at the end and leave at the start. */
+      __publicField(this, "shown", []);
+      __publicField(this, "renderQueued", false);
+      this.elements = elements;
+      this.words = words;
+      this.log = log;
+    }
+    applyLanguage() {
+      const { elements, words } = this;
+      setText(elements.inspectorToggle, words.toggle);
+      setText(elements.inspectorHeading, words.heading);
+      setText(elements.inspectorClear, words.clear);
+      elements.inspectorFrames.setAttribute("aria-label", words.framesLabel);
+    }
+    setOpen(open) {
+      const { inspector, inspectorToggle, inspectorFrames } = this.elements;
+      inspector.hidden = !open;
+      inspectorToggle.setAttribute("aria-expanded", String(open));
+      if (!open) return;
+      this.render();
+      inspectorFrames.scrollTop = inspectorFrames.scrollHeight;
+    }
+    /** Redraws once after a burst: a resumed connection brings many frames at once. */
+    scheduleRender() {
+      if (this.renderQueued) return;
+      this.renderQueued = true;
+      queueMicrotask(() => {
+        this.renderQueued = false;
+        this.render();
+      });
+    }
+    render() {
+      if (this.elements.inspector.hidden) return;
+      const list = this.elements.inspectorFrames;
+      const entries = this.log.entries;
+      const wasAtBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+      const oldestKept = entries[0]?.id ?? Infinity;
+      while (this.shown.length > 0 && this.shown[0].id < oldestKept) this.shown.shift().element.remove();
+      const newestShown = this.shown[this.shown.length - 1]?.id ?? 0;
+      const added = entries.filter((entry) => entry.id > newestShown).map((entry) => ({ id: entry.id, element: this.entryElement(entry) }));
+      list.append(...added.map((row) => row.element));
+      this.shown.push(...added);
+      if (wasAtBottom && added.length > 0) list.scrollTop = list.scrollHeight;
+    }
+    /** One entry; built once, since an entry never changes. All text goes in as text. */
+    entryElement(entry) {
+      const element = createElement("li", "frame");
+      element.dataset.direction = entry.direction;
+      if (entry.opcode !== null) element.dataset.opcode = entry.opcode;
+      if (entry.kind !== null) element.dataset.kind = entry.kind;
+      const head = createElement("p", "frame-head");
+      const time = createElement("time", "");
+      time.dateTime = new Date(entry.time).toISOString();
+      time.textContent = clockTime(entry.time);
+      const directions = {
+        received: this.words.pageToServer,
+        sent: this.words.serverToPage,
+        handshake: this.words.handshake,
+        client: this.words.thisPage
+      };
+      const direction = createElement("span", "frame-direction");
+      direction.textContent = directions[entry.direction];
+      const summary = createElement("span", "frame-summary");
+      summary.textContent = entry.direction === "handshake" ? "" : entry.summary;
+      head.append(time, " ", direction, " ", summary);
+      element.append(head);
+      if (entry.fields.length > 0) {
+        const fields = createElement("dl", "frame-fields");
+        for (const field of entry.fields) {
+          const row = createElement("div", "");
+          const label = createElement("dt", "");
+          label.textContent = field.label;
+          const value = createElement("dd", "");
+          value.textContent = field.value;
+          row.append(label, value);
+          fields.append(row);
+        }
+        element.append(fields);
+      }
+      if (entry.lines.length > 0) {
+        const lines = createElement("pre", "frame-lines");
+        lines.textContent = entry.lines.join("\n");
+        element.append(lines);
+      }
+      if (entry.serverLine !== null) {
+        const raw = createElement("details", "frame-raw");
+        const label = createElement("summary", "");
+        label.textContent = "--trace";
+        const line = createElement("code", "");
+        line.textContent = entry.serverLine;
+        raw.append(label, line);
+        element.append(raw);
+      }
       return element;
     }
   }
@@ -1067,9 +1642,18 @@
   };
   function startPage() {
     const elements = findPageElements();
-    const text = TEXT[pickLanguage(navigator.languages?.length ? navigator.languages : [navigator.language])];
+    const language = pickLanguage(navigator.languages?.length ? navigator.languages : [navigator.language]);
+    const text = TEXT[language];
     const view = new ChatView(elements, text);
     view.applyLanguage();
+    const inspectorWords = INSPECTOR_WORDS[language];
+    const inspectorLog = new InspectorLog({
+      words: inspectorWords,
+      now: () => Date.now(),
+      onChange: () => inspectorView.scheduleRender()
+    });
+    const inspectorView = new InspectorView(elements, inspectorWords, inspectorLog);
+    inspectorView.applyLanguage();
     const connection = new ChatConnection({
       serverUrl: resolveServerUrl(location),
       createSocket: (url) => new WebSocket(url),
@@ -1078,8 +1662,16 @@
       timing: readTimingFromQuery(location.search),
       isOnline: () => navigator.onLine,
       onChange: () => view.scheduleRender(connection),
-      onServerError: (error) => view.showServerError(error)
+      onServerError: (error) => view.showServerError(error),
+      observer: inspectorLog
     });
+    inspectorView.setOpen(connection.inspecting);
+    elements.inspectorToggle.addEventListener("click", () => {
+      const open = !connection.inspecting;
+      connection.setInspecting(open);
+      inspectorView.setOpen(open);
+    });
+    elements.inspectorClear.addEventListener("click", () => inspectorLog.clear());
     elements.composer.addEventListener("submit", (event) => {
       event.preventDefault();
       const outcome = connection.send(elements.input.value);
@@ -1123,6 +1715,9 @@
       },
       get outboxLength() {
         return connection.pending.length;
+      },
+      get inspecting() {
+        return connection.inspecting;
       }
     });
     view.render(connection);

@@ -14,7 +14,8 @@
 //   5. Transcript: what is on screen, in seq order, and where to resume from
 //   6. Heartbeat: noticing a connection that died without telling anyone
 //   7. ChatConnection: the one place that opens sockets, tying 3 to 6 together
-//   8. the page
+//   8. InspectorLog: the frame inspector's entries, from the server's traces and the page's events
+//   9. the page
 //
 // Durations are in milliseconds; names that hold one end in "Ms".
 
@@ -49,10 +50,49 @@ export interface WelcomeFrame {
 export type ServerFrame =
   | WelcomeFrame
   | { type: "message"; message: ChatMessage }
-  | { type: "pong" }
+  /** `t` is the time our ping carried, sent back unchanged: now minus t is the round trip. */
+  | { type: "pong"; t: number | null }
   | { type: "joined"; name: string }
   | { type: "left"; name: string }
-  | { type: "error"; code: string; message: string; id: string | null };
+  | { type: "error"; code: string; message: string; id: string | null }
+  | { type: "trace"; trace: TraceMessage };
+
+/**
+ * One WebSocket frame as the server read or wrote it, from a `trace` message
+ * (server.ts, "7. Seeing the protocol"). The server sends these only to a
+ * page that asked for them with {"type":"inspect","on":true}.
+ */
+export interface TraceFrameFields {
+  fin: boolean;
+  rsv1: boolean;
+  rsv2: boolean;
+  rsv3: boolean;
+  opcode: number;
+  opcodeName: string;
+  masked: boolean;
+  /** The 4-byte masking key as 8 hex digits; null for an unmasked frame. */
+  maskKey: string | null;
+  /** Which length encoding the frame used: the 7-bit field alone, or 16 or 64 more bits. */
+  lengthBits: 7 | 16 | 64;
+  /** Payload bytes in the frame: after compression, if it was compressed. */
+  length: number;
+  /** The first payload bytes (at most 128) as they were on the wire, as spaced hex: "7f 9f 4d". */
+  onWire: string;
+  /** The same bytes unmasked (equal to onWire for a frame that was not masked). */
+  payload: string;
+}
+
+/**
+ * "received": a frame the page sent, as the server received it. "sent": a
+ * frame the server sent to the page. "handshake": the opening handshake,
+ * sent only if the socket's URL had inspect=1 (the server keeps it only then).
+ */
+export type TraceMessage =
+  | { direction: "received" | "sent"; line: string; frame: TraceFrameFields }
+  | { direction: "handshake"; lines: string[] };
+
+/** Spaced hex as the server writes it: "7f 9f 4d", or "" for no bytes. */
+const SPACED_HEX = /^(?:[0-9a-f]{2}(?: [0-9a-f]{2})*)?$/;
 
 /** The longest text the server accepts, in characters (see characterCount). */
 export const MAX_TEXT_LENGTH = 2000;
@@ -86,11 +126,44 @@ function readChatMessage(value: Record<string, unknown>): ChatMessage | null {
   return { seq, id: typeof id === "string" ? id : "", from, text, time };
 }
 
+/** Reads a trace message from an untrusted object, or returns null. */
+function readTraceMessage(value: Record<string, unknown>): TraceMessage | null {
+  const { direction, line, lines, frame } = value;
+  if (direction === "handshake") return isStringArray(lines) ? { direction, lines } : null;
+  if ((direction !== "received" && direction !== "sent") || typeof line !== "string" || !isRecord(frame)) return null;
+  const { fin, rsv1, rsv2, rsv3, opcode, opcodeName, masked, maskKey, lengthBits, length, onWire, payload } = frame;
+  const flags = [fin, rsv1, rsv2, rsv3, masked];
+  if (!flags.every((flag) => typeof flag === "boolean")) return null;
+  if (typeof opcode !== "number" || !Number.isInteger(opcode) || opcode < 0 || opcode > 15) return null;
+  if (typeof opcodeName !== "string" || (lengthBits !== 7 && lengthBits !== 16 && lengthBits !== 64)) return null;
+  if (typeof length !== "number" || !Number.isSafeInteger(length) || length < 0) return null;
+  if (maskKey !== null && (typeof maskKey !== "string" || !/^[0-9a-f]{8}$/.test(maskKey))) return null;
+  if (typeof onWire !== "string" || typeof payload !== "string" || !SPACED_HEX.test(onWire) || !SPACED_HEX.test(payload)) return null;
+  return {
+    direction,
+    line,
+    frame: {
+      fin: fin === true,
+      rsv1: rsv1 === true,
+      rsv2: rsv2 === true,
+      rsv3: rsv3 === true,
+      opcode,
+      opcodeName,
+      masked: masked === true,
+      maskKey,
+      lengthBits,
+      length,
+      onWire,
+      payload,
+    },
+  };
+}
+
 /**
  * Turns the text of one frame into a checked ServerFrame. Returns null for
  * anything this client does not use: broken JSON, missing fields, or types it
- * does not know (such as the `trace` frames meant for a frame inspector).
- * Ignoring those, rather than failing, lets the server grow new frame types.
+ * does not know. Ignoring those, rather than failing, lets the server grow
+ * new frame types.
  */
 export function parseServerFrame(data: unknown): ServerFrame | null {
   if (typeof data !== "string") return null;
@@ -123,7 +196,11 @@ export function parseServerFrame(data: unknown): ServerFrame | null {
       return message === null ? null : { type: "message", message };
     }
     case "pong":
-      return { type: "pong" };
+      return { type: "pong", t: typeof value.t === "number" && Number.isFinite(value.t) ? value.t : null };
+    case "trace": {
+      const trace = readTraceMessage(value);
+      return trace === null ? null : { type: "trace", trace };
+    }
     case "joined":
     case "left":
       return typeof value.name === "string" ? { type: value.type, name: value.name } : null;
@@ -157,6 +234,8 @@ export const STORAGE_KEYS = {
   outbox: "chatRoom.outbox",
   transcript: "chatRoom.transcript",
   name: "chatRoom.name",
+  /** true while the frame inspector is open, so a reload opens it again (and asks for the handshake). */
+  inspector: "chatRoom.inspector",
 } as const;
 
 export function createMemoryStorage(): KeyValueStorage {
@@ -617,6 +696,18 @@ export class Heartbeat {
 // ---------------------------------------------------------------------------
 
 /**
+ * What a close event says (the browser's CloseEvent has these fields): the
+ * code and reason of the server's close frame; 1005 if the frame had no code,
+ * 1006 if no close frame arrived at all. Optional, because only the inspector
+ * reads them and a test's fake socket need not invent them.
+ */
+export interface SocketCloseEvent {
+  code?: number;
+  reason?: string;
+  wasClean?: boolean;
+}
+
+/**
  * The part of a WebSocket this client uses. A real WebSocket fits; tests use
  * a small fake. There is no "open" listener: the connection counts as up
  * only once the server's welcome arrives.
@@ -624,7 +715,8 @@ export class Heartbeat {
 export interface SocketLike {
   send(data: string): void;
   close(): void;
-  addEventListener(type: "close" | "error", listener: () => void): void;
+  addEventListener(type: "close", listener: (event: SocketCloseEvent) => void): void;
+  addEventListener(type: "error", listener: () => void): void;
   addEventListener(type: "message", listener: (event: { data: unknown }) => void): void;
 }
 
@@ -673,6 +765,43 @@ export const DEFAULT_TIMING: Readonly<ConnectionTiming> = {
   backoffCapMs: 30_000,
 };
 
+/**
+ * Things that happen on the page's side of the connection, which no frame
+ * shows: they appear in the inspector as the page's own entries.
+ */
+export type ClientEvent =
+  | { kind: "state"; from: ConnectionState; to: ConnectionState }
+  | { kind: "opening"; url: string }
+  /** Milliseconds from sending a heartbeat ping to receiving its pong. */
+  | { kind: "rtt"; roundTripMs: number }
+  /** The next attempt is planned: `attempt` counts failures since the last stable connection. */
+  | { kind: "retry"; attempt: number; delayMs: number }
+  /** A socket's close event; `current` is false for a socket this page had already given up on. */
+  | { kind: "closed"; code: number | null; reason: string; wasClean: boolean | null; current: boolean }
+  | { kind: "socket-error" }
+  /** The heartbeat got no answer in time, or the server never sent its welcome: the socket is given up on. */
+  | { kind: "silent"; timeoutMs: number }
+  | { kind: "not-welcomed"; timeoutMs: number }
+  /** The inspector was switched; `connected`: the server was told at once over the open socket. */
+  | { kind: "inspect"; on: boolean; connected: boolean };
+
+/**
+ * Watches a ChatConnection for the frame inspector (section 8). Every method
+ * is optional and watching changes nothing: the connection behaves the same
+ * whether anyone watches or not.
+ */
+export interface ConnectionObserver {
+  clientEvent?(event: ClientEvent): void;
+  /** A new socket was created; `tracedFromStart`: its URL had inspect=1, so the server reports every frame of it. */
+  socketOpened?(tracedFromStart: boolean): void;
+  /** The page handed this text to socket.send(). */
+  pageSent?(text: string): void;
+  /** A text message arrived that is not a trace. */
+  pageReceived?(text: string): void;
+  /** The server reported one of this connection's frames, or its opening handshake. */
+  trace?(trace: TraceMessage): void;
+}
+
 export interface ChatConnectionOptions {
   /** ws:// or wss:// address; name, since and epoch are added to its query. */
   serverUrl: string;
@@ -688,10 +817,16 @@ export interface ChatConnectionOptions {
   /** Something visible changed. Called often; the page batches its redraws. */
   onChange?: () => void;
   onServerError?: (error: ServerError) => void;
+  observer?: ConnectionObserver;
 }
 
-/** The address to open: the server address plus who we are and what we have already seen. */
-export function buildSocketUrl(serverUrl: string, name: string | null, resumePoint: ResumePoint | null): string {
+/**
+ * The address to open: the server address plus who we are and what we have
+ * already seen. `inspect` adds inspect=1, which makes the server keep the
+ * opening handshake and report every frame from the first: a message asking
+ * for that would come too late for the handshake.
+ */
+export function buildSocketUrl(serverUrl: string, name: string | null, resumePoint: ResumePoint | null, inspect = false): string {
   // encodeURIComponent rather than URLSearchParams: it writes a space as %20,
   // which every decoder reads back as a space (URLSearchParams writes "+").
   const parameters: string[] = [];
@@ -699,6 +834,7 @@ export function buildSocketUrl(serverUrl: string, name: string | null, resumePoi
   if (resumePoint !== null) {
     parameters.push(`since=${resumePoint.since}`, `epoch=${encodeURIComponent(resumePoint.epoch)}`);
   }
+  if (inspect) parameters.push("inspect=1");
   const url = new URL(serverUrl);
   const existing = url.search.slice(1);
   url.search = [existing, ...parameters].filter((part) => part !== "").join("&");
@@ -746,6 +882,8 @@ export class ChatConnection {
    */
   private readonly namesOfOldConnections = new Set<string>();
   private retryAt: number | null = null;
+  /** Whether the frame inspector is open: the server is asked for traces on every connection. */
+  private inspectOn: boolean;
 
   private retryTimer: number | null = null;
   private connectTimer: number | null = null;
@@ -764,11 +902,15 @@ export class ChatConnection {
       timeoutMs: this.timing.heartbeatTimeoutMs,
       timers: this.timers,
       sendPing: (time) => this.sendFrame({ type: "ping", t: time }),
-      onSilence: () => this.handleLostConnection(),
+      onSilence: () => {
+        this.report({ kind: "silent", timeoutMs: this.timing.heartbeatTimeoutMs });
+        this.handleLostConnection();
+      },
     });
     const storedName = options.storage.getItem(STORAGE_KEYS.name);
     this.confirmedName = storedName;
     this.nameToAskFor = storedName;
+    this.inspectOn = readStoredJson(options.storage, STORAGE_KEYS.inspector) === true;
   }
 
   // --- What the page reads ---
@@ -818,6 +960,11 @@ export class ChatConnection {
     return this.transcript.epoch;
   }
 
+  /** Whether the frame inspector is open (remembered in storage across reloads). */
+  get inspecting(): boolean {
+    return this.inspectOn;
+  }
+
   /** Own messages: sent under the current name, or sent from this tab under any name. */
   isMine(message: ChatMessage): boolean {
     return (this.confirmedName !== null && message.from === this.confirmedName) || this.outbox.isOwn(message.id);
@@ -855,6 +1002,21 @@ export class ChatConnection {
     if (connected) this.sendSay(message);
     this.notify();
     return connected ? "sent" : "queued";
+  }
+
+  /**
+   * Opens or closes the frame inspector. While it is open the server reports
+   * every frame of this connection as a `trace` message; each new socket asks
+   * for that in its URL (inspect=1, which also gets the handshake) and again
+   * after the welcome. An open socket is told at once.
+   */
+  setInspecting(on: boolean): void {
+    if (on === this.inspectOn) return;
+    this.inspectOn = on;
+    writeStoredJson(this.options.storage, STORAGE_KEYS.inspector, on);
+    const connected = this.currentState === "connected";
+    if (connected) this.sendFrame({ type: "inspect", on });
+    this.report({ kind: "inspect", on, connected });
   }
 
   /** Reconnects under a new name; the server hands it out if nobody else holds it. */
@@ -899,7 +1061,9 @@ export class ChatConnection {
     this.cancelRetry();
     if (this.socket !== null || this.stopped) return;
 
-    const url = buildSocketUrl(this.options.serverUrl, this.nameToAskFor, this.transcript.resumePoint());
+    const inspect = this.inspectOn;
+    const url = buildSocketUrl(this.options.serverUrl, this.nameToAskFor, this.transcript.resumePoint(), inspect);
+    this.report({ kind: "opening", url });
     let socket: SocketLike;
     try {
       socket = this.options.createSocket(url);
@@ -909,17 +1073,31 @@ export class ChatConnection {
       return;
     }
     this.socket = socket;
-    this.connectTimer = this.timers.setTimeout(() => this.handleLostConnection(), this.timing.connectTimeoutMs);
+    this.options.observer?.socketOpened?.(inspect);
+    this.connectTimer = this.timers.setTimeout(() => {
+      this.report({ kind: "not-welcomed", timeoutMs: this.timing.connectTimeoutMs });
+      this.handleLostConnection();
+    }, this.timing.connectTimeoutMs);
     this.setState(this.backoff.attempts === 0 ? "connecting" : "reconnecting");
 
     socket.addEventListener("message", (event) => {
       if (socket === this.socket) this.handleFrame(event.data);
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
+      // Reported even for a socket already given up on: its close code is still worth seeing.
+      this.report({
+        kind: "closed",
+        code: typeof event.code === "number" ? event.code : null,
+        reason: typeof event.reason === "string" ? event.reason : "",
+        wasClean: typeof event.wasClean === "boolean" ? event.wasClean : null,
+        current: socket === this.socket,
+      });
       if (socket === this.socket) this.handleLostConnection();
     });
     socket.addEventListener("error", () => {
-      if (socket === this.socket) this.handleLostConnection();
+      if (socket !== this.socket) return;
+      this.report({ kind: "socket-error" });
+      this.handleLostConnection();
     });
   }
 
@@ -968,6 +1146,7 @@ export class ChatConnection {
     this.retryAt = this.timers.now() + delay;
     this.retryTimer = this.timers.setTimeout(() => this.openSocket(), delay);
     this.setState("reconnecting");
+    this.report({ kind: "retry", attempt: this.backoff.attempts, delayMs: delay });
   }
 
   private cancelRetry(): void {
@@ -979,8 +1158,16 @@ export class ChatConnection {
   // --- Frames from the server ---
 
   private handleFrame(data: unknown): void {
+    // Any frame proves the way back from the server works, a trace as much as a pong.
     this.heartbeat.noteActivity();
     const frame = parseServerFrame(data);
+    if (frame?.type === "trace") {
+      // A report about this connection, not part of the chat: it goes to the
+      // inspector and nowhere else, and changes nothing on screen but there.
+      this.options.observer?.trace?.(frame.trace);
+      return;
+    }
+    if (typeof data === "string") this.options.observer?.pageReceived?.(data);
     if (frame === null) return;
     switch (frame.type) {
       case "welcome":
@@ -990,8 +1177,12 @@ export class ChatConnection {
         this.outbox.acknowledge(frame.message.id);
         this.transcript.addMessage(frame.message);
         break;
-      case "pong":
+      case "pong": {
+        // Our pings carry the time they were sent, and the server sends it back.
+        const roundTripMs = frame.t === null ? -1 : this.timers.now() - frame.t;
+        if (roundTripMs >= 0) this.report({ kind: "rtt", roundTripMs });
         break;
+      }
       case "joined":
         if (frame.name === this.confirmedName) return;
         // Whoever held this name before has left, even if we were not there to hear it.
@@ -1031,6 +1222,9 @@ export class ChatConnection {
     this.onlineUsers = [...welcome.users];
     this.transcript.welcome(welcome.epoch, welcome.resumed, this.timers.now());
     this.setState("connected");
+    // Asked in the URL already (inspect=1), but asking again costs one small
+    // message and also works with a server that ignores the URL.
+    if (this.inspectOn) this.sendFrame({ type: "inspect", on: true });
     this.heartbeat.start();
     // Resetting the backoff on the welcome itself would let a server that
     // accepts and then crashes pull every client into a tight loop.
@@ -1072,11 +1266,16 @@ export class ChatConnection {
   }
 
   private sendFrame(frame: object): void {
+    const socket = this.socket;
+    if (socket === null) return;
+    const text = JSON.stringify(frame);
     try {
-      this.socket?.send(JSON.stringify(frame));
+      socket.send(text);
     } catch {
       // The socket is closing. Whatever was lost is still in the outbox.
+      return;
     }
+    this.options.observer?.pageSent?.(text);
   }
 
   // --- Small helpers ---
@@ -1096,8 +1295,14 @@ export class ChatConnection {
   }
 
   private setState(state: ConnectionState): void {
+    const previous = this.currentState;
     this.currentState = state;
+    if (previous !== state) this.report({ kind: "state", from: previous, to: state });
     this.notify();
+  }
+
+  private report(event: ClientEvent): void {
+    this.options.observer?.clientEvent?.(event);
   }
 
   private notify(): void {
@@ -1110,7 +1315,569 @@ export class ChatConnection {
 }
 
 // ---------------------------------------------------------------------------
-// 8. The page
+// 8. InspectorLog
+// ---------------------------------------------------------------------------
+//
+// Browsers show a WebSocket's messages, never its frames. The server can: a
+// page that sends {"type":"inspect","on":true} gets a `trace` message for
+// every frame of its own connection, as the server read it (sent by the page:
+// masked) or wrote it (unmasked). InspectorLog turns those, and the page's own
+// events (state changes, heartbeat round trips, retries, close codes), into
+// the entries of the inspector panel. It formats only: nothing here changes
+// what is sent.
+
+/** Entries kept; the oldest go first. Each is a few DOM nodes, and a busy room adds two per message. */
+export const INSPECTOR_LIMIT = 500;
+
+/** How many payload bytes an entry shows in hex; the text line shows all the server sent (up to 128). */
+const HEX_BYTES_SHOWN = 16;
+
+/**
+ * Texts sent but not yet matched with their trace. A server that never sends
+ * traces would let them pile up; past this many, matching stops (see pageSent).
+ */
+const UNMATCHED_LIMIT = 100;
+
+/** §7.4: what the close codes mean. 1005 and 1006 never travel in a frame: the browser reports them. */
+export const CLOSE_CODE_NAMES: Readonly<Record<number, string>> = {
+  1000: "normal closure",
+  1001: "going away",
+  1002: "protocol error",
+  1003: "unsupported data",
+  1005: "no status received",
+  1006: "abnormal closure",
+  1007: "invalid frame payload data",
+  1008: "policy violation",
+  1009: "message too big",
+  1010: "mandatory extension",
+  1011: "internal error",
+  1012: "service restart",
+  1013: "try again later",
+  1014: "bad gateway",
+  1015: "TLS handshake",
+};
+
+/** "received" is page → server, "sent" is server → page, as the server names them. */
+export type InspectorDirection = "received" | "sent" | "handshake" | "client";
+
+/** One labelled line of an entry: "MASK" and "1 · …". */
+export interface InspectorField {
+  label: string;
+  value: string;
+}
+
+export interface InspectorEntry {
+  /** Increases by one per entry and never repeats, so the page can keep one element per entry. */
+  id: number;
+  time: number;
+  direction: InspectorDirection;
+  /** The frame's opcode name ("text", "ping", …); null for the handshake and the page's own events. */
+  opcode: string | null;
+  /** Which of the page's own events this is; null for frames and the handshake. */
+  kind: ClientEvent["kind"] | null;
+  /** One line, always shown: what this frame or event is. */
+  summary: string;
+  fields: InspectorField[];
+  /** Preformatted lines: the handshake request, key arithmetic and response. */
+  lines: string[];
+  /** The server's own one-line description (as `--trace` prints it); null for the page's events. */
+  serverLine: string | null;
+}
+
+/** The inspector's words in one language. Protocol names (FIN, MASK, opcode names) stay as the RFC writes them. */
+export interface InspectorWords {
+  toggle: string;
+  heading: string;
+  clear: string;
+  framesLabel: string;
+  pageToServer: string;
+  serverToPage: string;
+  handshake: string;
+  thisPage: string;
+  fin(fin: boolean): string;
+  rsv(compressed: boolean): string;
+  mask(masked: boolean): string;
+  length(length: number, bits: 7 | 16 | 64): string;
+  /** unmasked = masked XOR key, byte by byte; one byte worked as an example. */
+  xor(masked: string, key: string, unmasked: string): string;
+  moreBytes(count: number): string;
+  noPayload: string;
+  /** The browser compressed what the page sent; the text shown is what the page handed to send(). */
+  compressedByPage: string;
+  /** The server compressed it; the text shown is what the browser inflated it to. */
+  compressedByServer: string;
+  compressedUnknown: string;
+  notText: string;
+  closeReason(reason: string): string;
+  // What a frame means, from its JSON or its opcode.
+  say(text: string): string;
+  message(from: string, text: string): string;
+  appPing: string;
+  appPong: string;
+  welcome(name: string): string;
+  joined(name: string): string;
+  left(name: string): string;
+  error(code: string): string;
+  inspectMessage(on: boolean): string;
+  protocolPing: string;
+  protocolPong: string;
+  /** Why there are protocol pings and pongs, which no JavaScript ever sees; for the "note" line. */
+  pingNote(direction: "received" | "sent"): string;
+  pongNote(direction: "received" | "sent"): string;
+  closeFrame(direction: "received" | "sent"): string;
+  continuation: string;
+  // The page's own events.
+  state(from: ConnectionState, to: ConnectionState): string;
+  opening(url: string): string;
+  rtt(roundTripMs: number): string;
+  retry(attempt: number, delayMs: number): string;
+  closed(code: string, reason: string, wasClean: boolean | null, current: boolean): string;
+  socketError: string;
+  silent(timeoutMs: number): string;
+  notWelcomed(timeoutMs: number): string;
+  inspect(on: boolean, connected: boolean): string;
+}
+
+/** The summary line stays one line on a phone; the text field below it has the rest. */
+const SUMMARY_CHARACTERS = 80;
+
+/** At most `limit` characters (as a person counts them, see characterCount), then "…". */
+function shorten(text: string, limit: number): string {
+  const characters = Array.from(text);
+  return characters.length <= limit ? text : `${characters.slice(0, limit - 1).join("")}…`;
+}
+
+/** Seconds with at most one decimal: 1.5 s, 30 s. */
+function seconds(milliseconds: number): string {
+  return String(Math.round(milliseconds / 100) / 10);
+}
+
+export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
+  zh: {
+    toggle: "帧检查器",
+    heading: "帧检查器",
+    clear: "清空",
+    framesLabel: "这个连接的帧",
+    pageToServer: "页面 → 服务器",
+    serverToPage: "服务器 → 页面",
+    handshake: "握手",
+    thisPage: "本页",
+    fin: (fin) => (fin ? "1 · 这条消息的最后一帧" : "0 · 这条消息后面还有帧"),
+    rsv: (compressed) => (compressed ? " · RSV1：已压缩（permessage-deflate）" : " · 没有扩展用到它们"),
+    mask: (masked) => (masked ? "1 · 浏览器发出的每一帧都必须加掩码（RFC 6455 §5.3）" : "0 · 服务器发出的帧从不加掩码"),
+    length: (length, bits) =>
+      bits === 7
+        ? `${length} 字节 · 直接写在 7 位长度字段里（0–125）`
+        : `${length} 字节 · 7 位字段写 ${bits === 16 ? 126 : 127}，真正的长度在后面的 ${bits} 位里`,
+    xor: (masked, key, unmasked) => `逐字节与密钥异或：${masked} ⊕ ${key} = ${unmasked}`,
+    moreBytes: (count) => ` … 另有 ${count} 字节`,
+    noPayload: "没有负载",
+    compressedByPage: "浏览器压缩了这条消息（permessage-deflate），线上是 deflate 数据；上面的文本是本页交给 send() 的内容",
+    compressedByServer: "服务器压缩了这条消息（permessage-deflate）；上面的文本是浏览器解压后的内容",
+    compressedUnknown: "已压缩（permessage-deflate）：线上是 deflate 数据，不是可读文本",
+    notText: "不是可读文本",
+    closeReason: (reason) => ` · 原因 "${reason}"`,
+    say: (text) => `聊天消息 "${text}"`,
+    message: (from, text) => `${from} 的聊天消息 "${text}"`,
+    appPing: "心跳 ping（应用层：文本帧里的 JSON）",
+    appPong: "心跳 pong（应用层：文本帧里的 JSON）",
+    welcome: (name) => `欢迎：你是 ${name}`,
+    joined: (name) => `${name} 加入`,
+    left: (name) => `${name} 离开`,
+    error: (code) => `错误 ${code}`,
+    inspectMessage: (on) => (on ? "请服务器报告这个连接的帧" : "请服务器不再报告帧"),
+    protocolPing: "协议层 ping（opcode 0x9）",
+    protocolPong: "协议层 pong（opcode 0xA）",
+    pingNote: (direction) =>
+      direction === "sent" ? "服务器定期发 ping 确认页面还在（默认每 30 秒）；浏览器自动回复，JavaScript 看不到这两帧" : "对方必须尽快回复同样负载的 pong",
+    pongNote: (direction) =>
+      direction === "received" ? "浏览器自动回复服务器的 ping；JavaScript 看不到它" : "回复页面的 ping，负载相同",
+    closeFrame: (direction) => (direction === "received" ? "关闭帧：页面要结束连接" : "关闭帧：服务器要结束连接"),
+    continuation: "分片消息的后续帧",
+    state: (from, to) => `状态：${from} → ${to}`,
+    opening: (url) => `打开连接 ${url}`,
+    rtt: (roundTripMs) => `心跳往返 ${roundTripMs} 毫秒（发出 ping 到收到 pong）`,
+    retry: (attempt, delayMs) => `第 ${attempt} 次重连，${seconds(delayMs)} 秒后（指数退避加随机抖动）`,
+    closed: (code, reason, wasClean, current) =>
+      `连接关闭：${code}${reason === "" ? "" : ` · 原因 "${reason}"`}${wasClean === false ? " · 没有完成关闭握手" : ""}${current ? "" : " · （已放弃的旧连接）"}`,
+    socketError: "连接出错（浏览器不给细节，随后会有 close 事件）",
+    silent: (timeoutMs) => `心跳 ${seconds(timeoutMs)} 秒内没有回应：放弃这个连接`,
+    notWelcomed: (timeoutMs) => `${seconds(timeoutMs)} 秒内没有收到 welcome：放弃这个连接`,
+    inspect: (on, connected) =>
+      on
+        ? `帧检查器已打开${connected ? "：从现在起服务器报告这个连接的每一帧（握手只在连接时保留，下次连接时才能看到）" : "：下次连接时从握手开始报告"}`
+        : "帧检查器已关闭",
+  },
+  en: {
+    toggle: "Frames",
+    heading: "Frame inspector",
+    clear: "Clear",
+    framesLabel: "Frames of this connection",
+    pageToServer: "page → server",
+    serverToPage: "server → page",
+    handshake: "opening handshake",
+    thisPage: "this page",
+    fin: (fin) => (fin ? "1 · the last frame of its message" : "0 · more frames of this message follow"),
+    rsv: (compressed) => (compressed ? " · RSV1: compressed (permessage-deflate)" : " · no extension uses them"),
+    mask: (masked) => (masked ? "1 · a browser must mask every frame it sends (RFC 6455 §5.3)" : "0 · a server never masks"),
+    length: (length, bits) =>
+      bits === 7
+        ? `${length} bytes · in the 7-bit length field itself (0–125)`
+        : `${length} bytes · the 7-bit field says ${bits === 16 ? 126 : 127}, the length follows in ${bits} bits`,
+    xor: (masked, key, unmasked) => `each byte XOR the key byte in turn: ${masked} ⊕ ${key} = ${unmasked}`,
+    moreBytes: (count) => ` … +${count} bytes`,
+    noPayload: "no payload",
+    compressedByPage:
+      "the browser compressed this message (permessage-deflate), so the wire carries deflate data; the text above is what this page gave to send()",
+    compressedByServer: "the server compressed this message (permessage-deflate); the text above is what the browser inflated it to",
+    compressedUnknown: "compressed (permessage-deflate): deflate data, not readable text",
+    notText: "not readable text",
+    closeReason: (reason) => ` · reason "${reason}"`,
+    say: (text) => `chat message "${text}"`,
+    message: (from, text) => `chat message from ${from}: "${text}"`,
+    appPing: "heartbeat ping (app level: JSON in a text frame)",
+    appPong: "heartbeat pong (app level: JSON in a text frame)",
+    welcome: (name) => `welcome: you are ${name}`,
+    joined: (name) => `${name} joined`,
+    left: (name) => `${name} left`,
+    error: (code) => `error ${code}`,
+    inspectMessage: (on) => (on ? "asks the server to report this connection's frames" : "asks the server to stop reporting frames"),
+    protocolPing: "protocol-level ping (opcode 0x9)",
+    protocolPong: "protocol-level pong (opcode 0xA)",
+    pingNote: (direction) =>
+      direction === "sent"
+        ? "the server checks that the page is still there (every 30 s by default); the browser answers by itself, and JavaScript sees neither frame"
+        : "the other side must answer soon with a pong carrying the same payload",
+    pongNote: (direction) =>
+      direction === "received"
+        ? "the browser answers the server's ping by itself; JavaScript never sees it"
+        : "the answer to the page's ping, with the same payload",
+    closeFrame: (direction) => (direction === "received" ? "close frame: the page ends the connection" : "close frame: the server ends the connection"),
+    continuation: "a later frame of a fragmented message",
+    state: (from, to) => `state: ${from} → ${to}`,
+    opening: (url) => `opening ${url}`,
+    rtt: (roundTripMs) => `heartbeat round trip ${roundTripMs} ms (ping sent to pong received)`,
+    retry: (attempt, delayMs) => `reconnect attempt ${attempt} in ${seconds(delayMs)} s (exponential backoff, random jitter)`,
+    closed: (code, reason, wasClean, current) =>
+      `socket closed: ${code}${reason === "" ? "" : ` · reason "${reason}"`}${wasClean === false ? " · closing handshake not completed" : ""}${current ? "" : " · (an earlier socket, already given up)"}`,
+    socketError: "socket error (the browser gives no details; a close event follows)",
+    silent: (timeoutMs) => `no answer to the heartbeat within ${seconds(timeoutMs)} s: this socket is given up`,
+    notWelcomed: (timeoutMs) => `no welcome within ${seconds(timeoutMs)} s: this socket is given up`,
+    inspect: (on, connected) =>
+      on
+        ? `inspector on${connected ? ": the server reports every frame of this connection from now on (the handshake is kept only when a connection opens, so it shows from the next one)" : ": the next connection is reported from its handshake on"}`
+        : "inspector off",
+  },
+};
+
+/**
+ * "7f 9f 4d" or "7f9f4d" → bytes. The trace was checked on arrival
+ * (readTraceMessage), so there is an even number of hex digits.
+ */
+export function hexToBytes(hex: string): Uint8Array {
+  const pairs = hex.replace(/ /g, "").match(/../g) ?? [];
+  return Uint8Array.from(pairs, (pair) => parseInt(pair, 16));
+}
+
+/** Bytes as spaced hex, at most `limit` of them, then "…". */
+export function bytesToHex(bytes: Uint8Array, limit = bytes.length): string {
+  const shown = Array.from(bytes.subarray(0, limit), (byte) => byte.toString(16).padStart(2, "0"));
+  return shown.join(" ") + (bytes.length > limit ? " …" : "");
+}
+
+/** "1000 (normal closure)". */
+export function describeCloseCode(code: number): string {
+  return `${code} (${CLOSE_CODE_NAMES[code] ?? (code >= 4000 ? "application's own code" : "unknown")})`;
+}
+
+/**
+ * The start of a payload as text, or null if it is not text. `totalLength`
+ * tells whether the bytes are only a prefix: a prefix may stop in the middle
+ * of a character, which is cut off rather than counted as invalid.
+ */
+export function previewText(bytes: Uint8Array, totalLength: number): string | null {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  // A UTF-8 character is at most 4 bytes, so at most 3 belong to a cut one.
+  const shortest = bytes.length < totalLength ? Math.max(0, bytes.length - 3) : bytes.length;
+  for (let end = bytes.length; end >= shortest; end--) {
+    let text: string;
+    try {
+      text = decoder.decode(bytes.subarray(0, end));
+    } catch {
+      continue;
+    }
+    // Control characters other than newline and tab mean this is not text meant for people.
+    if (/[\u0000-\u0008\u000b-\u001f\u007f]/.test(text)) return null;
+    return text;
+  }
+  return null;
+}
+
+/** What a chat JSON message means, in a few words; null if it is not one this room uses. */
+function describeChatJson(text: string, words: InspectorWords): string | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!isRecord(value)) return null;
+  const asText = (field: unknown): string => (typeof field === "string" ? field : "");
+  switch (value.type) {
+    case "say":
+      return words.say(asText(value.text));
+    case "message":
+      return words.message(asText(value.from), asText(value.text));
+    case "ping":
+      return words.appPing;
+    case "pong":
+      return words.appPong;
+    case "welcome":
+      return words.welcome(asText(value.name));
+    case "joined":
+      return words.joined(asText(value.name));
+    case "left":
+      return words.left(asText(value.name));
+    case "error":
+      return words.error(asText(value.code));
+    case "inspect":
+      return words.inspectMessage(value.on !== false);
+    default:
+      return null;
+  }
+}
+
+/** Whether a text the page sent switches the inspector: true (on), false (off), or null (neither). */
+function inspectSwitch(text: string): boolean | null {
+  try {
+    const value: unknown = JSON.parse(text);
+    return isRecord(value) && value.type === "inspect" ? value.on !== false : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Data frames carry messages; 0x8 and up are control frames (close, ping, pong). */
+function isDataOpcode(opcode: number): boolean {
+  return opcode === 0x0 || opcode === 0x1 || opcode === 0x2;
+}
+
+/**
+ * The labelled lines of one traced frame. `knownText` is the whole message
+ * when the page knows it from elsewhere (see InspectorLog.trace); it is the
+ * only way to show a compressed message as text.
+ */
+export function describeTraceFrame(
+  frame: TraceFrameFields,
+  direction: "received" | "sent",
+  knownText: string | null,
+  words: InspectorWords,
+): { summary: string; fields: InspectorField[] } {
+  const onWire = hexToBytes(frame.onWire);
+  const payload = hexToBytes(frame.payload);
+  const compressed = frame.rsv1;
+  const rsvBits = `${frame.rsv1 ? 1 : 0} ${frame.rsv2 ? 1 : 0} ${frame.rsv3 ? 1 : 0}`;
+  const fields: InspectorField[] = [
+    { label: "FIN", value: words.fin(frame.fin) },
+    { label: "RSV1-3", value: rsvBits + words.rsv(compressed) },
+    { label: "opcode", value: `0x${frame.opcode.toString(16)} · ${frame.opcodeName}` },
+    { label: "MASK", value: words.mask(frame.masked) },
+    { label: "length", value: words.length(frame.length, frame.lengthBits) },
+  ];
+  const more = frame.length > HEX_BYTES_SHOWN ? words.moreBytes(frame.length - Math.min(frame.length, HEX_BYTES_SHOWN)) : "";
+  const shownHex = (bytes: Uint8Array) => bytesToHex(bytes.subarray(0, HEX_BYTES_SHOWN)) + more;
+  if (frame.maskKey !== null) {
+    const key = hexToBytes(frame.maskKey);
+    fields.push({ label: "masking key", value: bytesToHex(key) });
+    if (frame.length > 0) {
+      fields.push({ label: "masked", value: shownHex(onWire) }, { label: "unmasked", value: shownHex(payload) });
+      const [first, keyByte, plain] = [onWire[0], key[0], payload[0]];
+      if (first !== undefined && keyByte !== undefined && plain !== undefined) {
+        const hex = (byte: number) => byte.toString(16).padStart(2, "0");
+        fields.push({ label: "⊕", value: words.xor(hex(first), hex(keyByte), hex(plain)) });
+      }
+    }
+  } else if (frame.length > 0) {
+    fields.push({ label: "payload", value: shownHex(payload) });
+  }
+  if (frame.length === 0) fields.push({ label: "payload", value: words.noPayload });
+
+  let meaning: string | null = null;
+  if (frame.opcode === 0x8) {
+    meaning = words.closeFrame(direction);
+    if (payload.length >= 2 && !compressed) {
+      const code = (payload[0]! << 8) | payload[1]!;
+      const reason = previewText(payload.subarray(2), frame.length - 2) ?? "";
+      fields.push({ label: "close", value: describeCloseCode(code) + (reason === "" ? "" : words.closeReason(reason)) });
+      meaning = `${meaning} · ${describeCloseCode(code)}`;
+    }
+  } else if (frame.opcode === 0x9) {
+    meaning = words.protocolPing;
+    fields.push({ label: "note", value: words.pingNote(direction) });
+  } else if (frame.opcode === 0xa) {
+    meaning = words.protocolPong;
+    fields.push({ label: "note", value: words.pongNote(direction) });
+  } else if (isDataOpcode(frame.opcode) && frame.length > 0) {
+    // What the frame says as text: the whole message if the page knows it,
+    // else the uncompressed bytes the server showed us. Where both exist they
+    // must agree: a match that does not is dropped rather than shown.
+    const prefix = compressed || frame.opcode === 0x2 ? null : previewText(payload, frame.length);
+    let text: string | null = knownText;
+    if (text !== null && !compressed && (prefix === null || !text.startsWith(prefix))) text = null;
+    if (text === null && prefix !== null) {
+      const cut = frame.length - new TextEncoder().encode(prefix).length;
+      text = prefix + (cut > 0 ? words.moreBytes(cut) : "");
+    }
+    fields.push({ label: "text", value: text ?? (compressed ? words.compressedUnknown : words.notText) });
+    if (compressed && text !== null) {
+      fields.push({ label: "RSV1=1", value: direction === "received" ? words.compressedByPage : words.compressedByServer });
+    }
+    if (frame.opcode === 0x0) meaning = words.continuation;
+    else if (text !== null) meaning = describeChatJson(text, words) ?? text;
+  }
+  const summary = `${frame.opcodeName} · ${frame.length} B${meaning === null ? "" : ` · ${shorten(meaning, SUMMARY_CHARACTERS)}`}`;
+  return { summary, fields };
+}
+
+/** The one line that tells a ClientEvent. */
+export function describeClientEvent(event: ClientEvent, words: InspectorWords): string {
+  switch (event.kind) {
+    case "state":
+      return words.state(event.from, event.to);
+    case "opening":
+      return words.opening(event.url);
+    case "rtt":
+      return words.rtt(event.roundTripMs);
+    case "retry":
+      return words.retry(event.attempt, event.delayMs);
+    case "closed":
+      return words.closed(event.code === null ? "?" : describeCloseCode(event.code), event.reason, event.wasClean, event.current);
+    case "socket-error":
+      return words.socketError;
+    case "silent":
+      return words.silent(event.timeoutMs);
+    case "not-welcomed":
+      return words.notWelcomed(event.timeoutMs);
+    case "inspect":
+      return words.inspect(event.on, event.connected);
+  }
+}
+
+export interface InspectorLogOptions {
+  words: InspectorWords;
+  now: () => number;
+  limit?: number;
+  /** Something was added or cleared; the page batches its redraws. */
+  onChange?: () => void;
+}
+
+/**
+ * The inspector's entries, newest last, at most `limit` of them.
+ *
+ * It also puts text to compressed frames. Chromium compresses every message
+ * it sends once permessage-deflate is agreed, so the server's trace of "hi"
+ * going out holds deflate bytes, and with the browser's compression context
+ * carried from message to message they cannot be inflated on their own. But
+ * the page knows what it sent, and TCP keeps order: the n-th data message the
+ * server reports receiving is the n-th one the page sent since the server
+ * started watching. The other way is simpler: the server writes a frame, then
+ * its trace, so a trace of a sent message follows the message itself.
+ */
+export class InspectorLog implements ConnectionObserver {
+  private readonly options: InspectorLogOptions;
+  private readonly limit: number;
+  private list: InspectorEntry[] = [];
+  private nextId = 1;
+  /** Whether the server reports every frame the page sends from here on, so texts can be matched. */
+  private matching = false;
+  /** Texts the page sent whose trace has not arrived yet, oldest first. */
+  private unmatched: string[] = [];
+  /** The last message that arrived, for the trace of it that follows. */
+  private lastReceived: string | null = null;
+
+  constructor(options: InspectorLogOptions) {
+    this.options = options;
+    this.limit = options.limit ?? INSPECTOR_LIMIT;
+  }
+
+  get entries(): readonly InspectorEntry[] {
+    return this.list;
+  }
+
+  clear(): void {
+    this.list = [];
+    this.options.onChange?.();
+  }
+
+  // --- ConnectionObserver ---
+
+  clientEvent(event: ClientEvent): void {
+    this.add({ direction: "client", opcode: null, kind: event.kind, summary: describeClientEvent(event, this.options.words), fields: [], lines: [], serverLine: null });
+  }
+
+  socketOpened(tracedFromStart: boolean): void {
+    // With inspect=1 in the URL the server reports this socket's frames from the first.
+    this.matching = tracedFromStart;
+    this.unmatched = [];
+    this.lastReceived = null;
+  }
+
+  pageSent(text: string): void {
+    const inspect = inspectSwitch(text);
+    if (inspect === true && !this.matching) {
+      // The server starts watching after it has read this message, so this
+      // one is not reported, and everything after it is.
+      this.matching = true;
+      this.unmatched = [];
+      return;
+    }
+    if (!this.matching) return;
+    this.unmatched.push(text);
+    // Reported still (the server reads it before it stops), and nothing after it.
+    if (inspect === false) this.matching = false;
+    if (this.unmatched.length > UNMATCHED_LIMIT) {
+      // No traces are coming back. Better no text than another message's text.
+      this.matching = false;
+      this.unmatched = [];
+    }
+  }
+
+  pageReceived(text: string): void {
+    this.lastReceived = text;
+  }
+
+  trace(trace: TraceMessage): void {
+    if (trace.direction === "handshake") {
+      const words = this.options.words;
+      this.add({ direction: "handshake", opcode: null, kind: null, summary: words.handshake, fields: [], lines: trace.lines, serverLine: null });
+      return;
+    }
+    const { frame, direction } = trace;
+    let knownText: string | null = null;
+    // Only the last frame of a message completes it (FIN=1); control frames are no one's message.
+    if (isDataOpcode(frame.opcode) && frame.fin) {
+      if (direction === "received") {
+        knownText = this.unmatched.shift() ?? null;
+      } else {
+        // Binary messages are not kept as text (the chat sends none), so only a text frame may use it.
+        knownText = frame.opcode === 0x2 ? null : this.lastReceived;
+        this.lastReceived = null;
+      }
+    }
+    const { summary, fields } = describeTraceFrame(frame, direction, knownText, this.options.words);
+    this.add({ direction, opcode: frame.opcodeName, kind: null, summary, fields, lines: [], serverLine: trace.line });
+  }
+
+  private add(entry: Omit<InspectorEntry, "id" | "time">): void {
+    this.list.push({ id: this.nextId, time: this.options.now(), ...entry });
+    this.nextId += 1;
+    if (this.list.length > this.limit) this.list.splice(0, this.list.length - this.limit);
+    this.options.onChange?.();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 9. The page
 // ---------------------------------------------------------------------------
 //
 // Everything above works without a page. Everything below reads the state of
@@ -1165,7 +1932,7 @@ export function pickLanguage(languages: readonly string[]): Language {
   return "en";
 }
 
-interface PageText {
+export interface PageText {
   htmlLang: string;
   heading: string;
   connecting: string;
@@ -1175,9 +1942,13 @@ interface PageText {
   offline: string;
   retryNow: string;
   online(count: number): string;
+  /**
+   * The label on the user's own messages and name: 我 ("I, me") in every
+   * language, because it is the product's mark. `meLabel` says it in words
+   * for those who do not read Chinese: the badge's tooltip and accessible name.
+   */
   me: string;
-  /** How the user's own name appears in the list of who is online. */
-  ownName(name: string): string;
+  meLabel: string | null;
   sending: string;
   waitingToSend: string;
   joined(name: string): string;
@@ -1193,7 +1964,7 @@ interface PageText {
   errors: Partial<Record<string, string>>;
 }
 
-const TEXT: Record<Language, PageText> = {
+export const TEXT: Record<Language, PageText> = {
   zh: {
     htmlLang: "zh-CN",
     heading: "聊天室",
@@ -1205,7 +1976,7 @@ const TEXT: Record<Language, PageText> = {
     retryNow: "立即重试",
     online: (count) => `在线（${count}）`,
     me: "我",
-    ownName: (name) => `${name}（我）`,
+    meLabel: null,
     sending: "发送中…",
     waitingToSend: "等待发送",
     joined: (name) => `${name} 加入了聊天室`,
@@ -1234,8 +2005,8 @@ const TEXT: Record<Language, PageText> = {
     offline: "Offline",
     retryNow: "Retry now",
     online: (count) => `Online (${count})`,
-    me: "me",
-    ownName: (name) => `${name} (me)`,
+    me: "我",
+    meLabel: "me",
     sending: "sending…",
     waitingToSend: "waiting to send",
     joined: (name) => `${name} joined`,
@@ -1281,6 +2052,7 @@ export interface ChatClientDebugView {
   readonly lastSeq: number;
   readonly epoch: string | null;
   readonly outboxLength: number;
+  readonly inspecting: boolean;
 }
 
 declare global {
@@ -1306,6 +2078,11 @@ interface PageElements {
   inputLabel: HTMLLabelElement;
   input: HTMLInputElement;
   send: HTMLButtonElement;
+  inspectorToggle: HTMLButtonElement;
+  inspector: HTMLElement;
+  inspectorHeading: HTMLElement;
+  inspectorClear: HTMLButtonElement;
+  inspectorFrames: HTMLOListElement;
 }
 
 function findElement<Kind extends HTMLElement>(id: string, kind: { new (): Kind; prototype: Kind }): Kind {
@@ -1332,6 +2109,11 @@ function findPageElements(): PageElements {
     inputLabel: findElement("input-label", HTMLLabelElement),
     input: findElement("input", HTMLInputElement),
     send: findElement("send", HTMLButtonElement),
+    inspectorToggle: findElement("inspector-toggle", HTMLButtonElement),
+    inspector: findElement("inspector", HTMLElement),
+    inspectorHeading: findElement("inspector-heading", HTMLElement),
+    inspectorClear: findElement("inspector-clear", HTMLButtonElement),
+    inspectorFrames: findElement("inspector-frames", HTMLOListElement),
   };
 }
 
@@ -1484,7 +2266,12 @@ class ChatView {
         const isMe = user === connection.name;
         const item = createElement("li", isMe ? "user me" : "user");
         item.dataset.name = user;
-        item.textContent = isMe ? this.text.ownName(user) : user;
+        item.textContent = user;
+        if (isMe) {
+          const badge = this.createMeBadge();
+          badge.textContent = this.text.me;
+          item.append(" ", badge);
+        }
         return item;
       }),
     );
@@ -1526,7 +2313,8 @@ class ChatView {
       const key = messageKey(message.id, `pending-${message.id}`);
       usedMessageKeys.add(key);
       const pendingMark = connection.state === "connected" ? this.text.sending : this.text.waitingToSend;
-      const from = connection.name ?? this.text.me;
+      // Before the first welcome there is no name yet; the 我 badge says whose it is.
+      const from = connection.name ?? connection.wantedName ?? "";
       const line = { id: message.id, seq: null, from, text: message.text, time: null, mine: true, pendingMark };
       wanted.push(this.messageRow(key, line));
     }
@@ -1578,7 +2366,7 @@ class ChatView {
     const row = {
       element,
       from: createElement("span", "from"),
-      me: createElement("span", "me-badge"),
+      me: this.createMeBadge(),
       time: createElement("time", "time"),
       mark: createElement("span", "mark"),
       text: createElement("p", "text"),
@@ -1586,6 +2374,20 @@ class ChatView {
     meta.append(row.from, row.me, row.time, row.mark);
     element.append(meta, row.text);
     return row;
+  }
+
+  /** The 我 badge: Chinese text, so it is marked as such, with the word in the page's language for the rest. */
+  private createMeBadge(): HTMLSpanElement {
+    const badge = createElement("span", "me-badge");
+    badge.lang = "zh-CN";
+    if (this.text.meLabel !== null) {
+      badge.title = this.text.meLabel;
+      // role="img": a span's own aria-label is ignored, an image's is its name.
+      // A screen reader then says "me" instead of spelling out 我.
+      badge.setAttribute("role", "img");
+      badge.setAttribute("aria-label", this.text.meLabel);
+    }
+    return badge;
   }
 
   private noticeRow(key: string, notice: NoticeKind, name: string, time: number): HTMLLIElement {
@@ -1601,6 +2403,130 @@ class ChatView {
     timeElement.textContent = this.timeFormat.format(date);
     element.append(timeElement, " ", words);
     this.noticeRows.set(key, element);
+    return element;
+  }
+}
+
+/** "14:03:05.123": frames come milliseconds apart, so the time shows them. */
+function clockTime(time: number): string {
+  const date = new Date(time);
+  const two = (value: number) => String(value).padStart(2, "0");
+  return `${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}.${String(date.getMilliseconds()).padStart(3, "0")}`;
+}
+
+/** Draws an InspectorLog into #inspector, and opens and closes the panel. */
+class InspectorView {
+  private readonly elements: PageElements;
+  private readonly words: InspectorWords;
+  private readonly log: InspectorLog;
+  /** The entries on screen, oldest first; entries only ever join at the end and leave at the start. */
+  private shown: Array<{ id: number; element: HTMLLIElement }> = [];
+  private renderQueued = false;
+
+  constructor(elements: PageElements, words: InspectorWords, log: InspectorLog) {
+    this.elements = elements;
+    this.words = words;
+    this.log = log;
+  }
+
+  applyLanguage(): void {
+    const { elements, words } = this;
+    setText(elements.inspectorToggle, words.toggle);
+    setText(elements.inspectorHeading, words.heading);
+    setText(elements.inspectorClear, words.clear);
+    elements.inspectorFrames.setAttribute("aria-label", words.framesLabel);
+  }
+
+  setOpen(open: boolean): void {
+    const { inspector, inspectorToggle, inspectorFrames } = this.elements;
+    inspector.hidden = !open;
+    inspectorToggle.setAttribute("aria-expanded", String(open));
+    if (!open) return;
+    this.render();
+    inspectorFrames.scrollTop = inspectorFrames.scrollHeight;
+  }
+
+  /** Redraws once after a burst: a resumed connection brings many frames at once. */
+  scheduleRender(): void {
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    queueMicrotask(() => {
+      this.renderQueued = false;
+      this.render();
+    });
+  }
+
+  private render(): void {
+    // A closed panel is brought up to date when it opens.
+    if (this.elements.inspector.hidden) return;
+    const list = this.elements.inspectorFrames;
+    const entries = this.log.entries;
+    const wasAtBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+
+    // Entries the log no longer has (over the limit, or cleared) leave from the top.
+    const oldestKept = entries[0]?.id ?? Infinity;
+    while (this.shown.length > 0 && this.shown[0]!.id < oldestKept) this.shown.shift()!.element.remove();
+    // New ones join at the bottom.
+    const newestShown = this.shown[this.shown.length - 1]?.id ?? 0;
+    const added = entries.filter((entry) => entry.id > newestShown).map((entry) => ({ id: entry.id, element: this.entryElement(entry) }));
+    list.append(...added.map((row) => row.element));
+    this.shown.push(...added);
+
+    if (wasAtBottom && added.length > 0) list.scrollTop = list.scrollHeight;
+  }
+
+  /** One entry; built once, since an entry never changes. All text goes in as text. */
+  private entryElement(entry: InspectorEntry): HTMLLIElement {
+    const element = createElement("li", "frame");
+    element.dataset.direction = entry.direction;
+    if (entry.opcode !== null) element.dataset.opcode = entry.opcode;
+    if (entry.kind !== null) element.dataset.kind = entry.kind;
+
+    const head = createElement("p", "frame-head");
+    const time = createElement("time", "");
+    time.dateTime = new Date(entry.time).toISOString();
+    time.textContent = clockTime(entry.time);
+    const directions: Record<InspectorDirection, string> = {
+      received: this.words.pageToServer,
+      sent: this.words.serverToPage,
+      handshake: this.words.handshake,
+      client: this.words.thisPage,
+    };
+    const direction = createElement("span", "frame-direction");
+    direction.textContent = directions[entry.direction];
+    const summary = createElement("span", "frame-summary");
+    summary.textContent = entry.direction === "handshake" ? "" : entry.summary;
+    head.append(time, " ", direction, " ", summary);
+    element.append(head);
+
+    if (entry.fields.length > 0) {
+      const fields = createElement("dl", "frame-fields");
+      for (const field of entry.fields) {
+        const row = createElement("div", "");
+        const label = createElement("dt", "");
+        label.textContent = field.label;
+        const value = createElement("dd", "");
+        value.textContent = field.value;
+        row.append(label, value);
+        fields.append(row);
+      }
+      element.append(fields);
+    }
+    if (entry.lines.length > 0) {
+      const lines = createElement("pre", "frame-lines");
+      lines.textContent = entry.lines.join("\n");
+      element.append(lines);
+    }
+    if (entry.serverLine !== null) {
+      // The same frame as `node server.ts --trace` prints it, for comparing with the server's log.
+      const raw = createElement("details", "frame-raw");
+      const label = createElement("summary", "");
+      label.textContent = "--trace";
+      const line = createElement("code", "");
+      line.textContent = entry.serverLine;
+      raw.append(label, line);
+      element.append(raw);
+    }
     return element;
   }
 }
@@ -1625,9 +2551,19 @@ const browserTimers: Timers = {
 
 function startPage(): void {
   const elements = findPageElements();
-  const text = TEXT[pickLanguage(navigator.languages?.length ? navigator.languages : [navigator.language])];
+  const language = pickLanguage(navigator.languages?.length ? navigator.languages : [navigator.language]);
+  const text = TEXT[language];
   const view = new ChatView(elements, text);
   view.applyLanguage();
+
+  const inspectorWords = INSPECTOR_WORDS[language];
+  const inspectorLog: InspectorLog = new InspectorLog({
+    words: inspectorWords,
+    now: () => Date.now(),
+    onChange: () => inspectorView.scheduleRender(),
+  });
+  const inspectorView = new InspectorView(elements, inspectorWords, inspectorLog);
+  inspectorView.applyLanguage();
 
   const connection: ChatConnection = new ChatConnection({
     serverUrl: resolveServerUrl(location),
@@ -1638,7 +2574,16 @@ function startPage(): void {
     isOnline: () => navigator.onLine,
     onChange: () => view.scheduleRender(connection),
     onServerError: (error) => view.showServerError(error),
+    observer: inspectorLog,
   });
+  // Open as it was before a reload (the state is in sessionStorage).
+  inspectorView.setOpen(connection.inspecting);
+  elements.inspectorToggle.addEventListener("click", () => {
+    const open = !connection.inspecting;
+    connection.setInspecting(open);
+    inspectorView.setOpen(open);
+  });
+  elements.inspectorClear.addEventListener("click", () => inspectorLog.clear());
 
   elements.composer.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -1689,6 +2634,9 @@ function startPage(): void {
     },
     get outboxLength() {
       return connection.pending.length;
+    },
+    get inspecting() {
+      return connection.inspecting;
     },
   });
 

@@ -12,24 +12,39 @@ import {
   Backoff,
   ChatConnection,
   Heartbeat,
+  INSPECTOR_LIMIT,
+  INSPECTOR_WORDS,
+  InspectorLog,
   MAX_TEXT_LENGTH,
   Outbox,
   STORAGE_KEYS,
+  TEXT,
   Transcript,
   buildSocketUrl,
+  bytesToHex,
   createMemoryStorage,
   createMessageId,
+  describeClientEvent,
+  describeCloseCode,
+  describeTraceFrame,
+  hexToBytes,
   parseServerFrame,
+  previewText,
   pickLanguage,
   readTimingFromQuery,
   reconnectDelay,
   resolveServerUrl,
   watchBrowserSignals,
   type ChatConnectionOptions,
+  type ClientEvent,
+  type ConnectionObserver,
+  type InspectorEntry,
   type KeyValueStorage,
   type ServerError,
+  type SocketCloseEvent,
   type SocketLike,
   type Timers,
+  type TraceFrameFields,
 } from "../client.ts";
 
 // ---------------------------------------------------------------------------
@@ -86,7 +101,8 @@ interface SentFrame {
   t?: number;
 }
 
-type Listener = (event: { data: unknown }) => void;
+/** Every listener the fake holds; each event type passes its own kind of event object. */
+type Listener = (event: { data: unknown; code?: number; reason?: string; wasClean?: boolean }) => void;
 
 /** Just enough WebSocket for ChatConnection, plus buttons for the test to press. */
 class FakeSocket implements SocketLike {
@@ -99,7 +115,8 @@ class FakeSocket implements SocketLike {
     this.url = url;
   }
 
-  addEventListener(type: "close" | "error", listener: () => void): void;
+  addEventListener(type: "close", listener: (event: SocketCloseEvent) => void): void;
+  addEventListener(type: "error", listener: () => void): void;
   addEventListener(type: "message", listener: (event: { data: unknown }) => void): void;
   addEventListener(type: string, listener: Listener): void {
     this.listeners.set(type, [...(this.listeners.get(type) ?? []), listener]);
@@ -116,16 +133,20 @@ class FakeSocket implements SocketLike {
   // --- What the test does with it ---
 
   receive(frame: object): void {
-    this.emit("message", JSON.stringify(frame));
+    this.emit("message", { data: JSON.stringify(frame) });
   }
 
   receiveText(text: string): void {
-    this.emit("message", text);
+    this.emit("message", { data: text });
   }
 
-  /** The server (or the network) closed the connection. */
-  closeFromServer(): void {
-    this.emit("close", undefined);
+  /** The server (or the network) closed the connection; by default as a dropped one does (1006, no close frame). */
+  closeFromServer(code = 1006, reason = "", wasClean = false): void {
+    this.emit("close", { data: undefined, code, reason, wasClean });
+  }
+
+  fail(): void {
+    this.emit("error", { data: undefined });
   }
 
   sentFrames(): SentFrame[] {
@@ -140,8 +161,8 @@ class FakeSocket implements SocketLike {
     return new URL(this.url).searchParams.get(name);
   }
 
-  private emit(type: string, data: unknown): void {
-    for (const listener of this.listeners.get(type) ?? []) listener({ data });
+  private emit(type: string, event: Parameters<Listener>[0]): void {
+    for (const listener of this.listeners.get(type) ?? []) listener(event);
   }
 }
 
@@ -918,6 +939,455 @@ describe("helpers", () => {
 
   test("importing client.ts under Node starts nothing", () => {
     assert.equal("chatClient" in globalThis, false);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// The frame inspector
+// ---------------------------------------------------------------------------
+
+const en = INSPECTOR_WORDS.en;
+const opcodeNames: Record<number, string> = { 0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong" };
+
+function spacedHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(" ");
+}
+
+/**
+ * A frame as the server's trace describes it: the first 128 payload bytes,
+ * masked with `key` on the wire if one is given (as a page's frames are).
+ */
+function traceFrame(
+  content: string | Uint8Array,
+  options: { opcode?: number; key?: number[]; rsv1?: boolean; fin?: boolean } = {},
+): TraceFrameFields {
+  const payload = typeof content === "string" ? new TextEncoder().encode(content) : content;
+  const preview = payload.subarray(0, 128);
+  const { key, opcode = 1 } = options;
+  const onWire = key === undefined ? preview : preview.map((byte, index) => byte ^ key[index % 4]!);
+  const length = payload.length;
+  return {
+    fin: options.fin ?? true,
+    rsv1: options.rsv1 ?? false,
+    rsv2: false,
+    rsv3: false,
+    opcode,
+    opcodeName: opcodeNames[opcode] ?? "reserved",
+    masked: key !== undefined,
+    maskKey: key === undefined ? null : spacedHex(Uint8Array.from(key)).replace(/ /g, ""),
+    lengthBits: length < 126 ? 7 : length < 65536 ? 16 : 64,
+    length,
+    onWire: spacedHex(onWire),
+    payload: spacedHex(preview),
+  };
+}
+
+/** The fields of a described frame by label, for asserting on one at a time. */
+function fieldsOf(fields: readonly { label: string; value: string }[]): Record<string, string> {
+  return Object.fromEntries(fields.map((field) => [field.label, field.value]));
+}
+
+const PAGE_KEY = [0x37, 0xfa, 0x21, 0x3d];
+
+/** An InspectorLog on a fake clock, and the traces a server would send for it. */
+function inspectorHarness(limit?: number) {
+  const clock = new FakeClock();
+  let changes = 0;
+  const log = new InspectorLog({ words: en, now: () => clock.now(), limit, onChange: () => changes++ });
+  return {
+    log,
+    clock,
+    changes: () => changes,
+    /** The server read a frame from the page; Chromium compresses every message, so by default it is compressed. */
+    received(content: string | Uint8Array, options: { opcode?: number; rsv1?: boolean; fin?: boolean } = {}): InspectorEntry {
+      log.trace({ direction: "received", line: "← …", frame: traceFrame(content, { rsv1: true, ...options, key: PAGE_KEY }) });
+      return log.entries[log.entries.length - 1]!;
+    },
+    sent(content: string | Uint8Array, options: { opcode?: number; rsv1?: boolean } = {}): InspectorEntry {
+      log.trace({ direction: "sent", line: "→ …", frame: traceFrame(content, options) });
+      return log.entries[log.entries.length - 1]!;
+    },
+  };
+}
+
+describe("frame inspector", () => {
+  test("parseServerFrame reads trace messages and checks every field; a pong keeps its time", () => {
+    const frame = traceFrame("Hello", { key: PAGE_KEY });
+    const line = "← text FIN=1 RSV=000 opcode=0x1 MASK=1 length=5 (7-bit)";
+    assert.deepEqual(parseServerFrame(JSON.stringify({ type: "trace", direction: "received", line, frame })), {
+      type: "trace",
+      trace: { direction: "received", line, frame },
+    });
+    const lines = ["← GET /?inspect=1 HTTP/1.1", "→ HTTP/1.1 101 Switching Protocols"];
+    assert.deepEqual(parseServerFrame(JSON.stringify({ type: "trace", direction: "handshake", lines })), {
+      type: "trace",
+      trace: { direction: "handshake", lines },
+    });
+    for (const broken of [
+      { ...frame, lengthBits: 8 },
+      { ...frame, maskKey: "37fa" },
+      { ...frame, onWire: "7g" },
+      { ...frame, payload: "7f9f" },
+      { ...frame, fin: 1 },
+      { ...frame, opcode: 16 },
+    ]) {
+      assert.equal(parseServerFrame(JSON.stringify({ type: "trace", direction: "sent", line, frame: broken })), null, JSON.stringify(broken));
+    }
+    assert.equal(parseServerFrame(JSON.stringify({ type: "trace", direction: "in", line, frame })), null);
+    assert.deepEqual(parseServerFrame(JSON.stringify({ type: "pong", t: 42 })), { type: "pong", t: 42 });
+    assert.deepEqual(parseServerFrame(JSON.stringify({ type: "pong" })), { type: "pong", t: null });
+  });
+
+  test("a masked frame: every header field, the key, the bytes masked and unmasked, the text (RFC 6455 §5.7's example)", () => {
+    const { summary, fields } = describeTraceFrame(traceFrame("Hello", { key: PAGE_KEY }), "received", null, en);
+    const field = fieldsOf(fields);
+    assert.equal(field.FIN, "1 · the last frame of its message");
+    assert.equal(field["RSV1-3"], "0 0 0 · no extension uses them");
+    assert.equal(field.opcode, "0x1 · text");
+    assert.match(field.MASK!, /^1 · a browser must mask/);
+    assert.equal(field.length, "5 bytes · in the 7-bit length field itself (0–125)");
+    assert.equal(field["masking key"], "37 fa 21 3d");
+    assert.equal(field.masked, "7f 9f 4d 51 58");
+    assert.equal(field.unmasked, "48 65 6c 6c 6f");
+    assert.equal(field["⊕"], "each byte XOR the key byte in turn: 7f ⊕ 37 = 48");
+    assert.equal(field.text, "Hello");
+    assert.equal(summary, "text · 5 B · Hello");
+  });
+
+  test("an unmasked frame from the server shows its payload once, and what a chat message means", () => {
+    const message = JSON.stringify({ type: "message", seq: 1, id: "a", from: "小红", text: "hi", time: 1 });
+    const { summary, fields } = describeTraceFrame(traceFrame(message), "sent", null, en);
+    const field = fieldsOf(fields);
+    assert.match(field.MASK!, /^0 · a server never masks/);
+    assert.equal(field["masking key"], undefined);
+    assert.equal(field.masked, undefined);
+    assert.match(field.payload!, /^7b 22 74 79 70 65 22 3a 22 6d 65 73 73 61 67 65 … \+\d+ bytes$/);
+    assert.equal(field.text, message);
+    assert.equal(summary, `text · ${new TextEncoder().encode(message).length} B · chat message from 小红: "hi"`);
+  });
+
+  test("a compressed frame shows the message it carries when the page knows it, and says so; otherwise it says deflate", () => {
+    const deflated = Uint8Array.from([0xaa, 0x56, 0x2a, 0xa9, 0x2c, 0x48, 0x55, 0xb2]);
+    const frame = traceFrame(deflated, { key: PAGE_KEY, rsv1: true });
+    const say = JSON.stringify({ type: "say", id: "x", text: "hi" });
+
+    const known = describeTraceFrame(frame, "received", say, en);
+    const field = fieldsOf(known.fields);
+    assert.match(field["RSV1-3"]!, /^1 0 0 · RSV1: compressed \(permessage-deflate\)/);
+    assert.equal(field.unmasked, "aa 56 2a a9 2c 48 55 b2", "the wire's bytes are deflate data");
+    assert.equal(field.text, say);
+    assert.match(field["RSV1=1"]!, /what this page gave to send\(\)/);
+    assert.equal(known.summary, 'text · 8 B · chat message "hi"');
+
+    const unknown = fieldsOf(describeTraceFrame(frame, "received", null, en).fields);
+    assert.equal(unknown.text, en.compressedUnknown);
+  });
+
+  test("lengths: the 16-bit and 64-bit encodings are named; long payloads show 16 bytes of hex and the rest as a count", () => {
+    const medium = fieldsOf(describeTraceFrame(traceFrame("x".repeat(300)), "sent", null, en).fields);
+    assert.equal(medium.length, "300 bytes · the 7-bit field says 126, the length follows in 16 bits");
+    assert.equal(medium.payload, `${"78 ".repeat(16)}… +284 bytes`);
+    assert.equal(medium.text, `${"x".repeat(128)} … +172 bytes`, "the server sends 128 bytes of a payload");
+
+    const large = fieldsOf(describeTraceFrame(traceFrame("y".repeat(70_000)), "sent", null, en).fields);
+    assert.equal(large.length, "70000 bytes · the 7-bit field says 127, the length follows in 64 bits");
+
+    const long = JSON.stringify({ type: "say", id: "x", text: "z".repeat(500) });
+    const { summary } = describeTraceFrame(traceFrame(long, { key: PAGE_KEY }), "received", long, en);
+    assert.ok(Array.from(summary).length < 100, "the summary stays one line");
+    assert.match(summary, /…$/);
+  });
+
+  test("close frames: the code with its name and the reason; protocol pings and pongs say what they are", () => {
+    const close = describeTraceFrame(traceFrame(Uint8Array.from([0x03, 0xe8, 0x62, 0x79, 0x65]), { opcode: 8 }), "sent", null, en);
+    assert.equal(fieldsOf(close.fields).close, '1000 (normal closure) · reason "bye"');
+    assert.match(close.summary, /^close · 5 B · close frame: the server ends the connection · 1000 \(normal closure\)$/);
+    const away = describeTraceFrame(traceFrame(Uint8Array.from([0x03, 0xe9]), { opcode: 8, key: PAGE_KEY }), "received", null, en);
+    assert.equal(fieldsOf(away.fields).close, "1001 (going away)");
+
+    const ping = describeTraceFrame(traceFrame("", { opcode: 9 }), "sent", null, en);
+    assert.match(ping.summary, /^ping · 0 B · protocol-level ping \(opcode 0x9\)/);
+    assert.equal(fieldsOf(ping.fields).payload, "no payload");
+    const pong = describeTraceFrame(traceFrame("", { opcode: 10, key: PAGE_KEY }), "received", null, en);
+    assert.equal(pong.summary, "pong · 0 B · protocol-level pong (opcode 0xA)");
+    assert.match(fieldsOf(pong.fields).note!, /the browser answers the server's ping by itself/);
+    assert.match(fieldsOf(ping.fields).note!, /JavaScript sees neither frame/);
+    assert.equal(fieldsOf(pong.fields)["masking key"], "37 fa 21 3d", "even an empty frame from the page has a key");
+
+    const appPing = describeTraceFrame(traceFrame('{"type":"ping","t":5}', { key: PAGE_KEY }), "received", null, en);
+    assert.match(appPing.summary, /heartbeat ping \(app level: JSON in a text frame\)/);
+
+    assert.equal(describeCloseCode(1006), "1006 (abnormal closure)");
+    assert.equal(describeCloseCode(4001), "4001 (application's own code)");
+  });
+
+  test("previewText: a prefix cut inside a character loses that character; bytes that are not text give null", () => {
+    const both = new TextEncoder().encode("你好");
+    assert.equal(previewText(both, 6), "你好");
+    assert.equal(previewText(both.subarray(0, 4), 6), "你", "the last 1 byte of 好's 3 is cut off");
+    assert.equal(previewText(both.subarray(0, 4), 4), null, "a whole payload must be valid UTF-8");
+    assert.equal(previewText(Uint8Array.from([0x68, 0x00, 0x69]), 3), null);
+    assert.equal(previewText(Uint8Array.from([0xaa, 0x56]), 2), null);
+    assert.equal(previewText(new TextEncoder().encode("a\nb\tc"), 5), "a\nb\tc");
+    assert.deepEqual(hexToBytes("7f 9f 4d"), Uint8Array.from([0x7f, 0x9f, 0x4d]));
+    assert.deepEqual(hexToBytes("37fa213d"), Uint8Array.from(PAGE_KEY));
+    assert.equal(bytesToHex(Uint8Array.from([1, 2, 3]), 2), "01 02 …");
+  });
+
+  test("the log keeps the newest entries up to its limit, numbers them for good, and clears", () => {
+    const { log, clock, changes } = inspectorHarness(5);
+    for (let index = 0; index < 8; index++) {
+      log.clientEvent({ kind: "rtt", roundTripMs: index });
+      clock.advance(1);
+    }
+    assert.deepEqual(log.entries.map((entry) => entry.id), [4, 5, 6, 7, 8]);
+    assert.equal(log.entries[4]!.summary, "heartbeat round trip 7 ms (ping sent to pong received)");
+    assert.equal(log.entries[4]!.time - log.entries[0]!.time, 4);
+    assert.equal(changes(), 8);
+    log.clear();
+    assert.equal(log.entries.length, 0);
+    log.clientEvent({ kind: "socket-error" });
+    assert.deepEqual(log.entries.map((entry) => entry.id), [9], "ids never repeat, so the page never confuses two entries");
+    assert.equal(INSPECTOR_LIMIT, 500);
+    const big = inspectorHarness();
+    for (let index = 0; index < 600; index++) big.log.clientEvent({ kind: "socket-error" });
+    assert.equal(big.log.entries.length, 500);
+  });
+
+  test("entries: direction, opcode and kind for the page's data attributes; the handshake's lines; the server's own line", () => {
+    const { log, received, sent } = inspectorHarness();
+    log.trace({ direction: "handshake", lines: ["← GET /?inspect=1 HTTP/1.1", "→ HTTP/1.1 101 Switching Protocols"] });
+    log.socketOpened(true);
+    log.pageSent('{"type":"say","id":"1","text":"hi"}');
+    const out = received(Uint8Array.from([0xaa, 0x56]));
+    const back = sent("", { opcode: 9 });
+    log.clientEvent({ kind: "retry", attempt: 2, delayMs: 1500 });
+    const [handshake, , , retry] = log.entries;
+    assert.deepEqual([handshake!.direction, handshake!.opcode, handshake!.lines.length], ["handshake", null, 2]);
+    assert.deepEqual([out.direction, out.opcode, out.kind, out.serverLine], ["received", "text", null, "← …"]);
+    assert.deepEqual([back.direction, back.opcode], ["sent", "ping"]);
+    assert.deepEqual([retry!.direction, retry!.opcode, retry!.kind], ["client", null, "retry"]);
+    assert.equal(retry!.summary, "reconnect attempt 2 in 1.5 s (exponential backoff, random jitter)");
+  });
+
+  test("page → server: traced from the start (inspect=1), the n-th compressed message is the n-th the page sent", () => {
+    const { log, received } = inspectorHarness();
+    log.socketOpened(true);
+    const inspect = JSON.stringify({ type: "inspect", on: true });
+    const say = JSON.stringify({ type: "say", id: "1", text: "hi" });
+    log.pageSent(inspect);
+    log.pageSent(say);
+    assert.equal(fieldsOf(received(Uint8Array.from([1, 2])).fields).text, inspect);
+    // A control frame (the browser's pong) is nobody's message and takes no text.
+    received(new Uint8Array(0), { opcode: 10, rsv1: false });
+    assert.equal(fieldsOf(received(Uint8Array.from([3, 4])).fields).text, say);
+    assert.equal(fieldsOf(received(Uint8Array.from([5, 6])).fields).text, en.compressedUnknown, "nothing left to match");
+
+    // A new socket starts over.
+    log.pageSent(say);
+    log.socketOpened(true);
+    assert.equal(fieldsOf(received(Uint8Array.from([7, 8])).fields).text, en.compressedUnknown);
+  });
+
+  test("page → server: switched on over an open socket, the server watches from the message after the switch", () => {
+    const { log, received } = inspectorHarness();
+    log.socketOpened(false);
+    log.pageSent(JSON.stringify({ type: "ping", t: 1 }));
+    log.pageSent(JSON.stringify({ type: "inspect", on: true }));
+    const say = JSON.stringify({ type: "say", id: "1", text: "hi" });
+    log.pageSent(say);
+    assert.equal(fieldsOf(received(Uint8Array.from([1])).fields).text, say);
+
+    // Switched off: that message is still reported, nothing after it is.
+    const off = JSON.stringify({ type: "inspect", on: false });
+    log.pageSent(off);
+    log.pageSent(JSON.stringify({ type: "ping", t: 2 }));
+    assert.equal(fieldsOf(received(Uint8Array.from([2])).fields).text, off);
+    assert.equal(fieldsOf(received(Uint8Array.from([3])).fields).text, en.compressedUnknown);
+  });
+
+  test("matching is checked where it can be, and gives up rather than guess", () => {
+    const { log, received } = inspectorHarness();
+    log.socketOpened(true);
+    log.pageSent("what the page thinks it sent");
+    // An uncompressed frame says what it is itself; a text that disagrees is not shown.
+    assert.equal(fieldsOf(received("something else", { rsv1: false }).fields).text, "something else");
+
+    // No traces come back for a long time: past 100 unmatched texts, matching stops.
+    for (let index = 0; index < 101; index++) log.pageSent(`message ${index}`);
+    assert.equal(fieldsOf(received(Uint8Array.from([1])).fields).text, en.compressedUnknown);
+  });
+
+  test("server → page: the trace of a message follows the message, so the text is the one just received", () => {
+    const { log, sent } = inspectorHarness();
+    log.socketOpened(true);
+    const message = JSON.stringify({ type: "message", seq: 1, id: "a", from: "小红", text: "x".repeat(200), time: 1 });
+    log.pageReceived(message);
+    const entry = sent(message);
+    assert.equal(fieldsOf(entry.fields).text, message, "the whole message, not only the 128 bytes the trace carries");
+    // Compressed by the server: only the text just received can say what it was.
+    log.pageReceived('{"type":"joined","name":"小军"}');
+    const compressed = sent(Uint8Array.from([0xaa, 0x56]), { rsv1: true });
+    assert.equal(fieldsOf(compressed.fields).text, '{"type":"joined","name":"小军"}');
+    assert.match(compressed.summary, /小军 joined/);
+    // A text is used once: a ping from the server (no message) does not take it, nor does the next frame.
+    sent(Uint8Array.from([0xab]), { rsv1: true });
+    assert.equal(fieldsOf(log.entries[log.entries.length - 1]!.fields).text, en.compressedUnknown);
+  });
+
+  test("the page's own events, worded", () => {
+    const line = (event: ClientEvent) => describeClientEvent(event, en);
+    assert.equal(line({ kind: "state", from: "connected", to: "reconnecting" }), "state: connected → reconnecting");
+    assert.equal(line({ kind: "closed", code: 1006, reason: "", wasClean: false, current: true }), "socket closed: 1006 (abnormal closure) · closing handshake not completed");
+    assert.equal(line({ kind: "closed", code: 1001, reason: "server shutting down", wasClean: true, current: true }), 'socket closed: 1001 (going away) · reason "server shutting down"');
+    assert.match(line({ kind: "closed", code: 1005, reason: "", wasClean: true, current: false }), /an earlier socket/);
+    assert.equal(line({ kind: "silent", timeoutMs: 5000 }), "no answer to the heartbeat within 5 s: this socket is given up");
+    assert.match(describeClientEvent({ kind: "rtt", roundTripMs: 12 }, INSPECTOR_WORDS.zh), /12 毫秒/);
+  });
+});
+
+describe("the inspector and the connection", () => {
+  /** A connected harness whose connection reports to an InspectorLog (and to a list of events). */
+  function inspectedHarness(storage: KeyValueStorage = createMemoryStorage(), timing: Partial<ChatConnectionOptions["timing"]> = {}) {
+    const events: ClientEvent[] = [];
+    const traces: unknown[] = [];
+    const received: string[] = [];
+    let changes = 0;
+    const clock = new FakeClock();
+    const log = new InspectorLog({ words: en, now: () => clock.now() });
+    const observer: ConnectionObserver = {
+      clientEvent: (event) => {
+        events.push(event);
+        log.clientEvent(event);
+      },
+      socketOpened: (traced) => log.socketOpened(traced),
+      pageSent: (text) => log.pageSent(text),
+      pageReceived: (text) => {
+        received.push(text);
+        log.pageReceived(text);
+      },
+      trace: (trace) => {
+        traces.push(trace);
+        log.trace(trace);
+      },
+    };
+    const harness = createHarness({ storage, observer, timing, onChange: () => changes++ });
+    return { ...harness, log, events, traces, received, changes: () => changes };
+  }
+
+  test("opening the inspector: the server is told at once, and every later socket asks in its URL and after the welcome", () => {
+    const { connection, clock, latest, storage, events } = inspectedHarness();
+    connection.start();
+    latest().receive(welcome());
+    assert.equal(latest().query("inspect"), null);
+    assert.equal(connection.inspecting, false);
+
+    connection.setInspecting(true);
+    assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }]);
+    assert.equal(storage.getItem(STORAGE_KEYS.inspector), "true");
+    assert.deepEqual(events[events.length - 1], { kind: "inspect", on: true, connected: true });
+
+    latest().closeFromServer();
+    clock.advance(999);
+    assert.equal(latest().query("inspect"), "1");
+    assert.deepEqual(latest().sentOfType("inspect"), [], "not before the welcome");
+    latest().receive(welcome({ resumed: true }));
+    assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }]);
+
+    connection.setInspecting(false);
+    assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }, { type: "inspect", on: false }]);
+    assert.equal(storage.getItem(STORAGE_KEYS.inspector), "false");
+    connection.rename("阿明");
+    assert.equal(latest().query("inspect"), null);
+  });
+
+  test("a reload remembers the open inspector: the first socket already asks for the handshake", () => {
+    const storage = createMemoryStorage();
+    inspectedHarness(storage).connection.setInspecting(true);
+    const { connection, latest } = inspectedHarness(storage);
+    assert.equal(connection.inspecting, true);
+    connection.start();
+    assert.equal(latest().query("inspect"), "1");
+    latest().receive(welcome());
+    assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }]);
+  });
+
+  test("trace frames go to the inspector only: not the transcript, not the page, not the matching of texts", () => {
+    const { connection, latest, log, traces, received, changes } = inspectedHarness();
+    connection.start();
+    latest().receive(welcome());
+    const before = changes();
+    const frame = traceFrame('{"type":"say","id":"1","text":"hi"}', { key: PAGE_KEY });
+    latest().receive({ type: "trace", direction: "received", line: "← text", frame });
+    latest().receive({ type: "trace", direction: "handshake", lines: ["← GET / HTTP/1.1"] });
+    assert.equal(traces.length, 2);
+    assert.equal(changes(), before, "the chat view is not redrawn for a trace");
+    assert.equal(connection.entries.length, 0);
+    assert.deepEqual(received, [JSON.stringify(welcome())], "only the welcome counts as received");
+    assert.deepEqual(log.entries.filter((entry) => entry.direction !== "client").map((entry) => entry.direction), ["received", "handshake"]);
+  });
+
+  test("the texts the page sends are matched with the server's traces of them", () => {
+    const { connection, latest, log } = inspectedHarness();
+    connection.setInspecting(true);
+    connection.start();
+    latest().receive(welcome());
+    connection.send("hi");
+    // Chromium compresses both: the inspect message sent after the welcome, then "hi".
+    for (const bytes of [[1, 2], [3, 4]]) {
+      latest().receive({ type: "trace", direction: "received", line: "←", frame: traceFrame(Uint8Array.from(bytes), { key: PAGE_KEY, rsv1: true }) });
+    }
+    const texts = log.entries.filter((entry) => entry.direction === "received").map((entry) => fieldsOf(entry.fields).text);
+    const say = latest().sentOfType("say")[0]!;
+    assert.deepEqual(texts, ['{"type":"inspect","on":true}', JSON.stringify(say)]);
+  });
+
+  test("client events: states, the URL, retries with their delays, close codes and reasons, round trips, silence", () => {
+    const { connection, clock, latest, events } = inspectedHarness();
+    connection.start();
+    latest().receive(welcome());
+    clock.advance(10_000);
+    const ping = latest().sentOfType("ping")[0]!;
+    clock.advance(23);
+    latest().receive({ type: "pong", t: ping.t });
+    latest().closeFromServer(1001, "server shutting down", true);
+    clock.advance(999);
+    latest().fail();
+    clock.advance(1999);
+    clock.advance(10_000); // never welcomed
+    latest().closeFromServer(1006, "", false); // the socket given up on closes late
+
+    assert.deepEqual(events, [
+      { kind: "opening", url: "ws://chat.test/" },
+      { kind: "state", from: "offline", to: "connecting" },
+      { kind: "state", from: "connecting", to: "connected" },
+      { kind: "rtt", roundTripMs: 23 },
+      { kind: "closed", code: 1001, reason: "server shutting down", wasClean: true, current: true },
+      { kind: "state", from: "connected", to: "reconnecting" },
+      { kind: "retry", attempt: 1, delayMs: 999 },
+      { kind: "opening", url: "ws://chat.test/?name=%E5%B0%8F%E6%98%8E&since=0&epoch=epoch-1" },
+      { kind: "socket-error" },
+      { kind: "retry", attempt: 2, delayMs: 1999 },
+      { kind: "opening", url: "ws://chat.test/?name=%E5%B0%8F%E6%98%8E&since=0&epoch=epoch-1" },
+      { kind: "not-welcomed", timeoutMs: 10_000 },
+      { kind: "retry", attempt: 3, delayMs: 3999 },
+      { kind: "closed", code: 1006, reason: "", wasClean: false, current: false },
+    ]);
+
+    const silent = inspectedHarness(createMemoryStorage(), { heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 300 });
+    silent.connection.start();
+    silent.latest().receive(welcome());
+    silent.clock.advance(1300);
+    assert.ok(silent.events.some((event) => event.kind === "silent" && event.timeoutMs === 300));
+  });
+});
+
+describe("the page's words", () => {
+  test("own messages are labelled 我 in every language; English says \"me\" in the badge's tooltip and accessible name", () => {
+    assert.equal(TEXT.zh.me, "我");
+    assert.equal(TEXT.en.me, "我");
+    assert.equal(TEXT.zh.meLabel, null);
+    assert.equal(TEXT.en.meLabel, "me");
   });
 });
 
