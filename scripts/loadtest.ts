@@ -1,11 +1,14 @@
 // npm run loadtest -- [--clients 1000] [--messages 5] [--text-length 100] [--window 2]
-//                     [--seed S] [--port P] [--kill] [--chaos 0.3] [--timeout 300]
+//                     [--interval MS] [--seed S] [--port P] [--kill] [--chaos 0.3] [--timeout 300]
 //
 // C reconnecting chat clients (scripts/lib/chat-client.ts) join the room,
 // then each says M messages, at most `window` unacknowledged at a time. At
 // the end every transcript must be identical and complete; the script prints
 // deliveries per second and the p50/p99 latency from a message's first send
-// to each client's first sight of it, and the server's peak RSS.
+// to each client's first sight of it, and the server's peak RSS. Without
+// --interval the clients send as fast as their window allows, so the room is
+// saturated and the latency is mostly queueing; --interval MS paces each
+// client (e.g. --interval 1000: 1,000 clients make 1,000 messages a second).
 //   --port P     use the server already on P (start it with --message-rate,
 //                --message-burst and --max-connections-per-ip raised)
 //   --kill       start the server with --history, SIGKILL it when a third of
@@ -41,6 +44,7 @@ async function main(): Promise<number> {
       messages: { type: "string" },
       "text-length": { type: "string" },
       window: { type: "string" },
+      interval: { type: "string" },
       seed: { type: "string" },
       port: { type: "string" },
       kill: { type: "boolean" },
@@ -50,7 +54,7 @@ async function main(): Promise<number> {
     },
   });
   if (values.help) {
-    console.log("usage: npm run loadtest -- [--clients N] [--messages M] [--text-length L] [--window W] [--seed S] [--port P] [--kill] [--chaos P] [--timeout SECONDS]");
+    console.log("usage: npm run loadtest -- [--clients N] [--messages M] [--text-length L] [--window W] [--interval MS] [--seed S] [--port P] [--kill] [--chaos P] [--timeout SECONDS]");
     return 0;
   }
   const clients = number("clients", values.clients, 1000);
@@ -97,6 +101,7 @@ async function main(): Promise<number> {
     messagesPerClient: messages,
     textLength: number("text-length", values["text-length"], 100),
     window: number("window", values.window, 2),
+    intervalMs: number("interval", values.interval, 0),
     seed,
     connectBatch: 100,
   });

@@ -22,6 +22,8 @@ export interface ChatClientOptions {
   idPrefix: string;
   /** At most this many messages sent and not yet acknowledged. */
   window: number;
+  /** At least this long between two new messages (0: as fast as the window allows). */
+  intervalMs?: number;
   rng: Prng;
   /** Reconnection delay: from minDelayMs, doubling to maxDelayMs, with jitter. */
   minDelayMs?: number;
@@ -84,6 +86,8 @@ export class ReconnectingChatClient {
   private sendingAllowed: boolean;
   /** Ids sent on the current connection and not yet acknowledged. */
   private inFlight = 0;
+  private lastNewAt = -Infinity;
+  private paceTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: ChatClientOptions) {
     this.options = options;
@@ -114,6 +118,7 @@ export class ReconnectingChatClient {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.paceTimer);
     this.socket?.close();
     const socket = this.socket;
     if (socket !== undefined) setTimeout(() => socket.destroy(), 1000).unref();
@@ -245,7 +250,23 @@ export class ReconnectingChatClient {
   /** Sends new messages while the window has room. */
   private pump(): void {
     if (!this.sendingAllowed || !this.connected) return;
+    const interval = this.options.intervalMs ?? 0;
     while (this.inFlight < this.options.window && this.nextIndex < this.options.texts.length) {
+      if (interval > 0) {
+        // Each client starts at a random point of its interval: no synchronised bursts.
+        if (this.lastNewAt === -Infinity) this.lastNewAt = performance.now() - interval + this.options.rng.float() * interval;
+        const wait = this.lastNewAt + interval - performance.now();
+        if (wait > 0) {
+          if (this.paceTimer === undefined) {
+            this.paceTimer = setTimeout(() => {
+              this.paceTimer = undefined;
+              this.pump();
+            }, wait);
+          }
+          return;
+        }
+        this.lastNewAt = performance.now();
+      }
       const index = this.nextIndex++;
       const id = `${this.options.idPrefix}-${index}`;
       const text = this.options.texts[index]!;

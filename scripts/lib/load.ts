@@ -13,6 +13,8 @@ export interface LoadOptions {
   textLength: number;
   /** Messages each client may have unacknowledged at once. */
   window: number;
+  /** Milliseconds between two new messages of one client (0: only the window limits). */
+  intervalMs?: number;
   seed: number;
   /** Clients connected at once while the room fills up. */
   connectBatch?: number;
@@ -89,6 +91,7 @@ export class LoadRun {
           idPrefix: prefix,
           texts,
           window: options.window,
+          intervalMs: options.intervalMs,
           rng: new Prng(rng.uint32()),
           minDelayMs: options.minDelayMs,
           maxDelayMs: options.maxDelayMs,
