@@ -1334,6 +1334,7 @@ export class Connection {
   private awaitingPong = false;
   private pausedForBackpressure = false;
   private writesBatched = false;
+  private unsentBeforeThisTurn = 0;
   /** Pings and pongs cost work too: a peer gets this many a second, and
    * one that keeps flooding past them is closed. */
   private readonly controlFrames = new TokenBucket(CONTROL_FRAME_RATE, CONTROL_FRAME_RATE * 2);
@@ -1598,9 +1599,12 @@ export class Connection {
    * ever: past maxBufferedBytes the server stops queueing and closes it. */
   private roomFor(length: number): boolean {
     if (this.socket.destroyed) return false;
-    if (this.socket.writableLength + length <= this.options.maxBufferedBytes || length <= MAX_CONTROL_PAYLOAD + 2) return true;
+    // What counts is what the peer left unread from earlier turns: bytes
+    // written in this turn are only waiting for the batch to be flushed.
+    if (!this.writesBatched) this.unsentBeforeThisTurn = this.socket.writableLength;
+    if (this.unsentBeforeThisTurn <= this.options.maxBufferedBytes || length <= MAX_CONTROL_PAYLOAD + 2) return true;
     if (this.state === "open") {
-      this.options.log(`connection ${this.id}: closing a slow consumer (${this.socket.writableLength} bytes unsent)`);
+      this.options.log(`connection ${this.id}: closing a slow consumer (${this.unsentBeforeThisTurn} bytes unsent)`);
       this.close(CloseCode.PolicyViolation, "too slow: the server's send buffer for this connection is full");
     }
     return false;
