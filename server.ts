@@ -1332,6 +1332,7 @@ export class Connection {
   private closeTimer: ReturnType<typeof setTimeout> | undefined;
   private keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
   private awaitingPong = false;
+  private keepalivePingSent = false;
   private pausedForBackpressure = false;
   private writesBatched = false;
   private unsentBeforeThisTurn = 0;
@@ -1629,25 +1630,26 @@ export class Connection {
    * without telling us (a half-open connection), and it is dropped. */
   private scheduleKeepalive(delay: number): void {
     if (this.options.keepaliveIntervalMs <= 0) return;
-    this.keepaliveTimer = setTimeout(() => {
-      if (this.state !== "open") return;
-      if (this.awaitingPong) {
-        this.options.log(`connection ${this.id}: no pong within ${this.options.keepaliveTimeoutMs} ms, dropping it`);
-        return this.terminate();
-      }
-      this.awaitingPong = true;
-      this.ping();
-      this.keepaliveTimer = setTimeout(() => {
-        if (this.state !== "open") return;
-        if (this.awaitingPong) {
-          this.options.log(`connection ${this.id}: no pong within ${this.options.keepaliveTimeoutMs} ms, dropping it`);
-          return this.terminate();
-        }
-        this.scheduleKeepalive(Math.max(0, this.options.keepaliveIntervalMs - this.options.keepaliveTimeoutMs));
-      }, this.options.keepaliveTimeoutMs);
-      this.keepaliveTimer.unref();
-    }, delay);
+    this.keepaliveTimer = setTimeout(() => this.keepaliveTick(), delay);
     this.keepaliveTimer.unref();
+  }
+
+  /** Two alternating steps: after an interval, ping and wait the timeout;
+   * after the timeout, drop the peer if nothing came back, else wait again. */
+  private keepaliveTick(): void {
+    if (this.state !== "open") return;
+    if (this.awaitingPong) {
+      this.options.log(`connection ${this.id}: no pong within ${this.options.keepaliveTimeoutMs} ms, dropping it`);
+      return this.terminate();
+    }
+    if (this.keepalivePingSent) {
+      this.keepalivePingSent = false;
+      return this.scheduleKeepalive(Math.max(0, this.options.keepaliveIntervalMs - this.options.keepaliveTimeoutMs));
+    }
+    this.awaitingPong = true;
+    this.keepalivePingSent = true;
+    this.ping();
+    this.scheduleKeepalive(this.options.keepaliveTimeoutMs);
   }
 
   private armCloseTimer(): void {
