@@ -1,0 +1,884 @@
+// bench/bench.ts — "Faster than ws": server.ts and a reference server on `ws`
+// side by side, with a plain TCP echo as the ceiling.
+//
+//   node --import tsx bench/bench.ts            quick (< 3 minutes), 2 rounds
+//   node --import tsx bench/bench.ts --full     every size, type and deflate setting, 3 rounds
+//   node --import tsx bench/bench.ts --tiny     a few seconds of each kind (the test uses it)
+//   options: --rounds N  --only REGEX  --json FILE|-  --svg FILE  --no-save  --no-pin
+//
+// Each server is a separate process (node --import tsx); this process is the
+// one and only client (bench/load.ts). With taskset available, the client is
+// pinned to CPU 0 and the servers to CPU 1, so the server under test has one
+// core to itself and never competes with its load. Scenarios run A B [C] A B
+// [C] ...: ours, ws, [tcp] in turn, round after round, so that a drift of the
+// machine hits both sides alike. Before each run the servers must be idle.
+//
+// Reported per scenario: each side's absolute figures (median of the rounds),
+// the ratio ours/ws per round (median, min, max), the CPU seconds the server
+// process used in the measured window (/proc/PID/stat utime+stime), and the
+// correctness checks (echo bytes equal; every fan-out delivery once, in order).
+// quick and full write docs/bench.json and docs/bench.svg.
+
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { destroyAll, echoWindow, openIdle, runEcho, runFanout, type Conn, type Target } from "./load.ts";
+import { renderChart, type ChartRow } from "./svg.ts";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+// ── Options ─────────────────────────────────────────────────────────────────
+
+type Mode = "tiny" | "quick" | "full";
+
+interface Options {
+  mode: Mode;
+  rounds: number | undefined;
+  only: RegExp | undefined;
+  json: string | undefined;
+  svg: string | undefined;
+  save: boolean;
+  pin: boolean;
+}
+
+function parseOptions(argv: string[]): Options {
+  const options: Options = { mode: "quick", rounds: undefined, only: undefined, json: undefined, svg: undefined, save: true, pin: true };
+  for (let index = 0; index < argv.length; index++) {
+    const argument = argv[index]!;
+    const value = () => {
+      const next = argv[++index];
+      if (next === undefined) throw new Error(`${argument} needs a value`);
+      return next;
+    };
+    if (argument === "--quick" || argument === "--full" || argument === "--tiny") options.mode = argument.slice(2) as Mode;
+    else if (argument === "--rounds") options.rounds = Math.max(1, Math.min(20, Number(value()) || 1));
+    else if (argument === "--only") options.only = new RegExp(value());
+    else if (argument === "--json") options.json = value();
+    else if (argument === "--svg") options.svg = value();
+    else if (argument === "--no-save") options.save = false;
+    else if (argument === "--no-pin") options.pin = false;
+    else if (argument === "--help" || argument === "-h") {
+      process.stdout.write(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(0, 23).join("\n") + "\n");
+      process.exit(0);
+    } else throw new Error(`unknown option ${argument} (see --help)`);
+  }
+  if (options.save && options.mode !== "tiny") {
+    options.json ??= join(root, "docs", "bench.json");
+    options.svg ??= join(root, "docs", "bench.svg");
+  }
+  return options;
+}
+
+interface Settings {
+  rounds: number;
+  /** Rounds that also run the TCP ceiling. */
+  tcpRounds: number;
+  /** Whether deflate scenarios get a TCP ceiling too (it echoes the compressed frames). */
+  ceilingForDeflate: boolean;
+  echoWarmupMs: number;
+  echoMeasureMs: number;
+  fanoutWarmupMs: number;
+  fanoutMeasureMs: number;
+  fanoutClients: number[];
+  fanoutWindow: number;
+  memoryConnections: number[];
+  handshakeConcurrency: number;
+}
+
+const settingsFor: Record<Mode, Settings> = {
+  tiny: {
+    rounds: 1, tcpRounds: 1, ceilingForDeflate: true, echoWarmupMs: 50, echoMeasureMs: 150, fanoutWarmupMs: 50, fanoutMeasureMs: 200,
+    fanoutClients: [20], fanoutWindow: 10, memoryConnections: [50], handshakeConcurrency: 10,
+  },
+  quick: {
+    rounds: 2, tcpRounds: 1, ceilingForDeflate: false, echoWarmupMs: 200, echoMeasureMs: 700, fanoutWarmupMs: 200, fanoutMeasureMs: 800,
+    fanoutClients: [100, 1000], fanoutWindow: 10, memoryConnections: [1000, 10_000], handshakeConcurrency: 100,
+  },
+  full: {
+    rounds: 3, tcpRounds: 3, ceilingForDeflate: true, echoWarmupMs: 1000, echoMeasureMs: 3000, fanoutWarmupMs: 1000, fanoutMeasureMs: 3000,
+    fanoutClients: [100, 1000], fanoutWindow: 10, memoryConnections: [1000, 10_000], handshakeConcurrency: 100,
+  },
+};
+
+// ── Scenarios ───────────────────────────────────────────────────────────────
+
+interface EchoScenario {
+  kind: "echo";
+  id: string;
+  title: string;
+  connections: number;
+  size: number;
+  type: "text" | "binary";
+  deflate: boolean;
+  window: number;
+}
+interface LatencyScenario {
+  kind: "latency";
+  id: string;
+  title: string;
+  size: number;
+}
+interface FanoutScenario {
+  kind: "fanout";
+  id: string;
+  title: string;
+  clients: number;
+}
+interface MemoryScenario {
+  kind: "memory";
+  id: string;
+  title: string;
+  connections: number;
+}
+type Scenario = EchoScenario | LatencyScenario | FanoutScenario | MemoryScenario;
+
+const KiB = 1024;
+const MiB = 1024 * 1024;
+
+function sizeName(size: number): string {
+  return size >= MiB ? `${size / MiB} MiB` : size >= KiB ? `${size / KiB} KiB` : `${size} B`;
+}
+
+function echoScenario(connections: number, size: number, type: "text" | "binary", deflate: boolean): EchoScenario {
+  return {
+    kind: "echo",
+    id: `echo-${connections}c-${size}-${type}${deflate ? "-deflate" : ""}`,
+    title: `echo ${connections}×${sizeName(size)} ${type}${deflate ? " deflate" : ""}`,
+    connections,
+    size,
+    type,
+    deflate,
+    window: echoWindow(connections, size),
+  };
+}
+
+function planFor(mode: Mode, settings: Settings): Scenario[] {
+  const echo: EchoScenario[] = [];
+  if (mode === "full") {
+    for (const deflate of [false, true]) {
+      for (const size of [16, KiB, 64 * KiB, MiB]) {
+        for (const connections of [1, 64]) for (const type of ["text", "binary"] as const) echo.push(echoScenario(connections, size, type, deflate));
+      }
+    }
+  } else if (mode === "quick") {
+    // Every size on 1 and 64 connections; text and binary alternate so that
+    // each size and each connection count is seen with both.
+    echo.push(
+      echoScenario(1, 16, "text", false), echoScenario(64, 16, "binary", false),
+      echoScenario(1, KiB, "binary", false), echoScenario(64, KiB, "text", false),
+      echoScenario(1, 64 * KiB, "text", false), echoScenario(64, 64 * KiB, "binary", false),
+      echoScenario(1, MiB, "binary", false), echoScenario(64, MiB, "text", false),
+      echoScenario(64, KiB, "text", true), echoScenario(1, 64 * KiB, "binary", true),
+      echoScenario(64, 64 * KiB, "text", true), echoScenario(1, MiB, "text", true),
+    );
+  } else {
+    echo.push(echoScenario(1, 16, "text", false), echoScenario(4, 64 * KiB, "binary", false), echoScenario(2, 2 * KiB, "text", true));
+  }
+  const others: Scenario[] = [
+    { kind: "latency", id: "latency-16", title: "round trip 1×16 B text", size: 16 },
+    ...settings.fanoutClients.map((clients): FanoutScenario => ({ kind: "fanout", id: `fanout-${clients}`, title: `chat fan-out to ${clients}`, clients })),
+    ...settings.memoryConnections.map((connections): MemoryScenario => ({
+      kind: "memory",
+      id: `idle-${connections}`,
+      title: `${connections} idle connections`,
+      connections,
+    })),
+  ];
+  return [...echo, ...others];
+}
+
+// ── Server processes ────────────────────────────────────────────────────────
+
+type Side = "ours" | "ws" | "tcp";
+
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+const PAGE_SIZE = 4096;
+
+function serverCommand(side: Side, deflate: boolean): string[] {
+  switch (side) {
+    case "ours":
+      return [
+        "server.ts", "--port", "0", "--keepalive-interval", "0", "--message-rate", "1000000", "--message-burst", "1000000",
+        "--max-connections-per-ip", "100000", "--max-connections", "100000", "--max-buffered", String(32 * MiB),
+        ...(deflate ? [] : ["--no-deflate"]),
+      ];
+    case "ws":
+      return ["bench/ws-server.ts", "--port", "0", ...(deflate ? ["--deflate"] : [])];
+    case "tcp":
+      return ["bench/tcp-echo.ts", "--port", "0"];
+  }
+}
+
+class ServerProcess {
+  readonly side: Side;
+  readonly child: ChildProcess;
+  readonly pid: number;
+  port = 0;
+  private output = "";
+
+  private constructor(side: Side, child: ChildProcess) {
+    this.side = side;
+    this.child = child;
+    this.pid = child.pid ?? 0;
+    const keep = (chunk: Buffer) => {
+      this.output = (this.output + chunk.toString("utf8")).slice(-4000);
+    };
+    child.stdout?.on("data", keep);
+    child.stderr?.on("data", keep);
+  }
+
+  static async start(side: Side, deflate: boolean, pin: boolean): Promise<ServerProcess> {
+    const nodeCommand = [process.execPath, "--import", "tsx", ...serverCommand(side, deflate)];
+    const command = pin ? ["taskset", "-c", "1", ...nodeCommand] : nodeCommand;
+    const child = spawn(command[0]!, command.slice(1), { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+    const server = new ServerProcess(side, child);
+    const exited = new Promise<never>((_resolve, reject) => child.once("exit", (code) => reject(new Error(`${side} server exited (${code}): ${server.output}`))));
+    exited.catch(() => {});
+    const listening = new Promise<number>((resolvePromise) => {
+      const check = () => {
+        const match = /listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(server.output);
+        if (match) {
+          child.stdout?.off("data", check);
+          resolvePromise(Number(match[1]));
+        }
+      };
+      child.stdout?.on("data", check);
+    });
+    const timeout = new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error(`${side} server did not start: ${server.output}`)), 30_000).unref());
+    try {
+      server.port = await Promise.race([listening, exited, timeout]);
+    } catch (error) {
+      child.kill("SIGKILL");
+      throw error;
+    }
+    return server;
+  }
+
+  get target(): Target {
+    return { host: "127.0.0.1", port: this.port };
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** utime + stime of the whole process (all threads), in clock ticks. */
+  cpuTicks(): number {
+    const stat = readFileSync(`/proc/${this.pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[11]) + Number(fields[12]);
+  }
+
+  /** Resident set size in bytes. */
+  rss(): number {
+    const statm = readFileSync(`/proc/${this.pid}/statm`, "utf8").split(" ");
+    return Number(statm[1]) * PAGE_SIZE;
+  }
+
+  lastOutput(): string {
+    return this.output;
+  }
+
+  async stop(): Promise<void> {
+    if (!this.alive) return;
+    const exited = new Promise<void>((resolvePromise) => this.child.once("exit", () => resolvePromise()));
+    this.child.kill("SIGKILL");
+    await exited;
+  }
+}
+
+function sleep(milliseconds: number): Promise<void> {
+  return new Promise((resolvePromise) => setTimeout(resolvePromise, milliseconds));
+}
+
+/** Waits until every server has stopped using CPU (at most one tick in 100 ms), for at most `maxMs`. */
+async function settle(servers: ServerProcess[], maxMs = 5000): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  let before = servers.map((server) => (server.alive ? server.cpuTicks() : 0));
+  while (Date.now() < deadline) {
+    await sleep(100);
+    const now = servers.map((server) => (server.alive ? server.cpuTicks() : 0));
+    if (now.every((ticks, index) => ticks - before[index]! <= 1)) return;
+    before = now;
+  }
+}
+
+// ── Runs ────────────────────────────────────────────────────────────────────
+
+interface Check {
+  name: string;
+  ok: boolean;
+  detail?: string;
+}
+
+interface RunRecord {
+  side: Side;
+  round: number;
+  ok: boolean;
+  error?: string;
+  metrics: Record<string, number>;
+  checks: Check[];
+}
+
+/** Busy clock ticks of the whole machine (all CPUs), from /proc/stat. */
+function machineBusyTicks(): number {
+  const fields = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.slice(0, 8).reduce((sum, value) => sum + value, 0); // user..steal
+  return total - fields[3]! - fields[4]!; // minus idle and iowait
+}
+
+function ownTicks(): number {
+  const stat = readFileSync("/proc/self/stat", "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** Measures, between the two hooks, the server's CPU and the CPU used by
+ * everything else on the machine (neither the server nor this client): on a
+ * shared machine that is the noise under the figures. */
+function cpuMeter(server: ServerProcess) {
+  let before = { server: 0, own: 0, machine: 0, at: 0 };
+  let after = before;
+  const sample = () => ({ server: server.cpuTicks(), own: ownTicks(), machine: machineBusyTicks(), at: performance.now() });
+  const wall = () => (after.at - before.at) / 1000;
+  return {
+    onMeasureStart: () => {
+      before = sample();
+    },
+    onMeasureEnd: () => {
+      after = sample();
+    },
+    seconds: () => (after.server - before.server) / CLOCK_TICKS,
+    percent: () => ((after.server - before.server) / CLOCK_TICKS / wall()) * 100,
+    /** CPU used by other processes, in % of one core. */
+    noisePercent: () => {
+      const foreign = after.machine - before.machine - (after.server - before.server) - (after.own - before.own);
+      return (Math.max(0, foreign) / CLOCK_TICKS / wall()) * 100;
+    },
+  };
+}
+
+async function runEchoOn(server: ServerProcess, scenario: EchoScenario | LatencyScenario, settings: Settings): Promise<RunRecord> {
+  const meter = cpuMeter(server);
+  const latency = scenario.kind === "latency";
+  const result = await runEcho({
+    target: server.target,
+    raw: server.side === "tcp",
+    connections: latency ? 1 : scenario.connections,
+    size: scenario.size,
+    kind: latency ? "text" : scenario.type,
+    deflate: latency ? false : scenario.deflate,
+    window: latency ? 1 : scenario.window,
+    warmupMs: settings.echoWarmupMs,
+    durationMs: settings.echoMeasureMs,
+    recordLatency: latency,
+    onMeasureStart: meter.onMeasureStart,
+    onMeasureEnd: meter.onMeasureEnd,
+  });
+  const serverCpu = meter.seconds();
+  const ok = result.errors === 0 && result.missing === 0 && result.verified > 0;
+  const metrics: Record<string, number> = {
+    messagesPerSecond: result.messagesPerSecond,
+    mebibytesPerSecond: result.bytesPerSecond / MiB,
+    messagesPerCpuSecond: serverCpu > 0 ? result.messages / serverCpu : Number.NaN,
+    serverCpuSeconds: serverCpu,
+    serverCpuPercent: meter.percent(),
+    clientCpuPercent: (result.clientCpuSeconds / result.seconds) * 100,
+    noisePercent: meter.noisePercent(),
+    verified: result.verified,
+    inflatedToCheck: result.inflated,
+  };
+  if (result.latency) {
+    metrics.p50 = result.latency.p50;
+    metrics.p99 = result.latency.p99;
+    metrics.samples = result.latency.count;
+  }
+  return {
+    side: server.side,
+    round: 0,
+    ok,
+    metrics,
+    checks: [
+      {
+        name: server.side === "tcp" ? "echo bytes equal (raw frames back)" : "echo bytes equal (type, RSV1, payload)",
+        ok,
+        detail: ok ? `${result.verified} replies checked` : `${result.errors} errors, ${result.missing} missing: ${result.firstErrors.join("; ")}`,
+      },
+    ],
+  };
+}
+
+async function runFanoutOn(server: ServerProcess, scenario: FanoutScenario, settings: Settings): Promise<{ record: RunRecord; conns: Conn[] }> {
+  const meter = cpuMeter(server);
+  const result = await runFanout({
+    target: server.target,
+    clients: scenario.clients,
+    window: settings.fanoutWindow,
+    warmupMs: settings.fanoutWarmupMs,
+    durationMs: settings.fanoutMeasureMs,
+    maxMessages: 200_000,
+    onMeasureStart: meter.onMeasureStart,
+    onMeasureEnd: meter.onMeasureEnd,
+  });
+  const serverCpu = meter.seconds();
+  const ok = result.everyDeliveryOnceInOrder && result.errors === 0;
+  return {
+    conns: result.conns,
+    record: {
+      side: server.side,
+      round: 0,
+      ok,
+      metrics: {
+        deliveriesPerSecond: result.deliveriesPerSecond,
+        deliveriesPerCpuSecond: serverCpu > 0 ? result.deliveries / serverCpu : Number.NaN,
+        p50: result.latency.p50,
+        p99: result.latency.p99,
+        messages: result.messages,
+        said: result.said,
+        serverCpuSeconds: serverCpu,
+        serverCpuPercent: meter.percent(),
+        clientCpuPercent: (result.clientCpuSeconds / result.seconds) * 100,
+        noisePercent: meter.noisePercent(),
+        connectSeconds: result.connectSeconds,
+      },
+      checks: [
+        {
+          name: "every client got every message once, in order",
+          ok,
+          detail: ok
+            ? `${result.said} messages × ${result.clients} clients`
+            : `${result.errors} errors: ${result.firstErrors.join("; ")}`,
+        },
+      ],
+    },
+  };
+}
+
+async function runMemoryOn(server: ServerProcess, scenario: MemoryScenario, settings: Settings): Promise<{ record: RunRecord; conns: Conn[] }> {
+  // Warm up first (JIT, parser pools, the first garbage collections), so that
+  // the baseline is a server that has already served connections.
+  const warm = await openIdle(server.target, Math.min(200, scenario.connections), settings.handshakeConcurrency);
+  destroyAll(warm.conns);
+  await settle([server]);
+  await sleep(300);
+  const rssBefore = server.rss();
+  const meter = cpuMeter(server);
+  meter.onMeasureStart();
+  const idle = await openIdle(server.target, scenario.connections, settings.handshakeConcurrency);
+  meter.onMeasureEnd();
+  await settle([server]);
+  await sleep(500);
+  const rssAfter = server.rss();
+  const serverCpu = meter.seconds();
+  const open = idle.conns.filter((conn) => !conn.socket.destroyed).length;
+  const ok = open === scenario.connections && server.alive;
+  return {
+    conns: idle.conns,
+    record: {
+      side: server.side,
+      round: 0,
+      ok,
+      metrics: {
+        bytesPerConnection: (rssAfter - rssBefore) / scenario.connections,
+        rssBefore,
+        rssAfter,
+        handshakesPerSecond: idle.handshakesPerSecond,
+        handshakesPerCpuSecond: serverCpu > 0 ? scenario.connections / serverCpu : Number.NaN,
+        serverCpuSeconds: serverCpu,
+        serverCpuPercent: meter.percent(),
+        clientCpuPercent: (idle.clientCpuSeconds / idle.seconds) * 100,
+        noisePercent: meter.noisePercent(),
+      },
+      checks: [{ name: "every connection opened and stayed open", ok, detail: `${open} of ${scenario.connections} open` }],
+    },
+  };
+}
+
+// ── Summaries ───────────────────────────────────────────────────────────────
+
+interface MetricSpec {
+  key: string;
+  label: string;
+  unit: "msg/s" | "µs" | "B" | "hs/s" | "deliveries/s";
+  higherIsBetter: boolean;
+  /** The same work per server CPU-second, when it makes sense. */
+  perCpuKey?: string;
+}
+
+const metricsFor: Record<Scenario["kind"], MetricSpec[]> = {
+  echo: [{ key: "messagesPerSecond", label: "msg/s", unit: "msg/s", higherIsBetter: true, perCpuKey: "messagesPerCpuSecond" }],
+  latency: [
+    { key: "p50", label: "p50 RTT", unit: "µs", higherIsBetter: false },
+    { key: "p99", label: "p99 RTT", unit: "µs", higherIsBetter: false },
+  ],
+  fanout: [
+    { key: "deliveriesPerSecond", label: "deliveries/s", unit: "deliveries/s", higherIsBetter: true, perCpuKey: "deliveriesPerCpuSecond" },
+    { key: "p50", label: "p50 latency", unit: "µs", higherIsBetter: false },
+    { key: "p99", label: "p99 latency", unit: "µs", higherIsBetter: false },
+  ],
+  memory: [
+    { key: "bytesPerConnection", label: "RSS/conn", unit: "B", higherIsBetter: false },
+    { key: "handshakesPerSecond", label: "handshakes/s", unit: "hs/s", higherIsBetter: true, perCpuKey: "handshakesPerCpuSecond" },
+  ],
+};
+
+interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+interface MetricSummary extends MetricSpec {
+  ours: Spread | null;
+  ws: Spread | null;
+  tcp: Spread | null;
+  /** ours/ws, round by round. */
+  ratio: Spread | null;
+  /** ours/ws of the per-CPU-second figure. */
+  perCpuRatio: Spread | null;
+  /** ours/tcp (medians). */
+  ofCeiling: number | null;
+  serverCpuPercent: { ours: number | null; ws: number | null };
+  clientCpuPercent: number | null;
+  /** CPU used by other processes during the runs (% of one core), at most. */
+  noisePercent: number | null;
+}
+
+interface ScenarioResult {
+  scenario: Scenario;
+  runs: RunRecord[];
+  summary: MetricSummary[];
+  checks: { ok: boolean; failures: string[] };
+}
+
+function spread(values: number[]): Spread | null {
+  const finite = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b);
+  if (finite.length === 0) return null;
+  const middle = finite.length >> 1;
+  const median = finite.length % 2 === 1 ? finite[middle]! : (finite[middle - 1]! + finite[middle]!) / 2;
+  return { median, min: finite[0]!, max: finite[finite.length - 1]! };
+}
+
+function summarize(scenario: Scenario, runs: RunRecord[]): ScenarioResult {
+  const good = (side: Side) => runs.filter((run) => run.side === side && run.ok);
+  const rounds = [...new Set(runs.map((run) => run.round))];
+  const ratioOf = (key: string) =>
+    spread(
+      rounds.flatMap((round) => {
+        const ours = good("ours").find((run) => run.round === round)?.metrics[key];
+        const ws = good("ws").find((run) => run.round === round)?.metrics[key];
+        return ours !== undefined && ws !== undefined && ws !== 0 ? [ours / ws] : [];
+      }),
+    );
+  const summary = metricsFor[scenario.kind].map((spec): MetricSummary => {
+    const values = (side: Side) => spread(good(side).map((run) => run.metrics[spec.key] ?? Number.NaN));
+    const ours = values("ours");
+    const tcp = values("tcp");
+    return {
+      ...spec,
+      ours,
+      ws: values("ws"),
+      tcp,
+      ratio: ratioOf(spec.key),
+      perCpuRatio: spec.perCpuKey ? ratioOf(spec.perCpuKey) : null,
+      ofCeiling: ours && tcp && tcp.median > 0 ? ours.median / tcp.median : null,
+      serverCpuPercent: {
+        ours: spread(good("ours").map((run) => run.metrics.serverCpuPercent ?? Number.NaN))?.median ?? null,
+        ws: spread(good("ws").map((run) => run.metrics.serverCpuPercent ?? Number.NaN))?.median ?? null,
+      },
+      clientCpuPercent: spread(runs.filter((run) => run.side !== "tcp").map((run) => run.metrics.clientCpuPercent ?? Number.NaN))?.max ?? null,
+      noisePercent: spread(runs.map((run) => run.metrics.noisePercent ?? Number.NaN))?.max ?? null,
+    };
+  });
+  const failures = runs.flatMap((run) => [
+    ...(run.error ? [`${run.side} round ${run.round}: ${run.error}`] : []),
+    ...run.checks.filter((check) => !check.ok).map((check) => `${run.side} round ${run.round}: ${check.name}: ${check.detail ?? ""}`),
+  ]);
+  return { scenario, runs, summary, checks: { ok: failures.length === 0 && runs.length > 0, failures } };
+}
+
+function formatValue(value: number | undefined, unit: MetricSpec["unit"]): string {
+  if (value === undefined || !Number.isFinite(value)) return "–";
+  if (unit === "µs") return value >= 10_000 ? `${(value / 1000).toFixed(1)} ms` : value >= 1000 ? `${(value / 1000).toFixed(2)} ms` : `${value.toFixed(0)} µs`;
+  if (unit === "B") return value >= MiB ? `${(value / MiB).toFixed(2)} MiB` : value >= KiB ? `${(value / KiB).toFixed(1)} KiB` : `${value.toFixed(0)} B`;
+  return value >= 1e6 ? `${(value / 1e6).toFixed(2)}M` : value >= 1e4 ? `${(value / 1e3).toFixed(1)}k` : value >= 100 ? value.toFixed(0) : value.toFixed(1);
+}
+
+function formatRatio(ratio: Spread | null): string {
+  if (ratio === null) return "–";
+  const f = (value: number) => value.toFixed(value >= 10 ? 1 : 2);
+  return ratio.min === ratio.max ? f(ratio.median) : `${f(ratio.median)} [${f(ratio.min)}–${f(ratio.max)}]`;
+}
+
+function table(results: ScenarioResult[]): string {
+  const header = ["scenario", "metric", "ours", "ws", "ours/ws [min–max]", "per CPU-s", "tcp", "ours/tcp", "srv CPU% o/w", "cli%", "noise%", "ok"];
+  const rows: string[][] = [];
+  for (const result of results) {
+    result.summary.forEach((metric, index) => {
+      const percent = (value: number | null) => (value === null ? "–" : value.toFixed(0));
+      rows.push([
+        index === 0 ? result.scenario.title : "",
+        `${metric.label} ${metric.higherIsBetter ? "↑" : "↓"}`,
+        formatValue(metric.ours?.median, metric.unit),
+        formatValue(metric.ws?.median, metric.unit),
+        formatRatio(metric.ratio),
+        formatRatio(metric.perCpuRatio),
+        metric.tcp ? formatValue(metric.tcp.median, metric.unit) : "",
+        metric.ofCeiling === null ? "" : `${(metric.ofCeiling * 100).toFixed(0)}%`,
+        index === 0 ? `${percent(metric.serverCpuPercent.ours)}/${percent(metric.serverCpuPercent.ws)}` : "",
+        index === 0 ? percent(metric.clientCpuPercent) : "",
+        index === 0 ? percent(metric.noisePercent) : "",
+        index === 0 ? (result.checks.ok ? "✓" : "✗") : "",
+      ]);
+    });
+  }
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  const line = (cells: string[]) => cells.map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  ");
+  return [line(header), widths.map((width) => "─".repeat(width)).join("  "), ...rows.map(line)].join("\n");
+}
+
+// ── The run ─────────────────────────────────────────────────────────────────
+
+const processStarted = Date.now();
+
+function log(line: string): void {
+  process.stderr.write(`[${((Date.now() - processStarted) / 1000).toFixed(1).padStart(5)} s] ${line}\n`);
+}
+
+function describeRun(record: RunRecord, scenario: Scenario): string {
+  if (!record.ok) return `FAILED ${record.error ?? record.checks.filter((check) => !check.ok).map((check) => check.detail).join("; ")}`;
+  const spec = metricsFor[scenario.kind];
+  return spec.map((metric) => `${metric.label} ${formatValue(record.metrics[metric.key], metric.unit)}`).join(", ") +
+    `, server CPU ${(record.metrics.serverCpuPercent ?? 0).toFixed(0)}%, client CPU ${(record.metrics.clientCpuPercent ?? 0).toFixed(0)}%, noise ${(record.metrics.noisePercent ?? 0).toFixed(0)}%`;
+}
+
+async function guarded<T>(side: Side, round: number, run: () => Promise<T>): Promise<T | RunRecord> {
+  try {
+    return await run();
+  } catch (error) {
+    return { side, round, ok: false, error: error instanceof Error ? error.message : String(error), metrics: {}, checks: [] };
+  }
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  const settings = { ...settingsFor[options.mode] };
+  if (options.rounds !== undefined) {
+    settings.rounds = options.rounds;
+    settings.tcpRounds = Math.min(settings.tcpRounds, options.rounds);
+  }
+  const maxIdle = Math.max(...settings.memoryConnections);
+  raiseFileLimit(maxIdle + 2000, settings);
+
+  let pin = options.pin && cpus().length >= 2;
+  if (pin) {
+    try {
+      execFileSync("taskset", ["-a", "-p", "-c", "0", String(process.pid)], { stdio: "ignore" });
+    } catch {
+      pin = false;
+    }
+  }
+
+  const plan = planFor(options.mode, settings).filter((scenario) => options.only === undefined || options.only.test(scenario.id));
+  const started = Date.now();
+  const loadBefore = loadavg();
+  log(`bench: ${options.mode} mode, ${settings.rounds} round(s), ${plan.length} scenarios, ${pin ? "client on CPU 0, servers on CPU 1" : "no CPU pinning"}; load average ${loadBefore.map((value) => value.toFixed(2)).join(" ")}`);
+
+  const results: ScenarioResult[] = [];
+  const record = (scenario: Scenario, runs: RunRecord[]) => {
+    const result = summarize(scenario, runs);
+    results.push(result);
+    const main = result.summary[0]!;
+    log(`  → ${scenario.title}: ours/ws ${formatRatio(main.ratio)} (${main.label})${result.checks.ok ? "" : "  CHECK FAILED"}`);
+  };
+
+  // Echo and latency: long-lived servers, one set per deflate setting.
+  const echoPlan = plan.filter((scenario): scenario is EchoScenario | LatencyScenario => scenario.kind === "echo" || scenario.kind === "latency");
+  const needsTcp = echoPlan.length > 0;
+  const tcp = needsTcp ? await ServerProcess.start("tcp", false, pin) : undefined;
+  try {
+    for (const deflate of [false, true]) {
+      const group = echoPlan.filter((scenario) => (scenario.kind === "echo" ? scenario.deflate : false) === deflate);
+      if (group.length === 0) continue;
+      const ours = await ServerProcess.start("ours", deflate, pin);
+      const ws = await ServerProcess.start("ws", deflate, pin);
+      const all = [ours, ws, ...(tcp ? [tcp] : [])];
+      try {
+        for (const scenario of group) {
+          const runs: RunRecord[] = [];
+          for (let round = 1; round <= settings.rounds; round++) {
+            const withCeiling = tcp !== undefined && round <= settings.tcpRounds && (settings.ceilingForDeflate || !deflate);
+            const sides = [ours, ws, ...(withCeiling ? [tcp] : [])];
+            for (const server of sides) {
+              await settle(all);
+              if (!server.alive) throw new Error(`${server.side} server died: ${server.lastOutput()}`);
+              const outcome = await guarded(server.side, round, () => runEchoOn(server, scenario, settings));
+              outcome.round = round;
+              runs.push(outcome);
+              log(`${scenario.title} round ${round} ${server.side}: ${describeRun(outcome, scenario)}`);
+            }
+          }
+          record(scenario, runs);
+        }
+      } finally {
+        await ours.stop();
+        await ws.stop();
+      }
+    }
+  } finally {
+    await tcp?.stop();
+  }
+
+  // Fan-out and memory: a fresh server for every run (no leftover rooms, a clean RSS).
+  for (const scenario of plan) {
+    if (scenario.kind !== "fanout" && scenario.kind !== "memory") continue;
+    const runs: RunRecord[] = [];
+    for (let round = 1; round <= settings.rounds; round++) {
+      for (const side of ["ours", "ws"] as const) {
+        let conns: Conn[] = [];
+        const outcome = await guarded(side, round, async () => {
+          const server = await ServerProcess.start(side, false, pin);
+          try {
+            await settle([server]);
+            const { record: result, conns: opened } =
+              scenario.kind === "fanout" ? await runFanoutOn(server, scenario, settings) : await runMemoryOn(server, scenario, settings);
+            conns = opened;
+            return result;
+          } finally {
+            // The server goes first: the clients' close would otherwise make it
+            // tell everyone else who left, and TIME_WAIT stays on its side.
+            await server.stop();
+            destroyAll(conns);
+          }
+        });
+        const run = outcome;
+        run.round = round;
+        runs.push(run);
+        log(`${scenario.title} round ${round} ${side}: ${describeRun(run, scenario)}`);
+      }
+    }
+    record(scenario, runs);
+  }
+
+  const seconds = (Date.now() - started) / 1000;
+  const loadAfter = loadavg();
+  const output = table(results);
+  process.stdout.write("\n" + output + "\n\n");
+  process.stdout.write(
+    "ours/ws: ratio of the two servers' figures, round by round (median [min–max]); per CPU-s: the same work per second of server CPU.\n" +
+      "srv CPU%: the server process's CPU use in the measured window (100 = one core); cli%: the load generator's, at most;\n" +
+      "noise%: CPU used by other processes on the machine during the runs, at most (0 on a quiet machine).\n" +
+      `${seconds.toFixed(0)} s in all; load average before ${loadBefore.map((value) => value.toFixed(2)).join(" ")}, after ${loadAfter.map((value) => value.toFixed(2)).join(" ")}.\n`,
+  );
+  const failed = results.filter((result) => !result.checks.ok);
+  for (const result of failed) process.stdout.write(`✗ ${result.scenario.title}: ${result.checks.failures.join(" | ")}\n`);
+
+  const report = {
+    meta: {
+      mode: options.mode,
+      date: new Date().toISOString(),
+      node: process.version,
+      cpu: cpus()[0]?.model ?? "unknown",
+      cpus: cpus().length,
+      pinned: pin,
+      rounds: settings.rounds,
+      settings,
+      seconds,
+      loadAverageBefore: loadBefore,
+      loadAverageAfter: loadAfter,
+      commit: gitCommit(),
+      /** server.ts as benchmarked (the working tree may differ from the commit). */
+      serverSha1: createHash("sha1").update(readFileSync(join(root, "server.ts"))).digest("hex").slice(0, 12),
+    },
+    results: results.map((result) => ({
+      id: result.scenario.id,
+      title: result.scenario.title,
+      scenario: result.scenario,
+      summary: result.summary,
+      checks: result.checks,
+      runs: result.runs,
+    })),
+    table: output,
+  };
+  if (options.json !== undefined) {
+    const text = JSON.stringify(report, (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value), 2) + "\n";
+    if (options.json === "-") process.stdout.write(text);
+    else writeOutput(options.json, text);
+  }
+  if (options.svg !== undefined) {
+    const rows: ChartRow[] = results.flatMap((result) =>
+      result.summary
+        .filter((metric) => metric.ratio !== null)
+        .map((metric) => ({
+          label: `${result.scenario.title} · ${metric.label}`,
+          ...metric.ratio!,
+          higherIsBetter: metric.higherIsBetter,
+          ...(metric.perCpuRatio ? { perCpu: metric.perCpuRatio.median } : {}),
+        })),
+    );
+    const subtitle = `${options.mode} run, ${settings.rounds} rounds, ${report.meta.date.slice(0, 10)}, Node ${process.version}, ${cpus().length}× ${report.meta.cpu}${pin ? ", client and server pinned to one core each" : ""}`;
+    writeOutput(options.svg, renderChart(rows, "server.ts vs ws: ours/ws", subtitle));
+  }
+  if (options.json !== undefined && options.json !== "-") log(`wrote ${options.json}`);
+  if (options.svg !== undefined) log(`wrote ${options.svg}`);
+  process.exitCode = failed.length === 0 ? 0 : 1;
+}
+
+function writeOutput(path: string, text: string): void {
+  const full = resolve(path);
+  mkdirSync(dirname(full), { recursive: true });
+  writeFileSync(full, text);
+}
+
+function gitCommit(): string | undefined {
+  try {
+    return execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** 10,000 connections need 10,000 descriptors in this process (and as many
+ * in the server, which inherits the limit). When the soft limit is lower but
+ * the hard one allows it, the benchmark runs itself again under a shell that
+ * raised it; otherwise the memory scenarios are cut to what fits. */
+function raiseFileLimit(needed: number, settings: Settings): void {
+  let soft = Number.POSITIVE_INFINITY;
+  let hard = Number.POSITIVE_INFINITY;
+  try {
+    const line = readFileSync("/proc/self/limits", "utf8").split("\n").find((text) => text.startsWith("Max open files"));
+    const fields = line?.split(/\s+/) ?? [];
+    soft = fields[3] === "unlimited" ? Number.POSITIVE_INFINITY : Number(fields[3]);
+    hard = fields[4] === "unlimited" ? Number.POSITIVE_INFINITY : Number(fields[4]);
+  } catch {
+    return; // not Linux: nothing to read, nothing to raise
+  }
+  if (soft >= needed) return;
+  if (hard >= needed && process.env.BENCH_FILE_LIMIT_RAISED === undefined) {
+    log(`bench: raising the open-file limit from ${soft} to ${needed} (ulimit -n) and starting again`);
+    const result = spawnSync(
+      "/bin/sh",
+      ["-c", `ulimit -n ${needed} && exec "$@"`, "sh", process.execPath, ...process.execArgv, ...process.argv.slice(1)],
+      { stdio: "inherit", env: { ...process.env, BENCH_FILE_LIMIT_RAISED: "1" } },
+    );
+    process.exit(result.status ?? 1);
+  }
+  const fits = Math.max(100, soft - 2000);
+  settings.memoryConnections = settings.memoryConnections.map((count) => Math.min(count, fits));
+  log(`bench: the open-file limit is ${soft} (hard ${hard}); idle-connection scenarios capped at ${fits}. Run \`ulimit -n ${needed}\` first for the full figures.`);
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.stack ?? error.message : String(error));
+  process.exit(1);
+});

@@ -1,0 +1,1148 @@
+// bench/load.ts — the load generator of the benchmark, on raw TCP sockets.
+//
+// It is written so that it costs the same whatever server it drives, and far
+// less than any server: the handshake is a prepared string, every frame is
+// built and masked once before a run and then written again and again (a
+// window of W frames is one contiguous buffer, so sending n frames is one
+// write of a slice), replies are checked byte for byte against the expected
+// bytes where they lie in the socket's chunk, without being copied or decoded,
+// and nothing is parsed as JSON on the hot path. It never imports server.ts:
+// a bug in the code under test cannot change how the load is made or checked.
+//
+// Four kinds of load, each bounded in count and in time:
+//   runEcho     N connections, each keeping W messages in flight, pipelined;
+//               every reply is checked (type, compression bit, bytes).
+//               With window 1 and recordLatency it is the round-trip test.
+//               raw: the peer is a plain TCP echo, the frames come back as sent.
+//   runFanout   N chat clients on /, one of them says W messages at a time;
+//               every client must get every message exactly once, in order.
+//   openIdle    N idle connections opened C at a time (handshakes per second,
+//               memory per connection).
+//
+//   tsx bench/load.ts echo   --port P [--connections 64] [--size 1024] [--binary] [--deflate] [--seconds 3]
+//   tsx bench/load.ts fanout --port P [--clients 100] [--seconds 3]
+//   tsx bench/load.ts idle   --port P [--connections 1000]
+//   tsx bench/load.ts echo   --port P --raw     (a plain TCP echo server: bench/tcp-echo.ts)
+
+import { Buffer } from "node:buffer";
+import { createHash, randomBytes } from "node:crypto";
+import { connect, type Socket } from "node:net";
+import { performance } from "node:perf_hooks";
+import process from "node:process";
+import { realpathSync } from "node:fs";
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { constants as zlibConstants, deflateRawSync, inflateRawSync } from "node:zlib";
+
+const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+const OPCODE_TEXT = 0x1;
+const OPCODE_BINARY = 0x2;
+const OPCODE_CLOSE = 0x8;
+const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+/** Both servers leave shorter messages uncompressed; the client does the same. */
+export const DEFLATE_THRESHOLD = 1024;
+/** Frames up to this size are always handed over whole (copied only when they straddle chunks). */
+const SMALL_FRAME = 1024;
+
+export interface Target {
+  host: string;
+  port: number;
+}
+
+// ── Payloads and frames, made once ──────────────────────────────────────────
+
+/** A small deterministic generator (xorshift32), so that both servers get the same bytes. */
+function generator(seed: number): () => number {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state;
+  };
+}
+
+const WORDS = [
+  "the", "room", "message", "hello", "frame", "socket", "server", "client", "chat", "echo", "window",
+  "你好", "世界", "小明", "小红", "消息", "聊天室", "deflate", "mask", "payload", "latency", "ok", "🙂",
+];
+
+/** `size` bytes of text (UTF-8, about a tenth of it multi-byte, compressible like prose)
+ * or of binary (five bits of entropy a byte: compressible, but less so). */
+export function makePayload(size: number, kind: "text" | "binary", seed = 7): Buffer {
+  const next = generator(seed + size);
+  const payload = Buffer.allocUnsafe(size);
+  if (kind === "binary") {
+    for (let index = 0; index < size; index++) payload[index] = next() & 0x1f;
+    return payload;
+  }
+  const words = WORDS.map((word) => Buffer.from(word + " ", "utf8"));
+  let used = 0;
+  for (;;) {
+    const word = words[next() % words.length]!;
+    if (used + word.length > size) break;
+    word.copy(payload, used);
+    used += word.length;
+  }
+  payload.fill(0x2e, used); // "." up to the exact size: never half a character
+  return payload;
+}
+
+/** One client frame: FIN, the opcode, RSV1 if compressed, masked with `maskKey`. */
+export function buildFrame(opcode: number, payload: Uint8Array, rsv1: boolean, maskKey: Uint8Array): Buffer {
+  const length = payload.length;
+  const lengthBytes = length < 126 ? 0 : length < 65536 ? 2 : 8;
+  const header = 2 + lengthBytes + 4;
+  const frame = Buffer.allocUnsafe(header + length);
+  frame[0] = 0x80 | (rsv1 ? 0x40 : 0) | opcode;
+  if (length < 126) frame[1] = 0x80 | length;
+  else if (length < 65536) {
+    frame[1] = 0x80 | 126;
+    frame.writeUInt16BE(length, 2);
+  } else {
+    frame[1] = 0x80 | 127;
+    frame.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
+    frame.writeUInt32BE(length >>> 0, 6);
+  }
+  frame.set(maskKey.subarray(0, 4), 2 + lengthBytes);
+  for (let index = 0; index < length; index++) frame[header + index] = payload[index]! ^ maskKey[index & 3]!;
+  return frame;
+}
+
+/** RFC 7692 §7.2.1: raw deflate, sync-flushed, without the last four bytes. */
+export function compress(payload: Uint8Array): Buffer {
+  const output = deflateRawSync(payload, { windowBits: 15, finishFlush: zlibConstants.Z_SYNC_FLUSH });
+  return output.subarray(0, output.length - DEFLATE_TAIL.length);
+}
+
+function inflate(data: Buffer): Buffer {
+  return inflateRawSync(Buffer.concat([data, DEFLATE_TAIL]), { finishFlush: zlibConstants.Z_SYNC_FLUSH });
+}
+
+/** Whether a[aStart, aStart+length) equals b[bStart, bStart+length). Short
+ * ranges are compared here: a call into Buffer.compare costs more than a
+ * few dozen bytes of JavaScript. */
+function bytesEqual(a: Buffer, aStart: number, b: Buffer, bStart: number, length: number): boolean {
+  if (length > 64) return a.compare(b, bStart, bStart + length, aStart, aStart + length) === 0;
+  for (let index = 0; index < length; index++) if (a[aStart + index] !== b[bStart + index]) return false;
+  return true;
+}
+
+/** `count` copies of `frame`, end to end: n frames are sent as one slice of it. */
+function repeatFrame(frame: Buffer, count: number): Buffer {
+  const batch = Buffer.allocUnsafe(frame.length * count);
+  for (let index = 0; index < count; index++) frame.copy(batch, index * frame.length);
+  return batch;
+}
+
+// ── A latency histogram: log buckets 1% wide, fixed memory ──────────────────
+
+const LOG_STEP = Math.log(1.01);
+
+export class Histogram {
+  private readonly counts = new Uint32Array(2600);
+  count = 0;
+  max = 0;
+
+  /** Records one value in microseconds. */
+  record(microseconds: number): void {
+    const value = microseconds > 0 ? microseconds : 0;
+    const index = Math.min(this.counts.length - 1, Math.floor(Math.log1p(value) / LOG_STEP));
+    this.counts[index]!++;
+    this.count++;
+    if (value > this.max) this.max = value;
+  }
+
+  /** The value below which `percent` % of the records lie (within 1%). */
+  percentile(percent: number): number {
+    if (this.count === 0) return Number.NaN;
+    const wanted = Math.max(1, Math.ceil((percent / 100) * this.count));
+    let seen = 0;
+    for (let index = 0; index < this.counts.length; index++) {
+      seen += this.counts[index]!;
+      if (seen >= wanted) return Math.min(this.max, Math.expm1((index + 0.5) * LOG_STEP));
+    }
+    return this.max;
+  }
+}
+
+// ── Reading server frames without copying them ─────────────────────────────
+
+/** What a load wants to know of the frames a connection receives. */
+export interface FrameSink {
+  /** A frame whose payload is `data[start, end)`, all at once. */
+  whole(opcode: number, rsv1: boolean, data: Buffer, start: number, end: number): void;
+  /** A frame larger than SMALL_FRAME bytes: its payload comes in pieces. */
+  begin(opcode: number, rsv1: boolean, length: number): void;
+  piece(data: Buffer, start: number, end: number): void;
+  end(): void;
+  /** Once per chunk, after its frames: the place to send more. */
+  afterChunk(): void;
+  /** A protocol error in what the server sent. */
+  fail(reason: string): void;
+}
+
+/** A server-frame reader for one connection (RFC 6455 §5.2, unmasked frames).
+ * It handles headers split across chunks; payloads are never copied except
+ * for a small frame that straddles two chunks. */
+class FrameReader {
+  private readonly header = Buffer.alloc(10);
+  private headerHave = 0;
+  private headerNeed = 2;
+  private opcode = 0;
+  private rsv1 = false;
+  /** Payload bytes still to come; -1 between frames. */
+  private remaining = -1;
+  private small: Buffer | undefined;
+  private smallHave = 0;
+  private readonly sink: FrameSink;
+
+  constructor(sink: FrameSink) {
+    this.sink = sink;
+  }
+
+  feed(chunk: Buffer): void {
+    const sink = this.sink;
+    const size = chunk.length;
+    let position = 0;
+    while (position < size) {
+      if (this.remaining < 0) {
+        // The header: 2 bytes, then 2 or 8 more for a long length.
+        while (this.headerHave < this.headerNeed && position < size) this.header[this.headerHave++] = chunk[position++]!;
+        if (this.headerHave < this.headerNeed) break;
+        const byte1 = this.header[1]!;
+        const length7 = byte1 & 0x7f;
+        if (this.headerNeed === 2 && length7 >= 126) {
+          this.headerNeed = length7 === 126 ? 4 : 10;
+          continue;
+        }
+        const byte0 = this.header[0]!;
+        if (byte1 & 0x80) return sink.fail("a server frame was masked");
+        if ((byte0 & 0x80) === 0) return sink.fail("a fragmented server frame (this client does not expect any)");
+        const length =
+          length7 < 126 ? length7 : length7 === 126 ? this.header.readUInt16BE(2) : this.header.readUInt32BE(2) * 2 ** 32 + this.header.readUInt32BE(6);
+        this.opcode = byte0 & 0x0f;
+        this.rsv1 = (byte0 & 0x40) !== 0;
+        this.headerHave = 0;
+        this.headerNeed = 2;
+        if (length <= SMALL_FRAME) {
+          if (size - position >= length) {
+            sink.whole(this.opcode, this.rsv1, chunk, position, position + length);
+            position += length;
+            continue;
+          }
+          this.small = Buffer.allocUnsafe(length);
+          this.smallHave = 0;
+        } else {
+          sink.begin(this.opcode, this.rsv1, length);
+        }
+        this.remaining = length;
+        continue;
+      }
+      const take = Math.min(this.remaining, size - position);
+      if (this.small !== undefined) {
+        chunk.copy(this.small, this.smallHave, position, position + take);
+        this.smallHave += take;
+      } else {
+        sink.piece(chunk, position, position + take);
+      }
+      position += take;
+      this.remaining -= take;
+      if (this.remaining === 0) {
+        this.remaining = -1;
+        const small = this.small;
+        if (small !== undefined) {
+          this.small = undefined;
+          sink.whole(this.opcode, this.rsv1, small, 0, small.length);
+        } else sink.end();
+      }
+    }
+    sink.afterChunk();
+  }
+}
+
+// ── The opening handshake, by hand ──────────────────────────────────────────
+
+const handshakeKey = randomBytes(16).toString("base64");
+const expectedAccept = createHash("sha1").update(handshakeKey + GUID).digest("base64");
+export const DEFLATE_OFFER = "permessage-deflate; client_no_context_takeover; server_no_context_takeover";
+
+function handshakeRequest(target: Target, path: string, deflate: boolean): string {
+  return (
+    `GET ${path} HTTP/1.1\r\nHost: ${target.host}:${target.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+    `Sec-WebSocket-Key: ${handshakeKey}\r\nSec-WebSocket-Version: 13\r\n` +
+    (deflate ? `Sec-WebSocket-Extensions: ${DEFLATE_OFFER}\r\n` : "") +
+    "\r\n"
+  );
+}
+
+export interface Conn {
+  socket: Socket;
+  /** Whether permessage-deflate was agreed. */
+  deflate: boolean;
+}
+
+export interface OpenOptions {
+  path: string;
+  deflate: boolean;
+  /** A plain TCP peer: no handshake; every byte goes to `onRaw`. */
+  raw?: boolean;
+  timeoutMs?: number;
+}
+
+/** Every socket reads into this one buffer (net.connect's `onread`): no
+ * Buffer is allocated and no stream event is emitted per read. The bytes are
+ * valid only during the callback; whatever must outlive it is copied. */
+const readBuffer = Buffer.allocUnsafe(1024 * 1024);
+
+/** Connects, upgrades, and hands every later byte to `sink` (or, for a raw
+ * peer, to the function). Chunks given to either are only valid during the call. */
+export function openConnection(target: Target, options: OpenOptions, sink: FrameSink | ((chunk: Buffer) => void)): Promise<Conn> {
+  const request = options.raw ? "" : handshakeRequest(target, options.path, options.deflate);
+  return new Promise((resolvePromise, rejectPromise) => {
+    let onBytes: (chunk: Buffer) => void = () => {};
+    const socket = connect({
+      host: target.host,
+      port: target.port,
+      noDelay: true,
+      onread: {
+        buffer: readBuffer,
+        callback: (length: number, buffer: Uint8Array) => {
+          onBytes((buffer as Buffer).subarray(0, length));
+          return true; // false would pause the socket
+        },
+      },
+    });
+    let settled = false;
+    let head: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => fail(new Error(`no handshake within ${options.timeoutMs ?? 20_000} ms`)), options.timeoutMs ?? 20_000);
+    const fail = (error: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      rejectPromise(error);
+    };
+    const succeed = (deflate: boolean, rest: Buffer | undefined) => {
+      settled = true;
+      clearTimeout(timer);
+      if (typeof sink === "function") {
+        onBytes = sink;
+      } else {
+        const reader = new FrameReader(sink);
+        onBytes = (chunk) => reader.feed(chunk);
+        if (rest !== undefined && rest.length > 0) reader.feed(rest);
+      }
+      resolvePromise({ socket, deflate });
+    };
+    socket.on("error", (error) => fail(error));
+    socket.once("close", () => fail(new Error("the connection closed during the handshake")));
+    socket.once("connect", () => {
+      if (options.raw) return succeed(false, undefined);
+      socket.write(request);
+    });
+    onBytes = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]); // a copy: `chunk` is the shared read buffer
+      const end = head.indexOf("\r\n\r\n");
+      if (end === -1) {
+        if (head.length > 16_384) fail(new Error("handshake response too long"));
+        return;
+      }
+      const lines = head.subarray(0, end).toString("latin1").split("\r\n");
+      if (!/^HTTP\/1\.1 101 /.test(lines[0] ?? "")) return fail(new Error(`handshake refused: ${lines[0]}`));
+      let accept = "";
+      let extensions = "";
+      for (const line of lines) {
+        const colon = line.indexOf(":");
+        const name = line.slice(0, colon).trim().toLowerCase();
+        if (name === "sec-websocket-accept") accept = line.slice(colon + 1).trim();
+        if (name === "sec-websocket-extensions") extensions = line.slice(colon + 1).trim();
+      }
+      if (accept !== expectedAccept) return fail(new Error(`wrong Sec-WebSocket-Accept: ${accept}`));
+      const deflate = extensions.toLowerCase().startsWith("permessage-deflate");
+      if (options.deflate && !deflate) return fail(new Error("permessage-deflate was offered but not agreed"));
+      if (!options.deflate && extensions !== "") return fail(new Error(`an extension nobody offered: ${extensions}`));
+      succeed(deflate, head.subarray(end + 4));
+    };
+  });
+}
+
+/** Opens `count` connections, at most `concurrency` handshakes at a time. */
+export async function openMany(
+  target: Target,
+  count: number,
+  concurrency: number,
+  options: OpenOptions,
+  makeSink: (index: number) => FrameSink,
+): Promise<{ conns: Conn[]; seconds: number }> {
+  const conns: Conn[] = new Array<Conn>(count);
+  let next = 0;
+  const started = performance.now();
+  const worker = async () => {
+    while (next < count) {
+      const index = next++;
+      conns[index] = await openConnection(target, options, makeSink(index));
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  } catch (error) {
+    for (const conn of conns) conn?.socket.destroy();
+    throw error;
+  }
+  return { conns, seconds: (performance.now() - started) / 1000 };
+}
+
+function sleep(milliseconds: number): Promise<void> {
+  return new Promise((resolvePromise) => setTimeout(resolvePromise, milliseconds));
+}
+
+/** Polls `done` every few milliseconds; false if it was not true by the deadline. */
+async function waitUntil(done: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (!done()) {
+    if (performance.now() > deadline) return false;
+    await sleep(5);
+  }
+  return true;
+}
+
+/** Hooks the benchmark uses to read server CPU at the edges of the measured window. */
+export interface MeasureHooks {
+  onMeasureStart?: () => void;
+  onMeasureEnd?: () => void;
+}
+
+/** Errors are counted; the first few are kept with their text. */
+class ErrorLog {
+  count = 0;
+  readonly first: string[] = [];
+  add(reason: string): void {
+    this.count++;
+    if (this.first.length < 5) this.first.push(reason);
+  }
+}
+
+// ── Echo: throughput, and round-trip latency with window 1 ──────────────────
+
+export interface EchoOptions extends MeasureHooks {
+  target: Target;
+  /** A plain TCP echo server: no handshake, the frames come back as they went. */
+  raw: boolean;
+  connections: number;
+  size: number;
+  kind: "text" | "binary";
+  deflate: boolean;
+  /** Messages each connection keeps in flight. */
+  window: number;
+  warmupMs: number;
+  durationMs: number;
+  /** Time allowed, after the measured window, for the replies still in flight. */
+  drainTimeoutMs?: number;
+  /** Round-trip time of every measured message (use with window 1). */
+  recordLatency?: boolean;
+}
+
+export interface EchoResult {
+  /** Replies received in the measured window. */
+  messages: number;
+  seconds: number;
+  messagesPerSecond: number;
+  /** Payload bytes (before compression) echoed per second, one way. */
+  bytesPerSecond: number;
+  clientCpuSeconds: number;
+  /** Every reply, measured or not: all checked. */
+  verified: number;
+  /** Sent messages whose reply never came. */
+  missing: number;
+  /** Compressed replies that had to be inflated to be checked (their bytes differed from ours). */
+  inflated: number;
+  errors: number;
+  firstErrors: string[];
+  latency?: { p50: number; p99: number; count: number };
+}
+
+/** What a reply must be. Compressed replies are compared with the compressed
+ * forms already seen; a new form is inflated once and remembered. */
+class Expectation {
+  readonly opcode: number;
+  readonly compressed: boolean;
+  readonly payload: Buffer;
+  readonly variants: Buffer[] = [];
+  inflated = 0;
+
+  constructor(opcode: number, payload: Buffer, compressed: boolean) {
+    this.opcode = opcode;
+    this.payload = payload;
+    this.compressed = compressed;
+    if (compressed) this.variants.push(compress(payload));
+  }
+
+  /** Checks a compressed payload given in pieces. */
+  checkCompressed(pieces: Buffer[], length: number): string | undefined {
+    for (const variant of this.variants) {
+      if (variant.length !== length) continue;
+      let offset = 0;
+      let same = true;
+      for (const piece of pieces) {
+        if (piece.compare(variant, offset, offset + piece.length) !== 0) {
+          same = false;
+          break;
+        }
+        offset += piece.length;
+      }
+      if (same) return undefined;
+    }
+    this.inflated++;
+    let inflated: Buffer;
+    const data = Buffer.concat(pieces, length);
+    try {
+      inflated = inflate(data);
+    } catch (error) {
+      return `a compressed reply did not inflate: ${error instanceof Error ? error.message : String(error)}`;
+    }
+    if (!inflated.equals(this.payload)) return `a compressed reply inflated to ${inflated.length} bytes that differ from the ${this.payload.length} sent`;
+    if (this.variants.length < 8) this.variants.push(Buffer.from(data));
+    return undefined;
+  }
+}
+
+/** Send times of the messages in flight on one connection, oldest first (for round trips). */
+class SendTimes {
+  private readonly times: Float64Array;
+  private head = 0;
+  private count = 0;
+
+  constructor(capacity: number) {
+    this.times = new Float64Array(capacity);
+  }
+
+  push(count: number, now: number): void {
+    for (let index = 0; index < count; index++) {
+      this.times[(this.head + this.count) % this.times.length] = now;
+      this.count++;
+    }
+  }
+
+  /** The round trip of the oldest message in flight, in microseconds. */
+  pop(now: number): number {
+    const sent = this.times[this.head]!;
+    this.head = (this.head + 1) % this.times.length;
+    this.count--;
+    return (now - sent) * 1000;
+  }
+}
+
+class EchoConnection implements FrameSink {
+  conn: Conn | undefined;
+  inFlight = 0;
+  private readonly load: EchoLoad;
+  private pieces: Buffer[] = [];
+  private pieceLength = 0;
+  private offset = 0;
+  private frameOk = true;
+  private frameLength = 0;
+  /** Only with recordLatency. */
+  readonly sendTimes: SendTimes;
+
+  constructor(load: EchoLoad) {
+    this.load = load;
+    this.sendTimes = new SendTimes(load.recordLatency ? load.window : 0);
+  }
+
+  whole(opcode: number, rsv1: boolean, data: Buffer, start: number, end: number): void {
+    const expected = this.load.expectation;
+    if (opcode !== expected.opcode) return this.unexpected(opcode, data, start, end);
+    let problem: string | undefined;
+    if (rsv1 !== expected.compressed) problem = `RSV1 was ${rsv1 ? "set" : "clear"} on a ${end - start}-byte reply`;
+    else if (rsv1) problem = expected.checkCompressed([data.subarray(start, end)], end - start);
+    else if (end - start !== expected.payload.length || !bytesEqual(data, start, expected.payload, 0, end - start)) {
+      problem = `a reply of ${end - start} bytes differs from the ${expected.payload.length} sent`;
+    }
+    this.reply(problem);
+  }
+
+  begin(opcode: number, rsv1: boolean, length: number): void {
+    const expected = this.load.expectation;
+    this.frameOk = opcode === expected.opcode && rsv1 === expected.compressed && (rsv1 || length === expected.payload.length);
+    if (!this.frameOk) this.load.errors.add(`a reply had opcode ${opcode}, RSV1 ${rsv1}, ${length} bytes; expected opcode ${expected.opcode}, RSV1 ${expected.compressed}, ${expected.payload.length} bytes`);
+    this.frameLength = length;
+    this.offset = 0;
+    this.pieces = [];
+    this.pieceLength = 0;
+  }
+
+  piece(data: Buffer, start: number, end: number): void {
+    if (!this.frameOk) return;
+    if (this.load.expectation.compressed) {
+      this.pieces.push(Buffer.from(data.subarray(start, end))); // a copy: `data` is the shared read buffer
+      this.pieceLength += end - start;
+      return;
+    }
+    if (!bytesEqual(data, start, this.load.expectation.payload, this.offset, end - start)) {
+      this.frameOk = false;
+      this.load.errors.add(`a ${this.frameLength}-byte reply differs from what was sent at byte ${this.offset}`);
+    }
+    this.offset += end - start;
+  }
+
+  end(): void {
+    if (!this.frameOk) return this.reply(undefined); // already reported by begin or piece
+    const problem = this.load.expectation.compressed ? this.load.expectation.checkCompressed(this.pieces, this.pieceLength) : undefined;
+    this.pieces = [];
+    this.reply(problem);
+  }
+
+  private unexpected(opcode: number, data: Buffer, start: number, end: number): void {
+    if (opcode === OPCODE_CLOSE) {
+      const code = end - start >= 2 ? data.readUInt16BE(start) : 1005;
+      this.load.errors.add(`the server closed the connection: ${code} ${data.toString("utf8", start + 2, end)}`);
+    } else this.load.errors.add(`an unexpected frame with opcode ${opcode}`);
+  }
+
+  private reply(problem: string | undefined): void {
+    if (problem !== undefined) this.load.errors.add(problem);
+    this.inFlight--;
+    this.load.replied(this);
+  }
+
+  afterChunk(): void {
+    this.load.topUp(this);
+  }
+
+  fail(reason: string): void {
+    this.load.errors.add(reason);
+    this.conn?.socket.destroy();
+  }
+}
+
+class EchoLoad {
+  readonly expectation: Expectation;
+  readonly window: number;
+  readonly recordLatency: boolean;
+  readonly errors = new ErrorLog();
+  readonly histogram = new Histogram();
+  readonly batch: Buffer;
+  readonly frameLength: number;
+  sending = false;
+  measuring = false;
+  replies = 0;
+
+  constructor(options: EchoOptions) {
+    const payload = makePayload(options.size, options.kind);
+    const opcode = options.kind === "text" ? OPCODE_TEXT : OPCODE_BINARY;
+    const compressed = options.deflate && options.size >= DEFLATE_THRESHOLD;
+    this.expectation = new Expectation(opcode, payload, compressed);
+    const frame = buildFrame(opcode, compressed ? this.expectation.variants[0]! : payload, compressed, randomBytes(4));
+    this.frameLength = frame.length;
+    this.window = options.window;
+    this.recordLatency = options.recordLatency ?? false;
+    this.batch = repeatFrame(frame, options.window);
+  }
+
+  replied(connection: EchoConnection | RawEchoConnection): void {
+    this.replies++;
+    if (this.recordLatency) {
+      const rtt = connection.sendTimes.pop(performance.now());
+      if (this.measuring) this.histogram.record(rtt);
+    }
+  }
+
+  /** Sends as many frames as the window allows, in one write. */
+  topUp(connection: EchoConnection): void {
+    if (!this.sending || connection.conn === undefined) return;
+    const count = this.window - connection.inFlight;
+    if (count <= 0) return;
+    connection.inFlight += count;
+    if (this.recordLatency) connection.sendTimes.push(count, performance.now());
+    connection.conn.socket.write(count === this.window ? this.batch : this.batch.subarray(0, count * this.frameLength));
+  }
+}
+
+/** The raw variant: a TCP echo returns our masked frames unchanged. */
+class RawEchoConnection {
+  conn: Conn | undefined;
+  inFlight = 0;
+  private offset = 0;
+  private readonly load: EchoLoad;
+  private readonly frame: Buffer;
+  readonly sendTimes: SendTimes;
+
+  constructor(load: EchoLoad) {
+    this.load = load;
+    this.frame = load.batch.subarray(0, load.frameLength);
+    this.sendTimes = new SendTimes(load.recordLatency ? load.window : 0);
+  }
+
+  readonly onData = (chunk: Buffer): void => {
+    const frame = this.frame;
+    const frameLength = frame.length;
+    let position = 0;
+    while (position < chunk.length) {
+      const take = Math.min(frameLength - this.offset, chunk.length - position);
+      if (!bytesEqual(chunk, position, frame, this.offset, take)) {
+        this.load.errors.add("the TCP echo returned different bytes");
+      }
+      this.offset += take;
+      position += take;
+      if (this.offset === frameLength) {
+        this.offset = 0;
+        this.inFlight--;
+        this.load.replied(this);
+      }
+    }
+    if (!this.load.sending || this.conn === undefined) return;
+    const count = this.load.window - this.inFlight;
+    if (count <= 0) return;
+    this.inFlight += count;
+    if (this.load.recordLatency) this.sendTimes.push(count, performance.now());
+    this.conn.socket.write(count === this.load.window ? this.load.batch : this.load.batch.subarray(0, count * frameLength));
+  };
+}
+
+export async function runEcho(options: EchoOptions): Promise<EchoResult> {
+  const load = new EchoLoad(options);
+  const path = "/echo";
+  const connections: Array<EchoConnection | RawEchoConnection> = [];
+  const conns: Conn[] = [];
+  try {
+    for (let index = 0; index < options.connections; index++) {
+      if (options.raw) {
+        const connection = new RawEchoConnection(load);
+        connection.conn = await openConnection(options.target, { path, deflate: false, raw: true }, connection.onData);
+        connections.push(connection);
+        conns.push(connection.conn);
+      } else {
+        const connection = new EchoConnection(load);
+        connection.conn = await openConnection(options.target, { path, deflate: options.deflate }, connection);
+        connections.push(connection);
+        conns.push(connection.conn);
+      }
+    }
+    for (const conn of conns) {
+      conn.socket.on("close", () => {
+        if (load.sending) load.errors.add("a connection closed during the run");
+      });
+    }
+    // Start: every connection fills its window.
+    load.sending = true;
+    for (const connection of connections) {
+      if (connection instanceof EchoConnection) load.topUp(connection);
+      else connection.onData(Buffer.alloc(0));
+    }
+    await sleep(options.warmupMs);
+    const cpuBefore = process.cpuUsage();
+    const repliesBefore = load.replies;
+    options.onMeasureStart?.();
+    const started = performance.now();
+    load.measuring = true;
+    await sleep(options.durationMs);
+    load.measuring = false;
+    const seconds = (performance.now() - started) / 1000;
+    const messages = load.replies - repliesBefore;
+    options.onMeasureEnd?.();
+    const cpu = process.cpuUsage(cpuBefore);
+    load.sending = false;
+    const inFlight = () => connections.reduce((sum, connection) => sum + connection.inFlight, 0);
+    await waitUntil(() => inFlight() === 0 || load.errors.count > 0, options.drainTimeoutMs ?? 30_000);
+    const missing = inFlight();
+    if (missing > 0) load.errors.add(`${missing} messages never came back`);
+    return {
+      messages,
+      seconds,
+      messagesPerSecond: messages / seconds,
+      bytesPerSecond: (messages * options.size) / seconds,
+      clientCpuSeconds: (cpu.user + cpu.system) / 1e6,
+      verified: load.replies,
+      missing,
+      inflated: load.expectation.inflated,
+      errors: load.errors.count,
+      firstErrors: load.errors.first,
+      latency: options.recordLatency
+        ? { p50: load.histogram.percentile(50), p99: load.histogram.percentile(99), count: load.histogram.count }
+        : undefined,
+    };
+  } finally {
+    load.sending = false;
+    for (const conn of conns) conn.socket.destroy();
+  }
+}
+
+// ── Chat fan-out ────────────────────────────────────────────────────────────
+
+export interface FanoutOptions extends MeasureHooks {
+  target: Target;
+  clients: number;
+  /** Messages said but not yet delivered to every client, at most. */
+  window: number;
+  warmupMs: number;
+  durationMs: number;
+  /** An upper bound on the messages of one run (their frames are built beforehand). */
+  maxMessages: number;
+  connectConcurrency?: number;
+  drainTimeoutMs?: number;
+  /** Called once every client is connected and has seen the first message (the barrier). */
+  onReady?: () => void;
+}
+
+export interface FanoutResult {
+  clients: number;
+  connectSeconds: number;
+  /** Messages said in the measured window. */
+  messages: number;
+  /** Deliveries received in the measured window. */
+  deliveries: number;
+  seconds: number;
+  deliveriesPerSecond: number;
+  clientCpuSeconds: number;
+  latency: { p50: number; p99: number; count: number };
+  /** Messages said in the whole run (barrier and warm-up included). */
+  said: number;
+  /** Every client got every message said, exactly once, in order. */
+  everyDeliveryOnceInOrder: boolean;
+  errors: number;
+  firstErrors: string[];
+  /** The open connections: the caller destroys them (after stopping the server,
+   * so that neither side spends the next measurement on a storm of "left" messages). */
+  conns: Conn[];
+}
+
+const MESSAGE_PREFIX = Buffer.from('{"type":"message"');
+const ID_FIELD = Buffer.from('"id":"f');
+const CHAT_TEXT = "A chat line of about sixty characters, the size people type.";
+
+/** Every `say` frame of a run, built and masked beforehand, end to end in one buffer. */
+class SayFrames {
+  readonly bytes: Buffer;
+  readonly offsets: Uint32Array;
+  readonly count: number;
+
+  constructor(count: number) {
+    const maskKey = randomBytes(4);
+    const frames: Buffer[] = [];
+    for (let index = 0; index < count; index++) {
+      const text = JSON.stringify({ type: "say", id: `f${index}`, text: CHAT_TEXT });
+      frames.push(buildFrame(OPCODE_TEXT, Buffer.from(text, "utf8"), false, maskKey));
+    }
+    this.count = count;
+    this.offsets = new Uint32Array(count + 1);
+    for (let index = 0; index < count; index++) this.offsets[index + 1] = this.offsets[index]! + frames[index]!.length;
+    this.bytes = Buffer.concat(frames);
+  }
+
+  slice(from: number, to: number): Buffer {
+    return this.bytes.subarray(this.offsets[from]!, this.offsets[to]!);
+  }
+}
+
+let cachedSayFrames: SayFrames | undefined;
+
+class FanoutClient implements FrameSink {
+  /** The next message this client must get. */
+  next = 0;
+  private readonly load: FanoutLoad;
+  private readonly index: number;
+
+  constructor(load: FanoutLoad, index: number) {
+    this.load = load;
+    this.index = index;
+  }
+
+  whole(opcode: number, _rsv1: boolean, data: Buffer, start: number, end: number): void {
+    if (opcode !== OPCODE_TEXT) {
+      if (opcode === OPCODE_CLOSE) this.load.errors.add(`client ${this.index}: the server closed the connection: ${data.toString("utf8", start + 2, end)}`);
+      return;
+    }
+    // Only {"type":"message",...} counts; welcome, joined and the like are not part of the test.
+    if (end - start < 40 || !bytesEqual(data, start, MESSAGE_PREFIX, 0, MESSAGE_PREFIX.length)) return;
+    const id = readId(data, start, end);
+    if (id < 0) return this.load.errors.add(`client ${this.index}: a message without a numeric id`);
+    if (id !== this.next) return this.load.errors.add(`client ${this.index}: got message ${id}, expected ${this.next}`);
+    this.next++;
+    this.load.delivered(id);
+  }
+
+  begin(): void {} // large frames (a welcome listing 1,000 names) are not chat messages
+  piece(): void {}
+  end(): void {}
+
+  afterChunk(): void {
+    this.load.afterChunk();
+  }
+
+  fail(reason: string): void {
+    this.load.errors.add(`client ${this.index}: ${reason}`);
+  }
+}
+
+/** The number after `"id":"f` in a message, or -1. */
+function readId(data: Buffer, start: number, end: number): number {
+  const first = ID_FIELD[0]!;
+  const last = end - ID_FIELD.length;
+  for (let position = start + MESSAGE_PREFIX.length; position <= last; position++) {
+    if (data[position] !== first || !bytesEqual(data, position, ID_FIELD, 0, ID_FIELD.length)) continue;
+    let value = 0;
+    let digits = 0;
+    for (let cursor = position + ID_FIELD.length; cursor < end; cursor++) {
+      const byte = data[cursor]!;
+      if (byte === 0x22) return digits > 0 ? value : -1;
+      if (byte < 0x30 || byte > 0x39) return -1;
+      value = value * 10 + (byte - 0x30);
+      digits++;
+    }
+    return -1;
+  }
+  return -1;
+}
+
+class FanoutLoad {
+  readonly errors = new ErrorLog();
+  readonly histogram = new Histogram();
+  readonly frames: SayFrames;
+  readonly clients: number;
+  readonly window: number;
+  readonly sentAt: Float64Array;
+  readonly measured: Uint8Array;
+  readonly deliveredTo: Uint32Array;
+  sender: Conn | undefined;
+  sent = 0;
+  completed = 0;
+  deliveries = 0;
+  sending = false;
+  measuring = false;
+  private now = 0;
+  private nowValid = false;
+
+  constructor(options: FanoutOptions) {
+    if (cachedSayFrames === undefined || cachedSayFrames.count < options.maxMessages) cachedSayFrames = new SayFrames(options.maxMessages);
+    this.frames = cachedSayFrames;
+    this.clients = options.clients;
+    this.window = options.window;
+    this.sentAt = new Float64Array(options.maxMessages);
+    this.measured = new Uint8Array(options.maxMessages);
+    this.deliveredTo = new Uint32Array(options.maxMessages);
+  }
+
+  delivered(id: number): void {
+    if (!this.nowValid) {
+      this.now = performance.now();
+      this.nowValid = true;
+    }
+    if (this.measuring) this.deliveries++;
+    if (this.measured[id] === 1) this.histogram.record((this.now - this.sentAt[id]!) * 1000);
+    if (++this.deliveredTo[id] === this.clients) this.completed++;
+  }
+
+  afterChunk(): void {
+    this.nowValid = false;
+    this.topUp();
+  }
+
+  /** Says as many messages as the window allows, in one write. */
+  topUp(): void {
+    if (!this.sending || this.sender === undefined) return;
+    const limit = Math.min(this.frames.count, this.completed + this.window, this.sentAt.length);
+    if (this.sent >= limit) return;
+    const now = performance.now();
+    for (let id = this.sent; id < limit; id++) {
+      this.sentAt[id] = now;
+      this.measured[id] = this.measuring ? 1 : 0;
+    }
+    this.sender.socket.write(this.frames.slice(this.sent, limit));
+    this.sent = limit;
+  }
+
+  /** Says exactly one message (the barrier). */
+  sayOne(): void {
+    this.sentAt[this.sent] = performance.now();
+    this.sender!.socket.write(this.frames.slice(this.sent, this.sent + 1));
+    this.sent++;
+  }
+}
+
+export async function runFanout(options: FanoutOptions): Promise<FanoutResult> {
+  const load = new FanoutLoad(options);
+  const members: FanoutClient[] = [];
+  let conns: Conn[] = [];
+  try {
+    const opened = await openMany(options.target, options.clients, options.connectConcurrency ?? 100, { path: "/", deflate: false }, (index) => {
+      const client = new FanoutClient(load, index);
+      members.push(client);
+      return client;
+    });
+    conns = opened.conns;
+    for (const conn of conns) {
+      conn.socket.on("close", () => {
+        if (load.sending) load.errors.add("a client's connection closed during the run");
+      });
+    }
+    load.sender = conns[0]!;
+    // The barrier: when every client has message 0, every join is behind us.
+    load.sayOne();
+    if (!(await waitUntil(() => load.completed >= 1 || load.errors.count > 0, 60_000))) load.errors.add("the first message never reached every client");
+    options.onReady?.();
+    load.sending = true;
+    load.topUp();
+    await sleep(options.warmupMs);
+    const cpuBefore = process.cpuUsage();
+    const deliveriesBefore = load.deliveries;
+    const saidBefore = load.sent;
+    options.onMeasureStart?.();
+    load.measuring = true;
+    const started = performance.now();
+    await sleep(options.durationMs);
+    load.measuring = false;
+    const seconds = (performance.now() - started) / 1000;
+    options.onMeasureEnd?.();
+    const cpu = process.cpuUsage(cpuBefore);
+    const messages = load.sent - saidBefore;
+    const deliveries = load.deliveries - deliveriesBefore;
+    load.sending = false;
+    if (load.sent >= load.frames.count) load.errors.add(`ran out of prepared messages (${load.frames.count}); raise maxMessages`);
+    await waitUntil(() => load.completed === load.sent || load.errors.count > 0, options.drainTimeoutMs ?? 30_000);
+    const everyDeliveryOnceInOrder = load.errors.count === 0 && members.every((member) => member.next === load.sent) && load.completed === load.sent;
+    if (!everyDeliveryOnceInOrder && load.errors.count === 0) {
+      const behind = members.filter((member) => member.next !== load.sent).length;
+      load.errors.add(`${behind} clients did not get all ${load.sent} messages`);
+    }
+    return {
+      clients: options.clients,
+      connectSeconds: opened.seconds,
+      messages,
+      deliveries,
+      seconds,
+      deliveriesPerSecond: deliveries / seconds,
+      clientCpuSeconds: (cpu.user + cpu.system) / 1e6,
+      latency: { p50: load.histogram.percentile(50), p99: load.histogram.percentile(99), count: load.histogram.count },
+      said: load.sent,
+      everyDeliveryOnceInOrder,
+      errors: load.errors.count,
+      firstErrors: load.errors.first,
+      conns,
+    };
+  } catch (error) {
+    destroyAll(conns);
+    throw error;
+  } finally {
+    load.sending = false;
+  }
+}
+
+/** The connections of the last fan-out run, for the caller to destroy. */
+export function destroyAll(conns: Conn[]): void {
+  for (const conn of conns) conn.socket.destroy();
+}
+
+// ── Idle connections: handshakes per second and memory per connection ─────
+
+class IdleSink implements FrameSink {
+  frames = 0;
+  whole(): void {
+    this.frames++;
+  }
+  begin(): void {
+    this.frames++;
+  }
+  piece(): void {}
+  end(): void {}
+  afterChunk(): void {}
+  fail(): void {}
+}
+
+export interface IdleResult {
+  conns: Conn[];
+  seconds: number;
+  handshakesPerSecond: number;
+  clientCpuSeconds: number;
+}
+
+/** Opens `count` idle connections to /echo, `concurrency` handshakes at a time. The caller closes them. */
+export async function openIdle(target: Target, count: number, concurrency: number): Promise<IdleResult> {
+  const cpuBefore = process.cpuUsage();
+  const { conns, seconds } = await openMany(target, count, concurrency, { path: "/echo", deflate: false }, () => new IdleSink());
+  const cpu = process.cpuUsage(cpuBefore);
+  return { conns, seconds, handshakesPerSecond: count / seconds, clientCpuSeconds: (cpu.user + cpu.system) / 1e6 };
+}
+
+// ── Command line ────────────────────────────────────────────────────────────
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string" },
+      connections: { type: "string" },
+      clients: { type: "string", default: "100" },
+      size: { type: "string", default: "1024" },
+      window: { type: "string" },
+      binary: { type: "boolean", default: false },
+      deflate: { type: "boolean", default: false },
+      raw: { type: "boolean", default: false },
+      seconds: { type: "string", default: "3" },
+    },
+  });
+  const command = positionals[0] ?? "echo";
+  if (values.port === undefined) throw new Error("--port is required");
+  const target: Target = { host: values.host, port: Number(values.port) };
+  const durationMs = Math.min(600, Number(values.seconds)) * 1000;
+  if (command === "echo") {
+    const connections = Number(values.connections ?? "64");
+    const size = Number(values.size);
+    const result = await runEcho({
+      target,
+      raw: values.raw,
+      connections,
+      size,
+      kind: values.binary ? "binary" : "text",
+      deflate: values.deflate,
+      window: Number(values.window ?? echoWindow(connections, size)),
+      warmupMs: 500,
+      durationMs,
+    });
+    console.log(JSON.stringify(result, null, 2));
+  } else if (command === "fanout") {
+    const result = await runFanout({
+      target,
+      clients: Number(values.clients),
+      window: Number(values.window ?? "16"),
+      warmupMs: 500,
+      durationMs,
+      maxMessages: 200_000,
+    });
+    destroyAll(result.conns);
+    console.log(JSON.stringify({ ...result, conns: result.conns.length }, null, 2));
+  } else if (command === "idle") {
+    const count = Number(values.connections ?? "1000");
+    const result = await openIdle(target, count, 100);
+    console.log(JSON.stringify({ count, seconds: result.seconds, handshakesPerSecond: result.handshakesPerSecond }, null, 2));
+    destroyAll(result.conns);
+  } else throw new Error(`unknown command ${command}: echo, fanout or idle`);
+}
+
+/** Messages in flight per connection: enough to keep a server busy, bounded
+ * in bytes (one connection: about 1 MiB; each of many: about 128 KiB). */
+export function echoWindow(connections: number, size: number): number {
+  const clamp = (value: number, low: number, high: number) => Math.max(low, Math.min(high, value));
+  return connections === 1 ? clamp(Math.floor((1024 * 1024) / size), 2, 128) : clamp(Math.floor((128 * 1024) / size), 1, 16);
+}
+
+function isMainModule(): boolean {
+  const entry = process.argv[1];
+  if (entry === undefined) return false;
+  try {
+    return realpathSync(resolve(entry)) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMainModule()) {
+  main().catch((error: unknown) => {
+    console.error(error instanceof Error ? error.message : String(error));
+    process.exit(1);
+  });
+}
