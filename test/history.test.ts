@@ -8,132 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join as joinPath } from "node:path";
 import { startServer, type RunningServer } from "./helpers.ts";
-import { RawClient } from "./raw-client.ts";
-
-// ---------------------------------------------------------------------------
-// A small chat client on top of RawClient (the same as in chat.test.ts)
-// ---------------------------------------------------------------------------
-
-interface ServerMessage {
-  type: string;
-  [field: string]: unknown;
-}
-
-interface Welcome {
-  type: "welcome";
-  name: string;
-  users: string[];
-  seq: number;
-  epoch: string;
-  resumed: boolean;
-}
-
-interface StoredMessage {
-  seq: number;
-  id: string;
-  from: string;
-  text: string;
-  time: number;
-}
-
-function parseServerMessage(text: string): ServerMessage {
-  const value: unknown = JSON.parse(text);
-  assert.ok(typeof value === "object" && value !== null && !Array.isArray(value), `not a JSON object: ${text}`);
-  const message = value as ServerMessage;
-  assert.equal(typeof message.type, "string", `no type in ${text}`);
-  return message;
-}
-
-let nextPing = 1;
-
-class ChatClient {
-  readonly raw: RawClient;
-  welcome!: Welcome;
-  private position = 0;
-
-  private constructor(raw: RawClient) {
-    this.raw = raw;
-  }
-
-  static async join(port: number, query = ""): Promise<ChatClient> {
-    const raw = await RawClient.open(port, { path: query === "" ? "/" : `/?${query}` });
-    if (raw.handshake?.status !== 101) {
-      raw.destroy();
-      throw new Error(`handshake failed: ${JSON.stringify(raw.handshake)}`);
-    }
-    const client = new ChatClient(raw);
-    const welcome = await client.expect("welcome");
-    assert.ok(Number.isSafeInteger(welcome.seq) && typeof welcome.epoch === "string" && typeof welcome.resumed === "boolean");
-    client.welcome = welcome as unknown as Welcome;
-    return client;
-  }
-
-  send(message: object): void {
-    this.raw.sendText(JSON.stringify(message));
-  }
-
-  /** The next JSON text frame from the server, joined and left excepted. */
-  async next(timeoutMs = 5000): Promise<ServerMessage> {
-    let found: string | undefined;
-    await this.raw.waitFor(
-      () => {
-        while (this.position < this.raw.events.length) {
-          const event = this.raw.events[this.position++]!;
-          // Presence is tested in chat.test.ts; here it is only noise.
-          if (event.type === "text" && !/^\{"type":"(joined|left)"/.test(event.text)) {
-            found = event.text;
-            return true;
-          }
-        }
-        return this.raw.closed;
-      },
-      timeoutMs,
-      "a JSON message",
-    );
-    if (found === undefined) throw new Error("the connection closed instead of sending a message");
-    return parseServerMessage(found);
-  }
-
-  async expect(type: string): Promise<ServerMessage> {
-    const message = await this.next();
-    assert.equal(message.type, type, `expected a ${type}, got ${JSON.stringify(message)}`);
-    return message;
-  }
-
-  /** Says something and returns the broadcast copy that comes back: the acknowledgement. */
-  async say(id: string, text: string): Promise<StoredMessage> {
-    this.send({ type: "say", id, text });
-    return asStored(await this.expect("message"));
-  }
-
-  /** Every message before the pong to a fresh ping. */
-  async sync(): Promise<ServerMessage[]> {
-    const t = nextPing++;
-    this.send({ type: "ping", t });
-    const before: ServerMessage[] = [];
-    for (;;) {
-      const message = await this.next();
-      if (message.type === "pong" && message.t === t) return before;
-      before.push(message);
-    }
-  }
-
-  /** The replayed messages: everything up to a ping's pong, all of type message. */
-  async replay(): Promise<StoredMessage[]> {
-    return (await this.sync()).map(asStored);
-  }
-
-  destroy(): void {
-    this.raw.destroy();
-  }
-}
-
-function asStored(message: ServerMessage): StoredMessage {
-  assert.equal(message.type, "message", `expected a message, got ${JSON.stringify(message)}`);
-  const { seq, id, from, text, time } = message;
-  assert.ok(typeof seq === "number" && typeof id === "string" && typeof from === "string" && typeof text === "string" && typeof time === "number");
-  return { seq, id, from, text, time };
-}
+import { ChatClient, asStored, type StoredMessage } from "./chat-client.ts";
 
 const seqs = (messages: StoredMessage[]) => messages.map((message) => message.seq);
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, index) => from + index);
@@ -166,7 +41,7 @@ async function kill(server: RunningServer): Promise<void> {
 }
 
 async function join(server: RunningServer, query = ""): Promise<ChatClient> {
-  const client = await ChatClient.join(server.port, query);
+  const client = await ChatClient.join(server.port, query, { ignorePresence: true });
   clients.add(client);
   return client;
 }
@@ -205,7 +80,7 @@ describe("replay with since, and epochs", () => {
     const a = await join(server, "name=A");
     assert.equal(a.welcome.seq, 0);
     assert.equal(a.welcome.resumed, false);
-    const sent = [await a.say("m1", "one"), await a.say("m2", "two"), await a.say("m3", "three")];
+    const sent = [await a.sayAndAck("m1", "one"), await a.sayAndAck("m2", "two"), await a.sayAndAck("m3", "three")];
     assert.deepEqual(seqs(sent), [1, 2, 3]);
 
     const late = await join(server);
@@ -220,7 +95,7 @@ describe("replay with since, and epochs", () => {
     const server = await start();
     const a = await join(server, "name=A");
     const sent: StoredMessage[] = [];
-    for (let index = 1; index <= 4; index++) sent.push(await a.say(`m${index}`, `text ${index}`));
+    for (let index = 1; index <= 4; index++) sent.push(await a.sayAndAck(`m${index}`, `text ${index}`));
     const epoch = a.welcome.epoch;
 
     for (const since of [0, 1, 3, 4]) {
@@ -236,7 +111,7 @@ describe("replay with since, and epochs", () => {
   test("since with a different epoch: resumed:false and the whole stored history", async () => {
     const server = await start();
     const a = await join(server, "name=A");
-    const sent = [await a.say("m1", "one"), await a.say("m2", "two"), await a.say("m3", "three")];
+    const sent = [await a.sayAndAck("m1", "one"), await a.sayAndAck("m2", "two"), await a.sayAndAck("m3", "three")];
     for (const since of [0, 2, 3]) {
       const client = await join(server, resume(since, "not-this-epoch"));
       assert.equal(client.welcome.resumed, false);
@@ -251,7 +126,7 @@ describe("replay with since, and epochs", () => {
     const server = await start(["--history-size", "5"]);
     const a = await join(server, "name=A");
     const sent: StoredMessage[] = [];
-    for (let index = 1; index <= 20; index++) sent.push(await a.say(`m${index}`, `text ${index}`));
+    for (let index = 1; index <= 20; index++) sent.push(await a.sayAndAck(`m${index}`, `text ${index}`));
     const epoch = a.welcome.epoch;
     const kept = sent.slice(15);
 
@@ -271,7 +146,7 @@ describe("replay with since, and epochs", () => {
     }
 
     // A retried id that is still kept is recognised.
-    assert.deepEqual(await a.say("m20", "again"), sent[19], "a kept id gets its stored copy");
+    assert.deepEqual(await a.sayAndAck("m20", "again"), sent[19], "a kept id gets its stored copy");
     assert.deepEqual(await a.sync(), []);
     await kill(server);
   });
@@ -279,7 +154,7 @@ describe("replay with since, and epochs", () => {
   test("without a history file every start has a new random epoch, and old seqs are not resumed", async () => {
     const first = await start();
     const a = await join(first, "name=A");
-    await a.say("m1", "one");
+    await a.sayAndAck("m1", "one");
     const oldEpoch = a.welcome.epoch;
     await kill(first);
 
@@ -323,7 +198,7 @@ describe("history file", () => {
     const a = await join(first, "name=A");
     const epoch = a.welcome.epoch;
     const acknowledged: StoredMessage[] = [];
-    for (let index = 1; index <= 5; index++) acknowledged.push(await a.say(`before-${index}`, `消息 ${index} 😀`));
+    for (let index = 1; index <= 5; index++) acknowledged.push(await a.sayAndAck(`before-${index}`, `消息 ${index} 😀`));
     // A burst, and the kill the moment the last acknowledgement arrives.
     for (let index = 6; index <= 30; index++) a.send({ type: "say", id: `before-${index}`, text: `burst ${index}` });
     for (let index = 6; index <= 30; index++) acknowledged.push(asStored(await a.expect("message")));
@@ -346,11 +221,11 @@ describe("history file", () => {
     assert.deepEqual(await back.replay(), acknowledged.slice(27));
 
     // Exactly once survives the restart: the retried id gets its stored copy.
-    assert.deepEqual(await back.say("before-3", "消息 3 😀"), acknowledged[2]);
+    assert.deepEqual(await back.sayAndAck("before-3", "消息 3 😀"), acknowledged[2]);
     assert.deepEqual(await back.sync(), []);
     assert.deepEqual(await fresh.sync(), [], "and nobody else hears it again");
 
-    const next = await back.say("after-1", "after the restart");
+    const next = await back.sayAndAck("after-1", "after the restart");
     assert.equal(next.seq, 31, "seq continues");
     assert.deepEqual(asStored(await fresh.expect("message")), next);
     await kill(second);
@@ -363,13 +238,13 @@ describe("history file", () => {
       const first = await start(["--history", path]);
       const a = await join(first, "name=A");
       const epoch = a.welcome.epoch;
-      const acknowledged = [await a.say("r1", "first run, one"), await a.say("r2", "first run, two")];
+      const acknowledged = [await a.sayAndAck("r1", "first run, one"), await a.sayAndAck("r2", "first run, two")];
       await kill(first);
 
       const second = await start(["--history", path]);
       const b = await join(second, "name=B");
       assert.deepEqual(await b.replay(), acknowledged);
-      acknowledged.push(await b.say("r3", "second run"));
+      acknowledged.push(await b.sayAndAck("r3", "second run"));
       await kill(second);
 
       const stored = readHistoryFile(path);
@@ -398,7 +273,7 @@ describe("history file", () => {
     assert.equal(a.welcome.epoch, epoch);
     assert.equal(a.welcome.seq, 20);
     assert.deepEqual(await a.replay(), messages.slice(15));
-    assert.equal((await a.say("new", "new")).seq, 21);
+    assert.equal((await a.sayAndAck("new", "new")).seq, 21);
     await kill(server);
   });
 
@@ -425,7 +300,7 @@ describe("history file", () => {
       assert.equal(a.welcome.epoch, epoch);
       assert.equal(a.welcome.seq, 2);
       assert.deepEqual(await a.replay(), complete);
-      const next = await a.say("t3-again", "after the crash");
+      const next = await a.sayAndAck("t3-again", "after the crash");
       assert.equal(next.seq, 3);
       const b = await join(server, resume(2, epoch));
       assert.equal(b.welcome.resumed, true);
@@ -441,7 +316,7 @@ describe("history file", () => {
         const first = await start(["--history", path]);
         const a = await join(first, "name=A");
         assert.deepEqual(await a.replay(), complete);
-        const next = [await a.say("n1", "after the crash"), await a.say("n2", "and another")];
+        const next = [await a.sayAndAck("n1", "after the crash"), await a.sayAndAck("n2", "and another")];
         await kill(first);
 
         const stored = readHistoryFile(path);
