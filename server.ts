@@ -180,8 +180,17 @@ export function keyIsValid(key: string | undefined): key is string {
 
 /** The host part (`name:port`) of an origin or Host header, lower-cased. */
 function hostOf(value: string): string | undefined {
+  return urlOf(value)?.host.toLowerCase();
+}
+
+/** The name alone, without the port. */
+function hostnameOf(value: string): string | undefined {
+  return urlOf(value)?.hostname.toLowerCase();
+}
+
+function urlOf(value: string): URL | undefined {
   try {
-    return new URL(value.includes("://") ? value : `http://${value}`).host.toLowerCase();
+    return new URL(value.includes("://") ? value : `http://${value}`);
   } catch {
     return undefined;
   }
@@ -226,6 +235,20 @@ export interface HandshakeRequest {
 export interface HandshakePolicy {
   allowedOrigins: readonly string[];
   subprotocols: readonly string[];
+  /** The server listens on a loopback address only: see hostIsAllowed. */
+  loopbackOnly?: boolean;
+}
+
+/** DNS rebinding: a page on evil.example can make its own name resolve to
+ * 127.0.0.1 and then reach a server on this machine as "the same origin"
+ * (Origin and Host both say evil.example). A server that only listens on
+ * loopback can only legitimately be reached as localhost, 127.0.0.1 or [::1],
+ * or under the name of an origin it was told to allow. */
+export function hostIsAllowed(host: string | undefined, allowedOrigins: readonly string[]): boolean {
+  const hostname = host === undefined ? undefined : hostnameOf(host);
+  if (hostname === undefined) return false;
+  if (loopbackHostnames.has(hostname) || allowedOrigins.includes("*")) return true;
+  return allowedOrigins.some((origin) => hostnameOf(origin) === hostname);
 }
 
 export type HandshakeVerdict =
@@ -254,6 +277,9 @@ export function checkUpgradeRequest(request: HandshakeRequest, policy: Handshake
   }
   const key = header("sec-websocket-key")?.trim();
   if (!keyIsValid(key)) return refuse(400, "Sec-WebSocket-Key must be the base64 encoding of 16 bytes.");
+  if (policy.loopbackOnly && !hostIsAllowed(header("host"), policy.allowedOrigins)) {
+    return refuse(403, `Host ${header("host")} is not a name of this machine; this server listens on loopback only (DNS rebinding?).`);
+  }
   if (!originIsAllowed(header("origin"), header("host"), policy.allowedOrigins)) {
     return refuse(403, `Origin ${header("origin")} is not allowed; start the server with --allow-origin to allow it.`);
   }
@@ -2426,6 +2452,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
   const tracer = config.trace === "off" ? undefined : new ConsoleTracer(config.trace === "full", (line) => console.log(line));
   const connectionsPerIp = new Map<string, number>();
   const handshakeTimers = new WeakMap<Socket, ReturnType<typeof setTimeout>>();
+  const loopbackOnly = config.host === "localhost" || config.host === "::1" || config.host.startsWith("127.");
 
   const server = createServer({
     // node:http's own limits on the request itself (slowloris, huge headers).
@@ -2450,8 +2477,13 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
 
   server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
     if (!socket.writable) return void socket.destroy();
-    const tooLarge = error.code === "HPE_HEADER_OVERFLOW";
-    socket.end(tooLarge ? handshakeRefusal(431, "The request headers are too large.") : handshakeRefusal(400, "The request could not be parsed as HTTP."));
+    const refusal =
+      error.code === "HPE_HEADER_OVERFLOW"
+        ? handshakeRefusal(431, "The request headers are too large.")
+        : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? handshakeRefusal(408, "The request took too long to arrive.")
+          : handshakeRefusal(400, "The request could not be parsed as HTTP.");
+    socket.end(refusal);
     setTimeout(() => socket.destroy(), 1000).unref();
   });
 
@@ -2465,6 +2497,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
 
   server.on("upgrade", (request: IncomingMessage, socket: Socket, head: Buffer) => {
     requestArrived(socket);
+    let opened: Connection | undefined;
     socket.on("error", () => socket.destroy()); // until a Connection owns it
     try {
       const { path, query } = splitTarget(request.url);
@@ -2478,7 +2511,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
       if ((connectionsPerIp.get(address) ?? 0) >= config.maxConnectionsPerIp) {
         return refuse(socket, 503, "Too many connections from your address; try again later.", { "Retry-After": "5" });
       }
-      const verdict = checkUpgradeRequest(request, { allowedOrigins: config.allowedOrigins, subprotocols: endpoint.subprotocols });
+      const verdict = checkUpgradeRequest(request, { allowedOrigins: config.allowedOrigins, subprotocols: endpoint.subprotocols, loopbackOnly });
       if (!verdict.accepted) return refuse(socket, verdict.status, verdict.reason, verdict.headers, request);
       const deflate = negotiateDeflate(headerValue(request.headers, "sec-websocket-extensions"), config.deflate);
 
@@ -2510,6 +2543,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
         tracer.handshake(`#${connection.id}`, connection.handshakeTrace!);
         connection.addObserver(tracer);
       }
+      opened = connection;
       connections.add(connection);
       connectionsPerIp.set(address, (connectionsPerIp.get(address) ?? 0) + 1);
       socket.once("close", () => {
@@ -2524,7 +2558,10 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
       if (head.length > 0) connection.receiveBytes(head); // frames that came with the request
     } catch (error) {
       log(`upgrade failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
-      if (!socket.destroyed) refuse(socket, 500, "The server failed to open this connection.");
+      if (socket.destroyed) return;
+      // Before the 101 the client still speaks HTTP; after it, only frames.
+      if (opened === undefined) refuse(socket, 500, "The server failed to open this connection.");
+      else opened.close(CloseCode.InternalError, "internal error");
     }
   });
 
@@ -2542,7 +2579,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
         if (request.headers.upgrade === undefined) {
           return sendPlain(response, 426, `${path} is a WebSocket endpoint: connect to it with a WebSocket client.`, { Upgrade: "websocket", ...close });
         }
-        const verdict = checkUpgradeRequest(request, { allowedOrigins: config.allowedOrigins, subprotocols: endpoint.subprotocols });
+        const verdict = checkUpgradeRequest(request, { allowedOrigins: config.allowedOrigins, subprotocols: endpoint.subprotocols, loopbackOnly });
         if (!verdict.accepted) return sendPlain(response, verdict.status, verdict.reason, { ...verdict.headers, ...close });
         return sendPlain(response, 426, `${path} is a WebSocket endpoint: connect to it with a WebSocket client.`, { Upgrade: "websocket", ...close });
       }

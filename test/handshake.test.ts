@@ -7,7 +7,7 @@ import { Buffer } from "node:buffer";
 import { connect } from "node:net";
 import { startServer, type RunningServer } from "./helpers.ts";
 import { RawClient, type RawClientOptions } from "./raw-client.ts";
-import { FrameDecoder, Opcode, computeAcceptKey, encodeFrame, type DecoderEvent } from "../server.ts";
+import { FrameDecoder, Opcode, computeAcceptKey, encodeFrame, hostIsAllowed, originIsAllowed, type DecoderEvent } from "../server.ts";
 
 const SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ==";
 const SAMPLE_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
@@ -263,8 +263,7 @@ describe("§10.2 Origin", () => {
     ["Origin: null (a page opened from disk)", () => ({ Origin: "null" })],
     ["Origin: http://localhost:1234", () => ({ Origin: "http://localhost:1234" })],
     ["Origin: http://127.0.0.1:<the server's port>", () => ({ Origin: `http://127.0.0.1:${port}` })],
-    ["the server's own Host", () => ({ Host: "chat.example:8080", Origin: "http://chat.example:8080" })],
-    ["the server's own Host, over https", () => ({ Host: "chat.example", Origin: "https://chat.example" })],
+    ["the server's own Host", () => ({ Host: `localhost:${port}`, Origin: `http://localhost:${port}` })],
   ];
   for (const [name, headers] of allowed) {
     test(`§10.2 ${name} is accepted`, async () => {
@@ -277,6 +276,8 @@ describe("§10.2 Origin", () => {
 
   const refused: Array<[string, Record<string, string>]> = [
     ["http://evil.example", { Origin: "http://evil.example" }],
+    // A server on loopback is reached by a loopback name only: this is a page whose name was rebound to 127.0.0.1.
+    ["DNS rebinding: the Host and the Origin agree on a name that is not this machine's", { Host: "chat.example:8080", Origin: "http://chat.example:8080" }],
     ["a look-alike of localhost (http://localhost.evil.example)", { Origin: "http://localhost.evil.example" }],
     ["the server's host name on another port", { Host: "chat.example:8080", Origin: "http://chat.example:9090" }],
     ["a non-http scheme (file://)", { Origin: "file:///home/me/page.html" }],
@@ -337,5 +338,21 @@ describe("§4.2.2 subprotocols and extensions", () => {
     assert.equal(client.handshake!.headers["sec-websocket-extensions"], undefined);
     await assertEchoes(client);
     client.destroy();
+  });
+});
+
+describe("§10.2 the origin and host rules as pure functions", () => {
+  test("§10.2 a server reached under its own name (bound to a public address) accepts pages from that name only", () => {
+    assert.equal(originIsAllowed("http://chat.example:8080", "chat.example:8080", []), true);
+    assert.equal(originIsAllowed("https://chat.example", "chat.example", []), true);
+    assert.equal(originIsAllowed("http://chat.example:9090", "chat.example:8080", []), false);
+    assert.equal(originIsAllowed("http://evil.example", "chat.example", []), false);
+    assert.equal(originIsAllowed("http://evil.example", "chat.example", ["http://evil.example"]), true);
+  });
+
+  test("§10.2 DNS rebinding: on loopback only loopback names, or the names of allowed origins, are accepted as Host", () => {
+    for (const host of ["127.0.0.1:5500", "localhost:5500", "LOCALHOST", "[::1]:5500"]) assert.equal(hostIsAllowed(host, []), true, host);
+    for (const host of ["evil.example:5500", "127.0.0.1.nip.io:5500", "", undefined]) assert.equal(hostIsAllowed(host, []), false, String(host));
+    assert.equal(hostIsAllowed("mybox.lan:5500", ["http://mybox.lan:5500"]), true);
   });
 });
