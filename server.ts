@@ -382,8 +382,24 @@ export interface FrameInfo {
   preview: Buffer;
 }
 
+/** A complete text message. Its bytes were checked as UTF-8 as they arrived;
+ * the string is made only when someone reads `text` (an echo never does, and
+ * turning bytes into a string and back is the costliest part of an echo). */
+export class TextMessage {
+  readonly type = "text";
+  readonly data: Buffer;
+
+  constructor(data: Buffer) {
+    this.data = data;
+  }
+
+  get text(): string {
+    return this.data.toString("utf8");
+  }
+}
+
 export type DecoderEvent =
-  | { type: "text"; text: string }
+  | TextMessage
   | { type: "binary"; data: Buffer }
   /** RFC 7692: a message sent with RSV1; it must be inflated before it means anything. */
   | { type: "compressed"; binary: boolean; data: Buffer }
@@ -834,7 +850,7 @@ export class FrameDecoder {
       const complete = this.utf8.complete;
       this.utf8.reset();
       if (!complete) return this.fail(events, "invalid_utf8"); // ended halfway through a character
-      events.push({ type: "text", text: data.toString("utf8") });
+      events.push(new TextMessage(data));
     } else {
       events.push({ type: "binary", data });
     }
@@ -1231,6 +1247,9 @@ export type ConnectionState = "open" | "closing" | "closed";
 /** What an endpoint (echo, chat) is told about its connection. */
 export interface ConnectionHandler {
   onText?(connection: Connection, text: string): void;
+  /** Instead of onText, for a handler that passes text on unchanged: the
+   * message's bytes (valid UTF-8), without the cost of making a string. */
+  onTextBytes?(connection: Connection, data: Buffer): void;
   onBinary?(connection: Connection, data: Buffer): void;
   /** Once, when the connection is over. `code` is what the peer sent, or 1006 if it sent none. */
   onClose?(connection: Connection, code: number, reason: string): void;
@@ -1264,8 +1283,8 @@ export class PreparedMessage {
   private plainFrame: Buffer | undefined;
   private readonly compressedFrames = new Map<number, Buffer | undefined>();
 
-  constructor(data: string | Buffer) {
-    this.binary = typeof data !== "string";
+  constructor(data: string | Buffer, binary = typeof data !== "string") {
+    this.binary = binary;
     this.data = data;
   }
 
@@ -1455,7 +1474,7 @@ export class Connection {
         this.tellObservers("received", event.frame);
         return;
       case "text":
-        return this.deliver("text", event.text);
+        return this.deliver("text", event.data);
       case "binary":
         return this.deliver("binary", event.data);
       case "compressed":
@@ -1495,17 +1514,19 @@ export class Connection {
     if (typeof result === "string") return this.fail(result);
     if (binary) return this.deliver("binary", result);
     if (!isUtf8(result)) return this.fail("invalid_utf8");
-    this.deliver("text", result.toString("utf8"));
+    this.deliver("text", result);
   }
 
   /** Hands a message to the endpoint. An exception there is this
    * connection's problem only: it is logged and the connection closed with
    * 1011; the server and every other connection go on. */
-  private deliver(kind: "text" | "binary", data: string | Buffer): void {
+  private deliver(kind: "text" | "binary", data: Buffer): void {
     if (this.state !== "open") return; // after our close, data is discarded (§5.5.1)
+    const handler = this.handler;
     try {
-      if (kind === "text") this.handler.onText?.(this, data as string);
-      else this.handler.onBinary?.(this, data as Buffer);
+      if (kind === "binary") handler.onBinary?.(this, data);
+      else if (handler.onTextBytes) handler.onTextBytes(this, data);
+      else handler.onText?.(this, data.toString("utf8"));
     } catch (error) {
       this.options.log(`connection ${this.id}: handler failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
       this.close(CloseCode.InternalError, "internal error");
@@ -1527,14 +1548,14 @@ export class Connection {
 
   // ── Sending ────────────────────────────────────────────────────────────────
 
-  /** Sends one message: a string as a text frame, a Buffer as a binary frame.
+  /** Sends one message: a string as a text frame, a Buffer as a binary frame
+   * (or as text, given Opcode.Text, when its bytes are known to be UTF-8).
    * Returns false when the message was not queued (closing, or too slow). */
-  send(data: string | Buffer): boolean {
+  send(data: string | Buffer, opcode: number = typeof data === "string" ? Opcode.Text : Opcode.Binary): boolean {
     if (this.state !== "open") return false;
-    const opcode = typeof data === "string" ? Opcode.Text : Opcode.Binary;
     if (this.deflate !== undefined) {
       const length = typeof data === "string" ? Buffer.byteLength(data) : data.length;
-      if (length >= this.options.deflateThreshold) return this.sendPrepared(new PreparedMessage(data));
+      if (length >= this.options.deflateThreshold) return this.sendPrepared(new PreparedMessage(data, opcode === Opcode.Binary));
     }
     return this.writeFrame(opcode, data);
   }
@@ -1928,7 +1949,7 @@ export const inspector = new Inspector();
 // ════════════════════════════════════════════════════════════════════════════
 
 export const echoHandler: ConnectionHandler = {
-  onText: (connection, text) => void connection.send(text),
+  onTextBytes: (connection, data) => void connection.send(data, Opcode.Text),
   onBinary: (connection, data) => void connection.send(data),
 };
 
