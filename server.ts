@@ -183,9 +183,12 @@ function hostOf(value: string): string | undefined {
   return urlOf(value)?.host.toLowerCase();
 }
 
-/** The name alone, without the port. */
+/** The name alone, without the port: "[::1]:5500" → "[::1]", "Example.COM" → "example.com". */
 function hostnameOf(value: string): string | undefined {
-  return urlOf(value)?.hostname.toLowerCase();
+  if (value.includes("://")) return urlOf(value)?.hostname.toLowerCase();
+  const end = value.startsWith("[") ? value.indexOf("]") + 1 : value.indexOf(":");
+  const hostname = (end <= 0 ? value : value.slice(0, end)).trim().toLowerCase();
+  return hostname === "" ? undefined : hostname;
 }
 
 function urlOf(value: string): URL | undefined {
@@ -441,20 +444,27 @@ export function deflateBound(length: number): number {
   return length + ((length + 7) >> 3) + ((length + 63) >> 6) + 5 + 64;
 }
 
+/** The key lined up for a word of payload, as one 32-bit number in this
+ * machine's byte order: written as four bytes, read as one word. */
+const keyBytes = new Uint8Array(4);
+const keyWord = new Int32Array(keyBytes.buffer);
+
 /** XORs `data` with the 4-byte key, in place, as if `data` started `offset`
- * bytes into the payload (§5.3). Masking and unmasking are the same operation. */
+ * bytes into the payload (§5.3). Masking and unmasking are the same operation.
+ * Long payloads are done a 32-bit word at a time: four bytes per XOR. */
 export function maskInPlace(data: Uint8Array, key: Uint8Array, offset = 0): void {
   const length = data.length;
   let index = 0;
-  // Rotate the key so that key[0] lines up with data[0]; then whole groups of
-  // four bytes can be handled together, which is what makes this fast.
-  const k0 = key[offset & 3]!, k1 = key[(offset + 1) & 3]!, k2 = key[(offset + 2) & 3]!, k3 = key[(offset + 3) & 3]!;
-  const whole = length - (length & 3);
-  for (; index < whole; index += 4) {
-    data[index] ^= k0;
-    data[index + 1] ^= k1;
-    data[index + 2] ^= k2;
-    data[index + 3] ^= k3;
+  if (length >= 32) {
+    // Single bytes until the data is 4-byte aligned in memory, as a word view requires.
+    const head = (4 - (data.byteOffset & 3)) & 3;
+    for (; index < head; index++) data[index] ^= key[(offset + index) & 3]!;
+    for (let byte = 0; byte < 4; byte++) keyBytes[byte] = key[(offset + index + byte) & 3]!;
+    const mask = keyWord[0]!;
+    const count = (length - index) >>> 2;
+    const words = new Int32Array(data.buffer, data.byteOffset + index, count);
+    for (let word = 0; word < count; word++) words[word] ^= mask;
+    index += count * 4;
   }
   for (; index < length; index++) data[index] ^= key[(offset + index) & 3]!;
 }
@@ -1382,9 +1392,10 @@ export class Connection {
   private writesBatched = false;
   private unsentBeforeThisTurn = 0;
   /** Pings and pongs cost work too: a peer gets this many a second, and
-   * one that keeps flooding past them is closed. */
-  private readonly controlFrames = new TokenBucket(CONTROL_FRAME_RATE, CONTROL_FRAME_RATE * 2);
-  private readonly controlFloodPatience = new TokenBucket(CONTROL_FRAME_RATE, CONTROL_FRAME_RATE * 4);
+   * one that keeps flooding past them is closed. Made at the first ping:
+   * ten thousand idle connections need none. */
+  private controlFrames: TokenBucket | undefined;
+  private controlFloodPatience: TokenBucket | undefined;
   private peerClose: { code: number; reason: string } | undefined;
   /** The close code the peer sent, once it has sent one. */
   get closeCode(): number | undefined {
@@ -1504,7 +1515,9 @@ export class Connection {
   }
 
   private withinControlBudget(): boolean {
+    this.controlFrames ??= new TokenBucket(CONTROL_FRAME_RATE, CONTROL_FRAME_RATE * 2);
     if (this.controlFrames.take()) return true;
+    this.controlFloodPatience ??= new TokenBucket(CONTROL_FRAME_RATE, CONTROL_FRAME_RATE * 4);
     if (!this.controlFloodPatience.take()) this.close(CloseCode.PolicyViolation, "too many pings and pongs");
     return false;
   }
@@ -2445,13 +2458,11 @@ export interface RunningServer {
 }
 
 /** Splits a request target into its path (compared exactly, never
- * normalised) and its query. */
-function splitTarget(target: string | undefined): { path: string; query: URLSearchParams } {
+ * normalised) and its query string. */
+function splitTarget(target: string | undefined): { path: string; query: string } {
   const raw = target ?? "/";
   const mark = raw.indexOf("?");
-  return mark === -1
-    ? { path: raw, query: new URLSearchParams() }
-    : { path: raw.slice(0, mark), query: new URLSearchParams(raw.slice(mark + 1)) };
+  return mark === -1 ? { path: raw, query: "" } : { path: raw.slice(0, mark), query: raw.slice(mark + 1) };
 }
 
 export function startServer(overrides: Partial<ServerConfig> = {}): Promise<RunningServer> {
@@ -2492,9 +2503,11 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
     }, config.handshakeTimeoutMs);
     timer.unref();
     handshakeTimers.set(socket, timer);
-    socket.once("close", () => clearTimeout(timer));
   });
-  const requestArrived = (socket: Socket) => clearTimeout(handshakeTimers.get(socket));
+  const requestArrived = (socket: Socket) => {
+    clearTimeout(handshakeTimers.get(socket));
+    handshakeTimers.delete(socket); // nothing per connection outlives the handshake
+  };
 
   server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
     if (!socket.writable) return void socket.destroy();
@@ -2519,7 +2532,8 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
   server.on("upgrade", (request: IncomingMessage, socket: Socket, head: Buffer) => {
     requestArrived(socket);
     let opened: Connection | undefined;
-    socket.on("error", () => socket.destroy()); // until a Connection owns it
+    const destroyOnError = () => socket.destroy();
+    socket.on("error", destroyOnError); // until a Connection owns the socket
     try {
       const { path, query } = splitTarget(request.url);
       const endpoint = endpoints.get(path);
@@ -2559,12 +2573,14 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
         deflateThreshold: config.deflate.threshold,
         log,
       });
-      if (tracer !== undefined || query.get("inspect") === "1") connection.handshakeTrace = describeHandshake(request, responseHead);
+      const parameters = new URLSearchParams(query);
+      if (tracer !== undefined || parameters.get("inspect") === "1") connection.handshakeTrace = describeHandshake(request, responseHead);
       if (tracer !== undefined) {
         tracer.handshake(`#${connection.id}`, connection.handshakeTrace!);
         connection.addObserver(tracer);
       }
       opened = connection;
+      socket.off("error", destroyOnError);
       connections.add(connection);
       connectionsPerIp.set(address, (connectionsPerIp.get(address) ?? 0) + 1);
       socket.once("close", () => {
@@ -2575,7 +2591,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
         if (config.verbose) log(`connection ${connection.id} closed (${connection.closeCode ?? CloseCode.Abnormal})`);
       });
       if (config.verbose) log(`connection ${connection.id} opened from ${address} on ${path}${deflate ? " (permessage-deflate)" : ""}`);
-      endpoint.open(connection, query);
+      endpoint.open(connection, parameters);
       if (head.length > 0) connection.receiveBytes(head); // frames that came with the request
     } catch (error) {
       log(`upgrade failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
