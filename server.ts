@@ -2769,7 +2769,8 @@ async function main(): Promise<void> {
   try {
     config = parseCommandLine(process.argv.slice(2), process.env);
   } catch (error) {
-    console.error(`server.ts: ${error instanceof Error ? error.message : String(error)} (see --help)`);
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(`server.ts: ${message.split("\n").join(" ")} (see --help)`); // one line, always
     process.exit(2);
   }
   if (config.help) {
