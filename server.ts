@@ -1272,6 +1272,7 @@ export interface FrameObserver {
   closed?(connection: Connection): void;
 }
 
+/** The same for every connection of a server: one object, shared. */
 export interface ConnectionOptions {
   maxPayload: number;
   maxFragments: number;
@@ -1279,9 +1280,10 @@ export interface ConnectionOptions {
   closingTimeoutMs: number;
   keepaliveIntervalMs: number;
   keepaliveTimeoutMs: number;
-  deflate: DeflateAgreement | undefined;
   deflateThreshold: number;
   log: (line: string) => void;
+  /** Told once, after the endpoint's onClose, when a connection is over. */
+  onFinished?: (connection: Connection) => void;
 }
 
 /** A message encoded once and sent to many connections (a chat broadcast):
@@ -1403,19 +1405,19 @@ export class Connection {
   }
   private finished = false;
 
-  constructor(socket: Socket, protocol: string | undefined, options: ConnectionOptions) {
+  constructor(socket: Socket, protocol: string | undefined, deflate: DeflateAgreement | undefined, options: ConnectionOptions) {
     this.socket = socket;
     this.remoteAddress = socket.remoteAddress ?? "unknown";
     this.protocol = protocol;
-    this.deflate = options.deflate;
+    this.deflate = deflate;
     this.options = options;
     this.decoder = new FrameDecoder({
       expectMasked: true,
       maxPayload: options.maxPayload,
       maxFragments: options.maxFragments,
-      allowCompression: options.deflate !== undefined,
+      allowCompression: deflate !== undefined,
     });
-    this.inflater = options.deflate && new MessageInflater(options.deflate, options.maxPayload);
+    this.inflater = deflate && new MessageInflater(deflate, options.maxPayload);
 
     socket.setNoDelay(true); // small frames go out now, not 40 ms later (Nagle)
     socket.setTimeout(0);
@@ -1731,6 +1733,7 @@ export class Connection {
     } catch (error) {
       this.options.log(`connection ${this.id}: close handler failed: ${error instanceof Error ? error.message : String(error)}`);
     }
+    this.options.onFinished?.(this);
   }
 }
 
@@ -2484,6 +2487,25 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
   const tracer = config.trace === "off" ? undefined : new ConsoleTracer(config.trace === "full", (line) => console.log(line));
   const connectionsPerIp = new Map<string, number>();
   const handshakeTimers = new WeakMap<Socket, ReturnType<typeof setTimeout>>();
+ // One options object for every connection: nothing per connection that need not be.
+  const connectionOptions: ConnectionOptions = {
+    maxPayload: config.maxPayload,
+    maxFragments: config.maxFragments,
+    maxBufferedBytes: config.maxBufferedBytes,
+    closingTimeoutMs: config.closingTimeoutMs,
+    keepaliveIntervalMs: config.keepaliveIntervalMs,
+    keepaliveTimeoutMs: config.keepaliveTimeoutMs,
+    deflateThreshold: config.deflate.threshold,
+    log,
+    onFinished(connection) {
+      connections.delete(connection);
+      const address = connection.remoteAddress;
+      const count = (connectionsPerIp.get(address) ?? 1) - 1;
+      if (count <= 0) connectionsPerIp.delete(address);
+      else connectionsPerIp.set(address, count);
+      if (config.verbose) log(`connection ${connection.id} closed (${connection.closeCode ?? CloseCode.Abnormal})`);
+    },
+  };
   const loopbackOnly = config.host === "localhost" || config.host === "::1" || config.host.startsWith("127.");
 
   const server = createServer({
@@ -2562,17 +2584,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
       const responseHead = response.join("\r\n") + "\r\n\r\n";
       socket.write(responseHead);
 
-      const connection = new Connection(socket, verdict.protocol, {
-        maxPayload: config.maxPayload,
-        maxFragments: config.maxFragments,
-        maxBufferedBytes: config.maxBufferedBytes,
-        closingTimeoutMs: config.closingTimeoutMs,
-        keepaliveIntervalMs: config.keepaliveIntervalMs,
-        keepaliveTimeoutMs: config.keepaliveTimeoutMs,
-        deflate: deflate?.agreement,
-        deflateThreshold: config.deflate.threshold,
-        log,
-      });
+      const connection = new Connection(socket, verdict.protocol, deflate?.agreement, connectionOptions);
       const parameters = new URLSearchParams(query);
       if (tracer !== undefined || parameters.get("inspect") === "1") connection.handshakeTrace = describeHandshake(request, responseHead);
       if (tracer !== undefined) {
@@ -2583,13 +2595,6 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
       socket.off("error", destroyOnError);
       connections.add(connection);
       connectionsPerIp.set(address, (connectionsPerIp.get(address) ?? 0) + 1);
-      socket.once("close", () => {
-        connections.delete(connection);
-        const count = (connectionsPerIp.get(address) ?? 1) - 1;
-        if (count <= 0) connectionsPerIp.delete(address);
-        else connectionsPerIp.set(address, count);
-        if (config.verbose) log(`connection ${connection.id} closed (${connection.closeCode ?? CloseCode.Abnormal})`);
-      });
       if (config.verbose) log(`connection ${connection.id} opened from ${address} on ${path}${deflate ? " (permessage-deflate)" : ""}`);
       endpoint.open(connection, parameters);
       if (head.length > 0) connection.receiveBytes(head); // frames that came with the request
