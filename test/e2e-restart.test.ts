@@ -8,12 +8,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser } from "playwright-core";
-import { startServer, type RunningServer } from "./helpers.ts";
 import {
   assertSettled,
   clientState,
   launchChromium,
-  openChatPage,
   pickFreePort,
   readLines,
   readMessages,
@@ -22,12 +20,15 @@ import {
   waitForConfirmed,
   waitForState,
   waitForStateSequence,
-  type ChatPage,
   type ShownLine,
+  cleanUp,
+  defer,
+  testMember,
+  testPage,
+  testServer,
 } from "./fixtures/e2e-browser.ts";
 
 let browser: Browser;
-let cleanups: Array<() => unknown> = [];
 
 before(async () => {
   browser = await launchChromium();
@@ -37,35 +38,11 @@ after(async () => {
   await browser?.close();
 });
 
-async function cleanUp(): Promise<void> {
-  const pending = cleanups.reverse();
-  cleanups = [];
-  for (const cleanup of pending) {
-    try {
-      await cleanup();
-    } catch {
-      // Best effort: one failed cleanup must not keep the others from running.
-    }
-  }
-}
+const server = testServer;
 
-async function server(args: string[]): Promise<RunningServer> {
-  const running = await startServer(args);
-  cleanups.push(() => running.stop("SIGKILL"));
-  return running;
-}
+const page = (url: string) => testPage(browser, url);
 
-async function page(url: string): Promise<ChatPage> {
-  const opened = await openChatPage(browser, url);
-  cleanups.push(() => opened.close());
-  return opened;
-}
-
-async function member(port: number, name: string): Promise<RoomMember> {
-  const joined = await RoomMember.join(port, name);
-  cleanups.push(() => joined.close());
-  return joined;
-}
+const member = testMember;
 
 /** Says each text and waits until the member's own copy of each came back, in order. */
 async function sayAll(from: RoomMember, texts: readonly string[]): Promise<string[]> {
@@ -134,7 +111,7 @@ describe("the page across server restarts (epoch)", { timeout: 80_000 }, () => {
   test("restart with the same --history file: same epoch, no gap notice, seq continues", { timeout: 45_000 }, async (t) => {
     t.after(cleanUp);
     const directory = mkdtempSync(join(tmpdir(), "chat-e2e-restart-"));
-    cleanups.push(() => rmSync(directory, { recursive: true, force: true }));
+    defer(() => rmSync(directory, { recursive: true, force: true }));
     const args = ["--port", String(await pickFreePort()), "--history", join(directory, "history.jsonl")];
     const first = await server(args);
     const p = await page(`http://127.0.0.1:${first.port}/`);

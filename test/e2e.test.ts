@@ -12,28 +12,29 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Browser } from "playwright-core";
-import { repositoryRoot, startServer, type RunningServer } from "./helpers.ts";
+import { repositoryRoot } from "./helpers.ts";
 import {
   assertSettled,
   clientState,
   launchChromium,
-  openChatPage,
   pickFreePort,
   readLines,
   readMessages,
   recordStates,
   recordedStates,
-  RoomMember,
   typeMessage,
   waitForConfirmed,
   waitForState,
   waitForStateSequence,
   type ChatPage,
+  cleanUp,
+  defer,
+  testMember,
+  testPage,
+  testServer,
 } from "./fixtures/e2e-browser.ts";
 
 let browser: Browser;
-/** Everything a test opened, closed after it whatever happened. */
-let cleanups: Array<() => unknown> = [];
 
 before(async () => {
   browser = await launchChromium();
@@ -43,35 +44,11 @@ after(async () => {
   await browser?.close();
 });
 
-async function cleanUp(): Promise<void> {
-  const pending = cleanups.reverse();
-  cleanups = [];
-  for (const cleanup of pending) {
-    try {
-      await cleanup();
-    } catch {
-      // Best effort: one failed cleanup must not keep the others from running.
-    }
-  }
-}
+const server = testServer;
 
-async function server(args: string[] = []): Promise<RunningServer> {
-  const running = await startServer(args);
-  cleanups.push(() => running.stop("SIGKILL"));
-  return running;
-}
+const page = (url: string, options: Parameters<typeof testPage>[2] = {}) => testPage(browser, url, options);
 
-async function page(url: string, options: Parameters<typeof openChatPage>[2] = {}): Promise<ChatPage> {
-  const opened = await openChatPage(browser, url, options);
-  cleanups.push(() => opened.close());
-  return opened;
-}
-
-async function member(port: number, name: string): Promise<RoomMember> {
-  const joined = await RoomMember.join(port, name);
-  cleanups.push(() => joined.close());
-  return joined;
-}
+const member = testMember;
 
 function assertNoPageErrors(...pages: ChatPage[]): void {
   for (const opened of pages) assert.deepEqual(opened.errors, [], "uncaught exceptions in the page");
@@ -189,7 +166,7 @@ describe("the chat page in Chromium", { timeout: 80_000 }, () => {
   test("SIGKILL and restart with --history on the same port while A types: every message exactly once, same order on both pages", { timeout: 60_000 }, async (t) => {
     t.after(cleanUp);
     const directory = mkdtempSync(join(tmpdir(), "chat-e2e-"));
-    cleanups.push(() => rmSync(directory, { recursive: true, force: true }));
+    defer(() => rmSync(directory, { recursive: true, force: true }));
     const historyFile = join(directory, "history.jsonl");
     const port = await pickFreePort();
     const args = ["--port", String(port), "--history", historyFile];
@@ -254,7 +231,7 @@ describe("the chat page in Chromium", { timeout: 80_000 }, () => {
     t.after(cleanUp);
     const room = await server();
     const proxy = await FreezableProxy.start(room.port);
-    cleanups.push(() => proxy.close());
+    defer(() => proxy.close());
     const observer = await member(room.port, "observer");
     const serverUrl = `ws://127.0.0.1:${proxy.port}/`;
     const heartbeatMs = 1000;
