@@ -492,30 +492,47 @@ export class Utf8Validator {
 
   /** Returns false as soon as a byte cannot continue valid UTF-8. */
   push(bytes: Uint8Array): boolean {
-    // The runtime's own validator is much faster; it only says "no" for a
-    // chunk that ends halfway through a character, and then we look ourselves.
-    if (this.needed === 0 && bytes.length > 0 && isUtf8(bytes)) return true;
-    for (let index = 0; index < bytes.length; index++) {
-      const byte = bytes[index]!;
-      if (this.needed === 0) {
-        if (byte < 0x80) continue;
-        if (byte >= 0xc2 && byte <= 0xdf) this.needed = 1;
-        else if (byte >= 0xe0 && byte <= 0xef) {
-          this.needed = 2;
-          if (byte === 0xe0) this.lower = 0xa0; // no overlong 3-byte forms
-          if (byte === 0xed) this.upper = 0x9f; // no UTF-16 surrogates
-        } else if (byte >= 0xf0 && byte <= 0xf4) {
-          this.needed = 3;
-          if (byte === 0xf0) this.lower = 0x90; // no overlong 4-byte forms
-          if (byte === 0xf4) this.upper = 0x8f; // nothing above U+10FFFF
-        } else return false;
-      } else {
-        if (byte < this.lower || byte > this.upper) return false;
-        this.lower = 0x80;
-        this.upper = 0xbf;
-        this.needed--;
-      }
+    // First finish a character the previous piece left open (at most 3 bytes).
+    let index = 0;
+    while (this.needed > 0 && index < bytes.length) if (!this.step(bytes[index++]!)) return false;
+    if (index === bytes.length) return true;
+    const rest = index === 0 ? bytes : bytes.subarray(index);
+    // The runtime's own validator is many times faster than a loop in
+    // JavaScript, but it says "no" to a piece that merely ends halfway
+    // through a character. So: let it check everything before the last
+    // character's first byte, and look at the last few bytes ourselves.
+    if (isUtf8(rest)) return true;
+    let last = rest.length - 1;
+    while (last > 0 && rest.length - last < 4 && (rest[last]! & 0xc0) === 0x80) last--;
+    if (rest[last]! >= 0xc0 && isUtf8(rest.subarray(0, last))) return this.scan(rest.subarray(last));
+    return this.scan(rest); // invalid somewhere: the loop finds where
+  }
+
+  private scan(bytes: Uint8Array): boolean {
+    for (let index = 0; index < bytes.length; index++) if (!this.step(bytes[index]!)) return false;
+    return true;
+  }
+
+  /** One byte through the rules of RFC 3629 §4. */
+  private step(byte: number): boolean {
+    if (this.needed === 0) {
+      if (byte < 0x80) return true;
+      if (byte >= 0xc2 && byte <= 0xdf) this.needed = 1;
+      else if (byte >= 0xe0 && byte <= 0xef) {
+        this.needed = 2;
+        if (byte === 0xe0) this.lower = 0xa0; // no overlong 3-byte forms
+        if (byte === 0xed) this.upper = 0x9f; // no UTF-16 surrogates
+      } else if (byte >= 0xf0 && byte <= 0xf4) {
+        this.needed = 3;
+        if (byte === 0xf0) this.lower = 0x90; // no overlong 4-byte forms
+        if (byte === 0xf4) this.upper = 0x8f; // nothing above U+10FFFF
+      } else return false;
+      return true;
     }
+    if (byte < this.lower || byte > this.upper) return false;
+    this.lower = 0x80;
+    this.upper = 0xbf;
+    this.needed--;
     return true;
   }
 
