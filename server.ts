@@ -1156,14 +1156,14 @@ export function negotiateDeflate(
   offerLoop: for (const offer of offers) {
     if (offer.name !== "permessage-deflate") continue; // other extensions are ignored (§9.1)
     const seen = new Set<string>();
-    let clientAsksServerNoContext = false;
     let clientOffersNoContext = false;
     let serverBitsLimit: number | undefined;
     let clientBits: number | true | undefined;
     for (const [name, value] of offer.params) {
       if (seen.has(name)) continue offerLoop;
       seen.add(name);
-      if (name === "server_no_context_takeover" && value === true) clientAsksServerNoContext = true;
+      // We always answer server_no_context_takeover (see above), asked or not.
+      if (name === "server_no_context_takeover" && value === true) continue;
       else if (name === "client_no_context_takeover" && value === true) clientOffersNoContext = true;
       else if (name === "server_max_window_bits" && value !== true) {
         serverBitsLimit = parseWindowBits(value);
@@ -1176,7 +1176,6 @@ export function negotiateDeflate(
         }
       } else continue offerLoop; // unknown parameter, or a value where none belongs
     }
-    void clientAsksServerNoContext; // we always answer server_no_context_takeover: see above
     const agreement: DeflateAgreement = {
       serverNoContextTakeover: true,
       clientNoContextTakeover: clientOffersNoContext && options.clientNoContextTakeover,
