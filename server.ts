@@ -1453,6 +1453,9 @@ export class Connection {
       socket.destroy();
     });
     socket.on("close", () => this.finish());
+    // The peer may already have gone while the handshake was answered: then
+    // "close" was emitted before we listened, and must not be waited for.
+    if (socket.destroyed) process.nextTick(() => this.finish());
     this.scheduleKeepalive(options.keepaliveIntervalMs);
   }
 
@@ -2609,13 +2612,13 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
       socket.write(responseHead);
 
       const connection = new Connection(socket, verdict.protocol, deflate?.agreement, connectionOptions);
+      opened = connection;
       const parameters = new URLSearchParams(query);
       if (tracer !== undefined || parameters.get("inspect") === "1") connection.handshakeTrace = describeHandshake(request, responseHead);
       if (tracer !== undefined) {
         tracer.handshake(`#${connection.id}`, connection.handshakeTrace!);
         connection.addObserver(tracer);
       }
-      opened = connection;
       socket.off("error", destroyOnError);
       connections.add(connection);
       connectionsPerIp.set(address, (connectionsPerIp.get(address) ?? 0) + 1);
