@@ -130,6 +130,9 @@ export const defaults = {
   /** Messages shorter than this are sent uncompressed: deflating them costs
    * more CPU than the bytes it saves. */
   deflateThreshold: 1024,
+  /** zlib's compression level for what the server sends: 3 is about twice as
+   * fast as zlib's default 6, for some 15% more bytes on text. */
+  deflateLevel: 3,
 } as const;
 
 // ════════════════════════════════════════════════════════════════════════════
@@ -1040,12 +1043,14 @@ export interface DeflateOptions {
   enabled: boolean;
   /** The window the server asks clients to use when they let it choose (8-15). */
   clientMaxWindowBits: number;
-  /** The largest window the server compresses with (9-15; see compressWindowBits). */
+  /** The largest window the server compresses with (9-15; see compressMessage). */
   serverMaxWindowBits: number;
   /** Accept a client's offer of client_no_context_takeover (saves the 2^N bytes we keep for it). */
   clientNoContextTakeover: boolean;
   /** Outgoing messages shorter than this are sent uncompressed. */
   threshold: number;
+  /** zlib level for outgoing messages, 1 (fastest) to 9 (smallest). */
+  level: number;
 }
 
 export const defaultDeflateOptions: DeflateOptions = {
@@ -1054,6 +1059,7 @@ export const defaultDeflateOptions: DeflateOptions = {
   serverMaxWindowBits: 15,
   clientNoContextTakeover: true,
   threshold: defaults.deflateThreshold,
+  level: defaults.deflateLevel,
 };
 
 /** What both sides agreed for one connection. */
@@ -1203,9 +1209,9 @@ const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
  * Returns undefined when it should go uncompressed: zlib cannot make a raw
  * stream with a 256-byte window (it silently uses 512), so with
  * server_max_window_bits=8 we never compress, which the RFC allows. */
-export function compressMessage(payload: Uint8Array, windowBits: number): Buffer | undefined {
+export function compressMessage(payload: Uint8Array, windowBits: number, level: number = defaults.deflateLevel): Buffer | undefined {
   if (windowBits < 9) return undefined;
-  const compressed = deflateRawSync(payload, { windowBits, finishFlush: zlibConstants.Z_SYNC_FLUSH });
+  const compressed = deflateRawSync(payload, { windowBits, level, finishFlush: zlibConstants.Z_SYNC_FLUSH });
   return compressed.subarray(0, compressed.length - DEFLATE_TAIL.length);
 }
 
@@ -1305,6 +1311,7 @@ export interface ConnectionOptions {
   keepaliveIntervalMs: number;
   keepaliveTimeoutMs: number;
   deflateThreshold: number;
+  deflateLevel: number;
   log: (line: string) => void;
   /** Told once, after the endpoint's onClose, when a connection is over. */
   onFinished?: (connection: Connection) => void;
@@ -1338,11 +1345,11 @@ export class PreparedMessage {
 
   /** The frame for a connection with this agreement: compressed frames differ
    * only by window size, so there is at most one per size. */
-  frameFor(deflate: DeflateAgreement | undefined, threshold: number): { frame: Buffer; compressed: boolean } {
+  frameFor(deflate: DeflateAgreement | undefined, threshold: number, level: number): { frame: Buffer; compressed: boolean } {
     if (deflate !== undefined && this.length >= threshold) {
       const bits = deflate.serverMaxWindowBits;
       if (!this.compressedFrames.has(bits)) {
-        const compressed = compressMessage(this.payload, bits);
+        const compressed = compressMessage(this.payload, bits, level);
         this.compressedFrames.set(bits, compressed && encodeFrame(this.opcode, compressed, { rsv1: true }));
       }
       const frame = this.compressedFrames.get(bits);
@@ -1605,7 +1612,7 @@ export class Connection {
   /** Sends a message encoded once for many connections. */
   sendPrepared(message: PreparedMessage): boolean {
     if (this.state !== "open") return false;
-    const { frame, compressed } = message.frameFor(this.deflate, this.options.deflateThreshold);
+    const { frame, compressed } = message.frameFor(this.deflate, this.options.deflateThreshold, this.options.deflateLevel);
     const written = this.writeBytes(frame);
     if (written && this.observers.length > 0) {
       const lengthField = frame[1]! & 0x7f;
@@ -2523,6 +2530,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
     keepaliveIntervalMs: config.keepaliveIntervalMs,
     keepaliveTimeoutMs: config.keepaliveTimeoutMs,
     deflateThreshold: config.deflate.threshold,
+    deflateLevel: config.deflate.level,
     log,
     onFinished(connection) {
       connections.delete(connection);
@@ -2708,6 +2716,7 @@ Options:
   --history-size N            messages kept for replay (default ${defaults.historySize})
   --no-deflate                do not negotiate permessage-deflate
   --deflate-threshold BYTES   send shorter messages uncompressed (default ${defaults.deflateThreshold})
+  --deflate-level N           zlib level for what the server sends, 1 fastest to 9 smallest (default ${defaults.deflateLevel})
   --deflate-client-window N   window bits asked of clients that let us choose, 8-15 (default ${defaultDeflateOptions.clientMaxWindowBits})
   --deflate-server-window N   window bits the server compresses with, 9-15 (default ${defaultDeflateOptions.serverMaxWindowBits})
   --deflate-client-context    let clients keep their context even when they offer not to
@@ -2743,6 +2752,7 @@ export function parseCommandLine(argv: string[], environment: Record<string, str
       "history-size": { type: "string" },
       "no-deflate": { type: "boolean" },
       "deflate-threshold": { type: "string" },
+      "deflate-level": { type: "string" },
       "deflate-client-window": { type: "string" },
       "deflate-server-window": { type: "string" },
       "deflate-client-context": { type: "boolean" },
@@ -2788,6 +2798,7 @@ export function parseCommandLine(argv: string[], environment: Record<string, str
   const deflate: DeflateOptions = { ...defaultDeflateOptions };
   if (values["no-deflate"]) deflate.enabled = false;
   deflate.threshold = number("deflate-threshold", values["deflate-threshold"], 0) ?? deflate.threshold;
+  deflate.level = number("deflate-level", values["deflate-level"], 1, 9) ?? deflate.level;
   deflate.clientMaxWindowBits = number("deflate-client-window", values["deflate-client-window"], 8, 15) ?? deflate.clientMaxWindowBits;
   deflate.serverMaxWindowBits = number("deflate-server-window", values["deflate-server-window"], 9, 15) ?? deflate.serverMaxWindowBits;
   if (values["deflate-client-context"]) deflate.clientNoContextTakeover = false;
