@@ -305,6 +305,7 @@ export function handshakeRefusal(status: number, reason: string, headers: Record
     405: "Method Not Allowed",
     408: "Request Timeout",
     426: "Upgrade Required",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
   };
@@ -1547,6 +1548,7 @@ export class Connection {
   private fail(violation: Violation): void {
     const { closeCode, message } = violations[violation];
     this.options.log(`connection ${this.id}: closing with ${closeCode} (${violation}): ${message}`);
+    if (this.state === "closing") this.socket.end(); // our close frame is already out; nothing more will be read
     this.close(closeCode, message);
   }
 
@@ -1698,10 +1700,14 @@ export class Connection {
     if (this.socket.destroyed) return false;
     // What counts is what the peer left unread from earlier turns: bytes
     // written in this turn are only waiting for the batch to be flushed.
+    // But a single turn may not queue without bound either (a burst of
+    // inflated messages, a long replay): past twice the limit, it is too much.
     if (!this.writesBatched) this.unsentBeforeThisTurn = this.socket.writableLength;
-    if (this.unsentBeforeThisTurn <= this.options.maxBufferedBytes || length <= MAX_CONTROL_PAYLOAD + 2) return true;
+    const limit = this.options.maxBufferedBytes;
+    if (length <= MAX_CONTROL_PAYLOAD + 2) return true;
+    if (this.unsentBeforeThisTurn <= limit && this.socket.writableLength + length <= 2 * limit) return true;
     if (this.state === "open") {
-      this.options.log(`connection ${this.id}: closing a slow consumer (${this.unsentBeforeThisTurn} bytes unsent)`);
+      this.options.log(`connection ${this.id}: closing a slow consumer (${this.socket.writableLength} bytes unsent)`);
       this.close(CloseCode.PolicyViolation, "too slow: the server's send buffer for this connection is full");
     }
     return false;
@@ -1734,7 +1740,9 @@ export class Connection {
    * after the timeout, drop the peer if nothing came back, else wait again. */
   private keepaliveTick(): void {
     if (this.state !== "open") return;
-    if (this.awaitingPong) {
+    // While we have stopped reading for backpressure, its pong may be waiting
+    // unread: a slow reader is the slow-consumer limit's business, not ours.
+    if (this.awaitingPong && !this.pausedForBackpressure) {
       this.options.log(`connection ${this.id}: no pong within ${this.options.keepaliveTimeoutMs} ms, dropping it`);
       return this.terminate();
     }
@@ -2039,18 +2047,14 @@ function characterCount(text: string): number {
   return count;
 }
 
-/** Control characters (C0, DEL, C1), and the invisible ones that reorder or
- * break text (bidirectional overrides, zero-width marks, line separators):
- * a name with them can pretend to be someone else's. */
+/** Control characters (Unicode category Cc: C0, DEL, C1), the invisible
+ * "format" characters (Cf: bidirectional overrides, zero-width marks, soft
+ * hyphens) and line and paragraph separators: a name with them can pretend
+ * to be someone else's. A character class, no backtracking. */
+const invisibleOrControl = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+
 function hasControlCharacter(text: string): boolean {
-  for (let index = 0; index < text.length; index++) {
-    const code = text.charCodeAt(index);
-    if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return true;
-    if ((code >= 0x200b && code <= 0x200f) || (code >= 0x2028 && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069) || code === 0xfeff) {
-      return true;
-    }
-  }
-  return false;
+  return invisibleOrControl.test(text);
 }
 
 /** The last `size` messages, oldest first; ids are indexed for exactly-once delivery. */
@@ -2125,7 +2129,11 @@ export class HistoryFile {
     const size = fstatSync(descriptor).size;
     const content = Buffer.alloc(size);
     let read = 0;
-    while (read < size) read += readSync(descriptor, content, read, size - read, read);
+    while (read < size) {
+      const count = readSync(descriptor, content, read, size - read, read);
+      if (count === 0) break; // the file shrank under us: use what was read
+      read += count;
+    }
     const lastNewline = content.lastIndexOf(0x0a);
     const completeLength = lastNewline + 1;
     if (completeLength < size) {
@@ -2159,8 +2167,16 @@ export class HistoryFile {
    * hands before anyone is told it was accepted. */
   append(record: object): void {
     const line = Buffer.from(JSON.stringify(record) + "\n", "utf8");
+    const before = fstatSync(this.descriptor).size;
     let written = 0;
-    while (written < line.length) written += writeSync(this.descriptor, line, written, line.length - written, null);
+    try {
+      while (written < line.length) written += writeSync(this.descriptor, line, written, line.length - written, null);
+    } catch (error) {
+      // A half-written line (a full disk) would glue the next one onto it:
+      // take it back, so the file holds only whole lines.
+      if (written > 0) ftruncateSync(this.descriptor, before);
+      throw error;
+    }
   }
 
   close(): void {
@@ -2184,6 +2200,10 @@ export interface ChatRoomOptions {
   historyFile?: string;
   messageRate: number;
   messageBurst: number;
+  /** A replay longer than this many bytes is cut to its newest messages
+   * (and the welcome says resumed: false), so a join never queues more than
+   * a connection may hold. */
+  replayBudgetBytes: number;
   log: (line: string) => void;
 }
 
@@ -2231,6 +2251,7 @@ export class ChatRoom implements ConnectionHandler {
     const resumed =
       sinceText.trim() !== "" && sinceIsValid && sameEpoch && since >= this.history.oldestSeq - 1 && since <= this.history.latestSeq;
     const replayFrom = resumed ? since : sameEpoch && sinceIsValid && since <= this.history.latestSeq ? since : 0;
+    const replay = this.encodeReplay(this.history.since(replayFrom));
 
     this.sendTo(connection, {
       type: "welcome",
@@ -2238,11 +2259,25 @@ export class ChatRoom implements ConnectionHandler {
       users: [...this.members.values()].map((member) => member.name),
       seq: this.history.latestSeq,
       epoch: this.epoch,
-      resumed,
+      resumed: resumed && replay.complete,
     });
     if (problem) this.sendError(connection, problem.code, problem.message);
-    for (const message of this.history.since(replayFrom)) this.sendTo(connection, { type: "message", ...message });
+    for (const frame of replay.frames) connection.send(frame);
     this.broadcast({ type: "joined", name }, connection);
+  }
+
+  /** The replay as JSON texts, newest first until the budget is spent, then
+   * put back in order: a client far behind gets what is most recent. */
+  private encodeReplay(messages: ChatMessage[]): { frames: string[]; complete: boolean } {
+    const frames: string[] = [];
+    let bytes = 0;
+    for (let index = messages.length - 1; index >= 0; index--) {
+      const text = JSON.stringify({ type: "message", ...messages[index] });
+      bytes += Buffer.byteLength(text);
+      if (bytes > this.options.replayBudgetBytes) return { frames: frames.reverse(), complete: false };
+      frames.push(text);
+    }
+    return { frames: frames.reverse(), complete: true };
   }
 
   onText(connection: Connection, text: string): void {
@@ -2298,9 +2333,9 @@ export class ChatRoom implements ConnectionHandler {
     if (typeof id !== "string" || id === "" || id.length > MAX_ID_LENGTH) {
       return this.sendError(connection, "bad_id", `A message needs an "id": a unique string of 1-${MAX_ID_LENGTH} characters.`);
     }
-    if (typeof text !== "string" || text.trim() === "") return this.sendError(connection, "empty_text", "A message needs some \"text\".");
+    if (typeof text !== "string" || text.trim() === "") return this.sendError(connection, "empty_text", "A message needs some \"text\".", id);
     if (text.length > MAX_TEXT_LENGTH && characterCount(text) > MAX_TEXT_LENGTH) {
-      return this.sendError(connection, "text_too_long", `A message has at most ${MAX_TEXT_LENGTH} characters.`);
+      return this.sendError(connection, "text_too_long", `A message has at most ${MAX_TEXT_LENGTH} characters.`, id);
     }
     // Exactly once: a retried message is not sequenced again; its sender gets the stored copy.
     const stored = this.history.find(id);
@@ -2311,7 +2346,7 @@ export class ChatRoom implements ConnectionHandler {
       this.file?.append(accepted);
     } catch (error) {
       this.options.log(`history: could not write: ${error instanceof Error ? error.message : String(error)}`);
-      return this.sendError(connection, "storage_failed", "The server could not store your message; it will be sent again.");
+      return this.sendError(connection, "storage_failed", "The server could not store your message; it will be sent again.", id);
     }
     this.history.add(accepted);
     this.broadcast({ type: "message", ...accepted });
@@ -2352,8 +2387,9 @@ export class ChatRoom implements ConnectionHandler {
     connection.send(JSON.stringify(message));
   }
 
-  private sendError(connection: Connection, code: string, message: string): void {
-    this.sendTo(connection, { type: "error", code, message });
+  /** An error about a `say` carries its id, so the client knows which message it was. */
+  private sendError(connection: Connection, code: string, message: string, id?: string): void {
+    this.sendTo(connection, id === undefined ? { type: "error", code, message } : { type: "error", code, message, id });
   }
 
   /** Encodes once, sends the same bytes to everyone (but `except`). */
@@ -2510,6 +2546,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
     historyFile: config.historyFile,
     messageRate: config.messageRate,
     messageBurst: config.messageBurst,
+    replayBudgetBytes: config.maxBufferedBytes,
     log,
   });
   const endpoints = new Map<string, Endpoint>([

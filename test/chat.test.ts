@@ -156,10 +156,15 @@ describe("names", () => {
         "a\nb", // a line break inside
         "a\u007fb", // DEL
         "a\u0085b", // a C1 control (NEL)
+        "小明\u202e", // a bidirectional override
+        "小明\u2060", // a word joiner: invisible
+        "小\u00ad明", // a soft hyphen: invisible
+        "小明\u061c", // the Arabic letter mark, a bidirectional control
+        "小明\u200b", // a zero-width space
         "n".repeat(33),
         "😀".repeat(33),
       ];
-      const defaults = ["小明", "小红", "小军", "小王", "访客5", "访客6"];
+      const defaults = ["小明", "小红", "小军", "小王", ...cases.slice(4).map((_, index) => `访客${index + 5}`)];
       for (let index = 0; index < cases.length; index++) {
         const client = await room.join(name(cases[index]!));
         assert.equal(client.welcome.name, defaults[index], `the default name for ${JSON.stringify(cases[index])}`);

@@ -7,6 +7,7 @@ import { Buffer } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
+import { constants as zlibConstants, deflateRawSync } from "node:zlib";
 import { startServer, waitUntil, type RunningServer } from "./helpers.ts";
 import { RawClient, type RawClientOptions } from "./raw-client.ts";
 import { FrameDecoder, Opcode, encodeClosePayload, encodeFrame, type DecoderEvent } from "../server.ts";
@@ -422,7 +423,27 @@ describe("flow control", () => {
   );
 
   test(
-    "slow consumer: a member that reads everything is not closed when its history replay on joining is larger than --max-buffered",
+    "slow consumer: what one turn queues is bounded too: 40 compressed frames that inflate to 1 MiB each, sent in one write to /echo by a client that never reads, close it with 1008",
+    async () => {
+      const server = await startServer(["--keepalive-interval", "0"]);
+      try {
+        // server_max_window_bits=8: the server then sends everything uncompressed (zlib cannot make such a window).
+        const client = await open(server, { headers: { "Sec-WebSocket-Extensions": "permessage-deflate; server_max_window_bits=8" }, allowCompression: true });
+        assert.equal(client.handshake?.status, 101);
+        client.socket.pause(); // never read
+        const compressed = deflateRawSync(Buffer.alloc(1024 * 1024), { finishFlush: zlibConstants.Z_SYNC_FLUSH }).subarray(0, -4);
+        const frame = encodeFrame(Opcode.Binary, compressed, { rsv1: true, maskKey: Buffer.from([1, 2, 3, 4]) });
+        client.socket.write(Buffer.concat(Array.from({ length: 40 }, () => frame)));
+        await server.waitForOutput(/closing a slow consumer/, 10_000);
+        client.destroy();
+      } finally {
+        await server.stop();
+      }
+    },
+  );
+
+  test(
+    "slow consumer: a member joining a room whose replay is larger than --max-buffered gets the newest messages that fit, resumed:false, and is not closed",
     async () => {
       // A room of its own, so that its history is exactly what this test put there.
       const server = await startServer(["--keepalive-interval", "0", "--max-buffered", "65536", "--message-rate", "100000", "--message-burst", "100000"]);
@@ -435,8 +456,18 @@ describe("flow control", () => {
           poster.sendText(JSON.stringify({ type: "say", id: `replay-${index}`, text }));
           await poster.waitFor(() => poster.events.filter(isMessage).length > index, 5000, `message ${index}`);
         }
-        const newcomer = await open(server, { path: "/" });
-        await newcomer.waitFor(() => newcomer.events.filter(isMessage).length >= 20 || newcomer.closed, 5000, "the replay");
+        const newcomer = await open(server, { path: "/?since=0" });
+        const welcome = JSON.parse((await newcomer.next("text")).text) as { type: string; resumed: boolean; seq: number };
+        assert.equal(welcome.type, "welcome");
+        assert.equal(welcome.resumed, false, "a cut replay is not a resume");
+        // A ping is a barrier: everything replayed comes before its pong.
+        newcomer.sendText(JSON.stringify({ type: "ping", t: 1 }));
+        await newcomer.waitFor(() => newcomer.events.some((event) => event.type === "text" && event.text.startsWith("{\"type\":\"pong\"")) || newcomer.closed, 5000, "the pong");
+        const replayed = newcomer.events.filter(isMessage).map((event) => (JSON.parse((event as { text: string }).text) as { seq: number }).seq);
+        const bytes = newcomer.events.filter(isMessage).reduce((sum, event) => sum + Buffer.byteLength((event as { text: string }).text), 0);
+        assert.ok(replayed.length > 0 && replayed.length < 20, `a part of the history: ${replayed.length} messages`);
+        assert.deepEqual(replayed, Array.from({ length: replayed.length }, (_, index) => 21 - replayed.length + index), "the newest ones, in order");
+        assert.ok(bytes <= 65536, `within the budget: ${bytes} bytes`);
         assert.equal(newcomer.events.filter((event) => event.type === "close").length, 0, JSON.stringify(newcomer.events.filter((event) => event.type === "close")));
         poster.destroy();
         newcomer.destroy();
