@@ -19,12 +19,22 @@ export interface SpawnedServer {
   alive(): boolean;
 }
 
-/** Runs `node --import tsx FILE ARGS` from the repository root and resolves
- * once it printed the address it listens on. */
-export function spawnTypeScriptServer(file: string, args: string[], timeoutMs = 20_000): Promise<SpawnedServer> {
-  const child = spawn(process.execPath, ["--import", "tsx", file, ...args], {
-    cwd: repositoryRoot,
-    env: process.env,
+export interface SpawnOptions {
+  /** The command that runs a TypeScript file; default: this Node with tsx. */
+  command?: string[];
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+  cwd?: string;
+}
+
+/** Runs `node --import tsx FILE ARGS` (or `command FILE ARGS`) from the
+ * repository root and resolves once it printed the address it listens on. */
+export function spawnTypeScriptServer(file: string, args: string[], options: SpawnOptions = {}): Promise<SpawnedServer> {
+  const command = options.command ?? [process.execPath, "--import", "tsx"];
+  const timeoutMs = options.timeoutMs ?? 20_000;
+  const child = spawn(command[0]!, [...command.slice(1), file, ...args], {
+    cwd: options.cwd ?? repositoryRoot,
+    env: { ...process.env, ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
