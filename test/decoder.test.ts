@@ -27,13 +27,9 @@ import {
   type DecoderOptions,
   type Violation,
 } from "../server.ts";
+import { hex } from "./helpers.ts";
 
 // ── helpers ─────────────────────────────────────────────────────────────────
-
-/** "81 05 48" → bytes. */
-function hex(text: string): Buffer {
-  return Buffer.from(text.replace(/\s+/g, ""), "hex");
-}
 
 const RFC_MASK = hex("37 fa 21 3d");
 

@@ -24,10 +24,7 @@ import {
   type DeflateAgreement,
   type DeflateOptions,
 } from "../server.ts";
-
-function hex(text: string): Buffer {
-  return Buffer.from(text.replace(/\s+/g, ""), "hex");
-}
+import { hex } from "./helpers.ts";
 
 const TAIL = hex("00 00 ff ff");
 

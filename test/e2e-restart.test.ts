@@ -2,16 +2,15 @@
 // A server restarted without its history counts from seq 1 again; a page that
 // had seen seq 6 must still show the new seqs 1, 2, 3... and mark the gap once.
 // A server restarted with the same --history keeps its epoch: no gap at all.
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Browser } from "playwright-core";
 import {
   assertSettled,
   clientState,
-  launchChromium,
+  useBrowser,
   pickFreePort,
   readLines,
   readMessages,
@@ -28,19 +27,11 @@ import {
   testServer,
 } from "./fixtures/e2e-browser.ts";
 
-let browser: Browser;
-
-before(async () => {
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-});
+const browser = useBrowser();
 
 const server = testServer;
 
-const page = (url: string) => testPage(browser, url);
+const page = (url: string) => testPage(browser(), url);
 
 const member = testMember;
 

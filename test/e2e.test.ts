@@ -4,19 +4,18 @@
 // with backoff, the outbox, resume exactly once, the heartbeat that notices a
 // half-open connection; plus the page opened from disk (Origin "null", §10.2),
 // text shown as text, and permessage-deflate (RFC 7692) negotiated by a browser.
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import type { Browser } from "playwright-core";
 import { repositoryRoot } from "./helpers.ts";
 import {
   assertSettled,
   clientState,
-  launchChromium,
+  useBrowser,
   pickFreePort,
   readLines,
   readMessages,
@@ -34,19 +33,11 @@ import {
   testServer,
 } from "./fixtures/e2e-browser.ts";
 
-let browser: Browser;
-
-before(async () => {
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-});
+const browser = useBrowser();
 
 const server = testServer;
 
-const page = (url: string, options: Parameters<typeof testPage>[2] = {}) => testPage(browser, url, options);
+const page = (url: string, options: Parameters<typeof testPage>[2] = {}) => testPage(browser(), url, options);
 
 const member = testMember;
 

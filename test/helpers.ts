@@ -1,6 +1,7 @@
 // Shared test plumbing: start the real server as a child process on an
 // ephemeral port, and wait for things without sleeping blindly.
 import { spawnTypeScriptServer, type SpawnedServer, type SpawnOptions } from "../scripts/lib/spawn.ts";
+import { Buffer } from "node:buffer";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 
@@ -27,4 +28,9 @@ export async function waitUntil(condition: () => boolean, timeoutMs = 5_000, wha
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/** "81 05 48" → bytes: frames in tests are written as the RFC writes them. */
+export function hex(text: string): Buffer {
+  return Buffer.from(text.replace(/\s+/g, ""), "hex");
 }
