@@ -123,6 +123,10 @@ export const defaults = {
   /** A connection whose unsent bytes pass this is too slow to keep (issue: slow consumers). */
   maxBufferedBytes: 4 * 1024 * 1024,
   historySize: 1000,
+  /** A name stays with its session this long after the session's last
+   * connection closed, so a reload or a network blip keeps it (Phoenix
+   * Presence and Centrifugo wait 30-60 s before saying "left"). */
+  nameGraceMs: 60_000,
   /** Chat messages per second a connection may send, and the burst it may save up. */
   messageRate: 20,
   messageBurst: 40,
@@ -1889,13 +1893,36 @@ export function dumpFrame(frame: FrameInfo): string[] {
   return lines;
 }
 
+/** The request target with the value of `session` replaced by "…": the
+ * secret that proves who a page is must not reach a log or a screen. */
+export function withoutSecrets(target: string): string {
+  const mark = target.indexOf("?");
+  if (mark === -1) return target;
+  const parameters = target
+    .slice(mark + 1)
+    .split("&")
+    .map((parameter) => (parameterName(parameter) === "session" ? "session=…" : parameter));
+  return `${target.slice(0, mark)}?${parameters.join("&")}`;
+}
+
+/** The decoded name of one `name=value` query parameter ("" if it cannot be decoded). */
+function parameterName(parameter: string): string {
+  const equals = parameter.indexOf("=");
+  const raw = (equals === -1 ? parameter : parameter.slice(0, equals)).replaceAll("+", " ");
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return "";
+  }
+}
+
 /** The opening handshake worked by hand: the request, the key, the GUID
  * appended, the SHA-1 in hex, its base64, and the response. */
 export function describeHandshake(
   request: { method?: string | undefined; url?: string | undefined; httpVersion: string; rawHeaders: string[] },
   responseHead: string,
 ): string[] {
-  const lines = [`← ${request.method} ${request.url} HTTP/${request.httpVersion}`];
+  const lines = [`← ${request.method} ${withoutSecrets(request.url ?? "")} HTTP/${request.httpVersion}`];
   let key: string | undefined;
   for (let index = 0; index + 1 < request.rawHeaders.length; index += 2) {
     const name = request.rawHeaders[index]!;
@@ -2016,8 +2043,8 @@ export const echoHandler: ConnectionHandler = {
 //
 // Everything below speaks JSON objects, never bytes; the connection above
 // did the protocol. The wire contract (README, "Wire contract"):
-//   client → server  {"type":"say","id","text"}   {"type":"ping","t"}
-//   server → client  welcome, message, pong, joined, left, error
+//   client → server  {"type":"say","id","text"}  {"type":"rename","name"}  {"type":"ping","t"}
+//   server → client  welcome, message, pong, joined, away, back, renamed, left, error
 // Each accepted message gets the next sequence number `seq` and is kept in a
 // history (and, with --history, appended to a file before anyone sees it),
 // so a client that reconnects with `since=<last seq>` gets what it missed,
@@ -2030,6 +2057,8 @@ export const echoHandler: ConnectionHandler = {
 export interface ChatMessage {
   seq: number;
   id: string;
+  /** The sender's public id; "" for a message stored before ids existed. */
+  sid: string;
   from: string;
   text: string;
   time: number;
@@ -2149,7 +2178,8 @@ export class HistoryFile {
         const record = JSON.parse(line) as Partial<ChatMessage> & { type?: string; epoch?: string };
         if (record.type === "epoch" && typeof record.epoch === "string") epoch = record.epoch;
         else if (typeof record.seq === "number" && typeof record.id === "string" && typeof record.text === "string") {
-          messages.push({ seq: record.seq, id: record.id, from: String(record.from), text: record.text, time: Number(record.time) });
+          const sid = typeof record.sid === "string" ? record.sid : "";
+          messages.push({ seq: record.seq, id: record.id, sid, from: String(record.from), text: record.text, time: Number(record.time) });
         } else throw new Error("not a message");
       } catch {
         log(`history ${path}: line ${index + 1} is not a message; skipped`);
@@ -2188,8 +2218,181 @@ export function newEpoch(): string {
   return randomBytes(8).toString("hex");
 }
 
-interface Member {
+// ── Who is who: sessions, public ids and names ──────────────────────────────
+// A page makes a secret once per tab (`session` in the socket URL) and keeps
+// it for as long as the tab lives. Everything the room knows about a person
+// hangs on the *public* id derived from it, `sid`: a one-way hash, so the id
+// can be shown to everyone, written to the history file and compared across
+// restarts, while only the page itself can claim it. Names are not accounts:
+// anyone may call themselves anything that is free. What a session protects
+// is narrower and real: nobody else can take your name while you are away
+// for a moment, nor see their messages marked as yours (我).
+
+/** 16-64 characters of the base64url alphabet: 128 random bits and more. */
+export function sessionIsValid(session: string): boolean {
+  if (session.length < 16 || session.length > 64) return false;
+  for (let index = 0; index < session.length; index++) {
+    const code = session.charCodeAt(index);
+    const isLetterOrDigit = (code >= 48 && code <= 57) || (code >= 65 && code <= 90) || (code >= 97 && code <= 122);
+    if (!isLetterOrDigit && code !== 45 /* - */ && code !== 95 /* _ */) return false;
+  }
+  return true;
+}
+
+/** The public id of a session: base64url of the first 9 bytes (72 bits) of
+ * its SHA-256. Nobody can turn it back into the secret, and the same secret
+ * gives the same id on every server, after every restart. */
+export function publicIdOf(session: string): string {
+  return createHash("sha256").update(session).digest().subarray(0, 9).toString("base64url");
+}
+
+/** A secret for a connection that brought none (python, curl, a test): it
+ * is never sent anywhere, so that identity can never come back. */
+function newSecret(): string {
+  return randomBytes(16).toString("base64url");
+}
+
+/** Why `name` cannot be anyone's name, or undefined when it can. */
+function nameProblem(name: string): string | undefined {
+  if (name === "") return "A name needs at least one character.";
+  if (characterCount(name) > MAX_NAME_LENGTH || hasControlCharacter(name)) {
+    return `A name has 1-${MAX_NAME_LENGTH} characters and no control characters.`;
+  }
+  return undefined;
+}
+
+/** One person as the room sees them: a public id, the name they hold, and
+ * their open connections (several tabs sharing a session, or a reconnect
+ * that arrived while the old, half-open connection was still there). */
+interface Identity {
+  readonly sid: string;
   name: string;
+  readonly connections: Set<Connection>;
+  /** Whether the client chose the session: only then can it come back, so
+   * only then is its name held through the grace. */
+  readonly canReturn: boolean;
+  /** While it has no connection: when its grace ends (clock time); else 0. */
+  awayUntil: number;
+}
+
+/** The timers the room uses, handed in so tests can drive time by hand. */
+export interface RoomClock {
+  now(): number;
+  setTimeout(callback: () => void, delayMs: number): unknown;
+  clearTimeout(timer: unknown): void;
+}
+
+export const systemClock: RoomClock = {
+  now: () => Date.now(),
+  setTimeout: (callback, delayMs) => setTimeout(callback, delayMs).unref(),
+  clearTimeout: (timer) => clearTimeout(timer as ReturnType<typeof setTimeout>),
+};
+
+/**
+ * Who holds which name, and who is away. A pure bookkeeper: it sends
+ * nothing and keeps no timer; it answers questions and records changes, and
+ * the room turns those into frames.
+ *
+ *   (new identity) ──first connection──▶ present ──last connection closes──▶ away
+ *        away ──a connection of the same session within the grace──▶ present
+ *        away ──grace over, or room for a newcomer needed──▶ gone (its name is free)
+ *
+ * Every identity holds exactly one name, and a name is held by at most one
+ * identity, so both maps have the same size, bounded by `limit`.
+ */
+export class Identities {
+  private readonly bySid = new Map<string, Identity>();
+  private readonly byName = new Map<string, Identity>();
+  /** Away identities, oldest first: every grace is as long, so this is also the order they expire in. */
+  private readonly away = new Set<Identity>();
+  private readonly limit: number;
+
+  constructor(limit: number) {
+    this.limit = Math.max(1, limit);
+  }
+
+  get size(): number {
+    return this.bySid.size;
+  }
+
+  find(sid: string): Identity | undefined {
+    return this.bySid.get(sid);
+  }
+
+  holderOf(name: string): Identity | undefined {
+    return this.byName.get(name);
+  }
+
+  all(): IterableIterator<Identity> {
+    return this.bySid.values();
+  }
+
+  isAway(identity: Identity): boolean {
+    return identity.connections.size === 0;
+  }
+
+  /** The away identity whose grace ends first. */
+  oldestAway(): Identity | undefined {
+    for (const identity of this.away) return identity;
+    return undefined;
+  }
+
+  /** Whether a newcomer fits without sending someone away for good first. */
+  hasRoom(): boolean {
+    return this.bySid.size < this.limit;
+  }
+
+  add(sid: string, name: string, canReturn: boolean): Identity {
+    const identity: Identity = { sid, name, connections: new Set(), canReturn, awayUntil: 0 };
+    this.bySid.set(sid, identity);
+    this.byName.set(name, identity);
+    return identity;
+  }
+
+  rename(identity: Identity, name: string): void {
+    this.byName.delete(identity.name);
+    identity.name = name;
+    this.byName.set(name, identity);
+  }
+
+  markAway(identity: Identity, until: number): void {
+    identity.awayUntil = until;
+    this.away.add(identity);
+  }
+
+  markBack(identity: Identity): void {
+    identity.awayUntil = 0;
+    this.away.delete(identity);
+  }
+
+  remove(identity: Identity): void {
+    this.bySid.delete(identity.sid);
+    if (this.byName.get(identity.name) === identity) this.byName.delete(identity.name);
+    this.away.delete(identity);
+  }
+
+  /** A name for someone who asked for `wanted`: it if free, else it with the
+   * smallest number that is. A name held by an away identity is not free. */
+  freeNameLike(wanted: string): string {
+    if (!this.byName.has(wanted)) return wanted;
+    for (let suffix = 2; ; suffix++) {
+      const ending = String(suffix);
+      const candidate = [...wanted].slice(0, MAX_NAME_LENGTH - ending.length).join("") + ending;
+      if (!this.byName.has(candidate)) return candidate;
+    }
+  }
+
+  /** The first default name nobody holds: 小明, 小红, 小军, 小王, then 访客5, 访客6… */
+  freeDefaultName(): string {
+    for (const name of defaultNames) if (!this.byName.has(name)) return name;
+    for (let number = defaultNames.length + 1; ; number++) {
+      if (!this.byName.has(`访客${number}`)) return `访客${number}`;
+    }
+  }
+}
+
+interface Member {
+  identity: Identity;
   bucket: TokenBucket;
   /** Drains while messages are refused: sustained flooding closes with 1008. */
   patience: TokenBucket;
@@ -2204,20 +2407,31 @@ export interface ChatRoomOptions {
    * (and the welcome says resumed: false), so a join never queues more than
    * a connection may hold. */
   replayBudgetBytes: number;
+  /** How long a name stays with a session after its last connection closed. */
+  nameGraceMs: number;
+  /** At most this many identities, connected or away (--max-connections). */
+  maxIdentities: number;
+  clock?: RoomClock;
   log: (line: string) => void;
 }
 
-type ClientMessage = { type?: unknown; id?: unknown; text?: unknown; t?: unknown };
+type ClientMessage = { type?: unknown; id?: unknown; text?: unknown; t?: unknown; name?: unknown };
 
 export class ChatRoom implements ConnectionHandler {
   readonly members = new Map<Connection, Member>();
+  readonly identities: Identities;
   readonly history: History;
   epoch: string;
   private readonly file: HistoryFile | undefined;
   private readonly options: ChatRoomOptions;
+  private readonly clock: RoomClock;
+  /** One timer for every grace: it wakes when the oldest one ends. */
+  private graceTimer: unknown = undefined;
 
   constructor(options: ChatRoomOptions) {
     this.options = options;
+    this.clock = options.clock ?? systemClock;
+    this.identities = new Identities(options.maxIdentities);
     this.history = new History(options.historySize);
     if (options.historyFile !== undefined) {
       const { file, epoch, messages } = HistoryFile.open(options.historyFile, options.log);
@@ -2231,15 +2445,33 @@ export class ChatRoom implements ConnectionHandler {
     }
   }
 
-  /** A new connection on `/`: give it a name, welcome it, replay what it missed. */
+  /** A new connection on `/`: find or make its identity, welcome it, replay what it missed. */
   join(connection: Connection, query: URLSearchParams): void {
     connection.handler = this;
     if (query.get("inspect") === "1") this.inspect(connection, true);
-    const { name, problem } = this.chooseName(query.get("name"));
+    const problems: Array<{ code: string; message: string }> = [];
+
+    const session = query.get("session");
+    const sessionIsOurs = session !== null && sessionIsValid(session);
+    if (session !== null && !sessionIsOurs) {
+      problems.push({ code: "bad_session", message: "A session is 16-64 characters of A-Z, a-z, 0-9, - and _; you have a new identity." });
+    }
+    const sid = publicIdOf(sessionIsOurs ? session : newSecret());
+    let identity = this.identities.find(sid);
+    const arrival = identity === undefined ? "joined" : this.identities.isAway(identity) ? "back" : "another connection";
+    if (identity === undefined) {
+      this.makeRoomForNewcomer();
+      const { name, problem } = this.chooseName(query.get("name"));
+      if (problem !== undefined) problems.push(problem);
+      identity = this.identities.add(sid, name, sessionIsOurs);
+    } else if (arrival === "back") {
+      this.identities.markBack(identity);
+    }
+    identity.connections.add(connection);
     this.members.set(connection, {
-      name,
-      bucket: new TokenBucket(this.options.messageRate, this.options.messageBurst),
-      patience: new TokenBucket(this.options.messageRate, this.options.messageBurst * 2),
+      identity,
+      bucket: new TokenBucket(this.options.messageRate, this.options.messageBurst, this.clock.now),
+      patience: new TokenBucket(this.options.messageRate, this.options.messageBurst * 2, this.clock.now),
     });
 
     // Resume: `since` means something only in the epoch it came from.
@@ -2253,17 +2485,26 @@ export class ChatRoom implements ConnectionHandler {
     const replayFrom = resumed ? since : sameEpoch && sinceIsValid && since <= this.history.latestSeq ? since : 0;
     const replay = this.encodeReplay(this.history.since(replayFrom));
 
+    const everyone = [...this.identities.all()];
     this.sendTo(connection, {
       type: "welcome",
-      name,
-      users: [...this.members.values()].map((member) => member.name),
+      name: identity.name,
+      you: identity.sid,
+      users: everyone.map((each) => each.name),
+      members: everyone.map((each) => this.describeMember(each)),
       seq: this.history.latestSeq,
       epoch: this.epoch,
       resumed: resumed && replay.complete,
     });
-    if (problem) this.sendError(connection, problem.code, problem.message);
+    for (const problem of problems) this.sendError(connection, problem.code, problem.message);
     for (const frame of replay.frames) connection.send(frame);
-    this.broadcast({ type: "joined", name }, connection);
+    // A second connection of someone already here changes nothing anyone sees.
+    if (arrival !== "another connection") this.broadcast({ type: arrival, name: identity.name, sid: identity.sid }, connection);
+  }
+
+  private describeMember(identity: Identity): { name: string; sid: string; away?: true } {
+    const member = { name: identity.name, sid: identity.sid };
+    return this.identities.isAway(identity) ? { ...member, away: true } : member;
   }
 
   /** The replay as JSON texts, newest first until the budget is spent, then
@@ -2299,12 +2540,18 @@ export class ChatRoom implements ConnectionHandler {
     switch (message.type) {
       case "say":
         return this.say(connection, member, message);
+      case "rename":
+        return this.rename(connection, member.identity, message.name);
       case "ping":
         return this.sendTo(connection, { type: "pong", t: message.t });
       case "inspect":
         return this.inspect(connection, (message as { on?: unknown }).on !== false);
       default:
-        return this.sendError(connection, "unknown_type", `Unknown message type ${JSON.stringify(message.type ?? null)}; expected "say", "ping" or "inspect".`);
+        return this.sendError(
+          connection,
+          "unknown_type",
+          `Unknown message type ${JSON.stringify(message.type ?? null)}; expected "say", "rename", "ping" or "inspect".`,
+        );
     }
   }
 
@@ -2321,11 +2568,69 @@ export class ChatRoom implements ConnectionHandler {
     connection.close(CloseCode.UnsupportedData, "this room speaks JSON in text frames");
   }
 
+  /** A connection ended. Its identity leaves only when it was the last one,
+   * and only after the grace if the client can come back to claim it. */
   onClose(connection: Connection): void {
     const member = this.members.get(connection);
     if (member === undefined) return;
     this.members.delete(connection);
-    this.broadcast({ type: "left", name: member.name });
+    const { identity } = member;
+    identity.connections.delete(connection);
+    if (identity.connections.size > 0) return;
+    if (!identity.canReturn || this.options.nameGraceMs <= 0) return this.endIdentity(identity);
+    this.identities.markAway(identity, this.clock.now() + this.options.nameGraceMs);
+    this.broadcast({ type: "away", name: identity.name, sid: identity.sid });
+    this.scheduleGraceEnd();
+  }
+
+  /** Ends the identity for good: its name is free and everyone is told it left. */
+  private endIdentity(identity: Identity): void {
+    this.identities.remove(identity);
+    this.broadcast({ type: "left", name: identity.name, sid: identity.sid });
+  }
+
+  /** Arms the one grace timer for the oldest away identity, unless it is armed. */
+  private scheduleGraceEnd(): void {
+    if (this.graceTimer !== undefined) return;
+    const oldest = this.identities.oldestAway();
+    if (oldest === undefined) return;
+    this.graceTimer = this.clock.setTimeout(() => {
+      this.graceTimer = undefined;
+      this.endExpiredGraces();
+    }, Math.max(0, oldest.awayUntil - this.clock.now()));
+  }
+
+  private endExpiredGraces(): void {
+    const now = this.clock.now();
+    for (let oldest = this.identities.oldestAway(); oldest !== undefined && oldest.awayUntil <= now; oldest = this.identities.oldestAway()) {
+      this.endIdentity(oldest);
+    }
+    this.scheduleGraceEnd();
+  }
+
+  /** Identities are bounded: a flood of new sessions ends the oldest graces
+   * early. There is always one to end, since the connected identities are
+   * fewer than the connections, which are bounded by the same limit. */
+  private makeRoomForNewcomer(): void {
+    while (!this.identities.hasRoom()) {
+      const oldest = this.identities.oldestAway();
+      if (oldest === undefined) return;
+      this.endIdentity(oldest);
+    }
+  }
+
+  /** {"type":"rename","name"}: the identity takes a free name, and everyone
+   * is told once; a bad or taken name is refused and the old one stays. */
+  private rename(connection: Connection, identity: Identity, requested: unknown): void {
+    const wanted = typeof requested === "string" ? requested.trim() : "";
+    const problem = typeof requested === "string" ? nameProblem(wanted) : "A rename needs a \"name\".";
+    if (problem !== undefined) return this.sendError(connection, "bad_name", `${problem} You stay ${identity.name}.`);
+    if (wanted === identity.name) return;
+    const holder = this.identities.holderOf(wanted);
+    if (holder !== undefined) return this.sendError(connection, "name_taken", `${wanted} is taken; you stay ${identity.name}.`);
+    const from = identity.name;
+    this.identities.rename(identity, wanted);
+    this.broadcast({ type: "renamed", sid: identity.sid, from, to: wanted });
   }
 
   private say(connection: Connection, member: Member, message: ClientMessage): void {
@@ -2341,7 +2646,8 @@ export class ChatRoom implements ConnectionHandler {
     const stored = this.history.find(id);
     if (stored !== undefined) return this.sendTo(connection, { type: "message", ...stored });
 
-    const accepted: ChatMessage = { seq: this.history.latestSeq + 1, id, from: member.name, text, time: Date.now() };
+    const { identity } = member;
+    const accepted: ChatMessage = { seq: this.history.latestSeq + 1, id, sid: identity.sid, from: identity.name, text, time: Date.now() };
     try {
       this.file?.append(accepted);
     } catch (error) {
@@ -2355,32 +2661,16 @@ export class ChatRoom implements ConnectionHandler {
   /** Picks the name for a newcomer. A requested name is trimmed, checked,
    * and made unique with a number; without one, the next free default. */
   private chooseName(requested: string | null): { name: string; problem?: { code: string; message: string } } {
-    const taken = new Set([...this.members.values()].map((member) => member.name));
     const wanted = requested?.trim() ?? "";
-    if (wanted !== "") {
-      const length = characterCount(wanted);
-      if (length > MAX_NAME_LENGTH || hasControlCharacter(wanted)) {
-        const name = this.defaultName(taken);
-        return { name, problem: { code: "bad_name", message: `A name has 1-${MAX_NAME_LENGTH} characters and no control characters; you are ${name}.` } };
-      }
-      if (!taken.has(wanted)) return { name: wanted };
-      for (let suffix = 2; ; suffix++) {
-        const ending = String(suffix);
-        const base = [...wanted].slice(0, MAX_NAME_LENGTH - ending.length).join("");
-        const candidate = base + ending;
-        if (!taken.has(candidate)) {
-          return { name: candidate, problem: { code: "name_taken", message: `${wanted} is taken; you are ${candidate}.` } };
-        }
-      }
+    if (wanted === "") return { name: this.identities.freeDefaultName() };
+    const problem = nameProblem(wanted);
+    if (problem !== undefined) {
+      const name = this.identities.freeDefaultName();
+      return { name, problem: { code: "bad_name", message: `${problem} You are ${name}.` } };
     }
-    return { name: this.defaultName(taken) };
-  }
-
-  private defaultName(taken: Set<string>): string {
-    for (const name of defaultNames) if (!taken.has(name)) return name;
-    for (let number = defaultNames.length + 1; ; number++) {
-      if (!taken.has(`访客${number}`)) return `访客${number}`;
-    }
+    const name = this.identities.freeNameLike(wanted);
+    if (name === wanted) return { name };
+    return { name, problem: { code: "name_taken", message: `${wanted} is taken; you are ${name}.` } };
   }
 
   private sendTo(connection: Connection, message: object): void {
@@ -2401,6 +2691,8 @@ export class ChatRoom implements ConnectionHandler {
   }
 
   close(): void {
+    if (this.graceTimer !== undefined) this.clock.clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
     this.file?.close();
   }
 }
@@ -2478,6 +2770,7 @@ export interface ServerConfig {
   maxConnectionsPerIp: number;
   historySize: number;
   historyFile: string | undefined;
+  nameGraceMs: number;
   messageRate: number;
   messageBurst: number;
   deflate: DeflateOptions;
@@ -2506,6 +2799,7 @@ export const defaultConfig: ServerConfig = {
   maxConnectionsPerIp: defaults.maxConnectionsPerIp,
   historySize: defaults.historySize,
   historyFile: undefined,
+  nameGraceMs: defaults.nameGraceMs,
   messageRate: defaults.messageRate,
   messageBurst: defaults.messageBurst,
   deflate: defaultDeflateOptions,
@@ -2547,6 +2841,8 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
     messageRate: config.messageRate,
     messageBurst: config.messageBurst,
     replayBudgetBytes: config.maxBufferedBytes,
+    nameGraceMs: config.nameGraceMs,
+    maxIdentities: config.maxConnections,
     log,
   });
   const endpoints = new Map<string, Endpoint>([
@@ -2751,6 +3047,7 @@ Options:
   --message-burst N           chat messages a client may send at once (default ${defaults.messageBurst})
   --history FILE              keep every message in FILE (JSON lines) and load it at start-up
   --history-size N            messages kept for replay (default ${defaults.historySize})
+  --name-grace MS             a name stays with its session this long after its last connection (default ${defaults.nameGraceMs})
   --no-deflate                do not negotiate permessage-deflate
   --deflate-threshold BYTES   send shorter messages uncompressed (default ${defaults.deflateThreshold})
   --deflate-level N           zlib level for what the server sends, 1 fastest to 9 smallest (default ${defaults.deflateLevel})
@@ -2787,6 +3084,7 @@ export function parseCommandLine(argv: string[], environment: Record<string, str
       "message-burst": { type: "string" },
       history: { type: "string" },
       "history-size": { type: "string" },
+      "name-grace": { type: "string" },
       "no-deflate": { type: "boolean" },
       "deflate-threshold": { type: "string" },
       "deflate-level": { type: "string" },
@@ -2829,6 +3127,7 @@ export function parseCommandLine(argv: string[], environment: Record<string, str
   set("messageBurst", number("message-burst", values["message-burst"], 1));
   set("historyFile", values.history);
   set("historySize", number("history-size", values["history-size"], 1));
+  set("nameGraceMs", number("name-grace", values["name-grace"], 0));
   set("verbose", values.verbose);
   if (values.trace) config.trace = "frames";
   if (values["trace-full"]) config.trace = "full";

@@ -12,7 +12,10 @@ export interface ServerMessage {
 export interface Welcome {
   type: "welcome";
   name: string;
+  /** Our own public id: the `sid` of our messages and presence notices. */
+  you: string;
   users: string[];
+  members: Array<{ name: string; sid: string; away?: true }>;
   seq: number;
   epoch: string;
   resumed: boolean;
@@ -21,6 +24,7 @@ export interface Welcome {
 export interface StoredMessage {
   seq: number;
   id: string;
+  sid: string;
   from: string;
   text: string;
   time: number;
@@ -38,6 +42,12 @@ export function asWelcome(message: ServerMessage): Welcome {
   assert.equal(message.type, "welcome", `expected a welcome, got ${JSON.stringify(message)}`);
   assert.equal(typeof message.name, "string");
   assert.ok(Array.isArray(message.users) && message.users.every((user) => typeof user === "string"), "users is a list of names");
+  assert.ok(typeof message.you === "string" && message.you.length > 0, "you is our public id");
+  assert.ok(Array.isArray(message.members), "members is a list");
+  for (const member of message.members as unknown[]) {
+    const { name, sid } = member as { name?: unknown; sid?: unknown };
+    assert.ok(typeof name === "string" && typeof sid === "string", `a member has a name and a sid: ${JSON.stringify(member)}`);
+  }
   assert.ok(Number.isSafeInteger(message.seq), "seq is an integer");
   assert.equal(typeof message.epoch, "string");
   assert.ok((message.epoch as string).length > 0, "epoch is not empty");
@@ -102,7 +112,7 @@ export class ChatClient {
       () => {
         while (this.position < this.raw.events.length) {
           const event = this.raw.events[this.position++]!;
-          if (event.type === "text" && !(this.ignorePresence && /^\{"type":"(joined|left)"/.test(event.text))) {
+          if (event.type === "text" && !(this.ignorePresence && /^\{"type":"(joined|left|away|back)"/.test(event.text))) {
             found = event.text;
             return true;
           }
@@ -159,8 +169,9 @@ export class ChatClient {
 
 export function asStored(message: ServerMessage): StoredMessage {
   assert.equal(message.type, "message", `expected a message, got ${JSON.stringify(message)}`);
-  const { seq, id, from, text, time } = message;
+  const { seq, id, sid, from, text, time } = message;
   assert.ok(typeof seq === "number" && typeof id === "string" && typeof from === "string" && typeof text === "string" && typeof time === "number");
-  return { seq, id, from, text, time };
+  assert.ok(typeof sid === "string", `a message carries its sender's sid: ${JSON.stringify(message)}`);
+  return { seq, id, sid, from, text, time };
 }
 

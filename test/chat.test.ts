@@ -79,9 +79,9 @@ describe("names", () => {
       const xiaojun = await room.join();
       assert.deepEqual([xiaoming.welcome.name, xiaohong.welcome.name, xiaojun.welcome.name], ["小明", "小红", "小军"]);
       await xiaohong.leave();
-      assert.deepEqual(await xiaoming.expect("joined"), { type: "joined", name: "小红" });
-      assert.deepEqual(await xiaoming.expect("joined"), { type: "joined", name: "小军" });
-      assert.deepEqual(await xiaoming.expect("left"), { type: "left", name: "小红" });
+      assert.deepEqual(await xiaoming.expect("joined"), { type: "joined", name: "小红", sid: xiaohong.welcome.you });
+      assert.deepEqual(await xiaoming.expect("joined"), { type: "joined", name: "小军", sid: xiaojun.welcome.you });
+      assert.deepEqual(await xiaoming.expect("left"), { type: "left", name: "小红", sid: xiaohong.welcome.you });
       const next = await room.join();
       assert.equal(next.welcome.name, "小红");
     });
@@ -179,7 +179,7 @@ describe("names", () => {
     await withRoom(unlimited, async (room) => {
       const watcher = await room.join(name("Watcher"));
       const alice = await room.join(name("Alice"));
-      assert.deepEqual(await watcher.expect("joined"), { type: "joined", name: "Alice" });
+      assert.deepEqual(await watcher.expect("joined"), { type: "joined", name: "Alice", sid: alice.welcome.you });
 
       // While the old connection is still there, the name is not free.
       const early = await room.join(name("Alice"));
@@ -187,19 +187,19 @@ describe("names", () => {
       assert.equal((await early.expect("error")).code, "name_taken");
       await early.leave();
       await watcher.expect("joined");
-      assert.deepEqual(await watcher.expect("left"), { type: "left", name: "Alice2" });
+      assert.deepEqual(await watcher.expect("left"), { type: "left", name: "Alice2", sid: early.welcome.you });
 
       // A polite leave (close frame) frees it.
       await alice.leave();
-      assert.deepEqual(await watcher.expect("left"), { type: "left", name: "Alice" });
+      assert.deepEqual(await watcher.expect("left"), { type: "left", name: "Alice", sid: alice.welcome.you });
       const back = await room.join(name("Alice"));
       assert.equal(back.welcome.name, "Alice");
       assert.deepEqual(await back.sync(), [], "no name_taken");
 
       // So does a dropped TCP connection (no close frame at all).
       back.destroy();
-      assert.deepEqual(await watcher.expect("joined"), { type: "joined", name: "Alice" });
-      assert.deepEqual(await watcher.expect("left"), { type: "left", name: "Alice" });
+      assert.deepEqual(await watcher.expect("joined"), { type: "joined", name: "Alice", sid: back.welcome.you });
+      assert.deepEqual(await watcher.expect("left"), { type: "left", name: "Alice", sid: back.welcome.you });
       const again = await room.join(name("Alice"));
       assert.equal(again.welcome.name, "Alice");
       assert.deepEqual(await again.sync(), []);
@@ -217,18 +217,18 @@ describe("presence", () => {
       const a = await room.join(name("A"));
       const b = await room.join(name("B"));
       assert.deepEqual(sorted(b.welcome.users), ["A", "B"]);
-      assert.deepEqual(await a.sync(), [{ type: "joined", name: "B" }]);
+      assert.deepEqual(await a.sync(), [{ type: "joined", name: "B", sid: b.welcome.you }]);
       assert.deepEqual(await b.sync(), [], "the newcomer is not told about itself");
 
       const c = await room.join(name("C"));
-      assert.deepEqual(await a.sync(), [{ type: "joined", name: "C" }]);
-      assert.deepEqual(await b.sync(), [{ type: "joined", name: "C" }]);
+      assert.deepEqual(await a.sync(), [{ type: "joined", name: "C", sid: c.welcome.you }]);
+      assert.deepEqual(await b.sync(), [{ type: "joined", name: "C", sid: c.welcome.you }]);
       assert.deepEqual(await c.sync(), []);
 
       await b.leave();
       // The server notices the end of B's connection a moment after B does.
-      assert.deepEqual(await a.expect("left"), { type: "left", name: "B" });
-      assert.deepEqual(await c.expect("left"), { type: "left", name: "B" });
+      assert.deepEqual(await a.expect("left"), { type: "left", name: "B", sid: b.welcome.you });
+      assert.deepEqual(await c.expect("left"), { type: "left", name: "B", sid: b.welcome.you });
       assert.deepEqual(await a.sync(), []);
       assert.deepEqual(await c.sync(), []);
 
@@ -243,7 +243,7 @@ describe("presence", () => {
 // ---------------------------------------------------------------------------
 
 describe("messages", () => {
-  test("say is broadcast to everyone, sender included, with seq, id, from, text and time", async () => {
+  test("say is broadcast to everyone, sender included, with seq, id, sid, from, text and time", async () => {
     await withRoom(unlimited, async (room) => {
       const a = await room.join(name("A"));
       const b = await room.join(name("B"));
@@ -252,9 +252,10 @@ describe("messages", () => {
       a.say("m-1", "你好, world");
       for (const client of [a, b]) {
         const message = await client.expect("message");
-        assert.deepEqual(Object.keys(message).sort(), ["from", "id", "seq", "text", "time", "type"]);
+        assert.deepEqual(Object.keys(message).sort(), ["from", "id", "seq", "sid", "text", "time", "type"]);
         assert.equal(message.seq, 1);
         assert.equal(message.id, "m-1");
+        assert.equal(message.sid, a.welcome.you, "the sender's public id");
         assert.equal(message.from, "A");
         assert.equal(message.text, "你好, world");
         assert.ok(typeof message.time === "number" && message.time >= before - 60_000, "time is a timestamp in ms");
@@ -390,7 +391,7 @@ describe("mistakes", () => {
       a.raw.sendFrame(Opcode.Binary, Buffer.from(JSON.stringify({ type: "say", id: "bin", text: "binary" })));
       assert.equal(await a.closeCode(), 1003);
       await a.raw.waitForClose();
-      assert.deepEqual(await b.expect("left"), { type: "left", name: "A" });
+      assert.deepEqual(await b.expect("left"), { type: "left", name: "A", sid: a.welcome.you });
       assert.deepEqual(await b.sync(), [], "the binary message was not broadcast");
     });
   });
@@ -460,7 +461,7 @@ describe("rate limit", () => {
       for (;;) {
         const seen = await b.next();
         if (seen.type === "left") {
-          assert.deepEqual(seen, { type: "left", name: "A" });
+          assert.deepEqual(seen, { type: "left", name: "A", sid: a.welcome.you });
           break;
         }
         assert.equal(seen.type, "message", "B sees A's accepted messages, then A leave");

@@ -265,7 +265,7 @@ describe("history file", () => {
   test("--history-size with a file: only the newest N are replayed and seq continues from the newest", async () => {
     const path = newHistoryPath();
     const epoch = "0123456789abcdef";
-    const messages: StoredMessage[] = range(1, 20).map((seq) => ({ seq, id: `old-${seq}`, from: "小明", text: `old ${seq}`, time: 1_700_000_000_000 + seq }));
+    const messages: StoredMessage[] = range(1, 20).map((seq) => ({ seq, id: `old-${seq}`, sid: "sidOfXiaoMing", from: "小明", text: `old ${seq}`, time: 1_700_000_000_000 + seq }));
     writeFileSync(path, [{ type: "epoch", epoch }, ...messages].map((record) => JSON.stringify(record) + "\n").join(""));
 
     const server = await start(["--history", path, "--history-size", "5"]);
@@ -280,10 +280,10 @@ describe("history file", () => {
   describe("a truncated last line (a crash in the middle of a write)", () => {
     const epoch = "feedfacecafebeef";
     const complete: StoredMessage[] = [
-      { seq: 1, id: "t1", from: "小明", text: "第一条", time: 1_700_000_000_001 },
-      { seq: 2, id: "t2", from: "小红", text: "second", time: 1_700_000_000_002 },
+      { seq: 1, id: "t1", sid: "sidOfXiaoMing", from: "小明", text: "第一条", time: 1_700_000_000_001 },
+      { seq: 2, id: "t2", sid: "sidOfXiaoHong", from: "小红", text: "second", time: 1_700_000_000_002 },
     ];
-    const torn = Buffer.from(JSON.stringify({ seq: 3, id: "t3", from: "小军", text: "被截断的消息", time: 1_700_000_000_003 }) + "\n");
+    const torn = Buffer.from(JSON.stringify({ seq: 3, id: "t3", sid: "sidOfXiaoJun", from: "小军", text: "被截断的消息", time: 1_700_000_000_003 }) + "\n");
     /** The whole lines, then a line cut in the middle of a UTF-8 character. */
     function writeTornFile(path: string): void {
       const whole = [{ type: "epoch", epoch }, ...complete].map((record) => JSON.stringify(record) + "\n").join("");
