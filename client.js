@@ -14,14 +14,18 @@
   function isStringArray(value) {
     return Array.isArray(value) && value.every((item) => typeof item === "string");
   }
+  function readMember(value) {
+    if (!isRecord(value) || typeof value.name !== "string" || typeof value.sid !== "string") return null;
+    return { name: value.name, sid: value.sid, away: value.away === true };
+  }
   function isSeq(value) {
     return typeof value === "number" && Number.isSafeInteger(value) && value > 0;
   }
   function readChatMessage(value) {
-    const { seq, id, from, text, time } = value;
+    const { seq, id, sid, from, text, time } = value;
     if (!isSeq(seq) || typeof from !== "string" || typeof text !== "string") return null;
     if (typeof time !== "number" || !Number.isFinite(time)) return null;
-    return { seq, id: typeof id === "string" ? id : "", from, text, time };
+    return { seq, id: typeof id === "string" ? id : "", sid: typeof sid === "string" ? sid : "", from, text, time };
   }
   function readTraceMessage(value) {
     const { direction, line, lines, frame } = value;
@@ -65,13 +69,16 @@
     if (!isRecord(value)) return null;
     switch (value.type) {
       case "welcome": {
-        const { name, users, seq, epoch, resumed } = value;
-        if (typeof name !== "string" || !isStringArray(users)) return null;
+        const { name, you, members, seq, epoch, resumed } = value;
+        if (typeof name !== "string" || typeof you !== "string" || !Array.isArray(members)) return null;
+        const checkedMembers = members.map(readMember);
+        if (!checkedMembers.every((member) => member !== null)) return null;
         if (typeof epoch !== "string" && typeof epoch !== "number") return null;
         return {
           type: "welcome",
           name,
-          users,
+          you,
+          members: checkedMembers,
           seq: isSeq(seq) ? seq : 0,
           epoch: String(epoch),
           resumed: resumed === true
@@ -89,7 +96,13 @@
       }
       case "joined":
       case "left":
-        return typeof value.name === "string" ? { type: value.type, name: value.name } : null;
+      case "away":
+      case "back":
+        return typeof value.name === "string" && typeof value.sid === "string" ? { type: value.type, name: value.name, sid: value.sid } : null;
+      case "renamed": {
+        const { sid, from, to } = value;
+        return typeof sid === "string" && typeof from === "string" && typeof to === "string" ? { type: "renamed", sid, from, to } : null;
+      }
       case "error": {
         const { code, message, id } = value;
         return {
@@ -107,6 +120,10 @@
     outbox: "chatRoom.outbox",
     transcript: "chatRoom.transcript",
     name: "chatRoom.name",
+    /** This tab's secret: who we are to the server. Never shown, never sent but in the socket URL. */
+    session: "chatRoom.session",
+    /** Our public id from the last welcome, so our own messages show as ours before the next one. */
+    you: "chatRoom.you",
     /** true while the frame inspector is open, so a reload opens it again (and asks for the handshake). */
     inspector: "chatRoom.inspector"
   };
@@ -177,19 +194,13 @@
   function isOutgoingMessage(value) {
     return isRecord(value) && typeof value.id === "string" && typeof value.text === "string" && typeof value.createdAt === "number";
   }
-  const REMEMBERED_SENT_IDS = 1e3;
   class Outbox {
     constructor(storage) {
       __publicField(this, "storage");
       __publicField(this, "waiting", []);
-      /** Ids of own messages the server has confirmed, so they still count as "mine" after a rename. */
-      __publicField(this, "confirmedIds", []);
       this.storage = storage;
       const stored = readStoredJson(storage, STORAGE_KEYS.outbox);
-      if (isRecord(stored)) {
-        if (Array.isArray(stored.pending)) this.waiting = stored.pending.filter(isOutgoingMessage);
-        if (isStringArray(stored.sent)) this.confirmedIds = stored.sent;
-      }
+      if (isRecord(stored) && Array.isArray(stored.pending)) this.waiting = stored.pending.filter(isOutgoingMessage);
     }
     /** Oldest first, which is the order they must be sent in. */
     get pending() {
@@ -204,16 +215,10 @@
     isPending(id) {
       return this.waiting.some((message) => message.id === id);
     }
-    /** Whether this id belongs to a message sent from this tab, confirmed or not. */
-    isOwn(id) {
-      return id !== "" && (this.isPending(id) || this.confirmedIds.includes(id));
-    }
     /** The server sent the message back: it is in the history now. Returns false for unknown ids. */
     acknowledge(id) {
       if (!this.isPending(id)) return false;
       this.waiting = this.waiting.filter((message) => message.id !== id);
-      this.confirmedIds.push(id);
-      if (this.confirmedIds.length > REMEMBERED_SENT_IDS) this.confirmedIds.splice(0, this.confirmedIds.length - REMEMBERED_SENT_IDS);
       this.save();
       return true;
     }
@@ -225,7 +230,61 @@
       return true;
     }
     save() {
-      writeStoredJson(this.storage, STORAGE_KEYS.outbox, { pending: this.waiting, sent: this.confirmedIds });
+      writeStoredJson(this.storage, STORAGE_KEYS.outbox, { pending: this.waiting });
+    }
+  }
+  function createSessionSecret(source = globalThis.crypto, random = Math.random) {
+    const bytes = new Uint8Array(16);
+    if (typeof source?.getRandomValues === "function") source.getRandomValues(bytes);
+    else for (let index = 0; index < bytes.length; index++) bytes[index] = Math.floor(random() * 256);
+    let binary = "";
+    for (const byte of bytes) binary += String.fromCharCode(byte);
+    return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+  }
+  function sessionIsValid(value) {
+    return /^[A-Za-z0-9_-]{16,64}$/.test(value);
+  }
+  class TabSession {
+    constructor(storage, channel, createSecret, onReplaced) {
+      __publicField(this, "storage");
+      __publicField(this, "createSecret");
+      /** Tells one tab from another, for as long as this page lives. */
+      __publicField(this, "tabId");
+      __publicField(this, "current");
+      __publicField(this, "onReplaced");
+      this.storage = storage;
+      this.createSecret = createSecret;
+      this.onReplaced = onReplaced;
+      this.tabId = createSecret();
+      let stored = null;
+      try {
+        stored = storage.getItem(STORAGE_KEYS.session);
+      } catch {
+      }
+      this.current = stored !== null && sessionIsValid(stored) ? stored : this.replace();
+      if (channel === null) return;
+      channel.listen((message) => {
+        if (!isRecord(message) || message.session !== this.current) return;
+        if (message.type === "using" && message.tab !== this.tabId) {
+          channel.post({ type: "taken", session: this.current, to: message.tab });
+        } else if (message.type === "taken" && message.to === this.tabId) {
+          this.replace();
+          this.onReplaced();
+        }
+      });
+      channel.post({ type: "using", session: this.current, tab: this.tabId });
+    }
+    get secret() {
+      return this.current;
+    }
+    replace() {
+      this.current = this.createSecret();
+      try {
+        this.storage.setItem(STORAGE_KEYS.session, this.current);
+        this.storage.removeItem(STORAGE_KEYS.you);
+      } catch {
+      }
+      return this.current;
     }
   }
   const TRANSCRIPT_LIMIT = 300;
@@ -234,7 +293,7 @@
     if (value.kind === "message") {
       return typeof value.epoch === "string" && isRecord(value.message) && readChatMessage(value.message) !== null;
     }
-    return value.kind === "notice" && (value.notice === "joined" || value.notice === "left" || value.notice === "gap") && typeof value.name === "string" && typeof value.time === "number";
+    return value.kind === "notice" && (value.notice === "joined" || value.notice === "left" || value.notice === "gap" || value.notice === "renamed" && typeof value.to === "string") && typeof value.name === "string" && typeof value.time === "number";
   }
   class Transcript {
     constructor(storage) {
@@ -323,7 +382,14 @@
       return true;
     }
     addNotice(notice, name, time) {
-      this.lines.push({ kind: "notice", key: this.newKey(), notice, name, time });
+      this.pushNotice({ kind: "notice", key: this.newKey(), notice, name, time });
+    }
+    /** One line for a rename: "小红 is now Bob". */
+    addRename(from, to, time) {
+      this.pushNotice({ kind: "notice", key: this.newKey(), notice: "renamed", name: from, to, time });
+    }
+    pushNotice(entry) {
+      this.lines.push(entry);
       this.dropOldestBeyondLimit();
       this.save();
     }
@@ -404,8 +470,9 @@
     backoffBaseMs: 1e3,
     backoffCapMs: 3e4
   };
-  function buildSocketUrl(serverUrl, name, resumePoint, inspect = false) {
+  function buildSocketUrl(serverUrl, session, name, resumePoint, inspect = false) {
     const parameters = [];
+    if (session !== null) parameters.push(`session=${encodeURIComponent(session)}`);
     if (name !== null) parameters.push(`name=${encodeURIComponent(name)}`);
     if (resumePoint !== null) {
       parameters.push(`since=${resumePoint.since}`, `epoch=${encodeURIComponent(resumePoint.epoch)}`);
@@ -415,6 +482,9 @@
     const existing = url.search.slice(1);
     url.search = [existing, ...parameters].filter((part) => part !== "").join("&");
     return url.toString();
+  }
+  function hideSession(url) {
+    return url.replace(/([?&]session=)[^&#]*/, "$1\u2026");
   }
   class ChatConnection {
     constructor(options) {
@@ -428,23 +498,14 @@
       __publicField(this, "socket", null);
       __publicField(this, "currentState", "offline");
       __publicField(this, "stopped", true);
-      /** The name the server gave us in the last welcome. */
+      __publicField(this, "session");
+      /** The name the server gave us, kept in storage so the next connection asks for it again. */
       __publicField(this, "confirmedName");
-      /**
-       * The name to ask for in every URL, kept in storage: the first name the
-       * server gave us, or the one the user typed. It differs from confirmedName
-       * only while the server lends us a stand-in because the name is taken,
-       * usually by our own previous connection that the server has not yet
-       * noticed is dead. When that one leaves, we ask for the name again.
-       */
-      __publicField(this, "nameToAskFor");
-      __publicField(this, "onlineUsers", []);
-      /**
-       * Names held by our own connections that we gave up on but the server may
-       * not have let go of yet. When it does, it tells everyone, us included,
-       * that the name left; that is not news to show.
-       */
-      __publicField(this, "namesOfOldConnections", /* @__PURE__ */ new Set());
+      /** A name the user chose that the server has not confirmed yet (asked for on the next welcome if offline). */
+      __publicField(this, "requestedName", null);
+      /** Our public id from the last welcome (kept in storage): a message is ours when its sid is this. */
+      __publicField(this, "ownSid");
+      __publicField(this, "memberList", []);
       __publicField(this, "retryAt", null);
       /** Whether the frame inspector is open: the server is asked for traces on every connection. */
       __publicField(this, "inspectOn");
@@ -468,9 +529,12 @@
           this.handleLostConnection();
         }
       });
-      const storedName = options.storage.getItem(STORAGE_KEYS.name);
-      this.confirmedName = storedName;
-      this.nameToAskFor = storedName;
+      this.session = new TabSession(options.storage, options.tabChannel ?? null, options.createSessionSecret ?? createSessionSecret, () => {
+        this.ownSid = null;
+        this.reconnectNow();
+      });
+      this.confirmedName = options.storage.getItem(STORAGE_KEYS.name);
+      this.ownSid = options.storage.getItem(STORAGE_KEYS.you);
       this.inspectOn = readStoredJson(options.storage, STORAGE_KEYS.inspector) === true;
     }
     // --- What the page reads ---
@@ -489,13 +553,17 @@
     get name() {
       return this.confirmedName;
     }
-    /** The name we ask for; differs from `name` while the server lends us a stand-in. */
+    /** The name the user chose and the server has not confirmed yet; null when there is none. */
     get wantedName() {
-      return this.nameToAskFor;
+      return this.requestedName;
     }
-    /** Who is online, as the current connection was told; empty without one. */
-    get users() {
-      return this.onlineUsers;
+    /** Our public id (the welcome's `you`); null before the first welcome. */
+    get you() {
+      return this.ownSid;
+    }
+    /** Who is in the room, as the current connection was told; empty without one. */
+    get members() {
+      return this.memberList;
     }
     get entries() {
       return this.transcript.entries;
@@ -513,9 +581,9 @@
     get inspecting() {
       return this.inspectOn;
     }
-    /** Own messages: sent under the current name, or sent from this tab under any name. */
+    /** Ours: sent by our session, under whatever name. Nothing else makes a message ours. */
     isMine(message) {
-      return this.confirmedName !== null && message.from === this.confirmedName || this.outbox.isOwn(message.id);
+      return this.ownSid !== null && message.sid === this.ownSid;
     }
     // --- What the page does ---
     start() {
@@ -561,12 +629,17 @@
       if (connected) this.sendFrame({ type: "inspect", on });
       this.report({ kind: "inspect", on, connected });
     }
-    /** Reconnects under a new name; the server hands it out if nobody else holds it. */
+    /**
+     * Asks for a new name over the open connection ({"type":"rename"}); the
+     * server answers everyone with `renamed`, or us with name_taken or
+     * bad_name. Offline, the name is asked for after the next welcome.
+     */
     rename(rawName) {
       const name = rawName.trim();
-      if (name === "" || name === this.nameToAskFor) return;
-      this.rememberWantedName(name);
-      if (name !== this.confirmedName) this.reconnectNow();
+      if (name === "" || name === (this.requestedName ?? this.confirmedName)) return;
+      this.requestedName = name === this.confirmedName ? null : name;
+      if (this.requestedName !== null && this.currentState === "connected") this.sendFrame({ type: "rename", name });
+      this.notify();
     }
     /**
      * The browser says the network is back or the page is visible again. If we
@@ -599,8 +672,9 @@
       this.cancelRetry();
       if (this.socket !== null || this.stopped) return;
       const inspect = this.inspectOn;
-      const url = buildSocketUrl(this.options.serverUrl, this.nameToAskFor, this.transcript.resumePoint(), inspect);
-      this.report({ kind: "opening", url });
+      const name = this.requestedName ?? this.confirmedName;
+      const url = buildSocketUrl(this.options.serverUrl, this.session.secret, name, this.transcript.resumePoint(), inspect);
+      this.report({ kind: "opening", url: hideSession(url) });
       let socket;
       try {
         socket = this.options.createSocket(url);
@@ -651,8 +725,7 @@
       const socket = this.socket;
       if (socket === null) return;
       this.socket = null;
-      if (this.currentState === "connected" && this.confirmedName !== null) this.namesOfOldConnections.add(this.confirmedName);
-      this.onlineUsers = [];
+      this.memberList = [];
       this.heartbeat.stop();
       this.cancelTimer(this.connectTimer);
       this.cancelTimer(this.stableTimer);
@@ -704,22 +777,14 @@
           break;
         }
         case "joined":
-          if (frame.name === this.confirmedName) return;
-          this.namesOfOldConnections.delete(frame.name);
-          if (!this.onlineUsers.includes(frame.name)) this.onlineUsers = [...this.onlineUsers, frame.name];
-          this.transcript.addNotice("joined", frame.name, this.timers.now());
+        case "left":
+        case "away":
+        case "back":
+          this.handlePresence(frame);
           break;
-        case "left": {
-          if (frame.name === this.confirmedName) return;
-          const wasOurs = this.namesOfOldConnections.delete(frame.name);
-          if (frame.name === this.nameToAskFor) {
-            this.reconnectNow();
-            return;
-          }
-          this.onlineUsers = this.onlineUsers.filter((user) => user !== frame.name);
-          if (!wasOurs) this.transcript.addNotice("left", frame.name, this.timers.now());
+        case "renamed":
+          this.handleRename(frame.sid, frame.from, frame.to);
           break;
-        }
         case "error":
           this.handleError(frame);
           break;
@@ -729,12 +794,10 @@
     handleWelcome(welcome) {
       this.cancelTimer(this.connectTimer);
       this.connectTimer = null;
-      this.confirmedName = welcome.name;
-      if (this.nameToAskFor === null) this.rememberWantedName(welcome.name);
-      for (const name of this.namesOfOldConnections) {
-        if (name === welcome.name || !welcome.users.includes(name)) this.namesOfOldConnections.delete(name);
-      }
-      this.onlineUsers = [...welcome.users];
+      this.rememberName(welcome.name);
+      this.ownSid = welcome.you;
+      this.store(STORAGE_KEYS.you, welcome.you);
+      this.memberList = welcome.members;
       this.transcript.welcome(welcome.epoch, welcome.resumed, this.timers.now());
       this.setState("connected");
       if (this.inspectOn) this.sendFrame({ type: "inspect", on: true });
@@ -745,10 +808,31 @@
         this.backoff.reset();
       }, this.timing.stableAfterMs);
       this.sendPending();
+      if (this.requestedName === welcome.name) this.requestedName = null;
+      if (this.requestedName !== null) this.sendFrame({ type: "rename", name: this.requestedName });
+    }
+    /**
+     * Presence changes the member list. Only joined and left are news worth a
+     * line: away and back are a reload or a blip, shown in the list alone.
+     */
+    handlePresence(frame) {
+      const others = this.memberList.filter((member) => member.sid !== frame.sid);
+      if (frame.type === "left") this.memberList = others;
+      else this.memberList = [...others, { name: frame.name, sid: frame.sid, away: frame.type === "away" }];
+      if (frame.sid === this.ownSid) return;
+      if (frame.type === "joined" || frame.type === "left") this.transcript.addNotice(frame.type, frame.name, this.timers.now());
+    }
+    handleRename(sid, from, to) {
+      this.memberList = this.memberList.map((member) => member.sid === sid ? { ...member, name: to } : member);
+      if (sid === this.ownSid) {
+        this.rememberName(to);
+        if (this.requestedName === to) this.requestedName = null;
+      }
+      this.transcript.addRename(from, to, this.timers.now());
     }
     handleError(error) {
-      if (error.code === "bad_name") {
-        this.rememberWantedName(this.confirmedName);
+      if (error.code === "bad_name" || error.code === "name_taken") {
+        this.requestedName = null;
       } else if (RESEND_LATER_CODES.has(error.code)) {
         if (this.resendTimer === null) {
           this.resendTimer = this.timers.setTimeout(() => {
@@ -781,11 +865,13 @@
       this.options.observer?.pageSent?.(text);
     }
     // --- Small helpers ---
-    rememberWantedName(name) {
-      this.nameToAskFor = name;
+    rememberName(name) {
+      this.confirmedName = name;
+      this.store(STORAGE_KEYS.name, name);
+    }
+    store(key, value) {
       try {
-        if (name === null) this.options.storage.removeItem(STORAGE_KEYS.name);
-        else this.options.storage.setItem(STORAGE_KEYS.name, name);
+        this.options.storage.setItem(key, value);
       } catch {
       }
     }
@@ -865,6 +951,10 @@
       welcome: (name) => `\u6B22\u8FCE\uFF1A\u4F60\u662F ${name}`,
       joined: (name) => `${name} \u52A0\u5165`,
       left: (name) => `${name} \u79BB\u5F00`,
+      renamed: (from, to) => `${from} \u6539\u540D\u4E3A ${to}`,
+      rename: (name) => `\u8BF7\u6C42\u6539\u540D\u4E3A ${name}`,
+      away: (name) => `${name} \u7684\u6700\u540E\u4E00\u4E2A\u8FDE\u63A5\u65AD\u5F00\u4E86\uFF1A\u540D\u5B57\u4E3A TA \u4FDD\u7559\u4E00\u6BB5\u65F6\u95F4`,
+      back: (name) => `${name} \u56DE\u6765\u4E86\uFF08\u540C\u4E00\u4E2A\u4F1A\u8BDD\uFF09`,
       error: (code) => `\u9519\u8BEF ${code}`,
       inspectMessage: (on) => on ? "\u8BF7\u670D\u52A1\u5668\u62A5\u544A\u8FD9\u4E2A\u8FDE\u63A5\u7684\u5E27" : "\u8BF7\u670D\u52A1\u5668\u4E0D\u518D\u62A5\u544A\u5E27",
       protocolPing: "\u534F\u8BAE\u5C42 ping\uFF08opcode 0x9\uFF09",
@@ -911,6 +1001,10 @@
       welcome: (name) => `welcome: you are ${name}`,
       joined: (name) => `${name} joined`,
       left: (name) => `${name} left`,
+      renamed: (from, to) => `${from} is now ${to}`,
+      rename: (name) => `asks to be called ${name}`,
+      away: (name) => `${name}'s last connection closed: the name is kept for them for a while`,
+      back: (name) => `${name} is back (same session)`,
       error: (code) => `error ${code}`,
       inspectMessage: (on) => on ? "asks the server to report this connection's frames" : "asks the server to stop reporting frames",
       protocolPing: "protocol-level ping (opcode 0x9)",
@@ -980,6 +1074,14 @@
         return words.joined(asText(value.name));
       case "left":
         return words.left(asText(value.name));
+      case "away":
+        return words.away(asText(value.name));
+      case "back":
+        return words.back(asText(value.name));
+      case "renamed":
+        return words.renamed(asText(value.from), asText(value.to));
+      case "rename":
+        return words.rename(asText(value.name));
       case "error":
         return words.error(asText(value.code));
       case "inspect":
@@ -1212,6 +1314,8 @@
       waitingToSend: "\u7B49\u5F85\u53D1\u9001",
       joined: (name) => `${name} \u52A0\u5165\u4E86\u804A\u5929\u5BA4`,
       left: (name) => `${name} \u79BB\u5F00\u4E86\u804A\u5929\u5BA4`,
+      renamed: (from, to) => `${from} \u6539\u540D\u4E3A ${to}`,
+      away: "\u6682\u65F6\u79BB\u5F00",
       gap: "\u804A\u5929\u8BB0\u5F55\u5DF2\u91CD\u7F6E\uFF0C\u53EF\u80FD\u6709\u6D88\u606F\u7F3A\u5931",
       nameLabel: "\u540D\u5B57",
       inputLabel: "\u6D88\u606F",
@@ -1220,7 +1324,8 @@
       messagesLabel: "\u804A\u5929\u6D88\u606F",
       tooLong: `\u6D88\u606F\u592A\u957F\u4E86\uFF08\u6700\u591A ${MAX_TEXT_LENGTH} \u4E2A\u5B57\u7B26\uFF09`,
       errors: {
-        name_taken: "\u8FD9\u4E2A\u540D\u5B57\u6B63\u5728\u4F7F\u7528\u4E2D\uFF0C\u6682\u65F6\u7528\u4E86\u53E6\u4E00\u4E2A\uFF1B\u5B83\u7A7A\u51FA\u6765\u540E\u4F1A\u81EA\u52A8\u6362\u56DE",
+        name_taken: "\u8FD9\u4E2A\u540D\u5B57\u5DF2\u7ECF\u6709\u4EBA\u5728\u7528\u4E86",
+        bad_name: "\u540D\u5B57\u8981\u6709 1\u201332 \u4E2A\u5B57\u7B26\uFF0C\u4E0D\u80FD\u6709\u63A7\u5236\u5B57\u7B26",
         rate_limited: "\u53D1\u5F97\u592A\u5FEB\u4E86\uFF0C\u7A0D\u540E\u4F1A\u81EA\u52A8\u91CD\u53D1",
         empty_text: "\u4E0D\u80FD\u53D1\u9001\u7A7A\u6D88\u606F",
         text_too_long: `\u6D88\u606F\u592A\u957F\u4E86\uFF08\u6700\u591A ${MAX_TEXT_LENGTH} \u4E2A\u5B57\u7B26\uFF09`
@@ -1242,6 +1347,8 @@
       waitingToSend: "waiting to send",
       joined: (name) => `${name} joined`,
       left: (name) => `${name} left`,
+      renamed: (from, to) => `${from} is now ${to}`,
+      away: "away",
       gap: "History was reset; some messages may be missing",
       nameLabel: "Name",
       inputLabel: "Message",
@@ -1250,7 +1357,8 @@
       messagesLabel: "Chat messages",
       tooLong: `That message is too long (at most ${MAX_TEXT_LENGTH} characters)`,
       errors: {
-        name_taken: "That name is in use, so you have another for now; you get it back once it is free",
+        name_taken: "Someone else has that name",
+        bad_name: "A name has 1-32 characters and no control characters",
         rate_limited: "Too fast; your messages will be sent again shortly",
         empty_text: "Empty messages cannot be sent",
         text_too_long: `That message is too long (at most ${MAX_TEXT_LENGTH} characters)`
@@ -1315,8 +1423,6 @@
       /** Scroll to the newest line on the next render even if the reader had scrolled up. */
       __publicField(this, "scrollToNewest", true);
       __publicField(this, "alertTimer", null);
-      /** The server error code the alert line shows, if it shows one. */
-      __publicField(this, "alertCode", null);
       /** The users list as last drawn, to skip redrawing it when nothing changed. */
       __publicField(this, "shownUsers", "");
       this.elements = elements;
@@ -1347,7 +1453,6 @@
       });
     }
     render(connection) {
-      if (this.alertCode === "name_taken" && connection.name === connection.wantedName) this.hideAlert();
       this.renderStatus(connection);
       this.renderUsers(connection);
       this.renderName(connection);
@@ -1377,7 +1482,8 @@
       const { alert } = this.elements;
       setText(alert, message);
       alert.hidden = false;
-      this.alertCode = code;
+      if (code === null) delete alert.dataset.code;
+      else alert.dataset.code = code;
       if (this.alertTimer !== null) window.clearTimeout(this.alertTimer);
       this.alertTimer = window.setTimeout(() => this.hideAlert(), 8e3);
     }
@@ -1388,24 +1494,32 @@
       const { alert } = this.elements;
       alert.hidden = true;
       alert.textContent = "";
-      this.alertCode = null;
+      delete alert.dataset.code;
     }
     renderUsers(connection) {
       const { users, usersHeading } = this.elements;
-      setText(usersHeading, this.text.online(connection.users.length));
-      const signature = JSON.stringify([connection.name, connection.users]);
+      const { members, you } = connection;
+      setText(usersHeading, this.text.online(members.filter((member) => !member.away).length));
+      const signature = JSON.stringify([you, members]);
       if (signature === this.shownUsers) return;
       this.shownUsers = signature;
       users.replaceChildren(
-        ...connection.users.map((user) => {
-          const isMe = user === connection.name;
+        ...members.map((member) => {
+          const isMe = member.sid === you;
           const item = createElement("li", isMe ? "user me" : "user");
-          item.dataset.name = user;
-          item.textContent = user;
+          item.classList.toggle("away", member.away);
+          item.dataset.name = member.name;
+          item.dataset.sid = member.sid;
+          item.textContent = member.name;
           if (isMe) {
             const badge = this.createMeBadge();
             badge.textContent = this.text.me;
             item.append(" ", badge);
+          }
+          if (member.away) {
+            const label = createElement("span", "away-label");
+            label.textContent = this.text.away;
+            item.append(" ", label);
           }
           return item;
         })
@@ -1427,7 +1541,7 @@
       for (const entry of connection.entries) {
         if (entry.kind === "notice") {
           usedNoticeKeys.add(entry.key);
-          wanted.push(this.noticeRow(entry.key, entry.notice, entry.name, entry.time));
+          wanted.push(this.noticeRow(entry));
           continue;
         }
         const { message } = entry;
@@ -1505,17 +1619,23 @@
       }
       return badge;
     }
-    noticeRow(key, notice, name, time) {
+    noticeRow(notice) {
+      const { key, name, time } = notice;
       const existing = this.noticeRows.get(key);
       if (existing !== void 0) return existing;
       const element = createElement("li", "notice");
-      element.dataset.kind = notice;
-      const words = notice === "joined" ? this.text.joined(name) : notice === "left" ? this.text.left(name) : this.text.gap;
+      element.dataset.kind = notice.notice;
+      const words = {
+        joined: () => this.text.joined(name),
+        left: () => this.text.left(name),
+        renamed: () => this.text.renamed(name, notice.to ?? ""),
+        gap: () => this.text.gap
+      };
       const date = new Date(time);
       const timeElement = createElement("time", "time");
       timeElement.dateTime = date.toISOString();
       timeElement.textContent = this.timeFormat.format(date);
-      element.append(timeElement, " ", words);
+      element.append(timeElement, " ", words[notice.notice]());
       this.noticeRows.set(key, element);
       return element;
     }
@@ -1635,6 +1755,18 @@
       return createMemoryStorage();
     }
   }
+  function openTabChannel() {
+    if (typeof BroadcastChannel !== "function") return null;
+    try {
+      const channel = new BroadcastChannel("chatRoom.session");
+      return {
+        post: (message) => channel.postMessage(message),
+        listen: (listener) => channel.addEventListener("message", (event) => listener(event.data))
+      };
+    } catch {
+      return null;
+    }
+  }
   const browserTimers = {
     setTimeout: (callback, delayMs) => window.setTimeout(callback, delayMs),
     clearTimeout: (timerId) => window.clearTimeout(timerId),
@@ -1656,6 +1788,7 @@
     inspectorView.applyLanguage();
     const connection = new ChatConnection({
       serverUrl: resolveServerUrl(location),
+      tabChannel: openTabChannel(),
       createSocket: (url) => new WebSocket(url),
       storage: openSessionStorage(),
       timers: browserTimers,
@@ -1704,8 +1837,14 @@
       get name() {
         return connection.name;
       },
+      get you() {
+        return connection.you;
+      },
       get users() {
-        return [...connection.users];
+        return connection.members.map((member) => member.name);
+      },
+      get members() {
+        return connection.members.map((member) => ({ ...member }));
       },
       get lastSeq() {
         return connection.lastSeq;

@@ -11,11 +11,12 @@
 //   2. storage: sessionStorage, or anything with the same three methods
 //   3. Backoff: how long to wait before the next reconnection attempt
 //   4. Outbox: messages typed but not yet confirmed by the server
-//   5. Transcript: what is on screen, in seq order, and where to resume from
-//   6. Heartbeat: noticing a connection that died without telling anyone
-//   7. ChatConnection: the one place that opens sockets, tying 3 to 6 together
-//   8. InspectorLog: the frame inspector's entries, from the server's traces and the page's events
-//   9. the page
+//   5. TabSession: this tab's secret, and a duplicated tab noticing it must make its own
+//   6. Transcript: what is on screen, in seq order, and where to resume from
+//   7. Heartbeat: noticing a connection that died without telling anyone
+//   8. ChatConnection: the one place that opens sockets, tying 3 to 7 together
+//   9. InspectorLog: the frame inspector's entries, from the server's traces and the page's events
+//  10. the page
 //
 // Durations are in milliseconds; names that hold one end in "Ms".
 
@@ -28,16 +29,27 @@ export interface ChatMessage {
   seq: number;
   /** Chosen by the sender, so the sender can recognise its own message when it comes back. */
   id: string;
+  /** The sender's public id: the message is ours when it equals the welcome's `you`. "" if unknown. */
+  sid: string;
   from: string;
   text: string;
   /** When the server received it, in milliseconds since 1970. */
   time: number;
 }
 
+/** Someone in the room. `away`: their last connection closed, and the name is kept for them for a while. */
+export interface Member {
+  name: string;
+  sid: string;
+  away: boolean;
+}
+
 export interface WelcomeFrame {
   type: "welcome";
   name: string;
-  users: string[];
+  /** Our own public id, derived from our session by the server. */
+  you: string;
+  members: Member[];
   seq: number;
   epoch: string;
   resumed: boolean;
@@ -52,8 +64,9 @@ export type ServerFrame =
   | { type: "message"; message: ChatMessage }
   /** `t` is the time our ping carried, sent back unchanged: now minus t is the round trip. */
   | { type: "pong"; t: number | null }
-  | { type: "joined"; name: string }
-  | { type: "left"; name: string }
+  /** joined: a new identity; left: gone for good; away and back: its last connection closed, or one returned within the grace. */
+  | { type: "joined" | "left" | "away" | "back"; name: string; sid: string }
+  | { type: "renamed"; sid: string; from: string; to: string }
   | { type: "error"; code: string; message: string; id: string | null }
   | { type: "trace"; trace: TraceMessage };
 
@@ -113,17 +126,22 @@ function isStringArray(value: unknown): value is string[] {
   return Array.isArray(value) && value.every((item) => typeof item === "string");
 }
 
+function readMember(value: unknown): Member | null {
+  if (!isRecord(value) || typeof value.name !== "string" || typeof value.sid !== "string") return null;
+  return { name: value.name, sid: value.sid, away: value.away === true };
+}
+
 function isSeq(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value) && value > 0;
 }
 
 /** Reads the fields of a chat message from an untrusted object, or returns null. */
 function readChatMessage(value: Record<string, unknown>): ChatMessage | null {
-  const { seq, id, from, text, time } = value;
+  const { seq, id, sid, from, text, time } = value;
   if (!isSeq(seq) || typeof from !== "string" || typeof text !== "string") return null;
   if (typeof time !== "number" || !Number.isFinite(time)) return null;
-  // A message without an id cannot be anyone's acknowledgement, but it is still worth showing.
-  return { seq, id: typeof id === "string" ? id : "", from, text, time };
+  // A message without an id cannot be anyone's acknowledgement, nor one without a sid anyone's own, but both are worth showing.
+  return { seq, id: typeof id === "string" ? id : "", sid: typeof sid === "string" ? sid : "", from, text, time };
 }
 
 /** Reads a trace message from an untrusted object, or returns null. */
@@ -177,15 +195,18 @@ export function parseServerFrame(data: unknown): ServerFrame | null {
 
   switch (value.type) {
     case "welcome": {
-      const { name, users, seq, epoch, resumed } = value;
-      if (typeof name !== "string" || !isStringArray(users)) return null;
+      const { name, you, members, seq, epoch, resumed } = value;
+      if (typeof name !== "string" || typeof you !== "string" || !Array.isArray(members)) return null;
+      const checkedMembers = members.map(readMember);
+      if (!checkedMembers.every((member) => member !== null)) return null;
       // The contract says the epoch is a string; a number is accepted too, because
       // refusing the welcome would leave the client unable to connect at all.
       if (typeof epoch !== "string" && typeof epoch !== "number") return null;
       return {
         type: "welcome",
         name,
-        users,
+        you,
+        members: checkedMembers as Member[],
         seq: isSeq(seq) ? seq : 0,
         epoch: String(epoch),
         resumed: resumed === true,
@@ -203,7 +224,13 @@ export function parseServerFrame(data: unknown): ServerFrame | null {
     }
     case "joined":
     case "left":
-      return typeof value.name === "string" ? { type: value.type, name: value.name } : null;
+    case "away":
+    case "back":
+      return typeof value.name === "string" && typeof value.sid === "string" ? { type: value.type, name: value.name, sid: value.sid } : null;
+    case "renamed": {
+      const { sid, from, to } = value;
+      return typeof sid === "string" && typeof from === "string" && typeof to === "string" ? { type: "renamed", sid, from, to } : null;
+    }
     case "error": {
       const { code, message, id } = value;
       return {
@@ -234,6 +261,10 @@ export const STORAGE_KEYS = {
   outbox: "chatRoom.outbox",
   transcript: "chatRoom.transcript",
   name: "chatRoom.name",
+  /** This tab's secret: who we are to the server. Never shown, never sent but in the socket URL. */
+  session: "chatRoom.session",
+  /** Our public id from the last welcome, so our own messages show as ours before the next one. */
+  you: "chatRoom.you",
   /** true while the frame inspector is open, so a reload opens it again (and asks for the handshake). */
   inspector: "chatRoom.inspector",
 } as const;
@@ -361,9 +392,6 @@ function isOutgoingMessage(value: unknown): value is OutgoingMessage {
   );
 }
 
-/** How many confirmed ids to remember: enough to recognise every own message still on screen. */
-const REMEMBERED_SENT_IDS = 1000;
-
 /**
  * Messages waiting for the server's confirmation, kept in storage so that a
  * reload does not lose what the user typed. A message leaves the outbox when
@@ -374,16 +402,11 @@ const REMEMBERED_SENT_IDS = 1000;
 export class Outbox {
   private readonly storage: KeyValueStorage;
   private waiting: OutgoingMessage[] = [];
-  /** Ids of own messages the server has confirmed, so they still count as "mine" after a rename. */
-  private confirmedIds: string[] = [];
 
   constructor(storage: KeyValueStorage) {
     this.storage = storage;
     const stored = readStoredJson(storage, STORAGE_KEYS.outbox);
-    if (isRecord(stored)) {
-      if (Array.isArray(stored.pending)) this.waiting = stored.pending.filter(isOutgoingMessage);
-      if (isStringArray(stored.sent)) this.confirmedIds = stored.sent;
-    }
+    if (isRecord(stored) && Array.isArray(stored.pending)) this.waiting = stored.pending.filter(isOutgoingMessage);
   }
 
   /** Oldest first, which is the order they must be sent in. */
@@ -402,17 +425,10 @@ export class Outbox {
     return this.waiting.some((message) => message.id === id);
   }
 
-  /** Whether this id belongs to a message sent from this tab, confirmed or not. */
-  isOwn(id: string): boolean {
-    return id !== "" && (this.isPending(id) || this.confirmedIds.includes(id));
-  }
-
   /** The server sent the message back: it is in the history now. Returns false for unknown ids. */
   acknowledge(id: string): boolean {
     if (!this.isPending(id)) return false;
     this.waiting = this.waiting.filter((message) => message.id !== id);
-    this.confirmedIds.push(id);
-    if (this.confirmedIds.length > REMEMBERED_SENT_IDS) this.confirmedIds.splice(0, this.confirmedIds.length - REMEMBERED_SENT_IDS);
     this.save();
     return true;
   }
@@ -426,15 +442,102 @@ export class Outbox {
   }
 
   private save(): void {
-    writeStoredJson(this.storage, STORAGE_KEYS.outbox, { pending: this.waiting, sent: this.confirmedIds });
+    writeStoredJson(this.storage, STORAGE_KEYS.outbox, { pending: this.waiting });
   }
 }
 
 // ---------------------------------------------------------------------------
-// 5. Transcript
+// 5. TabSession: who this tab is
 // ---------------------------------------------------------------------------
 
-export type NoticeKind = "joined" | "left" | "gap";
+/**
+ * A new session secret: 128 random bits as base64url (22 characters).
+ * `crypto.getRandomValues` works on plain-http pages on a LAN, where
+ * `crypto.randomUUID` and `crypto.subtle` do not exist.
+ */
+export function createSessionSecret(source: RandomSource | undefined = globalThis.crypto, random: () => number = Math.random): string {
+  const bytes = new Uint8Array(16);
+  if (typeof source?.getRandomValues === "function") source.getRandomValues(bytes);
+  else for (let index = 0; index < bytes.length; index++) bytes[index] = Math.floor(random() * 256);
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+/** What the server accepts as a session: 16-64 characters of A-Z, a-z, 0-9, - and _. */
+export function sessionIsValid(value: string): boolean {
+  return /^[A-Za-z0-9_-]{16,64}$/.test(value);
+}
+
+/** The tabs of one origin talking to each other: a BroadcastChannel in a browser, a fake in tests. */
+export interface TabChannel {
+  post(message: unknown): void;
+  listen(listener: (message: unknown) => void): void;
+}
+
+/**
+ * This tab's session secret, kept in sessionStorage so a reload is the same
+ * person. A duplicated tab gets a copy of sessionStorage, secret included,
+ * and would be the same person as the tab it came from. So every tab says
+ * "I am using session S" when it starts; a tab already using S answers
+ * "taken", and the newcomer makes a secret of its own. The one that answers
+ * was there first, so it keeps its identity.
+ */
+export class TabSession {
+  private readonly storage: KeyValueStorage;
+  private readonly createSecret: () => string;
+  /** Tells one tab from another, for as long as this page lives. */
+  private readonly tabId: string;
+  private current: string;
+  private readonly onReplaced: () => void;
+
+  constructor(storage: KeyValueStorage, channel: TabChannel | null, createSecret: () => string, onReplaced: () => void) {
+    this.storage = storage;
+    this.createSecret = createSecret;
+    this.onReplaced = onReplaced;
+    this.tabId = createSecret();
+    let stored: string | null = null;
+    try {
+      stored = storage.getItem(STORAGE_KEYS.session);
+    } catch {
+      // Unreadable storage: a new session, as for a new tab.
+    }
+    this.current = stored !== null && sessionIsValid(stored) ? stored : this.replace();
+    if (channel === null) return;
+    channel.listen((message) => {
+      if (!isRecord(message) || message.session !== this.current) return;
+      if (message.type === "using" && message.tab !== this.tabId) {
+        channel.post({ type: "taken", session: this.current, to: message.tab });
+      } else if (message.type === "taken" && message.to === this.tabId) {
+        this.replace();
+        this.onReplaced();
+      }
+    });
+    channel.post({ type: "using", session: this.current, tab: this.tabId });
+  }
+
+  get secret(): string {
+    return this.current;
+  }
+
+  private replace(): string {
+    this.current = this.createSecret();
+    try {
+      this.storage.setItem(STORAGE_KEYS.session, this.current);
+      // Our public id belonged to the old secret.
+      this.storage.removeItem(STORAGE_KEYS.you);
+    } catch {
+      // Only a reload would notice; see writeStoredJson.
+    }
+    return this.current;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 6. Transcript
+// ---------------------------------------------------------------------------
+
+export type NoticeKind = "joined" | "left" | "renamed" | "gap";
 
 /**
  * One line on screen. `key` never repeats, so the page can keep one element
@@ -442,7 +545,8 @@ export type NoticeKind = "joined" | "left" | "gap";
  */
 export type TranscriptEntry =
   | { kind: "message"; key: string; epoch: string; message: ChatMessage }
-  | { kind: "notice"; key: string; notice: NoticeKind; name: string; time: number };
+  /** `name` is who joined or left, or the old name of a rename, whose new name is `to`. */
+  | { kind: "notice"; key: string; notice: NoticeKind; name: string; time: number; to?: string };
 
 /** What the client puts in the URL to ask for only the messages it has not seen. */
 export interface ResumePoint {
@@ -463,7 +567,7 @@ function isTranscriptEntry(value: unknown): value is TranscriptEntry {
   }
   return (
     value.kind === "notice" &&
-    (value.notice === "joined" || value.notice === "left" || value.notice === "gap") &&
+    (value.notice === "joined" || value.notice === "left" || value.notice === "gap" || (value.notice === "renamed" && typeof value.to === "string")) &&
     typeof value.name === "string" &&
     typeof value.time === "number"
   );
@@ -579,7 +683,16 @@ export class Transcript {
   }
 
   addNotice(notice: "joined" | "left", name: string, time: number): void {
-    this.lines.push({ kind: "notice", key: this.newKey(), notice, name, time });
+    this.pushNotice({ kind: "notice", key: this.newKey(), notice, name, time });
+  }
+
+  /** One line for a rename: "小红 is now Bob". */
+  addRename(from: string, to: string, time: number): void {
+    this.pushNotice({ kind: "notice", key: this.newKey(), notice: "renamed", name: from, to, time });
+  }
+
+  private pushNotice(entry: TranscriptEntry): void {
+    this.lines.push(entry);
     this.dropOldestBeyondLimit();
     this.save();
   }
@@ -612,7 +725,7 @@ export class Transcript {
 }
 
 // ---------------------------------------------------------------------------
-// 6. Heartbeat
+// 7. Heartbeat
 // ---------------------------------------------------------------------------
 
 /** The clock, handed in so tests can move time forward by hand. */
@@ -692,7 +805,7 @@ export class Heartbeat {
 }
 
 // ---------------------------------------------------------------------------
-// 7. ChatConnection
+// 8. ChatConnection
 // ---------------------------------------------------------------------------
 
 /**
@@ -786,7 +899,7 @@ export type ClientEvent =
   | { kind: "inspect"; on: boolean; connected: boolean };
 
 /**
- * Watches a ChatConnection for the frame inspector (section 8). Every method
+ * Watches a ChatConnection for the frame inspector (section 9). Every method
  * is optional and watching changes nothing: the connection behaves the same
  * whether anyone watches or not.
  */
@@ -818,6 +931,9 @@ export interface ChatConnectionOptions {
   onChange?: () => void;
   onServerError?: (error: ServerError) => void;
   observer?: ConnectionObserver;
+  /** Where tabs of this origin hear each other, to notice a duplicated tab (BroadcastChannel); none in most tests. */
+  tabChannel?: TabChannel | null;
+  createSessionSecret?: () => string;
 }
 
 /**
@@ -826,10 +942,17 @@ export interface ChatConnectionOptions {
  * opening handshake and report every frame from the first: a message asking
  * for that would come too late for the handshake.
  */
-export function buildSocketUrl(serverUrl: string, name: string | null, resumePoint: ResumePoint | null, inspect = false): string {
+export function buildSocketUrl(
+  serverUrl: string,
+  session: string | null,
+  name: string | null,
+  resumePoint: ResumePoint | null,
+  inspect = false,
+): string {
   // encodeURIComponent rather than URLSearchParams: it writes a space as %20,
   // which every decoder reads back as a space (URLSearchParams writes "+").
   const parameters: string[] = [];
+  if (session !== null) parameters.push(`session=${encodeURIComponent(session)}`);
   if (name !== null) parameters.push(`name=${encodeURIComponent(name)}`);
   if (resumePoint !== null) {
     parameters.push(`since=${resumePoint.since}`, `epoch=${encodeURIComponent(resumePoint.epoch)}`);
@@ -839,6 +962,11 @@ export function buildSocketUrl(serverUrl: string, name: string | null, resumePoi
   const existing = url.search.slice(1);
   url.search = [existing, ...parameters].filter((part) => part !== "").join("&");
   return url.toString();
+}
+
+/** The address with the session's value replaced by "…", for the inspector: the secret is never shown. */
+export function hideSession(url: string): string {
+  return url.replace(/([?&]session=)[^&#]*/, "$1…");
 }
 
 /**
@@ -864,23 +992,14 @@ export class ChatConnection {
   private socket: SocketLike | null = null;
   private currentState: ConnectionState = "offline";
   private stopped = true;
-  /** The name the server gave us in the last welcome. */
+  private readonly session: TabSession;
+  /** The name the server gave us, kept in storage so the next connection asks for it again. */
   private confirmedName: string | null;
-  /**
-   * The name to ask for in every URL, kept in storage: the first name the
-   * server gave us, or the one the user typed. It differs from confirmedName
-   * only while the server lends us a stand-in because the name is taken,
-   * usually by our own previous connection that the server has not yet
-   * noticed is dead. When that one leaves, we ask for the name again.
-   */
-  private nameToAskFor: string | null;
-  private onlineUsers: string[] = [];
-  /**
-   * Names held by our own connections that we gave up on but the server may
-   * not have let go of yet. When it does, it tells everyone, us included,
-   * that the name left; that is not news to show.
-   */
-  private readonly namesOfOldConnections = new Set<string>();
+  /** A name the user chose that the server has not confirmed yet (asked for on the next welcome if offline). */
+  private requestedName: string | null = null;
+  /** Our public id from the last welcome (kept in storage): a message is ours when its sid is this. */
+  private ownSid: string | null;
+  private memberList: Member[] = [];
   private retryAt: number | null = null;
   /** Whether the frame inspector is open: the server is asked for traces on every connection. */
   private inspectOn: boolean;
@@ -907,9 +1026,13 @@ export class ChatConnection {
         this.handleLostConnection();
       },
     });
-    const storedName = options.storage.getItem(STORAGE_KEYS.name);
-    this.confirmedName = storedName;
-    this.nameToAskFor = storedName;
+    this.session = new TabSession(options.storage, options.tabChannel ?? null, options.createSessionSecret ?? createSessionSecret, () => {
+      // A duplicated tab: we are someone new, and the old identity's marks are not ours.
+      this.ownSid = null;
+      this.reconnectNow();
+    });
+    this.confirmedName = options.storage.getItem(STORAGE_KEYS.name);
+    this.ownSid = options.storage.getItem(STORAGE_KEYS.you);
     this.inspectOn = readStoredJson(options.storage, STORAGE_KEYS.inspector) === true;
   }
 
@@ -934,14 +1057,19 @@ export class ChatConnection {
     return this.confirmedName;
   }
 
-  /** The name we ask for; differs from `name` while the server lends us a stand-in. */
+  /** The name the user chose and the server has not confirmed yet; null when there is none. */
   get wantedName(): string | null {
-    return this.nameToAskFor;
+    return this.requestedName;
   }
 
-  /** Who is online, as the current connection was told; empty without one. */
-  get users(): readonly string[] {
-    return this.onlineUsers;
+  /** Our public id (the welcome's `you`); null before the first welcome. */
+  get you(): string | null {
+    return this.ownSid;
+  }
+
+  /** Who is in the room, as the current connection was told; empty without one. */
+  get members(): readonly Member[] {
+    return this.memberList;
   }
 
   get entries(): readonly TranscriptEntry[] {
@@ -965,9 +1093,9 @@ export class ChatConnection {
     return this.inspectOn;
   }
 
-  /** Own messages: sent under the current name, or sent from this tab under any name. */
+  /** Ours: sent by our session, under whatever name. Nothing else makes a message ours. */
   isMine(message: ChatMessage): boolean {
-    return (this.confirmedName !== null && message.from === this.confirmedName) || this.outbox.isOwn(message.id);
+    return this.ownSid !== null && message.sid === this.ownSid;
   }
 
   // --- What the page does ---
@@ -1019,12 +1147,17 @@ export class ChatConnection {
     this.report({ kind: "inspect", on, connected });
   }
 
-  /** Reconnects under a new name; the server hands it out if nobody else holds it. */
+  /**
+   * Asks for a new name over the open connection ({"type":"rename"}); the
+   * server answers everyone with `renamed`, or us with name_taken or
+   * bad_name. Offline, the name is asked for after the next welcome.
+   */
   rename(rawName: string): void {
     const name = rawName.trim();
-    if (name === "" || name === this.nameToAskFor) return;
-    this.rememberWantedName(name);
-    if (name !== this.confirmedName) this.reconnectNow();
+    if (name === "" || name === (this.requestedName ?? this.confirmedName)) return;
+    this.requestedName = name === this.confirmedName ? null : name;
+    if (this.requestedName !== null && this.currentState === "connected") this.sendFrame({ type: "rename", name });
+    this.notify();
   }
 
   /**
@@ -1062,8 +1195,9 @@ export class ChatConnection {
     if (this.socket !== null || this.stopped) return;
 
     const inspect = this.inspectOn;
-    const url = buildSocketUrl(this.options.serverUrl, this.nameToAskFor, this.transcript.resumePoint(), inspect);
-    this.report({ kind: "opening", url });
+    const name = this.requestedName ?? this.confirmedName;
+    const url = buildSocketUrl(this.options.serverUrl, this.session.secret, name, this.transcript.resumePoint(), inspect);
+    this.report({ kind: "opening", url: hideSession(url) });
     let socket: SocketLike;
     try {
       socket = this.options.createSocket(url);
@@ -1120,9 +1254,8 @@ export class ChatConnection {
     const socket = this.socket;
     if (socket === null) return;
     this.socket = null;
-    if (this.currentState === "connected" && this.confirmedName !== null) this.namesOfOldConnections.add(this.confirmedName);
     // Without a connection we do not know who is online; the next welcome will say.
-    this.onlineUsers = [];
+    this.memberList = [];
     this.heartbeat.stop();
     this.cancelTimer(this.connectTimer);
     this.cancelTimer(this.stableTimer);
@@ -1184,24 +1317,14 @@ export class ChatConnection {
         break;
       }
       case "joined":
-        if (frame.name === this.confirmedName) return;
-        // Whoever held this name before has left, even if we were not there to hear it.
-        this.namesOfOldConnections.delete(frame.name);
-        if (!this.onlineUsers.includes(frame.name)) this.onlineUsers = [...this.onlineUsers, frame.name];
-        this.transcript.addNotice("joined", frame.name, this.timers.now());
+      case "left":
+      case "away":
+      case "back":
+        this.handlePresence(frame);
         break;
-      case "left": {
-        if (frame.name === this.confirmedName) return;
-        const wasOurs = this.namesOfOldConnections.delete(frame.name);
-        if (frame.name === this.nameToAskFor) {
-          // The name we were lent a stand-in for is free again: take it back.
-          this.reconnectNow();
-          return;
-        }
-        this.onlineUsers = this.onlineUsers.filter((user) => user !== frame.name);
-        if (!wasOurs) this.transcript.addNotice("left", frame.name, this.timers.now());
+      case "renamed":
+        this.handleRename(frame.sid, frame.from, frame.to);
         break;
-      }
       case "error":
         this.handleError(frame);
         break;
@@ -1212,14 +1335,10 @@ export class ChatConnection {
   private handleWelcome(welcome: WelcomeFrame): void {
     this.cancelTimer(this.connectTimer);
     this.connectTimer = null;
-    this.confirmedName = welcome.name;
-    if (this.nameToAskFor === null) this.rememberWantedName(welcome.name);
-    // An old connection missing from the list has already left, and names are
-    // unique, so none holds the name we were just given.
-    for (const name of this.namesOfOldConnections) {
-      if (name === welcome.name || !welcome.users.includes(name)) this.namesOfOldConnections.delete(name);
-    }
-    this.onlineUsers = [...welcome.users];
+    this.rememberName(welcome.name);
+    this.ownSid = welcome.you;
+    this.store(STORAGE_KEYS.you, welcome.you);
+    this.memberList = welcome.members;
     this.transcript.welcome(welcome.epoch, welcome.resumed, this.timers.now());
     this.setState("connected");
     // Asked in the URL already (inspect=1), but asking again costs one small
@@ -1234,12 +1353,36 @@ export class ChatConnection {
       this.backoff.reset();
     }, this.timing.stableAfterMs);
     this.sendPending();
+    // A name chosen while offline: our identity may hold another one.
+    if (this.requestedName === welcome.name) this.requestedName = null;
+    if (this.requestedName !== null) this.sendFrame({ type: "rename", name: this.requestedName });
+  }
+
+  /**
+   * Presence changes the member list. Only joined and left are news worth a
+   * line: away and back are a reload or a blip, shown in the list alone.
+   */
+  private handlePresence(frame: { type: "joined" | "left" | "away" | "back"; name: string; sid: string }): void {
+    const others = this.memberList.filter((member) => member.sid !== frame.sid);
+    if (frame.type === "left") this.memberList = others;
+    else this.memberList = [...others, { name: frame.name, sid: frame.sid, away: frame.type === "away" }];
+    if (frame.sid === this.ownSid) return;
+    if (frame.type === "joined" || frame.type === "left") this.transcript.addNotice(frame.type, frame.name, this.timers.now());
+  }
+
+  private handleRename(sid: string, from: string, to: string): void {
+    this.memberList = this.memberList.map((member) => (member.sid === sid ? { ...member, name: to } : member));
+    if (sid === this.ownSid) {
+      this.rememberName(to);
+      if (this.requestedName === to) this.requestedName = null;
+    }
+    this.transcript.addRename(from, to, this.timers.now());
   }
 
   private handleError(error: { code: string; message: string; id: string | null }): void {
-    if (error.code === "bad_name") {
-      // The server will never accept that name; asking again would only repeat this.
-      this.rememberWantedName(this.confirmedName);
+    if (error.code === "bad_name" || error.code === "name_taken") {
+      // Refused: our name stays what it was, and asking again would only repeat this.
+      this.requestedName = null;
     } else if (RESEND_LATER_CODES.has(error.code)) {
       // The server did not take some of our messages; they are still in the outbox.
       if (this.resendTimer === null) {
@@ -1280,11 +1423,14 @@ export class ChatConnection {
 
   // --- Small helpers ---
 
-  private rememberWantedName(name: string | null): void {
-    this.nameToAskFor = name;
+  private rememberName(name: string): void {
+    this.confirmedName = name;
+    this.store(STORAGE_KEYS.name, name);
+  }
+
+  private store(key: string, value: string): void {
     try {
-      if (name === null) this.options.storage.removeItem(STORAGE_KEYS.name);
-      else this.options.storage.setItem(STORAGE_KEYS.name, name);
+      this.options.storage.setItem(key, value);
     } catch {
       // Only a reload would notice; see writeStoredJson.
     }
@@ -1315,7 +1461,7 @@ export class ChatConnection {
 }
 
 // ---------------------------------------------------------------------------
-// 8. InspectorLog
+// 9. InspectorLog
 // ---------------------------------------------------------------------------
 //
 // Browsers show a WebSocket's messages, never its frames. The server can: a
@@ -1417,6 +1563,10 @@ export interface InspectorWords {
   welcome(name: string): string;
   joined(name: string): string;
   left(name: string): string;
+  renamed(from: string, to: string): string;
+  rename(name: string): string;
+  away(name: string): string;
+  back(name: string): string;
   error(code: string): string;
   inspectMessage(on: boolean): string;
   protocolPing: string;
@@ -1484,6 +1634,10 @@ export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
     welcome: (name) => `欢迎：你是 ${name}`,
     joined: (name) => `${name} 加入`,
     left: (name) => `${name} 离开`,
+    renamed: (from, to) => `${from} 改名为 ${to}`,
+    rename: (name) => `请求改名为 ${name}`,
+    away: (name) => `${name} 的最后一个连接断开了：名字为 TA 保留一段时间`,
+    back: (name) => `${name} 回来了（同一个会话）`,
     error: (code) => `错误 ${code}`,
     inspectMessage: (on) => (on ? "请服务器报告这个连接的帧" : "请服务器不再报告帧"),
     protocolPing: "协议层 ping（opcode 0x9）",
@@ -1540,6 +1694,10 @@ export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
     welcome: (name) => `welcome: you are ${name}`,
     joined: (name) => `${name} joined`,
     left: (name) => `${name} left`,
+    renamed: (from, to) => `${from} is now ${to}`,
+    rename: (name) => `asks to be called ${name}`,
+    away: (name) => `${name}'s last connection closed: the name is kept for them for a while`,
+    back: (name) => `${name} is back (same session)`,
     error: (code) => `error ${code}`,
     inspectMessage: (on) => (on ? "asks the server to report this connection's frames" : "asks the server to stop reporting frames"),
     protocolPing: "protocol-level ping (opcode 0x9)",
@@ -1638,6 +1796,14 @@ function describeChatJson(text: string, words: InspectorWords): string | null {
       return words.joined(asText(value.name));
     case "left":
       return words.left(asText(value.name));
+    case "away":
+      return words.away(asText(value.name));
+    case "back":
+      return words.back(asText(value.name));
+    case "renamed":
+      return words.renamed(asText(value.from), asText(value.to));
+    case "rename":
+      return words.rename(asText(value.name));
     case "error":
       return words.error(asText(value.code));
     case "inspect":
@@ -1877,7 +2043,7 @@ export class InspectorLog implements ConnectionObserver {
 }
 
 // ---------------------------------------------------------------------------
-// 9. The page
+// 10. The page
 // ---------------------------------------------------------------------------
 //
 // Everything above works without a page. Everything below reads the state of
@@ -1953,6 +2119,9 @@ export interface PageText {
   waitingToSend: string;
   joined(name: string): string;
   left(name: string): string;
+  renamed(from: string, to: string): string;
+  /** Beside a member whose last connection closed: the name is kept for them for a while. */
+  away: string;
   gap: string;
   nameLabel: string;
   inputLabel: string;
@@ -1981,6 +2150,8 @@ export const TEXT: Record<Language, PageText> = {
     waitingToSend: "等待发送",
     joined: (name) => `${name} 加入了聊天室`,
     left: (name) => `${name} 离开了聊天室`,
+    renamed: (from, to) => `${from} 改名为 ${to}`,
+    away: "暂时离开",
     gap: "聊天记录已重置，可能有消息缺失",
     nameLabel: "名字",
     inputLabel: "消息",
@@ -1989,7 +2160,8 @@ export const TEXT: Record<Language, PageText> = {
     messagesLabel: "聊天消息",
     tooLong: `消息太长了（最多 ${MAX_TEXT_LENGTH} 个字符）`,
     errors: {
-      name_taken: "这个名字正在使用中，暂时用了另一个；它空出来后会自动换回",
+      name_taken: "这个名字已经有人在用了",
+      bad_name: "名字要有 1–32 个字符，不能有控制字符",
       rate_limited: "发得太快了，稍后会自动重发",
       empty_text: "不能发送空消息",
       text_too_long: `消息太长了（最多 ${MAX_TEXT_LENGTH} 个字符）`,
@@ -2011,6 +2183,8 @@ export const TEXT: Record<Language, PageText> = {
     waitingToSend: "waiting to send",
     joined: (name) => `${name} joined`,
     left: (name) => `${name} left`,
+    renamed: (from, to) => `${from} is now ${to}`,
+    away: "away",
     gap: "History was reset; some messages may be missing",
     nameLabel: "Name",
     inputLabel: "Message",
@@ -2019,7 +2193,8 @@ export const TEXT: Record<Language, PageText> = {
     messagesLabel: "Chat messages",
     tooLong: `That message is too long (at most ${MAX_TEXT_LENGTH} characters)`,
     errors: {
-      name_taken: "That name is in use, so you have another for now; you get it back once it is free",
+      name_taken: "Someone else has that name",
+      bad_name: "A name has 1-32 characters and no control characters",
       rate_limited: "Too fast; your messages will be sent again shortly",
       empty_text: "Empty messages cannot be sent",
       text_too_long: `That message is too long (at most ${MAX_TEXT_LENGTH} characters)`,
@@ -2048,7 +2223,10 @@ export interface ChatClientDebugView {
   readonly state: ConnectionState;
   readonly attempt: number;
   readonly name: string | null;
+  readonly you: string | null;
+  /** Everyone in the room by name, and the same with ids (and who is away). */
   readonly users: readonly string[];
+  readonly members: readonly Member[];
   readonly lastSeq: number;
   readonly epoch: string | null;
   readonly outboxLength: number;
@@ -2167,8 +2345,6 @@ class ChatView {
   /** Scroll to the newest line on the next render even if the reader had scrolled up. */
   private scrollToNewest = true;
   private alertTimer: number | null = null;
-  /** The server error code the alert line shows, if it shows one. */
-  private alertCode: string | null = null;
   /** The users list as last drawn, to skip redrawing it when nothing changed. */
   private shownUsers = "";
 
@@ -2204,8 +2380,6 @@ class ChatView {
   }
 
   render(connection: ChatConnection): void {
-    // "Name taken" is old news once we have the name back.
-    if (this.alertCode === "name_taken" && connection.name === connection.wantedName) this.hideAlert();
     this.renderStatus(connection);
     this.renderUsers(connection);
     this.renderName(connection);
@@ -2238,7 +2412,9 @@ class ChatView {
     const { alert } = this.elements;
     setText(alert, message);
     alert.hidden = false;
-    this.alertCode = code;
+    // Which server error the line shows, for tests and for styling.
+    if (code === null) delete alert.dataset.code;
+    else alert.dataset.code = code;
     if (this.alertTimer !== null) window.clearTimeout(this.alertTimer);
     this.alertTimer = window.setTimeout(() => this.hideAlert(), 8000);
   }
@@ -2251,26 +2427,34 @@ class ChatView {
     const { alert } = this.elements;
     alert.hidden = true;
     alert.textContent = "";
-    this.alertCode = null;
+    delete alert.dataset.code;
   }
 
   private renderUsers(connection: ChatConnection): void {
     const { users, usersHeading } = this.elements;
-    setText(usersHeading, this.text.online(connection.users.length));
+    const { members, you } = connection;
+    setText(usersHeading, this.text.online(members.filter((member) => !member.away).length));
     // The list is short and not a live region, so it is simply rebuilt, but only when it changed.
-    const signature = JSON.stringify([connection.name, connection.users]);
+    const signature = JSON.stringify([you, members]);
     if (signature === this.shownUsers) return;
     this.shownUsers = signature;
     users.replaceChildren(
-      ...connection.users.map((user) => {
-        const isMe = user === connection.name;
+      ...members.map((member) => {
+        const isMe = member.sid === you;
         const item = createElement("li", isMe ? "user me" : "user");
-        item.dataset.name = user;
-        item.textContent = user;
+        item.classList.toggle("away", member.away);
+        item.dataset.name = member.name;
+        item.dataset.sid = member.sid;
+        item.textContent = member.name;
         if (isMe) {
           const badge = this.createMeBadge();
           badge.textContent = this.text.me;
           item.append(" ", badge);
+        }
+        if (member.away) {
+          const label = createElement("span", "away-label");
+          label.textContent = this.text.away;
+          item.append(" ", label);
         }
         return item;
       }),
@@ -2301,7 +2485,7 @@ class ChatView {
     for (const entry of connection.entries) {
       if (entry.kind === "notice") {
         usedNoticeKeys.add(entry.key);
-        wanted.push(this.noticeRow(entry.key, entry.notice, entry.name, entry.time));
+        wanted.push(this.noticeRow(entry));
         continue;
       }
       const { message } = entry;
@@ -2390,18 +2574,24 @@ class ChatView {
     return badge;
   }
 
-  private noticeRow(key: string, notice: NoticeKind, name: string, time: number): HTMLLIElement {
+  private noticeRow(notice: Extract<TranscriptEntry, { kind: "notice" }>): HTMLLIElement {
+    const { key, name, time } = notice;
     const existing = this.noticeRows.get(key);
     if (existing !== undefined) return existing;
     // A notice never changes after it is written, so it is built once.
     const element = createElement("li", "notice");
-    element.dataset.kind = notice;
-    const words = notice === "joined" ? this.text.joined(name) : notice === "left" ? this.text.left(name) : this.text.gap;
+    element.dataset.kind = notice.notice;
+    const words: Record<NoticeKind, () => string> = {
+      joined: () => this.text.joined(name),
+      left: () => this.text.left(name),
+      renamed: () => this.text.renamed(name, notice.to ?? ""),
+      gap: () => this.text.gap,
+    };
     const date = new Date(time);
     const timeElement = createElement("time", "time");
     timeElement.dateTime = date.toISOString();
     timeElement.textContent = this.timeFormat.format(date);
-    element.append(timeElement, " ", words);
+    element.append(timeElement, " ", words[notice.notice]());
     this.noticeRows.set(key, element);
     return element;
   }
@@ -2543,6 +2733,20 @@ function openSessionStorage(): KeyValueStorage {
   }
 }
 
+/** The tabs of this page's origin, to notice a duplicated tab; null where BroadcastChannel is missing. */
+function openTabChannel(): TabChannel | null {
+  if (typeof BroadcastChannel !== "function") return null;
+  try {
+    const channel = new BroadcastChannel("chatRoom.session");
+    return {
+      post: (message) => channel.postMessage(message),
+      listen: (listener) => channel.addEventListener("message", (event) => listener(event.data)),
+    };
+  } catch {
+    return null;
+  }
+}
+
 const browserTimers: Timers = {
   setTimeout: (callback, delayMs) => window.setTimeout(callback, delayMs),
   clearTimeout: (timerId) => window.clearTimeout(timerId),
@@ -2567,6 +2771,7 @@ function startPage(): void {
 
   const connection: ChatConnection = new ChatConnection({
     serverUrl: resolveServerUrl(location),
+    tabChannel: openTabChannel(),
     createSocket: (url) => new WebSocket(url),
     storage: openSessionStorage(),
     timers: browserTimers,
@@ -2623,8 +2828,14 @@ function startPage(): void {
     get name() {
       return connection.name;
     },
+    get you() {
+      return connection.you;
+    },
     get users() {
-      return [...connection.users];
+      return connection.members.map((member) => member.name);
+    },
+    get members() {
+      return connection.members.map((member) => ({ ...member }));
     },
     get lastSeq() {
       return connection.lastSeq;

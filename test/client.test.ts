@@ -19,21 +19,25 @@ import {
   Outbox,
   STORAGE_KEYS,
   TEXT,
+  TabSession,
   Transcript,
   buildSocketUrl,
   bytesToHex,
   createMemoryStorage,
   createMessageId,
+  createSessionSecret,
   describeClientEvent,
   describeCloseCode,
   describeTraceFrame,
   hexToBytes,
+  hideSession,
   parseServerFrame,
   previewText,
   pickLanguage,
   readTimingFromQuery,
   reconnectDelay,
   resolveServerUrl,
+  sessionIsValid,
   watchBrowserSignals,
   type ChatConnectionOptions,
   type ClientEvent,
@@ -43,6 +47,7 @@ import {
   type ServerError,
   type SocketCloseEvent,
   type SocketLike,
+  type TabChannel,
   type Timers,
   type TraceFrameFields,
 } from "../client.ts";
@@ -168,26 +173,37 @@ class FakeSocket implements SocketLike {
 
 interface WelcomeOptions {
   name?: string;
-  users?: string[];
+  you?: string;
+  /** Everyone else in the room; we are added first. */
+  others?: Array<{ name: string; sid: string; away?: true }>;
   seq?: number;
   epoch?: string;
   resumed?: boolean;
 }
 
-function welcome({ name = "小明", users, seq = 0, epoch = "epoch-1", resumed = false }: WelcomeOptions = {}) {
-  return { type: "welcome", name, users: users ?? [name], seq, epoch, resumed };
+/** Our public id in these tests, and another person's. */
+const MY_SID = "sid-me";
+const OTHER_SID = "sid-other";
+
+function welcome({ name = "小明", you = MY_SID, others = [], seq = 0, epoch = "epoch-1", resumed = false }: WelcomeOptions = {}) {
+  const members = [{ name, sid: you }, ...others];
+  return { type: "welcome", name, you, users: members.map((member) => member.name), members, seq, epoch, resumed };
 }
 
-function chatMessage(seq: number, fields: { id?: string; from?: string; text?: string } = {}) {
+function chatMessage(seq: number, fields: { id?: string; sid?: string; from?: string; text?: string } = {}) {
   return {
     type: "message",
     seq,
     id: fields.id ?? `other-${seq}`,
+    sid: fields.sid ?? OTHER_SID,
     from: fields.from ?? "小红",
     text: fields.text ?? `message ${seq}`,
     time: 1_700_000_000_000 + seq,
   };
 }
+
+/** Every secret a harness makes is new, as random ones would be: two tabs never share one by chance. */
+let secretsMade = 0;
 
 /** A ChatConnection wired to fakes. Pass the same storage twice to simulate a reload. */
 function createHarness(options: Partial<ChatConnectionOptions> = {}) {
@@ -207,6 +223,7 @@ function createHarness(options: Partial<ChatConnectionOptions> = {}) {
     timers: clock,
     // Always the top of the jitter range, so each delay is predictable: ceiling - 1.
     random: () => 0.999_999,
+    createSessionSecret: () => `test-secret-${String(++secretsMade).padStart(5, "0")}`,
     isOnline: () => online,
     onServerError: (error) => errors.push(error),
     ...options,
@@ -333,7 +350,7 @@ describe("outbox", () => {
     ]);
   });
 
-  test("acknowledge removes a message and remembers it as own; discard only removes", () => {
+  test("acknowledge and discard remove a message, and a reload does not bring it back", () => {
     const storage = createMemoryStorage();
     const outbox = new Outbox(storage);
     outbox.add("one", "id-1", 1);
@@ -344,10 +361,7 @@ describe("outbox", () => {
     assert.equal(outbox.discard("id-2"), true);
     assert.deepEqual(outbox.pending, []);
 
-    const afterReload = new Outbox(storage);
-    assert.equal(afterReload.isOwn("id-1"), true);
-    assert.equal(afterReload.isOwn("id-2"), false);
-    assert.equal(afterReload.isOwn(""), false);
+    assert.deepEqual(new Outbox(storage).pending, []);
   });
 
   test("unreadable storage gives an empty outbox instead of an exception", () => {
@@ -408,7 +422,7 @@ describe("outbox", () => {
     latest().receive(welcome({ resumed: true }));
     assert.deepEqual(latest().sentOfType("say"), [{ type: "say", id, text: "are you there" }]);
 
-    latest().receive(chatMessage(1, { id, from: "小明", text: "are you there" }));
+    latest().receive(chatMessage(1, { id, sid: MY_SID, from: "小明", text: "are you there" }));
     assert.equal(connection.pending.length, 0);
     assert.equal(connection.entries.length, 1);
     const entry = connection.entries[0]!;
@@ -438,15 +452,19 @@ describe("outbox", () => {
     assert.equal(connection.pending.length, 2);
   });
 
-  test("own messages: from the current name, or with an id sent from this tab", () => {
-    const { connection, latest } = connectedHarness({}, { name: "小明" });
-    connection.send("mine by id");
+  test("我 is message.sid === welcome.you: not the name, not the id, and it survives a reload", () => {
+    const { connection, latest, storage } = connectedHarness({}, { name: "小明" });
+    connection.send("sent from here");
     const id = connection.pending[0]!.id;
-    latest().receive(chatMessage(1, { id, from: "someone renamed" }));
-    latest().receive(chatMessage(2, { from: "小明" }));
-    latest().receive(chatMessage(3, { from: "小红" }));
-    const mine = connection.entries.map((entry) => entry.kind === "message" && connection.isMine(entry.message));
-    assert.deepEqual(mine, [true, true, false]);
+    latest().receive(chatMessage(1, { id, sid: MY_SID, from: "阿明 (renamed)" }));
+    latest().receive(chatMessage(2, { sid: OTHER_SID, from: "小明" }));
+    latest().receive(chatMessage(3, { sid: OTHER_SID, id }));
+    latest().receive(chatMessage(4, { sid: "", from: "小明" }));
+    const mine = (current: ChatConnection) => current.entries.map((entry) => entry.kind === "message" && current.isMine(entry.message));
+    assert.deepEqual(mine(connection), [true, false, false, false], "a name or an id alone never makes a message ours");
+    const reloaded = createHarness({ storage }).connection;
+    assert.equal(reloaded.you, MY_SID, "before any welcome, the stored id marks our messages");
+    assert.deepEqual(mine(reloaded), [true, false, false, false]);
   });
 
   test("rate_limited: unconfirmed messages are sent again a little later, same ids", () => {
@@ -475,10 +493,12 @@ describe("outbox", () => {
 // ---------------------------------------------------------------------------
 
 describe("resume", () => {
-  test("the first URL carries nothing; later ones carry since, epoch and the name from the last welcome", () => {
-    const { connection, clock, sockets, latest } = createHarness();
+  test("the first URL carries only the session; later ones add since, epoch and the name from the last welcome", () => {
+    const { connection, clock, sockets, latest, storage } = createHarness();
     connection.start();
-    assert.equal(sockets[0]!.url, "ws://chat.test/");
+    const session = storage.getItem(STORAGE_KEYS.session);
+    assert.ok(session !== null && sessionIsValid(session));
+    assert.equal(sockets[0]!.url, `ws://chat.test/?session=${session}`);
 
     latest().receive(welcome({ name: "小明 二号", epoch: "e/7" }));
     latest().receive(chatMessage(1));
@@ -490,6 +510,7 @@ describe("resume", () => {
     assert.equal(latest().query("since"), "2");
     assert.equal(latest().query("epoch"), "e/7");
     assert.equal(latest().query("name"), "小明 二号");
+    assert.equal(latest().query("session"), session, "the same session on every socket");
     assert.match(url, /name=%E5%B0%8F%E6%98%8E%20%E4%BA%8C%E5%8F%B7/, "a space is %20, not +");
   });
 
@@ -506,7 +527,7 @@ describe("resume", () => {
     const { connection, latest } = connectedHarness();
     latest().receive(chatMessage(1));
     latest().receive(chatMessage(4));
-    latest().receive({ type: "joined", name: "小军" });
+    latest().receive({ type: "joined", name: "小军", sid: "sid-jun" });
     latest().receive(chatMessage(2));
     latest().receive(chatMessage(3));
     latest().receive(chatMessage(5));
@@ -794,80 +815,102 @@ describe("connection", () => {
     assert.equal(latest().closedByClient, true);
   });
 
-  test("rename reconnects at once under the new name", () => {
-    const { connection, sockets, latest } = connectedHarness({}, { name: "小明" });
-    connection.rename("  阿明 ");
-    assert.equal(sockets[0]!.closedByClient, true);
-    assert.equal(sockets.length, 2);
-    assert.equal(latest().query("name"), "阿明");
-    assert.equal(connection.state, "connecting");
-    latest().receive(welcome({ name: "阿明", resumed: true }));
-    assert.equal(connection.name, "阿明");
-    connection.rename("阿明");
+  test("rename on an open connection sends {type:rename}; the server's renamed changes our name and shows one line", () => {
+    const { connection, sockets, latest, storage } = connectedHarness({}, { name: "小红" });
+    connection.rename("  Bob ");
+    assert.equal(sockets.length, 1, "no reconnection");
+    assert.deepEqual(latest().sentOfType("rename"), [{ type: "rename", name: "Bob" }]);
+    assert.equal(connection.name, "小红", "not ours until the server says so");
+    assert.equal(connection.wantedName, "Bob");
+    latest().receive({ type: "renamed", sid: MY_SID, from: "小红", to: "Bob" });
+    assert.equal(connection.name, "Bob");
+    assert.equal(connection.wantedName, null);
+    assert.equal(storage.getItem(STORAGE_KEYS.name), "Bob", "the next connection asks for Bob");
+    assert.deepEqual(connection.members, [{ name: "Bob", sid: MY_SID, away: false }]);
+    assert.deepEqual(
+      connection.entries.map((entry) => (entry.kind === "notice" ? [entry.notice, entry.name, entry.to] : "message")),
+      [["renamed", "小红", "Bob"]],
+    );
+    connection.rename("Bob");
     connection.rename("");
-    assert.equal(sockets.length, 2, "same or empty name: nothing to do");
+    assert.equal(latest().sentOfType("rename").length, 1, "same or empty name: nothing to do");
   });
 
-  test("a name still held by our own dead connection is taken back when that connection leaves", () => {
-    const { connection, clock, sockets, latest, errors } = connectedHarness({}, { name: "小明", users: ["小明"] });
-    latest().closeFromServer();
-    clock.advance(999);
-    assert.equal(latest().query("name"), "小明");
-    // The server has not yet noticed our old connection is gone, and lends us a stand-in.
-    latest().receive(welcome({ name: "小明2", users: ["小明", "小明2"], resumed: true }));
-    latest().receive({ type: "error", code: "name_taken", message: "小明 is taken; you are 小明2." });
-    assert.equal(connection.name, "小明2");
-    assert.equal(errors[0]?.code, "name_taken");
-
-    latest().receive({ type: "left", name: "小明" });
-    assert.equal(sockets.length, 3, "reconnected at once");
-    assert.equal(sockets[1]!.closedByClient, true);
-    assert.equal(latest().query("name"), "小明");
-    latest().receive(welcome({ name: "小明", users: ["小明", "小明2", "小红"], resumed: true }));
+  test("someone else's rename updates the member list and shows one line", () => {
+    const { connection, latest } = connectedHarness({}, { others: [{ name: "Teacher", sid: OTHER_SID }] });
+    latest().receive({ type: "renamed", sid: OTHER_SID, from: "Teacher", to: "老师" });
+    assert.deepEqual(connection.members.map((member) => member.name), ["小明", "老师"]);
     assert.equal(connection.name, "小明");
-    latest().receive({ type: "left", name: "小明2" });
-    latest().receive({ type: "left", name: "小红" });
-    assert.deepEqual(connection.users, ["小明"]);
-    assert.deepEqual(
-      connection.entries.map((entry) => (entry.kind === "notice" ? `${entry.notice} ${entry.name}` : "message")),
-      ["left 小红"],
-      "our own old connections leaving are not news",
-    );
+    assert.equal(connection.entries.length, 1);
   });
 
-  test("after a rename, the old name leaving is not news, but a newcomer with it leaving is", () => {
-    const { connection, latest } = connectedHarness({}, { name: "小明", users: ["小明"] });
-    connection.rename("阿明");
-    latest().receive(welcome({ name: "阿明", users: ["小明", "阿明"], resumed: true }));
-    latest().receive({ type: "left", name: "小明" });
-    latest().receive({ type: "joined", name: "小明" });
-    latest().receive({ type: "left", name: "小明" });
-    assert.deepEqual(
-      connection.entries.map((entry) => (entry.kind === "notice" ? `${entry.notice} ${entry.name}` : "message")),
-      ["joined 小明", "left 小明"],
-    );
-  });
-
-  test("a name the server refuses for good (bad_name) is replaced by the one it gave", () => {
-    const { connection, clock, latest } = connectedHarness({}, { name: "小明" });
+  test("a refused rename (name_taken, bad_name) leaves the name as it was, and is not asked again", () => {
+    const { connection, clock, latest, errors } = connectedHarness({}, { name: "小明" });
+    connection.rename("Teacher");
+    latest().receive({ type: "error", code: "name_taken", message: "Teacher is taken; you stay 小明." });
+    assert.equal(connection.name, "小明");
+    assert.equal(connection.wantedName, null);
+    assert.equal(errors[0]?.code, "name_taken");
     connection.rename("\u0007bell");
-    latest().receive(welcome({ name: "小红", resumed: true }));
-    latest().receive({ type: "error", code: "bad_name", message: "No control characters; you are 小红." });
+    latest().receive({ type: "error", code: "bad_name", message: "No control characters. You stay 小明." });
+    assert.equal(connection.wantedName, null);
     latest().closeFromServer();
     clock.advance(999);
-    assert.equal(latest().query("name"), "小红");
+    assert.equal(latest().query("name"), "小明");
+    latest().receive(welcome({ name: "小明", resumed: true }));
+    assert.deepEqual(latest().sentOfType("rename"), [], "nothing pending after the welcome");
   });
 
-  test("joined and left keep the user list and add notices; our own name is not news", () => {
-    const { connection, latest } = connectedHarness({}, { name: "小明", users: ["小明", "小红"] });
-    latest().receive({ type: "joined", name: "小军" });
-    latest().receive({ type: "left", name: "小红" });
-    latest().receive({ type: "left", name: "小明" });
-    assert.deepEqual(connection.users, ["小明", "小军"]);
+  test("a rename while offline is asked for in the next URL, and again after the welcome if our identity kept its old name", () => {
+    const { connection, clock, latest } = connectedHarness({}, { name: "小明" });
+    latest().closeFromServer();
+    connection.rename("阿明");
+    clock.advance(999);
+    assert.equal(latest().query("name"), "阿明");
+    // The server still holds our identity under 小明 (within its grace): it keeps that name.
+    latest().receive(welcome({ name: "小明", resumed: true }));
+    assert.deepEqual(latest().sentOfType("rename"), [{ type: "rename", name: "阿明" }]);
+    latest().receive({ type: "renamed", sid: MY_SID, from: "小明", to: "阿明" });
+    assert.equal(connection.name, "阿明");
+
+    // A fresh identity (the server restarted) simply gets the asked-for name.
+    latest().closeFromServer();
+    connection.rename("Ming");
+    clock.advance(1999);
+    latest().receive(welcome({ name: "Ming", resumed: true }));
+    assert.deepEqual(latest().sentOfType("rename"), []);
+    assert.equal(connection.wantedName, null);
+  });
+
+  test("joined, left, away and back keep the member list by sid; only joined and left are lines; our own sid is not news", () => {
+    const { connection, latest } = connectedHarness({}, { name: "小明", others: [{ name: "小红", sid: "sid-hong" }] });
+    latest().receive({ type: "joined", name: "小军", sid: "sid-jun" });
+    latest().receive({ type: "away", name: "小红", sid: "sid-hong" });
+    assert.deepEqual(
+      connection.members.map((member) => `${member.name}${member.away ? " (away)" : ""}`),
+      ["小明", "小军", "小红 (away)"],
+    );
+    latest().receive({ type: "back", name: "小红", sid: "sid-hong" });
+    latest().receive({ type: "left", name: "小军", sid: "sid-jun" });
+    latest().receive({ type: "joined", name: "小明", sid: MY_SID });
+    latest().receive({ type: "away", name: "小明", sid: MY_SID });
+    latest().receive({ type: "back", name: "小明", sid: MY_SID });
+    assert.deepEqual(
+      connection.members.map((member) => member.name),
+      ["小红", "小明"],
+    );
     assert.deepEqual(
       connection.entries.map((entry) => (entry.kind === "notice" ? `${entry.notice} ${entry.name}` : "message")),
-      ["joined 小军", "left 小红"],
+      ["joined 小军", "left 小军"],
+      "a reload elsewhere (away, back) is not a line, and we are not news to ourselves",
     );
+  });
+
+  test("a left for a name that is ours by name but not by sid is someone else leaving", () => {
+    const { connection, latest } = connectedHarness({}, { name: "小明", others: [{ name: "小明 (old)", sid: OTHER_SID }] });
+    latest().receive({ type: "left", name: "小明", sid: OTHER_SID });
+    assert.deepEqual(connection.members.map((member) => member.sid), [MY_SID]);
+    assert.equal(connection.entries.length, 1);
   });
 
   test("frames it does not understand are ignored", () => {
@@ -878,6 +921,90 @@ describe("connection", () => {
     latest().receiveText("{");
     assert.equal(connection.state, "connected");
     assert.equal(connection.entries.length, 0);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Sessions: one per tab, and a duplicated tab takes its own
+// ---------------------------------------------------------------------------
+
+/** Tabs of one origin: what one posts, every other hears (a BroadcastChannel never hears itself). */
+class FakeTabs {
+  private readonly listeners: Array<{ tab: number; listener: (message: unknown) => void }> = [];
+  private tabs = 0;
+
+  open(): TabChannel {
+    const tab = ++this.tabs;
+    return {
+      post: (message) => {
+        // Structured clone, as BroadcastChannel does.
+        const copy: unknown = JSON.parse(JSON.stringify(message));
+        for (const each of this.listeners) if (each.tab !== tab) each.listener(copy);
+      },
+      listen: (listener) => void this.listeners.push({ tab, listener }),
+    };
+  }
+}
+
+/** sessionStorage as a duplicated tab gets it: a copy of the original's. */
+function copyOf(storage: KeyValueStorage): KeyValueStorage {
+  const copy = createMemoryStorage();
+  for (const key of Object.values(STORAGE_KEYS)) {
+    const value = storage.getItem(key);
+    if (value !== null) copy.setItem(key, value);
+  }
+  return copy;
+}
+
+describe("sessions", () => {
+  let counter = 0;
+  const secrets = () => `fake-secret-${String(++counter).padStart(6, "0")}`;
+
+  test("a tab keeps its session across reloads (same sessionStorage, no other tab)", () => {
+    const tabs = new FakeTabs();
+    const storage = createMemoryStorage();
+    const first = new TabSession(storage, tabs.open(), secrets, () => assert.fail("not replaced"));
+    // The reloaded page is a new document; the old one, and its channel, are gone.
+    const reloaded = new TabSession(storage, new FakeTabs().open(), secrets, () => assert.fail("not replaced"));
+    assert.equal(reloaded.secret, first.secret);
+    assert.equal(storage.getItem(STORAGE_KEYS.session), first.secret);
+  });
+
+  test("a duplicated tab (a copy of sessionStorage) takes a new session; the original keeps its own", () => {
+    const tabs = new FakeTabs();
+    const storage = createMemoryStorage();
+    let originalReplaced = 0;
+    const original = new TabSession(storage, tabs.open(), secrets, () => originalReplaced++);
+    storage.setItem(STORAGE_KEYS.you, "sid-of-original");
+    const duplicateStorage = copyOf(storage);
+    let duplicateReplaced = 0;
+    const duplicate = new TabSession(duplicateStorage, tabs.open(), secrets, () => duplicateReplaced++);
+    assert.notEqual(duplicate.secret, original.secret);
+    assert.equal(duplicateReplaced, 1);
+    assert.equal(originalReplaced, 0);
+    assert.equal(storage.getItem(STORAGE_KEYS.session), original.secret);
+    assert.equal(duplicateStorage.getItem(STORAGE_KEYS.session), duplicate.secret);
+    assert.equal(duplicateStorage.getItem(STORAGE_KEYS.you), null, "the original's public id is not the duplicate's");
+    assert.equal(storage.getItem(STORAGE_KEYS.you), "sid-of-original");
+  });
+
+  test("a duplicated ChatConnection reconnects at once under its new session and stops calling the old messages its own", () => {
+    const tabs = new FakeTabs();
+    const original = connectedHarness({ tabChannel: tabs.open() });
+    original.latest().receive(chatMessage(1, { sid: MY_SID }));
+    const duplicate = createHarness({ storage: copyOf(original.storage), tabChannel: tabs.open() });
+    const entry = duplicate.connection.entries[0];
+    assert.ok(entry?.kind === "message");
+    assert.equal(duplicate.connection.isMine(entry.message), false, "the duplicate is someone new");
+    duplicate.connection.start();
+    assert.notEqual(duplicate.latest().query("session"), original.latest().query("session"));
+    assert.equal(original.sockets.length, 1, "the original tab is undisturbed");
+  });
+
+  test("a stored session that is not valid is replaced", () => {
+    const storage = createMemoryStorage();
+    storage.setItem(STORAGE_KEYS.session, "bad session");
+    assert.ok(sessionIsValid(new TabSession(storage, null, secrets, () => {}).secret));
   });
 });
 
@@ -893,7 +1020,23 @@ describe("helpers", () => {
     assert.equal(parseServerFrame(JSON.stringify({ type: "welcome", name: "x" })), null);
     assert.deepEqual(parseServerFrame(JSON.stringify({ ...chatMessage(3), extra: true })), {
       type: "message",
-      message: { seq: 3, id: "other-3", from: "小红", text: "message 3", time: 1_700_000_000_003 },
+      message: { seq: 3, id: "other-3", sid: OTHER_SID, from: "小红", text: "message 3", time: 1_700_000_000_003 },
+    });
+    const { sid: _, ...withoutSid } = chatMessage(4);
+    const legacy = parseServerFrame(JSON.stringify(withoutSid));
+    assert.equal(legacy?.type === "message" && legacy.message.sid, "", "a message stored before ids: nobody's own");
+    assert.equal(parseServerFrame(JSON.stringify({ type: "joined", name: "x" })), null, "presence needs a sid");
+    assert.deepEqual(parseServerFrame(JSON.stringify(welcome({ others: [{ name: "小红", sid: "h", away: true }] }))), {
+      type: "welcome",
+      name: "小明",
+      you: MY_SID,
+      members: [
+        { name: "小明", sid: MY_SID, away: false },
+        { name: "小红", sid: "h", away: true },
+      ],
+      seq: 0,
+      epoch: "epoch-1",
+      resumed: false,
     });
     assert.deepEqual(parseServerFrame(JSON.stringify({ type: "error", code: "bad_json", message: "No." })), {
       type: "error",
@@ -914,9 +1057,22 @@ describe("helpers", () => {
     assert.equal(resolveServerUrl({ protocol: "file:", host: "", search: "?server=nonsense" }), "ws://localhost:5500/");
   });
 
-  test("buildSocketUrl keeps the server's own query and adds ours", () => {
-    assert.equal(buildSocketUrl("ws://h:1", null, null), "ws://h:1/");
-    assert.equal(buildSocketUrl("ws://h:1/?room=a", "A B", { since: 4, epoch: "x" }), "ws://h:1/?room=a&name=A%20B&since=4&epoch=x");
+  test("buildSocketUrl keeps the server's own query and adds ours; hideSession hides the secret", () => {
+    assert.equal(buildSocketUrl("ws://h:1", null, null, null), "ws://h:1/");
+    const url = buildSocketUrl("ws://h:1/?room=a", "s3cret_s3cret-123", "A B", { since: 4, epoch: "x" });
+    assert.equal(url, "ws://h:1/?room=a&session=s3cret_s3cret-123&name=A%20B&since=4&epoch=x");
+    assert.equal(hideSession(url), "ws://h:1/?room=a&session=…&name=A%20B&since=4&epoch=x");
+  });
+
+  test("createSessionSecret: 128 random bits as 22 base64url characters, from getRandomValues", () => {
+    const secret = createSessionSecret({ getRandomValues: (bytes) => bytes.fill(0xfb) });
+    assert.equal(secret, "-_v7-_v7-_v7-_v7-_v7-w");
+    assert.ok(sessionIsValid(secret));
+    const fallback = createSessionSecret(undefined, () => 0.5);
+    assert.equal(fallback.length, 22);
+    assert.ok(sessionIsValid(fallback));
+    assert.equal(sessionIsValid("short"), false);
+    assert.equal(sessionIsValid("has spaces in it, sixteen+"), false);
   });
 
   test("readTimingFromQuery reads only positive whole numbers", () => {
@@ -1297,7 +1453,8 @@ describe("the inspector and the connection", () => {
     connection.setInspecting(false);
     assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }, { type: "inspect", on: false }]);
     assert.equal(storage.getItem(STORAGE_KEYS.inspector), "false");
-    connection.rename("阿明");
+    latest().closeFromServer();
+    clock.advance(1999);
     assert.equal(latest().query("inspect"), null);
   });
 
@@ -1358,17 +1515,17 @@ describe("the inspector and the connection", () => {
     latest().closeFromServer(1006, "", false); // the socket given up on closes late
 
     assert.deepEqual(events, [
-      { kind: "opening", url: "ws://chat.test/" },
+      { kind: "opening", url: "ws://chat.test/?session=…" },
       { kind: "state", from: "offline", to: "connecting" },
       { kind: "state", from: "connecting", to: "connected" },
       { kind: "rtt", roundTripMs: 23 },
       { kind: "closed", code: 1001, reason: "server shutting down", wasClean: true, current: true },
       { kind: "state", from: "connected", to: "reconnecting" },
       { kind: "retry", attempt: 1, delayMs: 999 },
-      { kind: "opening", url: "ws://chat.test/?name=%E5%B0%8F%E6%98%8E&since=0&epoch=epoch-1" },
+      { kind: "opening", url: "ws://chat.test/?session=…&name=%E5%B0%8F%E6%98%8E&since=0&epoch=epoch-1" },
       { kind: "socket-error" },
       { kind: "retry", attempt: 2, delayMs: 1999 },
-      { kind: "opening", url: "ws://chat.test/?name=%E5%B0%8F%E6%98%8E&since=0&epoch=epoch-1" },
+      { kind: "opening", url: "ws://chat.test/?session=…&name=%E5%B0%8F%E6%98%8E&since=0&epoch=epoch-1" },
       { kind: "not-welcomed", timeoutMs: 10_000 },
       { kind: "retry", attempt: 3, delayMs: 3999 },
       { kind: "closed", code: 1006, reason: "", wasClean: false, current: false },
