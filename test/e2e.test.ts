@@ -207,6 +207,9 @@ describe("the chat page in Chromium", { timeout: 80_000 }, () => {
     assert.deepEqual(listA.map(([seq]) => seq), [1, 2, 3, 4], "seq continues across the restart");
     // The ids on screen are the ids that were pending: re-sent, not re-made.
     assert.deepEqual(listA.slice(2).map(([, id]) => id), pending.map((message) => message.id));
+    // Same session, same sid after the restart: A's messages are still 我 on A, and only A's.
+    assert.deepEqual(onA.map((message) => message.badge), ["我", null, "我", "我"]);
+    assert.deepEqual(onB.map((message) => message.badge), [null, "我", null, null]);
     for (const opened of [a, b]) {
       assert.equal((await clientState(opened.page)).epoch, epoch, "same history, same epoch");
       assert.equal(await opened.page.locator('#messages li.notice[data-kind="gap"]').count(), 0, "no gap notice");
