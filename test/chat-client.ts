@@ -1,7 +1,12 @@
 // A small chat client for tests, on top of RawClient: it speaks the chat
 // room's JSON wire contract and reads the server's messages in order.
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join as joinPath } from "node:path";
+import { after } from "node:test";
 import { encodeClosePayload, Opcode, type DecoderEvent } from "../server.ts";
+import { startServer, type RunningServer } from "./helpers.ts";
 import { RawClient } from "./raw-client.ts";
 
 export interface ServerMessage {
@@ -175,3 +180,35 @@ export function asStored(message: ServerMessage): StoredMessage {
   return { seq, id, sid, from, text, time };
 }
 
+
+/**
+ * The servers, chat clients and temporary folder of one test file, all gone
+ * after it (the servers by SIGKILL). `args` go to every server started.
+ */
+export function useChatRooms(options: { folderPrefix: string; args?: readonly string[]; ignorePresence?: boolean }) {
+  const directory = mkdtempSync(joinPath(tmpdir(), options.folderPrefix));
+  const servers = new Set<RunningServer>();
+  const clients = new Set<ChatClient>();
+  after(async () => {
+    for (const client of clients) client.destroy();
+    await Promise.all([...servers].map((server) => server.stop("SIGKILL")));
+    rmSync(directory, { recursive: true, force: true });
+  });
+  return {
+    directory,
+    async start(args: string[] = []): Promise<RunningServer> {
+      const server = await startServer([...(options.args ?? []), ...args]);
+      servers.add(server);
+      return server;
+    },
+    async kill(server: RunningServer): Promise<void> {
+      await server.stop("SIGKILL");
+      servers.delete(server);
+    },
+    async join(server: RunningServer, query = ""): Promise<ChatClient> {
+      const client = await ChatClient.join(server.port, query, { ignorePresence: options.ignorePresence ?? false });
+      clients.add(client);
+      return client;
+    },
+  };
+}

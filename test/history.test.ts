@@ -1,14 +1,12 @@
 // History, resume and epochs, over real connections to real server
 // processes: replay with `since`, the epoch rules, --history-size, and the
 // --history file across SIGKILL and restarts, including a torn last line.
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
-import { startServer, type RunningServer } from "./helpers.ts";
-import { ChatClient, asStored, type StoredMessage } from "./chat-client.ts";
+import { asStored, useChatRooms, type StoredMessage } from "./chat-client.ts";
 
 const seqs = (messages: StoredMessage[]) => messages.map((message) => message.seq);
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, index) => from + index);
@@ -17,34 +15,12 @@ const range = (from: number, to: number) => Array.from({ length: to - from + 1 }
 // Servers, clients and files that are cleaned up whatever happens
 // ---------------------------------------------------------------------------
 
-const unlimited = ["--message-rate", "100000", "--message-burst", "100000"];
-const directory = mkdtempSync(joinPath(tmpdir(), "chat-history-test-"));
-const servers = new Set<RunningServer>();
-const clients = new Set<ChatClient>();
-let fileCounter = 0;
-
-after(async () => {
-  for (const client of clients) client.destroy();
-  await Promise.all([...servers].map((server) => server.stop("SIGKILL")));
-  rmSync(directory, { recursive: true, force: true });
+const { directory, start, kill, join } = useChatRooms({
+  folderPrefix: "chat-history-test-",
+  args: ["--message-rate", "100000", "--message-burst", "100000"],
+  ignorePresence: true,
 });
-
-async function start(args: string[] = []): Promise<RunningServer> {
-  const server = await startServer([...unlimited, ...args]);
-  servers.add(server);
-  return server;
-}
-
-async function kill(server: RunningServer): Promise<void> {
-  await server.stop("SIGKILL");
-  servers.delete(server);
-}
-
-async function join(server: RunningServer, query = ""): Promise<ChatClient> {
-  const client = await ChatClient.join(server.port, query, { ignorePresence: true });
-  clients.add(client);
-  return client;
-}
+let fileCounter = 0;
 
 function resume(since: number, epoch: string): string {
   return `since=${since}&epoch=${encodeURIComponent(epoch)}`;

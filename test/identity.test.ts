@@ -2,38 +2,18 @@
 // message is yours when its sid is your welcome's `you`. Tested over real
 // connections to real server processes; the grace of a name is tested with
 // a short --name-grace and by waiting for the server's own `left`.
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
-import { startServer, type RunningServer } from "./helpers.ts";
-import { ChatClient, asStored } from "./chat-client.ts";
+import { ChatClient, asStored, useChatRooms } from "./chat-client.ts";
 import { Identities, publicIdOf, sessionIsValid, withoutSecrets } from "../server.ts";
 
-const unlimited = ["--message-rate", "100000", "--message-burst", "100000"];
-const directory = mkdtempSync(joinPath(tmpdir(), "chat-identity-test-"));
-const servers = new Set<RunningServer>();
-const clients = new Set<ChatClient>();
-
-after(async () => {
-  for (const client of clients) client.destroy();
-  await Promise.all([...servers].map((server) => server.stop("SIGKILL")));
-  rmSync(directory, { recursive: true, force: true });
+const { directory, start, kill, join } = useChatRooms({
+  folderPrefix: "chat-identity-test-",
+  args: ["--message-rate", "100000", "--message-burst", "100000"],
 });
-
-async function start(args: string[] = []): Promise<RunningServer> {
-  const server = await startServer([...unlimited, ...args]);
-  servers.add(server);
-  return server;
-}
-
-async function join(server: RunningServer, query = ""): Promise<ChatClient> {
-  const client = await ChatClient.join(server.port, query);
-  clients.add(client);
-  return client;
-}
 
 /** A secret as the page makes one: 128 random bits, base64url. */
 function newSession(): string {
@@ -354,8 +334,7 @@ describe("history keeps who said it", () => {
     const first = await start(["--history", historyPath]);
     const a = await join(first, query({ session, name: "Ann" }));
     const sent = await a.sayAndAck("r-1", "before the restart");
-    await first.stop("SIGKILL");
-    servers.delete(first);
+    await kill(first);
 
     const second = await start(["--history", historyPath]);
     const back = await join(second, query({ session, name: "Ann", since: "0", epoch: a.welcome.epoch }));
