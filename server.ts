@@ -1994,16 +1994,16 @@ export class Inspector implements FrameObserver {
   /** Sends the opening handshake, if it was kept. */
   sendHandshake(connection: Connection): void {
     if (connection.handshakeTrace === undefined) return;
-    connection.sendUnobserved(JSON.stringify({ type: "trace", direction: "handshake", lines: connection.handshakeTrace }));
+    const report: TraceMessage = { type: "trace", direction: "handshake", lines: connection.handshakeTrace };
+    connection.sendUnobserved(JSON.stringify(report));
   }
 
   private report(connection: Connection, frame: FrameInfo, direction: "received" | "sent"): void {
-    connection.sendUnobserved(
-      JSON.stringify({
-        type: "trace",
-        direction,
-        line: describeFrame(frame, direction),
-        frame: {
+    const report: TraceMessage = {
+      type: "trace",
+      direction,
+      line: describeFrame(frame, direction),
+      frame: {
           fin: frame.fin,
           rsv1: frame.rsv1,
           rsv2: frame.rsv2,
@@ -2016,9 +2016,9 @@ export class Inspector implements FrameObserver {
           length: frame.length,
           onWire: toHex(frame.previewOnWire),
           payload: toHex(frame.preview),
-        },
-      }),
-    );
+      },
+    };
+    connection.sendUnobserved(JSON.stringify(report));
   }
 }
 
@@ -2054,15 +2054,120 @@ export const echoHandler: ConnectionHandler = {
 // their old seqs mean nothing there.
 // ════════════════════════════════════════════════════════════════════════════
 
+// ── The wire contract, as types ─────────────────────────────────────────────
+// What the room sends and reads, declared once. The page imports these types
+// (`import type` from client.ts: erased when it is compiled, so the browser
+// still loads one script) and checks every frame against them on arrival.
+
+/** A chat message as the room numbered it; `seq` is its place in the history. */
 export interface ChatMessage {
   seq: number;
+  /** Chosen by the sender, so a retry is recognised and the sender knows its acknowledgement. */
   id: string;
   /** The sender's public id; "" for a message stored before ids existed. */
   sid: string;
   from: string;
   text: string;
+  /** When the server accepted it, in milliseconds since 1970. */
   time: number;
 }
+
+/** Someone in the room, in `welcome`. `away`: no connection, the name held for the grace. */
+export interface MemberView {
+  name: string;
+  sid: string;
+  away?: true;
+}
+
+export interface WelcomeMessage {
+  type: "welcome";
+  name: string;
+  /** Your own public id: a message is yours when its `sid` is this. */
+  you: string;
+  members: MemberView[];
+  /** The names of `members`, for clients older than `members`. */
+  users: string[];
+  seq: number;
+  epoch: string;
+  resumed: boolean;
+}
+
+/** joined: an identity's first connection; away / back: its last connection
+ * closed / one returned within the grace; left: gone, its name free. */
+export interface PresenceMessage {
+  type: "joined" | "away" | "back" | "left";
+  name: string;
+  sid: string;
+}
+
+export interface RenamedMessage {
+  type: "renamed";
+  sid: string;
+  from: string;
+  to: string;
+}
+
+export type ErrorCode =
+  | "bad_json"
+  | "bad_message"
+  | "unknown_type"
+  | "bad_id"
+  | "empty_text"
+  | "text_too_long"
+  | "name_taken"
+  | "bad_name"
+  | "bad_session"
+  | "rate_limited"
+  | "storage_failed";
+
+export interface ErrorMessage {
+  type: "error";
+  code: ErrorCode;
+  message: string;
+  /** The `id` of the `say` it is about, if it is about one. */
+  id?: string;
+}
+
+/** One frame as the page's inspector receives it (section 7). */
+export interface TraceFrameFields {
+  fin: boolean;
+  rsv1: boolean;
+  rsv2: boolean;
+  rsv3: boolean;
+  opcode: number;
+  opcodeName: string;
+  masked: boolean;
+  /** The 4-byte masking key as 8 hex digits; null for an unmasked frame. */
+  maskKey: string | null;
+  lengthBits: 7 | 16 | 64;
+  /** Payload bytes in the frame: after compression, if it was compressed. */
+  length: number;
+  /** The first payload bytes (at most 128) as they were on the wire, as spaced hex. */
+  onWire: string;
+  /** The same bytes unmasked. */
+  payload: string;
+}
+
+export type TraceMessage =
+  | { type: "trace"; direction: "received" | "sent"; line: string; frame: TraceFrameFields }
+  | { type: "trace"; direction: "handshake"; lines: string[] };
+
+/** Everything the room sends. */
+export type ServerMessage =
+  | WelcomeMessage
+  | ({ type: "message" } & ChatMessage)
+  | { type: "pong"; t: unknown }
+  | PresenceMessage
+  | RenamedMessage
+  | ErrorMessage
+  | TraceMessage;
+
+/** Everything the room understands. */
+export type ClientMessage =
+  | { type: "say"; id: string; text: string }
+  | { type: "rename"; name: string }
+  | { type: "ping"; t: unknown }
+  | { type: "inspect"; on: boolean };
 
 export const MAX_TEXT_LENGTH = 2000;
 export const MAX_NAME_LENGTH = 32;
@@ -2415,7 +2520,8 @@ export interface ChatRoomOptions {
   log: (line: string) => void;
 }
 
-type ClientMessage = { type?: unknown; id?: unknown; text?: unknown; t?: unknown; name?: unknown };
+/** A client's message before it is checked: any field may be missing or of any type. */
+type UncheckedMessage = { [Field in "type" | "id" | "text" | "t" | "name" | "on"]?: unknown };
 
 export class ChatRoom implements ConnectionHandler {
   readonly members = new Map<Connection, Member>();
@@ -2449,7 +2555,7 @@ export class ChatRoom implements ConnectionHandler {
   join(connection: Connection, query: URLSearchParams): void {
     connection.handler = this;
     if (query.get("inspect") === "1") this.inspect(connection, true);
-    const problems: Array<{ code: string; message: string }> = [];
+    const problems: Array<{ code: ErrorCode; message: string }> = [];
 
     const session = query.get("session");
     const sessionIsOurs = session !== null && sessionIsValid(session);
@@ -2502,7 +2608,7 @@ export class ChatRoom implements ConnectionHandler {
     if (arrival !== "another connection") this.broadcast({ type: arrival, name: identity.name, sid: identity.sid }, connection);
   }
 
-  private describeMember(identity: Identity): { name: string; sid: string; away?: true } {
+  private describeMember(identity: Identity): MemberView {
     const member = { name: identity.name, sid: identity.sid };
     return this.identities.isAway(identity) ? { ...member, away: true } : member;
   }
@@ -2528,9 +2634,9 @@ export class ChatRoom implements ConnectionHandler {
       if (!member.patience.take()) return connection.close(CloseCode.PolicyViolation, "too many messages, for too long");
       return this.sendError(connection, "rate_limited", `Slow down: at most ${this.options.messageRate} messages a second.`);
     }
-    let message: ClientMessage;
+    let message: UncheckedMessage;
     try {
-      message = JSON.parse(text) as ClientMessage;
+      message = JSON.parse(text) as UncheckedMessage;
     } catch {
       return this.sendError(connection, "bad_json", "That was not JSON; send one JSON object per message.");
     }
@@ -2545,7 +2651,7 @@ export class ChatRoom implements ConnectionHandler {
       case "ping":
         return this.sendTo(connection, { type: "pong", t: message.t });
       case "inspect":
-        return this.inspect(connection, (message as { on?: unknown }).on !== false);
+        return this.inspect(connection, message.on !== false);
       default:
         return this.sendError(
           connection,
@@ -2633,7 +2739,7 @@ export class ChatRoom implements ConnectionHandler {
     this.broadcast({ type: "renamed", sid: identity.sid, from, to: wanted });
   }
 
-  private say(connection: Connection, member: Member, message: ClientMessage): void {
+  private say(connection: Connection, member: Member, message: UncheckedMessage): void {
     const { id, text } = message;
     if (typeof id !== "string" || id === "" || id.length > MAX_ID_LENGTH) {
       return this.sendError(connection, "bad_id", `A message needs an "id": a unique string of 1-${MAX_ID_LENGTH} characters.`);
@@ -2660,7 +2766,7 @@ export class ChatRoom implements ConnectionHandler {
 
   /** Picks the name for a newcomer. A requested name is trimmed, checked,
    * and made unique with a number; without one, the next free default. */
-  private chooseName(requested: string | null): { name: string; problem?: { code: string; message: string } } {
+  private chooseName(requested: string | null): { name: string; problem?: { code: ErrorCode; message: string } } {
     const wanted = requested?.trim() ?? "";
     if (wanted === "") return { name: this.identities.freeDefaultName() };
     const problem = nameProblem(wanted);
@@ -2673,17 +2779,17 @@ export class ChatRoom implements ConnectionHandler {
     return { name, problem: { code: "name_taken", message: `${wanted} is taken; you are ${name}.` } };
   }
 
-  private sendTo(connection: Connection, message: object): void {
+  private sendTo(connection: Connection, message: ServerMessage): void {
     connection.send(JSON.stringify(message));
   }
 
   /** An error about a `say` carries its id, so the client knows which message it was. */
-  private sendError(connection: Connection, code: string, message: string, id?: string): void {
+  private sendError(connection: Connection, code: ErrorCode, message: string, id?: string): void {
     this.sendTo(connection, id === undefined ? { type: "error", code, message } : { type: "error", code, message, id });
   }
 
   /** Encodes once, sends the same bytes to everyone (but `except`). */
-  private broadcast(message: object, except?: Connection): void {
+  private broadcast(message: ServerMessage, except?: Connection): void {
     const prepared = new PreparedMessage(JSON.stringify(message));
     for (const connection of this.members.keys()) {
       if (connection !== except) connection.sendPrepared(prepared);
