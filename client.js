@@ -14,12 +14,31 @@
   function isStringArray(value) {
     return Array.isArray(value) && value.every((item) => typeof item === "string");
   }
+  function isSeq(value) {
+    return typeof value === "number" && Number.isSafeInteger(value) && value > 0;
+  }
   function readMember(value) {
     if (!isRecord(value) || typeof value.name !== "string" || typeof value.sid !== "string") return null;
     return { name: value.name, sid: value.sid, away: value.away === true };
   }
-  function isSeq(value) {
-    return typeof value === "number" && Number.isSafeInteger(value) && value > 0;
+  function readWelcome(value) {
+    const { name, you, members, seq, epoch, resumed } = value;
+    if (typeof name !== "string" || typeof you !== "string" || !Array.isArray(members)) return null;
+    const checkedMembers = [];
+    for (const member of members.map(readMember)) {
+      if (member === null) return null;
+      checkedMembers.push(member);
+    }
+    if (typeof epoch !== "string" && typeof epoch !== "number") return null;
+    return {
+      type: "welcome",
+      name,
+      you,
+      members: checkedMembers,
+      seq: isSeq(seq) ? seq : 0,
+      epoch: String(epoch),
+      resumed: resumed === true
+    };
   }
   function readChatMessage(value) {
     const { seq, id, sid, from, text, time } = value;
@@ -27,7 +46,7 @@
     if (typeof time !== "number" || !Number.isFinite(time)) return null;
     return { seq, id: typeof id === "string" ? id : "", sid: typeof sid === "string" ? sid : "", from, text, time };
   }
-  function readTraceMessage(value) {
+  function readTraceReport(value) {
     const { direction, line, lines, frame } = value;
     if (direction === "handshake") return isStringArray(lines) ? { direction, lines } : null;
     if (direction !== "received" && direction !== "sent" || typeof line !== "string" || !isRecord(frame)) return null;
@@ -38,7 +57,8 @@
     if (typeof opcodeName !== "string" || lengthBits !== 7 && lengthBits !== 16 && lengthBits !== 64) return null;
     if (typeof length !== "number" || !Number.isSafeInteger(length) || length < 0) return null;
     if (maskKey !== null && (typeof maskKey !== "string" || !/^[0-9a-f]{8}$/.test(maskKey))) return null;
-    if (typeof onWire !== "string" || typeof payload !== "string" || !SPACED_HEX.test(onWire) || !SPACED_HEX.test(payload)) return null;
+    if (typeof onWire !== "string" || typeof payload !== "string") return null;
+    if (!SPACED_HEX.test(onWire) || !SPACED_HEX.test(payload)) return null;
     return {
       direction,
       line,
@@ -58,6 +78,41 @@
       }
     };
   }
+  function readPresence(value) {
+    const { type, name, sid } = value;
+    if (type !== "joined" && type !== "left" && type !== "away" && type !== "back") return null;
+    return typeof name === "string" && typeof sid === "string" ? { type, name, sid } : null;
+  }
+  const frameReaders = {
+    welcome: readWelcome,
+    message: (value) => {
+      const message = readChatMessage(value);
+      return message === null ? null : { type: "message", message };
+    },
+    pong: (value) => ({ type: "pong", t: typeof value.t === "number" && Number.isFinite(value.t) ? value.t : null }),
+    joined: readPresence,
+    left: readPresence,
+    away: readPresence,
+    back: readPresence,
+    renamed: (value) => {
+      const { sid, from, to } = value;
+      if (typeof sid !== "string" || typeof from !== "string" || typeof to !== "string") return null;
+      return { type: "renamed", sid, from, to };
+    },
+    error: (value) => {
+      const { code, message, id } = value;
+      return {
+        type: "error",
+        code: typeof code === "string" ? code : "unknown",
+        message: typeof message === "string" ? message : "",
+        id: typeof id === "string" ? id : null
+      };
+    },
+    trace: (value) => {
+      const trace = readTraceReport(value);
+      return trace === null ? null : { type: "trace", trace };
+    }
+  };
   function parseServerFrame(data) {
     if (typeof data !== "string") return null;
     let value;
@@ -66,55 +121,9 @@
     } catch {
       return null;
     }
-    if (!isRecord(value)) return null;
-    switch (value.type) {
-      case "welcome": {
-        const { name, you, members, seq, epoch, resumed } = value;
-        if (typeof name !== "string" || typeof you !== "string" || !Array.isArray(members)) return null;
-        const checkedMembers = members.map(readMember);
-        if (!checkedMembers.every((member) => member !== null)) return null;
-        if (typeof epoch !== "string" && typeof epoch !== "number") return null;
-        return {
-          type: "welcome",
-          name,
-          you,
-          members: checkedMembers,
-          seq: isSeq(seq) ? seq : 0,
-          epoch: String(epoch),
-          resumed: resumed === true
-        };
-      }
-      case "message": {
-        const message = readChatMessage(value);
-        return message === null ? null : { type: "message", message };
-      }
-      case "pong":
-        return { type: "pong", t: typeof value.t === "number" && Number.isFinite(value.t) ? value.t : null };
-      case "trace": {
-        const trace = readTraceMessage(value);
-        return trace === null ? null : { type: "trace", trace };
-      }
-      case "joined":
-      case "left":
-      case "away":
-      case "back":
-        return typeof value.name === "string" && typeof value.sid === "string" ? { type: value.type, name: value.name, sid: value.sid } : null;
-      case "renamed": {
-        const { sid, from, to } = value;
-        return typeof sid === "string" && typeof from === "string" && typeof to === "string" ? { type: "renamed", sid, from, to } : null;
-      }
-      case "error": {
-        const { code, message, id } = value;
-        return {
-          type: "error",
-          code: typeof code === "string" ? code : "unknown",
-          message: typeof message === "string" ? message : "",
-          id: typeof id === "string" ? id : null
-        };
-      }
-      default:
-        return null;
-    }
+    if (!isRecord(value) || typeof value.type !== "string") return null;
+    if (!Object.prototype.hasOwnProperty.call(frameReaders, value.type)) return null;
+    return frameReaders[value.type](value);
   }
   const STORAGE_KEYS = {
     outbox: "chatRoom.outbox",
@@ -1488,7 +1497,10 @@
       this.alertTimer = window.setTimeout(() => this.hideAlert(), 8e3);
     }
     showServerError(error) {
-      this.showAlert(this.text.errors[error.code] ?? (error.message || error.code), error.code);
+      const { errors } = this.text;
+      const known = Object.prototype.hasOwnProperty.call(errors, error.code);
+      const words = known ? errors[error.code] : void 0;
+      this.showAlert(words ?? (error.message || error.code), error.code);
     }
     hideAlert() {
       const { alert } = this.elements;

@@ -7,7 +7,7 @@
 // client.html and wires up the browser's events; it only runs in a browser.
 //
 // Reading order, top to bottom:
-//   1. the wire protocol: the frames the server sends, checked on arrival
+//   1. the wire: the server's types, its frames checked on arrival, the values copied from server.ts
 //   2. storage: sessionStorage, or anything with the same three methods
 //   3. Backoff: how long to wait before the next reconnection attempt
 //   4. Outbox: messages typed but not yet confirmed by the server
@@ -20,40 +20,52 @@
 //
 // Durations are in milliseconds; names that hold one end in "Ms".
 
-// ---------------------------------------------------------------------------
-// 1. The wire protocol
-// ---------------------------------------------------------------------------
+// The wire contract is declared once, in server.ts. These imports are types
+// only: esbuild erases them, so the page still loads one script with no
+// imports, and none of the server's code.
+import type {
+  ChatMessage,
+  ClientMessage,
+  ErrorCode,
+  ErrorMessage,
+  MemberView,
+  PresenceMessage,
+  RenamedMessage,
+  ServerMessage,
+  TraceFrameFields,
+  TraceMessage,
+  WelcomeMessage,
+} from "./server.ts";
 
-/** A chat message as the server numbered it: `seq` gives its place in the room's history. */
-export interface ChatMessage {
-  seq: number;
-  /** Chosen by the sender, so the sender can recognise its own message when it comes back. */
-  id: string;
-  /** The sender's public id: the message is ours when it equals the welcome's `you`. "" if unknown. */
-  sid: string;
-  from: string;
-  text: string;
-  /** When the server received it, in milliseconds since 1970. */
-  time: number;
-}
+// ---------------------------------------------------------------------------
+// 1. The wire
+// ---------------------------------------------------------------------------
+//
+// Frames come from the network, so each is checked on arrival and turned into
+// one of the shapes below, derived from the server's own types. A frame that
+// does not fit is ignored.
 
-/** Someone in the room. `away`: their last connection closed, and the name is kept for them for a while. */
-export interface Member {
-  name: string;
-  sid: string;
+/** Someone in the room, as checked on arrival: `away` is always present, unlike in the server's MemberView. */
+export interface Member extends Omit<MemberView, "away"> {
   away: boolean;
 }
 
-export interface WelcomeFrame {
-  type: "welcome";
-  name: string;
-  /** Our own public id, derived from our session by the server. */
-  you: string;
+/** A welcome as checked on arrival. `users` (the same names as `members`, for older clients) is not read. */
+export interface WelcomeFrame extends Omit<WelcomeMessage, "members" | "users"> {
   members: Member[];
-  seq: number;
-  epoch: string;
-  resumed: boolean;
 }
+
+/** An error as checked on arrival. `code` stays a string: a code newer than this page is still shown. */
+export interface ErrorFrame extends Omit<ErrorMessage, "code" | "id"> {
+  code: string;
+  id: string | null;
+}
+
+/** Each member of a union without its `type`. */
+type WithoutType<Message> = Message extends unknown ? Omit<Message, "type"> : never;
+
+/** A `trace` message without its `type`: one frame of this connection, or its opening handshake. */
+export type TraceReport = WithoutType<TraceMessage>;
 
 /**
  * The frames this client understands, after checking. A `message` frame keeps
@@ -64,48 +76,18 @@ export type ServerFrame =
   | { type: "message"; message: ChatMessage }
   /** `t` is the time our ping carried, sent back unchanged: now minus t is the round trip. */
   | { type: "pong"; t: number | null }
-  /** joined: a new identity; left: gone for good; away and back: its last connection closed, or one returned within the grace. */
-  | { type: "joined" | "left" | "away" | "back"; name: string; sid: string }
-  | { type: "renamed"; sid: string; from: string; to: string }
-  | { type: "error"; code: string; message: string; id: string | null }
-  | { type: "trace"; trace: TraceMessage };
-
-/**
- * One WebSocket frame as the server read or wrote it, from a `trace` message
- * (server.ts, "7. Seeing the protocol"). The server sends these only to a
- * page that asked for them with {"type":"inspect","on":true}.
- */
-export interface TraceFrameFields {
-  fin: boolean;
-  rsv1: boolean;
-  rsv2: boolean;
-  rsv3: boolean;
-  opcode: number;
-  opcodeName: string;
-  masked: boolean;
-  /** The 4-byte masking key as 8 hex digits; null for an unmasked frame. */
-  maskKey: string | null;
-  /** Which length encoding the frame used: the 7-bit field alone, or 16 or 64 more bits. */
-  lengthBits: 7 | 16 | 64;
-  /** Payload bytes in the frame: after compression, if it was compressed. */
-  length: number;
-  /** The first payload bytes (at most 128) as they were on the wire, as spaced hex: "7f 9f 4d". */
-  onWire: string;
-  /** The same bytes unmasked (equal to onWire for a frame that was not masked). */
-  payload: string;
-}
-
-/**
- * "received": a frame the page sent, as the server received it. "sent": a
- * frame the server sent to the page. "handshake": the opening handshake,
- * sent only if the socket's URL had inspect=1 (the server keeps it only then).
- */
-export type TraceMessage =
-  | { direction: "received" | "sent"; line: string; frame: TraceFrameFields }
-  | { direction: "handshake"; lines: string[] };
+  | PresenceMessage
+  | RenamedMessage
+  | ErrorFrame
+  | { type: "trace"; trace: TraceReport };
 
 /** Spaced hex as the server writes it: "7f 9f 4d", or "" for no bytes. */
 const SPACED_HEX = /^(?:[0-9a-f]{2}(?: [0-9a-f]{2})*)?$/;
+
+// server.ts imports node: modules, so the page cannot load it and copies the
+// few values it needs. test/client.test.ts checks that each copy agrees with
+// server.ts: MAX_TEXT_LENGTH and characterCount here, sessionIsValid in
+// section 5, CLOSE_CODE_NAMES in section 9.
 
 /** The longest text the server accepts, in characters (see characterCount). */
 export const MAX_TEXT_LENGTH = 2000;
@@ -126,13 +108,35 @@ function isStringArray(value: unknown): value is string[] {
   return Array.isArray(value) && value.every((item) => typeof item === "string");
 }
 
+function isSeq(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value > 0;
+}
+
 function readMember(value: unknown): Member | null {
   if (!isRecord(value) || typeof value.name !== "string" || typeof value.sid !== "string") return null;
   return { name: value.name, sid: value.sid, away: value.away === true };
 }
 
-function isSeq(value: unknown): value is number {
-  return typeof value === "number" && Number.isSafeInteger(value) && value > 0;
+function readWelcome(value: Record<string, unknown>): WelcomeFrame | null {
+  const { name, you, members, seq, epoch, resumed } = value;
+  if (typeof name !== "string" || typeof you !== "string" || !Array.isArray(members)) return null;
+  const checkedMembers: Member[] = [];
+  for (const member of members.map(readMember)) {
+    if (member === null) return null;
+    checkedMembers.push(member);
+  }
+  // The contract says the epoch is a string; a number is accepted too, because
+  // refusing the welcome would leave the client unable to connect at all.
+  if (typeof epoch !== "string" && typeof epoch !== "number") return null;
+  return {
+    type: "welcome",
+    name,
+    you,
+    members: checkedMembers,
+    seq: isSeq(seq) ? seq : 0,
+    epoch: String(epoch),
+    resumed: resumed === true,
+  };
 }
 
 /** Reads the fields of a chat message from an untrusted object, or returns null. */
@@ -140,12 +144,13 @@ function readChatMessage(value: Record<string, unknown>): ChatMessage | null {
   const { seq, id, sid, from, text, time } = value;
   if (!isSeq(seq) || typeof from !== "string" || typeof text !== "string") return null;
   if (typeof time !== "number" || !Number.isFinite(time)) return null;
-  // A message without an id cannot be anyone's acknowledgement, nor one without a sid anyone's own, but both are worth showing.
+  // A message without an id cannot be anyone's acknowledgement, nor one
+  // without a sid anyone's own, but both are worth showing.
   return { seq, id: typeof id === "string" ? id : "", sid: typeof sid === "string" ? sid : "", from, text, time };
 }
 
 /** Reads a trace message from an untrusted object, or returns null. */
-function readTraceMessage(value: Record<string, unknown>): TraceMessage | null {
+function readTraceReport(value: Record<string, unknown>): TraceReport | null {
   const { direction, line, lines, frame } = value;
   if (direction === "handshake") return isStringArray(lines) ? { direction, lines } : null;
   if ((direction !== "received" && direction !== "sent") || typeof line !== "string" || !isRecord(frame)) return null;
@@ -156,7 +161,8 @@ function readTraceMessage(value: Record<string, unknown>): TraceMessage | null {
   if (typeof opcodeName !== "string" || (lengthBits !== 7 && lengthBits !== 16 && lengthBits !== 64)) return null;
   if (typeof length !== "number" || !Number.isSafeInteger(length) || length < 0) return null;
   if (maskKey !== null && (typeof maskKey !== "string" || !/^[0-9a-f]{8}$/.test(maskKey))) return null;
-  if (typeof onWire !== "string" || typeof payload !== "string" || !SPACED_HEX.test(onWire) || !SPACED_HEX.test(payload)) return null;
+  if (typeof onWire !== "string" || typeof payload !== "string") return null;
+  if (!SPACED_HEX.test(onWire) || !SPACED_HEX.test(payload)) return null;
   return {
     direction,
     line,
@@ -177,6 +183,48 @@ function readTraceMessage(value: Record<string, unknown>): TraceMessage | null {
   };
 }
 
+function readPresence(value: Record<string, unknown>): PresenceMessage | null {
+  const { type, name, sid } = value;
+  if (type !== "joined" && type !== "left" && type !== "away" && type !== "back") return null;
+  return typeof name === "string" && typeof sid === "string" ? { type, name, sid } : null;
+}
+
+/**
+ * One reader for every type of message the server sends (ServerMessage), so a
+ * type added to server.ts does not compile here until the page decides what
+ * to make of it.
+ */
+const frameReaders: Record<ServerMessage["type"], (value: Record<string, unknown>) => ServerFrame | null> = {
+  welcome: readWelcome,
+  message: (value) => {
+    const message = readChatMessage(value);
+    return message === null ? null : { type: "message", message };
+  },
+  pong: (value) => ({ type: "pong", t: typeof value.t === "number" && Number.isFinite(value.t) ? value.t : null }),
+  joined: readPresence,
+  left: readPresence,
+  away: readPresence,
+  back: readPresence,
+  renamed: (value) => {
+    const { sid, from, to } = value;
+    if (typeof sid !== "string" || typeof from !== "string" || typeof to !== "string") return null;
+    return { type: "renamed", sid, from, to };
+  },
+  error: (value) => {
+    const { code, message, id } = value;
+    return {
+      type: "error",
+      code: typeof code === "string" ? code : "unknown",
+      message: typeof message === "string" ? message : "",
+      id: typeof id === "string" ? id : null,
+    };
+  },
+  trace: (value) => {
+    const trace = readTraceReport(value);
+    return trace === null ? null : { type: "trace", trace };
+  },
+};
+
 /**
  * Turns the text of one frame into a checked ServerFrame. Returns null for
  * anything this client does not use: broken JSON, missing fields, or types it
@@ -191,59 +239,12 @@ export function parseServerFrame(data: unknown): ServerFrame | null {
   } catch {
     return null;
   }
-  if (!isRecord(value)) return null;
-
-  switch (value.type) {
-    case "welcome": {
-      const { name, you, members, seq, epoch, resumed } = value;
-      if (typeof name !== "string" || typeof you !== "string" || !Array.isArray(members)) return null;
-      const checkedMembers = members.map(readMember);
-      if (!checkedMembers.every((member) => member !== null)) return null;
-      // The contract says the epoch is a string; a number is accepted too, because
-      // refusing the welcome would leave the client unable to connect at all.
-      if (typeof epoch !== "string" && typeof epoch !== "number") return null;
-      return {
-        type: "welcome",
-        name,
-        you,
-        members: checkedMembers as Member[],
-        seq: isSeq(seq) ? seq : 0,
-        epoch: String(epoch),
-        resumed: resumed === true,
-      };
-    }
-    case "message": {
-      const message = readChatMessage(value);
-      return message === null ? null : { type: "message", message };
-    }
-    case "pong":
-      return { type: "pong", t: typeof value.t === "number" && Number.isFinite(value.t) ? value.t : null };
-    case "trace": {
-      const trace = readTraceMessage(value);
-      return trace === null ? null : { type: "trace", trace };
-    }
-    case "joined":
-    case "left":
-    case "away":
-    case "back":
-      return typeof value.name === "string" && typeof value.sid === "string" ? { type: value.type, name: value.name, sid: value.sid } : null;
-    case "renamed": {
-      const { sid, from, to } = value;
-      return typeof sid === "string" && typeof from === "string" && typeof to === "string" ? { type: "renamed", sid, from, to } : null;
-    }
-    case "error": {
-      const { code, message, id } = value;
-      return {
-        type: "error",
-        code: typeof code === "string" ? code : "unknown",
-        message: typeof message === "string" ? message : "",
-        id: typeof id === "string" ? id : null,
-      };
-    }
-    default:
-      return null;
-  }
+  if (!isRecord(value) || typeof value.type !== "string") return null;
+  if (!Object.prototype.hasOwnProperty.call(frameReaders, value.type)) return null;
+  return frameReaders[value.type as ServerMessage["type"]](value);
 }
+
+
 
 // ---------------------------------------------------------------------------
 // 2. Storage
@@ -464,7 +465,7 @@ export function createSessionSecret(source: RandomSource | undefined = globalThi
   return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
-/** What the server accepts as a session: 16-64 characters of A-Z, a-z, 0-9, - and _. */
+/** What the server accepts as a session: 16-64 characters of A-Z, a-z, 0-9, - and _. A copy of server.ts's. */
 export function sessionIsValid(value: string): boolean {
   return /^[A-Za-z0-9_-]{16,64}$/.test(value);
 }
@@ -850,7 +851,7 @@ export interface ServerError {
 }
 
 /** Error codes after which the outbox is sent again a little later: the refusal was temporary. */
-const RESEND_LATER_CODES = new Set(["rate_limited", "storage_failed"]);
+const RESEND_LATER_CODES: ReadonlySet<string> = new Set<ErrorCode>(["rate_limited", "storage_failed"]);
 
 /** The durations a ChatConnection works with; each can be changed through `timing`. */
 export interface ConnectionTiming {
@@ -912,7 +913,7 @@ export interface ConnectionObserver {
   /** A text message arrived that is not a trace. */
   pageReceived?(text: string): void;
   /** The server reported one of this connection's frames, or its opening handshake. */
-  trace?(trace: TraceMessage): void;
+  trace?(trace: TraceReport): void;
 }
 
 export interface ChatConnectionOptions {
@@ -1362,7 +1363,7 @@ export class ChatConnection {
    * Presence changes the member list. Only joined and left are news worth a
    * line: away and back are a reload or a blip, shown in the list alone.
    */
-  private handlePresence(frame: { type: "joined" | "left" | "away" | "back"; name: string; sid: string }): void {
+  private handlePresence(frame: PresenceMessage): void {
     const others = this.memberList.filter((member) => member.sid !== frame.sid);
     if (frame.type === "left") this.memberList = others;
     else this.memberList = [...others, { name: frame.name, sid: frame.sid, away: frame.type === "away" }];
@@ -1379,7 +1380,7 @@ export class ChatConnection {
     this.transcript.addRename(from, to, this.timers.now());
   }
 
-  private handleError(error: { code: string; message: string; id: string | null }): void {
+  private handleError(error: ErrorFrame): void {
     if (error.code === "bad_name" || error.code === "name_taken") {
       // Refused: our name stays what it was, and asking again would only repeat this.
       this.requestedName = null;
@@ -1408,7 +1409,7 @@ export class ChatConnection {
     this.sendFrame({ type: "say", id: message.id, text: message.text });
   }
 
-  private sendFrame(frame: object): void {
+  private sendFrame(frame: ClientMessage): void {
     const socket = this.socket;
     if (socket === null) return;
     const text = JSON.stringify(frame);
@@ -1484,7 +1485,10 @@ const HEX_BYTES_SHOWN = 16;
  */
 const UNMATCHED_LIMIT = 100;
 
-/** §7.4: what the close codes mean. 1005 and 1006 never travel in a frame: the browser reports them. */
+/**
+ * §7.4: what the close codes mean. 1005 and 1006 never travel in a frame: the
+ * browser reports them. A copy of server.ts's closeCodeNames (see section 1).
+ */
 export const CLOSE_CODE_NAMES: Readonly<Record<number, string>> = {
   1000: "normal closure",
   1001: "going away",
@@ -1730,7 +1734,7 @@ export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
 
 /**
  * "7f 9f 4d" or "7f9f4d" → bytes. The trace was checked on arrival
- * (readTraceMessage), so there is an even number of hex digits.
+ * (readTraceReport), so there is an even number of hex digits.
  */
 export function hexToBytes(hex: string): Uint8Array {
   const pairs = hex.replace(/ /g, "").match(/../g) ?? [];
@@ -2012,7 +2016,7 @@ export class InspectorLog implements ConnectionObserver {
     this.lastReceived = text;
   }
 
-  trace(trace: TraceMessage): void {
+  trace(trace: TraceReport): void {
     if (trace.direction === "handshake") {
       const words = this.options.words;
       this.add({ direction: "handshake", opcode: null, kind: null, summary: words.handshake, fields: [], lines: trace.lines, serverLine: null });
@@ -2130,7 +2134,7 @@ export interface PageText {
   messagesLabel: string;
   tooLong: string;
   /** Friendlier words for some server error codes; others show the server's own sentence. */
-  errors: Partial<Record<string, string>>;
+  errors: Partial<Record<ErrorCode, string>>;
 }
 
 export const TEXT: Record<Language, PageText> = {
@@ -2420,7 +2424,11 @@ class ChatView {
   }
 
   showServerError(error: ServerError): void {
-    this.showAlert(this.text.errors[error.code] ?? (error.message || error.code), error.code);
+    const { errors } = this.text;
+    // The server may send a code this page has no words for, even one named like an Object method.
+    const known = Object.prototype.hasOwnProperty.call(errors, error.code);
+    const words = known ? errors[error.code as ErrorCode] : undefined;
+    this.showAlert(words ?? (error.message || error.code), error.code);
   }
 
   private hideAlert(): void {

@@ -9,7 +9,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { repositoryRoot } from "./helpers.ts";
 import {
+  MAX_TEXT_LENGTH as SERVER_MAX_TEXT_LENGTH,
+  closeCodeNames as serverCloseCodeNames,
+  sessionIsValid as serverSessionIsValid,
+  type TraceFrameFields,
+} from "../server.ts";
+import {
   Backoff,
+  CLOSE_CODE_NAMES,
   ChatConnection,
   Heartbeat,
   INSPECTOR_LIMIT,
@@ -23,6 +30,7 @@ import {
   Transcript,
   buildSocketUrl,
   bytesToHex,
+  characterCount,
   createMemoryStorage,
   createMessageId,
   createSessionSecret,
@@ -49,7 +57,6 @@ import {
   type SocketLike,
   type TabChannel,
   type Timers,
-  type TraceFrameFields,
 } from "../client.ts";
 
 // ---------------------------------------------------------------------------
@@ -1545,6 +1552,27 @@ describe("the page's words", () => {
     assert.equal(TEXT.en.me, "我");
     assert.equal(TEXT.zh.meLabel, null);
     assert.equal(TEXT.en.meLabel, "me");
+  });
+});
+
+// ---------------------------------------------------------------------------
+// What the page copies from server.ts
+// ---------------------------------------------------------------------------
+
+describe("server.ts", () => {
+  test("the values the page copies agree with it: close-code names, MAX_TEXT_LENGTH, characterCount, sessions", () => {
+    // The page cannot load server.ts (it imports node: modules), so client.ts holds copies of these.
+    assert.deepEqual(CLOSE_CODE_NAMES, serverCloseCodeNames);
+    assert.equal(MAX_TEXT_LENGTH, SERVER_MAX_TEXT_LENGTH);
+    // server.ts counts code points, as Array.from does (its characterCount is not exported);
+    // a length in UTF-16 units would refuse texts the server takes.
+    for (const text of ["", "hi", "😀", "😀".repeat(MAX_TEXT_LENGTH), "字", "e\u0301", "👍🏽", "\ud800", "a\u{1F600}b"]) {
+      assert.equal(characterCount(text), Array.from(text).length, JSON.stringify(text));
+    }
+    const sessions = ["", "a".repeat(15), "a".repeat(16), "A-z_0".repeat(12), "a".repeat(64), "a".repeat(65)];
+    for (const session of [...sessions, "sixteen chars ok", "é".repeat(16), "+/".repeat(8)]) {
+      assert.equal(sessionIsValid(session), serverSessionIsValid(session), session);
+    }
   });
 });
 
