@@ -499,46 +499,30 @@
     constructor(options) {
       __publicField(this, "options");
       __publicField(this, "timers");
+      __publicField(this, "timing");
       __publicField(this, "outbox");
       __publicField(this, "transcript");
       __publicField(this, "backoff");
-      __publicField(this, "heartbeat");
-      __publicField(this, "timing");
-      __publicField(this, "socket", null);
-      __publicField(this, "currentState", "offline");
-      __publicField(this, "stopped", true);
       __publicField(this, "session");
+      __publicField(this, "phase", { name: "stopped" });
       /** The name the server gave us, kept in storage so the next connection asks for it again. */
       __publicField(this, "confirmedName");
       /** A name the user chose that the server has not confirmed yet (asked for on the next welcome if offline). */
       __publicField(this, "requestedName", null);
       /** Our public id from the last welcome (kept in storage): a message is ours when its sid is this. */
       __publicField(this, "ownSid");
+      /** Who is in the room, as the current socket was told; empty while there is none. */
       __publicField(this, "memberList", []);
-      __publicField(this, "retryAt", null);
       /** Whether the frame inspector is open: the server is asked for traces on every connection. */
       __publicField(this, "inspectOn");
-      __publicField(this, "retryTimer", null);
-      __publicField(this, "connectTimer", null);
-      __publicField(this, "stableTimer", null);
-      __publicField(this, "resendTimer", null);
       this.options = options;
       this.timers = options.timers;
       this.timing = { ...DEFAULT_TIMING, ...options.timing };
       this.outbox = new Outbox(options.storage);
       this.transcript = new Transcript(options.storage);
       this.backoff = new Backoff(options.random ?? Math.random, this.timing.backoffBaseMs, this.timing.backoffCapMs);
-      this.heartbeat = new Heartbeat({
-        intervalMs: this.timing.heartbeatIntervalMs,
-        timeoutMs: this.timing.heartbeatTimeoutMs,
-        timers: this.timers,
-        sendPing: (time) => this.sendFrame({ type: "ping", t: time }),
-        onSilence: () => {
-          this.report({ kind: "silent", timeoutMs: this.timing.heartbeatTimeoutMs });
-          this.handleLostConnection();
-        }
-      });
-      this.session = new TabSession(options.storage, options.tabChannel ?? null, options.createSessionSecret ?? createSessionSecret, () => {
+      const createSecret = options.createSessionSecret ?? createSessionSecret;
+      this.session = new TabSession(options.storage, options.tabChannel ?? null, createSecret, () => {
         this.ownSid = null;
         this.reconnectNow();
       });
@@ -548,7 +532,17 @@
     }
     // --- What the page reads ---
     get state() {
-      return this.currentState;
+      switch (this.phase.name) {
+        case "stopped":
+        case "offline":
+          return "offline";
+        case "opening":
+          return this.phase.retry ? "reconnecting" : "connecting";
+        case "open":
+          return "connected";
+        case "waiting":
+          return "reconnecting";
+      }
     }
     /** Failed attempts since the last stable connection: "attempt n" on screen. */
     get attempt() {
@@ -556,7 +550,7 @@
     }
     /** When the next attempt is due (Timers.now() clock), while waiting for it; otherwise null. */
     get nextAttemptAt() {
-      return this.retryAt;
+      return this.phase.name === "waiting" ? this.phase.retryAt : null;
     }
     /** The name the server gave us in the last welcome. */
     get name() {
@@ -596,19 +590,12 @@
     }
     // --- What the page does ---
     start() {
-      if (!this.stopped) return;
-      this.stopped = false;
-      if (this.isOnline()) {
-        this.openSocket();
-      } else {
-        this.setState("offline");
-      }
+      if (this.phase.name !== "stopped") return;
+      if (this.isOnline()) this.connect();
+      else this.enter({ name: "offline" });
     }
     stop() {
-      this.stopped = true;
-      this.discardSocket();
-      this.cancelRetry();
-      this.setState("offline");
+      this.enter({ name: "stopped" });
     }
     /**
      * Queues the text and sends it at once if connected. Queued messages are
@@ -619,7 +606,7 @@
       if (text === "") return "empty";
       if (characterCount(text) > MAX_TEXT_LENGTH) return "too_long";
       const message = this.outbox.add(text, (this.options.createId ?? createMessageId)(), this.timers.now());
-      const connected = this.currentState === "connected";
+      const connected = this.phase.name === "open";
       if (connected) this.sendSay(message);
       this.notify();
       return connected ? "sent" : "queued";
@@ -634,9 +621,9 @@
       if (on === this.inspectOn) return;
       this.inspectOn = on;
       writeStoredJson(this.options.storage, STORAGE_KEYS.inspector, on);
-      const connected = this.currentState === "connected";
-      if (connected) this.sendFrame({ type: "inspect", on });
-      this.report({ kind: "inspect", on, connected });
+      const connected = this.phase.name === "open";
+      this.sendFrame({ type: "inspect", on });
+      this.observe({ kind: "inspect", on, connected });
     }
     /**
      * Asks for a new name over the open connection ({"type":"rename"}); the
@@ -647,7 +634,7 @@
       const name = rawName.trim();
       if (name === "" || name === (this.requestedName ?? this.confirmedName)) return;
       this.requestedName = name === this.confirmedName ? null : name;
-      if (this.requestedName !== null && this.currentState === "connected") this.sendFrame({ type: "rename", name });
+      if (this.requestedName !== null) this.sendFrame({ type: "rename", name });
       this.notify();
     }
     /**
@@ -656,121 +643,137 @@
      * a network change is exactly when connections die without a word.
      */
     wake() {
-      if (this.stopped) return;
-      if (this.socket === null) {
-        this.openSocket();
-      } else if (this.currentState === "connected") {
-        this.heartbeat.probe();
-      }
+      const { phase } = this;
+      if (phase.name === "offline" || phase.name === "waiting") this.connect();
+      else if (phase.name === "open") phase.heartbeat.probe();
     }
     /**
      * The browser says the network is gone. Waiting to retry is pointless until
      * it comes back; a connection that looks open is probably dead, so check it.
      */
     noteOffline() {
-      if (this.stopped) return;
-      if (this.socket === null) {
-        this.cancelRetry();
-        this.setState("offline");
-      } else if (this.currentState === "connected") {
-        this.heartbeat.probe();
-      }
+      const { phase } = this;
+      if (phase.name === "offline" || phase.name === "waiting") this.enter({ name: "offline" });
+      else if (phase.name === "open") phase.heartbeat.probe();
     }
-    // --- Sockets ---
-    openSocket() {
-      this.cancelRetry();
-      if (this.socket !== null || this.stopped) return;
+    // --- The state machine ---
+    /** Creates a socket: the only place one is made. */
+    connect() {
       const inspect = this.inspectOn;
       const name = this.requestedName ?? this.confirmedName;
-      const url = buildSocketUrl(this.options.serverUrl, this.session.secret, name, this.transcript.resumePoint(), inspect);
-      this.report({ kind: "opening", url: hideSession(url) });
+      const resumePoint = this.transcript.resumePoint();
+      const url = buildSocketUrl(this.options.serverUrl, this.session.secret, name, resumePoint, inspect);
+      this.observe({ kind: "opening", url: hideSession(url) });
       let socket;
       try {
         socket = this.options.createSocket(url);
       } catch {
-        this.scheduleReconnect();
+        this.retryLater();
         return;
       }
-      this.socket = socket;
-      this.options.observer?.socketOpened?.(inspect);
-      this.connectTimer = this.timers.setTimeout(() => {
-        this.report({ kind: "not-welcomed", timeoutMs: this.timing.connectTimeoutMs });
-        this.handleLostConnection();
+      this.observe({ kind: "socket", tracedFromStart: inspect });
+      const connectTimer = this.timers.setTimeout(() => {
+        this.observe({ kind: "not-welcomed", timeoutMs: this.timing.connectTimeoutMs });
+        this.retryLater();
       }, this.timing.connectTimeoutMs);
-      this.setState(this.backoff.attempts === 0 ? "connecting" : "reconnecting");
+      this.enter({ name: "opening", socket, connectTimer, retry: this.backoff.attempts > 0 });
       socket.addEventListener("message", (event) => {
-        if (socket === this.socket) this.handleFrame(event.data);
+        if (this.isCurrent(socket)) this.handleFrame(event.data);
       });
       socket.addEventListener("close", (event) => {
-        this.report({
+        const current = this.isCurrent(socket);
+        this.observe({
           kind: "closed",
           code: typeof event.code === "number" ? event.code : null,
           reason: typeof event.reason === "string" ? event.reason : "",
           wasClean: typeof event.wasClean === "boolean" ? event.wasClean : null,
-          current: socket === this.socket
+          current
         });
-        if (socket === this.socket) this.handleLostConnection();
+        if (current) this.retryLater();
       });
       socket.addEventListener("error", () => {
-        if (socket !== this.socket) return;
-        this.report({ kind: "socket-error" });
-        this.handleLostConnection();
+        if (!this.isCurrent(socket)) return;
+        this.observe({ kind: "socket-error" });
+        this.retryLater();
       });
     }
-    /** A deliberate reconnection, not a failure: no waiting, no backoff. */
-    reconnectNow() {
-      if (this.stopped) return;
-      this.discardSocket();
-      this.backoff.reset();
-      this.openSocket();
+    /** The welcome: the server knows who we are and has sent what we missed after it. */
+    opened(socket) {
+      const heartbeat = new Heartbeat({
+        intervalMs: this.timing.heartbeatIntervalMs,
+        timeoutMs: this.timing.heartbeatTimeoutMs,
+        timers: this.timers,
+        sendPing: (time) => this.sendFrame({ type: "ping", t: time }),
+        onSilence: () => {
+          this.observe({ kind: "silent", timeoutMs: this.timing.heartbeatTimeoutMs });
+          this.retryLater();
+        }
+      });
+      heartbeat.start();
+      const stableTimer = this.timers.setTimeout(() => this.backoff.reset(), this.timing.stableAfterMs);
+      this.enter({ name: "open", socket, heartbeat, stableTimer, resendTimer: null });
     }
-    /** The current socket closed, failed, fell silent or was never welcomed: replace it. */
-    handleLostConnection() {
-      this.discardSocket();
-      this.scheduleReconnect();
-    }
-    /** Forgets the current socket, so nothing it does later has any effect, and closes it. */
-    discardSocket() {
-      const socket = this.socket;
-      if (socket === null) return;
-      this.socket = null;
-      this.memberList = [];
-      this.heartbeat.stop();
-      this.cancelTimer(this.connectTimer);
-      this.cancelTimer(this.stableTimer);
-      this.cancelTimer(this.resendTimer);
-      this.connectTimer = this.stableTimer = this.resendTimer = null;
-      try {
-        socket.close();
-      } catch {
-      }
-    }
-    scheduleReconnect() {
-      if (this.stopped || !this.isOnline()) {
-        this.cancelRetry();
-        this.setState("offline");
+    /** The current socket is lost: wait for the backoff's next delay, or for the network. */
+    retryLater() {
+      if (!this.isOnline()) {
+        this.enter({ name: "offline" });
         return;
       }
-      const delay = this.backoff.next();
-      this.retryAt = this.timers.now() + delay;
-      this.retryTimer = this.timers.setTimeout(() => this.openSocket(), delay);
-      this.setState("reconnecting");
-      this.report({ kind: "retry", attempt: this.backoff.attempts, delayMs: delay });
+      const delayMs = this.backoff.next();
+      const retryTimer = this.timers.setTimeout(() => this.connect(), delayMs);
+      this.enter({ name: "waiting", retryTimer, retryAt: this.timers.now() + delayMs });
+      this.observe({ kind: "retry", attempt: this.backoff.attempts, delayMs });
     }
-    cancelRetry() {
-      this.cancelTimer(this.retryTimer);
-      this.retryTimer = null;
-      this.retryAt = null;
+    /** A deliberate reconnection, not a failure: no waiting, no backoff. Entering opening closes the old socket. */
+    reconnectNow() {
+      if (this.phase.name === "stopped") return;
+      this.backoff.reset();
+      this.connect();
+    }
+    /** The one place the phase changes; the observer hears of the state the page shows changing. */
+    enter(next) {
+      const from = this.state;
+      this.release("socket" in next ? next.socket : null);
+      this.phase = next;
+      const to = this.state;
+      if (to !== from) this.observe({ kind: "state", from, to });
+      this.notify();
+    }
+    /**
+     * Ends what the current phase holds: its timers are cancelled and its socket
+     * closed, unless it is `keep` (the socket an opening phase hands to the open
+     * one).
+     */
+    release(keep) {
+      const { phase } = this;
+      if (phase.name === "opening") this.timers.clearTimeout(phase.connectTimer);
+      if (phase.name === "waiting") this.timers.clearTimeout(phase.retryTimer);
+      if (phase.name === "open") {
+        phase.heartbeat.stop();
+        this.timers.clearTimeout(phase.stableTimer);
+        if (phase.resendTimer !== null) this.timers.clearTimeout(phase.resendTimer);
+      }
+      if ((phase.name === "opening" || phase.name === "open") && phase.socket !== keep) {
+        this.memberList = [];
+        try {
+          phase.socket.close();
+        } catch {
+        }
+      }
+    }
+    isCurrent(socket) {
+      const { phase } = this;
+      return (phase.name === "opening" || phase.name === "open") && phase.socket === socket;
     }
     // --- Frames from the server ---
     handleFrame(data) {
-      this.heartbeat.noteActivity();
+      if (this.phase.name === "open") this.phase.heartbeat.noteActivity();
       const frame = parseServerFrame(data);
       if (frame?.type === "trace") {
-        this.options.observer?.trace?.(frame.trace);
+        this.observe({ kind: "trace", trace: frame.trace });
         return;
       }
-      if (typeof data === "string") this.options.observer?.pageReceived?.(data);
+      if (typeof data === "string") this.observe({ kind: "received", text: data });
       if (frame === null) return;
       switch (frame.type) {
         case "welcome":
@@ -782,7 +785,7 @@
           break;
         case "pong": {
           const roundTripMs = frame.t === null ? -1 : this.timers.now() - frame.t;
-          if (roundTripMs >= 0) this.report({ kind: "rtt", roundTripMs });
+          if (roundTripMs >= 0) this.observe({ kind: "rtt", roundTripMs });
           break;
         }
         case "joined":
@@ -792,7 +795,7 @@
           this.handlePresence(frame);
           break;
         case "renamed":
-          this.handleRename(frame.sid, frame.from, frame.to);
+          this.handleRename(frame);
           break;
         case "error":
           this.handleError(frame);
@@ -801,21 +804,14 @@
       this.notify();
     }
     handleWelcome(welcome) {
-      this.cancelTimer(this.connectTimer);
-      this.connectTimer = null;
+      if (this.phase.name !== "opening" && this.phase.name !== "open") return;
       this.rememberName(welcome.name);
       this.ownSid = welcome.you;
       this.store(STORAGE_KEYS.you, welcome.you);
       this.memberList = welcome.members;
       this.transcript.welcome(welcome.epoch, welcome.resumed, this.timers.now());
-      this.setState("connected");
+      this.opened(this.phase.socket);
       if (this.inspectOn) this.sendFrame({ type: "inspect", on: true });
-      this.heartbeat.start();
-      this.cancelTimer(this.stableTimer);
-      this.stableTimer = this.timers.setTimeout(() => {
-        this.stableTimer = null;
-        this.backoff.reset();
-      }, this.timing.stableAfterMs);
       this.sendPending();
       if (this.requestedName === welcome.name) this.requestedName = null;
       if (this.requestedName !== null) this.sendFrame({ type: "rename", name: this.requestedName });
@@ -824,14 +820,14 @@
      * Presence changes the member list. Only joined and left are news worth a
      * line: away and back are a reload or a blip, shown in the list alone.
      */
-    handlePresence(frame) {
-      const others = this.memberList.filter((member) => member.sid !== frame.sid);
-      if (frame.type === "left") this.memberList = others;
-      else this.memberList = [...others, { name: frame.name, sid: frame.sid, away: frame.type === "away" }];
-      if (frame.sid === this.ownSid) return;
-      if (frame.type === "joined" || frame.type === "left") this.transcript.addNotice(frame.type, frame.name, this.timers.now());
+    handlePresence(presence) {
+      const { type, name, sid } = presence;
+      const others = this.memberList.filter((member) => member.sid !== sid);
+      this.memberList = type === "left" ? others : [...others, { name, sid, away: type === "away" }];
+      if (sid === this.ownSid) return;
+      if (type === "joined" || type === "left") this.transcript.addNotice(type, name, this.timers.now());
     }
-    handleRename(sid, from, to) {
+    handleRename({ sid, from, to }) {
       this.memberList = this.memberList.map((member) => member.sid === sid ? { ...member, name: to } : member);
       if (sid === this.ownSid) {
         this.rememberName(to);
@@ -840,12 +836,13 @@
       this.transcript.addRename(from, to, this.timers.now());
     }
     handleError(error) {
+      const { phase } = this;
       if (error.code === "bad_name" || error.code === "name_taken") {
         this.requestedName = null;
       } else if (RESEND_LATER_CODES.has(error.code)) {
-        if (this.resendTimer === null) {
-          this.resendTimer = this.timers.setTimeout(() => {
-            this.resendTimer = null;
+        if (phase.name === "open" && phase.resendTimer === null) {
+          phase.resendTimer = this.timers.setTimeout(() => {
+            phase.resendTimer = null;
             this.sendPending();
           }, this.timing.rateLimitRetryMs);
         }
@@ -856,22 +853,21 @@
     }
     // --- Frames to the server ---
     sendPending() {
-      if (this.currentState !== "connected") return;
       for (const message of this.outbox.pending) this.sendSay(message);
     }
     sendSay(message) {
       this.sendFrame({ type: "say", id: message.id, text: message.text });
     }
+    /** Sends over the open connection; before the welcome, and without one, nothing is sent. */
     sendFrame(frame) {
-      const socket = this.socket;
-      if (socket === null) return;
+      if (this.phase.name !== "open") return;
       const text = JSON.stringify(frame);
       try {
-        socket.send(text);
+        this.phase.socket.send(text);
       } catch {
         return;
       }
-      this.options.observer?.pageSent?.(text);
+      this.observe({ kind: "sent", text });
     }
     // --- Small helpers ---
     rememberName(name) {
@@ -887,20 +883,11 @@
     isOnline() {
       return this.options.isOnline?.() ?? true;
     }
-    setState(state) {
-      const previous = this.currentState;
-      this.currentState = state;
-      if (previous !== state) this.report({ kind: "state", from: previous, to: state });
-      this.notify();
-    }
-    report(event) {
-      this.options.observer?.clientEvent?.(event);
+    observe(event) {
+      this.options.observer?.(event);
     }
     notify() {
       this.options.onChange?.();
-    }
-    cancelTimer(timerId) {
-      if (timerId !== null) this.timers.clearTimeout(timerId);
     }
   }
   const INSPECTOR_LIMIT = 500;
@@ -1216,15 +1203,33 @@
       this.list = [];
       this.options.onChange?.();
     }
-    // --- ConnectionObserver ---
-    clientEvent(event) {
-      this.add({ direction: "client", opcode: null, kind: event.kind, summary: describeClientEvent(event, this.options.words), fields: [], lines: [], serverLine: null });
+    /** What the ChatConnection's observer is given: every event goes through here. */
+    observe(event) {
+      switch (event.kind) {
+        case "socket":
+          return this.socketOpened(event.tracedFromStart);
+        case "sent":
+          return this.pageSent(event.text);
+        case "received":
+          return this.pageReceived(event.text);
+        case "trace":
+          return this.trace(event.trace);
+        default:
+          return this.clientEvent(event);
+      }
     }
+    /** One of the page's own lines. */
+    clientEvent(event) {
+      const summary = describeClientEvent(event, this.options.words);
+      this.add({ direction: "client", opcode: null, kind: event.kind, summary, fields: [], lines: [], serverLine: null });
+    }
+    /** A new socket: what was being matched belonged to the old one. */
     socketOpened(tracedFromStart) {
       this.matching = tracedFromStart;
       this.unmatched = [];
       this.lastReceived = null;
     }
+    /** A text the page sent, to be matched with the server's trace of it. */
     pageSent(text) {
       const inspect = inspectSwitch(text);
       if (inspect === true && !this.matching) {
@@ -1240,13 +1245,16 @@
         this.unmatched = [];
       }
     }
+    /** A text that arrived (not a trace), for the trace of it that follows. */
     pageReceived(text) {
       this.lastReceived = text;
     }
+    /** One frame of this connection as the server reported it, or its opening handshake. */
     trace(trace) {
       if (trace.direction === "handshake") {
-        const words = this.options.words;
-        this.add({ direction: "handshake", opcode: null, kind: null, summary: words.handshake, fields: [], lines: trace.lines, serverLine: null });
+        const { lines } = trace;
+        const summary2 = this.options.words.handshake;
+        this.add({ direction: "handshake", opcode: null, kind: null, summary: summary2, fields: [], lines, serverLine: null });
         return;
       }
       const { frame, direction } = trace;
@@ -1808,7 +1816,7 @@
       isOnline: () => navigator.onLine,
       onChange: () => view.scheduleRender(connection),
       onServerError: (error) => view.showServerError(error),
-      observer: inspectorLog
+      observer: (event) => inspectorLog.observe(event)
     });
     inspectorView.setOpen(connection.inspecting);
     elements.inspectorToggle.addEventListener("click", () => {

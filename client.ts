@@ -14,7 +14,7 @@
 //   5. TabSession: this tab's secret, and a duplicated tab noticing it must make its own
 //   6. Transcript: what is on screen, in seq order, and where to resume from
 //   7. Heartbeat: noticing a connection that died without telling anyone
-//   8. ChatConnection: the one place that opens sockets, tying 3 to 7 together
+//   8. ChatConnection: the one place that opens sockets, tying 3 to 7 together, and its state machine
 //   9. InspectorLog: the frame inspector's entries, from the server's traces and the page's events
 //  10. the page
 //
@@ -835,10 +835,8 @@ export interface SocketLike {
 }
 
 /**
- * connecting: opening a socket, not after a failure.
- * connected: the server's welcome arrived.
- * reconnecting: the connection was lost; waiting for the next attempt or making it.
- * offline: not trying, because the browser reports no network or stop() was called.
+ * What the page shows (#status[data-state], window.chatClient.state). Each
+ * phase of a ChatConnection shows as one of these; see the diagram there.
  */
 export type ConnectionState = "connecting" | "connected" | "reconnecting" | "offline";
 
@@ -879,10 +877,7 @@ export const DEFAULT_TIMING: Readonly<ConnectionTiming> = {
   backoffCapMs: 30_000,
 };
 
-/**
- * Things that happen on the page's side of the connection, which no frame
- * shows: they appear in the inspector as the page's own entries.
- */
+/** Things that happen on the page's side of the connection, which no frame shows. */
 export type ClientEvent =
   | { kind: "state"; from: ConnectionState; to: ConnectionState }
   | { kind: "opening"; url: string }
@@ -900,21 +895,22 @@ export type ClientEvent =
   | { kind: "inspect"; on: boolean; connected: boolean };
 
 /**
- * Watches a ChatConnection for the frame inspector (section 9). Every method
- * is optional and watching changes nothing: the connection behaves the same
- * whether anyone watches or not.
+ * Everything a ChatConnection tells its observer: its own events, and the
+ * texts that pass through its current socket.
  */
-export interface ConnectionObserver {
-  clientEvent?(event: ClientEvent): void;
-  /** A new socket was created; `tracedFromStart`: its URL had inspect=1, so the server reports every frame of it. */
-  socketOpened?(tracedFromStart: boolean): void;
+export type ConnectionEvent =
+  | ClientEvent
+  /** A socket was created; `tracedFromStart`: its URL had inspect=1, so the server reports every frame of it. */
+  | { kind: "socket"; tracedFromStart: boolean }
   /** The page handed this text to socket.send(). */
-  pageSent?(text: string): void;
+  | { kind: "sent"; text: string }
   /** A text message arrived that is not a trace. */
-  pageReceived?(text: string): void;
+  | { kind: "received"; text: string }
   /** The server reported one of this connection's frames, or its opening handshake. */
-  trace?(trace: TraceReport): void;
-}
+  | { kind: "trace"; trace: TraceReport };
+
+/** Watches a ChatConnection (the inspector, section 9, does). Watching changes nothing the connection does. */
+export type ConnectionObserver = (event: ConnectionEvent) => void;
 
 export interface ChatConnectionOptions {
   /** ws:// or wss:// address; name, since and epoch are added to its query. */
@@ -971,44 +967,78 @@ export function hideSession(url: string): string {
 }
 
 /**
- * One chat connection over a sequence of sockets.
+ * Where a ChatConnection is, and what it holds there. A socket and its timers
+ * live in the phase they belong to, so none outlives it: leaving a phase
+ * (ChatConnection.release) closes the one and cancels the others.
+ */
+type Phase =
+  /** Before start(), and after stop(). */
+  | { name: "stopped" }
+  /** Started, but the browser reports no network: no attempt until wake(). */
+  | { name: "offline" }
+  /** A socket is open and the server's welcome has not come yet. `retry`: an earlier attempt failed. */
+  | { name: "opening"; socket: SocketLike; connectTimer: number; retry: boolean }
+  /**
+   * Welcomed. `stableTimer` resets the backoff once the connection has lasted
+   * stableAfterMs; `resendTimer`, when not null, sends the outbox again after
+   * a rate_limited or storage_failed error.
+   */
+  | { name: "open"; socket: SocketLike; heartbeat: Heartbeat; stableTimer: number; resendTimer: number | null }
+  /** No socket; the next attempt is due at `retryAt` (the Timers.now() clock). */
+  | { name: "waiting"; retryTimer: number; retryAt: number };
+
+/**
+ * One chat connection over a sequence of sockets, as a state machine:
  *
- * Every socket is opened in openSocket() and nowhere else, and openSocket()
- * refuses while another socket is current: there are never two. Each
- * listener checks that its socket is still the current one before acting, so
- * a socket that was replaced can close, fail or even deliver a late message
- * without effect. A design that swaps sockets and forgets to re-attach its
- * listeners stops noticing drops after the first; here, the listeners are
- * attached in the same function that creates the socket, every time.
+ *   ┌─────────┐  start(), online   ┌─────────┐  welcome    ┌──────┐
+ *   │ stopped ├───────────────────▶│ opening ├────────────▶│ open │
+ *   └────┬────┘                    └──▲──┬─▲─┘             └──┬───┘
+ *        │ start(),            wake() │  │ │ retry timer,     │
+ *        │ offline        ┌───────────┘  │ │ wake()           │ lost
+ *        ▼                │         lost ▼ │                  │
+ *   ┌─────────┐           │        ┌───────┴─┐                │
+ *   │ offline ├───────────┘        │ waiting │◀───────────────┘
+ *   └────▲────┘                    └───┬─────┘
+ *        └─────── noteOffline() ───────┘
+ *
+ * lost: the socket closed or failed, no welcome came within connectTimeoutMs,
+ * or the heartbeat met silence; new WebSocket() throwing counts too (straight
+ * from the phase that tried). It leads to waiting for the backoff's next
+ * delay, or to offline while the browser reports no network. From every phase, stop()
+ * leads to stopped; from every phase but stopped, a new session (this tab
+ * turned out to be a duplicate) leads to opening at once, the backoff reset.
+ *
+ * The page shows stopped and offline as "offline", open as "connected",
+ * waiting as "reconnecting", and opening as "connecting" on a first attempt
+ * and "reconnecting" after a failed one.
+ *
+ * Every phase change goes through enter(), which first ends what the phase
+ * left behind holds. Every socket is created in connect() and nowhere else,
+ * and lives in the phase it was created for, so there is one current socket
+ * at most. Its listeners, attached where it is created, act only while it is
+ * the current one: a socket given up on can close, fail or deliver a late
+ * message without effect.
  */
 export class ChatConnection {
   private readonly options: ChatConnectionOptions;
   private readonly timers: Timers;
+  private readonly timing: ConnectionTiming;
   private readonly outbox: Outbox;
   private readonly transcript: Transcript;
   private readonly backoff: Backoff;
-  private readonly heartbeat: Heartbeat;
-  private readonly timing: ConnectionTiming;
-
-  private socket: SocketLike | null = null;
-  private currentState: ConnectionState = "offline";
-  private stopped = true;
   private readonly session: TabSession;
+
+  private phase: Phase = { name: "stopped" };
   /** The name the server gave us, kept in storage so the next connection asks for it again. */
   private confirmedName: string | null;
   /** A name the user chose that the server has not confirmed yet (asked for on the next welcome if offline). */
   private requestedName: string | null = null;
   /** Our public id from the last welcome (kept in storage): a message is ours when its sid is this. */
   private ownSid: string | null;
+  /** Who is in the room, as the current socket was told; empty while there is none. */
   private memberList: Member[] = [];
-  private retryAt: number | null = null;
   /** Whether the frame inspector is open: the server is asked for traces on every connection. */
   private inspectOn: boolean;
-
-  private retryTimer: number | null = null;
-  private connectTimer: number | null = null;
-  private stableTimer: number | null = null;
-  private resendTimer: number | null = null;
 
   constructor(options: ChatConnectionOptions) {
     this.options = options;
@@ -1017,17 +1047,8 @@ export class ChatConnection {
     this.outbox = new Outbox(options.storage);
     this.transcript = new Transcript(options.storage);
     this.backoff = new Backoff(options.random ?? Math.random, this.timing.backoffBaseMs, this.timing.backoffCapMs);
-    this.heartbeat = new Heartbeat({
-      intervalMs: this.timing.heartbeatIntervalMs,
-      timeoutMs: this.timing.heartbeatTimeoutMs,
-      timers: this.timers,
-      sendPing: (time) => this.sendFrame({ type: "ping", t: time }),
-      onSilence: () => {
-        this.report({ kind: "silent", timeoutMs: this.timing.heartbeatTimeoutMs });
-        this.handleLostConnection();
-      },
-    });
-    this.session = new TabSession(options.storage, options.tabChannel ?? null, options.createSessionSecret ?? createSessionSecret, () => {
+    const createSecret = options.createSessionSecret ?? createSessionSecret;
+    this.session = new TabSession(options.storage, options.tabChannel ?? null, createSecret, () => {
       // A duplicated tab: we are someone new, and the old identity's marks are not ours.
       this.ownSid = null;
       this.reconnectNow();
@@ -1040,7 +1061,17 @@ export class ChatConnection {
   // --- What the page reads ---
 
   get state(): ConnectionState {
-    return this.currentState;
+    switch (this.phase.name) {
+      case "stopped":
+      case "offline":
+        return "offline";
+      case "opening":
+        return this.phase.retry ? "reconnecting" : "connecting";
+      case "open":
+        return "connected";
+      case "waiting":
+        return "reconnecting";
+    }
   }
 
   /** Failed attempts since the last stable connection: "attempt n" on screen. */
@@ -1050,7 +1081,7 @@ export class ChatConnection {
 
   /** When the next attempt is due (Timers.now() clock), while waiting for it; otherwise null. */
   get nextAttemptAt(): number | null {
-    return this.retryAt;
+    return this.phase.name === "waiting" ? this.phase.retryAt : null;
   }
 
   /** The name the server gave us in the last welcome. */
@@ -1102,20 +1133,13 @@ export class ChatConnection {
   // --- What the page does ---
 
   start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
-    if (this.isOnline()) {
-      this.openSocket();
-    } else {
-      this.setState("offline");
-    }
+    if (this.phase.name !== "stopped") return;
+    if (this.isOnline()) this.connect();
+    else this.enter({ name: "offline" });
   }
 
   stop(): void {
-    this.stopped = true;
-    this.discardSocket();
-    this.cancelRetry();
-    this.setState("offline");
+    this.enter({ name: "stopped" });
   }
 
   /**
@@ -1127,7 +1151,7 @@ export class ChatConnection {
     if (text === "") return "empty";
     if (characterCount(text) > MAX_TEXT_LENGTH) return "too_long";
     const message = this.outbox.add(text, (this.options.createId ?? createMessageId)(), this.timers.now());
-    const connected = this.currentState === "connected";
+    const connected = this.phase.name === "open";
     if (connected) this.sendSay(message);
     this.notify();
     return connected ? "sent" : "queued";
@@ -1143,9 +1167,9 @@ export class ChatConnection {
     if (on === this.inspectOn) return;
     this.inspectOn = on;
     writeStoredJson(this.options.storage, STORAGE_KEYS.inspector, on);
-    const connected = this.currentState === "connected";
-    if (connected) this.sendFrame({ type: "inspect", on });
-    this.report({ kind: "inspect", on, connected });
+    const connected = this.phase.name === "open";
+    this.sendFrame({ type: "inspect", on });
+    this.observe({ kind: "inspect", on, connected });
   }
 
   /**
@@ -1157,7 +1181,7 @@ export class ChatConnection {
     const name = rawName.trim();
     if (name === "" || name === (this.requestedName ?? this.confirmedName)) return;
     this.requestedName = name === this.confirmedName ? null : name;
-    if (this.requestedName !== null && this.currentState === "connected") this.sendFrame({ type: "rename", name });
+    if (this.requestedName !== null) this.sendFrame({ type: "rename", name });
     this.notify();
   }
 
@@ -1167,12 +1191,9 @@ export class ChatConnection {
    * a network change is exactly when connections die without a word.
    */
   wake(): void {
-    if (this.stopped) return;
-    if (this.socket === null) {
-      this.openSocket();
-    } else if (this.currentState === "connected") {
-      this.heartbeat.probe();
-    }
+    const { phase } = this;
+    if (phase.name === "offline" || phase.name === "waiting") this.connect();
+    else if (phase.name === "open") phase.heartbeat.probe();
   }
 
   /**
@@ -1180,128 +1201,149 @@ export class ChatConnection {
    * it comes back; a connection that looks open is probably dead, so check it.
    */
   noteOffline(): void {
-    if (this.stopped) return;
-    if (this.socket === null) {
-      this.cancelRetry();
-      this.setState("offline");
-    } else if (this.currentState === "connected") {
-      this.heartbeat.probe();
-    }
+    const { phase } = this;
+    if (phase.name === "offline" || phase.name === "waiting") this.enter({ name: "offline" });
+    else if (phase.name === "open") phase.heartbeat.probe();
   }
 
-  // --- Sockets ---
+  // --- The state machine ---
 
-  private openSocket(): void {
-    this.cancelRetry();
-    if (this.socket !== null || this.stopped) return;
-
+  /** Creates a socket: the only place one is made. */
+  private connect(): void {
     const inspect = this.inspectOn;
     const name = this.requestedName ?? this.confirmedName;
-    const url = buildSocketUrl(this.options.serverUrl, this.session.secret, name, this.transcript.resumePoint(), inspect);
-    this.report({ kind: "opening", url: hideSession(url) });
+    const resumePoint = this.transcript.resumePoint();
+    const url = buildSocketUrl(this.options.serverUrl, this.session.secret, name, resumePoint, inspect);
+    this.observe({ kind: "opening", url: hideSession(url) });
     let socket: SocketLike;
     try {
       socket = this.options.createSocket(url);
     } catch {
-      // new WebSocket() throws on an address it cannot use; treat it like a failed attempt.
-      this.scheduleReconnect();
+      // new WebSocket() throws on an address it cannot use: a lost socket like any other.
+      this.retryLater();
       return;
     }
-    this.socket = socket;
-    this.options.observer?.socketOpened?.(inspect);
-    this.connectTimer = this.timers.setTimeout(() => {
-      this.report({ kind: "not-welcomed", timeoutMs: this.timing.connectTimeoutMs });
-      this.handleLostConnection();
+    this.observe({ kind: "socket", tracedFromStart: inspect });
+    const connectTimer = this.timers.setTimeout(() => {
+      this.observe({ kind: "not-welcomed", timeoutMs: this.timing.connectTimeoutMs });
+      this.retryLater();
     }, this.timing.connectTimeoutMs);
-    this.setState(this.backoff.attempts === 0 ? "connecting" : "reconnecting");
+    this.enter({ name: "opening", socket, connectTimer, retry: this.backoff.attempts > 0 });
 
     socket.addEventListener("message", (event) => {
-      if (socket === this.socket) this.handleFrame(event.data);
+      if (this.isCurrent(socket)) this.handleFrame(event.data);
     });
     socket.addEventListener("close", (event) => {
-      // Reported even for a socket already given up on: its close code is still worth seeing.
-      this.report({
+      const current = this.isCurrent(socket);
+      // Observed even for a socket already given up on: its close code is still worth seeing.
+      this.observe({
         kind: "closed",
         code: typeof event.code === "number" ? event.code : null,
         reason: typeof event.reason === "string" ? event.reason : "",
         wasClean: typeof event.wasClean === "boolean" ? event.wasClean : null,
-        current: socket === this.socket,
+        current,
       });
-      if (socket === this.socket) this.handleLostConnection();
+      if (current) this.retryLater();
     });
     socket.addEventListener("error", () => {
-      if (socket !== this.socket) return;
-      this.report({ kind: "socket-error" });
-      this.handleLostConnection();
+      if (!this.isCurrent(socket)) return;
+      this.observe({ kind: "socket-error" });
+      this.retryLater();
     });
   }
 
-  /** A deliberate reconnection, not a failure: no waiting, no backoff. */
-  private reconnectNow(): void {
-    if (this.stopped) return;
-    this.discardSocket();
-    this.backoff.reset();
-    this.openSocket();
+  /** The welcome: the server knows who we are and has sent what we missed after it. */
+  private opened(socket: SocketLike): void {
+    const heartbeat = new Heartbeat({
+      intervalMs: this.timing.heartbeatIntervalMs,
+      timeoutMs: this.timing.heartbeatTimeoutMs,
+      timers: this.timers,
+      sendPing: (time) => this.sendFrame({ type: "ping", t: time }),
+      onSilence: () => {
+        this.observe({ kind: "silent", timeoutMs: this.timing.heartbeatTimeoutMs });
+        this.retryLater();
+      },
+    });
+    heartbeat.start();
+    // Resetting the backoff on the welcome itself would let a server that
+    // accepts and then crashes pull every client into a tight loop.
+    const stableTimer = this.timers.setTimeout(() => this.backoff.reset(), this.timing.stableAfterMs);
+    this.enter({ name: "open", socket, heartbeat, stableTimer, resendTimer: null });
   }
 
-  /** The current socket closed, failed, fell silent or was never welcomed: replace it. */
-  private handleLostConnection(): void {
-    this.discardSocket();
-    this.scheduleReconnect();
-  }
-
-  /** Forgets the current socket, so nothing it does later has any effect, and closes it. */
-  private discardSocket(): void {
-    const socket = this.socket;
-    if (socket === null) return;
-    this.socket = null;
-    // Without a connection we do not know who is online; the next welcome will say.
-    this.memberList = [];
-    this.heartbeat.stop();
-    this.cancelTimer(this.connectTimer);
-    this.cancelTimer(this.stableTimer);
-    this.cancelTimer(this.resendTimer);
-    this.connectTimer = this.stableTimer = this.resendTimer = null;
-    try {
-      // We do not wait for the close to finish: on a half-open connection it never would.
-      socket.close();
-    } catch {
-      // Closing a socket that is already closed is not worth reporting.
-    }
-  }
-
-  private scheduleReconnect(): void {
-    if (this.stopped || !this.isOnline()) {
-      this.cancelRetry();
-      this.setState("offline");
+  /** The current socket is lost: wait for the backoff's next delay, or for the network. */
+  private retryLater(): void {
+    if (!this.isOnline()) {
+      this.enter({ name: "offline" });
       return;
     }
-    const delay = this.backoff.next();
-    this.retryAt = this.timers.now() + delay;
-    this.retryTimer = this.timers.setTimeout(() => this.openSocket(), delay);
-    this.setState("reconnecting");
-    this.report({ kind: "retry", attempt: this.backoff.attempts, delayMs: delay });
+    const delayMs = this.backoff.next();
+    const retryTimer = this.timers.setTimeout(() => this.connect(), delayMs);
+    this.enter({ name: "waiting", retryTimer, retryAt: this.timers.now() + delayMs });
+    this.observe({ kind: "retry", attempt: this.backoff.attempts, delayMs });
   }
 
-  private cancelRetry(): void {
-    this.cancelTimer(this.retryTimer);
-    this.retryTimer = null;
-    this.retryAt = null;
+  /** A deliberate reconnection, not a failure: no waiting, no backoff. Entering opening closes the old socket. */
+  private reconnectNow(): void {
+    if (this.phase.name === "stopped") return;
+    this.backoff.reset();
+    this.connect();
+  }
+
+  /** The one place the phase changes; the observer hears of the state the page shows changing. */
+  private enter(next: Phase): void {
+    const from = this.state;
+    this.release("socket" in next ? next.socket : null);
+    this.phase = next;
+    const to = this.state;
+    if (to !== from) this.observe({ kind: "state", from, to });
+    this.notify();
+  }
+
+  /**
+   * Ends what the current phase holds: its timers are cancelled and its socket
+   * closed, unless it is `keep` (the socket an opening phase hands to the open
+   * one).
+   */
+  private release(keep: SocketLike | null): void {
+    const { phase } = this;
+    if (phase.name === "opening") this.timers.clearTimeout(phase.connectTimer);
+    if (phase.name === "waiting") this.timers.clearTimeout(phase.retryTimer);
+    if (phase.name === "open") {
+      phase.heartbeat.stop();
+      this.timers.clearTimeout(phase.stableTimer);
+      if (phase.resendTimer !== null) this.timers.clearTimeout(phase.resendTimer);
+    }
+    if ((phase.name === "opening" || phase.name === "open") && phase.socket !== keep) {
+      // Without a connection we do not know who is online; the next welcome will say.
+      this.memberList = [];
+      try {
+        // We do not wait for the close to finish: on a half-open connection it never would.
+        phase.socket.close();
+      } catch {
+        // Closing a socket that is already closed is not worth reporting.
+      }
+    }
+  }
+
+  private isCurrent(socket: SocketLike): boolean {
+    const { phase } = this;
+    return (phase.name === "opening" || phase.name === "open") && phase.socket === socket;
   }
 
   // --- Frames from the server ---
 
   private handleFrame(data: unknown): void {
     // Any frame proves the way back from the server works, a trace as much as a pong.
-    this.heartbeat.noteActivity();
+    if (this.phase.name === "open") this.phase.heartbeat.noteActivity();
     const frame = parseServerFrame(data);
     if (frame?.type === "trace") {
       // A report about this connection, not part of the chat: it goes to the
-      // inspector and nowhere else, and changes nothing on screen but there.
-      this.options.observer?.trace?.(frame.trace);
+      // observer and nowhere else, and changes nothing on screen.
+      this.observe({ kind: "trace", trace: frame.trace });
       return;
     }
-    if (typeof data === "string") this.options.observer?.pageReceived?.(data);
+    if (typeof data === "string") this.observe({ kind: "received", text: data });
     if (frame === null) return;
     switch (frame.type) {
       case "welcome":
@@ -1314,7 +1356,7 @@ export class ChatConnection {
       case "pong": {
         // Our pings carry the time they were sent, and the server sends it back.
         const roundTripMs = frame.t === null ? -1 : this.timers.now() - frame.t;
-        if (roundTripMs >= 0) this.report({ kind: "rtt", roundTripMs });
+        if (roundTripMs >= 0) this.observe({ kind: "rtt", roundTripMs });
         break;
       }
       case "joined":
@@ -1324,7 +1366,7 @@ export class ChatConnection {
         this.handlePresence(frame);
         break;
       case "renamed":
-        this.handleRename(frame.sid, frame.from, frame.to);
+        this.handleRename(frame);
         break;
       case "error":
         this.handleError(frame);
@@ -1334,25 +1376,16 @@ export class ChatConnection {
   }
 
   private handleWelcome(welcome: WelcomeFrame): void {
-    this.cancelTimer(this.connectTimer);
-    this.connectTimer = null;
+    if (this.phase.name !== "opening" && this.phase.name !== "open") return;
     this.rememberName(welcome.name);
     this.ownSid = welcome.you;
     this.store(STORAGE_KEYS.you, welcome.you);
     this.memberList = welcome.members;
     this.transcript.welcome(welcome.epoch, welcome.resumed, this.timers.now());
-    this.setState("connected");
+    this.opened(this.phase.socket);
     // Asked in the URL already (inspect=1), but asking again costs one small
     // message and also works with a server that ignores the URL.
     if (this.inspectOn) this.sendFrame({ type: "inspect", on: true });
-    this.heartbeat.start();
-    // Resetting the backoff on the welcome itself would let a server that
-    // accepts and then crashes pull every client into a tight loop.
-    this.cancelTimer(this.stableTimer);
-    this.stableTimer = this.timers.setTimeout(() => {
-      this.stableTimer = null;
-      this.backoff.reset();
-    }, this.timing.stableAfterMs);
     this.sendPending();
     // A name chosen while offline: our identity may hold another one.
     if (this.requestedName === welcome.name) this.requestedName = null;
@@ -1363,15 +1396,15 @@ export class ChatConnection {
    * Presence changes the member list. Only joined and left are news worth a
    * line: away and back are a reload or a blip, shown in the list alone.
    */
-  private handlePresence(frame: PresenceMessage): void {
-    const others = this.memberList.filter((member) => member.sid !== frame.sid);
-    if (frame.type === "left") this.memberList = others;
-    else this.memberList = [...others, { name: frame.name, sid: frame.sid, away: frame.type === "away" }];
-    if (frame.sid === this.ownSid) return;
-    if (frame.type === "joined" || frame.type === "left") this.transcript.addNotice(frame.type, frame.name, this.timers.now());
+  private handlePresence(presence: PresenceMessage): void {
+    const { type, name, sid } = presence;
+    const others = this.memberList.filter((member) => member.sid !== sid);
+    this.memberList = type === "left" ? others : [...others, { name, sid, away: type === "away" }];
+    if (sid === this.ownSid) return;
+    if (type === "joined" || type === "left") this.transcript.addNotice(type, name, this.timers.now());
   }
 
-  private handleRename(sid: string, from: string, to: string): void {
+  private handleRename({ sid, from, to }: RenamedMessage): void {
     this.memberList = this.memberList.map((member) => (member.sid === sid ? { ...member, name: to } : member));
     if (sid === this.ownSid) {
       this.rememberName(to);
@@ -1381,14 +1414,15 @@ export class ChatConnection {
   }
 
   private handleError(error: ErrorFrame): void {
+    const { phase } = this;
     if (error.code === "bad_name" || error.code === "name_taken") {
       // Refused: our name stays what it was, and asking again would only repeat this.
       this.requestedName = null;
     } else if (RESEND_LATER_CODES.has(error.code)) {
       // The server did not take some of our messages; they are still in the outbox.
-      if (this.resendTimer === null) {
-        this.resendTimer = this.timers.setTimeout(() => {
-          this.resendTimer = null;
+      if (phase.name === "open" && phase.resendTimer === null) {
+        phase.resendTimer = this.timers.setTimeout(() => {
+          phase.resendTimer = null;
           this.sendPending();
         }, this.timing.rateLimitRetryMs);
       }
@@ -1401,7 +1435,6 @@ export class ChatConnection {
   // --- Frames to the server ---
 
   private sendPending(): void {
-    if (this.currentState !== "connected") return;
     for (const message of this.outbox.pending) this.sendSay(message);
   }
 
@@ -1409,17 +1442,17 @@ export class ChatConnection {
     this.sendFrame({ type: "say", id: message.id, text: message.text });
   }
 
+  /** Sends over the open connection; before the welcome, and without one, nothing is sent. */
   private sendFrame(frame: ClientMessage): void {
-    const socket = this.socket;
-    if (socket === null) return;
+    if (this.phase.name !== "open") return;
     const text = JSON.stringify(frame);
     try {
-      socket.send(text);
+      this.phase.socket.send(text);
     } catch {
       // The socket is closing. Whatever was lost is still in the outbox.
       return;
     }
-    this.options.observer?.pageSent?.(text);
+    this.observe({ kind: "sent", text });
   }
 
   // --- Small helpers ---
@@ -1441,23 +1474,12 @@ export class ChatConnection {
     return this.options.isOnline?.() ?? true;
   }
 
-  private setState(state: ConnectionState): void {
-    const previous = this.currentState;
-    this.currentState = state;
-    if (previous !== state) this.report({ kind: "state", from: previous, to: state });
-    this.notify();
-  }
-
-  private report(event: ClientEvent): void {
-    this.options.observer?.clientEvent?.(event);
+  private observe(event: ConnectionEvent): void {
+    this.options.observer?.(event);
   }
 
   private notify(): void {
     this.options.onChange?.();
-  }
-
-  private cancelTimer(timerId: number | null): void {
-    if (timerId !== null) this.timers.clearTimeout(timerId);
   }
 }
 
@@ -1953,7 +1975,7 @@ export interface InspectorLogOptions {
  * started watching. The other way is simpler: the server writes a frame, then
  * its trace, so a trace of a sent message follows the message itself.
  */
-export class InspectorLog implements ConnectionObserver {
+export class InspectorLog {
   private readonly options: InspectorLogOptions;
   private readonly limit: number;
   private list: InspectorEntry[] = [];
@@ -1979,12 +2001,29 @@ export class InspectorLog implements ConnectionObserver {
     this.options.onChange?.();
   }
 
-  // --- ConnectionObserver ---
-
-  clientEvent(event: ClientEvent): void {
-    this.add({ direction: "client", opcode: null, kind: event.kind, summary: describeClientEvent(event, this.options.words), fields: [], lines: [], serverLine: null });
+  /** What the ChatConnection's observer is given: every event goes through here. */
+  observe(event: ConnectionEvent): void {
+    switch (event.kind) {
+      case "socket":
+        return this.socketOpened(event.tracedFromStart);
+      case "sent":
+        return this.pageSent(event.text);
+      case "received":
+        return this.pageReceived(event.text);
+      case "trace":
+        return this.trace(event.trace);
+      default:
+        return this.clientEvent(event);
+    }
   }
 
+  /** One of the page's own lines. */
+  clientEvent(event: ClientEvent): void {
+    const summary = describeClientEvent(event, this.options.words);
+    this.add({ direction: "client", opcode: null, kind: event.kind, summary, fields: [], lines: [], serverLine: null });
+  }
+
+  /** A new socket: what was being matched belonged to the old one. */
   socketOpened(tracedFromStart: boolean): void {
     // With inspect=1 in the URL the server reports this socket's frames from the first.
     this.matching = tracedFromStart;
@@ -1992,6 +2031,7 @@ export class InspectorLog implements ConnectionObserver {
     this.lastReceived = null;
   }
 
+  /** A text the page sent, to be matched with the server's trace of it. */
   pageSent(text: string): void {
     const inspect = inspectSwitch(text);
     if (inspect === true && !this.matching) {
@@ -2012,14 +2052,17 @@ export class InspectorLog implements ConnectionObserver {
     }
   }
 
+  /** A text that arrived (not a trace), for the trace of it that follows. */
   pageReceived(text: string): void {
     this.lastReceived = text;
   }
 
+  /** One frame of this connection as the server reported it, or its opening handshake. */
   trace(trace: TraceReport): void {
     if (trace.direction === "handshake") {
-      const words = this.options.words;
-      this.add({ direction: "handshake", opcode: null, kind: null, summary: words.handshake, fields: [], lines: trace.lines, serverLine: null });
+      const { lines } = trace;
+      const summary = this.options.words.handshake;
+      this.add({ direction: "handshake", opcode: null, kind: null, summary, fields: [], lines, serverLine: null });
       return;
     }
     const { frame, direction } = trace;
@@ -2045,6 +2088,7 @@ export class InspectorLog implements ConnectionObserver {
     this.options.onChange?.();
   }
 }
+
 
 // ---------------------------------------------------------------------------
 // 10. The page
@@ -2787,7 +2831,7 @@ function startPage(): void {
     isOnline: () => navigator.onLine,
     onChange: () => view.scheduleRender(connection),
     onServerError: (error) => view.showServerError(error),
-    observer: inspectorLog,
+    observer: (event) => inspectorLog.observe(event),
   });
   // Open as it was before a reload (the state is in sessionStorage).
   inspectorView.setOpen(connection.inspecting);

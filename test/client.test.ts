@@ -49,7 +49,7 @@ import {
   watchBrowserSignals,
   type ChatConnectionOptions,
   type ClientEvent,
-  type ConnectionObserver,
+  type ConnectionEvent,
   type InspectorEntry,
   type KeyValueStorage,
   type ServerError,
@@ -1418,21 +1418,11 @@ describe("the inspector and the connection", () => {
     let changes = 0;
     const clock = new FakeClock();
     const log = new InspectorLog({ words: en, now: () => clock.now() });
-    const observer: ConnectionObserver = {
-      clientEvent: (event) => {
-        events.push(event);
-        log.clientEvent(event);
-      },
-      socketOpened: (traced) => log.socketOpened(traced),
-      pageSent: (text) => log.pageSent(text),
-      pageReceived: (text) => {
-        received.push(text);
-        log.pageReceived(text);
-      },
-      trace: (trace) => {
-        traces.push(trace);
-        log.trace(trace);
-      },
+    const observer = (event: ConnectionEvent) => {
+      log.observe(event);
+      if (event.kind === "trace") traces.push(event.trace);
+      else if (event.kind === "received") received.push(event.text);
+      else if (event.kind !== "socket" && event.kind !== "sent") events.push(event);
     };
     const harness = createHarness({ storage, observer, timing, onChange: () => changes++ });
     return { ...harness, log, events, traces, received, changes: () => changes };
