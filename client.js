@@ -190,15 +190,15 @@
       this.failedAttempts = 0;
     }
   }
+  function randomBytes(source, random) {
+    const bytes = new Uint8Array(16);
+    if (typeof source?.getRandomValues === "function") source.getRandomValues(bytes);
+    else for (let index = 0; index < bytes.length; index++) bytes[index] = Math.floor(random() * 256);
+    return bytes;
+  }
   function createMessageId(source = globalThis.crypto, random = Math.random) {
     if (typeof source?.randomUUID === "function") return source.randomUUID();
-    const bytes = new Uint8Array(16);
-    if (typeof source?.getRandomValues === "function") {
-      source.getRandomValues(bytes);
-    } else {
-      for (let index = 0; index < bytes.length; index++) bytes[index] = Math.floor(random() * 256);
-    }
-    return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+    return Array.from(randomBytes(source, random), (byte) => byte.toString(16).padStart(2, "0")).join("");
   }
   function isOutgoingMessage(value) {
     return isRecord(value) && typeof value.id === "string" && typeof value.text === "string" && typeof value.createdAt === "number";
@@ -226,13 +226,13 @@
     }
     /** The server sent the message back: it is in the history now. Returns false for unknown ids. */
     acknowledge(id) {
-      if (!this.isPending(id)) return false;
-      this.waiting = this.waiting.filter((message) => message.id !== id);
-      this.save();
-      return true;
+      return this.remove(id);
     }
     /** The server refused the message for good (too long, empty): sending it again would not help. */
     discard(id) {
+      return this.remove(id);
+    }
+    remove(id) {
       if (!this.isPending(id)) return false;
       this.waiting = this.waiting.filter((message) => message.id !== id);
       this.save();
@@ -243,11 +243,8 @@
     }
   }
   function createSessionSecret(source = globalThis.crypto, random = Math.random) {
-    const bytes = new Uint8Array(16);
-    if (typeof source?.getRandomValues === "function") source.getRandomValues(bytes);
-    else for (let index = 0; index < bytes.length; index++) bytes[index] = Math.floor(random() * 256);
     let binary = "";
-    for (const byte of bytes) binary += String.fromCharCode(byte);
+    for (const byte of randomBytes(source, random)) binary += String.fromCharCode(byte);
     return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
   }
   function sessionIsValid(value) {
@@ -302,7 +299,9 @@
     if (value.kind === "message") {
       return typeof value.epoch === "string" && isRecord(value.message) && readChatMessage(value.message) !== null;
     }
-    return value.kind === "notice" && (value.notice === "joined" || value.notice === "left" || value.notice === "gap" || value.notice === "renamed" && typeof value.to === "string") && typeof value.name === "string" && typeof value.time === "number";
+    const { notice } = value;
+    const knownNotice = notice === "joined" || notice === "left" || notice === "gap";
+    return value.kind === "notice" && (knownNotice || notice === "renamed" && typeof value.to === "string") && typeof value.name === "string" && typeof value.time === "number";
   }
   class Transcript {
     constructor(storage) {
@@ -890,393 +889,6 @@
       this.options.onChange?.();
     }
   }
-  const INSPECTOR_LIMIT = 500;
-  const HEX_BYTES_SHOWN = 16;
-  const UNMATCHED_LIMIT = 100;
-  const CLOSE_CODE_NAMES = {
-    1e3: "normal closure",
-    1001: "going away",
-    1002: "protocol error",
-    1003: "unsupported data",
-    1005: "no status received",
-    1006: "abnormal closure",
-    1007: "invalid frame payload data",
-    1008: "policy violation",
-    1009: "message too big",
-    1010: "mandatory extension",
-    1011: "internal error",
-    1012: "service restart",
-    1013: "try again later",
-    1014: "bad gateway",
-    1015: "TLS handshake"
-  };
-  const SUMMARY_CHARACTERS = 80;
-  function shorten(text, limit) {
-    const characters = Array.from(text);
-    return characters.length <= limit ? text : `${characters.slice(0, limit - 1).join("")}\u2026`;
-  }
-  function seconds(milliseconds) {
-    return String(Math.round(milliseconds / 100) / 10);
-  }
-  const INSPECTOR_WORDS = {
-    zh: {
-      toggle: "\u5E27\u68C0\u67E5\u5668",
-      heading: "\u5E27\u68C0\u67E5\u5668",
-      clear: "\u6E05\u7A7A",
-      framesLabel: "\u8FD9\u4E2A\u8FDE\u63A5\u7684\u5E27",
-      pageToServer: "\u9875\u9762 \u2192 \u670D\u52A1\u5668",
-      serverToPage: "\u670D\u52A1\u5668 \u2192 \u9875\u9762",
-      handshake: "\u63E1\u624B",
-      thisPage: "\u672C\u9875",
-      fin: (fin) => fin ? "1 \xB7 \u8FD9\u6761\u6D88\u606F\u7684\u6700\u540E\u4E00\u5E27" : "0 \xB7 \u8FD9\u6761\u6D88\u606F\u540E\u9762\u8FD8\u6709\u5E27",
-      rsv: (compressed) => compressed ? " \xB7 RSV1\uFF1A\u5DF2\u538B\u7F29\uFF08permessage-deflate\uFF09" : " \xB7 \u6CA1\u6709\u6269\u5C55\u7528\u5230\u5B83\u4EEC",
-      mask: (masked) => masked ? "1 \xB7 \u6D4F\u89C8\u5668\u53D1\u51FA\u7684\u6BCF\u4E00\u5E27\u90FD\u5FC5\u987B\u52A0\u63A9\u7801\uFF08RFC 6455 \xA75.3\uFF09" : "0 \xB7 \u670D\u52A1\u5668\u53D1\u51FA\u7684\u5E27\u4ECE\u4E0D\u52A0\u63A9\u7801",
-      length: (length, bits) => bits === 7 ? `${length} \u5B57\u8282 \xB7 \u76F4\u63A5\u5199\u5728 7 \u4F4D\u957F\u5EA6\u5B57\u6BB5\u91CC\uFF080\u2013125\uFF09` : `${length} \u5B57\u8282 \xB7 7 \u4F4D\u5B57\u6BB5\u5199 ${bits === 16 ? 126 : 127}\uFF0C\u771F\u6B63\u7684\u957F\u5EA6\u5728\u540E\u9762\u7684 ${bits} \u4F4D\u91CC`,
-      xor: (masked, key, unmasked) => `\u9010\u5B57\u8282\u4E0E\u5BC6\u94A5\u5F02\u6216\uFF1A${masked} \u2295 ${key} = ${unmasked}`,
-      moreBytes: (count) => ` \u2026 \u53E6\u6709 ${count} \u5B57\u8282`,
-      noPayload: "\u6CA1\u6709\u8D1F\u8F7D",
-      compressedByPage: "\u6D4F\u89C8\u5668\u538B\u7F29\u4E86\u8FD9\u6761\u6D88\u606F\uFF08permessage-deflate\uFF09\uFF0C\u7EBF\u4E0A\u662F deflate \u6570\u636E\uFF1B\u4E0A\u9762\u7684\u6587\u672C\u662F\u672C\u9875\u4EA4\u7ED9 send() \u7684\u5185\u5BB9",
-      compressedByServer: "\u670D\u52A1\u5668\u538B\u7F29\u4E86\u8FD9\u6761\u6D88\u606F\uFF08permessage-deflate\uFF09\uFF1B\u4E0A\u9762\u7684\u6587\u672C\u662F\u6D4F\u89C8\u5668\u89E3\u538B\u540E\u7684\u5185\u5BB9",
-      compressedUnknown: "\u5DF2\u538B\u7F29\uFF08permessage-deflate\uFF09\uFF1A\u7EBF\u4E0A\u662F deflate \u6570\u636E\uFF0C\u4E0D\u662F\u53EF\u8BFB\u6587\u672C",
-      notText: "\u4E0D\u662F\u53EF\u8BFB\u6587\u672C",
-      closeReason: (reason) => ` \xB7 \u539F\u56E0 "${reason}"`,
-      say: (text) => `\u804A\u5929\u6D88\u606F "${text}"`,
-      message: (from, text) => `${from} \u7684\u804A\u5929\u6D88\u606F "${text}"`,
-      appPing: "\u5FC3\u8DF3 ping\uFF08\u5E94\u7528\u5C42\uFF1A\u6587\u672C\u5E27\u91CC\u7684 JSON\uFF09",
-      appPong: "\u5FC3\u8DF3 pong\uFF08\u5E94\u7528\u5C42\uFF1A\u6587\u672C\u5E27\u91CC\u7684 JSON\uFF09",
-      welcome: (name) => `\u6B22\u8FCE\uFF1A\u4F60\u662F ${name}`,
-      joined: (name) => `${name} \u52A0\u5165`,
-      left: (name) => `${name} \u79BB\u5F00`,
-      renamed: (from, to) => `${from} \u6539\u540D\u4E3A ${to}`,
-      rename: (name) => `\u8BF7\u6C42\u6539\u540D\u4E3A ${name}`,
-      away: (name) => `${name} \u7684\u6700\u540E\u4E00\u4E2A\u8FDE\u63A5\u65AD\u5F00\u4E86\uFF1A\u540D\u5B57\u4E3A TA \u4FDD\u7559\u4E00\u6BB5\u65F6\u95F4`,
-      back: (name) => `${name} \u56DE\u6765\u4E86\uFF08\u540C\u4E00\u4E2A\u4F1A\u8BDD\uFF09`,
-      error: (code) => `\u9519\u8BEF ${code}`,
-      inspectMessage: (on) => on ? "\u8BF7\u670D\u52A1\u5668\u62A5\u544A\u8FD9\u4E2A\u8FDE\u63A5\u7684\u5E27" : "\u8BF7\u670D\u52A1\u5668\u4E0D\u518D\u62A5\u544A\u5E27",
-      protocolPing: "\u534F\u8BAE\u5C42 ping\uFF08opcode 0x9\uFF09",
-      protocolPong: "\u534F\u8BAE\u5C42 pong\uFF08opcode 0xA\uFF09",
-      pingNote: (direction) => direction === "sent" ? "\u670D\u52A1\u5668\u5B9A\u671F\u53D1 ping \u786E\u8BA4\u9875\u9762\u8FD8\u5728\uFF08\u9ED8\u8BA4\u6BCF 30 \u79D2\uFF09\uFF1B\u6D4F\u89C8\u5668\u81EA\u52A8\u56DE\u590D\uFF0CJavaScript \u770B\u4E0D\u5230\u8FD9\u4E24\u5E27" : "\u5BF9\u65B9\u5FC5\u987B\u5C3D\u5FEB\u56DE\u590D\u540C\u6837\u8D1F\u8F7D\u7684 pong",
-      pongNote: (direction) => direction === "received" ? "\u6D4F\u89C8\u5668\u81EA\u52A8\u56DE\u590D\u670D\u52A1\u5668\u7684 ping\uFF1BJavaScript \u770B\u4E0D\u5230\u5B83" : "\u56DE\u590D\u9875\u9762\u7684 ping\uFF0C\u8D1F\u8F7D\u76F8\u540C",
-      closeFrame: (direction) => direction === "received" ? "\u5173\u95ED\u5E27\uFF1A\u9875\u9762\u8981\u7ED3\u675F\u8FDE\u63A5" : "\u5173\u95ED\u5E27\uFF1A\u670D\u52A1\u5668\u8981\u7ED3\u675F\u8FDE\u63A5",
-      continuation: "\u5206\u7247\u6D88\u606F\u7684\u540E\u7EED\u5E27",
-      state: (from, to) => `\u72B6\u6001\uFF1A${from} \u2192 ${to}`,
-      opening: (url) => `\u6253\u5F00\u8FDE\u63A5 ${url}`,
-      rtt: (roundTripMs) => `\u5FC3\u8DF3\u5F80\u8FD4 ${roundTripMs} \u6BEB\u79D2\uFF08\u53D1\u51FA ping \u5230\u6536\u5230 pong\uFF09`,
-      retry: (attempt, delayMs) => `\u7B2C ${attempt} \u6B21\u91CD\u8FDE\uFF0C${seconds(delayMs)} \u79D2\u540E\uFF08\u6307\u6570\u9000\u907F\u52A0\u968F\u673A\u6296\u52A8\uFF09`,
-      closed: (code, reason, wasClean, current) => `\u8FDE\u63A5\u5173\u95ED\uFF1A${code}${reason === "" ? "" : ` \xB7 \u539F\u56E0 "${reason}"`}${wasClean === false ? " \xB7 \u6CA1\u6709\u5B8C\u6210\u5173\u95ED\u63E1\u624B" : ""}${current ? "" : " \xB7 \uFF08\u5DF2\u653E\u5F03\u7684\u65E7\u8FDE\u63A5\uFF09"}`,
-      socketError: "\u8FDE\u63A5\u51FA\u9519\uFF08\u6D4F\u89C8\u5668\u4E0D\u7ED9\u7EC6\u8282\uFF0C\u968F\u540E\u4F1A\u6709 close \u4E8B\u4EF6\uFF09",
-      silent: (timeoutMs) => `\u5FC3\u8DF3 ${seconds(timeoutMs)} \u79D2\u5185\u6CA1\u6709\u56DE\u5E94\uFF1A\u653E\u5F03\u8FD9\u4E2A\u8FDE\u63A5`,
-      notWelcomed: (timeoutMs) => `${seconds(timeoutMs)} \u79D2\u5185\u6CA1\u6709\u6536\u5230 welcome\uFF1A\u653E\u5F03\u8FD9\u4E2A\u8FDE\u63A5`,
-      inspect: (on, connected) => on ? `\u5E27\u68C0\u67E5\u5668\u5DF2\u6253\u5F00${connected ? "\uFF1A\u4ECE\u73B0\u5728\u8D77\u670D\u52A1\u5668\u62A5\u544A\u8FD9\u4E2A\u8FDE\u63A5\u7684\u6BCF\u4E00\u5E27\uFF08\u63E1\u624B\u53EA\u5728\u8FDE\u63A5\u65F6\u4FDD\u7559\uFF0C\u4E0B\u6B21\u8FDE\u63A5\u65F6\u624D\u80FD\u770B\u5230\uFF09" : "\uFF1A\u4E0B\u6B21\u8FDE\u63A5\u65F6\u4ECE\u63E1\u624B\u5F00\u59CB\u62A5\u544A"}` : "\u5E27\u68C0\u67E5\u5668\u5DF2\u5173\u95ED"
-    },
-    en: {
-      toggle: "Frames",
-      heading: "Frame inspector",
-      clear: "Clear",
-      framesLabel: "Frames of this connection",
-      pageToServer: "page \u2192 server",
-      serverToPage: "server \u2192 page",
-      handshake: "opening handshake",
-      thisPage: "this page",
-      fin: (fin) => fin ? "1 \xB7 the last frame of its message" : "0 \xB7 more frames of this message follow",
-      rsv: (compressed) => compressed ? " \xB7 RSV1: compressed (permessage-deflate)" : " \xB7 no extension uses them",
-      mask: (masked) => masked ? "1 \xB7 a browser must mask every frame it sends (RFC 6455 \xA75.3)" : "0 \xB7 a server never masks",
-      length: (length, bits) => bits === 7 ? `${length} bytes \xB7 in the 7-bit length field itself (0\u2013125)` : `${length} bytes \xB7 the 7-bit field says ${bits === 16 ? 126 : 127}, the length follows in ${bits} bits`,
-      xor: (masked, key, unmasked) => `each byte XOR the key byte in turn: ${masked} \u2295 ${key} = ${unmasked}`,
-      moreBytes: (count) => ` \u2026 +${count} bytes`,
-      noPayload: "no payload",
-      compressedByPage: "the browser compressed this message (permessage-deflate), so the wire carries deflate data; the text above is what this page gave to send()",
-      compressedByServer: "the server compressed this message (permessage-deflate); the text above is what the browser inflated it to",
-      compressedUnknown: "compressed (permessage-deflate): deflate data, not readable text",
-      notText: "not readable text",
-      closeReason: (reason) => ` \xB7 reason "${reason}"`,
-      say: (text) => `chat message "${text}"`,
-      message: (from, text) => `chat message from ${from}: "${text}"`,
-      appPing: "heartbeat ping (app level: JSON in a text frame)",
-      appPong: "heartbeat pong (app level: JSON in a text frame)",
-      welcome: (name) => `welcome: you are ${name}`,
-      joined: (name) => `${name} joined`,
-      left: (name) => `${name} left`,
-      renamed: (from, to) => `${from} is now ${to}`,
-      rename: (name) => `asks to be called ${name}`,
-      away: (name) => `${name}'s last connection closed: the name is kept for them for a while`,
-      back: (name) => `${name} is back (same session)`,
-      error: (code) => `error ${code}`,
-      inspectMessage: (on) => on ? "asks the server to report this connection's frames" : "asks the server to stop reporting frames",
-      protocolPing: "protocol-level ping (opcode 0x9)",
-      protocolPong: "protocol-level pong (opcode 0xA)",
-      pingNote: (direction) => direction === "sent" ? "the server checks that the page is still there (every 30 s by default); the browser answers by itself, and JavaScript sees neither frame" : "the other side must answer soon with a pong carrying the same payload",
-      pongNote: (direction) => direction === "received" ? "the browser answers the server's ping by itself; JavaScript never sees it" : "the answer to the page's ping, with the same payload",
-      closeFrame: (direction) => direction === "received" ? "close frame: the page ends the connection" : "close frame: the server ends the connection",
-      continuation: "a later frame of a fragmented message",
-      state: (from, to) => `state: ${from} \u2192 ${to}`,
-      opening: (url) => `opening ${url}`,
-      rtt: (roundTripMs) => `heartbeat round trip ${roundTripMs} ms (ping sent to pong received)`,
-      retry: (attempt, delayMs) => `reconnect attempt ${attempt} in ${seconds(delayMs)} s (exponential backoff, random jitter)`,
-      closed: (code, reason, wasClean, current) => `socket closed: ${code}${reason === "" ? "" : ` \xB7 reason "${reason}"`}${wasClean === false ? " \xB7 closing handshake not completed" : ""}${current ? "" : " \xB7 (an earlier socket, already given up)"}`,
-      socketError: "socket error (the browser gives no details; a close event follows)",
-      silent: (timeoutMs) => `no answer to the heartbeat within ${seconds(timeoutMs)} s: this socket is given up`,
-      notWelcomed: (timeoutMs) => `no welcome within ${seconds(timeoutMs)} s: this socket is given up`,
-      inspect: (on, connected) => on ? `inspector on${connected ? ": the server reports every frame of this connection from now on (the handshake is kept only when a connection opens, so it shows from the next one)" : ": the next connection is reported from its handshake on"}` : "inspector off"
-    }
-  };
-  function hexToBytes(hex) {
-    const pairs = hex.replace(/ /g, "").match(/../g) ?? [];
-    return Uint8Array.from(pairs, (pair) => parseInt(pair, 16));
-  }
-  function bytesToHex(bytes, limit = bytes.length) {
-    const shown = Array.from(bytes.subarray(0, limit), (byte) => byte.toString(16).padStart(2, "0"));
-    return shown.join(" ") + (bytes.length > limit ? " \u2026" : "");
-  }
-  function describeCloseCode(code) {
-    return `${code} (${CLOSE_CODE_NAMES[code] ?? (code >= 4e3 ? "application's own code" : "unknown")})`;
-  }
-  function previewText(bytes, totalLength) {
-    const decoder = new TextDecoder("utf-8", { fatal: true });
-    const shortest = bytes.length < totalLength ? Math.max(0, bytes.length - 3) : bytes.length;
-    for (let end = bytes.length; end >= shortest; end--) {
-      let text;
-      try {
-        text = decoder.decode(bytes.subarray(0, end));
-      } catch {
-        continue;
-      }
-      if (/[\u0000-\u0008\u000b-\u001f\u007f]/.test(text)) return null;
-      return text;
-    }
-    return null;
-  }
-  function describeChatJson(text, words) {
-    let value;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      return null;
-    }
-    if (!isRecord(value)) return null;
-    const asText = (field) => typeof field === "string" ? field : "";
-    switch (value.type) {
-      case "say":
-        return words.say(asText(value.text));
-      case "message":
-        return words.message(asText(value.from), asText(value.text));
-      case "ping":
-        return words.appPing;
-      case "pong":
-        return words.appPong;
-      case "welcome":
-        return words.welcome(asText(value.name));
-      case "joined":
-        return words.joined(asText(value.name));
-      case "left":
-        return words.left(asText(value.name));
-      case "away":
-        return words.away(asText(value.name));
-      case "back":
-        return words.back(asText(value.name));
-      case "renamed":
-        return words.renamed(asText(value.from), asText(value.to));
-      case "rename":
-        return words.rename(asText(value.name));
-      case "error":
-        return words.error(asText(value.code));
-      case "inspect":
-        return words.inspectMessage(value.on !== false);
-      default:
-        return null;
-    }
-  }
-  function inspectSwitch(text) {
-    try {
-      const value = JSON.parse(text);
-      return isRecord(value) && value.type === "inspect" ? value.on !== false : null;
-    } catch {
-      return null;
-    }
-  }
-  function isDataOpcode(opcode) {
-    return opcode === 0 || opcode === 1 || opcode === 2;
-  }
-  function describeTraceFrame(frame, direction, knownText, words) {
-    const onWire = hexToBytes(frame.onWire);
-    const payload = hexToBytes(frame.payload);
-    const compressed = frame.rsv1;
-    const rsvBits = `${frame.rsv1 ? 1 : 0} ${frame.rsv2 ? 1 : 0} ${frame.rsv3 ? 1 : 0}`;
-    const fields = [
-      { label: "FIN", value: words.fin(frame.fin) },
-      { label: "RSV1-3", value: rsvBits + words.rsv(compressed) },
-      { label: "opcode", value: `0x${frame.opcode.toString(16)} \xB7 ${frame.opcodeName}` },
-      { label: "MASK", value: words.mask(frame.masked) },
-      { label: "length", value: words.length(frame.length, frame.lengthBits) }
-    ];
-    const more = frame.length > HEX_BYTES_SHOWN ? words.moreBytes(frame.length - Math.min(frame.length, HEX_BYTES_SHOWN)) : "";
-    const shownHex = (bytes) => bytesToHex(bytes.subarray(0, HEX_BYTES_SHOWN)) + more;
-    if (frame.maskKey !== null) {
-      const key = hexToBytes(frame.maskKey);
-      fields.push({ label: "masking key", value: bytesToHex(key) });
-      if (frame.length > 0) {
-        fields.push({ label: "masked", value: shownHex(onWire) }, { label: "unmasked", value: shownHex(payload) });
-        const [first, keyByte, plain] = [onWire[0], key[0], payload[0]];
-        if (first !== void 0 && keyByte !== void 0 && plain !== void 0) {
-          const hex = (byte) => byte.toString(16).padStart(2, "0");
-          fields.push({ label: "\u2295", value: words.xor(hex(first), hex(keyByte), hex(plain)) });
-        }
-      }
-    } else if (frame.length > 0) {
-      fields.push({ label: "payload", value: shownHex(payload) });
-    }
-    if (frame.length === 0) fields.push({ label: "payload", value: words.noPayload });
-    let meaning = null;
-    if (frame.opcode === 8) {
-      meaning = words.closeFrame(direction);
-      if (payload.length >= 2 && !compressed) {
-        const code = payload[0] << 8 | payload[1];
-        const reason = previewText(payload.subarray(2), frame.length - 2) ?? "";
-        fields.push({ label: "close", value: describeCloseCode(code) + (reason === "" ? "" : words.closeReason(reason)) });
-        meaning = `${meaning} \xB7 ${describeCloseCode(code)}`;
-      }
-    } else if (frame.opcode === 9) {
-      meaning = words.protocolPing;
-      fields.push({ label: "note", value: words.pingNote(direction) });
-    } else if (frame.opcode === 10) {
-      meaning = words.protocolPong;
-      fields.push({ label: "note", value: words.pongNote(direction) });
-    } else if (isDataOpcode(frame.opcode) && frame.length > 0) {
-      const prefix = compressed || frame.opcode === 2 ? null : previewText(payload, frame.length);
-      let text = knownText;
-      if (text !== null && !compressed && (prefix === null || !text.startsWith(prefix))) text = null;
-      if (text === null && prefix !== null) {
-        const cut = frame.length - new TextEncoder().encode(prefix).length;
-        text = prefix + (cut > 0 ? words.moreBytes(cut) : "");
-      }
-      fields.push({ label: "text", value: text ?? (compressed ? words.compressedUnknown : words.notText) });
-      if (compressed && text !== null) {
-        fields.push({ label: "RSV1=1", value: direction === "received" ? words.compressedByPage : words.compressedByServer });
-      }
-      if (frame.opcode === 0) meaning = words.continuation;
-      else if (text !== null) meaning = describeChatJson(text, words) ?? text;
-    }
-    const summary = `${frame.opcodeName} \xB7 ${frame.length} B${meaning === null ? "" : ` \xB7 ${shorten(meaning, SUMMARY_CHARACTERS)}`}`;
-    return { summary, fields };
-  }
-  function describeClientEvent(event, words) {
-    switch (event.kind) {
-      case "state":
-        return words.state(event.from, event.to);
-      case "opening":
-        return words.opening(event.url);
-      case "rtt":
-        return words.rtt(event.roundTripMs);
-      case "retry":
-        return words.retry(event.attempt, event.delayMs);
-      case "closed":
-        return words.closed(event.code === null ? "?" : describeCloseCode(event.code), event.reason, event.wasClean, event.current);
-      case "socket-error":
-        return words.socketError;
-      case "silent":
-        return words.silent(event.timeoutMs);
-      case "not-welcomed":
-        return words.notWelcomed(event.timeoutMs);
-      case "inspect":
-        return words.inspect(event.on, event.connected);
-    }
-  }
-  class InspectorLog {
-    constructor(options) {
-      __publicField(this, "options");
-      __publicField(this, "limit");
-      __publicField(this, "list", []);
-      __publicField(this, "nextId", 1);
-      /** Whether the server reports every frame the page sends from here on, so texts can be matched. */
-      __publicField(this, "matching", false);
-      /** Texts the page sent whose trace has not arrived yet, oldest first. */
-      __publicField(this, "unmatched", []);
-      /** The last message that arrived, for the trace of it that follows. */
-      __publicField(this, "lastReceived", null);
-      this.options = options;
-      this.limit = options.limit ?? INSPECTOR_LIMIT;
-    }
-    get entries() {
-      return this.list;
-    }
-    clear() {
-      this.list = [];
-      this.options.onChange?.();
-    }
-    /** What the ChatConnection's observer is given: every event goes through here. */
-    observe(event) {
-      switch (event.kind) {
-        case "socket":
-          return this.socketOpened(event.tracedFromStart);
-        case "sent":
-          return this.pageSent(event.text);
-        case "received":
-          return this.pageReceived(event.text);
-        case "trace":
-          return this.trace(event.trace);
-        default:
-          return this.clientEvent(event);
-      }
-    }
-    /** One of the page's own lines. */
-    clientEvent(event) {
-      const summary = describeClientEvent(event, this.options.words);
-      this.add({ direction: "client", opcode: null, kind: event.kind, summary, fields: [], lines: [], serverLine: null });
-    }
-    /** A new socket: what was being matched belonged to the old one. */
-    socketOpened(tracedFromStart) {
-      this.matching = tracedFromStart;
-      this.unmatched = [];
-      this.lastReceived = null;
-    }
-    /** A text the page sent, to be matched with the server's trace of it. */
-    pageSent(text) {
-      const inspect = inspectSwitch(text);
-      if (inspect === true && !this.matching) {
-        this.matching = true;
-        this.unmatched = [];
-        return;
-      }
-      if (!this.matching) return;
-      this.unmatched.push(text);
-      if (inspect === false) this.matching = false;
-      if (this.unmatched.length > UNMATCHED_LIMIT) {
-        this.matching = false;
-        this.unmatched = [];
-      }
-    }
-    /** A text that arrived (not a trace), for the trace of it that follows. */
-    pageReceived(text) {
-      this.lastReceived = text;
-    }
-    /** One frame of this connection as the server reported it, or its opening handshake. */
-    trace(trace) {
-      if (trace.direction === "handshake") {
-        const { lines } = trace;
-        const summary2 = this.options.words.handshake;
-        this.add({ direction: "handshake", opcode: null, kind: null, summary: summary2, fields: [], lines, serverLine: null });
-        return;
-      }
-      const { frame, direction } = trace;
-      let knownText = null;
-      if (isDataOpcode(frame.opcode) && frame.fin) {
-        if (direction === "received") {
-          knownText = this.unmatched.shift() ?? null;
-        } else {
-          knownText = frame.opcode === 2 ? null : this.lastReceived;
-          this.lastReceived = null;
-        }
-      }
-      const { summary, fields } = describeTraceFrame(frame, direction, knownText, this.options.words);
-      this.add({ direction, opcode: frame.opcodeName, kind: null, summary, fields, lines: [], serverLine: trace.line });
-    }
-    add(entry) {
-      this.list.push({ id: this.nextId, time: this.options.now(), ...entry });
-      this.nextId += 1;
-      if (this.list.length > this.limit) this.list.splice(0, this.list.length - this.limit);
-      this.options.onChange?.();
-    }
-  }
   function resolveServerUrl(page) {
     const requested = new URLSearchParams(page.search).get("server");
     if (requested !== null && isWebSocketUrl(requested)) return requested;
@@ -1394,7 +1006,7 @@
     if (!(found instanceof kind)) throw new Error(`client.html has no <${kind.name}> with id "${id}"`);
     return found;
   }
-  function findPageElements() {
+  function findChatElements() {
     return {
       heading: findElement("heading", HTMLElement),
       status: findElement("status", HTMLElement),
@@ -1411,12 +1023,7 @@
       composer: findElement("composer", HTMLFormElement),
       inputLabel: findElement("input-label", HTMLLabelElement),
       input: findElement("input", HTMLInputElement),
-      send: findElement("send", HTMLButtonElement),
-      inspectorToggle: findElement("inspector-toggle", HTMLButtonElement),
-      inspector: findElement("inspector", HTMLElement),
-      inspectorHeading: findElement("inspector-heading", HTMLElement),
-      inspectorClear: findElement("inspector-clear", HTMLButtonElement),
-      inspectorFrames: findElement("inspector-frames", HTMLOListElement)
+      send: findElement("send", HTMLButtonElement)
     };
   }
   function setText(element, text) {
@@ -1432,7 +1039,10 @@
       __publicField(this, "elements");
       __publicField(this, "text");
       __publicField(this, "timeFormat", new Intl.DateTimeFormat(void 0, { hour: "2-digit", minute: "2-digit" }));
-      __publicField(this, "dateAndTimeFormat", new Intl.DateTimeFormat(void 0, { dateStyle: "medium", timeStyle: "medium" }));
+      __publicField(this, "dateAndTimeFormat", new Intl.DateTimeFormat(void 0, {
+        dateStyle: "medium",
+        timeStyle: "medium"
+      }));
       /** Lines currently in the list, by key: a message's id, or the transcript key of a notice. */
       __publicField(this, "messageRows", /* @__PURE__ */ new Map());
       __publicField(this, "noticeRows", /* @__PURE__ */ new Map());
@@ -1660,22 +1270,539 @@
       return element;
     }
   }
+  function openSessionStorage() {
+    try {
+      const storage = window.sessionStorage;
+      storage.getItem(STORAGE_KEYS.name);
+      return storage;
+    } catch {
+      return createMemoryStorage();
+    }
+  }
+  function openTabChannel() {
+    if (typeof BroadcastChannel !== "function") return null;
+    try {
+      const channel = new BroadcastChannel("chatRoom.session");
+      return {
+        post: (message) => channel.postMessage(message),
+        listen: (listener) => channel.addEventListener("message", (event) => listener(event.data))
+      };
+    } catch {
+      return null;
+    }
+  }
+  const browserTimers = {
+    setTimeout: (callback, delayMs) => window.setTimeout(callback, delayMs),
+    clearTimeout: (timerId) => window.clearTimeout(timerId),
+    now: () => Date.now()
+  };
+  function createChatPage(language, observer) {
+    const elements = findChatElements();
+    const text = TEXT[language];
+    const view = new ChatView(elements, text);
+    view.applyLanguage();
+    const connection = new ChatConnection({
+      serverUrl: resolveServerUrl(location),
+      tabChannel: openTabChannel(),
+      createSocket: (url) => new WebSocket(url),
+      storage: openSessionStorage(),
+      timers: browserTimers,
+      timing: readTimingFromQuery(location.search),
+      isOnline: () => navigator.onLine,
+      onChange: () => view.scheduleRender(connection),
+      onServerError: (error) => view.showServerError(error),
+      observer
+    });
+    elements.composer.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const outcome = connection.send(elements.input.value);
+      if (outcome === "too_long") view.showAlert(text.tooLong);
+      if (outcome === "sent" || outcome === "queued") {
+        elements.input.value = "";
+        view.followNewest();
+      }
+    });
+    elements.input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.isComposing || event.keyCode === 229)) event.preventDefault();
+    });
+    elements.nameForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      connection.rename(elements.name.value);
+      elements.input.focus();
+    });
+    elements.name.addEventListener("change", () => connection.rename(elements.name.value));
+    elements.name.addEventListener("blur", () => view.scheduleRender(connection));
+    elements.retry.addEventListener("click", () => connection.wake());
+    watchBrowserSignals(connection, window, document);
+    window.setInterval(() => view.renderStatus(connection), 1e3);
+    window.chatClient = Object.freeze({
+      get state() {
+        return connection.state;
+      },
+      get attempt() {
+        return connection.attempt;
+      },
+      get name() {
+        return connection.name;
+      },
+      get you() {
+        return connection.you;
+      },
+      get users() {
+        return connection.members.map((member) => member.name);
+      },
+      get members() {
+        return connection.members.map((member) => ({ ...member }));
+      },
+      get lastSeq() {
+        return connection.lastSeq;
+      },
+      get epoch() {
+        return connection.epoch;
+      },
+      get outboxLength() {
+        return connection.pending.length;
+      },
+      get inspecting() {
+        return connection.inspecting;
+      }
+    });
+    view.render(connection);
+    return connection;
+  }
+  const INSPECTOR_LIMIT = 500;
+  const HEX_BYTES_SHOWN = 16;
+  const UNMATCHED_LIMIT = 100;
+  const CLOSE_CODE_NAMES = {
+    1e3: "normal closure",
+    1001: "going away",
+    1002: "protocol error",
+    1003: "unsupported data",
+    1005: "no status received",
+    1006: "abnormal closure",
+    1007: "invalid frame payload data",
+    1008: "policy violation",
+    1009: "message too big",
+    1010: "mandatory extension",
+    1011: "internal error",
+    1012: "service restart",
+    1013: "try again later",
+    1014: "bad gateway",
+    1015: "TLS handshake"
+  };
+  const SUMMARY_CHARACTERS = 80;
+  function shorten(text, limit) {
+    const characters = Array.from(text);
+    return characters.length <= limit ? text : `${characters.slice(0, limit - 1).join("")}\u2026`;
+  }
+  function seconds(milliseconds) {
+    return String(Math.round(milliseconds / 100) / 10);
+  }
+  const INSPECTOR_WORDS = {
+    zh: {
+      toggle: "\u5E27\u68C0\u67E5\u5668",
+      heading: "\u5E27\u68C0\u67E5\u5668",
+      clear: "\u6E05\u7A7A",
+      framesLabel: "\u8FD9\u4E2A\u8FDE\u63A5\u7684\u5E27",
+      pageToServer: "\u9875\u9762 \u2192 \u670D\u52A1\u5668",
+      serverToPage: "\u670D\u52A1\u5668 \u2192 \u9875\u9762",
+      handshake: "\u63E1\u624B",
+      thisPage: "\u672C\u9875",
+      fin: (fin) => fin ? "1 \xB7 \u8FD9\u6761\u6D88\u606F\u7684\u6700\u540E\u4E00\u5E27" : "0 \xB7 \u8FD9\u6761\u6D88\u606F\u540E\u9762\u8FD8\u6709\u5E27",
+      rsv: (compressed) => compressed ? " \xB7 RSV1\uFF1A\u5DF2\u538B\u7F29\uFF08permessage-deflate\uFF09" : " \xB7 \u6CA1\u6709\u6269\u5C55\u7528\u5230\u5B83\u4EEC",
+      mask: (masked) => masked ? "1 \xB7 \u6D4F\u89C8\u5668\u53D1\u51FA\u7684\u6BCF\u4E00\u5E27\u90FD\u5FC5\u987B\u52A0\u63A9\u7801\uFF08RFC 6455 \xA75.3\uFF09" : "0 \xB7 \u670D\u52A1\u5668\u53D1\u51FA\u7684\u5E27\u4ECE\u4E0D\u52A0\u63A9\u7801",
+      length: (length, bits) => bits === 7 ? `${length} \u5B57\u8282 \xB7 \u76F4\u63A5\u5199\u5728 7 \u4F4D\u957F\u5EA6\u5B57\u6BB5\u91CC\uFF080\u2013125\uFF09` : `${length} \u5B57\u8282 \xB7 7 \u4F4D\u5B57\u6BB5\u5199 ${bits === 16 ? 126 : 127}\uFF0C\u771F\u6B63\u7684\u957F\u5EA6\u5728\u540E\u9762\u7684 ${bits} \u4F4D\u91CC`,
+      xor: (masked, key, unmasked) => `\u9010\u5B57\u8282\u4E0E\u5BC6\u94A5\u5F02\u6216\uFF1A${masked} \u2295 ${key} = ${unmasked}`,
+      moreBytes: (count) => ` \u2026 \u53E6\u6709 ${count} \u5B57\u8282`,
+      noPayload: "\u6CA1\u6709\u8D1F\u8F7D",
+      compressedByPage: "\u6D4F\u89C8\u5668\u538B\u7F29\u4E86\u8FD9\u6761\u6D88\u606F\uFF08permessage-deflate\uFF09\uFF0C\u7EBF\u4E0A\u662F deflate \u6570\u636E\uFF1B\u4E0A\u9762\u7684\u6587\u672C\u662F\u672C\u9875\u4EA4\u7ED9 send() \u7684\u5185\u5BB9",
+      compressedByServer: "\u670D\u52A1\u5668\u538B\u7F29\u4E86\u8FD9\u6761\u6D88\u606F\uFF08permessage-deflate\uFF09\uFF1B\u4E0A\u9762\u7684\u6587\u672C\u662F\u6D4F\u89C8\u5668\u89E3\u538B\u540E\u7684\u5185\u5BB9",
+      compressedUnknown: "\u5DF2\u538B\u7F29\uFF08permessage-deflate\uFF09\uFF1A\u7EBF\u4E0A\u662F deflate \u6570\u636E\uFF0C\u4E0D\u662F\u53EF\u8BFB\u6587\u672C",
+      notText: "\u4E0D\u662F\u53EF\u8BFB\u6587\u672C",
+      closeReason: (reason) => ` \xB7 \u539F\u56E0 "${reason}"`,
+      say: (text) => `\u804A\u5929\u6D88\u606F "${text}"`,
+      message: (from, text) => `${from} \u7684\u804A\u5929\u6D88\u606F "${text}"`,
+      appPing: "\u5FC3\u8DF3 ping\uFF08\u5E94\u7528\u5C42\uFF1A\u6587\u672C\u5E27\u91CC\u7684 JSON\uFF09",
+      appPong: "\u5FC3\u8DF3 pong\uFF08\u5E94\u7528\u5C42\uFF1A\u6587\u672C\u5E27\u91CC\u7684 JSON\uFF09",
+      welcome: (name) => `\u6B22\u8FCE\uFF1A\u4F60\u662F ${name}`,
+      joined: (name) => `${name} \u52A0\u5165`,
+      left: (name) => `${name} \u79BB\u5F00`,
+      renamed: (from, to) => `${from} \u6539\u540D\u4E3A ${to}`,
+      rename: (name) => `\u8BF7\u6C42\u6539\u540D\u4E3A ${name}`,
+      away: (name) => `${name} \u7684\u6700\u540E\u4E00\u4E2A\u8FDE\u63A5\u65AD\u5F00\u4E86\uFF1A\u540D\u5B57\u4E3A TA \u4FDD\u7559\u4E00\u6BB5\u65F6\u95F4`,
+      back: (name) => `${name} \u56DE\u6765\u4E86\uFF08\u540C\u4E00\u4E2A\u4F1A\u8BDD\uFF09`,
+      error: (code) => `\u9519\u8BEF ${code}`,
+      inspectMessage: (on) => on ? "\u8BF7\u670D\u52A1\u5668\u62A5\u544A\u8FD9\u4E2A\u8FDE\u63A5\u7684\u5E27" : "\u8BF7\u670D\u52A1\u5668\u4E0D\u518D\u62A5\u544A\u5E27",
+      protocolPing: "\u534F\u8BAE\u5C42 ping\uFF08opcode 0x9\uFF09",
+      protocolPong: "\u534F\u8BAE\u5C42 pong\uFF08opcode 0xA\uFF09",
+      pingNote: (direction) => direction === "sent" ? "\u670D\u52A1\u5668\u5B9A\u671F\u53D1 ping \u786E\u8BA4\u9875\u9762\u8FD8\u5728\uFF08\u9ED8\u8BA4\u6BCF 30 \u79D2\uFF09\uFF1B\u6D4F\u89C8\u5668\u81EA\u52A8\u56DE\u590D\uFF0CJavaScript \u770B\u4E0D\u5230\u8FD9\u4E24\u5E27" : "\u5BF9\u65B9\u5FC5\u987B\u5C3D\u5FEB\u56DE\u590D\u540C\u6837\u8D1F\u8F7D\u7684 pong",
+      pongNote: (direction) => direction === "received" ? "\u6D4F\u89C8\u5668\u81EA\u52A8\u56DE\u590D\u670D\u52A1\u5668\u7684 ping\uFF1BJavaScript \u770B\u4E0D\u5230\u5B83" : "\u56DE\u590D\u9875\u9762\u7684 ping\uFF0C\u8D1F\u8F7D\u76F8\u540C",
+      closeFrame: (direction) => direction === "received" ? "\u5173\u95ED\u5E27\uFF1A\u9875\u9762\u8981\u7ED3\u675F\u8FDE\u63A5" : "\u5173\u95ED\u5E27\uFF1A\u670D\u52A1\u5668\u8981\u7ED3\u675F\u8FDE\u63A5",
+      continuation: "\u5206\u7247\u6D88\u606F\u7684\u540E\u7EED\u5E27",
+      state: (from, to) => `\u72B6\u6001\uFF1A${from} \u2192 ${to}`,
+      opening: (url) => `\u6253\u5F00\u8FDE\u63A5 ${url}`,
+      rtt: (roundTripMs) => `\u5FC3\u8DF3\u5F80\u8FD4 ${roundTripMs} \u6BEB\u79D2\uFF08\u53D1\u51FA ping \u5230\u6536\u5230 pong\uFF09`,
+      retry: (attempt, delayMs) => `\u7B2C ${attempt} \u6B21\u91CD\u8FDE\uFF0C${seconds(delayMs)} \u79D2\u540E\uFF08\u6307\u6570\u9000\u907F\u52A0\u968F\u673A\u6296\u52A8\uFF09`,
+      closed: (code, reason, wasClean, current) => `\u8FDE\u63A5\u5173\u95ED\uFF1A${code}` + (reason === "" ? "" : ` \xB7 \u539F\u56E0 "${reason}"`) + (wasClean === false ? " \xB7 \u6CA1\u6709\u5B8C\u6210\u5173\u95ED\u63E1\u624B" : "") + (current ? "" : " \xB7 \uFF08\u5DF2\u653E\u5F03\u7684\u65E7\u8FDE\u63A5\uFF09"),
+      socketError: "\u8FDE\u63A5\u51FA\u9519\uFF08\u6D4F\u89C8\u5668\u4E0D\u7ED9\u7EC6\u8282\uFF0C\u968F\u540E\u4F1A\u6709 close \u4E8B\u4EF6\uFF09",
+      silent: (timeoutMs) => `\u5FC3\u8DF3 ${seconds(timeoutMs)} \u79D2\u5185\u6CA1\u6709\u56DE\u5E94\uFF1A\u653E\u5F03\u8FD9\u4E2A\u8FDE\u63A5`,
+      notWelcomed: (timeoutMs) => `${seconds(timeoutMs)} \u79D2\u5185\u6CA1\u6709\u6536\u5230 welcome\uFF1A\u653E\u5F03\u8FD9\u4E2A\u8FDE\u63A5`,
+      inspect: (on, connected) => on ? "\u5E27\u68C0\u67E5\u5668\u5DF2\u6253\u5F00" + (connected ? "\uFF1A\u4ECE\u73B0\u5728\u8D77\u670D\u52A1\u5668\u62A5\u544A\u8FD9\u4E2A\u8FDE\u63A5\u7684\u6BCF\u4E00\u5E27\uFF08\u63E1\u624B\u53EA\u5728\u8FDE\u63A5\u65F6\u4FDD\u7559\uFF0C\u4E0B\u6B21\u8FDE\u63A5\u65F6\u624D\u80FD\u770B\u5230\uFF09" : "\uFF1A\u4E0B\u6B21\u8FDE\u63A5\u65F6\u4ECE\u63E1\u624B\u5F00\u59CB\u62A5\u544A") : "\u5E27\u68C0\u67E5\u5668\u5DF2\u5173\u95ED"
+    },
+    en: {
+      toggle: "Frames",
+      heading: "Frame inspector",
+      clear: "Clear",
+      framesLabel: "Frames of this connection",
+      pageToServer: "page \u2192 server",
+      serverToPage: "server \u2192 page",
+      handshake: "opening handshake",
+      thisPage: "this page",
+      fin: (fin) => fin ? "1 \xB7 the last frame of its message" : "0 \xB7 more frames of this message follow",
+      rsv: (compressed) => compressed ? " \xB7 RSV1: compressed (permessage-deflate)" : " \xB7 no extension uses them",
+      mask: (masked) => masked ? "1 \xB7 a browser must mask every frame it sends (RFC 6455 \xA75.3)" : "0 \xB7 a server never masks",
+      length: (length, bits) => bits === 7 ? `${length} bytes \xB7 in the 7-bit length field itself (0\u2013125)` : `${length} bytes \xB7 the 7-bit field says ${bits === 16 ? 126 : 127}, the length follows in ${bits} bits`,
+      xor: (masked, key, unmasked) => `each byte XOR the key byte in turn: ${masked} \u2295 ${key} = ${unmasked}`,
+      moreBytes: (count) => ` \u2026 +${count} bytes`,
+      noPayload: "no payload",
+      compressedByPage: "the browser compressed this message (permessage-deflate), so the wire carries deflate data; the text above is what this page gave to send()",
+      compressedByServer: "the server compressed this message (permessage-deflate); the text above is what the browser inflated it to",
+      compressedUnknown: "compressed (permessage-deflate): deflate data, not readable text",
+      notText: "not readable text",
+      closeReason: (reason) => ` \xB7 reason "${reason}"`,
+      say: (text) => `chat message "${text}"`,
+      message: (from, text) => `chat message from ${from}: "${text}"`,
+      appPing: "heartbeat ping (app level: JSON in a text frame)",
+      appPong: "heartbeat pong (app level: JSON in a text frame)",
+      welcome: (name) => `welcome: you are ${name}`,
+      joined: (name) => `${name} joined`,
+      left: (name) => `${name} left`,
+      renamed: (from, to) => `${from} is now ${to}`,
+      rename: (name) => `asks to be called ${name}`,
+      away: (name) => `${name}'s last connection closed: the name is kept for them for a while`,
+      back: (name) => `${name} is back (same session)`,
+      error: (code) => `error ${code}`,
+      inspectMessage: (on) => on ? "asks the server to report this connection's frames" : "asks the server to stop reporting frames",
+      protocolPing: "protocol-level ping (opcode 0x9)",
+      protocolPong: "protocol-level pong (opcode 0xA)",
+      pingNote: (direction) => direction === "sent" ? "the server checks that the page is still there (every 30 s by default); the browser answers by itself, and JavaScript sees neither frame" : "the other side must answer soon with a pong carrying the same payload",
+      pongNote: (direction) => direction === "received" ? "the browser answers the server's ping by itself; JavaScript never sees it" : "the answer to the page's ping, with the same payload",
+      closeFrame: (direction) => direction === "received" ? "close frame: the page ends the connection" : "close frame: the server ends the connection",
+      continuation: "a later frame of a fragmented message",
+      state: (from, to) => `state: ${from} \u2192 ${to}`,
+      opening: (url) => `opening ${url}`,
+      rtt: (roundTripMs) => `heartbeat round trip ${roundTripMs} ms (ping sent to pong received)`,
+      retry: (attempt, delayMs) => `reconnect attempt ${attempt} in ${seconds(delayMs)} s (exponential backoff, random jitter)`,
+      closed: (code, reason, wasClean, current) => `socket closed: ${code}` + (reason === "" ? "" : ` \xB7 reason "${reason}"`) + (wasClean === false ? " \xB7 closing handshake not completed" : "") + (current ? "" : " \xB7 (an earlier socket, already given up)"),
+      socketError: "socket error (the browser gives no details; a close event follows)",
+      silent: (timeoutMs) => `no answer to the heartbeat within ${seconds(timeoutMs)} s: this socket is given up`,
+      notWelcomed: (timeoutMs) => `no welcome within ${seconds(timeoutMs)} s: this socket is given up`,
+      inspect: (on, connected) => on ? "inspector on" + (connected ? ": the server reports every frame of this connection from now on (the handshake is kept only when a connection opens, so it shows from the next one)" : ": the next connection is reported from its handshake on") : "inspector off"
+    }
+  };
+  function hexToBytes(hex) {
+    const pairs = hex.replace(/ /g, "").match(/../g) ?? [];
+    return Uint8Array.from(pairs, (pair) => parseInt(pair, 16));
+  }
+  function bytesToHex(bytes, limit = bytes.length) {
+    const shown = Array.from(bytes.subarray(0, limit), (byte) => byte.toString(16).padStart(2, "0"));
+    return shown.join(" ") + (bytes.length > limit ? " \u2026" : "");
+  }
+  function describeCloseCode(code) {
+    return `${code} (${CLOSE_CODE_NAMES[code] ?? (code >= 4e3 ? "application's own code" : "unknown")})`;
+  }
+  function previewText(bytes, totalLength) {
+    const decoder = new TextDecoder("utf-8", { fatal: true });
+    const shortest = bytes.length < totalLength ? Math.max(0, bytes.length - 3) : bytes.length;
+    for (let end = bytes.length; end >= shortest; end--) {
+      let text;
+      try {
+        text = decoder.decode(bytes.subarray(0, end));
+      } catch {
+        continue;
+      }
+      if (/[\u0000-\u0008\u000b-\u001f\u007f]/.test(text)) return null;
+      return text;
+    }
+    return null;
+  }
+  function describeChatJson(text, words) {
+    let value;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return null;
+    }
+    if (!isRecord(value)) return null;
+    const asText = (field) => typeof field === "string" ? field : "";
+    switch (value.type) {
+      case "say":
+        return words.say(asText(value.text));
+      case "message":
+        return words.message(asText(value.from), asText(value.text));
+      case "ping":
+        return words.appPing;
+      case "pong":
+        return words.appPong;
+      case "welcome":
+        return words.welcome(asText(value.name));
+      case "joined":
+        return words.joined(asText(value.name));
+      case "left":
+        return words.left(asText(value.name));
+      case "away":
+        return words.away(asText(value.name));
+      case "back":
+        return words.back(asText(value.name));
+      case "renamed":
+        return words.renamed(asText(value.from), asText(value.to));
+      case "rename":
+        return words.rename(asText(value.name));
+      case "error":
+        return words.error(asText(value.code));
+      case "inspect":
+        return words.inspectMessage(value.on !== false);
+      default:
+        return null;
+    }
+  }
+  function inspectSwitch(text) {
+    try {
+      const value = JSON.parse(text);
+      return isRecord(value) && value.type === "inspect" ? value.on !== false : null;
+    } catch {
+      return null;
+    }
+  }
+  function isDataOpcode(opcode) {
+    return opcode === 0 || opcode === 1 || opcode === 2;
+  }
+  function describeTraceFrame(frame, direction, knownText, words) {
+    const onWire = hexToBytes(frame.onWire);
+    const payload = hexToBytes(frame.payload);
+    const compressed = frame.rsv1;
+    const rsvBits = `${frame.rsv1 ? 1 : 0} ${frame.rsv2 ? 1 : 0} ${frame.rsv3 ? 1 : 0}`;
+    const fields = [
+      { label: "FIN", value: words.fin(frame.fin) },
+      { label: "RSV1-3", value: rsvBits + words.rsv(compressed) },
+      { label: "opcode", value: `0x${frame.opcode.toString(16)} \xB7 ${frame.opcodeName}` },
+      { label: "MASK", value: words.mask(frame.masked) },
+      { label: "length", value: words.length(frame.length, frame.lengthBits) }
+    ];
+    const more = frame.length > HEX_BYTES_SHOWN ? words.moreBytes(frame.length - HEX_BYTES_SHOWN) : "";
+    const shownHex = (bytes) => bytesToHex(bytes.subarray(0, HEX_BYTES_SHOWN)) + more;
+    if (frame.maskKey !== null) {
+      const key = hexToBytes(frame.maskKey);
+      fields.push({ label: "masking key", value: bytesToHex(key) });
+      if (frame.length > 0) {
+        fields.push({ label: "masked", value: shownHex(onWire) }, { label: "unmasked", value: shownHex(payload) });
+        const [first, keyByte, plain] = [onWire[0], key[0], payload[0]];
+        if (first !== void 0 && keyByte !== void 0 && plain !== void 0) {
+          const hex = (byte) => byte.toString(16).padStart(2, "0");
+          fields.push({ label: "\u2295", value: words.xor(hex(first), hex(keyByte), hex(plain)) });
+        }
+      }
+    } else if (frame.length > 0) {
+      fields.push({ label: "payload", value: shownHex(payload) });
+    }
+    if (frame.length === 0) fields.push({ label: "payload", value: words.noPayload });
+    let meaning = null;
+    if (frame.opcode === 8) {
+      meaning = words.closeFrame(direction);
+      if (payload.length >= 2 && !compressed) {
+        const code = payload[0] << 8 | payload[1];
+        const reason = previewText(payload.subarray(2), frame.length - 2) ?? "";
+        const value = describeCloseCode(code) + (reason === "" ? "" : words.closeReason(reason));
+        fields.push({ label: "close", value });
+        meaning = `${meaning} \xB7 ${describeCloseCode(code)}`;
+      }
+    } else if (frame.opcode === 9) {
+      meaning = words.protocolPing;
+      fields.push({ label: "note", value: words.pingNote(direction) });
+    } else if (frame.opcode === 10) {
+      meaning = words.protocolPong;
+      fields.push({ label: "note", value: words.pongNote(direction) });
+    } else if (isDataOpcode(frame.opcode) && frame.length > 0) {
+      const prefix = compressed || frame.opcode === 2 ? null : previewText(payload, frame.length);
+      let text = knownText;
+      if (text !== null && !compressed && (prefix === null || !text.startsWith(prefix))) text = null;
+      if (text === null && prefix !== null) {
+        const cut = frame.length - new TextEncoder().encode(prefix).length;
+        text = prefix + (cut > 0 ? words.moreBytes(cut) : "");
+      }
+      fields.push({ label: "text", value: text ?? (compressed ? words.compressedUnknown : words.notText) });
+      if (compressed && text !== null) {
+        const value = direction === "received" ? words.compressedByPage : words.compressedByServer;
+        fields.push({ label: "RSV1=1", value });
+      }
+      if (frame.opcode === 0) meaning = words.continuation;
+      else if (text !== null) meaning = describeChatJson(text, words) ?? text;
+    }
+    const summary = `${frame.opcodeName} \xB7 ${frame.length} B`;
+    return { summary: meaning === null ? summary : `${summary} \xB7 ${shorten(meaning, SUMMARY_CHARACTERS)}`, fields };
+  }
+  function describeClientEvent(event, words) {
+    switch (event.kind) {
+      case "state":
+        return words.state(event.from, event.to);
+      case "opening":
+        return words.opening(event.url);
+      case "rtt":
+        return words.rtt(event.roundTripMs);
+      case "retry":
+        return words.retry(event.attempt, event.delayMs);
+      case "closed": {
+        const code = event.code === null ? "?" : describeCloseCode(event.code);
+        return words.closed(code, event.reason, event.wasClean, event.current);
+      }
+      case "socket-error":
+        return words.socketError;
+      case "silent":
+        return words.silent(event.timeoutMs);
+      case "not-welcomed":
+        return words.notWelcomed(event.timeoutMs);
+      case "inspect":
+        return words.inspect(event.on, event.connected);
+    }
+  }
+  class InspectorLog {
+    constructor(options) {
+      __publicField(this, "options");
+      __publicField(this, "limit");
+      __publicField(this, "list", []);
+      __publicField(this, "nextId", 1);
+      /** Whether the server reports every frame the page sends from here on, so texts can be matched. */
+      __publicField(this, "matching", false);
+      /** Texts the page sent whose trace has not arrived yet, oldest first. */
+      __publicField(this, "unmatched", []);
+      /** The last message that arrived, for the trace of it that follows. */
+      __publicField(this, "lastReceived", null);
+      this.options = options;
+      this.limit = options.limit ?? INSPECTOR_LIMIT;
+    }
+    get entries() {
+      return this.list;
+    }
+    clear() {
+      this.list = [];
+      this.options.onChange?.();
+    }
+    /** What the ChatConnection's observer is given: every event goes through here. */
+    observe(event) {
+      switch (event.kind) {
+        case "socket":
+          return this.socketOpened(event.tracedFromStart);
+        case "sent":
+          return this.pageSent(event.text);
+        case "received":
+          return this.pageReceived(event.text);
+        case "trace":
+          return this.trace(event.trace);
+        default:
+          return this.clientEvent(event);
+      }
+    }
+    /** One of the page's own lines. */
+    clientEvent(event) {
+      const summary = describeClientEvent(event, this.options.words);
+      this.add({ direction: "client", opcode: null, kind: event.kind, summary, fields: [], lines: [], serverLine: null });
+    }
+    /** A new socket: what was being matched belonged to the old one. */
+    socketOpened(tracedFromStart) {
+      this.matching = tracedFromStart;
+      this.unmatched = [];
+      this.lastReceived = null;
+    }
+    /** A text the page sent, to be matched with the server's trace of it. */
+    pageSent(text) {
+      const inspect = inspectSwitch(text);
+      if (inspect === true && !this.matching) {
+        this.matching = true;
+        this.unmatched = [];
+        return;
+      }
+      if (!this.matching) return;
+      this.unmatched.push(text);
+      if (inspect === false) this.matching = false;
+      if (this.unmatched.length > UNMATCHED_LIMIT) {
+        this.matching = false;
+        this.unmatched = [];
+      }
+    }
+    /** A text that arrived (not a trace), for the trace of it that follows. */
+    pageReceived(text) {
+      this.lastReceived = text;
+    }
+    /** One frame of this connection as the server reported it, or its opening handshake. */
+    trace(trace) {
+      if (trace.direction === "handshake") {
+        const { lines } = trace;
+        const summary2 = this.options.words.handshake;
+        this.add({ direction: "handshake", opcode: null, kind: null, summary: summary2, fields: [], lines, serverLine: null });
+        return;
+      }
+      const { frame, direction } = trace;
+      let knownText = null;
+      if (isDataOpcode(frame.opcode) && frame.fin) {
+        if (direction === "received") {
+          knownText = this.unmatched.shift() ?? null;
+        } else {
+          knownText = frame.opcode === 2 ? null : this.lastReceived;
+          this.lastReceived = null;
+        }
+      }
+      const { summary, fields } = describeTraceFrame(frame, direction, knownText, this.options.words);
+      this.add({ direction, opcode: frame.opcodeName, kind: null, summary, fields, lines: [], serverLine: trace.line });
+    }
+    add(entry) {
+      this.list.push({ id: this.nextId, time: this.options.now(), ...entry });
+      this.nextId += 1;
+      if (this.list.length > this.limit) this.list.splice(0, this.list.length - this.limit);
+      this.options.onChange?.();
+    }
+  }
+  function findInspectorElements() {
+    return {
+      inspectorToggle: findElement("inspector-toggle", HTMLButtonElement),
+      inspector: findElement("inspector", HTMLElement),
+      inspectorHeading: findElement("inspector-heading", HTMLElement),
+      inspectorClear: findElement("inspector-clear", HTMLButtonElement),
+      inspectorFrames: findElement("inspector-frames", HTMLOListElement)
+    };
+  }
   function clockTime(time) {
     const date = new Date(time);
     const two = (value) => String(value).padStart(2, "0");
-    return `${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}.${String(date.getMilliseconds()).padStart(3, "0")}`;
+    const milliseconds = String(date.getMilliseconds()).padStart(3, "0");
+    return `${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}.${milliseconds}`;
   }
   class InspectorView {
-    constructor(elements, words, log) {
+    constructor(elements, words) {
+      /** What the panel shows; the ChatConnection's observer feeds it (see startPage). */
+      __publicField(this, "log");
       __publicField(this, "elements");
       __publicField(this, "words");
-      __publicField(this, "log");
       /** The entries on screen, oldest first; entries only ever join at the end and leave at the start. */
       __publicField(this, "shown", []);
       __publicField(this, "renderQueued", false);
       this.elements = elements;
       this.words = words;
-      this.log = log;
+      this.log = new InspectorLog({ words, now: () => Date.now(), onChange: () => this.scheduleRender() });
+    }
+    /**
+     * Opens the panel as it was before a reload (the connection keeps that in
+     * sessionStorage), and lets its buttons switch the server's reports and
+     * clear the list.
+     */
+    attach(connection) {
+      const { inspectorToggle, inspectorClear } = this.elements;
+      this.setOpen(connection.inspecting);
+      inspectorToggle.addEventListener("click", () => {
+        const open = !connection.inspecting;
+        connection.setInspecting(open);
+        this.setOpen(open);
+      });
+      inspectorClear.addEventListener("click", () => this.log.clear());
     }
     applyLanguage() {
       const { elements, words } = this;
@@ -1766,120 +1893,12 @@
       return element;
     }
   }
-  function openSessionStorage() {
-    try {
-      const storage = window.sessionStorage;
-      storage.getItem(STORAGE_KEYS.name);
-      return storage;
-    } catch {
-      return createMemoryStorage();
-    }
-  }
-  function openTabChannel() {
-    if (typeof BroadcastChannel !== "function") return null;
-    try {
-      const channel = new BroadcastChannel("chatRoom.session");
-      return {
-        post: (message) => channel.postMessage(message),
-        listen: (listener) => channel.addEventListener("message", (event) => listener(event.data))
-      };
-    } catch {
-      return null;
-    }
-  }
-  const browserTimers = {
-    setTimeout: (callback, delayMs) => window.setTimeout(callback, delayMs),
-    clearTimeout: (timerId) => window.clearTimeout(timerId),
-    now: () => Date.now()
-  };
   function startPage() {
-    const elements = findPageElements();
     const language = pickLanguage(navigator.languages?.length ? navigator.languages : [navigator.language]);
-    const text = TEXT[language];
-    const view = new ChatView(elements, text);
-    view.applyLanguage();
-    const inspectorWords = INSPECTOR_WORDS[language];
-    const inspectorLog = new InspectorLog({
-      words: inspectorWords,
-      now: () => Date.now(),
-      onChange: () => inspectorView.scheduleRender()
-    });
-    const inspectorView = new InspectorView(elements, inspectorWords, inspectorLog);
-    inspectorView.applyLanguage();
-    const connection = new ChatConnection({
-      serverUrl: resolveServerUrl(location),
-      tabChannel: openTabChannel(),
-      createSocket: (url) => new WebSocket(url),
-      storage: openSessionStorage(),
-      timers: browserTimers,
-      timing: readTimingFromQuery(location.search),
-      isOnline: () => navigator.onLine,
-      onChange: () => view.scheduleRender(connection),
-      onServerError: (error) => view.showServerError(error),
-      observer: (event) => inspectorLog.observe(event)
-    });
-    inspectorView.setOpen(connection.inspecting);
-    elements.inspectorToggle.addEventListener("click", () => {
-      const open = !connection.inspecting;
-      connection.setInspecting(open);
-      inspectorView.setOpen(open);
-    });
-    elements.inspectorClear.addEventListener("click", () => inspectorLog.clear());
-    elements.composer.addEventListener("submit", (event) => {
-      event.preventDefault();
-      const outcome = connection.send(elements.input.value);
-      if (outcome === "too_long") view.showAlert(text.tooLong);
-      if (outcome === "sent" || outcome === "queued") {
-        elements.input.value = "";
-        view.followNewest();
-      }
-    });
-    elements.input.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && (event.isComposing || event.keyCode === 229)) event.preventDefault();
-    });
-    elements.nameForm.addEventListener("submit", (event) => {
-      event.preventDefault();
-      connection.rename(elements.name.value);
-      elements.input.focus();
-    });
-    elements.name.addEventListener("change", () => connection.rename(elements.name.value));
-    elements.name.addEventListener("blur", () => view.scheduleRender(connection));
-    elements.retry.addEventListener("click", () => connection.wake());
-    watchBrowserSignals(connection, window, document);
-    window.setInterval(() => view.renderStatus(connection), 1e3);
-    window.chatClient = Object.freeze({
-      get state() {
-        return connection.state;
-      },
-      get attempt() {
-        return connection.attempt;
-      },
-      get name() {
-        return connection.name;
-      },
-      get you() {
-        return connection.you;
-      },
-      get users() {
-        return connection.members.map((member) => member.name);
-      },
-      get members() {
-        return connection.members.map((member) => ({ ...member }));
-      },
-      get lastSeq() {
-        return connection.lastSeq;
-      },
-      get epoch() {
-        return connection.epoch;
-      },
-      get outboxLength() {
-        return connection.pending.length;
-      },
-      get inspecting() {
-        return connection.inspecting;
-      }
-    });
-    view.render(connection);
+    const inspector = new InspectorView(findInspectorElements(), INSPECTOR_WORDS[language]);
+    inspector.applyLanguage();
+    const connection = createChatPage(language, (event) => inspector.log.observe(event));
+    inspector.attach(connection);
     connection.start();
   }
   if (typeof document !== "undefined") {

@@ -1,22 +1,31 @@
-// The browser side of the chat room.
+// The browser side of the chat room, in two parts.
 //
-// The file has two halves. The first half is plain logic with no access to the
-// page: it talks to the server through a socket, timers and storage that are
-// handed in, so the tests can replace all three with fakes and drive time by
-// hand. The second half (from "The page" on) draws that state into
-// client.html and wires up the browser's events; it only runs in a browser.
+// Part one is the chat client. Its logic never touches the page: it talks to
+// the server through a socket, timers and storage that are handed in, so the
+// tests replace all three with fakes and drive time by hand. Only its last
+// section draws that state into client.html and wires up the browser's events.
+//
+// Part two is the frame inspector: the panel that shows every WebSocket frame
+// of this page's own connection. It sees the connection through one observer
+// (ChatConnectionOptions.observer, which is told every ConnectionEvent) and
+// switches the server's reports on and off with setInspecting(). Without it,
+// part one works exactly the same.
 //
 // Reading order, top to bottom:
-//   1. the wire: the server's types, its frames checked on arrival, the values copied from server.ts
-//   2. storage: sessionStorage, or anything with the same three methods
-//   3. Backoff: how long to wait before the next reconnection attempt
-//   4. Outbox: messages typed but not yet confirmed by the server
-//   5. TabSession: this tab's secret, and a duplicated tab noticing it must make its own
-//   6. Transcript: what is on screen, in seq order, and where to resume from
-//   7. Heartbeat: noticing a connection that died without telling anyone
-//   8. ChatConnection: the one place that opens sockets, tying 3 to 7 together, and its state machine
-//   9. InspectorLog: the frame inspector's entries, from the server's traces and the page's events
-//  10. the page
+//   Part one: the chat client
+//     1. the wire: the server's types, its frames checked on arrival, the values copied from server.ts
+//     2. storage: sessionStorage, or anything with the same three methods
+//     3. Backoff: how long to wait before the next reconnection attempt
+//     4. Outbox: messages typed but not yet confirmed by the server
+//     5. TabSession: this tab's secret, and a duplicated tab noticing it must make its own
+//     6. Transcript: what is on screen, in seq order, and where to resume from
+//     7. Heartbeat: noticing a connection that died without telling anyone
+//     8. ChatConnection: the one place that opens sockets, and its state machine
+//     9. the chat page: ChatView and the browser's events
+//   Part two: the frame inspector
+//    10. InspectorLog: the entries, from the server's traces and the connection's events
+//    11. InspectorView: the panel
+//   Start-up: both parts on the page
 //
 // Durations are in milliseconds; names that hold one end in "Ms".
 
@@ -36,6 +45,10 @@ import type {
   TraceMessage,
   WelcomeMessage,
 } from "./server.ts";
+
+// ═══════════════════════════════════════════════════════════════════════════
+// Part one: the chat client
+// ═══════════════════════════════════════════════════════════════════════════
 
 // ---------------------------------------------------------------------------
 // 1. The wire
@@ -87,7 +100,7 @@ const SPACED_HEX = /^(?:[0-9a-f]{2}(?: [0-9a-f]{2})*)?$/;
 // server.ts imports node: modules, so the page cannot load it and copies the
 // few values it needs. test/client.test.ts checks that each copy agrees with
 // server.ts: MAX_TEXT_LENGTH and characterCount here, sessionIsValid in
-// section 5, CLOSE_CODE_NAMES in section 9.
+// section 5, CLOSE_CODE_NAMES in part two.
 
 /** The longest text the server accepts, in characters (see characterCount). */
 export const MAX_TEXT_LENGTH = 2000;
@@ -244,8 +257,6 @@ export function parseServerFrame(data: unknown): ServerFrame | null {
   return frameReaders[value.type as ServerMessage["type"]](value);
 }
 
-
-
 // ---------------------------------------------------------------------------
 // 2. Storage
 // ---------------------------------------------------------------------------
@@ -361,10 +372,18 @@ export interface OutgoingMessage {
   createdAt: number;
 }
 
-/** What createMessageId needs from `crypto`; older or insecure pages lack randomUUID. */
+/** What the page takes from `crypto`; older or insecure pages lack randomUUID, very old ones both. */
 export interface RandomSource {
   randomUUID?: () => string;
   getRandomValues?: (array: Uint8Array) => Uint8Array;
+}
+
+/** 16 random bytes: from crypto.getRandomValues, or from `random` where there is none. */
+function randomBytes(source: RandomSource | undefined, random: () => number): Uint8Array {
+  const bytes = new Uint8Array(16);
+  if (typeof source?.getRandomValues === "function") source.getRandomValues(bytes);
+  else for (let index = 0; index < bytes.length; index++) bytes[index] = Math.floor(random() * 256);
+  return bytes;
 }
 
 /**
@@ -373,15 +392,12 @@ export interface RandomSource {
  * on https pages and localhost, so a phone opening http://192.168.x.x falls
  * back to random bytes written as 32 hexadecimal digits.
  */
-export function createMessageId(source: RandomSource | undefined = globalThis.crypto, random: () => number = Math.random): string {
+export function createMessageId(
+  source: RandomSource | undefined = globalThis.crypto,
+  random: () => number = Math.random,
+): string {
   if (typeof source?.randomUUID === "function") return source.randomUUID();
-  const bytes = new Uint8Array(16);
-  if (typeof source?.getRandomValues === "function") {
-    source.getRandomValues(bytes);
-  } else {
-    for (let index = 0; index < bytes.length; index++) bytes[index] = Math.floor(random() * 256);
-  }
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  return Array.from(randomBytes(source, random), (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 function isOutgoingMessage(value: unknown): value is OutgoingMessage {
@@ -428,14 +444,15 @@ export class Outbox {
 
   /** The server sent the message back: it is in the history now. Returns false for unknown ids. */
   acknowledge(id: string): boolean {
-    if (!this.isPending(id)) return false;
-    this.waiting = this.waiting.filter((message) => message.id !== id);
-    this.save();
-    return true;
+    return this.remove(id);
   }
 
   /** The server refused the message for good (too long, empty): sending it again would not help. */
   discard(id: string): boolean {
+    return this.remove(id);
+  }
+
+  private remove(id: string): boolean {
     if (!this.isPending(id)) return false;
     this.waiting = this.waiting.filter((message) => message.id !== id);
     this.save();
@@ -456,12 +473,12 @@ export class Outbox {
  * `crypto.getRandomValues` works on plain-http pages on a LAN, where
  * `crypto.randomUUID` and `crypto.subtle` do not exist.
  */
-export function createSessionSecret(source: RandomSource | undefined = globalThis.crypto, random: () => number = Math.random): string {
-  const bytes = new Uint8Array(16);
-  if (typeof source?.getRandomValues === "function") source.getRandomValues(bytes);
-  else for (let index = 0; index < bytes.length; index++) bytes[index] = Math.floor(random() * 256);
+export function createSessionSecret(
+  source: RandomSource | undefined = globalThis.crypto,
+  random: () => number = Math.random,
+): string {
   let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
+  for (const byte of randomBytes(source, random)) binary += String.fromCharCode(byte);
   return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
@@ -492,7 +509,12 @@ export class TabSession {
   private current: string;
   private readonly onReplaced: () => void;
 
-  constructor(storage: KeyValueStorage, channel: TabChannel | null, createSecret: () => string, onReplaced: () => void) {
+  constructor(
+    storage: KeyValueStorage,
+    channel: TabChannel | null,
+    createSecret: () => string,
+    onReplaced: () => void,
+  ) {
     this.storage = storage;
     this.createSecret = createSecret;
     this.onReplaced = onReplaced;
@@ -566,9 +588,11 @@ function isTranscriptEntry(value: unknown): value is TranscriptEntry {
   if (value.kind === "message") {
     return typeof value.epoch === "string" && isRecord(value.message) && readChatMessage(value.message) !== null;
   }
+  const { notice } = value;
+  const knownNotice = notice === "joined" || notice === "left" || notice === "gap";
   return (
     value.kind === "notice" &&
-    (value.notice === "joined" || value.notice === "left" || value.notice === "gap" || (value.notice === "renamed" && typeof value.to === "string")) &&
+    (knownNotice || (notice === "renamed" && typeof value.to === "string")) &&
     typeof value.name === "string" &&
     typeof value.time === "number"
   );
@@ -909,7 +933,7 @@ export type ConnectionEvent =
   /** The server reported one of this connection's frames, or its opening handshake. */
   | { kind: "trace"; trace: TraceReport };
 
-/** Watches a ChatConnection (the inspector, section 9, does). Watching changes nothing the connection does. */
+/** Watches a ChatConnection (the inspector, part two, does). Watching changes nothing the connection does. */
 export type ConnectionObserver = (event: ConnectionEvent) => void;
 
 export interface ChatConnectionOptions {
@@ -1484,618 +1508,11 @@ export class ChatConnection {
 }
 
 // ---------------------------------------------------------------------------
-// 9. InspectorLog
+// 9. The chat page
 // ---------------------------------------------------------------------------
 //
-// Browsers show a WebSocket's messages, never its frames. The server can: a
-// page that sends {"type":"inspect","on":true} gets a `trace` message for
-// every frame of its own connection, as the server read it (sent by the page:
-// masked) or wrote it (unmasked). InspectorLog turns those, and the page's own
-// events (state changes, heartbeat round trips, retries, close codes), into
-// the entries of the inspector panel. It formats only: nothing here changes
-// what is sent.
-
-/** Entries kept; the oldest go first. Each is a few DOM nodes, and a busy room adds two per message. */
-export const INSPECTOR_LIMIT = 500;
-
-/** How many payload bytes an entry shows in hex; the text line shows all the server sent (up to 128). */
-const HEX_BYTES_SHOWN = 16;
-
-/**
- * Texts sent but not yet matched with their trace. A server that never sends
- * traces would let them pile up; past this many, matching stops (see pageSent).
- */
-const UNMATCHED_LIMIT = 100;
-
-/**
- * §7.4: what the close codes mean. 1005 and 1006 never travel in a frame: the
- * browser reports them. A copy of server.ts's closeCodeNames (see section 1).
- */
-export const CLOSE_CODE_NAMES: Readonly<Record<number, string>> = {
-  1000: "normal closure",
-  1001: "going away",
-  1002: "protocol error",
-  1003: "unsupported data",
-  1005: "no status received",
-  1006: "abnormal closure",
-  1007: "invalid frame payload data",
-  1008: "policy violation",
-  1009: "message too big",
-  1010: "mandatory extension",
-  1011: "internal error",
-  1012: "service restart",
-  1013: "try again later",
-  1014: "bad gateway",
-  1015: "TLS handshake",
-};
-
-/** "received" is page → server, "sent" is server → page, as the server names them. */
-export type InspectorDirection = "received" | "sent" | "handshake" | "client";
-
-/** One labelled line of an entry: "MASK" and "1 · …". */
-export interface InspectorField {
-  label: string;
-  value: string;
-}
-
-export interface InspectorEntry {
-  /** Increases by one per entry and never repeats, so the page can keep one element per entry. */
-  id: number;
-  time: number;
-  direction: InspectorDirection;
-  /** The frame's opcode name ("text", "ping", …); null for the handshake and the page's own events. */
-  opcode: string | null;
-  /** Which of the page's own events this is; null for frames and the handshake. */
-  kind: ClientEvent["kind"] | null;
-  /** One line, always shown: what this frame or event is. */
-  summary: string;
-  fields: InspectorField[];
-  /** Preformatted lines: the handshake request, key arithmetic and response. */
-  lines: string[];
-  /** The server's own one-line description (as `--trace` prints it); null for the page's events. */
-  serverLine: string | null;
-}
-
-/** The inspector's words in one language. Protocol names (FIN, MASK, opcode names) stay as the RFC writes them. */
-export interface InspectorWords {
-  toggle: string;
-  heading: string;
-  clear: string;
-  framesLabel: string;
-  pageToServer: string;
-  serverToPage: string;
-  handshake: string;
-  thisPage: string;
-  fin(fin: boolean): string;
-  rsv(compressed: boolean): string;
-  mask(masked: boolean): string;
-  length(length: number, bits: 7 | 16 | 64): string;
-  /** unmasked = masked XOR key, byte by byte; one byte worked as an example. */
-  xor(masked: string, key: string, unmasked: string): string;
-  moreBytes(count: number): string;
-  noPayload: string;
-  /** The browser compressed what the page sent; the text shown is what the page handed to send(). */
-  compressedByPage: string;
-  /** The server compressed it; the text shown is what the browser inflated it to. */
-  compressedByServer: string;
-  compressedUnknown: string;
-  notText: string;
-  closeReason(reason: string): string;
-  // What a frame means, from its JSON or its opcode.
-  say(text: string): string;
-  message(from: string, text: string): string;
-  appPing: string;
-  appPong: string;
-  welcome(name: string): string;
-  joined(name: string): string;
-  left(name: string): string;
-  renamed(from: string, to: string): string;
-  rename(name: string): string;
-  away(name: string): string;
-  back(name: string): string;
-  error(code: string): string;
-  inspectMessage(on: boolean): string;
-  protocolPing: string;
-  protocolPong: string;
-  /** Why there are protocol pings and pongs, which no JavaScript ever sees; for the "note" line. */
-  pingNote(direction: "received" | "sent"): string;
-  pongNote(direction: "received" | "sent"): string;
-  closeFrame(direction: "received" | "sent"): string;
-  continuation: string;
-  // The page's own events.
-  state(from: ConnectionState, to: ConnectionState): string;
-  opening(url: string): string;
-  rtt(roundTripMs: number): string;
-  retry(attempt: number, delayMs: number): string;
-  closed(code: string, reason: string, wasClean: boolean | null, current: boolean): string;
-  socketError: string;
-  silent(timeoutMs: number): string;
-  notWelcomed(timeoutMs: number): string;
-  inspect(on: boolean, connected: boolean): string;
-}
-
-/** The summary line stays one line on a phone; the text field below it has the rest. */
-const SUMMARY_CHARACTERS = 80;
-
-/** At most `limit` characters (as a person counts them, see characterCount), then "…". */
-function shorten(text: string, limit: number): string {
-  const characters = Array.from(text);
-  return characters.length <= limit ? text : `${characters.slice(0, limit - 1).join("")}…`;
-}
-
-/** Seconds with at most one decimal: 1.5 s, 30 s. */
-function seconds(milliseconds: number): string {
-  return String(Math.round(milliseconds / 100) / 10);
-}
-
-export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
-  zh: {
-    toggle: "帧检查器",
-    heading: "帧检查器",
-    clear: "清空",
-    framesLabel: "这个连接的帧",
-    pageToServer: "页面 → 服务器",
-    serverToPage: "服务器 → 页面",
-    handshake: "握手",
-    thisPage: "本页",
-    fin: (fin) => (fin ? "1 · 这条消息的最后一帧" : "0 · 这条消息后面还有帧"),
-    rsv: (compressed) => (compressed ? " · RSV1：已压缩（permessage-deflate）" : " · 没有扩展用到它们"),
-    mask: (masked) => (masked ? "1 · 浏览器发出的每一帧都必须加掩码（RFC 6455 §5.3）" : "0 · 服务器发出的帧从不加掩码"),
-    length: (length, bits) =>
-      bits === 7
-        ? `${length} 字节 · 直接写在 7 位长度字段里（0–125）`
-        : `${length} 字节 · 7 位字段写 ${bits === 16 ? 126 : 127}，真正的长度在后面的 ${bits} 位里`,
-    xor: (masked, key, unmasked) => `逐字节与密钥异或：${masked} ⊕ ${key} = ${unmasked}`,
-    moreBytes: (count) => ` … 另有 ${count} 字节`,
-    noPayload: "没有负载",
-    compressedByPage: "浏览器压缩了这条消息（permessage-deflate），线上是 deflate 数据；上面的文本是本页交给 send() 的内容",
-    compressedByServer: "服务器压缩了这条消息（permessage-deflate）；上面的文本是浏览器解压后的内容",
-    compressedUnknown: "已压缩（permessage-deflate）：线上是 deflate 数据，不是可读文本",
-    notText: "不是可读文本",
-    closeReason: (reason) => ` · 原因 "${reason}"`,
-    say: (text) => `聊天消息 "${text}"`,
-    message: (from, text) => `${from} 的聊天消息 "${text}"`,
-    appPing: "心跳 ping（应用层：文本帧里的 JSON）",
-    appPong: "心跳 pong（应用层：文本帧里的 JSON）",
-    welcome: (name) => `欢迎：你是 ${name}`,
-    joined: (name) => `${name} 加入`,
-    left: (name) => `${name} 离开`,
-    renamed: (from, to) => `${from} 改名为 ${to}`,
-    rename: (name) => `请求改名为 ${name}`,
-    away: (name) => `${name} 的最后一个连接断开了：名字为 TA 保留一段时间`,
-    back: (name) => `${name} 回来了（同一个会话）`,
-    error: (code) => `错误 ${code}`,
-    inspectMessage: (on) => (on ? "请服务器报告这个连接的帧" : "请服务器不再报告帧"),
-    protocolPing: "协议层 ping（opcode 0x9）",
-    protocolPong: "协议层 pong（opcode 0xA）",
-    pingNote: (direction) =>
-      direction === "sent" ? "服务器定期发 ping 确认页面还在（默认每 30 秒）；浏览器自动回复，JavaScript 看不到这两帧" : "对方必须尽快回复同样负载的 pong",
-    pongNote: (direction) =>
-      direction === "received" ? "浏览器自动回复服务器的 ping；JavaScript 看不到它" : "回复页面的 ping，负载相同",
-    closeFrame: (direction) => (direction === "received" ? "关闭帧：页面要结束连接" : "关闭帧：服务器要结束连接"),
-    continuation: "分片消息的后续帧",
-    state: (from, to) => `状态：${from} → ${to}`,
-    opening: (url) => `打开连接 ${url}`,
-    rtt: (roundTripMs) => `心跳往返 ${roundTripMs} 毫秒（发出 ping 到收到 pong）`,
-    retry: (attempt, delayMs) => `第 ${attempt} 次重连，${seconds(delayMs)} 秒后（指数退避加随机抖动）`,
-    closed: (code, reason, wasClean, current) =>
-      `连接关闭：${code}${reason === "" ? "" : ` · 原因 "${reason}"`}${wasClean === false ? " · 没有完成关闭握手" : ""}${current ? "" : " · （已放弃的旧连接）"}`,
-    socketError: "连接出错（浏览器不给细节，随后会有 close 事件）",
-    silent: (timeoutMs) => `心跳 ${seconds(timeoutMs)} 秒内没有回应：放弃这个连接`,
-    notWelcomed: (timeoutMs) => `${seconds(timeoutMs)} 秒内没有收到 welcome：放弃这个连接`,
-    inspect: (on, connected) =>
-      on
-        ? `帧检查器已打开${connected ? "：从现在起服务器报告这个连接的每一帧（握手只在连接时保留，下次连接时才能看到）" : "：下次连接时从握手开始报告"}`
-        : "帧检查器已关闭",
-  },
-  en: {
-    toggle: "Frames",
-    heading: "Frame inspector",
-    clear: "Clear",
-    framesLabel: "Frames of this connection",
-    pageToServer: "page → server",
-    serverToPage: "server → page",
-    handshake: "opening handshake",
-    thisPage: "this page",
-    fin: (fin) => (fin ? "1 · the last frame of its message" : "0 · more frames of this message follow"),
-    rsv: (compressed) => (compressed ? " · RSV1: compressed (permessage-deflate)" : " · no extension uses them"),
-    mask: (masked) => (masked ? "1 · a browser must mask every frame it sends (RFC 6455 §5.3)" : "0 · a server never masks"),
-    length: (length, bits) =>
-      bits === 7
-        ? `${length} bytes · in the 7-bit length field itself (0–125)`
-        : `${length} bytes · the 7-bit field says ${bits === 16 ? 126 : 127}, the length follows in ${bits} bits`,
-    xor: (masked, key, unmasked) => `each byte XOR the key byte in turn: ${masked} ⊕ ${key} = ${unmasked}`,
-    moreBytes: (count) => ` … +${count} bytes`,
-    noPayload: "no payload",
-    compressedByPage:
-      "the browser compressed this message (permessage-deflate), so the wire carries deflate data; the text above is what this page gave to send()",
-    compressedByServer: "the server compressed this message (permessage-deflate); the text above is what the browser inflated it to",
-    compressedUnknown: "compressed (permessage-deflate): deflate data, not readable text",
-    notText: "not readable text",
-    closeReason: (reason) => ` · reason "${reason}"`,
-    say: (text) => `chat message "${text}"`,
-    message: (from, text) => `chat message from ${from}: "${text}"`,
-    appPing: "heartbeat ping (app level: JSON in a text frame)",
-    appPong: "heartbeat pong (app level: JSON in a text frame)",
-    welcome: (name) => `welcome: you are ${name}`,
-    joined: (name) => `${name} joined`,
-    left: (name) => `${name} left`,
-    renamed: (from, to) => `${from} is now ${to}`,
-    rename: (name) => `asks to be called ${name}`,
-    away: (name) => `${name}'s last connection closed: the name is kept for them for a while`,
-    back: (name) => `${name} is back (same session)`,
-    error: (code) => `error ${code}`,
-    inspectMessage: (on) => (on ? "asks the server to report this connection's frames" : "asks the server to stop reporting frames"),
-    protocolPing: "protocol-level ping (opcode 0x9)",
-    protocolPong: "protocol-level pong (opcode 0xA)",
-    pingNote: (direction) =>
-      direction === "sent"
-        ? "the server checks that the page is still there (every 30 s by default); the browser answers by itself, and JavaScript sees neither frame"
-        : "the other side must answer soon with a pong carrying the same payload",
-    pongNote: (direction) =>
-      direction === "received"
-        ? "the browser answers the server's ping by itself; JavaScript never sees it"
-        : "the answer to the page's ping, with the same payload",
-    closeFrame: (direction) => (direction === "received" ? "close frame: the page ends the connection" : "close frame: the server ends the connection"),
-    continuation: "a later frame of a fragmented message",
-    state: (from, to) => `state: ${from} → ${to}`,
-    opening: (url) => `opening ${url}`,
-    rtt: (roundTripMs) => `heartbeat round trip ${roundTripMs} ms (ping sent to pong received)`,
-    retry: (attempt, delayMs) => `reconnect attempt ${attempt} in ${seconds(delayMs)} s (exponential backoff, random jitter)`,
-    closed: (code, reason, wasClean, current) =>
-      `socket closed: ${code}${reason === "" ? "" : ` · reason "${reason}"`}${wasClean === false ? " · closing handshake not completed" : ""}${current ? "" : " · (an earlier socket, already given up)"}`,
-    socketError: "socket error (the browser gives no details; a close event follows)",
-    silent: (timeoutMs) => `no answer to the heartbeat within ${seconds(timeoutMs)} s: this socket is given up`,
-    notWelcomed: (timeoutMs) => `no welcome within ${seconds(timeoutMs)} s: this socket is given up`,
-    inspect: (on, connected) =>
-      on
-        ? `inspector on${connected ? ": the server reports every frame of this connection from now on (the handshake is kept only when a connection opens, so it shows from the next one)" : ": the next connection is reported from its handshake on"}`
-        : "inspector off",
-  },
-};
-
-/**
- * "7f 9f 4d" or "7f9f4d" → bytes. The trace was checked on arrival
- * (readTraceReport), so there is an even number of hex digits.
- */
-export function hexToBytes(hex: string): Uint8Array {
-  const pairs = hex.replace(/ /g, "").match(/../g) ?? [];
-  return Uint8Array.from(pairs, (pair) => parseInt(pair, 16));
-}
-
-/** Bytes as spaced hex, at most `limit` of them, then "…". */
-export function bytesToHex(bytes: Uint8Array, limit = bytes.length): string {
-  const shown = Array.from(bytes.subarray(0, limit), (byte) => byte.toString(16).padStart(2, "0"));
-  return shown.join(" ") + (bytes.length > limit ? " …" : "");
-}
-
-/** "1000 (normal closure)". */
-export function describeCloseCode(code: number): string {
-  return `${code} (${CLOSE_CODE_NAMES[code] ?? (code >= 4000 ? "application's own code" : "unknown")})`;
-}
-
-/**
- * The start of a payload as text, or null if it is not text. `totalLength`
- * tells whether the bytes are only a prefix: a prefix may stop in the middle
- * of a character, which is cut off rather than counted as invalid.
- */
-export function previewText(bytes: Uint8Array, totalLength: number): string | null {
-  const decoder = new TextDecoder("utf-8", { fatal: true });
-  // A UTF-8 character is at most 4 bytes, so at most 3 belong to a cut one.
-  const shortest = bytes.length < totalLength ? Math.max(0, bytes.length - 3) : bytes.length;
-  for (let end = bytes.length; end >= shortest; end--) {
-    let text: string;
-    try {
-      text = decoder.decode(bytes.subarray(0, end));
-    } catch {
-      continue;
-    }
-    // Control characters other than newline and tab mean this is not text meant for people.
-    if (/[\u0000-\u0008\u000b-\u001f\u007f]/.test(text)) return null;
-    return text;
-  }
-  return null;
-}
-
-/** What a chat JSON message means, in a few words; null if it is not one this room uses. */
-function describeChatJson(text: string, words: InspectorWords): string | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (!isRecord(value)) return null;
-  const asText = (field: unknown): string => (typeof field === "string" ? field : "");
-  switch (value.type) {
-    case "say":
-      return words.say(asText(value.text));
-    case "message":
-      return words.message(asText(value.from), asText(value.text));
-    case "ping":
-      return words.appPing;
-    case "pong":
-      return words.appPong;
-    case "welcome":
-      return words.welcome(asText(value.name));
-    case "joined":
-      return words.joined(asText(value.name));
-    case "left":
-      return words.left(asText(value.name));
-    case "away":
-      return words.away(asText(value.name));
-    case "back":
-      return words.back(asText(value.name));
-    case "renamed":
-      return words.renamed(asText(value.from), asText(value.to));
-    case "rename":
-      return words.rename(asText(value.name));
-    case "error":
-      return words.error(asText(value.code));
-    case "inspect":
-      return words.inspectMessage(value.on !== false);
-    default:
-      return null;
-  }
-}
-
-/** Whether a text the page sent switches the inspector: true (on), false (off), or null (neither). */
-function inspectSwitch(text: string): boolean | null {
-  try {
-    const value: unknown = JSON.parse(text);
-    return isRecord(value) && value.type === "inspect" ? value.on !== false : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Data frames carry messages; 0x8 and up are control frames (close, ping, pong). */
-function isDataOpcode(opcode: number): boolean {
-  return opcode === 0x0 || opcode === 0x1 || opcode === 0x2;
-}
-
-/**
- * The labelled lines of one traced frame. `knownText` is the whole message
- * when the page knows it from elsewhere (see InspectorLog.trace); it is the
- * only way to show a compressed message as text.
- */
-export function describeTraceFrame(
-  frame: TraceFrameFields,
-  direction: "received" | "sent",
-  knownText: string | null,
-  words: InspectorWords,
-): { summary: string; fields: InspectorField[] } {
-  const onWire = hexToBytes(frame.onWire);
-  const payload = hexToBytes(frame.payload);
-  const compressed = frame.rsv1;
-  const rsvBits = `${frame.rsv1 ? 1 : 0} ${frame.rsv2 ? 1 : 0} ${frame.rsv3 ? 1 : 0}`;
-  const fields: InspectorField[] = [
-    { label: "FIN", value: words.fin(frame.fin) },
-    { label: "RSV1-3", value: rsvBits + words.rsv(compressed) },
-    { label: "opcode", value: `0x${frame.opcode.toString(16)} · ${frame.opcodeName}` },
-    { label: "MASK", value: words.mask(frame.masked) },
-    { label: "length", value: words.length(frame.length, frame.lengthBits) },
-  ];
-  const more = frame.length > HEX_BYTES_SHOWN ? words.moreBytes(frame.length - Math.min(frame.length, HEX_BYTES_SHOWN)) : "";
-  const shownHex = (bytes: Uint8Array) => bytesToHex(bytes.subarray(0, HEX_BYTES_SHOWN)) + more;
-  if (frame.maskKey !== null) {
-    const key = hexToBytes(frame.maskKey);
-    fields.push({ label: "masking key", value: bytesToHex(key) });
-    if (frame.length > 0) {
-      fields.push({ label: "masked", value: shownHex(onWire) }, { label: "unmasked", value: shownHex(payload) });
-      const [first, keyByte, plain] = [onWire[0], key[0], payload[0]];
-      if (first !== undefined && keyByte !== undefined && plain !== undefined) {
-        const hex = (byte: number) => byte.toString(16).padStart(2, "0");
-        fields.push({ label: "⊕", value: words.xor(hex(first), hex(keyByte), hex(plain)) });
-      }
-    }
-  } else if (frame.length > 0) {
-    fields.push({ label: "payload", value: shownHex(payload) });
-  }
-  if (frame.length === 0) fields.push({ label: "payload", value: words.noPayload });
-
-  let meaning: string | null = null;
-  if (frame.opcode === 0x8) {
-    meaning = words.closeFrame(direction);
-    if (payload.length >= 2 && !compressed) {
-      const code = (payload[0]! << 8) | payload[1]!;
-      const reason = previewText(payload.subarray(2), frame.length - 2) ?? "";
-      fields.push({ label: "close", value: describeCloseCode(code) + (reason === "" ? "" : words.closeReason(reason)) });
-      meaning = `${meaning} · ${describeCloseCode(code)}`;
-    }
-  } else if (frame.opcode === 0x9) {
-    meaning = words.protocolPing;
-    fields.push({ label: "note", value: words.pingNote(direction) });
-  } else if (frame.opcode === 0xa) {
-    meaning = words.protocolPong;
-    fields.push({ label: "note", value: words.pongNote(direction) });
-  } else if (isDataOpcode(frame.opcode) && frame.length > 0) {
-    // What the frame says as text: the whole message if the page knows it,
-    // else the uncompressed bytes the server showed us. Where both exist they
-    // must agree: a match that does not is dropped rather than shown.
-    const prefix = compressed || frame.opcode === 0x2 ? null : previewText(payload, frame.length);
-    let text: string | null = knownText;
-    if (text !== null && !compressed && (prefix === null || !text.startsWith(prefix))) text = null;
-    if (text === null && prefix !== null) {
-      const cut = frame.length - new TextEncoder().encode(prefix).length;
-      text = prefix + (cut > 0 ? words.moreBytes(cut) : "");
-    }
-    fields.push({ label: "text", value: text ?? (compressed ? words.compressedUnknown : words.notText) });
-    if (compressed && text !== null) {
-      fields.push({ label: "RSV1=1", value: direction === "received" ? words.compressedByPage : words.compressedByServer });
-    }
-    if (frame.opcode === 0x0) meaning = words.continuation;
-    else if (text !== null) meaning = describeChatJson(text, words) ?? text;
-  }
-  const summary = `${frame.opcodeName} · ${frame.length} B${meaning === null ? "" : ` · ${shorten(meaning, SUMMARY_CHARACTERS)}`}`;
-  return { summary, fields };
-}
-
-/** The one line that tells a ClientEvent. */
-export function describeClientEvent(event: ClientEvent, words: InspectorWords): string {
-  switch (event.kind) {
-    case "state":
-      return words.state(event.from, event.to);
-    case "opening":
-      return words.opening(event.url);
-    case "rtt":
-      return words.rtt(event.roundTripMs);
-    case "retry":
-      return words.retry(event.attempt, event.delayMs);
-    case "closed":
-      return words.closed(event.code === null ? "?" : describeCloseCode(event.code), event.reason, event.wasClean, event.current);
-    case "socket-error":
-      return words.socketError;
-    case "silent":
-      return words.silent(event.timeoutMs);
-    case "not-welcomed":
-      return words.notWelcomed(event.timeoutMs);
-    case "inspect":
-      return words.inspect(event.on, event.connected);
-  }
-}
-
-export interface InspectorLogOptions {
-  words: InspectorWords;
-  now: () => number;
-  limit?: number;
-  /** Something was added or cleared; the page batches its redraws. */
-  onChange?: () => void;
-}
-
-/**
- * The inspector's entries, newest last, at most `limit` of them.
- *
- * It also puts text to compressed frames. Chromium compresses every message
- * it sends once permessage-deflate is agreed, so the server's trace of "hi"
- * going out holds deflate bytes, and with the browser's compression context
- * carried from message to message they cannot be inflated on their own. But
- * the page knows what it sent, and TCP keeps order: the n-th data message the
- * server reports receiving is the n-th one the page sent since the server
- * started watching. The other way is simpler: the server writes a frame, then
- * its trace, so a trace of a sent message follows the message itself.
- */
-export class InspectorLog {
-  private readonly options: InspectorLogOptions;
-  private readonly limit: number;
-  private list: InspectorEntry[] = [];
-  private nextId = 1;
-  /** Whether the server reports every frame the page sends from here on, so texts can be matched. */
-  private matching = false;
-  /** Texts the page sent whose trace has not arrived yet, oldest first. */
-  private unmatched: string[] = [];
-  /** The last message that arrived, for the trace of it that follows. */
-  private lastReceived: string | null = null;
-
-  constructor(options: InspectorLogOptions) {
-    this.options = options;
-    this.limit = options.limit ?? INSPECTOR_LIMIT;
-  }
-
-  get entries(): readonly InspectorEntry[] {
-    return this.list;
-  }
-
-  clear(): void {
-    this.list = [];
-    this.options.onChange?.();
-  }
-
-  /** What the ChatConnection's observer is given: every event goes through here. */
-  observe(event: ConnectionEvent): void {
-    switch (event.kind) {
-      case "socket":
-        return this.socketOpened(event.tracedFromStart);
-      case "sent":
-        return this.pageSent(event.text);
-      case "received":
-        return this.pageReceived(event.text);
-      case "trace":
-        return this.trace(event.trace);
-      default:
-        return this.clientEvent(event);
-    }
-  }
-
-  /** One of the page's own lines. */
-  clientEvent(event: ClientEvent): void {
-    const summary = describeClientEvent(event, this.options.words);
-    this.add({ direction: "client", opcode: null, kind: event.kind, summary, fields: [], lines: [], serverLine: null });
-  }
-
-  /** A new socket: what was being matched belonged to the old one. */
-  socketOpened(tracedFromStart: boolean): void {
-    // With inspect=1 in the URL the server reports this socket's frames from the first.
-    this.matching = tracedFromStart;
-    this.unmatched = [];
-    this.lastReceived = null;
-  }
-
-  /** A text the page sent, to be matched with the server's trace of it. */
-  pageSent(text: string): void {
-    const inspect = inspectSwitch(text);
-    if (inspect === true && !this.matching) {
-      // The server starts watching after it has read this message, so this
-      // one is not reported, and everything after it is.
-      this.matching = true;
-      this.unmatched = [];
-      return;
-    }
-    if (!this.matching) return;
-    this.unmatched.push(text);
-    // Reported still (the server reads it before it stops), and nothing after it.
-    if (inspect === false) this.matching = false;
-    if (this.unmatched.length > UNMATCHED_LIMIT) {
-      // No traces are coming back. Better no text than another message's text.
-      this.matching = false;
-      this.unmatched = [];
-    }
-  }
-
-  /** A text that arrived (not a trace), for the trace of it that follows. */
-  pageReceived(text: string): void {
-    this.lastReceived = text;
-  }
-
-  /** One frame of this connection as the server reported it, or its opening handshake. */
-  trace(trace: TraceReport): void {
-    if (trace.direction === "handshake") {
-      const { lines } = trace;
-      const summary = this.options.words.handshake;
-      this.add({ direction: "handshake", opcode: null, kind: null, summary, fields: [], lines, serverLine: null });
-      return;
-    }
-    const { frame, direction } = trace;
-    let knownText: string | null = null;
-    // Only the last frame of a message completes it (FIN=1); control frames are no one's message.
-    if (isDataOpcode(frame.opcode) && frame.fin) {
-      if (direction === "received") {
-        knownText = this.unmatched.shift() ?? null;
-      } else {
-        // Binary messages are not kept as text (the chat sends none), so only a text frame may use it.
-        knownText = frame.opcode === 0x2 ? null : this.lastReceived;
-        this.lastReceived = null;
-      }
-    }
-    const { summary, fields } = describeTraceFrame(frame, direction, knownText, this.options.words);
-    this.add({ direction, opcode: frame.opcodeName, kind: null, summary, fields, lines: [], serverLine: trace.line });
-  }
-
-  private add(entry: Omit<InspectorEntry, "id" | "time">): void {
-    this.list.push({ id: this.nextId, time: this.options.now(), ...entry });
-    this.nextId += 1;
-    if (this.list.length > this.limit) this.list.splice(0, this.list.length - this.limit);
-    this.options.onChange?.();
-  }
-}
-
-
-// ---------------------------------------------------------------------------
-// 10. The page
-// ---------------------------------------------------------------------------
-//
-// Everything above works without a page. Everything below reads the state of
-// a ChatConnection and shows it in client.html, and turns the user's actions
+// Everything above works without a page. This section reads the state of a
+// ChatConnection and shows it in client.html, and turns the user's actions
 // and the browser's signals into calls on it.
 
 /** Where the server is: ?server= if given, else the host that served the page. */
@@ -2287,7 +1704,8 @@ declare global {
   }
 }
 
-interface PageElements {
+/** The elements of client.html that the chat uses. */
+interface ChatElements {
   heading: HTMLElement;
   status: HTMLElement;
   statusText: HTMLElement;
@@ -2304,11 +1722,6 @@ interface PageElements {
   inputLabel: HTMLLabelElement;
   input: HTMLInputElement;
   send: HTMLButtonElement;
-  inspectorToggle: HTMLButtonElement;
-  inspector: HTMLElement;
-  inspectorHeading: HTMLElement;
-  inspectorClear: HTMLButtonElement;
-  inspectorFrames: HTMLOListElement;
 }
 
 function findElement<Kind extends HTMLElement>(id: string, kind: { new (): Kind; prototype: Kind }): Kind {
@@ -2317,7 +1730,7 @@ function findElement<Kind extends HTMLElement>(id: string, kind: { new (): Kind;
   return found;
 }
 
-function findPageElements(): PageElements {
+function findChatElements(): ChatElements {
   return {
     heading: findElement("heading", HTMLElement),
     status: findElement("status", HTMLElement),
@@ -2335,11 +1748,6 @@ function findPageElements(): PageElements {
     inputLabel: findElement("input-label", HTMLLabelElement),
     input: findElement("input", HTMLInputElement),
     send: findElement("send", HTMLButtonElement),
-    inspectorToggle: findElement("inspector-toggle", HTMLButtonElement),
-    inspector: findElement("inspector", HTMLElement),
-    inspectorHeading: findElement("inspector-heading", HTMLElement),
-    inspectorClear: findElement("inspector-clear", HTMLButtonElement),
-    inspectorFrames: findElement("inspector-frames", HTMLOListElement),
   };
 }
 
@@ -2352,7 +1760,10 @@ function setText(element: HTMLElement, text: string): void {
   if (element.textContent !== text) element.textContent = text;
 }
 
-function createElement<Tag extends keyof HTMLElementTagNameMap>(tag: Tag, className: string): HTMLElementTagNameMap[Tag] {
+function createElement<Tag extends keyof HTMLElementTagNameMap>(
+  tag: Tag,
+  className: string,
+): HTMLElementTagNameMap[Tag] {
   const element = document.createElement(tag);
   element.className = className;
   return element;
@@ -2382,10 +1793,13 @@ interface MessageLine {
 
 /** Draws a ChatConnection's state into the page. Holds no chat state of its own. */
 class ChatView {
-  private readonly elements: PageElements;
+  private readonly elements: ChatElements;
   private readonly text: PageText;
   private readonly timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-  private readonly dateAndTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+  private readonly dateAndTimeFormat = new Intl.DateTimeFormat(undefined, {
+    dateStyle: "medium",
+    timeStyle: "medium",
+  });
   /** Lines currently in the list, by key: a message's id, or the transcript key of a notice. */
   private readonly messageRows = new Map<string, MessageRow>();
   private readonly noticeRows = new Map<string, HTMLLIElement>();
@@ -2396,7 +1810,7 @@ class ChatView {
   /** The users list as last drawn, to skip redrawing it when nothing changed. */
   private shownUsers = "";
 
-  constructor(elements: PageElements, text: PageText) {
+  constructor(elements: ChatElements, text: PageText) {
     this.elements = elements;
     this.text = text;
   }
@@ -2649,130 +2063,6 @@ class ChatView {
   }
 }
 
-/** "14:03:05.123": frames come milliseconds apart, so the time shows them. */
-function clockTime(time: number): string {
-  const date = new Date(time);
-  const two = (value: number) => String(value).padStart(2, "0");
-  return `${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}.${String(date.getMilliseconds()).padStart(3, "0")}`;
-}
-
-/** Draws an InspectorLog into #inspector, and opens and closes the panel. */
-class InspectorView {
-  private readonly elements: PageElements;
-  private readonly words: InspectorWords;
-  private readonly log: InspectorLog;
-  /** The entries on screen, oldest first; entries only ever join at the end and leave at the start. */
-  private shown: Array<{ id: number; element: HTMLLIElement }> = [];
-  private renderQueued = false;
-
-  constructor(elements: PageElements, words: InspectorWords, log: InspectorLog) {
-    this.elements = elements;
-    this.words = words;
-    this.log = log;
-  }
-
-  applyLanguage(): void {
-    const { elements, words } = this;
-    setText(elements.inspectorToggle, words.toggle);
-    setText(elements.inspectorHeading, words.heading);
-    setText(elements.inspectorClear, words.clear);
-    elements.inspectorFrames.setAttribute("aria-label", words.framesLabel);
-  }
-
-  setOpen(open: boolean): void {
-    const { inspector, inspectorToggle, inspectorFrames } = this.elements;
-    inspector.hidden = !open;
-    inspectorToggle.setAttribute("aria-expanded", String(open));
-    if (!open) return;
-    this.render();
-    inspectorFrames.scrollTop = inspectorFrames.scrollHeight;
-  }
-
-  /** Redraws once after a burst: a resumed connection brings many frames at once. */
-  scheduleRender(): void {
-    if (this.renderQueued) return;
-    this.renderQueued = true;
-    queueMicrotask(() => {
-      this.renderQueued = false;
-      this.render();
-    });
-  }
-
-  private render(): void {
-    // A closed panel is brought up to date when it opens.
-    if (this.elements.inspector.hidden) return;
-    const list = this.elements.inspectorFrames;
-    const entries = this.log.entries;
-    const wasAtBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-
-    // Entries the log no longer has (over the limit, or cleared) leave from the top.
-    const oldestKept = entries[0]?.id ?? Infinity;
-    while (this.shown.length > 0 && this.shown[0]!.id < oldestKept) this.shown.shift()!.element.remove();
-    // New ones join at the bottom.
-    const newestShown = this.shown[this.shown.length - 1]?.id ?? 0;
-    const added = entries.filter((entry) => entry.id > newestShown).map((entry) => ({ id: entry.id, element: this.entryElement(entry) }));
-    list.append(...added.map((row) => row.element));
-    this.shown.push(...added);
-
-    if (wasAtBottom && added.length > 0) list.scrollTop = list.scrollHeight;
-  }
-
-  /** One entry; built once, since an entry never changes. All text goes in as text. */
-  private entryElement(entry: InspectorEntry): HTMLLIElement {
-    const element = createElement("li", "frame");
-    element.dataset.direction = entry.direction;
-    if (entry.opcode !== null) element.dataset.opcode = entry.opcode;
-    if (entry.kind !== null) element.dataset.kind = entry.kind;
-
-    const head = createElement("p", "frame-head");
-    const time = createElement("time", "");
-    time.dateTime = new Date(entry.time).toISOString();
-    time.textContent = clockTime(entry.time);
-    const directions: Record<InspectorDirection, string> = {
-      received: this.words.pageToServer,
-      sent: this.words.serverToPage,
-      handshake: this.words.handshake,
-      client: this.words.thisPage,
-    };
-    const direction = createElement("span", "frame-direction");
-    direction.textContent = directions[entry.direction];
-    const summary = createElement("span", "frame-summary");
-    summary.textContent = entry.direction === "handshake" ? "" : entry.summary;
-    head.append(time, " ", direction, " ", summary);
-    element.append(head);
-
-    if (entry.fields.length > 0) {
-      const fields = createElement("dl", "frame-fields");
-      for (const field of entry.fields) {
-        const row = createElement("div", "");
-        const label = createElement("dt", "");
-        label.textContent = field.label;
-        const value = createElement("dd", "");
-        value.textContent = field.value;
-        row.append(label, value);
-        fields.append(row);
-      }
-      element.append(fields);
-    }
-    if (entry.lines.length > 0) {
-      const lines = createElement("pre", "frame-lines");
-      lines.textContent = entry.lines.join("\n");
-      element.append(lines);
-    }
-    if (entry.serverLine !== null) {
-      // The same frame as `node server.ts --trace` prints it, for comparing with the server's log.
-      const raw = createElement("details", "frame-raw");
-      const label = createElement("summary", "");
-      label.textContent = "--trace";
-      const line = createElement("code", "");
-      line.textContent = entry.serverLine;
-      raw.append(label, line);
-      element.append(raw);
-    }
-    return element;
-  }
-}
-
 function openSessionStorage(): KeyValueStorage {
   try {
     // Reading window.sessionStorage throws where storage is forbidden (some
@@ -2805,21 +2095,15 @@ const browserTimers: Timers = {
   now: () => Date.now(),
 };
 
-function startPage(): void {
-  const elements = findPageElements();
-  const language = pickLanguage(navigator.languages?.length ? navigator.languages : [navigator.language]);
+/**
+ * Builds the chat on client.html around a new ChatConnection, and returns the
+ * connection, not yet started. `observer` watches it (the inspector does).
+ */
+function createChatPage(language: Language, observer: ConnectionObserver | undefined): ChatConnection {
+  const elements = findChatElements();
   const text = TEXT[language];
   const view = new ChatView(elements, text);
   view.applyLanguage();
-
-  const inspectorWords = INSPECTOR_WORDS[language];
-  const inspectorLog: InspectorLog = new InspectorLog({
-    words: inspectorWords,
-    now: () => Date.now(),
-    onChange: () => inspectorView.scheduleRender(),
-  });
-  const inspectorView = new InspectorView(elements, inspectorWords, inspectorLog);
-  inspectorView.applyLanguage();
 
   const connection: ChatConnection = new ChatConnection({
     serverUrl: resolveServerUrl(location),
@@ -2831,16 +2115,8 @@ function startPage(): void {
     isOnline: () => navigator.onLine,
     onChange: () => view.scheduleRender(connection),
     onServerError: (error) => view.showServerError(error),
-    observer: (event) => inspectorLog.observe(event),
+    observer,
   });
-  // Open as it was before a reload (the state is in sessionStorage).
-  inspectorView.setOpen(connection.inspecting);
-  elements.inspectorToggle.addEventListener("click", () => {
-    const open = !connection.inspecting;
-    connection.setInspecting(open);
-    inspectorView.setOpen(open);
-  });
-  elements.inspectorClear.addEventListener("click", () => inspectorLog.clear());
 
   elements.composer.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -2904,6 +2180,824 @@ function startPage(): void {
   });
 
   view.render(connection);
+  return connection;
+}
+
+// ═══════════════════════════════════════════════════════════════════════════
+// Part two: the frame inspector
+// ═══════════════════════════════════════════════════════════════════════════
+//
+// Browsers show a WebSocket's messages, never its frames. The server can: a
+// page that sends {"type":"inspect","on":true} gets a `trace` message for
+// every frame of its own connection, as the server read it (sent by the page:
+// masked) or wrote it (unmasked). The inspector hears of those, and of the
+// connection's own events (state changes, heartbeat round trips, retries,
+// close codes), through the ChatConnection's observer, and shows them.
+
+// ---------------------------------------------------------------------------
+// 10. InspectorLog
+// ---------------------------------------------------------------------------
+//
+// InspectorLog turns ConnectionEvents into the entries of the inspector panel.
+// It formats only: nothing here changes what is sent.
+
+/** Entries kept; the oldest go first. Each is a few DOM nodes, and a busy room adds two per message. */
+export const INSPECTOR_LIMIT = 500;
+
+/** How many payload bytes an entry shows in hex; the text line shows all the server sent (up to 128). */
+const HEX_BYTES_SHOWN = 16;
+
+/**
+ * Texts sent but not yet matched with their trace. A server that never sends
+ * traces would let them pile up; past this many, matching stops (see pageSent).
+ */
+const UNMATCHED_LIMIT = 100;
+
+/**
+ * §7.4: what the close codes mean. 1005 and 1006 never travel in a frame: the
+ * browser reports them. A copy of server.ts's closeCodeNames (see section 1).
+ */
+export const CLOSE_CODE_NAMES: Readonly<Record<number, string>> = {
+  1000: "normal closure",
+  1001: "going away",
+  1002: "protocol error",
+  1003: "unsupported data",
+  1005: "no status received",
+  1006: "abnormal closure",
+  1007: "invalid frame payload data",
+  1008: "policy violation",
+  1009: "message too big",
+  1010: "mandatory extension",
+  1011: "internal error",
+  1012: "service restart",
+  1013: "try again later",
+  1014: "bad gateway",
+  1015: "TLS handshake",
+};
+
+/** "received" is page → server, "sent" is server → page, as the server names them. */
+export type InspectorDirection = "received" | "sent" | "handshake" | "client";
+
+/** One labelled line of an entry: "MASK" and "1 · …". */
+export interface InspectorField {
+  label: string;
+  value: string;
+}
+
+export interface InspectorEntry {
+  /** Increases by one per entry and never repeats, so the page can keep one element per entry. */
+  id: number;
+  time: number;
+  direction: InspectorDirection;
+  /** The frame's opcode name ("text", "ping", …); null for the handshake and the page's own events. */
+  opcode: string | null;
+  /** Which of the page's own events this is; null for frames and the handshake. */
+  kind: ClientEvent["kind"] | null;
+  /** One line, always shown: what this frame or event is. */
+  summary: string;
+  fields: InspectorField[];
+  /** Preformatted lines: the handshake request, key arithmetic and response. */
+  lines: string[];
+  /** The server's own one-line description (as `--trace` prints it); null for the page's events. */
+  serverLine: string | null;
+}
+
+/** The inspector's words in one language. Protocol names (FIN, MASK, opcode names) stay as the RFC writes them. */
+export interface InspectorWords {
+  toggle: string;
+  heading: string;
+  clear: string;
+  framesLabel: string;
+  pageToServer: string;
+  serverToPage: string;
+  handshake: string;
+  thisPage: string;
+  fin(fin: boolean): string;
+  rsv(compressed: boolean): string;
+  mask(masked: boolean): string;
+  length(length: number, bits: 7 | 16 | 64): string;
+  /** unmasked = masked XOR key, byte by byte; one byte worked as an example. */
+  xor(masked: string, key: string, unmasked: string): string;
+  moreBytes(count: number): string;
+  noPayload: string;
+  /** The browser compressed what the page sent; the text shown is what the page handed to send(). */
+  compressedByPage: string;
+  /** The server compressed it; the text shown is what the browser inflated it to. */
+  compressedByServer: string;
+  compressedUnknown: string;
+  notText: string;
+  closeReason(reason: string): string;
+  // What a frame means, from its JSON or its opcode.
+  say(text: string): string;
+  message(from: string, text: string): string;
+  appPing: string;
+  appPong: string;
+  welcome(name: string): string;
+  joined(name: string): string;
+  left(name: string): string;
+  renamed(from: string, to: string): string;
+  rename(name: string): string;
+  away(name: string): string;
+  back(name: string): string;
+  error(code: string): string;
+  inspectMessage(on: boolean): string;
+  protocolPing: string;
+  protocolPong: string;
+  /** Why there are protocol pings and pongs, which no JavaScript ever sees; for the "note" line. */
+  pingNote(direction: "received" | "sent"): string;
+  pongNote(direction: "received" | "sent"): string;
+  closeFrame(direction: "received" | "sent"): string;
+  continuation: string;
+  // The page's own events.
+  state(from: ConnectionState, to: ConnectionState): string;
+  opening(url: string): string;
+  rtt(roundTripMs: number): string;
+  retry(attempt: number, delayMs: number): string;
+  closed(code: string, reason: string, wasClean: boolean | null, current: boolean): string;
+  socketError: string;
+  silent(timeoutMs: number): string;
+  notWelcomed(timeoutMs: number): string;
+  inspect(on: boolean, connected: boolean): string;
+}
+
+/** The summary line stays one line on a phone; the text field below it has the rest. */
+const SUMMARY_CHARACTERS = 80;
+
+/** At most `limit` characters (as a person counts them, see characterCount), then "…". */
+function shorten(text: string, limit: number): string {
+  const characters = Array.from(text);
+  return characters.length <= limit ? text : `${characters.slice(0, limit - 1).join("")}…`;
+}
+
+/** Seconds with at most one decimal: 1.5 s, 30 s. */
+function seconds(milliseconds: number): string {
+  return String(Math.round(milliseconds / 100) / 10);
+}
+
+export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
+  zh: {
+    toggle: "帧检查器",
+    heading: "帧检查器",
+    clear: "清空",
+    framesLabel: "这个连接的帧",
+    pageToServer: "页面 → 服务器",
+    serverToPage: "服务器 → 页面",
+    handshake: "握手",
+    thisPage: "本页",
+    fin: (fin) => (fin ? "1 · 这条消息的最后一帧" : "0 · 这条消息后面还有帧"),
+    rsv: (compressed) => (compressed ? " · RSV1：已压缩（permessage-deflate）" : " · 没有扩展用到它们"),
+    mask: (masked) => (masked ? "1 · 浏览器发出的每一帧都必须加掩码（RFC 6455 §5.3）" : "0 · 服务器发出的帧从不加掩码"),
+    length: (length, bits) =>
+      bits === 7
+        ? `${length} 字节 · 直接写在 7 位长度字段里（0–125）`
+        : `${length} 字节 · 7 位字段写 ${bits === 16 ? 126 : 127}，真正的长度在后面的 ${bits} 位里`,
+    xor: (masked, key, unmasked) => `逐字节与密钥异或：${masked} ⊕ ${key} = ${unmasked}`,
+    moreBytes: (count) => ` … 另有 ${count} 字节`,
+    noPayload: "没有负载",
+    compressedByPage: "浏览器压缩了这条消息（permessage-deflate），线上是 deflate 数据；上面的文本是本页交给 send() 的内容",
+    compressedByServer: "服务器压缩了这条消息（permessage-deflate）；上面的文本是浏览器解压后的内容",
+    compressedUnknown: "已压缩（permessage-deflate）：线上是 deflate 数据，不是可读文本",
+    notText: "不是可读文本",
+    closeReason: (reason) => ` · 原因 "${reason}"`,
+    say: (text) => `聊天消息 "${text}"`,
+    message: (from, text) => `${from} 的聊天消息 "${text}"`,
+    appPing: "心跳 ping（应用层：文本帧里的 JSON）",
+    appPong: "心跳 pong（应用层：文本帧里的 JSON）",
+    welcome: (name) => `欢迎：你是 ${name}`,
+    joined: (name) => `${name} 加入`,
+    left: (name) => `${name} 离开`,
+    renamed: (from, to) => `${from} 改名为 ${to}`,
+    rename: (name) => `请求改名为 ${name}`,
+    away: (name) => `${name} 的最后一个连接断开了：名字为 TA 保留一段时间`,
+    back: (name) => `${name} 回来了（同一个会话）`,
+    error: (code) => `错误 ${code}`,
+    inspectMessage: (on) => (on ? "请服务器报告这个连接的帧" : "请服务器不再报告帧"),
+    protocolPing: "协议层 ping（opcode 0x9）",
+    protocolPong: "协议层 pong（opcode 0xA）",
+    pingNote: (direction) =>
+      direction === "sent" ? "服务器定期发 ping 确认页面还在（默认每 30 秒）；浏览器自动回复，JavaScript 看不到这两帧" : "对方必须尽快回复同样负载的 pong",
+    pongNote: (direction) =>
+      direction === "received" ? "浏览器自动回复服务器的 ping；JavaScript 看不到它" : "回复页面的 ping，负载相同",
+    closeFrame: (direction) => (direction === "received" ? "关闭帧：页面要结束连接" : "关闭帧：服务器要结束连接"),
+    continuation: "分片消息的后续帧",
+    state: (from, to) => `状态：${from} → ${to}`,
+    opening: (url) => `打开连接 ${url}`,
+    rtt: (roundTripMs) => `心跳往返 ${roundTripMs} 毫秒（发出 ping 到收到 pong）`,
+    retry: (attempt, delayMs) => `第 ${attempt} 次重连，${seconds(delayMs)} 秒后（指数退避加随机抖动）`,
+    closed: (code, reason, wasClean, current) =>
+      `连接关闭：${code}` +
+      (reason === "" ? "" : ` · 原因 "${reason}"`) +
+      (wasClean === false ? " · 没有完成关闭握手" : "") +
+      (current ? "" : " · （已放弃的旧连接）"),
+    socketError: "连接出错（浏览器不给细节，随后会有 close 事件）",
+    silent: (timeoutMs) => `心跳 ${seconds(timeoutMs)} 秒内没有回应：放弃这个连接`,
+    notWelcomed: (timeoutMs) => `${seconds(timeoutMs)} 秒内没有收到 welcome：放弃这个连接`,
+    inspect: (on, connected) =>
+      on
+        ? "帧检查器已打开" +
+          (connected ? "：从现在起服务器报告这个连接的每一帧（握手只在连接时保留，下次连接时才能看到）" : "：下次连接时从握手开始报告")
+        : "帧检查器已关闭",
+  },
+  en: {
+    toggle: "Frames",
+    heading: "Frame inspector",
+    clear: "Clear",
+    framesLabel: "Frames of this connection",
+    pageToServer: "page → server",
+    serverToPage: "server → page",
+    handshake: "opening handshake",
+    thisPage: "this page",
+    fin: (fin) => (fin ? "1 · the last frame of its message" : "0 · more frames of this message follow"),
+    rsv: (compressed) => (compressed ? " · RSV1: compressed (permessage-deflate)" : " · no extension uses them"),
+    mask: (masked) =>
+      masked ? "1 · a browser must mask every frame it sends (RFC 6455 §5.3)" : "0 · a server never masks",
+    length: (length, bits) =>
+      bits === 7
+        ? `${length} bytes · in the 7-bit length field itself (0–125)`
+        : `${length} bytes · the 7-bit field says ${bits === 16 ? 126 : 127}, the length follows in ${bits} bits`,
+    xor: (masked, key, unmasked) => `each byte XOR the key byte in turn: ${masked} ⊕ ${key} = ${unmasked}`,
+    moreBytes: (count) => ` … +${count} bytes`,
+    noPayload: "no payload",
+    compressedByPage:
+      "the browser compressed this message (permessage-deflate), so the wire carries deflate data; " +
+      "the text above is what this page gave to send()",
+    compressedByServer:
+      "the server compressed this message (permessage-deflate); the text above is what the browser inflated it to",
+    compressedUnknown: "compressed (permessage-deflate): deflate data, not readable text",
+    notText: "not readable text",
+    closeReason: (reason) => ` · reason "${reason}"`,
+    say: (text) => `chat message "${text}"`,
+    message: (from, text) => `chat message from ${from}: "${text}"`,
+    appPing: "heartbeat ping (app level: JSON in a text frame)",
+    appPong: "heartbeat pong (app level: JSON in a text frame)",
+    welcome: (name) => `welcome: you are ${name}`,
+    joined: (name) => `${name} joined`,
+    left: (name) => `${name} left`,
+    renamed: (from, to) => `${from} is now ${to}`,
+    rename: (name) => `asks to be called ${name}`,
+    away: (name) => `${name}'s last connection closed: the name is kept for them for a while`,
+    back: (name) => `${name} is back (same session)`,
+    error: (code) => `error ${code}`,
+    inspectMessage: (on) =>
+      on ? "asks the server to report this connection's frames" : "asks the server to stop reporting frames",
+    protocolPing: "protocol-level ping (opcode 0x9)",
+    protocolPong: "protocol-level pong (opcode 0xA)",
+    pingNote: (direction) =>
+      direction === "sent"
+        ? "the server checks that the page is still there (every 30 s by default); " +
+          "the browser answers by itself, and JavaScript sees neither frame"
+        : "the other side must answer soon with a pong carrying the same payload",
+    pongNote: (direction) =>
+      direction === "received"
+        ? "the browser answers the server's ping by itself; JavaScript never sees it"
+        : "the answer to the page's ping, with the same payload",
+    closeFrame: (direction) =>
+      direction === "received"
+        ? "close frame: the page ends the connection"
+        : "close frame: the server ends the connection",
+    continuation: "a later frame of a fragmented message",
+    state: (from, to) => `state: ${from} → ${to}`,
+    opening: (url) => `opening ${url}`,
+    rtt: (roundTripMs) => `heartbeat round trip ${roundTripMs} ms (ping sent to pong received)`,
+    retry: (attempt, delayMs) =>
+      `reconnect attempt ${attempt} in ${seconds(delayMs)} s (exponential backoff, random jitter)`,
+    closed: (code, reason, wasClean, current) =>
+      `socket closed: ${code}` +
+      (reason === "" ? "" : ` · reason "${reason}"`) +
+      (wasClean === false ? " · closing handshake not completed" : "") +
+      (current ? "" : " · (an earlier socket, already given up)"),
+    socketError: "socket error (the browser gives no details; a close event follows)",
+    silent: (timeoutMs) => `no answer to the heartbeat within ${seconds(timeoutMs)} s: this socket is given up`,
+    notWelcomed: (timeoutMs) => `no welcome within ${seconds(timeoutMs)} s: this socket is given up`,
+    inspect: (on, connected) =>
+      on
+        ? "inspector on" +
+          (connected
+            ? ": the server reports every frame of this connection from now on " +
+              "(the handshake is kept only when a connection opens, so it shows from the next one)"
+            : ": the next connection is reported from its handshake on")
+        : "inspector off",
+  },
+};
+
+/**
+ * "7f 9f 4d" or "7f9f4d" → bytes. The trace was checked on arrival
+ * (readTraceReport), so there is an even number of hex digits.
+ */
+export function hexToBytes(hex: string): Uint8Array {
+  const pairs = hex.replace(/ /g, "").match(/../g) ?? [];
+  return Uint8Array.from(pairs, (pair) => parseInt(pair, 16));
+}
+
+/** Bytes as spaced hex, at most `limit` of them, then "…". */
+export function bytesToHex(bytes: Uint8Array, limit = bytes.length): string {
+  const shown = Array.from(bytes.subarray(0, limit), (byte) => byte.toString(16).padStart(2, "0"));
+  return shown.join(" ") + (bytes.length > limit ? " …" : "");
+}
+
+/** "1000 (normal closure)". */
+export function describeCloseCode(code: number): string {
+  return `${code} (${CLOSE_CODE_NAMES[code] ?? (code >= 4000 ? "application's own code" : "unknown")})`;
+}
+
+/**
+ * The start of a payload as text, or null if it is not text. `totalLength`
+ * tells whether the bytes are only a prefix: a prefix may stop in the middle
+ * of a character, which is cut off rather than counted as invalid.
+ */
+export function previewText(bytes: Uint8Array, totalLength: number): string | null {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  // A UTF-8 character is at most 4 bytes, so at most 3 belong to a cut one.
+  const shortest = bytes.length < totalLength ? Math.max(0, bytes.length - 3) : bytes.length;
+  for (let end = bytes.length; end >= shortest; end--) {
+    let text: string;
+    try {
+      text = decoder.decode(bytes.subarray(0, end));
+    } catch {
+      continue;
+    }
+    // Control characters other than newline and tab mean this is not text meant for people.
+    if (/[\u0000-\u0008\u000b-\u001f\u007f]/.test(text)) return null;
+    return text;
+  }
+  return null;
+}
+
+/** What a chat JSON message means, in a few words; null if it is not one this room uses. */
+function describeChatJson(text: string, words: InspectorWords): string | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!isRecord(value)) return null;
+  const asText = (field: unknown): string => (typeof field === "string" ? field : "");
+  switch (value.type) {
+    case "say":
+      return words.say(asText(value.text));
+    case "message":
+      return words.message(asText(value.from), asText(value.text));
+    case "ping":
+      return words.appPing;
+    case "pong":
+      return words.appPong;
+    case "welcome":
+      return words.welcome(asText(value.name));
+    case "joined":
+      return words.joined(asText(value.name));
+    case "left":
+      return words.left(asText(value.name));
+    case "away":
+      return words.away(asText(value.name));
+    case "back":
+      return words.back(asText(value.name));
+    case "renamed":
+      return words.renamed(asText(value.from), asText(value.to));
+    case "rename":
+      return words.rename(asText(value.name));
+    case "error":
+      return words.error(asText(value.code));
+    case "inspect":
+      return words.inspectMessage(value.on !== false);
+    default:
+      return null;
+  }
+}
+
+/** Whether a text the page sent switches the inspector: true (on), false (off), or null (neither). */
+function inspectSwitch(text: string): boolean | null {
+  try {
+    const value: unknown = JSON.parse(text);
+    return isRecord(value) && value.type === "inspect" ? value.on !== false : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Data frames carry messages; 0x8 and up are control frames (close, ping, pong). */
+function isDataOpcode(opcode: number): boolean {
+  return opcode === 0x0 || opcode === 0x1 || opcode === 0x2;
+}
+
+/**
+ * The labelled lines of one traced frame. `knownText` is the whole message
+ * when the page knows it from elsewhere (see InspectorLog.trace); it is the
+ * only way to show a compressed message as text.
+ */
+export function describeTraceFrame(
+  frame: TraceFrameFields,
+  direction: "received" | "sent",
+  knownText: string | null,
+  words: InspectorWords,
+): { summary: string; fields: InspectorField[] } {
+  const onWire = hexToBytes(frame.onWire);
+  const payload = hexToBytes(frame.payload);
+  const compressed = frame.rsv1;
+  const rsvBits = `${frame.rsv1 ? 1 : 0} ${frame.rsv2 ? 1 : 0} ${frame.rsv3 ? 1 : 0}`;
+  const fields: InspectorField[] = [
+    { label: "FIN", value: words.fin(frame.fin) },
+    { label: "RSV1-3", value: rsvBits + words.rsv(compressed) },
+    { label: "opcode", value: `0x${frame.opcode.toString(16)} · ${frame.opcodeName}` },
+    { label: "MASK", value: words.mask(frame.masked) },
+    { label: "length", value: words.length(frame.length, frame.lengthBits) },
+  ];
+  const more = frame.length > HEX_BYTES_SHOWN ? words.moreBytes(frame.length - HEX_BYTES_SHOWN) : "";
+  const shownHex = (bytes: Uint8Array) => bytesToHex(bytes.subarray(0, HEX_BYTES_SHOWN)) + more;
+  if (frame.maskKey !== null) {
+    const key = hexToBytes(frame.maskKey);
+    fields.push({ label: "masking key", value: bytesToHex(key) });
+    if (frame.length > 0) {
+      fields.push({ label: "masked", value: shownHex(onWire) }, { label: "unmasked", value: shownHex(payload) });
+      const [first, keyByte, plain] = [onWire[0], key[0], payload[0]];
+      if (first !== undefined && keyByte !== undefined && plain !== undefined) {
+        const hex = (byte: number) => byte.toString(16).padStart(2, "0");
+        fields.push({ label: "⊕", value: words.xor(hex(first), hex(keyByte), hex(plain)) });
+      }
+    }
+  } else if (frame.length > 0) {
+    fields.push({ label: "payload", value: shownHex(payload) });
+  }
+  if (frame.length === 0) fields.push({ label: "payload", value: words.noPayload });
+
+  let meaning: string | null = null;
+  if (frame.opcode === 0x8) {
+    meaning = words.closeFrame(direction);
+    if (payload.length >= 2 && !compressed) {
+      const code = (payload[0]! << 8) | payload[1]!;
+      const reason = previewText(payload.subarray(2), frame.length - 2) ?? "";
+      const value = describeCloseCode(code) + (reason === "" ? "" : words.closeReason(reason));
+      fields.push({ label: "close", value });
+      meaning = `${meaning} · ${describeCloseCode(code)}`;
+    }
+  } else if (frame.opcode === 0x9) {
+    meaning = words.protocolPing;
+    fields.push({ label: "note", value: words.pingNote(direction) });
+  } else if (frame.opcode === 0xa) {
+    meaning = words.protocolPong;
+    fields.push({ label: "note", value: words.pongNote(direction) });
+  } else if (isDataOpcode(frame.opcode) && frame.length > 0) {
+    // What the frame says as text: the whole message if the page knows it,
+    // else the uncompressed bytes the server showed us. Where both exist they
+    // must agree: a match that does not is dropped rather than shown.
+    const prefix = compressed || frame.opcode === 0x2 ? null : previewText(payload, frame.length);
+    let text: string | null = knownText;
+    if (text !== null && !compressed && (prefix === null || !text.startsWith(prefix))) text = null;
+    if (text === null && prefix !== null) {
+      const cut = frame.length - new TextEncoder().encode(prefix).length;
+      text = prefix + (cut > 0 ? words.moreBytes(cut) : "");
+    }
+    fields.push({ label: "text", value: text ?? (compressed ? words.compressedUnknown : words.notText) });
+    if (compressed && text !== null) {
+      const value = direction === "received" ? words.compressedByPage : words.compressedByServer;
+      fields.push({ label: "RSV1=1", value });
+    }
+    if (frame.opcode === 0x0) meaning = words.continuation;
+    else if (text !== null) meaning = describeChatJson(text, words) ?? text;
+  }
+  const summary = `${frame.opcodeName} · ${frame.length} B`;
+  return { summary: meaning === null ? summary : `${summary} · ${shorten(meaning, SUMMARY_CHARACTERS)}`, fields };
+}
+
+/** The one line that tells a ClientEvent. */
+export function describeClientEvent(event: ClientEvent, words: InspectorWords): string {
+  switch (event.kind) {
+    case "state":
+      return words.state(event.from, event.to);
+    case "opening":
+      return words.opening(event.url);
+    case "rtt":
+      return words.rtt(event.roundTripMs);
+    case "retry":
+      return words.retry(event.attempt, event.delayMs);
+    case "closed": {
+      const code = event.code === null ? "?" : describeCloseCode(event.code);
+      return words.closed(code, event.reason, event.wasClean, event.current);
+    }
+    case "socket-error":
+      return words.socketError;
+    case "silent":
+      return words.silent(event.timeoutMs);
+    case "not-welcomed":
+      return words.notWelcomed(event.timeoutMs);
+    case "inspect":
+      return words.inspect(event.on, event.connected);
+  }
+}
+
+export interface InspectorLogOptions {
+  words: InspectorWords;
+  now: () => number;
+  limit?: number;
+  /** Something was added or cleared; the page batches its redraws. */
+  onChange?: () => void;
+}
+
+/**
+ * The inspector's entries, newest last, at most `limit` of them.
+ *
+ * It also puts text to compressed frames. Chromium compresses every message
+ * it sends once permessage-deflate is agreed, so the server's trace of "hi"
+ * going out holds deflate bytes, and with the browser's compression context
+ * carried from message to message they cannot be inflated on their own. But
+ * the page knows what it sent, and TCP keeps order: the n-th data message the
+ * server reports receiving is the n-th one the page sent since the server
+ * started watching. The other way is simpler: the server writes a frame, then
+ * its trace, so a trace of a sent message follows the message itself.
+ */
+export class InspectorLog {
+  private readonly options: InspectorLogOptions;
+  private readonly limit: number;
+  private list: InspectorEntry[] = [];
+  private nextId = 1;
+  /** Whether the server reports every frame the page sends from here on, so texts can be matched. */
+  private matching = false;
+  /** Texts the page sent whose trace has not arrived yet, oldest first. */
+  private unmatched: string[] = [];
+  /** The last message that arrived, for the trace of it that follows. */
+  private lastReceived: string | null = null;
+
+  constructor(options: InspectorLogOptions) {
+    this.options = options;
+    this.limit = options.limit ?? INSPECTOR_LIMIT;
+  }
+
+  get entries(): readonly InspectorEntry[] {
+    return this.list;
+  }
+
+  clear(): void {
+    this.list = [];
+    this.options.onChange?.();
+  }
+
+  /** What the ChatConnection's observer is given: every event goes through here. */
+  observe(event: ConnectionEvent): void {
+    switch (event.kind) {
+      case "socket":
+        return this.socketOpened(event.tracedFromStart);
+      case "sent":
+        return this.pageSent(event.text);
+      case "received":
+        return this.pageReceived(event.text);
+      case "trace":
+        return this.trace(event.trace);
+      default:
+        return this.clientEvent(event);
+    }
+  }
+
+  /** One of the page's own lines. */
+  clientEvent(event: ClientEvent): void {
+    const summary = describeClientEvent(event, this.options.words);
+    this.add({ direction: "client", opcode: null, kind: event.kind, summary, fields: [], lines: [], serverLine: null });
+  }
+
+  /** A new socket: what was being matched belonged to the old one. */
+  socketOpened(tracedFromStart: boolean): void {
+    // With inspect=1 in the URL the server reports this socket's frames from the first.
+    this.matching = tracedFromStart;
+    this.unmatched = [];
+    this.lastReceived = null;
+  }
+
+  /** A text the page sent, to be matched with the server's trace of it. */
+  pageSent(text: string): void {
+    const inspect = inspectSwitch(text);
+    if (inspect === true && !this.matching) {
+      // The server starts watching after it has read this message, so this
+      // one is not reported, and everything after it is.
+      this.matching = true;
+      this.unmatched = [];
+      return;
+    }
+    if (!this.matching) return;
+    this.unmatched.push(text);
+    // Reported still (the server reads it before it stops), and nothing after it.
+    if (inspect === false) this.matching = false;
+    if (this.unmatched.length > UNMATCHED_LIMIT) {
+      // No traces are coming back. Better no text than another message's text.
+      this.matching = false;
+      this.unmatched = [];
+    }
+  }
+
+  /** A text that arrived (not a trace), for the trace of it that follows. */
+  pageReceived(text: string): void {
+    this.lastReceived = text;
+  }
+
+  /** One frame of this connection as the server reported it, or its opening handshake. */
+  trace(trace: TraceReport): void {
+    if (trace.direction === "handshake") {
+      const { lines } = trace;
+      const summary = this.options.words.handshake;
+      this.add({ direction: "handshake", opcode: null, kind: null, summary, fields: [], lines, serverLine: null });
+      return;
+    }
+    const { frame, direction } = trace;
+    let knownText: string | null = null;
+    // Only the last frame of a message completes it (FIN=1); control frames are no one's message.
+    if (isDataOpcode(frame.opcode) && frame.fin) {
+      if (direction === "received") {
+        knownText = this.unmatched.shift() ?? null;
+      } else {
+        // Binary messages are not kept as text (the chat sends none), so only a text frame may use it.
+        knownText = frame.opcode === 0x2 ? null : this.lastReceived;
+        this.lastReceived = null;
+      }
+    }
+    const { summary, fields } = describeTraceFrame(frame, direction, knownText, this.options.words);
+    this.add({ direction, opcode: frame.opcodeName, kind: null, summary, fields, lines: [], serverLine: trace.line });
+  }
+
+  private add(entry: Omit<InspectorEntry, "id" | "time">): void {
+    this.list.push({ id: this.nextId, time: this.options.now(), ...entry });
+    this.nextId += 1;
+    if (this.list.length > this.limit) this.list.splice(0, this.list.length - this.limit);
+    this.options.onChange?.();
+  }
+}
+
+
+// ---------------------------------------------------------------------------
+// 11. InspectorView
+// ---------------------------------------------------------------------------
+
+/** The elements of client.html that the inspector uses. */
+interface InspectorElements {
+  inspectorToggle: HTMLButtonElement;
+  inspector: HTMLElement;
+  inspectorHeading: HTMLElement;
+  inspectorClear: HTMLButtonElement;
+  inspectorFrames: HTMLOListElement;
+}
+
+function findInspectorElements(): InspectorElements {
+  return {
+    inspectorToggle: findElement("inspector-toggle", HTMLButtonElement),
+    inspector: findElement("inspector", HTMLElement),
+    inspectorHeading: findElement("inspector-heading", HTMLElement),
+    inspectorClear: findElement("inspector-clear", HTMLButtonElement),
+    inspectorFrames: findElement("inspector-frames", HTMLOListElement),
+  };
+}
+
+/** "14:03:05.123": frames come milliseconds apart, so the time shows them. */
+function clockTime(time: number): string {
+  const date = new Date(time);
+  const two = (value: number) => String(value).padStart(2, "0");
+  const milliseconds = String(date.getMilliseconds()).padStart(3, "0");
+  return `${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}.${milliseconds}`;
+}
+
+/** The inspector panel: draws an InspectorLog into #inspector, and opens and closes it. */
+class InspectorView {
+  /** What the panel shows; the ChatConnection's observer feeds it (see startPage). */
+  readonly log: InspectorLog;
+  private readonly elements: InspectorElements;
+  private readonly words: InspectorWords;
+  /** The entries on screen, oldest first; entries only ever join at the end and leave at the start. */
+  private shown: Array<{ id: number; element: HTMLLIElement }> = [];
+  private renderQueued = false;
+
+  constructor(elements: InspectorElements, words: InspectorWords) {
+    this.elements = elements;
+    this.words = words;
+    this.log = new InspectorLog({ words, now: () => Date.now(), onChange: () => this.scheduleRender() });
+  }
+
+  /**
+   * Opens the panel as it was before a reload (the connection keeps that in
+   * sessionStorage), and lets its buttons switch the server's reports and
+   * clear the list.
+   */
+  attach(connection: ChatConnection): void {
+    const { inspectorToggle, inspectorClear } = this.elements;
+    this.setOpen(connection.inspecting);
+    inspectorToggle.addEventListener("click", () => {
+      const open = !connection.inspecting;
+      connection.setInspecting(open);
+      this.setOpen(open);
+    });
+    inspectorClear.addEventListener("click", () => this.log.clear());
+  }
+
+  applyLanguage(): void {
+    const { elements, words } = this;
+    setText(elements.inspectorToggle, words.toggle);
+    setText(elements.inspectorHeading, words.heading);
+    setText(elements.inspectorClear, words.clear);
+    elements.inspectorFrames.setAttribute("aria-label", words.framesLabel);
+  }
+
+  private setOpen(open: boolean): void {
+    const { inspector, inspectorToggle, inspectorFrames } = this.elements;
+    inspector.hidden = !open;
+    inspectorToggle.setAttribute("aria-expanded", String(open));
+    if (!open) return;
+    this.render();
+    inspectorFrames.scrollTop = inspectorFrames.scrollHeight;
+  }
+
+  /** Redraws once after a burst: a resumed connection brings many frames at once. */
+  private scheduleRender(): void {
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    queueMicrotask(() => {
+      this.renderQueued = false;
+      this.render();
+    });
+  }
+
+  private render(): void {
+    // A closed panel is brought up to date when it opens.
+    if (this.elements.inspector.hidden) return;
+    const list = this.elements.inspectorFrames;
+    const entries = this.log.entries;
+    const wasAtBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+
+    // Entries the log no longer has (over the limit, or cleared) leave from the top.
+    const oldestKept = entries[0]?.id ?? Infinity;
+    while (this.shown.length > 0 && this.shown[0]!.id < oldestKept) this.shown.shift()!.element.remove();
+    // New ones join at the bottom.
+    const newestShown = this.shown[this.shown.length - 1]?.id ?? 0;
+    const added = entries
+      .filter((entry) => entry.id > newestShown)
+      .map((entry) => ({ id: entry.id, element: this.entryElement(entry) }));
+    list.append(...added.map((row) => row.element));
+    this.shown.push(...added);
+
+    if (wasAtBottom && added.length > 0) list.scrollTop = list.scrollHeight;
+  }
+
+  /** One entry; built once, since an entry never changes. All text goes in as text. */
+  private entryElement(entry: InspectorEntry): HTMLLIElement {
+    const element = createElement("li", "frame");
+    element.dataset.direction = entry.direction;
+    if (entry.opcode !== null) element.dataset.opcode = entry.opcode;
+    if (entry.kind !== null) element.dataset.kind = entry.kind;
+
+    const head = createElement("p", "frame-head");
+    const time = createElement("time", "");
+    time.dateTime = new Date(entry.time).toISOString();
+    time.textContent = clockTime(entry.time);
+    const directions: Record<InspectorDirection, string> = {
+      received: this.words.pageToServer,
+      sent: this.words.serverToPage,
+      handshake: this.words.handshake,
+      client: this.words.thisPage,
+    };
+    const direction = createElement("span", "frame-direction");
+    direction.textContent = directions[entry.direction];
+    const summary = createElement("span", "frame-summary");
+    summary.textContent = entry.direction === "handshake" ? "" : entry.summary;
+    head.append(time, " ", direction, " ", summary);
+    element.append(head);
+
+    if (entry.fields.length > 0) {
+      const fields = createElement("dl", "frame-fields");
+      for (const field of entry.fields) {
+        const row = createElement("div", "");
+        const label = createElement("dt", "");
+        label.textContent = field.label;
+        const value = createElement("dd", "");
+        value.textContent = field.value;
+        row.append(label, value);
+        fields.append(row);
+      }
+      element.append(fields);
+    }
+    if (entry.lines.length > 0) {
+      const lines = createElement("pre", "frame-lines");
+      lines.textContent = entry.lines.join("\n");
+      element.append(lines);
+    }
+    if (entry.serverLine !== null) {
+      // The same frame as `node server.ts --trace` prints it, for comparing with the server's log.
+      const raw = createElement("details", "frame-raw");
+      const label = createElement("summary", "");
+      label.textContent = "--trace";
+      const line = createElement("code", "");
+      line.textContent = entry.serverLine;
+      raw.append(label, line);
+      element.append(raw);
+    }
+    return element;
+  }
+}
+
+// ═══════════════════════════════════════════════════════════════════════════
+// Start-up
+// ═══════════════════════════════════════════════════════════════════════════
+
+/** The chat (part one) on the page, with the inspector (part two) as its connection's observer. */
+function startPage(): void {
+  const language = pickLanguage(navigator.languages?.length ? navigator.languages : [navigator.language]);
+  const inspector = new InspectorView(findInspectorElements(), INSPECTOR_WORDS[language]);
+  inspector.applyLanguage();
+  const connection = createChatPage(language, (event) => inspector.log.observe(event));
+  inspector.attach(connection);
   connection.start();
 }
 
