@@ -192,7 +192,8 @@ interface WelcomeOptions {
 const MY_SID = "sid-me";
 const OTHER_SID = "sid-other";
 
-function welcome({ name = "小明", you = MY_SID, others = [], seq = 0, epoch = "epoch-1", resumed = false }: WelcomeOptions = {}) {
+function welcome(options: WelcomeOptions = {}) {
+  const { name = "小明", you = MY_SID, others = [], seq = 0, epoch = "epoch-1", resumed = false } = options;
   const members = [{ name, sid: you }, ...others];
   return { type: "welcome", name, you, users: members.map((member) => member.name), members, seq, epoch, resumed };
 }
@@ -375,7 +376,8 @@ describe("outbox", () => {
     const storage = createMemoryStorage();
     storage.setItem(STORAGE_KEYS.outbox, "{not json");
     assert.deepEqual(new Outbox(storage).pending, []);
-    storage.setItem(STORAGE_KEYS.outbox, JSON.stringify({ pending: [{ id: 5 }, { id: "ok", text: "t", createdAt: 1 }] }));
+    const pending = [{ id: 5 }, { id: "ok", text: "t", createdAt: 1 }];
+    storage.setItem(STORAGE_KEYS.outbox, JSON.stringify({ pending }));
     assert.deepEqual(new Outbox(storage).pending, [{ id: "ok", text: "t", createdAt: 1 }]);
   });
 
@@ -455,7 +457,8 @@ describe("outbox", () => {
     assert.equal(connection.send("   "), "empty");
     assert.equal(connection.send("x".repeat(MAX_TEXT_LENGTH + 1)), "too_long");
     assert.equal(connection.send("x".repeat(MAX_TEXT_LENGTH)), "sent");
-    assert.equal(connection.send("😀".repeat(MAX_TEXT_LENGTH)), "sent", "an emoji is one character, as the server counts");
+    const emoji = "😀".repeat(MAX_TEXT_LENGTH);
+    assert.equal(connection.send(emoji), "sent", "an emoji is one character, as the server counts");
     assert.equal(connection.pending.length, 2);
   });
 
@@ -467,7 +470,8 @@ describe("outbox", () => {
     latest().receive(chatMessage(2, { sid: OTHER_SID, from: "小明" }));
     latest().receive(chatMessage(3, { sid: OTHER_SID, id }));
     latest().receive(chatMessage(4, { sid: "", from: "小明" }));
-    const mine = (current: ChatConnection) => current.entries.map((entry) => entry.kind === "message" && current.isMine(entry.message));
+    const mine = (current: ChatConnection) =>
+      current.entries.map((entry) => entry.kind === "message" && current.isMine(entry.message));
     assert.deepEqual(mine(connection), [true, false, false, false], "a name or an id alone never makes a message ours");
     const reloaded = createHarness({ storage }).connection;
     assert.equal(reloaded.you, MY_SID, "before any welcome, the stored id marks our messages");
@@ -791,7 +795,8 @@ describe("online, visibility and offline", () => {
     const calls: string[] = [];
     const windowTarget = new EventTarget();
     const page = Object.assign(new EventTarget(), { visibilityState: "hidden" });
-    watchBrowserSignals({ wake: () => calls.push("wake"), noteOffline: () => calls.push("offline") }, windowTarget, page);
+    const connection = { wake: () => calls.push("wake"), noteOffline: () => calls.push("offline") };
+    watchBrowserSignals(connection, windowTarget, page);
 
     windowTarget.dispatchEvent(new Event("offline"));
     windowTarget.dispatchEvent(new Event("online"));
@@ -822,26 +827,29 @@ describe("connection", () => {
     assert.equal(latest().closedByClient, true);
   });
 
-  test("rename on an open connection sends {type:rename}; the server's renamed changes our name and shows one line", () => {
-    const { connection, sockets, latest, storage } = connectedHarness({}, { name: "小红" });
-    connection.rename("  Bob ");
-    assert.equal(sockets.length, 1, "no reconnection");
-    assert.deepEqual(latest().sentOfType("rename"), [{ type: "rename", name: "Bob" }]);
-    assert.equal(connection.name, "小红", "not ours until the server says so");
-    assert.equal(connection.wantedName, "Bob");
-    latest().receive({ type: "renamed", sid: MY_SID, from: "小红", to: "Bob" });
-    assert.equal(connection.name, "Bob");
-    assert.equal(connection.wantedName, null);
-    assert.equal(storage.getItem(STORAGE_KEYS.name), "Bob", "the next connection asks for Bob");
-    assert.deepEqual(connection.members, [{ name: "Bob", sid: MY_SID, away: false }]);
-    assert.deepEqual(
-      connection.entries.map((entry) => (entry.kind === "notice" ? [entry.notice, entry.name, entry.to] : "message")),
-      [["renamed", "小红", "Bob"]],
-    );
-    connection.rename("Bob");
-    connection.rename("");
-    assert.equal(latest().sentOfType("rename").length, 1, "same or empty name: nothing to do");
-  });
+  test(
+    "rename on an open connection sends {type:rename}; the server's renamed changes our name and shows one line",
+    () => {
+      const { connection, sockets, latest, storage } = connectedHarness({}, { name: "小红" });
+      connection.rename("  Bob ");
+      assert.equal(sockets.length, 1, "no reconnection");
+      assert.deepEqual(latest().sentOfType("rename"), [{ type: "rename", name: "Bob" }]);
+      assert.equal(connection.name, "小红", "not ours until the server says so");
+      assert.equal(connection.wantedName, "Bob");
+      latest().receive({ type: "renamed", sid: MY_SID, from: "小红", to: "Bob" });
+      assert.equal(connection.name, "Bob");
+      assert.equal(connection.wantedName, null);
+      assert.equal(storage.getItem(STORAGE_KEYS.name), "Bob", "the next connection asks for Bob");
+      assert.deepEqual(connection.members, [{ name: "Bob", sid: MY_SID, away: false }]);
+      assert.deepEqual(
+        connection.entries.map((entry) => (entry.kind === "notice" ? [entry.notice, entry.name, entry.to] : "message")),
+        [["renamed", "小红", "Bob"]],
+      );
+      connection.rename("Bob");
+      connection.rename("");
+      assert.equal(latest().sentOfType("rename").length, 1, "same or empty name: nothing to do");
+    },
+  );
 
   test("someone else's rename updates the member list and shows one line", () => {
     const { connection, latest } = connectedHarness({}, { others: [{ name: "Teacher", sid: OTHER_SID }] });
@@ -868,50 +876,57 @@ describe("connection", () => {
     assert.deepEqual(latest().sentOfType("rename"), [], "nothing pending after the welcome");
   });
 
-  test("a rename while offline is asked for in the next URL, and again after the welcome if our identity kept its old name", () => {
-    const { connection, clock, latest } = connectedHarness({}, { name: "小明" });
-    latest().closeFromServer();
-    connection.rename("阿明");
-    clock.advance(999);
-    assert.equal(latest().query("name"), "阿明");
-    // The server still holds our identity under 小明 (within its grace): it keeps that name.
-    latest().receive(welcome({ name: "小明", resumed: true }));
-    assert.deepEqual(latest().sentOfType("rename"), [{ type: "rename", name: "阿明" }]);
-    latest().receive({ type: "renamed", sid: MY_SID, from: "小明", to: "阿明" });
-    assert.equal(connection.name, "阿明");
+  test(
+    "a rename while offline is asked for in the next URL, " +
+      "and again after the welcome if our identity kept its old name",
+    () => {
+      const { connection, clock, latest } = connectedHarness({}, { name: "小明" });
+      latest().closeFromServer();
+      connection.rename("阿明");
+      clock.advance(999);
+      assert.equal(latest().query("name"), "阿明");
+      // The server still holds our identity under 小明 (within its grace): it keeps that name.
+      latest().receive(welcome({ name: "小明", resumed: true }));
+      assert.deepEqual(latest().sentOfType("rename"), [{ type: "rename", name: "阿明" }]);
+      latest().receive({ type: "renamed", sid: MY_SID, from: "小明", to: "阿明" });
+      assert.equal(connection.name, "阿明");
 
-    // A fresh identity (the server restarted) simply gets the asked-for name.
-    latest().closeFromServer();
-    connection.rename("Ming");
-    clock.advance(1999);
-    latest().receive(welcome({ name: "Ming", resumed: true }));
-    assert.deepEqual(latest().sentOfType("rename"), []);
-    assert.equal(connection.wantedName, null);
-  });
+      // A fresh identity (the server restarted) simply gets the asked-for name.
+      latest().closeFromServer();
+      connection.rename("Ming");
+      clock.advance(1999);
+      latest().receive(welcome({ name: "Ming", resumed: true }));
+      assert.deepEqual(latest().sentOfType("rename"), []);
+      assert.equal(connection.wantedName, null);
+    },
+  );
 
-  test("joined, left, away and back keep the member list by sid; only joined and left are lines; our own sid is not news", () => {
-    const { connection, latest } = connectedHarness({}, { name: "小明", others: [{ name: "小红", sid: "sid-hong" }] });
-    latest().receive({ type: "joined", name: "小军", sid: "sid-jun" });
-    latest().receive({ type: "away", name: "小红", sid: "sid-hong" });
-    assert.deepEqual(
-      connection.members.map((member) => `${member.name}${member.away ? " (away)" : ""}`),
-      ["小明", "小军", "小红 (away)"],
-    );
-    latest().receive({ type: "back", name: "小红", sid: "sid-hong" });
-    latest().receive({ type: "left", name: "小军", sid: "sid-jun" });
-    latest().receive({ type: "joined", name: "小明", sid: MY_SID });
-    latest().receive({ type: "away", name: "小明", sid: MY_SID });
-    latest().receive({ type: "back", name: "小明", sid: MY_SID });
-    assert.deepEqual(
-      connection.members.map((member) => member.name),
-      ["小红", "小明"],
-    );
-    assert.deepEqual(
-      connection.entries.map((entry) => (entry.kind === "notice" ? `${entry.notice} ${entry.name}` : "message")),
-      ["joined 小军", "left 小军"],
-      "a reload elsewhere (away, back) is not a line, and we are not news to ourselves",
-    );
-  });
+  test(
+    "joined, left, away and back keep the member list by sid; only joined and left are lines; our own sid is not news",
+    () => {
+      const { connection, latest } = connectedHarness({}, { name: "小明", others: [{ name: "小红", sid: "sid-hong" }] });
+      latest().receive({ type: "joined", name: "小军", sid: "sid-jun" });
+      latest().receive({ type: "away", name: "小红", sid: "sid-hong" });
+      assert.deepEqual(
+        connection.members.map((member) => `${member.name}${member.away ? " (away)" : ""}`),
+        ["小明", "小军", "小红 (away)"],
+      );
+      latest().receive({ type: "back", name: "小红", sid: "sid-hong" });
+      latest().receive({ type: "left", name: "小军", sid: "sid-jun" });
+      latest().receive({ type: "joined", name: "小明", sid: MY_SID });
+      latest().receive({ type: "away", name: "小明", sid: MY_SID });
+      latest().receive({ type: "back", name: "小明", sid: MY_SID });
+      assert.deepEqual(
+        connection.members.map((member) => member.name),
+        ["小红", "小明"],
+      );
+      assert.deepEqual(
+        connection.entries.map((entry) => (entry.kind === "notice" ? `${entry.notice} ${entry.name}` : "message")),
+        ["joined 小军", "left 小军"],
+        "a reload elsewhere (away, back) is not a line, and we are not news to ourselves",
+      );
+    },
+  );
 
   test("a left for a name that is ours by name but not by sid is someone else leaving", () => {
     const { connection, latest } = connectedHarness({}, { name: "小明", others: [{ name: "小明 (old)", sid: OTHER_SID }] });
@@ -995,18 +1010,21 @@ describe("sessions", () => {
     assert.equal(storage.getItem(STORAGE_KEYS.you), "sid-of-original");
   });
 
-  test("a duplicated ChatConnection reconnects at once under its new session and stops calling the old messages its own", () => {
-    const tabs = new FakeTabs();
-    const original = connectedHarness({ tabChannel: tabs.open() });
-    original.latest().receive(chatMessage(1, { sid: MY_SID }));
-    const duplicate = createHarness({ storage: copyOf(original.storage), tabChannel: tabs.open() });
-    const entry = duplicate.connection.entries[0];
-    assert.ok(entry?.kind === "message");
-    assert.equal(duplicate.connection.isMine(entry.message), false, "the duplicate is someone new");
-    duplicate.connection.start();
-    assert.notEqual(duplicate.latest().query("session"), original.latest().query("session"));
-    assert.equal(original.sockets.length, 1, "the original tab is undisturbed");
-  });
+  test(
+    "a duplicated ChatConnection reconnects at once under its new session and stops calling the old messages its own",
+    () => {
+      const tabs = new FakeTabs();
+      const original = connectedHarness({ tabChannel: tabs.open() });
+      original.latest().receive(chatMessage(1, { sid: MY_SID }));
+      const duplicate = createHarness({ storage: copyOf(original.storage), tabChannel: tabs.open() });
+      const entry = duplicate.connection.entries[0];
+      assert.ok(entry?.kind === "message");
+      assert.equal(duplicate.connection.isMine(entry.message), false, "the duplicate is someone new");
+      duplicate.connection.start();
+      assert.notEqual(duplicate.latest().query("session"), original.latest().query("session"));
+      assert.equal(original.sockets.length, 1, "the original tab is undisturbed");
+    },
+  );
 
   test("a stored session that is not valid is replaced", () => {
     const storage = createMemoryStorage();
@@ -1054,7 +1072,8 @@ describe("helpers", () => {
   });
 
   test("resolveServerUrl: ?server= wins, then the page's own host, then localhost:5500 for file://", () => {
-    assert.equal(resolveServerUrl({ protocol: "http:", host: "example.org:8080", search: "" }), "ws://example.org:8080/");
+    const http = resolveServerUrl({ protocol: "http:", host: "example.org:8080", search: "" });
+    assert.equal(http, "ws://example.org:8080/");
     assert.equal(resolveServerUrl({ protocol: "https:", host: "example.org", search: "" }), "wss://example.org/");
     assert.equal(resolveServerUrl({ protocol: "file:", host: "", search: "" }), "ws://localhost:5500/");
     assert.equal(
@@ -1110,7 +1129,14 @@ describe("helpers", () => {
 // ---------------------------------------------------------------------------
 
 const en = INSPECTOR_WORDS.en;
-const opcodeNames: Record<number, string> = { 0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong" };
+const opcodeNames: Record<number, string> = {
+  0: "continuation",
+  1: "text",
+  2: "binary",
+  8: "close",
+  9: "ping",
+  10: "pong",
+};
 
 function spacedHex(bytes: Uint8Array): string {
   return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(" ");
@@ -1162,8 +1188,12 @@ function inspectorHarness(limit?: number) {
     clock,
     changes: () => changes,
     /** The server read a frame from the page; Chromium compresses every message, so by default it is compressed. */
-    received(content: string | Uint8Array, options: { opcode?: number; rsv1?: boolean; fin?: boolean } = {}): InspectorEntry {
-      log.trace({ direction: "received", line: "← …", frame: traceFrame(content, { rsv1: true, ...options, key: PAGE_KEY }) });
+    received(
+      content: string | Uint8Array,
+      options: { opcode?: number; rsv1?: boolean; fin?: boolean } = {},
+    ): InspectorEntry {
+      const frame = traceFrame(content, { rsv1: true, ...options, key: PAGE_KEY });
+      log.trace({ direction: "received", line: "← …", frame });
       return log.entries[log.entries.length - 1]!;
     },
     sent(content: string | Uint8Array, options: { opcode?: number; rsv1?: boolean } = {}): InspectorEntry {
@@ -1194,28 +1224,32 @@ describe("frame inspector", () => {
       { ...frame, fin: 1 },
       { ...frame, opcode: 16 },
     ]) {
-      assert.equal(parseServerFrame(JSON.stringify({ type: "trace", direction: "sent", line, frame: broken })), null, JSON.stringify(broken));
+      const text = JSON.stringify({ type: "trace", direction: "sent", line, frame: broken });
+      assert.equal(parseServerFrame(text), null, JSON.stringify(broken));
     }
     assert.equal(parseServerFrame(JSON.stringify({ type: "trace", direction: "in", line, frame })), null);
     assert.deepEqual(parseServerFrame(JSON.stringify({ type: "pong", t: 42 })), { type: "pong", t: 42 });
     assert.deepEqual(parseServerFrame(JSON.stringify({ type: "pong" })), { type: "pong", t: null });
   });
 
-  test("a masked frame: every header field, the key, the bytes masked and unmasked, the text (RFC 6455 §5.7's example)", () => {
-    const { summary, fields } = describeTraceFrame(traceFrame("Hello", { key: PAGE_KEY }), "received", null, en);
-    const field = fieldsOf(fields);
-    assert.equal(field.FIN, "1 · the last frame of its message");
-    assert.equal(field["RSV1-3"], "0 0 0 · no extension uses them");
-    assert.equal(field.opcode, "0x1 · text");
-    assert.match(field.MASK!, /^1 · a browser must mask/);
-    assert.equal(field.length, "5 bytes · in the 7-bit length field itself (0–125)");
-    assert.equal(field["masking key"], "37 fa 21 3d");
-    assert.equal(field.masked, "7f 9f 4d 51 58");
-    assert.equal(field.unmasked, "48 65 6c 6c 6f");
-    assert.equal(field["⊕"], "each byte XOR the key byte in turn: 7f ⊕ 37 = 48");
-    assert.equal(field.text, "Hello");
-    assert.equal(summary, "text · 5 B · Hello");
-  });
+  test(
+    "a masked frame: every header field, the key, the bytes masked and unmasked, the text (RFC 6455 §5.7's example)",
+    () => {
+      const { summary, fields } = describeTraceFrame(traceFrame("Hello", { key: PAGE_KEY }), "received", null, en);
+      const field = fieldsOf(fields);
+      assert.equal(field.FIN, "1 · the last frame of its message");
+      assert.equal(field["RSV1-3"], "0 0 0 · no extension uses them");
+      assert.equal(field.opcode, "0x1 · text");
+      assert.match(field.MASK!, /^1 · a browser must mask/);
+      assert.equal(field.length, "5 bytes · in the 7-bit length field itself (0–125)");
+      assert.equal(field["masking key"], "37 fa 21 3d");
+      assert.equal(field.masked, "7f 9f 4d 51 58");
+      assert.equal(field.unmasked, "48 65 6c 6c 6f");
+      assert.equal(field["⊕"], "each byte XOR the key byte in turn: 7f ⊕ 37 = 48");
+      assert.equal(field.text, "Hello");
+      assert.equal(summary, "text · 5 B · Hello");
+    },
+  );
 
   test("an unmasked frame from the server shows its payload once, and what a chat message means", () => {
     const message = JSON.stringify({ type: "message", seq: 1, id: "a", from: "小红", text: "hi", time: 1 });
@@ -1229,43 +1263,54 @@ describe("frame inspector", () => {
     assert.equal(summary, `text · ${new TextEncoder().encode(message).length} B · chat message from 小红: "hi"`);
   });
 
-  test("a compressed frame shows the message it carries when the page knows it, and says so; otherwise it says deflate", () => {
-    const deflated = Uint8Array.from([0xaa, 0x56, 0x2a, 0xa9, 0x2c, 0x48, 0x55, 0xb2]);
-    const frame = traceFrame(deflated, { key: PAGE_KEY, rsv1: true });
-    const say = JSON.stringify({ type: "say", id: "x", text: "hi" });
+  test(
+    "a compressed frame shows the message it carries when the page knows it, and says so; otherwise it says deflate",
+    () => {
+      const deflated = Uint8Array.from([0xaa, 0x56, 0x2a, 0xa9, 0x2c, 0x48, 0x55, 0xb2]);
+      const frame = traceFrame(deflated, { key: PAGE_KEY, rsv1: true });
+      const say = JSON.stringify({ type: "say", id: "x", text: "hi" });
 
-    const known = describeTraceFrame(frame, "received", say, en);
-    const field = fieldsOf(known.fields);
-    assert.match(field["RSV1-3"]!, /^1 0 0 · RSV1: compressed \(permessage-deflate\)/);
-    assert.equal(field.unmasked, "aa 56 2a a9 2c 48 55 b2", "the wire's bytes are deflate data");
-    assert.equal(field.text, say);
-    assert.match(field["RSV1=1"]!, /what this page gave to send\(\)/);
-    assert.equal(known.summary, 'text · 8 B · chat message "hi"');
+      const known = describeTraceFrame(frame, "received", say, en);
+      const field = fieldsOf(known.fields);
+      assert.match(field["RSV1-3"]!, /^1 0 0 · RSV1: compressed \(permessage-deflate\)/);
+      assert.equal(field.unmasked, "aa 56 2a a9 2c 48 55 b2", "the wire's bytes are deflate data");
+      assert.equal(field.text, say);
+      assert.match(field["RSV1=1"]!, /what this page gave to send\(\)/);
+      assert.equal(known.summary, 'text · 8 B · chat message "hi"');
 
-    const unknown = fieldsOf(describeTraceFrame(frame, "received", null, en).fields);
-    assert.equal(unknown.text, en.compressedUnknown);
-  });
+      const unknown = fieldsOf(describeTraceFrame(frame, "received", null, en).fields);
+      assert.equal(unknown.text, en.compressedUnknown);
+    },
+  );
 
-  test("lengths: the 16-bit and 64-bit encodings are named; long payloads show 16 bytes of hex and the rest as a count", () => {
-    const medium = fieldsOf(describeTraceFrame(traceFrame("x".repeat(300)), "sent", null, en).fields);
-    assert.equal(medium.length, "300 bytes · the 7-bit field says 126, the length follows in 16 bits");
-    assert.equal(medium.payload, `${"78 ".repeat(16)}… +284 bytes`);
-    assert.equal(medium.text, `${"x".repeat(128)} … +172 bytes`, "the server sends 128 bytes of a payload");
+  test(
+    "lengths: the 16-bit and 64-bit encodings are named; long payloads show 16 bytes of hex and the rest as a count",
+    () => {
+      const medium = fieldsOf(describeTraceFrame(traceFrame("x".repeat(300)), "sent", null, en).fields);
+      assert.equal(medium.length, "300 bytes · the 7-bit field says 126, the length follows in 16 bits");
+      assert.equal(medium.payload, `${"78 ".repeat(16)}… +284 bytes`);
+      assert.equal(medium.text, `${"x".repeat(128)} … +172 bytes`, "the server sends 128 bytes of a payload");
 
-    const large = fieldsOf(describeTraceFrame(traceFrame("y".repeat(70_000)), "sent", null, en).fields);
-    assert.equal(large.length, "70000 bytes · the 7-bit field says 127, the length follows in 64 bits");
+      const large = fieldsOf(describeTraceFrame(traceFrame("y".repeat(70_000)), "sent", null, en).fields);
+      assert.equal(large.length, "70000 bytes · the 7-bit field says 127, the length follows in 64 bits");
 
-    const long = JSON.stringify({ type: "say", id: "x", text: "z".repeat(500) });
-    const { summary } = describeTraceFrame(traceFrame(long, { key: PAGE_KEY }), "received", long, en);
-    assert.ok(Array.from(summary).length < 100, "the summary stays one line");
-    assert.match(summary, /…$/);
-  });
+      const long = JSON.stringify({ type: "say", id: "x", text: "z".repeat(500) });
+      const { summary } = describeTraceFrame(traceFrame(long, { key: PAGE_KEY }), "received", long, en);
+      assert.ok(Array.from(summary).length < 100, "the summary stays one line");
+      assert.match(summary, /…$/);
+    },
+  );
 
   test("close frames: the code with its name and the reason; protocol pings and pongs say what they are", () => {
-    const close = describeTraceFrame(traceFrame(Uint8Array.from([0x03, 0xe8, 0x62, 0x79, 0x65]), { opcode: 8 }), "sent", null, en);
+    const bye = Uint8Array.from([0x03, 0xe8, 0x62, 0x79, 0x65]);
+    const close = describeTraceFrame(traceFrame(bye, { opcode: 8 }), "sent", null, en);
     assert.equal(fieldsOf(close.fields).close, '1000 (normal closure) · reason "bye"');
-    assert.match(close.summary, /^close · 5 B · close frame: the server ends the connection · 1000 \(normal closure\)$/);
-    const away = describeTraceFrame(traceFrame(Uint8Array.from([0x03, 0xe9]), { opcode: 8, key: PAGE_KEY }), "received", null, en);
+    assert.match(
+      close.summary,
+      /^close · 5 B · close frame: the server ends the connection · 1000 \(normal closure\)$/,
+    );
+    const goingAway = traceFrame(Uint8Array.from([0x03, 0xe9]), { opcode: 8, key: PAGE_KEY });
+    const away = describeTraceFrame(goingAway, "received", null, en);
     assert.equal(fieldsOf(away.fields).close, "1001 (going away)");
 
     const ping = describeTraceFrame(traceFrame("", { opcode: 9 }), "sent", null, en);
@@ -1310,47 +1355,56 @@ describe("frame inspector", () => {
     log.clear();
     assert.equal(log.entries.length, 0);
     log.clientEvent({ kind: "socket-error" });
-    assert.deepEqual(log.entries.map((entry) => entry.id), [9], "ids never repeat, so the page never confuses two entries");
+    const ids = log.entries.map((entry) => entry.id);
+    assert.deepEqual(ids, [9], "ids never repeat, so the page never confuses two entries");
     assert.equal(INSPECTOR_LIMIT, 500);
     const big = inspectorHarness();
     for (let index = 0; index < 600; index++) big.log.clientEvent({ kind: "socket-error" });
     assert.equal(big.log.entries.length, 500);
   });
 
-  test("entries: direction, opcode and kind for the page's data attributes; the handshake's lines; the server's own line", () => {
-    const { log, received, sent } = inspectorHarness();
-    log.trace({ direction: "handshake", lines: ["← GET /?inspect=1 HTTP/1.1", "→ HTTP/1.1 101 Switching Protocols"] });
-    log.socketOpened(true);
-    log.pageSent('{"type":"say","id":"1","text":"hi"}');
-    const out = received(Uint8Array.from([0xaa, 0x56]));
-    const back = sent("", { opcode: 9 });
-    log.clientEvent({ kind: "retry", attempt: 2, delayMs: 1500 });
-    const [handshake, , , retry] = log.entries;
-    assert.deepEqual([handshake!.direction, handshake!.opcode, handshake!.lines.length], ["handshake", null, 2]);
-    assert.deepEqual([out.direction, out.opcode, out.kind, out.serverLine], ["received", "text", null, "← …"]);
-    assert.deepEqual([back.direction, back.opcode], ["sent", "ping"]);
-    assert.deepEqual([retry!.direction, retry!.opcode, retry!.kind], ["client", null, "retry"]);
-    assert.equal(retry!.summary, "reconnect attempt 2 in 1.5 s (exponential backoff, random jitter)");
-  });
+  test(
+    "entries: direction, opcode and kind for the page's data attributes; the handshake's lines; the server's own line",
+    () => {
+      const { log, received, sent } = inspectorHarness();
+      const lines = ["← GET /?inspect=1 HTTP/1.1", "→ HTTP/1.1 101 Switching Protocols"];
+      log.trace({ direction: "handshake", lines });
+      log.socketOpened(true);
+      log.pageSent('{"type":"say","id":"1","text":"hi"}');
+      const out = received(Uint8Array.from([0xaa, 0x56]));
+      const back = sent("", { opcode: 9 });
+      log.clientEvent({ kind: "retry", attempt: 2, delayMs: 1500 });
+      const [handshake, , , retry] = log.entries;
+      assert.deepEqual([handshake!.direction, handshake!.opcode, handshake!.lines.length], ["handshake", null, 2]);
+      assert.deepEqual([out.direction, out.opcode, out.kind, out.serverLine], ["received", "text", null, "← …"]);
+      assert.deepEqual([back.direction, back.opcode], ["sent", "ping"]);
+      assert.deepEqual([retry!.direction, retry!.opcode, retry!.kind], ["client", null, "retry"]);
+      assert.equal(retry!.summary, "reconnect attempt 2 in 1.5 s (exponential backoff, random jitter)");
+    },
+  );
 
-  test("page → server: traced from the start (inspect=1), the n-th compressed message is the n-th the page sent", () => {
-    const { log, received } = inspectorHarness();
-    log.socketOpened(true);
-    const inspect = JSON.stringify({ type: "inspect", on: true });
-    const say = JSON.stringify({ type: "say", id: "1", text: "hi" });
-    log.pageSent(inspect);
-    log.pageSent(say);
-    assert.equal(fieldsOf(received(Uint8Array.from([1, 2])).fields).text, inspect);
-    // A control frame (the browser's pong) is nobody's message and takes no text.
-    received(new Uint8Array(0), { opcode: 10, rsv1: false });
-    assert.equal(fieldsOf(received(Uint8Array.from([3, 4])).fields).text, say);
-    assert.equal(fieldsOf(received(Uint8Array.from([5, 6])).fields).text, en.compressedUnknown, "nothing left to match");
+  test(
+    "page → server: traced from the start (inspect=1), the n-th compressed message is the n-th the page sent",
+    () => {
+      const { log, received } = inspectorHarness();
+      log.socketOpened(true);
+      const inspect = JSON.stringify({ type: "inspect", on: true });
+      const say = JSON.stringify({ type: "say", id: "1", text: "hi" });
+      log.pageSent(inspect);
+      log.pageSent(say);
+      assert.equal(fieldsOf(received(Uint8Array.from([1, 2])).fields).text, inspect);
+      // A control frame (the browser's pong) is nobody's message and takes no text.
+      received(new Uint8Array(0), { opcode: 10, rsv1: false });
+      assert.equal(fieldsOf(received(Uint8Array.from([3, 4])).fields).text, say);
+      const last = fieldsOf(received(Uint8Array.from([5, 6])).fields);
+      assert.equal(last.text, en.compressedUnknown, "nothing left to match");
 
-    // A new socket starts over.
-    log.pageSent(say);
-    log.socketOpened(true);
-    assert.equal(fieldsOf(received(Uint8Array.from([7, 8])).fields).text, en.compressedUnknown);
-  });
+      // A new socket starts over.
+      log.pageSent(say);
+      log.socketOpened(true);
+      assert.equal(fieldsOf(received(Uint8Array.from([7, 8])).fields).text, en.compressedUnknown);
+    },
+  );
 
   test("page → server: switched on over an open socket, the server watches from the message after the switch", () => {
     const { log, received } = inspectorHarness();
@@ -1401,17 +1455,29 @@ describe("frame inspector", () => {
   test("the page's own events, worded", () => {
     const line = (event: ClientEvent) => describeClientEvent(event, en);
     assert.equal(line({ kind: "state", from: "connected", to: "reconnecting" }), "state: connected → reconnecting");
-    assert.equal(line({ kind: "closed", code: 1006, reason: "", wasClean: false, current: true }), "socket closed: 1006 (abnormal closure) · closing handshake not completed");
-    assert.equal(line({ kind: "closed", code: 1001, reason: "server shutting down", wasClean: true, current: true }), 'socket closed: 1001 (going away) · reason "server shutting down"');
+    assert.equal(
+      line({ kind: "closed", code: 1006, reason: "", wasClean: false, current: true }),
+      "socket closed: 1006 (abnormal closure) · closing handshake not completed",
+    );
+    assert.equal(
+      line({ kind: "closed", code: 1001, reason: "server shutting down", wasClean: true, current: true }),
+      'socket closed: 1001 (going away) · reason "server shutting down"',
+    );
     assert.match(line({ kind: "closed", code: 1005, reason: "", wasClean: true, current: false }), /an earlier socket/);
-    assert.equal(line({ kind: "silent", timeoutMs: 5000 }), "no answer to the heartbeat within 5 s: this socket is given up");
+    assert.equal(
+      line({ kind: "silent", timeoutMs: 5000 }),
+      "no answer to the heartbeat within 5 s: this socket is given up",
+    );
     assert.match(describeClientEvent({ kind: "rtt", roundTripMs: 12 }, INSPECTOR_WORDS.zh), /12 毫秒/);
   });
 });
 
 describe("the inspector and the connection", () => {
   /** A connected harness whose connection reports to an InspectorLog (and to a list of events). */
-  function inspectedHarness(storage: KeyValueStorage = createMemoryStorage(), timing: Partial<ChatConnectionOptions["timing"]> = {}) {
+  function inspectedHarness(
+    storage: KeyValueStorage = createMemoryStorage(),
+    timing: Partial<ChatConnectionOptions["timing"]> = {},
+  ) {
     const events: ClientEvent[] = [];
     const traces: unknown[] = [];
     const received: string[] = [];
@@ -1428,32 +1494,35 @@ describe("the inspector and the connection", () => {
     return { ...harness, log, events, traces, received, changes: () => changes };
   }
 
-  test("opening the inspector: the server is told at once, and every later socket asks in its URL and after the welcome", () => {
-    const { connection, clock, latest, storage, events } = inspectedHarness();
-    connection.start();
-    latest().receive(welcome());
-    assert.equal(latest().query("inspect"), null);
-    assert.equal(connection.inspecting, false);
+  test(
+    "opening the inspector: the server is told at once, and every later socket asks in its URL and after the welcome",
+    () => {
+      const { connection, clock, latest, storage, events } = inspectedHarness();
+      connection.start();
+      latest().receive(welcome());
+      assert.equal(latest().query("inspect"), null);
+      assert.equal(connection.inspecting, false);
 
-    connection.setInspecting(true);
-    assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }]);
-    assert.equal(storage.getItem(STORAGE_KEYS.inspector), "true");
-    assert.deepEqual(events[events.length - 1], { kind: "inspect", on: true, connected: true });
+      connection.setInspecting(true);
+      assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }]);
+      assert.equal(storage.getItem(STORAGE_KEYS.inspector), "true");
+      assert.deepEqual(events[events.length - 1], { kind: "inspect", on: true, connected: true });
 
-    latest().closeFromServer();
-    clock.advance(999);
-    assert.equal(latest().query("inspect"), "1");
-    assert.deepEqual(latest().sentOfType("inspect"), [], "not before the welcome");
-    latest().receive(welcome({ resumed: true }));
-    assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }]);
+      latest().closeFromServer();
+      clock.advance(999);
+      assert.equal(latest().query("inspect"), "1");
+      assert.deepEqual(latest().sentOfType("inspect"), [], "not before the welcome");
+      latest().receive(welcome({ resumed: true }));
+      assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }]);
 
-    connection.setInspecting(false);
-    assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }, { type: "inspect", on: false }]);
-    assert.equal(storage.getItem(STORAGE_KEYS.inspector), "false");
-    latest().closeFromServer();
-    clock.advance(1999);
-    assert.equal(latest().query("inspect"), null);
-  });
+      connection.setInspecting(false);
+      assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }, { type: "inspect", on: false }]);
+      assert.equal(storage.getItem(STORAGE_KEYS.inspector), "false");
+      latest().closeFromServer();
+      clock.advance(1999);
+      assert.equal(latest().query("inspect"), null);
+    },
+  );
 
   test("a reload remembers the open inspector: the first socket already asks for the handshake", () => {
     const storage = createMemoryStorage();
@@ -1478,7 +1547,8 @@ describe("the inspector and the connection", () => {
     assert.equal(changes(), before, "the chat view is not redrawn for a trace");
     assert.equal(connection.entries.length, 0);
     assert.deepEqual(received, [JSON.stringify(welcome())], "only the welcome counts as received");
-    assert.deepEqual(log.entries.filter((entry) => entry.direction !== "client").map((entry) => entry.direction), ["received", "handshake"]);
+    const frames = log.entries.filter((entry) => entry.direction !== "client");
+    assert.deepEqual(frames.map((entry) => entry.direction), ["received", "handshake"]);
   });
 
   test("the texts the page sends are matched with the server's traces of them", () => {
@@ -1489,60 +1559,69 @@ describe("the inspector and the connection", () => {
     connection.send("hi");
     // Chromium compresses both: the inspect message sent after the welcome, then "hi".
     for (const bytes of [[1, 2], [3, 4]]) {
-      latest().receive({ type: "trace", direction: "received", line: "←", frame: traceFrame(Uint8Array.from(bytes), { key: PAGE_KEY, rsv1: true }) });
+      const frame = traceFrame(Uint8Array.from(bytes), { key: PAGE_KEY, rsv1: true });
+      latest().receive({ type: "trace", direction: "received", line: "←", frame });
     }
-    const texts = log.entries.filter((entry) => entry.direction === "received").map((entry) => fieldsOf(entry.fields).text);
+    const texts = log.entries
+      .filter((entry) => entry.direction === "received")
+      .map((entry) => fieldsOf(entry.fields).text);
     const say = latest().sentOfType("say")[0]!;
     assert.deepEqual(texts, ['{"type":"inspect","on":true}', JSON.stringify(say)]);
   });
 
-  test("client events: states, the URL, retries with their delays, close codes and reasons, round trips, silence", () => {
-    const { connection, clock, latest, events } = inspectedHarness();
-    connection.start();
-    latest().receive(welcome());
-    clock.advance(10_000);
-    const ping = latest().sentOfType("ping")[0]!;
-    clock.advance(23);
-    latest().receive({ type: "pong", t: ping.t });
-    latest().closeFromServer(1001, "server shutting down", true);
-    clock.advance(999);
-    latest().fail();
-    clock.advance(1999);
-    clock.advance(10_000); // never welcomed
-    latest().closeFromServer(1006, "", false); // the socket given up on closes late
+  test(
+    "client events: states, the URL, retries with their delays, close codes and reasons, round trips, silence",
+    () => {
+      const { connection, clock, latest, events } = inspectedHarness();
+      connection.start();
+      latest().receive(welcome());
+      clock.advance(10_000);
+      const ping = latest().sentOfType("ping")[0]!;
+      clock.advance(23);
+      latest().receive({ type: "pong", t: ping.t });
+      latest().closeFromServer(1001, "server shutting down", true);
+      clock.advance(999);
+      latest().fail();
+      clock.advance(1999);
+      clock.advance(10_000); // never welcomed
+      latest().closeFromServer(1006, "", false); // the socket given up on closes late
 
-    assert.deepEqual(events, [
-      { kind: "opening", url: "ws://chat.test/?session=…" },
-      { kind: "state", from: "offline", to: "connecting" },
-      { kind: "state", from: "connecting", to: "connected" },
-      { kind: "rtt", roundTripMs: 23 },
-      { kind: "closed", code: 1001, reason: "server shutting down", wasClean: true, current: true },
-      { kind: "state", from: "connected", to: "reconnecting" },
-      { kind: "retry", attempt: 1, delayMs: 999 },
-      { kind: "opening", url: "ws://chat.test/?session=…&name=%E5%B0%8F%E6%98%8E&since=0&epoch=epoch-1" },
-      { kind: "socket-error" },
-      { kind: "retry", attempt: 2, delayMs: 1999 },
-      { kind: "opening", url: "ws://chat.test/?session=…&name=%E5%B0%8F%E6%98%8E&since=0&epoch=epoch-1" },
-      { kind: "not-welcomed", timeoutMs: 10_000 },
-      { kind: "retry", attempt: 3, delayMs: 3999 },
-      { kind: "closed", code: 1006, reason: "", wasClean: false, current: false },
-    ]);
+      assert.deepEqual(events, [
+        { kind: "opening", url: "ws://chat.test/?session=…" },
+        { kind: "state", from: "offline", to: "connecting" },
+        { kind: "state", from: "connecting", to: "connected" },
+        { kind: "rtt", roundTripMs: 23 },
+        { kind: "closed", code: 1001, reason: "server shutting down", wasClean: true, current: true },
+        { kind: "state", from: "connected", to: "reconnecting" },
+        { kind: "retry", attempt: 1, delayMs: 999 },
+        { kind: "opening", url: "ws://chat.test/?session=…&name=%E5%B0%8F%E6%98%8E&since=0&epoch=epoch-1" },
+        { kind: "socket-error" },
+        { kind: "retry", attempt: 2, delayMs: 1999 },
+        { kind: "opening", url: "ws://chat.test/?session=…&name=%E5%B0%8F%E6%98%8E&since=0&epoch=epoch-1" },
+        { kind: "not-welcomed", timeoutMs: 10_000 },
+        { kind: "retry", attempt: 3, delayMs: 3999 },
+        { kind: "closed", code: 1006, reason: "", wasClean: false, current: false },
+      ]);
 
-    const silent = inspectedHarness(createMemoryStorage(), { heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 300 });
-    silent.connection.start();
-    silent.latest().receive(welcome());
-    silent.clock.advance(1300);
-    assert.ok(silent.events.some((event) => event.kind === "silent" && event.timeoutMs === 300));
-  });
+      const silent = inspectedHarness(createMemoryStorage(), { heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 300 });
+      silent.connection.start();
+      silent.latest().receive(welcome());
+      silent.clock.advance(1300);
+      assert.ok(silent.events.some((event) => event.kind === "silent" && event.timeoutMs === 300));
+    },
+  );
 });
 
 describe("the page's words", () => {
-  test("own messages are labelled 我 in every language; English says \"me\" in the badge's tooltip and accessible name", () => {
-    assert.equal(TEXT.zh.me, "我");
-    assert.equal(TEXT.en.me, "我");
-    assert.equal(TEXT.zh.meLabel, null);
-    assert.equal(TEXT.en.meLabel, "me");
-  });
+  test(
+    "own messages are labelled 我 in every language; English says \"me\" in the badge's tooltip and accessible name",
+    () => {
+      assert.equal(TEXT.zh.me, "我");
+      assert.equal(TEXT.en.me, "我");
+      assert.equal(TEXT.zh.meLabel, null);
+      assert.equal(TEXT.en.meLabel, "me");
+    },
+  );
 });
 
 // ---------------------------------------------------------------------------
@@ -1575,7 +1654,8 @@ describe("client.js", () => {
     const packageJson: unknown = JSON.parse(readFileSync(join(repositoryRoot, "package.json"), "utf8"));
     assert.ok(typeof packageJson === "object" && packageJson !== null && "scripts" in packageJson);
     const { scripts } = packageJson;
-    assert.ok(typeof scripts === "object" && scripts !== null && "build" in scripts && typeof scripts.build === "string");
+    assert.ok(typeof scripts === "object" && scripts !== null && "build" in scripts);
+    assert.ok(typeof scripts.build === "string");
     const [command, ...flags] = scripts.build.split(/\s+/);
     assert.equal(command, "esbuild");
 
