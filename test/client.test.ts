@@ -1646,6 +1646,29 @@ describe("server.ts", () => {
 });
 
 // ---------------------------------------------------------------------------
+// The state machine's drawing
+// ---------------------------------------------------------------------------
+
+describe("ChatConnection's state machine", () => {
+  test("is drawn the same in its doc comment and in docs/tour.md", () => {
+    const drawing = (text: string) =>
+      text
+        .split("\n")
+        .filter((line) => /[┌│└▲▼]/.test(line))
+        .map((line) => line.replace(/^ \* /, "").trimEnd())
+        .join("\n");
+    const source = readFileSync(join(repositoryRoot, "client.ts"), "utf8");
+    const comment = source.slice(source.indexOf(" * One chat connection over a sequence of sockets"));
+    const tour = readFileSync(join(repositoryRoot, "docs", "tour.md"), "utf8");
+    const section = tour.slice(tour.indexOf("## Reconnecting"));
+    const inComment = drawing(comment.slice(0, comment.indexOf("*/")));
+    const inTour = drawing(section.slice(section.indexOf("```"), section.indexOf("```", section.indexOf("```") + 3)));
+    assert.match(inComment, /stopped[\s\S]*opening[\s\S]*open[\s\S]*offline[\s\S]*waiting/);
+    assert.equal(inTour, inComment);
+  });
+});
+
+// ---------------------------------------------------------------------------
 // The committed bundle
 // ---------------------------------------------------------------------------
 
