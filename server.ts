@@ -104,40 +104,113 @@ export const closeCodeNames: Record<number, string> = {
 /** §5.5: control frames carry at most 125 bytes, so they fit a 7-bit length. */
 export const MAX_CONTROL_PAYLOAD = 125;
 
-/** The defaults a fresh server runs with. Each is an option on the command line. */
-export const defaults = {
-  port: 5500,
-  host: "127.0.0.1",
-  /** Largest message accepted, after decompression (1 MiB, as python-websockets). */
-  maxPayload: 1024 * 1024,
-  /** A message may be split into this many frames at most: empty fragments
-   * cost memory and time too (ws CVE-2026-48779). */
-  maxFragments: 131_072,
-  keepaliveIntervalMs: 30_000,
-  keepaliveTimeoutMs: 10_000,
-  /** How long a close frame we sent may wait for the peer's answer. */
-  closingTimeoutMs: 5_000,
-  handshakeTimeoutMs: 10_000,
-  maxConnections: 10_000,
-  maxConnectionsPerIp: 256,
-  /** A connection whose unsent bytes pass this is too slow to keep (issue: slow consumers). */
-  maxBufferedBytes: 4 * 1024 * 1024,
-  historySize: 1000,
-  /** A name stays with its session this long after the session's last
-   * connection closed, so a reload or a network blip keeps it (Phoenix
-   * Presence and Centrifugo wait 30-60 s before saying "left"). */
-  nameGraceMs: 60_000,
-  /** Chat messages per second a connection may send, and the burst it may save up. */
-  messageRate: 20,
-  messageBurst: 40,
-  deflate: true,
-  /** Messages shorter than this are sent uncompressed: deflating them costs
-   * more CPU than the bytes it saves. */
-  deflateThreshold: 1024,
-  /** zlib's compression level for what the server sends: 3 is about twice as
-   * fast as zlib's default 6, for some 15% more bytes on text. */
-  deflateLevel: 3,
-} as const;
+// ── The server's options, each declared once ────────────────────────────────
+// One row per command-line option: its flag, the config key it sets, its
+// type, default and bounds, the environment variable that may give it, and
+// its help line. The defaults, the config type, the parser, `--help` and the
+// README's table of options are all made from these rows.
+
+type OptionType = "integer" | "text" | "list" | "switch" | "trace";
+
+export interface OptionRow {
+  /** The key in ServerConfig. */
+  key: string;
+  flag: string;
+  type: OptionType;
+  /** What the value is called in --help: N, MS, BYTES, FILE... */
+  value?: string;
+  default: number | string | boolean | readonly string[] | undefined;
+  min?: number;
+  max?: number;
+  /** An environment variable read when the flag is not given. */
+  env?: string;
+  help: string;
+}
+
+export const optionTable = [
+  { key: "port", flag: "port", type: "integer", value: "N", default: 5500, min: 0, max: 65535, env: "PORT",
+    help: "port to listen on; 0 picks a free one" },
+  { key: "host", flag: "host", type: "text", value: "ADDRESS", default: "127.0.0.1",
+    help: "address to listen on; 0.0.0.0 lets your network in" },
+  { key: "allowedOrigins", flag: "allow-origin", type: "list", value: "ORIGIN", default: [] as readonly string[],
+    help: "also accept pages from ORIGIN (repeatable, or comma-separated; * for any)" },
+  // 1 MiB, as python-websockets; larger messages are closed with 1009.
+  { key: "maxPayload", flag: "max-payload", type: "integer", value: "BYTES", default: 1024 * 1024, min: 1, max: 2 ** 31,
+    help: "largest message accepted, after decompression" },
+  { key: "keepaliveIntervalMs", flag: "keepalive-interval", type: "integer", value: "MS", default: 30_000, min: 0,
+    help: "ping every client this often; 0 turns it off" },
+  { key: "keepaliveTimeoutMs", flag: "keepalive-timeout", type: "integer", value: "MS", default: 10_000, min: 1,
+    help: "drop a client that has sent nothing this long after a ping" },
+  { key: "closingTimeoutMs", flag: "closing-timeout", type: "integer", value: "MS", default: 5_000, min: 1,
+    help: "wait this long for the answer to a close frame" },
+  { key: "handshakeTimeoutMs", flag: "handshake-timeout", type: "integer", value: "MS", default: 10_000, min: 1,
+    help: "answer 408 to a client whose request has not arrived by then" },
+  { key: "maxConnections", flag: "max-connections", type: "integer", value: "N", default: 10_000, min: 1,
+    help: "WebSocket connections in all; more get 503" },
+  { key: "maxConnectionsPerIp", flag: "max-connections-per-ip", type: "integer", value: "N", default: 256, min: 1,
+    help: "WebSocket connections from one address; more get 503" },
+  { key: "maxBufferedBytes", flag: "max-buffered", type: "integer", value: "BYTES", default: 4 * 1024 * 1024, min: 1024,
+    help: "close (1008) a client whose unsent data passes this" },
+  { key: "messageRate", flag: "message-rate", type: "integer", value: "N", default: 20, min: 1,
+    help: "chat messages a second per client" },
+  { key: "messageBurst", flag: "message-burst", type: "integer", value: "N", default: 40, min: 1,
+    help: "chat messages a client may send at once" },
+  { key: "historyFile", flag: "history", type: "text", value: "FILE", default: undefined,
+    help: "keep every message in FILE (JSON lines) and load it at start-up" },
+  { key: "historySize", flag: "history-size", type: "integer", value: "N", default: 1000, min: 1,
+    help: "messages kept for replay" },
+  // Phoenix Presence and Centrifugo wait 30-60 s before saying "left", so a
+  // reload or a network blip is not announced.
+  { key: "nameGraceMs", flag: "name-grace", type: "integer", value: "MS", default: 60_000, min: 0,
+    help: "a name stays with its session this long after its last connection closed" },
+  { key: "deflate", flag: "no-deflate", type: "switch", default: true,
+    help: "do not negotiate permessage-deflate" },
+  // Deflating a short message costs more CPU than the bytes it saves.
+  { key: "deflateThreshold", flag: "deflate-threshold", type: "integer", value: "BYTES", default: 1024, min: 0,
+    help: "send shorter messages uncompressed" },
+  // Level 3 compressed a chat broadcast in about a third of level 6's time,
+  // for some 16% more bytes (see the README's Performance section).
+  { key: "deflateLevel", flag: "deflate-level", type: "integer", value: "N", default: 3, min: 1, max: 9,
+    help: "zlib level for what the server sends, 1 fastest to 9 smallest" },
+  { key: "deflateClientWindowBits", flag: "deflate-client-window", type: "integer", value: "N", default: 12, min: 8, max: 15,
+    help: "window bits asked of clients that let the server choose" },
+  { key: "deflateServerWindowBits", flag: "deflate-server-window", type: "integer", value: "N", default: 15, min: 9, max: 15,
+    help: "window bits the server compresses with" },
+  { key: "deflateClientContext", flag: "deflate-client-context", type: "switch", default: false,
+    help: "let clients keep their compression context even when they offer not to" },
+  { key: "trace", flag: "trace", type: "trace", default: "off",
+    help: "print the handshake and every frame, annotated; --trace=full adds hex dumps" },
+  { key: "verbose", flag: "verbose", type: "switch", default: false,
+    help: "log every connection" },
+  { key: "help", flag: "help", type: "switch", default: false,
+    help: "show this text" },
+] as const satisfies readonly OptionRow[];
+
+export type TraceLevel = "off" | "frames" | "full";
+
+type ValueOf<Row> = Row extends { type: "integer" }
+  ? number
+  : Row extends { type: "switch" }
+    ? boolean
+    : Row extends { type: "list" }
+      ? string[]
+      : Row extends { type: "trace" }
+        ? TraceLevel
+        : Row extends { default: string }
+          ? string
+          : string | undefined;
+
+/** What the command line can set: one field per row of optionTable. */
+export type CommandLineOptions = { [Row in (typeof optionTable)[number] as Row["key"]]: ValueOf<Row> };
+
+/** The defaults a fresh server runs with, from the table. */
+export const defaults = Object.fromEntries(
+  optionTable.map((row) => [row.key, Array.isArray(row.default) ? [...row.default] : row.default]),
+) as CommandLineOptions;
+
+/** A message may be split into this many frames at most: empty fragments
+ * cost memory and time too (ws CVE-2026-48779). Not an option. */
+export const MAX_FRAGMENTS = 131_072;
 
 // ════════════════════════════════════════════════════════════════════════════
 // 2. The opening handshake (RFC 6455 §4.2)
@@ -654,7 +727,7 @@ export class FrameDecoder {
 
   constructor(options: DecoderOptions) {
     this.options = {
-      maxFragments: defaults.maxFragments,
+      maxFragments: MAX_FRAGMENTS,
       allowCompression: false,
       observeFrames: false,
       ...options,
@@ -1066,14 +1139,19 @@ export interface DeflateOptions {
   level: number;
 }
 
-export const defaultDeflateOptions: DeflateOptions = {
-  enabled: defaults.deflate,
-  clientMaxWindowBits: 12,
-  serverMaxWindowBits: 15,
-  clientNoContextTakeover: true,
-  threshold: defaults.deflateThreshold,
-  level: defaults.deflateLevel,
-};
+/** The negotiation's view of the deflate options on the command line. */
+export function deflateOptionsOf(options: CommandLineOptions): DeflateOptions {
+  return {
+    enabled: options.deflate,
+    clientMaxWindowBits: options.deflateClientWindowBits,
+    serverMaxWindowBits: options.deflateServerWindowBits,
+    clientNoContextTakeover: !options.deflateClientContext,
+    threshold: options.deflateThreshold,
+    level: options.deflateLevel,
+  };
+}
+
+export const defaultDeflateOptions: DeflateOptions = deflateOptionsOf(defaults);
 
 /** What both sides agreed for one connection. */
 export interface DeflateAgreement {
@@ -1597,19 +1675,21 @@ export interface FrameObserver {
 }
 
 /** The same for every connection of a server: one object, shared. */
-export interface ConnectionOptions {
-  maxPayload: number;
-  maxFragments: number;
-  maxBufferedBytes: number;
-  closingTimeoutMs: number;
-  keepaliveIntervalMs: number;
-  keepaliveTimeoutMs: number;
-  deflateThreshold: number;
-  deflateLevel: number;
-  log: (line: string) => void;
+export type ConnectionOptions = Pick<
+  ServerConfig,
+  | "maxPayload"
+  | "maxFragments"
+  | "maxBufferedBytes"
+  | "closingTimeoutMs"
+  | "keepaliveIntervalMs"
+  | "keepaliveTimeoutMs"
+  | "deflateThreshold"
+  | "deflateLevel"
+  | "log"
+> & {
   /** Told once, after the endpoint's onClose, when a connection is over. */
   onFinished?: (connection: Connection) => void;
-}
+};
 
 /** Pings and pongs a peer may send a second before they are ignored. */
 const CONTROL_FRAME_RATE = 50;
@@ -3060,56 +3140,22 @@ function sendPlain(response: ServerResponse, status: number, text: string, heade
 // Connection takes over the socket.
 // ════════════════════════════════════════════════════════════════════════════
 
-export interface ServerConfig {
-  port: number;
-  host: string;
-  allowedOrigins: string[];
-  maxPayload: number;
+/** Everything a server is started with: the command line's options, and
+ * what only a program that embeds it can give. */
+export type ServerConfig = Omit<CommandLineOptions, "help"> & {
   maxFragments: number;
-  maxBufferedBytes: number;
-  closingTimeoutMs: number;
-  keepaliveIntervalMs: number;
-  keepaliveTimeoutMs: number;
-  handshakeTimeoutMs: number;
-  maxConnections: number;
-  maxConnectionsPerIp: number;
-  historySize: number;
-  historyFile: string | undefined;
-  nameGraceMs: number;
-  messageRate: number;
-  messageBurst: number;
-  deflate: DeflateOptions;
-  verbose: boolean;
-  /** --trace: print the handshake and every frame; "full" adds hex dumps. */
-  trace: "off" | "frames" | "full";
   staticDirectory: string;
   log: (line: string) => void;
   /** More WebSocket endpoints, by path: for programs that embed this server
    * (the crash-isolation test injects one whose handler throws). */
   extraEndpoints: ReadonlyMap<string, Endpoint>;
-}
+};
+
+const { help: _help, ...defaultOptions } = defaults;
 
 export const defaultConfig: ServerConfig = {
-  port: defaults.port,
-  host: defaults.host,
-  allowedOrigins: [],
-  maxPayload: defaults.maxPayload,
-  maxFragments: defaults.maxFragments,
-  maxBufferedBytes: defaults.maxBufferedBytes,
-  closingTimeoutMs: defaults.closingTimeoutMs,
-  keepaliveIntervalMs: defaults.keepaliveIntervalMs,
-  keepaliveTimeoutMs: defaults.keepaliveTimeoutMs,
-  handshakeTimeoutMs: defaults.handshakeTimeoutMs,
-  maxConnections: defaults.maxConnections,
-  maxConnectionsPerIp: defaults.maxConnectionsPerIp,
-  historySize: defaults.historySize,
-  historyFile: undefined,
-  nameGraceMs: defaults.nameGraceMs,
-  messageRate: defaults.messageRate,
-  messageBurst: defaults.messageBurst,
-  deflate: defaultDeflateOptions,
-  verbose: false,
-  trace: "off",
+  ...defaultOptions,
+  maxFragments: MAX_FRAGMENTS,
   staticDirectory: here,
   log: (line) => console.error(line),
   extraEndpoints: new Map(),
@@ -3140,6 +3186,7 @@ function splitTarget(target: string | undefined): { path: string; query: string 
 export function startServer(overrides: Partial<ServerConfig> = {}): Promise<RunningServer> {
   const config: ServerConfig = { ...defaultConfig, ...overrides };
   const log = config.log;
+  const deflateOptions = deflateOptionsOf({ ...config, help: false });
   const room = new ChatRoom({
     historySize: config.historySize,
     historyFile: config.historyFile,
@@ -3161,15 +3208,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
   const handshakeTimers = new WeakMap<Socket, ReturnType<typeof setTimeout>>();
  // One options object for every connection: nothing per connection that need not be.
   const connectionOptions: ConnectionOptions = {
-    maxPayload: config.maxPayload,
-    maxFragments: config.maxFragments,
-    maxBufferedBytes: config.maxBufferedBytes,
-    closingTimeoutMs: config.closingTimeoutMs,
-    keepaliveIntervalMs: config.keepaliveIntervalMs,
-    keepaliveTimeoutMs: config.keepaliveTimeoutMs,
-    deflateThreshold: config.deflate.threshold,
-    deflateLevel: config.deflate.level,
-    log,
+    ...config,
     onFinished(connection) {
       connections.delete(connection);
       const address = connection.remoteAddress;
@@ -3243,7 +3282,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
       }
       const verdict = checkUpgradeRequest(request, { allowedOrigins: config.allowedOrigins, subprotocols: endpoint.subprotocols, loopbackOnly });
       if (!verdict.accepted) return refuse(socket, verdict.status, verdict.reason, verdict.headers, request);
-      const deflate = negotiateDeflate(headerValue(request.headers, "sec-websocket-extensions"), config.deflate);
+      const deflate = negotiateDeflate(headerValue(request.headers, "sec-websocket-extensions"), deflateOptions);
 
       // §4.2.2 step 5: the 101 response. After its blank line, frames.
       const response = [
@@ -3332,119 +3371,75 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
 // 12. The command line
 // ════════════════════════════════════════════════════════════════════════════
 
-export const helpText = `Usage: node server.ts [options]     (also: tsx, deno run -A, bun)
+/** An option as --help and the README show it: "--port N", "--trace / --trace=full". */
+export function optionSyntax(row: OptionRow): string {
+  if (row.type === "trace") return `--${row.flag} / --${row.flag}=full`;
+  return row.value === undefined ? `--${row.flag}` : `--${row.flag} ${row.value}`;
+}
 
-A WebSocket chat room at http://HOST:PORT/ and an echo endpoint at /echo.
+/** A default worth showing: numbers and words, not switches or empty lists. */
+export function shownDefault(row: OptionRow): string | undefined {
+  return typeof row.default === "number" || (typeof row.default === "string" && row.type !== "trace") ? String(row.default) : undefined;
+}
 
-Options:
-  --port N                    port to listen on (default ${defaults.port}, or $PORT; 0 picks a free one)
-  --host ADDRESS              address to listen on (default ${defaults.host}; 0.0.0.0 for your network)
-  --allow-origin ORIGIN       also accept pages from ORIGIN (repeatable, or comma-separated; * for any)
-  --max-payload BYTES         largest message accepted, after decompression (default ${defaults.maxPayload})
-  --keepalive-interval MS     ping every client this often; 0 turns it off (default ${defaults.keepaliveIntervalMs})
-  --keepalive-timeout MS      drop a client that has not answered a ping by then (default ${defaults.keepaliveTimeoutMs})
-  --closing-timeout MS        wait this long for the answer to a close frame (default ${defaults.closingTimeoutMs})
-  --handshake-timeout MS      drop a client whose request has not arrived by then (default ${defaults.handshakeTimeoutMs})
-  --max-connections N         WebSocket connections in all (default ${defaults.maxConnections})
-  --max-connections-per-ip N  WebSocket connections from one address (default ${defaults.maxConnectionsPerIp})
-  --max-buffered BYTES        close a client whose unsent data passes this (default ${defaults.maxBufferedBytes})
-  --message-rate N            chat messages a second per client (default ${defaults.messageRate})
-  --message-burst N           chat messages a client may send at once (default ${defaults.messageBurst})
-  --history FILE              keep every message in FILE (JSON lines) and load it at start-up
-  --history-size N            messages kept for replay (default ${defaults.historySize})
-  --name-grace MS             a name stays with its session this long after its last connection (default ${defaults.nameGraceMs})
-  --no-deflate                do not negotiate permessage-deflate
-  --deflate-threshold BYTES   send shorter messages uncompressed (default ${defaults.deflateThreshold})
-  --deflate-level N           zlib level for what the server sends, 1 fastest to 9 smallest (default ${defaults.deflateLevel})
-  --deflate-client-window N   window bits asked of clients that let us choose, 8-15 (default ${defaultDeflateOptions.clientMaxWindowBits})
-  --deflate-server-window N   window bits the server compresses with, 9-15 (default ${defaultDeflateOptions.serverMaxWindowBits})
-  --deflate-client-context    let clients keep their context even when they offer not to
-  --trace                     print the handshake and every frame, annotated
-  --trace=full                the same, with hex dumps of each frame
-  --verbose                   log every connection
-  --help                      show this text
-`;
+export const helpText = [
+  "Usage: node server.ts [options]     (also: tsx, deno run -A, bun)",
+  "",
+  "A WebSocket chat room at http://HOST:PORT/ and an echo endpoint at /echo.",
+  "",
+  "Options:",
+  ...optionTable.map((row: OptionRow) => {
+    const shown = shownDefault(row);
+    const environment = row.env === undefined ? "" : `, or $${row.env}`;
+    const suffix = shown === undefined ? "" : ` (default ${shown}${environment})`;
+    return `  ${optionSyntax(row).padEnd(28)}${row.help}${suffix}`;
+  }),
+  "",
+].join("\n");
 
-/** Reads the command line into a config; throws an Error with one clear line. */
-export function parseCommandLine(argv: string[], environment: Record<string, string | undefined> = {}): Partial<ServerConfig> & { help?: boolean } {
+/** Reads the command line (and the environment variables options name) into
+ * a config; throws an Error with one clear line. */
+export function parseCommandLine(
+  argv: string[],
+  environment: Record<string, string | undefined> = {},
+): Partial<ServerConfig> & { help?: boolean } {
   // `--trace=full` reads better than a second flag; parseArgs wants one meaning per name.
   const args = argv.map((argument) => (argument === "--trace=full" ? "--trace-full" : argument === "--trace=frames" ? "--trace" : argument));
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      port: { type: "string" },
-      host: { type: "string" },
-      "allow-origin": { type: "string", multiple: true },
-      "max-payload": { type: "string" },
-      "keepalive-interval": { type: "string" },
-      "keepalive-timeout": { type: "string" },
-      "closing-timeout": { type: "string" },
-      "handshake-timeout": { type: "string" },
-      "max-connections": { type: "string" },
-      "max-connections-per-ip": { type: "string" },
-      "max-buffered": { type: "string" },
-      "message-rate": { type: "string" },
-      "message-burst": { type: "string" },
-      history: { type: "string" },
-      "history-size": { type: "string" },
-      "name-grace": { type: "string" },
-      "no-deflate": { type: "boolean" },
-      "deflate-threshold": { type: "string" },
-      "deflate-level": { type: "string" },
-      "deflate-client-window": { type: "string" },
-      "deflate-server-window": { type: "string" },
-      "deflate-client-context": { type: "boolean" },
-      verbose: { type: "boolean" },
-      trace: { type: "boolean" },
-      "trace-full": { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
-  const number = (name: string, value: string | undefined, minimum: number, maximum = Number.MAX_SAFE_INTEGER): number | undefined => {
-    if (value === undefined) return undefined;
-    const parsed = Number(value);
-    if (value.trim() === "" || !Number.isInteger(parsed) || parsed < minimum || parsed > maximum) {
-      throw new Error(`--${name} takes a whole number from ${minimum} to ${maximum}, not "${value}"`);
-    }
-    return parsed;
-  };
-  const config: Partial<ServerConfig> & { help?: boolean } = {};
-  const set = <Key extends keyof ServerConfig>(key: Key, value: ServerConfig[Key] | undefined) => {
-    if (value !== undefined) config[key] = value;
-  };
-  if (values.help) config.help = true;
-  set("port", number("port", values.port ?? environment.PORT, 0, 65535));
-  set("host", values.host);
-  if (values["allow-origin"]) {
-    config.allowedOrigins = values["allow-origin"].flatMap((value) => value.split(",").map((origin) => origin.trim()).filter(Boolean));
+  const parserOptions: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string }> = {};
+  for (const row of optionTable as readonly OptionRow[]) {
+    const isSwitch = row.type === "switch" || row.type === "trace";
+    parserOptions[row.flag] = { type: isSwitch ? "boolean" : "string", multiple: row.type === "list" };
   }
-  set("maxPayload", number("max-payload", values["max-payload"], 1, 2 ** 31));
-  set("keepaliveIntervalMs", number("keepalive-interval", values["keepalive-interval"], 0));
-  set("keepaliveTimeoutMs", number("keepalive-timeout", values["keepalive-timeout"], 1));
-  set("closingTimeoutMs", number("closing-timeout", values["closing-timeout"], 1));
-  set("handshakeTimeoutMs", number("handshake-timeout", values["handshake-timeout"], 1));
-  set("maxConnections", number("max-connections", values["max-connections"], 1));
-  set("maxConnectionsPerIp", number("max-connections-per-ip", values["max-connections-per-ip"], 1));
-  set("maxBufferedBytes", number("max-buffered", values["max-buffered"], 1024));
-  set("messageRate", number("message-rate", values["message-rate"], 1));
-  set("messageBurst", number("message-burst", values["message-burst"], 1));
-  set("historyFile", values.history);
-  set("historySize", number("history-size", values["history-size"], 1));
-  set("nameGraceMs", number("name-grace", values["name-grace"], 0));
-  set("verbose", values.verbose);
-  if (values.trace) config.trace = "frames";
-  if (values["trace-full"]) config.trace = "full";
-  const deflate: DeflateOptions = { ...defaultDeflateOptions };
-  if (values["no-deflate"]) deflate.enabled = false;
-  deflate.threshold = number("deflate-threshold", values["deflate-threshold"], 0) ?? deflate.threshold;
-  deflate.level = number("deflate-level", values["deflate-level"], 1, 9) ?? deflate.level;
-  deflate.clientMaxWindowBits = number("deflate-client-window", values["deflate-client-window"], 8, 15) ?? deflate.clientMaxWindowBits;
-  deflate.serverMaxWindowBits = number("deflate-server-window", values["deflate-server-window"], 9, 15) ?? deflate.serverMaxWindowBits;
-  if (values["deflate-client-context"]) deflate.clientNoContextTakeover = false;
-  config.deflate = deflate;
-  return config;
+  parserOptions["trace-full"] = { type: "boolean" };
+  parserOptions.help!.short = "h";
+  const { values } = parseArgs({ args, strict: true, allowPositionals: false, options: parserOptions });
+
+  const config: Record<string, unknown> = {};
+  for (const row of optionTable as readonly OptionRow[]) {
+    const given = values[row.flag];
+    const fromEnvironment = given === undefined && row.env !== undefined ? environment[row.env] : undefined;
+    const raw = given ?? fromEnvironment;
+    const name = fromEnvironment !== undefined ? `$${row.env}` : `--${row.flag}`;
+    if (row.type === "trace") {
+      if (values["trace-full"]) config[row.key] = "full";
+      else if (given === true) config[row.key] = "frames";
+    } else if (row.type === "switch") {
+      if (given === true) config[row.key] = !row.default;
+    } else if (row.type === "list") {
+      if (Array.isArray(raw)) config[row.key] = raw.flatMap((value) => String(value).split(",").map((item) => item.trim()).filter(Boolean));
+    } else if (typeof raw === "string") {
+      config[row.key] = row.type === "integer" ? readInteger(name, raw, row.min ?? 0, row.max ?? Number.MAX_SAFE_INTEGER) : raw;
+    }
+  }
+  return config as Partial<ServerConfig> & { help?: boolean };
+}
+
+function readInteger(name: string, value: string, minimum: number, maximum: number): number {
+  const parsed = Number(value);
+  if (value.trim() === "" || !Number.isInteger(parsed) || parsed < minimum || parsed > maximum) {
+    throw new Error(`${name} takes a whole number from ${minimum} to ${maximum}, not "${value}"`);
+  }
+  return parsed;
 }
 
 /** Runs when this file is the program, not when a test imports it. */
