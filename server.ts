@@ -3175,6 +3175,13 @@ export interface RunningServer {
   shutdown(waitMs?: number): Promise<void>;
 }
 
+/** An HTTP answer that refuses a request: a status, a one-line reason, headers. */
+interface Refusal {
+  status: number;
+  reason: string;
+  headers?: Record<string, string>;
+}
+
 /** Splits a request target into its path (compared exactly, never
  * normalised) and its query string. */
 function splitTarget(target: string | undefined): { path: string; query: string } {
@@ -3183,186 +3190,225 @@ function splitTarget(target: string | undefined): { path: string; query: string 
   return mark === -1 ? { path: raw, query: "" } : { path: raw.slice(0, mark), query: raw.slice(mark + 1) };
 }
 
-export function startServer(overrides: Partial<ServerConfig> = {}): Promise<RunningServer> {
-  const config: ServerConfig = { ...defaultConfig, ...overrides };
-  const log = config.log;
-  const deflateOptions = deflateOptionsOf({ ...config, help: false });
-  const room = new ChatRoom({
-    historySize: config.historySize,
-    historyFile: config.historyFile,
-    messageRate: config.messageRate,
-    messageBurst: config.messageBurst,
-    replayBudgetBytes: config.maxBufferedBytes,
-    nameGraceMs: config.nameGraceMs,
-    maxIdentities: config.maxConnections,
-    log,
-  });
-  const endpoints = new Map<string, Endpoint>([
-    ["/", { subprotocols: ["chat"], open: (connection, query) => room.join(connection, query) }],
-    ["/echo", { subprotocols: ["echo"], open: (connection) => void (connection.handler = echoHandler) }],
-    ...config.extraEndpoints,
-  ]);
-  const connections = new Set<Connection>();
-  const tracer = config.trace === "off" ? undefined : new ConsoleTracer(config.trace === "full", (line) => console.log(line));
-  const connectionsPerIp = new Map<string, number>();
-  const handshakeTimers = new WeakMap<Socket, ReturnType<typeof setTimeout>>();
- // One options object for every connection: nothing per connection that need not be.
-  const connectionOptions: ConnectionOptions = {
-    ...config,
-    onFinished(connection) {
-      connections.delete(connection);
-      const address = connection.remoteAddress;
-      const count = (connectionsPerIp.get(address) ?? 1) - 1;
-      if (count <= 0) connectionsPerIp.delete(address);
-      else connectionsPerIp.set(address, count);
-      if (config.verbose) log(`connection ${connection.id} closed (${connection.closeCode ?? CloseCode.Abnormal})`);
-    },
-  };
-  const loopbackOnly = config.host === "localhost" || config.host === "::1" || config.host.startsWith("127.");
+/** The answer to anything but a WebSocket handshake at a WebSocket endpoint. */
+function upgradeRequired(path: string): Refusal {
+  return { status: 426, reason: `${path} is a WebSocket endpoint: connect to it with a WebSocket client.`, headers: { Upgrade: "websocket" } };
+}
 
-  const server = createServer({
-    // node:http's own limits on the request itself (slowloris, huge headers).
-    headersTimeout: config.handshakeTimeoutMs,
-    requestTimeout: config.handshakeTimeoutMs,
-    connectionsCheckingInterval: 1000,
-    maxHeaderSize: 16 * 1024,
-  });
+/** An error as one log line, with its stack when it has one. */
+function describeError(error: unknown): string {
+  return error instanceof Error ? (error.stack ?? error.message) : String(error);
+}
 
-  // Slowloris: a socket that has not finished a request within the timeout is
-  // dropped. Our own timer, so the limit holds on every runtime.
-  server.on("connection", (socket: Socket) => {
+/** The server: node:http's events, each handled by one named step. */
+class ChatServer {
+  readonly http: Server;
+  readonly room: ChatRoom;
+  readonly connections = new Set<Connection>();
+  private readonly config: ServerConfig;
+  private readonly endpoints: Map<string, Endpoint>;
+  private readonly tracer: ConsoleTracer | undefined;
+  private readonly deflateOptions: DeflateOptions;
+  private readonly connectionsPerIp = new Map<string, number>();
+  private readonly handshakeTimers = new WeakMap<Socket, ReturnType<typeof setTimeout>>();
+  /** One options object for every connection: nothing per connection that need not be. */
+  private readonly connectionOptions: ConnectionOptions;
+  private readonly loopbackOnly: boolean;
+
+  constructor(config: ServerConfig) {
+    this.config = config;
+    this.room = new ChatRoom({ ...config, replayBudgetBytes: config.maxBufferedBytes, maxIdentities: config.maxConnections });
+    this.endpoints = new Map<string, Endpoint>([
+      ["/", { subprotocols: ["chat"], open: (connection, query) => this.room.join(connection, query) }],
+      ["/echo", { subprotocols: ["echo"], open: (connection) => void (connection.handler = echoHandler) }],
+      ...config.extraEndpoints,
+    ]);
+    this.tracer = config.trace === "off" ? undefined : new ConsoleTracer(config.trace === "full", (line) => console.log(line));
+    this.deflateOptions = deflateOptionsOf({ ...config, help: false });
+    this.connectionOptions = { ...config, onFinished: (connection) => this.forget(connection) };
+    this.loopbackOnly = config.host === "localhost" || config.host === "::1" || config.host.startsWith("127.");
+    this.http = createServer({
+      // node:http's own limits on the request itself (slowloris, huge headers).
+      headersTimeout: config.handshakeTimeoutMs,
+      requestTimeout: config.handshakeTimeoutMs,
+      connectionsCheckingInterval: 1000,
+      maxHeaderSize: 16 * 1024,
+    });
+    this.http.on("connection", (socket: Socket) => this.onConnection(socket));
+    this.http.on("clientError", (error: Error & { code?: string }, socket: Socket) => this.onClientError(error, socket));
+    this.http.on("upgrade", (request: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(request, socket, head));
+    this.http.on("request", (request: IncomingMessage, response: ServerResponse) => this.onRequest(request, response));
+  }
+
+  /** Slowloris: a socket that has not finished a request within the timeout
+   * is answered 408 and dropped. Our own timer, so the limit holds on every runtime. */
+  private onConnection(socket: Socket): void {
     const timer = setTimeout(() => {
       if (!socket.destroyed) socket.end(handshakeRefusal(408, "The request took too long to arrive."));
       setTimeout(() => socket.destroy(), 1000).unref();
-    }, config.handshakeTimeoutMs);
+    }, this.config.handshakeTimeoutMs);
     timer.unref();
-    handshakeTimers.set(socket, timer);
-  });
-  const requestArrived = (socket: Socket) => {
-    clearTimeout(handshakeTimers.get(socket));
-    handshakeTimers.delete(socket); // nothing per connection outlives the handshake
-  };
+    this.handshakeTimers.set(socket, timer);
+  }
 
-  server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
+  private requestArrived(socket: Socket): void {
+    clearTimeout(this.handshakeTimers.get(socket));
+    this.handshakeTimers.delete(socket); // nothing per connection outlives the handshake
+  }
+
+  /** A request node:http could not parse: the status that says why. */
+  private onClientError(error: Error & { code?: string }, socket: Socket): void {
     if (!socket.writable) return void socket.destroy();
-    const refusal =
+    const refusal: Refusal =
       error.code === "HPE_HEADER_OVERFLOW"
-        ? handshakeRefusal(431, "The request headers are too large.")
+        ? { status: 431, reason: "The request headers are too large." }
         : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
-          ? handshakeRefusal(408, "The request took too long to arrive.")
-          : handshakeRefusal(400, "The request could not be parsed as HTTP.");
-    socket.end(refusal);
-    setTimeout(() => socket.destroy(), 1000).unref();
-  });
+          ? { status: 408, reason: "The request took too long to arrive." }
+          : { status: 400, reason: "The request could not be parsed as HTTP." };
+    this.refuse(socket, refusal);
+  }
 
-  const refuse = (socket: Socket, status: number, reason: string, headers?: Record<string, string>, request?: IncomingMessage) => {
-    if (config.verbose) log(`handshake refused: ${status} ${reason}`);
-    const refusal = handshakeRefusal(status, reason, headers);
-    if (tracer && request) tracer.handshake("(refused)", [...describeHandshake(request, refusal), `→   ${reason}`]);
-    socket.end(refusal);
-    setTimeout(() => socket.destroy(), 1000).unref();
-  };
-
-  server.on("upgrade", (request: IncomingMessage, socket: Socket, head: Buffer) => {
-    requestArrived(socket);
+  /** A request to switch protocols: refused with a status, or answered 101
+   * and handed to a Connection. */
+  private onUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): void {
+    this.requestArrived(socket);
     let opened: Connection | undefined;
     const destroyOnError = () => socket.destroy();
     socket.on("error", destroyOnError); // until a Connection owns the socket
     try {
       const { path, query } = splitTarget(request.url);
-      const endpoint = endpoints.get(path);
-      if (endpoint === undefined) return refuse(socket, 404, `No WebSocket endpoint at ${path}; try / or /echo.`, undefined, request);
-      // Limits come before any WebSocket state is allocated.
-      const address = socket.remoteAddress ?? "unknown";
-      if (connections.size >= config.maxConnections) {
-        return refuse(socket, 503, "The server has as many connections as it accepts; try again later.", { "Retry-After": "5" });
-      }
-      if ((connectionsPerIp.get(address) ?? 0) >= config.maxConnectionsPerIp) {
-        return refuse(socket, 503, "Too many connections from your address; try again later.", { "Retry-After": "5" });
-      }
-      const verdict = checkUpgradeRequest(request, { allowedOrigins: config.allowedOrigins, subprotocols: endpoint.subprotocols, loopbackOnly });
-      if (!verdict.accepted) return refuse(socket, verdict.status, verdict.reason, verdict.headers, request);
-      const deflate = negotiateDeflate(headerValue(request.headers, "sec-websocket-extensions"), deflateOptions);
-
-      // §4.2.2 step 5: the 101 response. After its blank line, frames.
-      const response = [
-        "HTTP/1.1 101 Switching Protocols",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        `Sec-WebSocket-Accept: ${verdict.acceptKey}`,
-      ];
-      if (verdict.protocol !== undefined) response.push(`Sec-WebSocket-Protocol: ${verdict.protocol}`);
-      if (deflate !== undefined) response.push(`Sec-WebSocket-Extensions: ${deflate.response}`);
-      const responseHead = response.join("\r\n") + "\r\n\r\n";
-      socket.write(responseHead);
-
-      const connection = new Connection(socket, verdict.protocol, deflate?.agreement, connectionOptions);
-      opened = connection;
-      const parameters = new URLSearchParams(query);
-      if (tracer !== undefined || parameters.get("inspect") === "1") connection.handshakeTrace = describeHandshake(request, responseHead);
-      if (tracer !== undefined) {
-        tracer.handshake(`#${connection.id}`, connection.handshakeTrace!);
-        connection.addObserver(tracer);
-      }
+      const endpoint = this.endpoints.get(path);
+      if (endpoint === undefined) return this.refuse(socket, { status: 404, reason: `No WebSocket endpoint at ${path}; try / or /echo.` }, request);
+      const overLimit = this.checkLimits(socket.remoteAddress ?? "unknown");
+      if (overLimit !== undefined) return this.refuse(socket, overLimit);
+      const verdict = checkUpgradeRequest(request, { ...this.config, subprotocols: endpoint.subprotocols, loopbackOnly: this.loopbackOnly });
+      if (!verdict.accepted) return this.refuse(socket, verdict, request);
       socket.off("error", destroyOnError);
-      connections.add(connection);
-      connectionsPerIp.set(address, (connectionsPerIp.get(address) ?? 0) + 1);
-      if (config.verbose) log(`connection ${connection.id} opened from ${address} on ${path}${deflate ? " (permessage-deflate)" : ""}`);
-      endpoint.open(connection, parameters);
-      if (head.length > 0) connection.receiveBytes(head); // frames that came with the request
+      const parameters = new URLSearchParams(query);
+      opened = this.open(request, socket, verdict, parameters);
+      endpoint.open(opened, parameters);
+      if (head.length > 0) opened.receiveBytes(head); // frames that came with the request
     } catch (error) {
-      log(`upgrade failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+      this.config.log(`upgrade failed: ${describeError(error)}`);
       if (socket.destroyed) return;
       // Before the 101 the client still speaks HTTP; after it, only frames.
-      if (opened === undefined) refuse(socket, 500, "The server failed to open this connection.");
+      if (opened === undefined) this.refuse(socket, { status: 500, reason: "The server failed to open this connection." });
       else opened.fail("internal_error");
     }
-  });
+  }
 
-  server.on("request", (request: IncomingMessage, response: ServerResponse) => {
-    requestArrived(request.socket);
+  /** The limits come before any WebSocket state is allocated. */
+  private checkLimits(address: string): Refusal | undefined {
+    const later = { "Retry-After": "5" };
+    if (this.connections.size >= this.config.maxConnections) {
+      return { status: 503, reason: "The server has as many connections as it accepts; try again later.", headers: later };
+    }
+    if ((this.connectionsPerIp.get(address) ?? 0) >= this.config.maxConnectionsPerIp) {
+      return { status: 503, reason: "Too many connections from your address; try again later.", headers: later };
+    }
+    return undefined;
+  }
+
+  /** §4.2.2 step 5: the 101 response; after its blank line, frames, read
+   * and written by a new Connection. */
+  private open(
+    request: IncomingMessage,
+    socket: Socket,
+    verdict: Extract<HandshakeVerdict, { accepted: true }>,
+    query: URLSearchParams,
+  ): Connection {
+    const deflate = negotiateDeflate(headerValue(request.headers, "sec-websocket-extensions"), this.deflateOptions);
+    const response = ["HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade", `Sec-WebSocket-Accept: ${verdict.acceptKey}`];
+    if (verdict.protocol !== undefined) response.push(`Sec-WebSocket-Protocol: ${verdict.protocol}`);
+    if (deflate !== undefined) response.push(`Sec-WebSocket-Extensions: ${deflate.response}`);
+    const responseHead = response.join("\r\n") + "\r\n\r\n";
+    socket.write(responseHead);
+
+    const connection = new Connection(socket, verdict.protocol, deflate?.agreement, this.connectionOptions);
+    if (this.tracer !== undefined || query.get("inspect") === "1") connection.handshakeTrace = describeHandshake(request, responseHead);
+    if (this.tracer !== undefined) {
+      this.tracer.handshake(`#${connection.id}`, connection.handshakeTrace!);
+      connection.addObserver(this.tracer);
+    }
+    this.connections.add(connection);
+    const address = connection.remoteAddress;
+    this.connectionsPerIp.set(address, (this.connectionsPerIp.get(address) ?? 0) + 1);
+    if (this.config.verbose) {
+      const path = splitTarget(request.url).path;
+      this.config.log(`connection ${connection.id} opened from ${address} on ${path}${deflate ? " (permessage-deflate)" : ""}`);
+    }
+    return connection;
+  }
+
+  /** A connection is over: it no longer counts against the limits. */
+  private forget(connection: Connection): void {
+    this.connections.delete(connection);
+    const address = connection.remoteAddress;
+    const count = (this.connectionsPerIp.get(address) ?? 1) - 1;
+    if (count <= 0) this.connectionsPerIp.delete(address);
+    else this.connectionsPerIp.set(address, count);
+    if (this.config.verbose) this.config.log(`connection ${connection.id} closed (${connection.closeCode ?? CloseCode.Abnormal})`);
+  }
+
+  /** A plain HTTP request: the two static files, and a clear answer for
+   * anything that tried to be a WebSocket handshake and was not. */
+  private onRequest(request: IncomingMessage, response: ServerResponse): void {
+    this.requestArrived(request.socket);
     try {
       const { path } = splitTarget(request.url);
-      // An upgrade request node:http did not treat as one (no "Connection:
-      // Upgrade", say), or a plain GET on a WebSocket endpoint.
-      if (request.headers.upgrade !== undefined || endpoints.has(path) && staticFiles[path] === undefined) {
-        const endpoint = endpoints.get(path);
-        if (endpoint === undefined) return sendPlain(response, 404, `Not found: ${path}`);
-        // A failed handshake ends the connection, as the upgrade path does.
-        const close = { Connection: "close" };
-        if (request.headers.upgrade === undefined) {
-          return sendPlain(response, 426, `${path} is a WebSocket endpoint: connect to it with a WebSocket client.`, { Upgrade: "websocket", ...close });
-        }
-        const verdict = checkUpgradeRequest(request, { allowedOrigins: config.allowedOrigins, subprotocols: endpoint.subprotocols, loopbackOnly });
-        if (!verdict.accepted) return sendPlain(response, verdict.status, verdict.reason, { ...verdict.headers, ...close });
-        return sendPlain(response, 426, `${path} is a WebSocket endpoint: connect to it with a WebSocket client.`, { Upgrade: "websocket", ...close });
+      const wantsUpgrade = request.headers.upgrade !== undefined;
+      if (!wantsUpgrade && (!this.endpoints.has(path) || staticFiles[path] !== undefined)) {
+        return serveStatic(request, response, path, this.config.staticDirectory);
       }
-      serveStatic(request, response, path, config.staticDirectory);
+      const endpoint = this.endpoints.get(path);
+      if (endpoint === undefined) return sendPlain(response, 404, `Not found: ${path}`);
+      // An upgrade node:http did not treat as one ("Connection: Upgrade"
+      // missing, say): the handshake's own verdict says what was wrong.
+      const policy = { ...this.config, subprotocols: endpoint.subprotocols, loopbackOnly: this.loopbackOnly };
+      const verdict = wantsUpgrade ? checkUpgradeRequest(request, policy) : undefined;
+      const refusal = verdict === undefined || verdict.accepted ? upgradeRequired(path) : verdict;
+      // A failed handshake ends the connection, as the upgrade path does.
+      sendPlain(response, refusal.status, refusal.reason, { ...refusal.headers, Connection: "close" });
     } catch (error) {
-      log(`request failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+      this.config.log(`request failed: ${describeError(error)}`);
       if (!response.headersSent) sendPlain(response, 500, "Internal server error.");
       else response.destroy();
     }
-  });
+  }
 
-  const shutdown = async (waitMs = 2000): Promise<void> => {
-    server.close();
-    for (const connection of connections) connection.close(CloseCode.GoingAway, "server shutting down");
+  /** Writes a refusal in HTTP and ends the connection (the --trace shows it). */
+  private refuse(socket: Socket, refusal: Refusal, request?: IncomingMessage): void {
+    if (this.config.verbose) this.config.log(`handshake refused: ${refusal.status} ${refusal.reason}`);
+    const bytes = handshakeRefusal(refusal.status, refusal.reason, refusal.headers);
+    if (this.tracer && request) this.tracer.handshake("(refused)", [...describeHandshake(request, bytes), `→   ${refusal.reason}`]);
+    socket.end(bytes);
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
+
+  /** Closes every connection with 1001, waits up to `waitMs` for the closing handshakes, stops listening. */
+  async shutdown(waitMs = 2000): Promise<void> {
+    this.http.close();
+    for (const connection of this.connections) connection.close(CloseCode.GoingAway, "server shutting down");
     const deadline = Date.now() + waitMs;
-    while (connections.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-    for (const connection of connections) connection.terminate();
-    (server as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
-    room.close();
-  };
+    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (const connection of this.connections) connection.terminate();
+    (this.http as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
+    this.room.close();
+  }
+}
 
+/** Starts a server and resolves once it listens. */
+export function startServer(overrides: Partial<ServerConfig> = {}): Promise<RunningServer> {
+  const config: ServerConfig = { ...defaultConfig, ...overrides };
+  const chat = new ChatServer(config);
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(config.port, config.host, () => {
-      server.off("error", reject);
-      server.on("error", (error) => log(`server error: ${error.message}`));
-      const address = server.address();
+    chat.http.once("error", reject);
+    chat.http.listen(config.port, config.host, () => {
+      chat.http.off("error", reject);
+      chat.http.on("error", (error) => config.log(`server error: ${error.message}`));
+      const address = chat.http.address();
       const port = typeof address === "object" && address !== null ? address.port : config.port;
-      resolve({ server, room, connections, port, shutdown });
+      resolve({ server: chat.http, room: chat.room, connections: chat.connections, port, shutdown: (waitMs) => chat.shutdown(waitMs) });
     });
   });
 }
