@@ -19,8 +19,8 @@ import {
   runFuzz,
 } from "./lib/fuzzer.ts";
 import { checkLiveCase, describeLiveFailure, echoStillWorks, runLiveFuzz, sendLiveCase } from "./lib/live-fuzz.ts";
-import { megabytes, readProcessMemory } from "./lib/proc.ts";
-import { serverFile, spawnTypeScriptServer, type SpawnedServer } from "./lib/spawn.ts";
+import { megabytes, readProcessMemory } from "../test/support/memory.ts";
+import { spawnServer, type SpawnedServer } from "../test/support/spawn.ts";
 
 const LIVE_MAX_PAYLOAD = 64 * 1024;
 
@@ -85,7 +85,7 @@ async function startTarget(portOption: string | undefined): Promise<{ port: numb
     console.log(`live fuzz against the server on port ${portOption} (started with --max-payload ${LIVE_MAX_PAYLOAD}, please)`);
     return { port: parseNumber("port", portOption, 0), pid: undefined, server: undefined };
   }
-  const server = await spawnTypeScriptServer(serverFile, ["--port", "0", "--max-payload", String(LIVE_MAX_PAYLOAD)]);
+  const server = await spawnServer(["--max-payload", String(LIVE_MAX_PAYLOAD)]);
   console.log(`started server.ts on port ${server.port} (pid ${server.pid})`);
   return { port: server.port, pid: server.pid, server };
 }

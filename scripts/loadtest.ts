@@ -1,7 +1,7 @@
 // npm run loadtest -- [--clients 1000] [--messages 5] [--text-length 100] [--window 2]
 //                     [--interval MS] [--seed S] [--port P] [--kill] [--chaos 0.3] [--timeout 300]
 //
-// C reconnecting chat clients (scripts/lib/chat-client.ts) join the room,
+// C reconnecting chat clients (test/support/chat-client.ts) join the room,
 // then each says M messages, at most `window` unacknowledged at a time. At
 // the end every transcript must be identical and complete; the script prints
 // deliveries per second and the p50/p99 latency from a message's first send
@@ -21,9 +21,10 @@ import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { ChaosProxy } from "./lib/chaos-proxy.ts";
-import { LoadRun, waitFor } from "./lib/load.ts";
-import { megabytes, RssSampler } from "./lib/proc.ts";
-import { freePort, serverFile, spawnTypeScriptServer, type SpawnedServer } from "./lib/spawn.ts";
+import { LoadRun } from "./lib/load.ts";
+import { megabytes, RssSampler } from "../test/support/memory.ts";
+import { freePort, spawnServer, type SpawnedServer } from "../test/support/spawn.ts";
+import { waitUntil } from "../test/support/wait.ts";
 
 function number(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -86,7 +87,7 @@ async function main(): Promise<number> {
       directory = mkdtempSync(join(tmpdir(), "loadtest-"));
       serverArgs.push("--history", join(directory, "history.jsonl"));
     }
-    server = await spawnTypeScriptServer(serverFile, serverArgs);
+    server = await spawnServer(serverArgs);
     console.log(`server.ts on port ${serverPort}, pid ${server.pid}: ${serverArgs.join(" ")}`);
   }
   let sampler = new RssSampler(server?.pid, 200);
@@ -111,17 +112,17 @@ async function main(): Promise<number> {
     await run.start(120_000);
     console.log(`${clients} clients in the room after ${((performance.now() - connectStart) / 1000).toFixed(1)} s; each says ${messages} messages (seed ${seed})`);
     if (values.kill && server !== undefined) {
-      await waitFor(() => run.acknowledged >= run.totalMessages / 3, timeoutMs, "a third of the messages");
+      await waitUntil(() => run.acknowledged >= run.totalMessages / 3, timeoutMs, "a third of the messages");
       peakRss = Math.max(peakRss, sampler.stop());
       server.child.kill("SIGKILL");
       await server.exited;
       console.log(`SIGKILL at ${run.progress()}`);
-      server = await spawnTypeScriptServer(serverFile, serverArgs);
+      server = await spawnServer(serverArgs);
       sampler = new RssSampler(server.pid, 200);
       console.log(`restarted on port ${serverPort} (pid ${server.pid})`);
     }
     if (proxy !== undefined) {
-      await waitFor(() => run.acknowledged >= run.totalMessages * 0.8, timeoutMs, "80% of the messages");
+      await waitUntil(() => run.acknowledged >= run.totalMessages * 0.8, timeoutMs, "80% of the messages");
       proxy.cutting = false;
       console.log(`the proxy stops cutting (${proxy.cuts} cuts so far, in ${proxy.connections} connections)`);
     }

@@ -8,12 +8,12 @@ import { Buffer } from "node:buffer";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { CloseCode, Opcode, encodeFrame, type DecoderEvent } from "../server.ts";
-import { repositoryRoot, startServer, waitUntil, type RunningServer } from "./helpers.ts";
-import { RawClient } from "./raw-client.ts";
+import { repositoryRoot, spawnServer, spawnTypeScript, type SpawnedServer } from "./support/spawn.ts";
+import { waitUntil } from "./support/wait.ts";
+import { RawClient } from "./support/raw-client.ts";
 import { echoStillWorks } from "../scripts/lib/live-fuzz.ts";
-import { megabytes, readProcessMemory, RssSampler } from "../scripts/lib/proc.ts";
-import { spawnTypeScriptServer, type SpawnedServer } from "../scripts/lib/spawn.ts";
-import { HandshakeError, WsLite } from "../scripts/lib/ws-lite.ts";
+import { megabytes, readProcessMemory, RssSampler } from "./support/memory.ts";
+import { HandshakeError } from "./support/raw-client.ts";
 
 const MB = 1024 * 1024;
 const maskKey = Buffer.from([0x12, 0x34, 0x56, 0x78]);
@@ -53,9 +53,9 @@ function maskedFrame(opcode: number, payload: Uint8Array | string, fin = true): 
 // ── The opening handshake's limits ──────────────────────────────────────────
 
 describe("slow and oversized handshakes (RFC 6455 §4.1, §10.4)", () => {
-  let server: RunningServer;
+  let server: SpawnedServer;
   before(async () => {
-    server = await startServer(["--handshake-timeout", "1000"]);
+    server = await spawnServer(["--handshake-timeout", "1000"]);
   });
   after(async () => {
     await server.stop();
@@ -143,7 +143,7 @@ describe("slow and oversized handshakes (RFC 6455 §4.1, §10.4)", () => {
 
 describe("connection limits: 503 with Retry-After before any WebSocket state (RFC 6455 §4.2.2, RFC 9110 §10.2.3)", () => {
   test("--max-connections 5: the 6th WebSocket gets 503 and Retry-After; after two close, two more are accepted", async () => {
-    const server = await startServer(["--max-connections", "5"]);
+    const server = await spawnServer(["--max-connections", "5"]);
     const clients: RawClient[] = [];
     try {
       for (let index = 0; index < 5; index++) {
@@ -187,7 +187,7 @@ describe("connection limits: 503 with Retry-After before any WebSocket state (RF
   });
 
   test("--max-connections-per-ip 3: a 4th from the same address gets 503 and Retry-After; another address is not counted with it", async () => {
-    const server = await startServer(["--max-connections-per-ip", "3"]);
+    const server = await spawnServer(["--max-connections-per-ip", "3"]);
     const clients: RawClient[] = [];
     try {
       for (let index = 0; index < 3; index++) clients.push(await RawClient.open(server.port, { path: "/echo" }));
@@ -197,9 +197,9 @@ describe("connection limits: 503 with Retry-After before any WebSocket state (RF
       assert.ok(Number(fourth.handshake?.headers["retry-after"]) > 0);
       await fourth.waitForClose();
       // 127.0.0.2 is another address on Linux's loopback: it has its own count.
-      let other: WsLite | undefined;
+      let other: RawClient | undefined;
       try {
-        other = await WsLite.connect({ port: server.port, path: "/echo", localAddress: "127.0.0.2" });
+        other = await RawClient.connect(server.port, { path: "/echo", localAddress: "127.0.0.2" });
       } catch (error) {
         if (error instanceof HandshakeError) throw error;
         console.log(`(skipped the second address: ${error instanceof Error ? error.message : String(error)})`);
@@ -226,7 +226,7 @@ describe("connection limits: 503 with Retry-After before any WebSocket state (RF
 
 describe("a slow consumer (RFC 6455 §7.4.1: 1008 policy violation)", () => {
   test("one chat client never reads, 50 do, a 20 MB burst: every reader gets every message once, the stalled one is closed with 1008, server memory stays bounded", async () => {
-    const server = await startServer(["--message-rate", "1000000", "--message-burst", "1000000", "--history-size", "100"]);
+    const server = await spawnServer(["--message-rate", "1000000", "--message-burst", "1000000", "--history-size", "100"]);
     const TOTAL = 10_000;
     const READERS = 50;
     const WINDOW = 1000; // messages sent ahead of the slowest reader: about 2 MB
@@ -320,7 +320,7 @@ describe("a slow consumer (RFC 6455 §7.4.1: 1008 policy violation)", () => {
 
 describe("floods (RFC 6455 §5.5.2, §10.4)", () => {
   test("chat rate limit (--message-rate 5 --message-burst 5): a burst of 40 gets rate_limited errors, then 1008; the bystander is unaffected", async () => {
-    const server = await startServer(["--message-rate", "5", "--message-burst", "5"]);
+    const server = await spawnServer(["--message-rate", "5", "--message-burst", "5"]);
     try {
       const bystander = await RawClient.open(server.port, { path: "/?name=bystander" });
       const flooder = await RawClient.open(server.port, { path: "/?name=flooder" });
@@ -348,7 +348,7 @@ describe("floods (RFC 6455 §5.5.2, §10.4)", () => {
   });
 
   test("chat rate limit: sustained sending at several times the rate is rate-limited, then closed with 1008", async () => {
-    const server = await startServer(["--message-rate", "5", "--message-burst", "5"]);
+    const server = await spawnServer(["--message-rate", "5", "--message-burst", "5"]);
     try {
       const abuser = await RawClient.open(server.port, { path: "/?name=abuser" });
       for (let index = 0; index < 100 && !abuser.closed; index++) {
@@ -369,7 +369,7 @@ describe("floods (RFC 6455 §5.5.2, §10.4)", () => {
 
   for (const kind of ["ping", "pong"] as const) {
     test(`a ${kind} flood (5,000 in one write, from a client that does not read) is not answered without bound: closed with 1008, RSS bounded, other clients unaffected`, async () => {
-      const server = await startServer();
+      const server = await spawnServer();
       try {
         const bystander = await RawClient.open(server.port, { path: "/echo" });
         const flooder = await RawClient.open(server.port, { path: "/echo" });
@@ -404,9 +404,9 @@ describe("floods (RFC 6455 §5.5.2, §10.4)", () => {
 // ── Origins ─────────────────────────────────────────────────────────────────
 
 describe("cross-site WebSocket hijacking (RFC 6455 §10.2)", () => {
-  let server: RunningServer;
+  let server: SpawnedServer;
   before(async () => {
-    server = await startServer();
+    server = await spawnServer();
   });
   after(async () => {
     await server.stop();
@@ -440,9 +440,9 @@ describe("cross-site WebSocket hijacking (RFC 6455 §10.2)", () => {
 // ── Fragment floods ─────────────────────────────────────────────────────────
 
 describe("fragment floods (RFC 6455 §5.4)", () => {
-  let server: RunningServer;
+  let server: SpawnedServer;
   before(async () => {
-    server = await startServer();
+    server = await spawnServer();
   });
   after(async () => {
     await server.stop();
@@ -529,7 +529,7 @@ describe("fragment floods (RFC 6455 §5.4)", () => {
 describe("crash isolation: a handler that throws (RFC 6455 §7.4.1: 1011)", () => {
   let server: SpawnedServer;
   before(async () => {
-    server = await spawnTypeScriptServer(join(repositoryRoot, "test", "fixtures", "throwing-server.ts"), ["--port", "0", "--verbose"]);
+    server = await spawnTypeScript(join(repositoryRoot, "test", "fixtures", "throwing-server.ts"), ["--port", "0", "--verbose"]);
   });
   after(async () => {
     await server.stop();

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { repositoryRoot } from "./helpers.ts";
+import { repositoryRoot } from "./support/spawn.ts";
 
 interface Run {
   side: "ours" | "ws" | "tcp";

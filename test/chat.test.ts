@@ -6,21 +6,21 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { startServer, type RunningServer } from "./helpers.ts";
+import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
 import { Opcode, encodeClosePayload } from "../server.ts";
-import { ChatClient, isClose, parseServerMessage } from "./chat-client.ts";
+import { ChatClient, isClose, parseServerMessage } from "./support/chat-client.ts";
 
 /** Generous limits, so only the rate-limit tests meet the rate limit. */
 const unlimited = ["--message-rate", "100000", "--message-burst", "100000"];
 
 interface Room {
-  server: RunningServer;
+  server: SpawnedServer;
   join(query?: string): Promise<ChatClient>;
 }
 
 /** Runs `body` against a fresh server; every client and the server are gone afterwards. */
 async function withRoom(args: string[], body: (room: Room) => Promise<void>): Promise<void> {
-  const server = await startServer(args);
+  const server = await spawnServer(args);
   const clients: ChatClient[] = [];
   try {
     await body({
@@ -477,7 +477,7 @@ describe("rate limit", () => {
 describe("shutdown", () => {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     test(`${signal}: every client gets close 1001 and the process exits with 0`, async () => {
-      const server = await startServer(unlimited);
+      const server = await spawnServer(unlimited);
       const clients: ChatClient[] = [];
       try {
         for (let index = 0; index < 3; index++) clients.push(await ChatClient.join(server.port));

@@ -4,7 +4,7 @@ import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { repositoryRoot, serverPath, startServer, type RunningServer } from "./helpers.ts";
+import { repositoryRoot, serverPath, spawnServer, type SpawnedServer } from "./support/spawn.ts";
 import { binaries, requirePythonWebsockets } from "./interop/tools.ts";
 import { join } from "node:path";
 
@@ -38,7 +38,7 @@ async function freePort(): Promise<number> {
 }
 
 describe("command line", () => {
-  const servers: RunningServer[] = [];
+  const servers: SpawnedServer[] = [];
   after(async () => {
     for (const server of servers) await server.stop();
   });
@@ -61,7 +61,7 @@ describe("command line", () => {
   });
 
   test("a port already in use is one clear line and exit 1, no stack trace", async () => {
-    const first = await startServer([]);
+    const first = await spawnServer([]);
     servers.push(first);
     const { code, stdout, stderr } = await run(["--port", String(first.port)]);
     assert.equal(code, 1);
@@ -72,7 +72,7 @@ describe("command line", () => {
 
   test("start-up prints the URL to open; $PORT chooses the port", async () => {
     const port = await freePort();
-    const server = await startServer(["--port", String(port)]);
+    const server = await spawnServer(["--port", String(port)]);
     servers.push(server);
     assert.match(server.output(), new RegExp(`^Chat room listening on http://127\\.0\\.0\\.1:${port}/$`, "m"));
     const viaEnvironment = await freePort();
@@ -96,7 +96,7 @@ describe("command line", () => {
 describe("the chat with a real compressing client", () => {
   test("RFC 7692 Python's websockets negotiates permessage-deflate on / and a 2000-character message arrives intact at another member", async () => {
     requirePythonWebsockets();
-    const server = await startServer([]);
+    const server = await spawnServer([]);
     try {
       const report = await new Promise<string>((resolve, reject) => {
         const child = spawn(binaries.python, [join(repositoryRoot, "test", "interop", "chat_clients.py"), `${server.wsUrl}/`, "2000"]);

@@ -8,27 +8,28 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { constants as zlibConstants, deflateRawSync } from "node:zlib";
-import { startServer, waitUntil, type RunningServer } from "./helpers.ts";
-import { RawClient, type RawClientOptions } from "./raw-client.ts";
+import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
+import { waitUntil } from "./support/wait.ts";
+import { RawClient, type RawClientOptions } from "./support/raw-client.ts";
 import { FrameDecoder, Opcode, encodeClosePayload, encodeFrame, type DecoderEvent } from "../server.ts";
 
 /** Plain server: no keepalive pings to get in the way. */
-let plainServer: RunningServer;
+let plainServer: SpawnedServer;
 /** Small limits: --max-payload 1000, --closing-timeout 300. */
-let limitServer: RunningServer;
+let limitServer: SpawnedServer;
 /** --keepalive-interval 300 --keepalive-timeout 300. */
-let keepaliveServer: RunningServer;
+let keepaliveServer: SpawnedServer;
 /** --max-buffered 65536, and a chat room with no rate limit to speak of. */
-let slowServer: RunningServer;
+let slowServer: SpawnedServer;
 const clients: RawClient[] = [];
 const sockets: Socket[] = [];
 
 before(async () => {
   [plainServer, limitServer, keepaliveServer, slowServer] = await Promise.all([
-    startServer(["--keepalive-interval", "0"]),
-    startServer(["--keepalive-interval", "0", "--max-payload", "1000", "--closing-timeout", "300"]),
-    startServer(["--keepalive-interval", "300", "--keepalive-timeout", "300"]),
-    startServer(["--keepalive-interval", "0", "--max-buffered", "65536", "--message-rate", "100000", "--message-burst", "100000"]),
+    spawnServer(["--keepalive-interval", "0"]),
+    spawnServer(["--keepalive-interval", "0", "--max-payload", "1000", "--closing-timeout", "300"]),
+    spawnServer(["--keepalive-interval", "300", "--keepalive-timeout", "300"]),
+    spawnServer(["--keepalive-interval", "0", "--max-buffered", "65536", "--message-rate", "100000", "--message-burst", "100000"]),
   ]);
 });
 
@@ -38,7 +39,7 @@ after(async () => {
   await Promise.all([plainServer, limitServer, keepaliveServer, slowServer].map((server) => server?.stop()));
 });
 
-async function open(server: RunningServer, options: RawClientOptions = {}): Promise<RawClient> {
+async function open(server: SpawnedServer, options: RawClientOptions = {}): Promise<RawClient> {
   const client = await RawClient.open(server.port, options);
   clients.push(client);
   assert.equal(client.handshake?.status, 101, `handshake: ${client.handshake?.body}`);
@@ -241,7 +242,7 @@ describe("keepalive (ping every interval, drop after timeout)", () => {
 /** A raw client whose socket stays half-open: it neither answers a close
  * frame nor closes its side when the server does, so only the server's
  * closing timeout can end the connection. */
-async function openHalfOpen(server: RunningServer): Promise<{ socket: Socket; events: DecoderEvent[]; state: { ended: boolean; closed: boolean } }> {
+async function openHalfOpen(server: SpawnedServer): Promise<{ socket: Socket; events: DecoderEvent[]; state: { ended: boolean; closed: boolean } }> {
   const socket = connect({ port: server.port, host: "127.0.0.1", allowHalfOpen: true });
   sockets.push(socket);
   const events: DecoderEvent[] = [];
@@ -425,7 +426,7 @@ describe("flow control", () => {
   test(
     "slow consumer: what one turn queues is bounded too: 40 compressed frames that inflate to 1 MiB each, sent in one write to /echo by a client that never reads, close it with 1008",
     async () => {
-      const server = await startServer(["--keepalive-interval", "0"]);
+      const server = await spawnServer(["--keepalive-interval", "0"]);
       try {
         // server_max_window_bits=8: the server then sends everything uncompressed (zlib cannot make such a window).
         const client = await open(server, { headers: { "Sec-WebSocket-Extensions": "permessage-deflate; server_max_window_bits=8" }, allowCompression: true });
@@ -446,7 +447,7 @@ describe("flow control", () => {
     "slow consumer: a member joining a room whose replay is larger than --max-buffered gets the newest messages that fit, resumed:false, and is not closed",
     async () => {
       // A room of its own, so that its history is exactly what this test put there.
-      const server = await startServer(["--keepalive-interval", "0", "--max-buffered", "65536", "--message-rate", "100000", "--message-burst", "100000"]);
+      const server = await spawnServer(["--keepalive-interval", "0", "--max-buffered", "65536", "--message-rate", "100000", "--message-burst", "100000"]);
       try {
         const poster = await open(server, { path: "/" });
         await poster.next("text"); // welcome

@@ -27,7 +27,7 @@ import {
   type DecoderOptions,
   type Violation,
 } from "../server.ts";
-import { hex } from "./helpers.ts";
+import { hex } from "./support/bytes.ts";
 
 // ── helpers ─────────────────────────────────────────────────────────────────
 

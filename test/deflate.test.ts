@@ -8,8 +8,8 @@ import { Buffer } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { constants as zlibConstants, createDeflateRaw, deflateRawSync, inflateRawSync } from "node:zlib";
-import { startServer, type RunningServer } from "./helpers.ts";
-import { RawClient, type RawClientOptions } from "./raw-client.ts";
+import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
+import { RawClient, type RawClientOptions } from "./support/raw-client.ts";
 import {
   FrameDecoder,
   MessageInflater,
@@ -24,7 +24,7 @@ import {
   type DeflateAgreement,
   type DeflateOptions,
 } from "../server.ts";
-import { hex } from "./helpers.ts";
+import { hex } from "./support/bytes.ts";
 
 const TAIL = hex("00 00 ff ff");
 
@@ -348,14 +348,14 @@ describe("RFC 7692 §6 RSV1 in the decoder", () => {
 
 // ── on a live connection ────────────────────────────────────────────────────
 
-let deflateServer: RunningServer;
-let noDeflateServer: RunningServer;
+let deflateServer: SpawnedServer;
+let noDeflateServer: SpawnedServer;
 const clients: RawClient[] = [];
 
 before(async () => {
   [deflateServer, noDeflateServer] = await Promise.all([
-    startServer(["--keepalive-interval", "0"]),
-    startServer(["--keepalive-interval", "0", "--no-deflate"]),
+    spawnServer(["--keepalive-interval", "0"]),
+    spawnServer(["--keepalive-interval", "0", "--no-deflate"]),
   ]);
 });
 
@@ -364,7 +364,7 @@ after(async () => {
   await Promise.all([deflateServer?.stop(), noDeflateServer?.stop()]);
 });
 
-async function openDeflate(offer: string | null = "permessage-deflate", server: RunningServer = deflateServer, options: RawClientOptions = {}): Promise<RawClient> {
+async function openDeflate(offer: string | null = "permessage-deflate", server: SpawnedServer = deflateServer, options: RawClientOptions = {}): Promise<RawClient> {
   const headers: Record<string, string> = offer === null ? {} : { "Sec-WebSocket-Extensions": offer };
   const client = await RawClient.open(server.port, { allowCompression: true, ...options, headers: { ...headers, ...options.headers } });
   clients.push(client);

@@ -7,7 +7,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { startServer, type RunningServer } from "./helpers.ts";
+import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
 
 const chromiumPath = "/usr/bin/chromium";
 
@@ -15,14 +15,14 @@ const chromiumPath = "/usr/bin/chromium";
 const WAIT_MS = 10_000;
 
 let browser: Browser | undefined;
-let server: RunningServer | undefined;
+let server: SpawnedServer | undefined;
 
 before(async () => {
   if (!existsSync(chromiumPath)) {
     throw new Error(`This test needs Debian's Chromium at ${chromiumPath}: apt-get install chromium`);
   }
   // The server pings every 2 s instead of every 30 s, so its protocol-level pings show quickly.
-  server = await startServer(["--keepalive-interval", "2000", "--keepalive-timeout", "1000"]);
+  server = await spawnServer(["--keepalive-interval", "2000", "--keepalive-timeout", "1000"]);
   browser = await chromium.launch({
     executablePath: chromiumPath,
     headless: true,

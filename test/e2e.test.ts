@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import { repositoryRoot } from "./helpers.ts";
+import { repositoryRoot } from "./support/spawn.ts";
 import {
   assertSettled,
   clientState,

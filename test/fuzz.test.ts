@@ -5,7 +5,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { startServer, type RunningServer } from "./helpers.ts";
+import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
 import {
   describeEvent,
   formatReproducer,
@@ -18,7 +18,7 @@ import {
   type NormalEvent,
 } from "../scripts/lib/fuzzer.ts";
 import { describeLiveFailure, echoStillWorks, runLiveFuzz } from "../scripts/lib/live-fuzz.ts";
-import { megabytes, readProcessMemory } from "../scripts/lib/proc.ts";
+import { megabytes, readProcessMemory } from "./support/memory.ts";
 
 const DECODER_SEED = 0x5eed;
 const DECODER_CASES = 20_000;
@@ -146,9 +146,9 @@ describe("fuzzing FrameDecoder (RFC 6455 §5.2-§5.7, §7.4.1, §8.1; RFC 7692 �
 });
 
 describe("live fuzz: the same streams on /echo over TCP (§5, §5.5.1-§5.5.3, §7.1.7, §7.4.1)", () => {
-  let server: RunningServer;
+  let server: SpawnedServer;
   before(async () => {
-    server = await startServer(["--max-payload", String(MAX_PAYLOAD)]);
+    server = await spawnServer(["--max-payload", String(MAX_PAYLOAD)]);
   });
   after(async () => {
     await server.stop();

@@ -5,19 +5,19 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { connect } from "node:net";
-import { startServer, type RunningServer } from "./helpers.ts";
-import { RawClient, type RawClientOptions } from "./raw-client.ts";
+import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
+import { RawClient, type RawClientOptions } from "./support/raw-client.ts";
 import { FrameDecoder, Opcode, computeAcceptKey, encodeFrame, hostIsAllowed, originIsAllowed, type DecoderEvent } from "../server.ts";
 
 const SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ==";
 const SAMPLE_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
-let server: RunningServer;
+let server: SpawnedServer;
 let port: number;
 const clients: RawClient[] = [];
 
 before(async () => {
-  server = await startServer(["--keepalive-interval", "0"]);
+  server = await spawnServer(["--keepalive-interval", "0"]);
   port = server.port;
 });
 
@@ -291,7 +291,7 @@ describe("§10.2 Origin", () => {
   }
 
   test("§10.2 --allow-origin http://evil.example lets that origin in, and only that one", async () => {
-    const second = await startServer(["--keepalive-interval", "0", "--allow-origin", "http://evil.example"]);
+    const second = await spawnServer(["--keepalive-interval", "0", "--allow-origin", "http://evil.example"]);
     try {
       const client = await open({ headers: { Origin: "http://evil.example" } }, second.port);
       assertAccepted(client);

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
-import { asStored, useChatRooms, type StoredMessage } from "./chat-client.ts";
+import { asStored, useChatRooms, type StoredMessage } from "./support/chat-client.ts";
 
 const seqs = (messages: StoredMessage[]) => messages.map((message) => message.seq);
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, index) => from + index);
@@ -15,7 +15,7 @@ const range = (from: number, to: number) => Array.from({ length: to - from + 1 }
 // Servers, clients and files that are cleaned up whatever happens
 // ---------------------------------------------------------------------------
 
-const { directory, start, kill, join } = useChatRooms({
+const { directory, spawn: start, stop: kill, join } = useChatRooms({
   folderPrefix: "chat-history-test-",
   args: ["--message-rate", "100000", "--message-burst", "100000"],
   ignorePresence: true,

@@ -7,10 +7,10 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
-import { ChatClient, asStored, useChatRooms } from "./chat-client.ts";
+import { ChatClient, asStored, useChatRooms } from "./support/chat-client.ts";
 import { Identities, publicIdOf, sessionIsValid, withoutSecrets } from "../server.ts";
 
-const { directory, start, kill, join } = useChatRooms({
+const { directory, spawn: start, stop: kill, join } = useChatRooms({
   folderPrefix: "chat-identity-test-",
   args: ["--message-rate", "100000", "--message-burst", "100000"],
 });

@@ -17,8 +17,9 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { startServer, waitUntil, type RunningServer } from "./helpers.ts";
-import { RawClient } from "./raw-client.ts";
+import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
+import { waitUntil } from "./support/wait.ts";
+import { RawClient } from "./support/raw-client.ts";
 import { Opcode, encodeClosePayload } from "../server.ts";
 import type { MessageSpec, Report } from "./interop/ws-client.ts";
 import {
@@ -43,11 +44,11 @@ const matrix: MessageSpec[] = sizes.flatMap((size) => [
   { label: label("binary", size), kind: "binary" as const, size, content: "random" as const },
 ]);
 
-let server: RunningServer;
+let server: SpawnedServer;
 let echoUrl: string;
 
 before(async () => {
-  server = await startServer(["--verbose"]);
+  server = await spawnServer(["--verbose"]);
   echoUrl = `${server.wsUrl}/echo`;
 });
 

@@ -9,11 +9,12 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startServer, type RunningServer } from "./helpers.ts";
+import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
 import { ChaosProxy } from "../scripts/lib/chaos-proxy.ts";
-import { LoadRun, waitFor } from "../scripts/lib/load.ts";
-import { megabytes, RssSampler } from "../scripts/lib/proc.ts";
-import { freePort } from "../scripts/lib/spawn.ts";
+import { LoadRun } from "../scripts/lib/load.ts";
+import { waitUntil as waitFor } from "./support/wait.ts";
+import { megabytes, RssSampler } from "./support/memory.ts";
+import { freePort } from "./support/spawn.ts";
 
 const roomLimits = ["--message-rate", "100000", "--message-burst", "100000", "--max-connections-per-ip", "10000", "--history-size", "100000"];
 
@@ -38,7 +39,7 @@ function historyIds(path: string): Array<{ seq: number; id: string }> {
 
 describe("load on the chat room", () => {
   test("200 clients x 10 messages: every client receives every message exactly once, all in the same order", async () => {
-    const server = await startServer(roomLimits);
+    const server = await spawnServer(roomLimits);
     const sampler = new RssSampler(server.child.pid, 200);
     const run = new LoadRun({ port: server.port, clients: 200, messagesPerClient: 10, textLength: 100, window: 2, seed: 1 });
     try {
@@ -62,7 +63,7 @@ describe("faults under load", () => {
     const history = join(directory, "history.jsonl");
     const port = await freePort();
     const args = ["--port", String(port), "--history", history, ...roomLimits];
-    let server: RunningServer = await startServer(args);
+    let server: SpawnedServer = await spawnServer(args);
     const run = new LoadRun({ port, clients: 100, messagesPerClient: 30, textLength: 60, window: 2, seed: 2, maxDelayMs: 500 });
     const acknowledgedBeforeKills: Array<Map<string, number>> = [];
     try {
@@ -73,14 +74,13 @@ describe("faults under load", () => {
           () => run.acknowledged >= run.totalMessages * fraction && run.clients.every((client) => client.connected),
           60_000,
           `${Math.round(fraction * 100)}% of the messages`,
-          5,
         );
         server.child.kill("SIGKILL");
         await server.exited;
         // What every client holds as acknowledged at the moment of the kill must survive it.
         acknowledgedBeforeKills.push(new Map(run.clients.flatMap((client) => [...client.acknowledged])));
         console.log(`SIGKILL: ${run.progress()}`);
-        server = await startServer(args);
+        server = await spawnServer(args);
         assert.equal(server.port, port);
       }
       await run.waitUntilComplete(120_000);
@@ -109,7 +109,7 @@ describe("faults under load", () => {
   });
 
   test("a proxy that cuts connections at random bytes (inside frames and handshakes, seeded): clients reconnect and resend; the final transcripts are identical and complete", async () => {
-    const server = await startServer(roomLimits);
+    const server = await spawnServer(roomLimits);
     const proxy = new ChaosProxy({ targetPort: server.port, seed: 6455, cutProbability: 0.6, maxBytesBeforeCut: 30_000 });
     const port = await proxy.listen();
     const run = new LoadRun({ port, clients: 100, messagesPerClient: 12, textLength: 60, window: 3, seed: 3, maxDelayMs: 300 });

@@ -11,8 +11,8 @@
 // message saying how to install it: never a skip.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, type RunningServer } from "./helpers.ts";
-import { RawClient } from "./raw-client.ts";
+import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
+import { RawClient } from "./support/raw-client.ts";
 import { Opcode, encodeClosePayload } from "../server.ts";
 import type { MessageSpec, Report } from "./interop/ws-client.ts";
 import { binaries, requireBinary, runNodeClient, runPythonClient, runtimeInstallHint } from "./interop/tools.ts";
@@ -59,10 +59,10 @@ function assertEchoes(report: Report, specs: readonly MessageSpec[]): void {
 
 for (const runtime of runtimes) {
   describe(`server.ts under ${runtime.name}`, () => {
-    let server: RunningServer | undefined;
+    let server: SpawnedServer | undefined;
 
     /** The running server, or a loud failure if it could not start. */
-    const running = (): RunningServer => {
+    const running = (): SpawnedServer => {
       if (server === undefined) throw new Error(`the ${runtime.name} server did not start (see the before hook's failure)`);
       return server;
     };
@@ -70,7 +70,7 @@ for (const runtime of runtimes) {
     before(async () => {
       const version = requireBinary(runtime.name, runtime.binary, runtimeInstallHint);
       assert.match(version, runtime.version, `${runtime.binary} --version printed ${JSON.stringify(version)}`);
-      server = await startServer([], { command: runtime.command, timeoutMs: 30_000 });
+      server = await spawnServer([], { command: runtime.command, timeoutMs: 30_000 });
     });
 
     after(async () => {

@@ -7,7 +7,7 @@ import { Buffer } from "node:buffer";
 import { connect } from "node:net";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { repositoryRoot, startServer, type RunningServer } from "./helpers.ts";
+import { repositoryRoot, spawnServer, type SpawnedServer } from "./support/spawn.ts";
 
 interface HttpResponse {
   status: number;
@@ -53,9 +53,9 @@ const files = [
   { path: "/client.js", file: "client.js", type: "text/javascript; charset=utf-8" },
 ];
 
-let server: RunningServer;
+let server: SpawnedServer;
 before(async () => {
-  server = await startServer([]);
+  server = await spawnServer([]);
 });
 after(async () => {
   await server.stop();

@@ -4,8 +4,8 @@ import { test, describe, after, before } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { FrameDecoder, describeFrame, dumpFrame, describeHandshake, type FrameInfo } from "../server.ts";
-import { startServer, type RunningServer } from "./helpers.ts";
-import { RawClient } from "./raw-client.ts";
+import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
+import { RawClient } from "./support/raw-client.ts";
 
 /** The frames a decoder reports for these bytes (hex). */
 function framesOf(hex: string, expectMasked: boolean): FrameInfo[] {
@@ -81,9 +81,9 @@ describe("trace lines for the RFC 6455 §5.7 examples are exact", () => {
 });
 
 describe("--trace=full on a live server", () => {
-  let server: RunningServer;
+  let server: SpawnedServer;
   before(async () => {
-    server = await startServer(["--trace=full", "--no-deflate"]);
+    server = await spawnServer(["--trace=full", "--no-deflate"]);
   });
   after(() => server.stop());
 
@@ -113,9 +113,9 @@ describe("--trace=full on a live server", () => {
 });
 
 describe("without --trace", () => {
-  let server: RunningServer;
+  let server: SpawnedServer;
   before(async () => {
-    server = await startServer([]);
+    server = await spawnServer([]);
   });
   after(() => server.stop());
 

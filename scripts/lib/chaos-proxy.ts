@@ -3,7 +3,7 @@
 // as it falls, it delivers exactly that prefix, ends that side, and destroys
 // the other, as a dropped network path would.
 import { createServer, connect, type Server, type Socket } from "node:net";
-import { Prng } from "./prng.ts";
+import { Prng } from "../../test/support/prng.ts";
 
 export interface ChaosOptions {
   targetPort: number;

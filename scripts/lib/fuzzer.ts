@@ -28,7 +28,7 @@
 import { Buffer } from "node:buffer";
 import { constants as zlibConstants, deflateRawSync } from "node:zlib";
 import { FrameDecoder, deflateBound, violations, type DecoderEvent } from "../../server.ts";
-import { Prng, caseSeed } from "./prng.ts";
+import { Prng, caseSeed } from "../../test/support/prng.ts";
 
 export interface FuzzOptions {
   maxPayload: number;

@@ -13,8 +13,8 @@ import { Buffer, isUtf8 } from "node:buffer";
 import { constants as zlibConstants, inflateRawSync } from "node:zlib";
 import { Opcode, encodeFrame } from "../../server.ts";
 import { describeEvent, makeCase, normalize, referenceDecode, sameEvents, type FuzzCase, type NormalEvent } from "./fuzzer.ts";
-import { megabytes, readProcessMemory } from "./proc.ts";
-import { WsLite } from "./ws-lite.ts";
+import { megabytes, readProcessMemory } from "../../test/support/memory.ts";
+import { RawClient } from "../../test/support/raw-client.ts";
 
 const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 
@@ -82,8 +82,8 @@ export interface LiveCaseResult {
 /** Sends one case on a fresh connection to /echo and collects the answer until the server closes. */
 export async function sendLiveCase(port: number, fuzzCase: FuzzCase, timeoutMs = 5000): Promise<LiveCaseResult> {
   const offerDeflate = fuzzCase.options.allowCompression;
-  const client = await WsLite.connect({ port, path: "/echo", offerDeflate, timeoutMs });
-  const deflate = (client.responseHeaders["sec-websocket-extensions"] ?? "").includes("permessage-deflate");
+  const client = await RawClient.connect(port, { path: "/echo", offerDeflate, timeoutMs, respond: true });
+  const deflate = client.deflate;
   const received: NormalEvent[] = [];
   const problems: string[] = [];
   if (deflate !== offerDeflate) problems.push(`permessage-deflate offered: ${offerDeflate}, agreed: ${deflate}`);
@@ -115,14 +115,10 @@ export async function sendLiveCase(port: number, fuzzCase: FuzzCase, timeoutMs =
   }
   // Half-close: the server must then finish its side (§7.1.1) whatever state the stream left it in.
   if (!client.socket.destroyed) client.socket.end();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timedOut = await Promise.race([
-    client.whenClosed().then(() => false),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), timeoutMs);
-    }),
-  ]);
-  clearTimeout(timer);
+  const timedOut = await client.waitForClose(timeoutMs).then(
+    () => false,
+    () => true,
+  );
   if (timedOut) client.destroy();
   return { received, problems, timedOut, deflate };
 }
@@ -211,21 +207,15 @@ export async function runLiveFuzz(options: {
 
 /** A well-formed client after the storm: does /echo still echo? */
 export async function echoStillWorks(port: number): Promise<boolean> {
-  const client = await WsLite.connect({ port, path: "/echo" });
+  const client = await RawClient.connect(port, { path: "/echo", respond: true });
   const text = `still here ${"é".repeat(100)}`;
-  const answer = new Promise<string | undefined>((resolve) => {
-    const timer = setTimeout(() => resolve(undefined), 5000);
-    client.onEvent = (event) => {
-      if (event.type === "text") {
-        clearTimeout(timer);
-        resolve(event.text);
-      }
-    };
-  });
   client.socket.write(encodeFrame(Opcode.Text, text, { maskKey: Buffer.from([1, 2, 3, 4]) }));
-  const echoed = await answer;
+  const echoed = await client.next("text").then(
+    (event) => event.text,
+    () => undefined,
+  );
   client.close();
-  await Promise.race([client.whenClosed(), new Promise((resolve) => setTimeout(resolve, 2000))]);
+  await client.waitForClose(2000).catch(() => undefined);
   client.destroy();
   return echoed === text;
 }

@@ -1,8 +1,9 @@
-// A load run on the chat room: C reconnecting clients (chat-client.ts) each
-// say M messages, and then every transcript is compared. Shared by
-// test/load.test.ts and scripts/loadtest.ts.
-import { ReconnectingChatClient } from "./chat-client.ts";
-import { Prng } from "./prng.ts";
+// A load run on the chat room: C reconnecting clients
+// (test/support/chat-client.ts) each say M messages, and then every
+// transcript is compared. Shared by test/load.test.ts and scripts/loadtest.ts.
+import { ReconnectingChatClient } from "../../test/support/chat-client.ts";
+import { Prng } from "../../test/support/prng.ts";
+import { waitUntil } from "../../test/support/wait.ts";
 
 export interface LoadOptions {
   port: number;
@@ -44,14 +45,6 @@ export class LatencyHistogram {
       if (seen >= wanted) return bucket / 10;
     }
     return this.max;
-  }
-}
-
-export async function waitFor(condition: () => boolean, timeoutMs: number, what: string, intervalMs = 20): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
 
@@ -127,7 +120,8 @@ export class LoadRun {
     for (let index = 0; index < this.clients.length; index += batch) {
       const group = this.clients.slice(index, index + batch);
       for (const client of group) client.start();
-      await waitFor(() => group.every((client) => client.connected), connectTimeoutMs, `clients ${index}-${index + group.length - 1} to join`);
+      const what = `clients ${index}-${index + group.length - 1} to join`;
+      await waitUntil(() => group.every((client) => client.connected), connectTimeoutMs, what);
     }
     this.startedSendingAt = performance.now();
     this.releaseSending();
@@ -140,7 +134,7 @@ export class LoadRun {
   }
 
   async waitUntilComplete(timeoutMs: number): Promise<void> {
-    await waitFor(() => this.complete, timeoutMs, "every client to have every message", 50);
+    await waitUntil(() => this.complete, timeoutMs, "every client to have every message");
     this.finishedAt = performance.now();
   }
 

@@ -5,7 +5,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { repositoryRoot } from "../helpers.ts";
+import { repositoryRoot } from "../support/spawn.ts";
 import type { Plan, Report } from "./ws-client.ts";
 
 const runtimeModules = join(repositoryRoot, "test", "runtimes", "node_modules");

@@ -1,5 +1,10 @@
-// Memory of another process, from /proc/<pid>/status (Linux only).
+// The one reader of a process's memory, from /proc/<pid>/status (Linux).
+// Tests use rssOf and RssSampler, which fail loudly when the figure cannot
+// be read: a memory bound that silently reads 0 proves nothing. The scripts
+// print figures only, and use readProcessMemory, which may say "unknown".
 import { readFileSync } from "node:fs";
+
+export const MB = 1024 * 1024;
 
 export interface ProcessMemory {
   /** Resident set size now, in bytes. */
@@ -26,8 +31,20 @@ export function readProcessMemory(pid: number | undefined): ProcessMemory | unde
   return { rss, peakRss: field("VmHWM") ?? rss };
 }
 
+/** The resident set size of `pid` in bytes; throws when it cannot be read. */
+export function rssOf(pid: number | undefined): number {
+  const memory = readProcessMemory(pid);
+  if (memory === undefined) {
+    throw new Error(
+      `cannot read the memory of process ${pid} from /proc/${pid}/status: ` +
+        "this memory check needs Linux's /proc and a live process",
+    );
+  }
+  return memory.rss;
+}
+
 export function megabytes(bytes: number): string {
-  return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+  return `${(bytes / MB).toFixed(1)} MB`;
 }
 
 /** Samples a process's RSS every intervalMs until stopped; remembers the highest. */
@@ -37,8 +54,10 @@ export class RssSampler {
   private readonly timer: ReturnType<typeof setInterval>;
   private readonly pid: number | undefined;
 
-  constructor(pid: number | undefined, intervalMs = 100) {
+  /** `required`: throw now if the RSS cannot be read (what a test wants). */
+  constructor(pid: number | undefined, intervalMs = 100, options: { required?: boolean } = {}) {
     this.pid = pid;
+    if (options.required) this.peak = rssOf(pid);
     this.sample();
     this.timer = setInterval(() => this.sample(), intervalMs);
     this.timer.unref();

@@ -1,0 +1,161 @@
+// Server processes, for the tests where the process is the point (signals,
+// SIGKILL and restart, the command line, other runtimes, a process's memory)
+// and for the scripts. Everything else runs server.ts in the test's own
+// process (in-process.ts). Named spawnServer / SpawnedServer so that nothing
+// here shadows server.ts's startServer / RunningServer.
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const repositoryRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const serverPath = join(repositoryRoot, "server.ts");
+
+export interface SpawnedServer {
+  child: ChildProcess;
+  pid: number | undefined;
+  port: number;
+  /** http://127.0.0.1:PORT and ws://127.0.0.1:PORT */
+  httpUrl: string;
+  wsUrl: string;
+  /** Everything it printed so far, stdout and stderr together. */
+  output(): string;
+  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Sends `signal` (SIGTERM by default) unless it has exited, and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  exited: Promise<number | null>;
+  /** true while the process has neither exited nor been killed. */
+  alive(): boolean;
+}
+
+export interface SpawnOptions {
+  /** The command that runs a TypeScript file; default: this Node with tsx. */
+  command?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** How long it may take to print the address it listens on (default 20 s). */
+  timeoutMs?: number;
+  cwd?: string;
+}
+
+/** Runs `node --import tsx FILE ARGS` (or `command FILE ARGS`) from the
+ * repository root and resolves once it printed "listening on http://HOST:PORT/". */
+export function spawnTypeScript(file: string, args: string[], options: SpawnOptions = {}): Promise<SpawnedServer> {
+  const command = options.command ?? [process.execPath, "--import", "tsx"];
+  const timeoutMs = options.timeoutMs ?? 20_000;
+  const child = spawn(command[0]!, [...command.slice(1), file, ...args], {
+    cwd: options.cwd ?? repositoryRoot,
+    env: { ...process.env, ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  const listeners = new Set<() => void>();
+  const onData = (chunk: Buffer) => {
+    output += chunk.toString("utf8");
+    if (output.length > 4_000_000) output = output.slice(-2_000_000); // a long run logs a lot
+    for (const listener of listeners) listener();
+  };
+  child.stdout!.on("data", onData);
+  child.stderr!.on("data", onData);
+  const exited = new Promise<number | null>((resolve) =>
+    child.on("exit", (code) => {
+      for (const listener of listeners) listener();
+      resolve(code);
+    }),
+  );
+  const alive = () => child.exitCode === null && child.signalCode === null;
+  const waitForOutput = (pattern: RegExp, waitMs = 10_000) =>
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      const check = () => {
+        const match = output.match(pattern);
+        if (match) {
+          cleanup();
+          resolve(match);
+        } else if (!alive()) {
+          cleanup();
+          reject(new Error(`${file} exited before printing ${pattern}; output:\n${output}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`timed out waiting for ${pattern}; output:\n${output}`));
+      }, waitMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        listeners.delete(check);
+      };
+      listeners.add(check);
+      check();
+    });
+  return waitForOutput(/listening on http:\/\/([^\s/]+):(\d+)\//, timeoutMs).then(
+    (match) => {
+      const port = Number(match[2]);
+      return {
+        child,
+        pid: child.pid,
+        port,
+        httpUrl: `http://127.0.0.1:${port}`,
+        wsUrl: `ws://127.0.0.1:${port}`,
+        output: () => output,
+        waitForOutput,
+        exited,
+        alive,
+        stop(signal: NodeJS.Signals = "SIGTERM") {
+          if (alive()) child.kill(signal);
+          return exited;
+        },
+      };
+    },
+    (error: unknown) => {
+      child.kill("SIGKILL");
+      throw error;
+    },
+  );
+}
+
+/** Starts server.ts as a child process with `--port 0` (unless args name a port) plus `args`. */
+export function spawnServer(args: string[] = [], options: SpawnOptions = {}): Promise<SpawnedServer> {
+  return spawnTypeScript(serverPath, args.includes("--port") ? args : ["--port", "0", ...args], options);
+}
+
+export interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs server.ts with `args` to its end (it must exit by itself within timeoutMs). */
+export function runServerToExit(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 20_000): Promise<Finished> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", serverPath, ...args], {
+      cwd: repositoryRoot,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`server.ts ${args.join(" ")} did not exit within ${timeoutMs} ms; output:\n${stdout}${stderr}`));
+    }, timeoutMs);
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/** A port on 127.0.0.1 that was free a moment ago (listen on 0, read it, close): for a restart on the same port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}
