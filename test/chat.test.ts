@@ -1,59 +1,57 @@
 // The chat room's wire contract (README, "Wire contract"), tested over real
-// WebSocket connections against real server processes: names, presence,
-// messages, exactly-once, every error code, binary frames, the rate limit and
-// graceful shutdown. Each test starts its own server, so no state leaks
-// between tests.
+// WebSocket connections on 127.0.0.1: names, presence, messages,
+// exactly-once, every error code, binary frames and the rate limit, against
+// server.ts running in this process (a fresh server per test, so no state
+// leaks between tests); and graceful shutdown on a signal, against server
+// processes, since the signal is the point.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
-import { Opcode, encodeClosePayload } from "../server.ts";
-import { ChatClient, isClose, parseServerMessage } from "./support/chat-client.ts";
-
-/** Generous limits, so only the rate-limit tests meet the rate limit. */
-const unlimited = ["--message-rate", "100000", "--message-burst", "100000"];
+import { Opcode, TokenBucket, encodeClosePayload, type ServerConfig } from "../server.ts";
+import { ChatClient, isClose, nameQuery as name, parseServerMessage, type ServerMessage } from "./support/chat-client.ts";
+import { noRateLimit as unlimited, withServer, type InProcessServer } from "./support/in-process.ts";
+import { spawnServer } from "./support/spawn.ts";
+import { waitUntil, within } from "./support/wait.ts";
 
 interface Room {
-  server: SpawnedServer;
+  server: InProcessServer;
   join(query?: string): Promise<ChatClient>;
 }
 
 /** Runs `body` against a fresh server; every client and the server are gone afterwards. */
-async function withRoom(args: string[], body: (room: Room) => Promise<void>): Promise<void> {
-  const server = await spawnServer(args);
-  const clients: ChatClient[] = [];
-  try {
-    await body({
-      server,
-      join: async (query = "") => {
-        const client = await ChatClient.join(server.port, query);
-        clients.push(client);
-        return client;
-      },
-    });
-  } finally {
-    for (const client of clients) client.destroy();
-    await server.stop("SIGKILL");
-  }
+async function withRoom(config: Partial<ServerConfig>, body: (room: Room) => Promise<void>): Promise<void> {
+  await withServer(config, async (server) => {
+    const clients: ChatClient[] = [];
+    try {
+      await body({
+        server,
+        join: async (query = "") => {
+          const client = await ChatClient.join(server.port, query);
+          clients.push(client);
+          return client;
+        },
+      });
+    } finally {
+      for (const client of clients) client.destroy();
+    }
+  });
 }
 
-function name(value: string): string {
-  return `name=${encodeURIComponent(value)}`;
+/** Sends (with `send`) until the answer is not rate_limited, polling: each
+ * refusal is an answer, so nothing is waited for blindly. */
+async function untilNotRateLimited(client: ChatClient, send: () => void): Promise<ServerMessage> {
+  let answer: ServerMessage | undefined;
+  const refused = () => answer === undefined || (answer.type === "error" && answer.code === "rate_limited");
+  await waitUntil(() => !refused(), 5000, "the room to take a message again", async () => {
+    send();
+    answer = await client.next();
+  });
+  return answer!;
 }
 
 function sorted(names: string[]): string[] {
   return [...names].sort();
 }
-
-function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 // ---------------------------------------------------------------------------
 // Names
@@ -402,8 +400,29 @@ describe("mistakes", () => {
 // ---------------------------------------------------------------------------
 
 describe("rate limit", () => {
+  test("TokenBucket (rate 20, burst 40) on a clock of its own: 40 at once, then one per 50 ms, never more than 40 saved", () => {
+    let now = 1_000_000;
+    const bucket = new TokenBucket(20, 40, () => now);
+    const takeAll = () => {
+      let taken = 0;
+      while (bucket.take()) taken++;
+      return taken;
+    };
+    assert.equal(takeAll(), 40, "the burst");
+    assert.equal(bucket.take(), false);
+    now += 49;
+    assert.equal(bucket.take(), false, "not a whole token after 49 ms");
+    now += 1;
+    assert.equal(bucket.take(), true, "one after 50 ms");
+    assert.equal(bucket.take(), false);
+    now += 1000;
+    assert.equal(takeAll(), 20, "20 in a second");
+    now += 3_600_000;
+    assert.equal(takeAll(), 40, "an hour of quiet saves up the burst, no more");
+  });
+
   test("a burst of 100 says (default limits): some are rate_limited, the rest broadcast, and the connection stays open", async () => {
-    await withRoom([], async (room) => {
+    await withRoom({}, async (room) => {
       const a = await room.join(name("A"));
       const b = await room.join(name("B"));
       await a.expect("joined");
@@ -430,21 +449,27 @@ describe("rate limit", () => {
       assert.ok(seen.every((message) => message.type === "message"));
 
       assert.equal(a.raw.closed, false);
-      await sleep(300); // let the bucket refill (20 a second)
-      assert.deepEqual(await a.sync(), [], "still open: a ping is answered");
-      a.say("after", "calm again");
-      assert.equal((await a.expect("message")).seq, accepted + 1);
+      // Once the bucket has a token again (20 a second), the same id is accepted, once; then a ping is answered.
+      const after = await untilNotRateLimited(a, () => a.say("after", "calm again"));
+      assert.equal(after.type, "message", JSON.stringify(after));
+      assert.equal(after.seq, accepted + 1);
+      assert.deepEqual(await untilNotRateLimited(a, () => a.send({ type: "ping", t: 7 })), { type: "pong", t: 7 }, "still open");
+      assert.deepEqual(await b.sync(), [after], "the others got it once");
     });
   });
 
   test("sustained flooding ends with close 1008", async () => {
-    await withRoom(["--message-rate", "2", "--message-burst", "3"], async (room) => {
+    await withRoom({ messageRate: 2, messageBurst: 3 }, async (room) => {
       const a = await room.join(name("A"));
       const b = await room.join(name("B"));
       await a.expect("joined");
+      // One say after the answer to the previous one, until the room gives up: at most 200.
+      const answers = () => a.raw.events.filter((event) => event.type === "text").length;
+      const before = answers();
       for (let index = 0; index < 200 && !a.raw.events.some(isClose); index++) {
         a.say(`flood-${index}`, `flood ${index}`);
-        await sleep(10);
+        const answered = () => answers() > before + index || a.raw.events.some(isClose);
+        await a.raw.waitFor(answered, 5000, `the answer to say ${index}`);
       }
       assert.equal(await a.closeCode(), 1008);
       const types: string[] = [];
@@ -477,7 +502,7 @@ describe("rate limit", () => {
 describe("shutdown", () => {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     test(`${signal}: every client gets close 1001 and the process exits with 0`, async () => {
-      const server = await spawnServer(unlimited);
+      const server = await spawnServer(["--message-rate", "100000", "--message-burst", "100000"]);
       const clients: ChatClient[] = [];
       try {
         for (let index = 0; index < 3; index++) clients.push(await ChatClient.join(server.port));
