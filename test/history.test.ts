@@ -1,12 +1,16 @@
-// History, resume and epochs, over real connections to real server
-// processes: replay with `since`, the epoch rules, --history-size, and the
-// --history file across SIGKILL and restarts, including a torn last line.
+// History, resume and epochs, over real connections: replay with `since`,
+// the epoch rules, --history-size, and the --history file across restarts,
+// including a torn last line. server.ts runs in this process, except where a
+// server is killed with SIGKILL: that one is a process (the point is what the
+// file holds when the process dies), and it is restarted in this process.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
+import { History } from "../server.ts";
 import { asStored, useChatRooms, type StoredMessage } from "./support/chat-client.ts";
+import { noRateLimit } from "./support/in-process.ts";
 
 const seqs = (messages: StoredMessage[]) => messages.map((message) => message.seq);
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, index) => from + index);
@@ -15,8 +19,9 @@ const range = (from: number, to: number) => Array.from({ length: to - from + 1 }
 // Servers, clients and files that are cleaned up whatever happens
 // ---------------------------------------------------------------------------
 
-const { directory, spawn: start, stop: kill, join } = useChatRooms({
+const { directory, start, spawn, stop, join } = useChatRooms({
   folderPrefix: "chat-history-test-",
+  config: noRateLimit,
   args: ["--message-rate", "100000", "--message-burst", "100000"],
   ignorePresence: true,
 });
@@ -47,6 +52,51 @@ function readHistoryFile(path: string): { epochs: string[]; messages: StoredMess
 }
 
 // ---------------------------------------------------------------------------
+// History alone: what is kept, found and replayed
+// ---------------------------------------------------------------------------
+
+describe("History, without a server", () => {
+  const message = (seq: number): StoredMessage => ({ seq, id: `id-${seq}`, sid: "sid", from: "小明", text: `text ${seq}`, time: seq });
+
+  test("empty: nothing to replay, latestSeq 0, and the oldest kept seq is 1", () => {
+    const history = new History(5);
+    assert.deepEqual(history.since(0), []);
+    assert.equal(history.latestSeq, 0);
+    assert.equal(history.oldestSeq, 1);
+    assert.equal(history.find("id-1"), undefined);
+  });
+
+  test("since(n) is every kept message with seq > n, oldest first", () => {
+    const history = new History(10);
+    for (let seq = 1; seq <= 4; seq++) history.add(message(seq));
+    assert.equal(history.latestSeq, 4);
+    assert.deepEqual(seqs(history.since(0)), [1, 2, 3, 4]);
+    assert.deepEqual(seqs(history.since(2)), [3, 4]);
+    assert.deepEqual(history.since(4), []);
+    assert.deepEqual(history.since(99), []);
+  });
+
+  test("it keeps the newest `size`: older ones are neither replayed nor found by id", () => {
+    const history = new History(5);
+    for (let seq = 1; seq <= 23; seq++) history.add(message(seq));
+    assert.equal(history.oldestSeq, 19);
+    assert.deepEqual(seqs(history.since(0)), range(19, 23));
+    assert.deepEqual(seqs(history.since(20)), [21, 22, 23]);
+    assert.equal(history.find("id-18"), undefined, "a dropped id is not found (a retry of it is new)");
+    assert.deepEqual(history.find("id-19"), message(19));
+  });
+
+  test("seqs with gaps (a history file) are replayed by seq, not by position", () => {
+    const history = new History(10);
+    for (const seq of [3, 7, 8, 20]) history.add(message(seq));
+    assert.deepEqual(seqs(history.since(5)), [7, 8, 20]);
+    assert.deepEqual(seqs(history.since(8)), [20]);
+    assert.deepEqual(seqs(history.since(2)), [3, 7, 8, 20]);
+    assert.equal(history.oldestSeq, 3);
+  });
+});
+
+// ---------------------------------------------------------------------------
 // Replay and epochs
 // ---------------------------------------------------------------------------
 
@@ -64,7 +114,7 @@ describe("replay with since, and epochs", () => {
     assert.equal(late.welcome.resumed, false);
     assert.equal(late.welcome.epoch, a.welcome.epoch, "one epoch for the life of the server");
     assert.deepEqual(await late.replay(), sent);
-    await kill(server);
+    await stop(server);
   });
 
   test("since with the same epoch: resumed:true and only the newer messages, oldest first", async () => {
@@ -81,7 +131,7 @@ describe("replay with since, and epochs", () => {
       assert.deepEqual(await client.replay(), sent.slice(since), `the messages after ${since}`);
       client.destroy();
     }
-    await kill(server);
+    await stop(server);
   });
 
   test("since with a different epoch: resumed:false and the whole stored history", async () => {
@@ -95,11 +145,11 @@ describe("replay with since, and epochs", () => {
       assert.deepEqual(await client.replay(), sent, `everything, whatever since=${since} says`);
       client.destroy();
     }
-    await kill(server);
+    await stop(server);
   });
 
   test("since older than the oldest kept message (--history-size 5, 20 messages): resumed:false with the 5 kept", async () => {
-    const server = await start(["--history-size", "5"]);
+    const server = await start({ historySize: 5 });
     const a = await join(server, "name=A");
     const sent: StoredMessage[] = [];
     for (let index = 1; index <= 20; index++) sent.push(await a.sayAndAck(`m${index}`, `text ${index}`));
@@ -124,7 +174,7 @@ describe("replay with since, and epochs", () => {
     // A retried id that is still kept is recognised.
     assert.deepEqual(await a.sayAndAck("m20", "again"), sent[19], "a kept id gets its stored copy");
     assert.deepEqual(await a.sync(), []);
-    await kill(server);
+    await stop(server);
   });
 
   test("without a history file every start has a new random epoch, and old seqs are not resumed", async () => {
@@ -132,7 +182,7 @@ describe("replay with since, and epochs", () => {
     const a = await join(first, "name=A");
     await a.sayAndAck("m1", "one");
     const oldEpoch = a.welcome.epoch;
-    await kill(first);
+    await stop(first);
 
     const second = await start();
     const b = await join(second, resume(1, oldEpoch));
@@ -144,7 +194,7 @@ describe("replay with since, and epochs", () => {
     const third = await start();
     const c = await join(third);
     assert.ok(![oldEpoch, b.welcome.epoch].includes(c.welcome.epoch), "each start its own epoch");
-    await Promise.all([kill(second), kill(third)]);
+    await Promise.all([stop(second), stop(third)]);
   });
 });
 
@@ -155,22 +205,22 @@ describe("replay with since, and epochs", () => {
 describe("history file", () => {
   test("a new file gets an epoch line before any message, and keeps that epoch across a restart", async () => {
     const path = newHistoryPath();
-    const first = await start(["--history", path]);
+    const first = await start({ historyFile: path });
     const a = await join(first);
     assert.ok(existsSync(path));
     assert.deepEqual(readHistoryFile(path), { epochs: [a.welcome.epoch], messages: [], endsWithNewline: true });
-    await kill(first);
+    await stop(first);
 
-    const second = await start(["--history", path]);
+    const second = await start({ historyFile: path });
     const b = await join(second);
     assert.equal(b.welcome.epoch, a.welcome.epoch);
     assert.equal(b.welcome.seq, 0);
-    await kill(second);
+    await stop(second);
   });
 
   test("killed with SIGKILL and restarted: nothing acknowledged is lost, seq continues, epoch kept, resume works", async () => {
     const path = newHistoryPath();
-    const first = await start(["--history", path]);
+    const first = await spawn(["--history", path]);
     const a = await join(first, "name=A");
     const epoch = a.welcome.epoch;
     const acknowledged: StoredMessage[] = [];
@@ -178,14 +228,14 @@ describe("history file", () => {
     // A burst, and the kill the moment the last acknowledgement arrives.
     for (let index = 6; index <= 30; index++) a.send({ type: "say", id: `before-${index}`, text: `burst ${index}` });
     for (let index = 6; index <= 30; index++) acknowledged.push(asStored(await a.expect("message")));
-    await kill(first);
+    await stop(first);
     assert.deepEqual(seqs(acknowledged), range(1, 30));
 
     const stored = readHistoryFile(path);
     assert.deepEqual(stored.epochs, [epoch]);
     assert.deepEqual(stored.messages, acknowledged, "every acknowledged message is in the file, in order");
 
-    const second = await start(["--history", path]);
+    const second = await start({ historyFile: path });
     const fresh = await join(second);
     assert.equal(fresh.welcome.epoch, epoch, "the epoch is kept");
     assert.equal(fresh.welcome.seq, 30);
@@ -204,37 +254,38 @@ describe("history file", () => {
     const next = await back.sayAndAck("after-1", "after the restart");
     assert.equal(next.seq, 31, "seq continues");
     assert.deepEqual(asStored(await fresh.expect("message")), next);
-    await kill(second);
+    await stop(second);
   });
 
   test(
     "messages accepted after a restart are appended after the old ones: a second restart loses nothing",
     async () => {
       const path = newHistoryPath();
-      const first = await start(["--history", path]);
+      const first = await start({ historyFile: path });
       const a = await join(first, "name=A");
       const epoch = a.welcome.epoch;
       const acknowledged = [await a.sayAndAck("r1", "first run, one"), await a.sayAndAck("r2", "first run, two")];
-      await kill(first);
+      await stop(first);
 
-      const second = await start(["--history", path]);
+      // The second run is killed with SIGKILL: what it appended must be in the file all the same.
+      const second = await spawn(["--history", path]);
       const b = await join(second, "name=B");
       assert.deepEqual(await b.replay(), acknowledged);
       acknowledged.push(await b.sayAndAck("r3", "second run"));
-      await kill(second);
+      await stop(second);
 
       const stored = readHistoryFile(path);
       assert.deepEqual(stored.epochs, [epoch], "the epoch line is still there");
       assert.deepEqual(stored.messages, acknowledged, "the file holds all three messages");
       assert.ok(stored.endsWithNewline);
 
-      const third = await start(["--history", path]);
+      const third = await start({ historyFile: path });
       assert.doesNotMatch(third.output(), /skipped|incomplete/, "no warning about the file");
       const c = await join(third);
       assert.equal(c.welcome.epoch, epoch);
       assert.equal(c.welcome.seq, 3);
       assert.deepEqual(await c.replay(), acknowledged);
-      await kill(third);
+      await stop(third);
     },
   );
 
@@ -244,13 +295,13 @@ describe("history file", () => {
     const messages: StoredMessage[] = range(1, 20).map((seq) => ({ seq, id: `old-${seq}`, sid: "sidOfXiaoMing", from: "小明", text: `old ${seq}`, time: 1_700_000_000_000 + seq }));
     writeFileSync(path, [{ type: "epoch", epoch }, ...messages].map((record) => JSON.stringify(record) + "\n").join(""));
 
-    const server = await start(["--history", path, "--history-size", "5"]);
+    const server = await start({ historyFile: path, historySize: 5 });
     const a = await join(server);
     assert.equal(a.welcome.epoch, epoch);
     assert.equal(a.welcome.seq, 20);
     assert.deepEqual(await a.replay(), messages.slice(15));
     assert.equal((await a.sayAndAck("new", "new")).seq, 21);
-    await kill(server);
+    await stop(server);
   });
 
   describe("a truncated last line (a crash in the middle of a write)", () => {
@@ -270,7 +321,7 @@ describe("history file", () => {
     test("the server starts, warns, keeps the whole lines, and goes on from the last whole message", async () => {
       const path = newHistoryPath();
       writeTornFile(path);
-      const server = await start(["--history", path]);
+      const server = await start({ historyFile: path });
       assert.match(server.output(), /incomplete|truncated|partial|torn/i, "a warning about the last line");
       const a = await join(server, "name=A");
       assert.equal(a.welcome.epoch, epoch);
@@ -281,7 +332,7 @@ describe("history file", () => {
       const b = await join(server, resume(2, epoch));
       assert.equal(b.welcome.resumed, true);
       assert.deepEqual(await b.replay(), [next]);
-      await kill(server);
+      await stop(server);
     });
 
     test(
@@ -289,24 +340,24 @@ describe("history file", () => {
       async () => {
         const path = newHistoryPath();
         writeTornFile(path);
-        const first = await start(["--history", path]);
+        const first = await start({ historyFile: path });
         const a = await join(first, "name=A");
         assert.deepEqual(await a.replay(), complete);
         const next = [await a.sayAndAck("n1", "after the crash"), await a.sayAndAck("n2", "and another")];
-        await kill(first);
+        await stop(first);
 
         const stored = readHistoryFile(path);
         assert.deepEqual(stored.epochs, [epoch]);
         assert.deepEqual(stored.messages, [...complete, ...next]);
         assert.ok(stored.endsWithNewline);
 
-        const second = await start(["--history", path]);
+        const second = await start({ historyFile: path });
         assert.doesNotMatch(second.output(), /incomplete|skipped/, "no warning the second time");
         const b = await join(second);
         assert.equal(b.welcome.epoch, epoch);
         assert.equal(b.welcome.seq, 4);
         assert.deepEqual(await b.replay(), [...complete, ...next]);
-        await kill(second);
+        await stop(second);
       },
     );
   });
