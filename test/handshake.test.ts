@@ -1,23 +1,32 @@
-// RFC 6455 §4.2: the opening handshake, over real TCP against a real server
-// process. Every refusal must carry a one-line reason and end the TCP
-// connection; every acceptance must carry the right Sec-WebSocket-Accept.
+// RFC 6455 §4.2: the opening handshake, over real TCP against server.ts in
+// this process, and checkUpgradeRequest, the rules alone. Every refusal must
+// carry a one-line reason and end the TCP connection; every acceptance must
+// carry the right Sec-WebSocket-Accept.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { connect } from "node:net";
-import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
 import { RawClient, type RawClientOptions } from "./support/raw-client.ts";
-import { FrameDecoder, Opcode, computeAcceptKey, encodeFrame, hostIsAllowed, originIsAllowed, type DecoderEvent } from "../server.ts";
+import { serveInProcess, withServer, type InProcessServer } from "./support/in-process.ts";
+import {
+  Opcode,
+  checkUpgradeRequest,
+  computeAcceptKey,
+  encodeFrame,
+  hostIsAllowed,
+  originIsAllowed,
+  type HandshakePolicy,
+  type HandshakeRequest,
+} from "../server.ts";
 
 const SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ==";
 const SAMPLE_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
-let server: SpawnedServer;
+let server: InProcessServer;
 let port: number;
 const clients: RawClient[] = [];
 
 before(async () => {
-  server = await spawnServer(["--keepalive-interval", "0"]);
+  server = await serveInProcess({ keepaliveIntervalMs: 0 });
   port = server.port;
 });
 
@@ -72,7 +81,7 @@ function assertAccepted(client: RawClient, key?: string): void {
 }
 
 /** The connection works: a text message comes back from /echo. */
-async function assertEchoes(client: RawClient, text = "are you there?"): Promise<void> {
+async function assertConnectionWorks(client: RawClient, text = "are you there?"): Promise<void> {
   client.sendText(text);
   const echoed = await client.next("text");
   assert.equal(echoed.text, text);
@@ -83,7 +92,7 @@ describe("§4.2.2 accepted handshakes", () => {
     const client = await open();
     assertAccepted(client);
     // RawClient chose a random key; check the header against our own computation through a known key too.
-    await assertEchoes(client);
+    await assertConnectionWorks(client);
     client.destroy();
   });
 
@@ -91,7 +100,7 @@ describe("§4.2.2 accepted handshakes", () => {
     const client = await open({ headers: { "Sec-WebSocket-Key": SAMPLE_KEY } });
     assertAccepted(client);
     assert.equal(client.handshake!.headers["sec-websocket-accept"], SAMPLE_ACCEPT);
-    await assertEchoes(client);
+    await assertConnectionWorks(client);
     client.destroy();
   });
 
@@ -99,7 +108,7 @@ describe("§4.2.2 accepted handshakes", () => {
     for (const connection of ["keep-alive, Upgrade", "upgrade", "UPGRADE, keep-alive", "keep-alive,upgrade"]) {
       const client = await open({ headers: { Connection: connection, Upgrade: "WebSocket", "Sec-WebSocket-Key": SAMPLE_KEY } });
       assertAccepted(client, SAMPLE_KEY);
-      await assertEchoes(client, connection);
+      await assertConnectionWorks(client, connection);
       client.destroy();
     }
   });
@@ -108,53 +117,18 @@ describe("§4.2.2 accepted handshakes", () => {
     const request = Buffer.from(rawRequest("GET /echo HTTP/1.1", standardHeaders()), "latin1");
     const frame = encodeFrame(Opcode.Text, "sent with the request", { maskKey: Buffer.from([1, 2, 3, 4]) });
     const ping = encodeFrame(Opcode.Ping, "and a ping", { maskKey: Buffer.from([5, 6, 7, 8]) });
-    const { head, events } = await exchange(Buffer.concat([request, frame, ping]), (seen) => seen.some((event) => event.type === "pong"));
-    assert.match(head, /^HTTP\/1\.1 101 /);
-    assert.ok(head.includes(`Sec-WebSocket-Accept: ${SAMPLE_ACCEPT}`));
-    const simple = events.map((event) => (event.type === "text" ? `text:${event.text}` : event.type === "pong" ? `pong:${event.data}` : event.type));
+    // One write: the request, a text frame and a ping.
+    const client = await open({ request: Buffer.concat([request, frame, ping]) });
+    assert.equal(client.handshake?.status, 101);
+    assert.equal(client.handshake?.headers["sec-websocket-accept"], SAMPLE_ACCEPT);
+    await client.next("pong");
+    const simple = client.events.map((event) =>
+      event.type === "text" ? `text:${event.text}` : event.type === "pong" ? `pong:${event.data}` : event.type,
+    );
     assert.deepEqual(simple, ["text:sent with the request", "pong:and a ping"]);
+    client.destroy();
   });
 });
-
-/** Sends `bytes` in one write on a fresh TCP connection; returns the response
- * head and the frames that follow, once `done(events)` holds. */
-function exchange(bytes: Buffer, done: (events: DecoderEvent[]) => boolean, timeoutMs = 5000): Promise<{ head: string; events: DecoderEvent[] }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, "127.0.0.1");
-    socket.setNoDelay(true);
-    const decoder = new FrameDecoder({ expectMasked: false, maxPayload: 1 << 20 });
-    const events: DecoderEvent[] = [];
-    let pending = Buffer.alloc(0);
-    let head: string | undefined;
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`timed out; head ${JSON.stringify(head)}, events ${JSON.stringify(events.map((event) => event.type))}`));
-    }, timeoutMs);
-    const finish = () => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve({ head: head ?? "", events });
-    };
-    socket.on("connect", () => socket.write(bytes));
-    socket.on("error", () => {});
-    socket.on("close", () => {
-      clearTimeout(timer);
-      if (head !== undefined && done(events)) resolve({ head, events });
-      else reject(new Error(`closed early; head ${JSON.stringify(head)}, events ${JSON.stringify(events.map((event) => event.type))}`));
-    });
-    socket.on("data", (chunk: Buffer) => {
-      if (head === undefined) {
-        pending = Buffer.concat([pending, chunk]);
-        const end = pending.indexOf("\r\n\r\n");
-        if (end === -1) return;
-        head = pending.subarray(0, end).toString("latin1");
-        chunk = pending.subarray(end + 4);
-      }
-      if (chunk.length > 0) events.push(...decoder.receive(Buffer.from(chunk)));
-      if (done(events)) finish();
-    });
-  });
-}
 
 describe("§4.2.1 refused handshakes: a status, a one-line reason, and the TCP connection closed", () => {
   test("§4.2.1 a method other than GET gets 405", async () => {
@@ -269,7 +243,7 @@ describe("§10.2 Origin", () => {
     test(`§10.2 ${name} is accepted`, async () => {
       const client = await open({ headers: headers() });
       assertAccepted(client);
-      await assertEchoes(client);
+      await assertConnectionWorks(client);
       client.destroy();
     });
   }
@@ -291,17 +265,14 @@ describe("§10.2 Origin", () => {
   }
 
   test("§10.2 --allow-origin http://evil.example lets that origin in, and only that one", async () => {
-    const second = await spawnServer(["--keepalive-interval", "0", "--allow-origin", "http://evil.example"]);
-    try {
+    await withServer({ keepaliveIntervalMs: 0, allowedOrigins: ["http://evil.example"] }, async (second) => {
       const client = await open({ headers: { Origin: "http://evil.example" } }, second.port);
       assertAccepted(client);
-      await assertEchoes(client);
+      await assertConnectionWorks(client);
       client.destroy();
       const other = await open({ headers: { Origin: "http://other.example" } }, second.port);
       await assertRefused(other, 403);
-    } finally {
-      await second.stop();
-    }
+    });
   });
 });
 
@@ -336,7 +307,7 @@ describe("§4.2.2 subprotocols and extensions", () => {
     const client = await open({ headers: { "Sec-WebSocket-Extensions": "x-foo; bar=1" } });
     assertAccepted(client);
     assert.equal(client.handshake!.headers["sec-websocket-extensions"], undefined);
-    await assertEchoes(client);
+    await assertConnectionWorks(client);
     client.destroy();
   });
 });
@@ -354,5 +325,67 @@ describe("§10.2 the origin and host rules as pure functions", () => {
     for (const host of ["127.0.0.1:5500", "localhost:5500", "LOCALHOST", "[::1]:5500"]) assert.equal(hostIsAllowed(host, []), true, host);
     for (const host of ["evil.example:5500", "127.0.0.1.nip.io:5500", "", undefined]) assert.equal(hostIsAllowed(host, []), false, String(host));
     assert.equal(hostIsAllowed("mybox.lan:5500", ["http://mybox.lan:5500"]), true);
+  });
+});
+
+describe("§4.2.1 checkUpgradeRequest: the rules alone, without a socket", () => {
+  const key = SAMPLE_KEY;
+  /** A valid request from a page of the server itself, with `headers` over it ("" drops one). */
+  function request(headers: Record<string, string> = {}, method = "GET", httpVersion = "1.1"): HandshakeRequest {
+    const all: Record<string, string> = {
+      host: "127.0.0.1:5500",
+      upgrade: "websocket",
+      connection: "Upgrade",
+      "sec-websocket-key": key,
+      "sec-websocket-version": "13",
+      ...Object.fromEntries(Object.entries(headers).map(([name, value]) => [name.toLowerCase(), value])),
+    };
+    return { method, httpVersion, headers: Object.fromEntries(Object.entries(all).filter(([, value]) => value !== "")) };
+  }
+  const chat: HandshakePolicy = { allowedOrigins: [], subprotocols: ["chat"], loopbackOnly: true };
+
+  test("§4.2.2 a valid request is accepted with base64(SHA-1(key + GUID)) and no subprotocol unless one is offered", () => {
+    assert.deepEqual(checkUpgradeRequest(request(), chat), { accepted: true, acceptKey: SAMPLE_ACCEPT, protocol: undefined });
+    const offered = checkUpgradeRequest(request({ "Sec-WebSocket-Protocol": "foo, chat" }), chat);
+    assert.deepEqual(offered, { accepted: true, acceptKey: SAMPLE_ACCEPT, protocol: "chat" });
+    const http2 = checkUpgradeRequest(request({}, "GET", "2.0"), chat);
+    assert.equal(http2.accepted, true, "a later HTTP version is fine");
+  });
+
+  const refusals: Array<[string, HandshakeRequest, number, RegExp]> = [
+    ["POST", request({}, "POST"), 405, /GET/],
+    ["HTTP/1.0", request({}, "GET", "1.0"), 400, /HTTP\/1\.1/],
+    ["no Host", request({ Host: "" }), 400, /Host/],
+    ["Upgrade: h2c", request({ Upgrade: "h2c" }), 400, /Upgrade/],
+    ["Connection: keep-alive", request({ Connection: "keep-alive" }), 400, /Connection/],
+    ["Sec-WebSocket-Version: 8", request({ "Sec-WebSocket-Version": "8" }), 426, /13/],
+    ["no Sec-WebSocket-Version", request({ "Sec-WebSocket-Version": "" }), 426, /13/],
+    ["a key of 15 bytes", request({ "Sec-WebSocket-Key": Buffer.alloc(15, 7).toString("base64") }), 400, /Sec-WebSocket-Key/],
+    ["no key", request({ "Sec-WebSocket-Key": "" }), 400, /Sec-WebSocket-Key/],
+    ["a foreign Origin", request({ Origin: "http://evil.example" }), 403, /Origin/],
+    ["a Host that is not this machine (DNS rebinding)", request({ Host: "evil.example", Origin: "http://evil.example" }), 403, /Host/],
+  ];
+  for (const [name, refused, status, reason] of refusals) {
+    test(`§4.2.1 ${name} is refused with ${status} and a one-line reason`, () => {
+      const verdict = checkUpgradeRequest(refused, chat);
+      assert.equal(verdict.accepted, false);
+      if (verdict.accepted) return;
+      assert.equal(verdict.status, status);
+      assert.match(verdict.reason, reason);
+      assert.doesNotMatch(verdict.reason, /[\r\n]/, "one line");
+      if (status === 405) assert.deepEqual(verdict.headers, { Allow: "GET" });
+      if (status === 426) assert.deepEqual(verdict.headers, { "Sec-WebSocket-Version": "13" });
+    });
+  }
+
+  test("§10.2 a server listening beyond loopback accepts its own name as Host, and pages of that name only", () => {
+    const open: HandshakePolicy = { allowedOrigins: [], subprotocols: [], loopbackOnly: false };
+    const own = request({ Host: "chat.example:8080", Origin: "http://chat.example:8080" });
+    assert.equal(checkUpgradeRequest(own, open).accepted, true);
+    assert.equal(checkUpgradeRequest(own, chat).accepted, false, "the same request to a loopback-only server is refused");
+    const foreign = checkUpgradeRequest(request({ Host: "chat.example:8080", Origin: "http://evil.example" }), open);
+    assert.equal(foreign.accepted, false);
+    const allowed: HandshakePolicy = { ...open, allowedOrigins: ["http://evil.example"] };
+    assert.equal(checkUpgradeRequest(request({ Host: "chat.example:8080", Origin: "http://evil.example" }), allowed).accepted, true);
   });
 });
