@@ -1,13 +1,15 @@
 // The static page: exactly GET/HEAD / and /client.js, and nothing else on
 // disk, whatever the request target tries. Requests are written by hand on a
-// TCP socket so that no client library normalises the target first.
-import { after, before, describe, test } from "node:test";
+// TCP socket (RawClient with a raw request) so that no client library
+// normalises the target first; server.ts runs in this process.
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { connect } from "node:net";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { repositoryRoot, spawnServer, type SpawnedServer } from "./support/spawn.ts";
+import { useServer } from "./support/in-process.ts";
+import { RawClient } from "./support/raw-client.ts";
+import { repositoryRoot } from "./support/spawn.ts";
 
 interface HttpResponse {
   status: number;
@@ -16,36 +18,12 @@ interface HttpResponse {
 }
 
 /** Sends `method target HTTP/1.1` with Connection: close and reads the whole answer. */
-function rawRequest(port: number, method: string, target: string, extraHeaders: string[] = []): Promise<HttpResponse> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, "127.0.0.1");
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no complete answer to ${method} ${target} within 5 s`));
-    }, 5000);
-    socket.on("error", (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
-    socket.on("close", () => {
-      clearTimeout(timer);
-      const all = Buffer.concat(chunks);
-      const end = all.indexOf("\r\n\r\n");
-      if (end === -1) return reject(new Error(`no HTTP response to ${method} ${target}: ${JSON.stringify(all.toString("latin1"))}`));
-      const lines = all.subarray(0, end).toString("latin1").split("\r\n");
-      const headers: Record<string, string> = {};
-      for (const line of lines.slice(1)) {
-        const colon = line.indexOf(":");
-        headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
-      }
-      resolve({ status: Number(lines[0]!.split(" ")[1]), headers, body: all.subarray(end + 4) });
-    });
-    socket.write(
-      [`${method} ${target} HTTP/1.1`, `Host: 127.0.0.1:${port}`, "Connection: close", ...extraHeaders, "", ""].join("\r\n"),
-    );
-  });
+async function rawRequest(port: number, method: string, target: string, extraHeaders: string[] = []): Promise<HttpResponse> {
+  const request = [`${method} ${target} HTTP/1.1`, `Host: 127.0.0.1:${port}`, "Connection: close", ...extraHeaders, "", ""];
+  const client = await RawClient.open(port, { request: request.join("\r\n"), timeoutMs: 5000 });
+  await client.waitForClose(5000);
+  assert.ok(client.handshake, `no HTTP response to ${method} ${target}`);
+  return { status: client.handshake.status, headers: client.handshake.headers, body: client.handshake.bodyBytes };
 }
 
 const files = [
@@ -53,18 +31,12 @@ const files = [
   { path: "/client.js", file: "client.js", type: "text/javascript; charset=utf-8" },
 ];
 
-let server: SpawnedServer;
-before(async () => {
-  server = await spawnServer([]);
-});
-after(async () => {
-  await server.stop();
-});
+const server = useServer();
 
 describe("the two files", () => {
   for (const { path, file, type } of files) {
     test(`GET ${path} serves ${file} as ${type} with Cache-Control: no-cache`, async () => {
-      const response = await rawRequest(server.port, "GET", path);
+      const response = await rawRequest(server().port, "GET", path);
       assert.equal(response.status, 200);
       assert.equal(response.headers["content-type"], type);
       assert.equal(response.headers["cache-control"], "no-cache");
@@ -74,8 +46,8 @@ describe("the two files", () => {
     });
 
     test(`HEAD ${path}: the same headers, no body`, async () => {
-      const get = await rawRequest(server.port, "GET", path);
-      const head = await rawRequest(server.port, "HEAD", path);
+      const get = await rawRequest(server().port, "GET", path);
+      const head = await rawRequest(server().port, "HEAD", path);
       assert.equal(head.status, 200);
       assert.equal(head.body.length, 0, "no body after the headers");
       for (const name of ["content-type", "content-length", "cache-control"]) {
@@ -85,7 +57,7 @@ describe("the two files", () => {
 
     for (const method of ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"]) {
       test(`${method} ${path} is 405 with Allow`, async () => {
-        const response = await rawRequest(server.port, method, path, ["Content-Length: 0"]);
+        const response = await rawRequest(server().port, method, path, ["Content-Length: 0"]);
         assert.equal(response.status, 405);
         const allowed = (response.headers["allow"] ?? "").split(",").map((value) => value.trim()).sort();
         assert.deepEqual(allowed, ["GET", "HEAD"]);
@@ -94,10 +66,10 @@ describe("the two files", () => {
   }
 
   test("a query string does not change the file (the page is opened with ?options)", async () => {
-    const page = await rawRequest(server.port, "GET", "/?name=%E5%B0%8F%E6%98%8E&lang=en");
+    const page = await rawRequest(server().port, "GET", "/?name=%E5%B0%8F%E6%98%8E&lang=en");
     assert.equal(page.status, 200);
     assert.equal(page.headers["content-type"], "text/html; charset=utf-8");
-    const script = await rawRequest(server.port, "GET", "/client.js?v=2");
+    const script = await rawRequest(server().port, "GET", "/client.js?v=2");
     assert.equal(script.status, 200);
     assert.equal(script.headers["content-type"], "text/javascript; charset=utf-8");
   });
@@ -144,8 +116,8 @@ describe("nothing else", () => {
 
   for (const label of targets) {
     test(`GET ${label} is 404 and shows no file`, async () => {
-      const target = label.replace("PORT", String(server.port));
-      const response = await rawRequest(server.port, "GET", target);
+      const target = label.replace("PORT", String(server().port));
+      const response = await rawRequest(server().port, "GET", target);
       assert.equal(response.status, 404);
       const body = response.body.toString("utf8");
       for (const snippet of sourceSnippets) assert.ok(!body.includes(snippet), `the body leaks ${snippet}`);
@@ -154,10 +126,10 @@ describe("nothing else", () => {
   }
 
   test("HEAD and POST on a path that is not served are 404 too", async () => {
-    const head = await rawRequest(server.port, "HEAD", "/server.ts");
+    const head = await rawRequest(server().port, "HEAD", "/server.ts");
     assert.equal(head.status, 404);
     assert.equal(head.body.length, 0);
-    const post = await rawRequest(server.port, "POST", "/server.ts", ["Content-Length: 0"]);
+    const post = await rawRequest(server().port, "POST", "/server.ts", ["Content-Length: 0"]);
     assert.equal(post.status, 404);
   });
 });
