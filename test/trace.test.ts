@@ -1,10 +1,11 @@
 // The protocol trace (--trace, --trace=full) and the annotations the page's
-// frame inspector receives: exact output for the RFC's own examples.
-import { test, describe, after, before } from "node:test";
+// frame inspector receives: exact output for the RFC's own examples. The
+// live tests run server.ts in this process and read what it prints.
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { FrameDecoder, describeFrame, dumpFrame, describeHandshake, type FrameInfo } from "../server.ts";
-import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
+import { useServer } from "./support/in-process.ts";
 import { RawClient } from "./support/raw-client.ts";
 
 /** The frames a decoder reports for these bytes (hex). */
@@ -81,13 +82,10 @@ describe("trace lines for the RFC 6455 §5.7 examples are exact", () => {
 });
 
 describe("--trace=full on a live server", () => {
-  let server: SpawnedServer;
-  before(async () => {
-    server = await spawnServer(["--trace=full", "--no-deflate"]);
-  });
-  after(() => server.stop());
+  const live = useServer({ trace: "full", deflate: false });
 
   test("§4.2 and §5.7 prints the handshake and the masked \"Hello\" exactly, and its unmasked echo", async () => {
+    const server = live();
     const client = await RawClient.open(server.port, { path: "/echo", headers: { "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==" } });
     assert.equal(client.handshake?.status, 101);
     client.write(Buffer.from("818537fa213d7f9f4d5158", "hex"));
@@ -113,13 +111,11 @@ describe("--trace=full on a live server", () => {
 });
 
 describe("without --trace", () => {
-  let server: SpawnedServer;
-  before(async () => {
-    server = await spawnServer([]);
-  });
-  after(() => server.stop());
+  // The console is kept too: nothing may be printed there.
+  const live = useServer({}, { captureConsole: true });
 
   test("nothing about frames is printed, and the chat's inspector reports only to the page that asked", async () => {
+    const server = live();
     const watcher = await RawClient.open(server.port, { path: "/?name=watcher&inspect=1" });
     const other = await RawClient.open(server.port, { path: "/?name=other" });
     other.sendText(JSON.stringify({ type: "say", id: "t1", text: "hi" }));

@@ -42,8 +42,13 @@ function captureConsole(sink: (line: string) => void): () => void {
   };
 }
 
+export interface ServeOptions {
+  /** Also keep what is printed on the console while it runs (default: when it traces). */
+  captureConsole?: boolean;
+}
+
 /** Starts server.ts's startServer on 127.0.0.1, a free port, with `config` over the defaults. */
-export async function serveInProcess(config: Partial<ServerConfig> = {}): Promise<InProcessServer> {
+export async function serveInProcess(config: Partial<ServerConfig> = {}, options: ServeOptions = {}): Promise<InProcessServer> {
   let output = "";
   const listeners = new Set<() => void>();
   const append = (line: string) => {
@@ -52,7 +57,7 @@ export async function serveInProcess(config: Partial<ServerConfig> = {}): Promis
     for (const listener of listeners) listener();
   };
   const traced = config.trace !== undefined && config.trace !== "off";
-  const release = traced ? captureConsole(append) : () => {};
+  const release = options.captureConsole ?? traced ? captureConsole(append) : () => {};
   let running: RunningServer;
   try {
     running = await startServer({ host: "127.0.0.1", port: 0, ...config, log: append });
@@ -96,10 +101,10 @@ export async function serveInProcess(config: Partial<ServerConfig> = {}): Promis
 }
 
 /** One server for the enclosing describe (or file): started before its tests, stopped after them. */
-export function useServer(config: Partial<ServerConfig> = {}): () => InProcessServer {
+export function useServer(config: Partial<ServerConfig> = {}, options: ServeOptions = {}): () => InProcessServer {
   let server: InProcessServer | undefined;
   before(async () => {
-    server = await serveInProcess(config);
+    server = await serveInProcess(config, options);
   });
   after(async () => {
     await server?.stop();
