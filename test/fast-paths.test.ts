@@ -1,0 +1,73 @@
+// Each fast path in server.ts (section 7, "Making it fast") gives exactly
+// what the plain algorithm beside it gives: the same bytes, the same answers.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { PayloadCollector, Utf8Validator, maskBytes, maskInPlace, pushUtf8 } from "../server.ts";
+
+/** A small seeded generator, so a failure can be replayed. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let mixed = Math.imul(state ^ (state >>> 15), 1 | state);
+    mixed ^= mixed + Math.imul(mixed ^ (mixed >>> 7), 61 | mixed);
+    return ((mixed ^ (mixed >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+describe("fast paths give what the plain algorithms give", () => {
+  test("§5.3: maskInPlace equals maskBytes at every length 0-100, every offset and every alignment", () => {
+    const next = random(5_3);
+    const key = Buffer.from([0x37, 0xfa, 0x21, 0x3d]);
+    for (let length = 0; length <= 100; length++) {
+      for (let offset = 0; offset < 4; offset++) {
+        for (let alignment = 0; alignment < 4; alignment++) {
+          const backing = Buffer.from(Array.from({ length: length + alignment }, () => Math.floor(next() * 256)));
+          const fast = backing.subarray(alignment);
+          const plain = Buffer.from(fast);
+          maskInPlace(fast, key, offset);
+          maskBytes(plain, key, offset);
+          assert.deepEqual(fast, plain, `length ${length}, offset ${offset}, alignment ${alignment}`);
+        }
+      }
+    }
+  });
+
+  test("RFC 3629: pushUtf8 answers as Utf8Validator.push does, for valid and broken text cut at every point", () => {
+    const samples = [
+      Buffer.from("κόσμε 你好 😀 plain ascii", "utf8"),
+      Buffer.from([0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80, 0x65, 0x64]), // a surrogate
+      Buffer.from([0xf4, 0x90, 0x80, 0x80]), // above U+10FFFF
+      Buffer.from([0xe0, 0x80, 0xaf]), // overlong
+      Buffer.from("ok then \xff", "latin1"),
+    ];
+    for (const sample of samples) {
+      for (let cut = 0; cut <= sample.length; cut++) {
+        for (let second = cut; second <= sample.length; second++) {
+          const pieces = [sample.subarray(0, cut), sample.subarray(cut, second), sample.subarray(second)];
+          const plain = new Utf8Validator();
+          const fast = new Utf8Validator();
+          const plainAnswers = pieces.map((piece) => plain.push(piece));
+          const fastAnswers = pieces.map((piece) => pushUtf8(fast, piece));
+          const firstFalse = (answers: boolean[]) => answers.indexOf(false);
+          assert.equal(firstFalse(fastAnswers), firstFalse(plainAnswers), `${sample.toString("hex")} cut at ${cut}, ${second}`);
+          if (firstFalse(plainAnswers) === -1) assert.equal(fast.complete, plain.complete);
+        }
+      }
+    }
+  });
+
+  test("PayloadCollector gives the bytes Buffer.concat gives, for big, small and empty pieces", () => {
+    const next = random(7);
+    for (let round = 0; round < 50; round++) {
+      const pieces = Array.from({ length: Math.floor(next() * 200) }, () => {
+        const size = next() < 0.1 ? 2000 + Math.floor(next() * 3000) : Math.floor(next() * 40);
+        return Buffer.from(Array.from({ length: size }, () => Math.floor(next() * 256)));
+      });
+      const collector = new PayloadCollector();
+      for (const piece of pieces) collector.add(piece);
+      assert.deepEqual(collector.take(), Buffer.concat(pieces), `round ${round}`);
+    }
+  });
+});
