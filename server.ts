@@ -2297,7 +2297,7 @@ export class Inspector implements FrameObserver {
   }
 
   /** Sends the opening handshake, if it was kept. */
-  sendHandshake(connection: Connection): void {
+  sendHandshake(connection: Pick<Connection, "handshakeTrace" | "sendUnobserved">): void {
     if (connection.handshakeTrace === undefined) return;
     const report: TraceMessage = { type: "trace", direction: "handshake", lines: connection.handshakeTrace };
     connection.sendUnobserved(JSON.stringify(report));
@@ -2671,13 +2671,21 @@ function nameProblem(name: string): string | undefined {
   return undefined;
 }
 
+/** What the room needs of a connection: it sends texts and prepared
+ * broadcasts, fails a peer that breaks its rules, and switches the page's
+ * inspector. A Connection is one; a test can hand in something simpler. */
+export type RoomPeer = Pick<
+  Connection,
+  "id" | "handler" | "handshakeTrace" | "send" | "sendPrepared" | "sendUnobserved" | "fail" | "addObserver" | "removeObserver" | "hasObserver"
+>;
+
 /** One person as the room sees them: a public id, the name they hold, and
  * their open connections (several tabs sharing a session, or a reconnect
  * that arrived while the old, half-open connection was still there). */
 interface Identity {
   readonly sid: string;
   name: string;
-  readonly connections: Set<Connection>;
+  readonly connections: Set<RoomPeer>;
   /** Whether the client chose the session: only then can it come back, so
    * only then is its name held through the grace. */
   readonly canReturn: boolean;
@@ -2829,7 +2837,7 @@ export interface ChatRoomOptions {
 type UncheckedMessage = { [Field in "type" | "id" | "text" | "t" | "name" | "on"]?: unknown };
 
 export class ChatRoom implements ConnectionHandler {
-  readonly members = new Map<Connection, Member>();
+  readonly members = new Map<RoomPeer, Member>();
   readonly identities: Identities;
   readonly history: History;
   epoch: string;
@@ -2857,7 +2865,7 @@ export class ChatRoom implements ConnectionHandler {
   }
 
   /** A new connection on `/`: find or make its identity, welcome it, replay what it missed. */
-  join(connection: Connection, query: URLSearchParams): void {
+  join(connection: RoomPeer, query: URLSearchParams): void {
     connection.handler = this;
     if (query.get("inspect") === "1") this.inspect(connection, true);
     const problems: Array<{ code: ErrorCode; message: string }> = [];
@@ -2932,7 +2940,7 @@ export class ChatRoom implements ConnectionHandler {
     return { frames: frames.reverse(), complete: true };
   }
 
-  onText(connection: Connection, text: string): void {
+  onText(connection: RoomPeer, text: string): void {
     const member = this.members.get(connection);
     if (member === undefined) return;
     if (!member.bucket.take()) {
@@ -2968,20 +2976,20 @@ export class ChatRoom implements ConnectionHandler {
 
   /** The page's frame inspector: from now on this connection is told about
    * its own frames, starting with its handshake when that was kept. */
-  private inspect(connection: Connection, on: boolean): void {
+  private inspect(connection: RoomPeer, on: boolean): void {
     if (!on) return connection.removeObserver(inspector);
     if (connection.hasObserver(inspector)) return;
     connection.addObserver(inspector);
     inspector.sendHandshake(connection);
   }
 
-  onBinary(connection: Connection): void {
+  onBinary(connection: RoomPeer): void {
     connection.fail("unsupported_data");
   }
 
   /** A connection ended. Its identity leaves only when it was the last one,
    * and only after the grace if the client can come back to claim it. */
-  onClose(connection: Connection): void {
+  onClose(connection: RoomPeer): void {
     const member = this.members.get(connection);
     if (member === undefined) return;
     this.members.delete(connection);
@@ -3032,7 +3040,7 @@ export class ChatRoom implements ConnectionHandler {
 
   /** {"type":"rename","name"}: the identity takes a free name, and everyone
    * is told once; a bad or taken name is refused and the old one stays. */
-  private rename(connection: Connection, identity: Identity, requested: unknown): void {
+  private rename(connection: RoomPeer, identity: Identity, requested: unknown): void {
     const wanted = typeof requested === "string" ? requested.trim() : "";
     const problem = typeof requested === "string" ? nameProblem(wanted) : "A rename needs a \"name\".";
     if (problem !== undefined) return this.sendError(connection, "bad_name", `${problem} You stay ${identity.name}.`);
@@ -3044,7 +3052,7 @@ export class ChatRoom implements ConnectionHandler {
     this.broadcast({ type: "renamed", sid: identity.sid, from, to: wanted });
   }
 
-  private say(connection: Connection, member: Member, message: UncheckedMessage): void {
+  private say(connection: RoomPeer, member: Member, message: UncheckedMessage): void {
     const { id, text } = message;
     if (typeof id !== "string" || id === "" || id.length > MAX_ID_LENGTH) {
       return this.sendError(connection, "bad_id", `A message needs an "id": a unique string of 1-${MAX_ID_LENGTH} characters.`);
@@ -3084,17 +3092,17 @@ export class ChatRoom implements ConnectionHandler {
     return { name, problem: { code: "name_taken", message: `${wanted} is taken; you are ${name}.` } };
   }
 
-  private sendTo(connection: Connection, message: ServerMessage): void {
+  private sendTo(connection: RoomPeer, message: ServerMessage): void {
     connection.send(JSON.stringify(message));
   }
 
   /** An error about a `say` carries its id, so the client knows which message it was. */
-  private sendError(connection: Connection, code: ErrorCode, message: string, id?: string): void {
+  private sendError(connection: RoomPeer, code: ErrorCode, message: string, id?: string): void {
     this.sendTo(connection, id === undefined ? { type: "error", code, message } : { type: "error", code, message, id });
   }
 
   /** Encodes once, sends the same bytes to everyone (but `except`). */
-  private broadcast(message: ServerMessage, except?: Connection): void {
+  private broadcast(message: ServerMessage, except?: RoomPeer): void {
     const prepared = new PreparedMessage(JSON.stringify(message));
     for (const connection of this.members.keys()) {
       if (connection !== except) connection.sendPrepared(prepared);
