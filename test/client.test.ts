@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { repositoryRoot } from "./helpers.ts";
 import {
   MAX_TEXT_LENGTH as SERVER_MAX_TEXT_LENGTH,
+  characterCount as serverCharacterCount,
   closeCodeNames as serverCloseCodeNames,
   sessionIsValid as serverSessionIsValid,
   type TraceFrameFields,
@@ -1633,10 +1634,9 @@ describe("server.ts", () => {
     // The page cannot load server.ts (it imports node: modules), so client.ts holds copies of these.
     assert.deepEqual(CLOSE_CODE_NAMES, serverCloseCodeNames);
     assert.equal(MAX_TEXT_LENGTH, SERVER_MAX_TEXT_LENGTH);
-    // server.ts counts code points, as Array.from does (its characterCount is not exported);
-    // a length in UTF-16 units would refuse texts the server takes.
+    // Both count code points: a length in UTF-16 units would refuse texts the server takes.
     for (const text of ["", "hi", "😀", "😀".repeat(MAX_TEXT_LENGTH), "字", "e\u0301", "👍🏽", "\ud800", "a\u{1F600}b"]) {
-      assert.equal(characterCount(text), Array.from(text).length, JSON.stringify(text));
+      assert.equal(characterCount(text), serverCharacterCount(text), JSON.stringify(text));
     }
     const sessions = ["", "a".repeat(15), "a".repeat(16), "A-z_0".repeat(12), "a".repeat(64), "a".repeat(65)];
     for (const session of [...sessions, "sixteen chars ok", "é".repeat(16), "+/".repeat(8)]) {
