@@ -11,7 +11,7 @@ import { serveInProcess, withServer, type InProcessServer } from "./support/in-p
 import { MB, megabytes, rssOf, RssSampler } from "./support/memory.ts";
 import { RawClient, type RawClientOptions } from "./support/raw-client.ts";
 import { waitUntil } from "./support/wait.ts";
-import { Opcode, encodeClosePayload, encodeFrame, type Connection, type DecoderEvent } from "../server.ts";
+import { Opcode, encodeClosePayload, encodeFrame, type DecoderEvent } from "../server.ts";
 
 /** Plain server: no keepalive pings to get in the way. */
 let plainServer: InProcessServer;
@@ -43,14 +43,6 @@ async function open(server: { port: number }, options: RawClientOptions = {}): P
   clients.push(client);
   assert.equal(client.handshake?.status, 101, `handshake: ${client.handshake?.body}`);
   return client;
-}
-
-/** The server's side of `client`'s connection. */
-function serverSideOf(server: InProcessServer, client: RawClient): Connection {
-  for (const connection of server.running.connections) {
-    if (connection.socket.remotePort === client.socket.localPort) return connection;
-  }
-  throw new Error(`the server has no connection from port ${client.socket.localPort}`);
 }
 
 function closeFrame(code?: number, reason = ""): Buffer {
@@ -274,7 +266,7 @@ describe("§7.1.1 the closing timeout", () => {
       // Both are poked alike; when the yardstick's 1 s is up, the other one (which started first) must still be there.
       await waitUntil(() => yardstick.closed, 10_000, "the 1 s server to destroy its peer", poke(peer, yardstick));
       assert.equal(peer.closed, false, "not destroyed before its timeout");
-      assert.doesNotThrow(() => serverSideOf(plainServer, peer), "the server still holds the connection");
+      assert.doesNotThrow(() => plainServer.connectionOf(peer), "the server still holds the connection");
       peer.destroy();
     });
   });
@@ -290,7 +282,7 @@ describe("flow control", () => {
     const client = await open(plainServer);
     client.sendText("warm up");
     await client.next("text");
-    const side = serverSideOf(plainServer, client);
+    const side = plainServer.connectionOf(client);
     client.socket.pause(); // read nothing
     const count = 256;
     const payload = Buffer.alloc(512 * 1024, 0x61);
@@ -336,7 +328,7 @@ describe("flow control", () => {
     const client = await open(slowServer);
     client.sendText("warm up");
     await client.next("text");
-    const side = serverSideOf(slowServer, client);
+    const side = slowServer.connectionOf(client);
     const closingsBefore = slowConsumerClosings(slowServer);
     const closedAsSlow = () => slowConsumerClosings(slowServer) > closingsBefore;
     client.socket.pause();

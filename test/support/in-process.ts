@@ -6,7 +6,7 @@
 // spawn.ts instead.
 import { after, before } from "node:test";
 import { format } from "node:util";
-import { startServer, type RunningServer, type ServerConfig } from "../../server.ts";
+import { startServer, type Connection, type RunningServer, type ServerConfig } from "../../server.ts";
 import { RawClient } from "./raw-client.ts";
 
 export interface InProcessServer {
@@ -19,6 +19,8 @@ export interface InProcessServer {
   /** Every line it logged (config.log), and with a trace what it printed on the console, in order. */
   output(): string;
   waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** The server's side of a client's connection (throws when the server no longer holds it). */
+  connectionOf(client: RawClient): Connection;
   /** Closes every connection at once and stops listening; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -92,6 +94,12 @@ export async function serveInProcess(config: Partial<ServerConfig> = {}, options
         listeners.add(check);
         check();
       }),
+    connectionOf: (client) => {
+      for (const connection of running.connections) {
+        if (connection.socket.remotePort === client.socket.localPort) return connection;
+      }
+      throw new Error(`the server holds no connection from port ${client.socket.localPort}`);
+    },
     stop: () =>
       (stopped ??= running.shutdown(0).finally(() => {
         release();
