@@ -178,6 +178,15 @@ export class LoadRun {
         const first = ids.findIndex((id, index) => id !== reference[index]);
         add(`${client.name}'s transcript differs from ${this.clients[0]!.name}'s (length ${ids.length} vs ${reference.length}, first difference at seq ${first + 1})`);
       }
+      // Order on the wire: on one connection the room sends in seq order, and a
+      // resume continues where the last connection ended, so the seqs a client
+      // saw for the first time came 1, 2, 3, … (the transcript above is by seq
+      // and cannot tell).
+      const firstOutOfOrder = client.firstSightings.findIndex((seq, index) => seq !== index + 1);
+      if (firstOutOfOrder !== -1 || client.firstSightings.length !== reference.length) {
+        const around = client.firstSightings.slice(Math.max(0, firstOutOfOrder - 2), firstOutOfOrder + 3);
+        add(`${client.name} saw seqs first in the order …${around.join(", ")}… (position ${firstOutOfOrder + 1}), not 1, 2, 3, …`);
+      }
       if (client.stats.conflictingDeliveries > 0) add(`${client.name} received ${client.stats.conflictingDeliveries} seq(s) with two different ids`);
       if (client.stats.epochChanges > 0) add(`${client.name} saw the room's epoch change ${client.stats.epochChanges} time(s)`);
       if (options.exactlyOnceOnTheWire && client.stats.repeatedDeliveries > 0) {
