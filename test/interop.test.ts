@@ -11,18 +11,23 @@
 // nor the Deno WebSocket API can send a fragmented message or a ping, so
 // those are sent with RawClient in the "§5.4" and "§5.5.2" tests below.
 //
-// One server for the whole file, started with --verbose so that it reports
-// what it saw of each connection (negotiated deflate, close, violations).
-import { after, before, describe, test } from "node:test";
+// One server for the whole file, in this process (the clients are the
+// processes here), with --verbose so that it reports what it saw of each
+// connection (negotiated deflate, close, violations). Python's client also
+// reports whether each echo came compressed (RSV1), which the WHATWG API
+// cannot tell.
+import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
+import { useServer } from "./support/in-process.ts";
 import { waitUntil } from "./support/wait.ts";
 import { RawClient } from "./support/raw-client.ts";
 import { Opcode, encodeClosePayload } from "../server.ts";
 import type { MessageSpec, Report } from "./interop/ws-client.ts";
 import {
+  assertEchoes,
+  assertServerCompressed,
   runDenoClient,
   runNodeClient,
   runPythonClient,
@@ -44,17 +49,10 @@ const matrix: MessageSpec[] = sizes.flatMap((size) => [
   { label: label("binary", size), kind: "binary" as const, size, content: "random" as const },
 ]);
 
-let server: SpawnedServer;
-let echoUrl: string;
-
-before(async () => {
-  server = await spawnServer(["--verbose"]);
-  echoUrl = `${server.wsUrl}/echo`;
-});
-
-after(async () => {
-  await server?.stop();
-});
+const live = useServer({ verbose: true });
+/** What the server logged. */
+const server = { output: () => live().output() };
+const echoUrl = () => `${live().wsUrl}/echo`;
 
 // ── What the server reports ────────────────────────────────────────────────
 
@@ -92,27 +90,6 @@ async function serverSawAllClosed(mark: number, expectedConnections: number): Pr
 
 // ── Checking the reports ───────────────────────────────────────────────────
 
-interface EchoResult {
-  label: string;
-  sentKind?: "text" | "binary";
-  sentBytes?: number;
-  sentSha256?: string;
-  receivedKind?: "text" | "binary";
-  receivedBytes?: number;
-  receivedSha256?: string;
-}
-
-function assertEchoes(results: readonly EchoResult[], expected: ReadonlyArray<{ label: string; kind: "text" | "binary"; size: number }>): void {
-  assert.deepEqual(results.map((result) => result.label), expected.map((spec) => spec.label), "one echo per message, in order");
-  for (const [index, spec] of expected.entries()) {
-    const result = results[index]!;
-    assert.equal(result.sentBytes, spec.size, `${spec.label}: the client sent ${spec.size} bytes`);
-    assert.equal(result.receivedKind, spec.kind, `${spec.label}: the echo has the same type`);
-    assert.equal(result.receivedBytes, spec.size, `${spec.label}: the echo has the same length`);
-    assert.equal(result.receivedSha256, result.sentSha256, `${spec.label}: the echo has the same bytes`);
-  }
-}
-
 /** §7.1.2 and §5.5.1: the server answers a close with the same code. It may
  * echo the reason or not (the RFC asks only for the code); both are accepted. */
 function assertCleanClose(close: { code: number; reason: string; wasClean?: boolean }, sentReason: string): void {
@@ -139,7 +116,7 @@ describe("Node 24's WebSocket (undici) against /echo", () => {
       { label: "compressible text 1 MiB", kind: "text", size: MiB, content: "repeat" },
       { label: "compressible binary 1 MiB", kind: "binary", size: MiB, content: "repeat" },
     ];
-    report = await runNodeClient({ url: echoUrl, messages: [...matrix, ...extra], close: { code: 1000, reason: "bye from node" } });
+    report = await runNodeClient({ url: echoUrl(), messages: [...matrix, ...extra], close: { code: 1000, reason: "bye from node" } });
     view = await serverSawAllClosed(mark, 1);
   });
 
@@ -173,7 +150,7 @@ describe("Deno's WebSocket against /echo", () => {
 
   before(async () => {
     const mark = server.output().length;
-    report = await runDenoClient({ url: echoUrl, messages: matrix, close: { code: 1000, reason: "bye from deno" } });
+    report = await runDenoClient({ url: echoUrl(), messages: matrix, close: { code: 1000, reason: "bye from deno" } });
     view = await serverSawAllClosed(mark, 1);
   });
 
@@ -211,7 +188,7 @@ describe("Python's websockets against /echo", () => {
   before(async () => {
     let mark = server.output().length;
     plain = await runPythonClient({
-      url: echoUrl,
+      url: echoUrl(),
       compression: null,
       steps: [
         ...pythonSteps(matrix),
@@ -224,7 +201,7 @@ describe("Python's websockets against /echo", () => {
     plainView = await serverSawAllClosed(mark, 1);
     mark = server.output().length;
     deflate = await runPythonClient({
-      url: echoUrl,
+      url: echoUrl(),
       compression: "deflate",
       steps: [
         ...pythonSteps(deflateMatrix),
@@ -261,6 +238,12 @@ describe("Python's websockets against /echo", () => {
     assertEchoes(byPrefix(deflate, unfragmented), [...deflateMatrix, ...compressible]);
   });
 
+  test("RFC 7692 §6 in the other direction: the server's echoes from 1 KiB up come compressed (RSV1), shorter ones not", () => {
+    assertServerCompressed(deflate.steps, [...deflateMatrix, ...compressible, ...fragmented([...deflateMatrix, ...compressible])]);
+    assert.ok(deflate.steps.filter((step) => step.receivedCompressed === true).length >= 10, "compressed echoes were seen");
+    assert.ok(plain.steps.every((step) => step.receivedCompressed === undefined || step.receivedCompressed === null));
+  });
+
   test("RFC 7692 §6.1 compressed messages sent in 3 frames (RSV1 on the first only) echo back whole", () => {
     assertEchoes(byPrefix(deflate, inFrames), fragmented([...deflateMatrix, ...compressible]));
   });
@@ -286,7 +269,7 @@ describe("Python's websockets against /echo", () => {
   test("§7.4.1 1 MiB + 1 byte (uncompressed) is refused with 1009, on both sides", async () => {
     const mark = server.output().length;
     const report = await runPythonClient({
-      url: echoUrl,
+      url: echoUrl(),
       compression: null,
       steps: [{ op: "too_big", label: "binary 1 MiB + 1", kind: "binary", size: MiB + 1, content: "random" }],
     });
@@ -299,7 +282,7 @@ describe("Python's websockets against /echo", () => {
   test("RFC 7692 §8.1 / §7.4.1 1 MiB + 1 byte that deflates to almost nothing is refused with 1009 (the limit is after decompression)", async () => {
     const mark = server.output().length;
     const report = await runPythonClient({
-      url: echoUrl,
+      url: echoUrl(),
       compression: "deflate",
       steps: [{ op: "too_big", label: "text 1 MiB + 1", kind: "text", size: MiB + 1, content: "repeat" }],
     });
@@ -317,7 +300,7 @@ describe("Python's websockets against /echo", () => {
     async () => {
       const mark = server.output().length;
       const report = await runPythonClient({
-        url: echoUrl,
+        url: echoUrl(),
         compression: "deflate",
         steps: pythonSteps([{ label: label("binary", MiB), kind: "binary", size: MiB, content: "random" }]),
         close: { code: 1000, reason: "" },
@@ -359,7 +342,7 @@ function cutsInsideCharacters(size: number): number[] {
 }
 
 async function withRawClient<T>(use: (client: RawClient) => Promise<T>): Promise<T> {
-  const client = await RawClient.open(server.port, { path: "/echo" });
+  const client = await RawClient.open(live().port, { path: "/echo" });
   try {
     assert.equal(client.handshake?.status, 101);
     return await use(client);

@@ -14,8 +14,17 @@ import assert from "node:assert/strict";
 import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
 import { RawClient } from "./support/raw-client.ts";
 import { Opcode, encodeClosePayload } from "../server.ts";
-import type { MessageSpec, Report } from "./interop/ws-client.ts";
-import { binaries, requireBinary, runNodeClient, runPythonClient, runtimeInstallHint } from "./interop/tools.ts";
+import type { MessageSpec } from "./interop/ws-client.ts";
+import {
+  assertEchoes,
+  assertServerCompressed,
+  binaries,
+  requireBinary,
+  runNodeClient,
+  runPythonClient,
+  runtimeInstallHint,
+  type PythonStep,
+} from "./interop/tools.ts";
 
 interface Runtime {
   name: string;
@@ -45,17 +54,6 @@ const echoMessages: MessageSpec[] = [
   { label: "binary 65,536 B", kind: "binary", size: 65_536, content: "random" },
   { label: "compressible text 200,000 B", kind: "text", size: 200_000, content: "repeat" },
 ];
-
-function assertEchoes(report: Report, specs: readonly MessageSpec[]): void {
-  assert.equal(report.results.length, specs.length, "one echo per message");
-  for (const [index, spec] of specs.entries()) {
-    const result = report.results[index]!;
-    assert.equal(result.label, spec.label);
-    assert.equal(result.receivedKind, spec.kind, `${spec.label}: same type`);
-    assert.equal(result.receivedBytes, spec.size, `${spec.label}: same length`);
-    assert.equal(result.receivedSha256, result.sentSha256, `${spec.label}: same bytes`);
-  }
-}
 
 for (const runtime of runtimes) {
   describe(`server.ts under ${runtime.name}`, () => {
@@ -100,33 +98,30 @@ for (const runtime of runtimes) {
         messages: echoMessages,
         close: { code: 1000, reason: "bye" },
       });
-      assertEchoes(report, echoMessages);
+      assertEchoes(report.results, echoMessages);
       assert.equal(report.close.code, 1000);
       assert.ok(report.close.reason === "" || report.close.reason === "bye", `close reason ${JSON.stringify(report.close.reason)}`);
       assert.equal(report.close.wasClean, true);
     });
 
-    test("RFC 7692 permessage-deflate works in both directions (python websockets): compressed messages echo exactly", async () => {
+    test("RFC 7692 permessage-deflate works in both directions (python websockets): compressed messages echo exactly, and the server's come compressed", async () => {
+      const messages = [
+        { op: "message", label: "compressible text 300,000 B", kind: "text", size: 300_000, content: "repeat" },
+        { op: "message", label: "mixed text 70,000 B in 3 frames", kind: "text", size: 70_000, content: "mixed", fragments: 3 },
+        { op: "message", label: "random binary 100,000 B", kind: "binary", size: 100_000, content: "random" },
+        { op: "message", label: "compressible text again (context takeover)", kind: "text", size: 5000, content: "repeat" },
+        { op: "message", label: "short text 100 B", kind: "text", size: 100, content: "repeat" },
+      ] as const satisfies readonly PythonStep[];
       const report = await runPythonClient({
         url: `${running().wsUrl}/echo`,
         compression: "deflate",
-        steps: [
-          { op: "message", label: "compressible text 300,000 B", kind: "text", size: 300_000, content: "repeat" },
-          { op: "message", label: "mixed text 70,000 B in 3 frames", kind: "text", size: 70_000, content: "mixed", fragments: 3 },
-          { op: "message", label: "random binary 100,000 B", kind: "binary", size: 100_000, content: "random" },
-          { op: "message", label: "compressible text again (context takeover)", kind: "text", size: 5000, content: "repeat" },
-          { op: "ping", label: "ping", size: 16 },
-        ],
+        steps: [...messages, { op: "ping", label: "ping", size: 16 }],
         close: { code: 1000, reason: "bye" },
       });
       assert.equal(report.extensions, "permessage-deflate; server_no_context_takeover; client_max_window_bits=12");
-      const messages = report.steps.filter((step) => step.sentSha256 !== undefined);
-      assert.equal(messages.length, 4);
-      for (const step of messages) {
-        assert.equal(step.receivedKind, step.sentKind, `${step.label}: same type`);
-        assert.equal(step.receivedBytes, step.sentBytes, `${step.label}: same length`);
-        assert.equal(step.receivedSha256, step.sentSha256, `${step.label}: same bytes`);
-      }
+      assertEchoes(report.steps.filter((step) => step.sentSha256 !== undefined), messages);
+      // The client compresses what it sends; the server's echoes must be compressed too (RSV1).
+      assertServerCompressed(report.steps, messages);
       assert.equal(report.steps.at(-1)?.pong, true, "the ping got its pong");
       assert.equal(report.close.code, 1000);
     });

@@ -23,7 +23,8 @@ The plan:
     close        {"code", "reason"} for the final closing handshake
 
 It prints one JSON object: the negotiated extension, what came back for each
-step (with SHA-256 of the bytes sent and received), and the close codes.
+step (with SHA-256 of the bytes sent and received, and whether the echo came
+compressed: RSV1 on its first frame, RFC 7692 §6), and the close codes.
 Any failure is printed on stderr with exit status 1.
 """
 
@@ -41,6 +42,26 @@ except ImportError:  # the test turns this into a loud failure with the install 
         "python websockets is not installed: apt-get install -y python3-websockets "
         "(and run this with /usr/bin/python3)\n"
     )
+    sys.exit(3)
+
+# RSV1 of the first frame of every message received, in order, as read from
+# the wire: the library's permessage-deflate decoder sees each data frame
+# before it inflates it (and clears RSV1), so it is watched there.
+first_frames_rsv1 = []
+try:
+    from websockets import frames as _frames
+    from websockets.extensions import permessage_deflate as _permessage_deflate
+
+    _decode = _permessage_deflate.PerMessageDeflate.decode
+
+    def _watched_decode(self, frame, *args, **kwargs):
+        if frame.opcode in (_frames.OP_TEXT, _frames.OP_BINARY):
+            first_frames_rsv1.append(bool(frame.rsv1))
+        return _decode(self, frame, *args, **kwargs)
+
+    _permessage_deflate.PerMessageDeflate.decode = _watched_decode
+except (ImportError, AttributeError) as error:  # a websockets without these: say so, do not guess
+    sys.stderr.write("cannot watch RSV1 in this websockets: %s\n" % error)
     sys.exit(3)
 
 PATTERN = "aé€😀"  # 1 + 2 + 3 + 4 = 10 bytes of UTF-8
@@ -97,6 +118,7 @@ async def run(plan):
                     value = make_binary(step["size"], step["content"])
                     sent = value
                 fragments = step.get("fragments", 1)
+                seen = len(first_frames_rsv1)
                 if fragments > 1:
                     await asyncio.wait_for(ws.send(split(value, fragments)), timeout)
                 else:
@@ -112,6 +134,8 @@ async def run(plan):
                     "receivedKind": "text" if isinstance(echo, str) else "binary",
                     "receivedBytes": len(received),
                     "receivedSha256": sha256(received),
+                    # None when no extension was agreed: the decoder never ran.
+                    "receivedCompressed": any(first_frames_rsv1[seen:]) if ws.extensions else None,
                 })
             elif op == "ping":
                 payload = os.urandom(step["size"])

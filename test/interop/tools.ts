@@ -2,6 +2,7 @@
 // runtime binaries and the client scripts are, a loud check that a binary is
 // really there and runs, and a bounded way to run a client script and read
 // the JSON it prints.
+import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -137,6 +138,8 @@ export interface PythonStepResult {
   receivedKind?: "text" | "binary";
   receivedBytes?: number;
   receivedSha256?: string;
+  /** RSV1 on the echo's first frame (RFC 7692 §6); null without an extension. */
+  receivedCompressed?: boolean | null;
   pong?: boolean;
   size?: number;
   closedByServer?: boolean;
@@ -155,4 +158,53 @@ export interface PythonReport {
 export function runPythonClient(plan: PythonPlan): Promise<PythonReport> {
   requirePythonWebsockets();
   return runJsonClient<PythonReport>("the python websockets client", binaries.python, [pythonClientScript, JSON.stringify(plan)]);
+}
+
+// ── Checking what came back ────────────────────────────────────────────────
+
+/** What a client reports of one echoed message (ws-client.ts and echo_client.py alike). */
+export interface EchoResult {
+  label: string;
+  sentKind?: "text" | "binary";
+  sentBytes?: number;
+  sentSha256?: string;
+  receivedKind?: "text" | "binary";
+  receivedBytes?: number;
+  receivedSha256?: string;
+}
+
+/** One echo per message, in order, each of the same type, length and bytes as what was sent. */
+export function assertEchoes(
+  results: readonly EchoResult[],
+  expected: ReadonlyArray<{ label: string; kind: "text" | "binary"; size: number }>,
+): void {
+  assert.deepEqual(results.map((result) => result.label), expected.map((spec) => spec.label), "one echo per message, in order");
+  for (const [index, spec] of expected.entries()) {
+    const result = results[index]!;
+    assert.equal(result.sentBytes, spec.size, `${spec.label}: the client sent ${spec.size} bytes`);
+    assert.equal(result.receivedKind, spec.kind, `${spec.label}: the echo has the same type`);
+    assert.equal(result.receivedBytes, spec.size, `${spec.label}: the echo has the same length`);
+    assert.equal(result.receivedSha256, result.sentSha256, `${spec.label}: the echo has the same bytes`);
+  }
+}
+
+/** The server's default --deflate-threshold: shorter messages go uncompressed. */
+export const DEFLATE_THRESHOLD = 1024;
+
+/**
+ * RFC 7692 §6, seen from the client: the echoes the server sent compressed
+ * (RSV1) are exactly the compressible ones from the threshold up, and none
+ * below it. Random bytes, which deflate cannot shrink, may go either way.
+ */
+export function assertServerCompressed(
+  steps: readonly PythonStepResult[],
+  specs: ReadonlyArray<{ label: string; size: number; content: "mixed" | "random" | "repeat" }>,
+): void {
+  for (const spec of specs) {
+    const step = steps.find((candidate) => candidate.label === spec.label);
+    assert.ok(step !== undefined, `no step ${spec.label}`);
+    assert.notEqual(step.receivedCompressed, null, `${spec.label}: permessage-deflate was agreed`);
+    if (spec.size < DEFLATE_THRESHOLD) assert.equal(step.receivedCompressed, false, `${spec.label}: sent uncompressed`);
+    else if (spec.content !== "random") assert.equal(step.receivedCompressed, true, `${spec.label}: sent compressed (RSV1)`);
+  }
 }
