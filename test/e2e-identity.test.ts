@@ -97,7 +97,7 @@ describe("identity in Chromium", { timeout: 90_000 }, () => {
 
   test("a later 小明 sees the old 小明's messages without 我", { timeout: 40_000 }, async (t) => {
     t.after(cleanUp);
-    const room = await testServer(["--name-grace", "500"]);
+    const room = await testServer({ nameGraceMs: 500 });
     const watcher = await testMember(room.port, "Watcher");
     const first = await page(`${room.httpUrl}/`);
     assert.equal((await clientState(first.page)).name, "小明");
@@ -107,7 +107,7 @@ describe("identity in Chromium", { timeout: 90_000 }, () => {
     await first.close();
     // The grace runs out on the server: wait for its `left`.
     await watcher.raw.waitFor(
-      () => watcher.frames().some((frame) => frame.type === "left" && frame.sid === firstSid),
+      () => watcher.received().some((frame) => frame.type === "left" && frame.sid === firstSid),
       10_000,
       "the first 小明 to leave",
     );

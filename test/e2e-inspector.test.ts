@@ -1,39 +1,20 @@
 // End to end in Debian's Chromium (playwright-core): the frame inspector on
-// the real page (client.html + client.js) against the real server process.
+// the real page (client.html + client.js) against server.ts in this process.
 // A learner opens the inspector, types "hi", and sees it leave masked and come
 // back unmasked; the heartbeat's pings and pongs show too, with their round
 // trip, and so do the server's protocol-level pings, which no JavaScript sees.
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { chromium, type Browser, type Page } from "playwright-core";
-import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
-
-const chromiumPath = "/usr/bin/chromium";
+import type { Page } from "playwright-core";
+import { useBrowser } from "./fixtures/e2e-browser.ts";
+import { useServer } from "./support/in-process.ts";
 
 /** Every wait is bounded by this; on a busy two-core machine a frame can take a while. */
 const WAIT_MS = 10_000;
 
-let browser: Browser | undefined;
-let server: SpawnedServer | undefined;
-
-before(async () => {
-  if (!existsSync(chromiumPath)) {
-    throw new Error(`This test needs Debian's Chromium at ${chromiumPath}: apt-get install chromium`);
-  }
-  // The server pings every 2 s instead of every 30 s, so its protocol-level pings show quickly.
-  server = await spawnServer(["--keepalive-interval", "2000", "--keepalive-timeout", "1000"]);
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"],
-  });
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop("SIGKILL");
-});
+const launched = useBrowser();
+// The server pings every 2 s instead of every 30 s, so its protocol-level pings show quickly.
+const live = useServer({ keepaliveIntervalMs: 2000, keepaliveTimeoutMs: 1000 });
 
 /** One entry of #inspector-frames as a test reads it: its data attributes, head line and labelled fields. */
 interface ShownEntry {
@@ -77,7 +58,8 @@ async function waitForEntry(page: Page, what: string, check: (entry: ShownEntry)
 
 describe("the frame inspector in Chromium", { timeout: 90_000 }, () => {
   test("\"hi\" leaves masked and comes back unmasked; heartbeats, round trips and the handshake show", { timeout: 80_000 }, async () => {
-    assert.ok(browser !== undefined && server !== undefined);
+    const browser = launched();
+    const server = live();
     // English words, whatever the machine's language; the assertions read protocol fields mostly.
     const context = await browser.newContext({ locale: "en-US", viewport: { width: 390, height: 800 } });
     try {
@@ -144,9 +126,15 @@ describe("the frame inspector in Chromium", { timeout: 90_000 }, () => {
       assert.match(handshake.lines, /Sec-WebSocket-Accept: /);
       assert.match(handshake.lines, /101 Switching Protocols/);
 
-      // Clear empties the list; closing hides the panel.
+      // Clear empties the list (of what was in it: heartbeats go on arriving); closing hides the panel.
+      const before = await page.evaluate(() => {
+        const items = document.querySelectorAll<HTMLLIElement>("#inspector-frames > li");
+        for (const item of items) item.dataset.e2eBeforeClear = "1";
+        return items.length;
+      });
+      assert.ok(before > 0);
       await page.click("#inspector-clear", { timeout: WAIT_MS });
-      assert.equal((await readEntries(page)).length, 0);
+      assert.equal(await page.locator("#inspector-frames > li[data-e2e-before-clear]").count(), 0, `${before} entries cleared`);
       await page.click("#inspector-toggle", { timeout: WAIT_MS });
       assert.equal(await page.locator("#inspector").isHidden(), true);
       assert.equal(await page.locator("#inspector-toggle").getAttribute("aria-expanded"), "false");

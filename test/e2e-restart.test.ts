@@ -1,4 +1,6 @@
 // End to end in Debian's Chromium: the epoch (README, "Resume and epoch").
+// The server that is stopped (SIGTERM) or killed (SIGKILL) is a process; the
+// one that takes its place on the same port runs in this process.
 // A server restarted without its history counts from seq 1 again; a page that
 // had seen seq 6 must still show the new seqs 1, 2, 3... and mark the gap once.
 // A server restarted with the same --history keeps its epoch: no gap at all.
@@ -11,11 +13,9 @@ import {
   assertSettled,
   clientState,
   useBrowser,
-  pickFreePort,
   readLines,
   readMessages,
   recordStates,
-  RoomMember,
   waitForConfirmed,
   waitForState,
   waitForStateSequence,
@@ -24,8 +24,11 @@ import {
   defer,
   testMember,
   testPage,
+  testProcess,
   testServer,
 } from "./fixtures/e2e-browser.ts";
+import type { ChatClient } from "./support/chat-client.ts";
+import { freePort } from "./support/spawn.ts";
 
 const browser = useBrowser();
 
@@ -36,10 +39,10 @@ const page = (url: string) => testPage(browser(), url);
 const member = testMember;
 
 /** Says each text and waits until the member's own copy of each came back, in order. */
-async function sayAll(from: RoomMember, texts: readonly string[]): Promise<string[]> {
+async function sayAll(from: ChatClient, texts: readonly string[]): Promise<string[]> {
   const ids: string[] = [];
   for (const text of texts) {
-    ids.push(from.say(text));
+    ids.push(from.sayText(text));
     await from.waitForMessage(text);
   }
   return ids;
@@ -52,8 +55,8 @@ function gapCount(lines: readonly ShownLine[]): number {
 describe("the page across server restarts (epoch)", { timeout: 80_000 }, () => {
   test("restart WITHOUT --history: the new seqs 1..5 all show, after exactly one gap notice", { timeout: 45_000 }, async (t) => {
     t.after(cleanUp);
-    const port = await pickFreePort();
-    const first = await server(["--port", String(port)]);
+    const port = await freePort();
+    const first = await testProcess(["--port", String(port)]);
     const p = await page(`http://127.0.0.1:${port}/`);
 
     const oldMember = await member(port, "before");
@@ -63,11 +66,11 @@ describe("the page across server restarts (epoch)", { timeout: 80_000 }, () => {
     const oldState = await clientState(p.page);
     assert.equal(oldState.lastSeq, 6);
     assert.ok(oldState.epoch !== null);
-    oldMember.close();
+    oldMember.destroy();
 
     await recordStates(p.page);
     assert.equal(await first.stop("SIGTERM"), 0, "SIGTERM exits 0");
-    await server(["--port", String(port)]);
+    await server({ port });
     await waitForStateSequence(p.page, ["connected", "reconnecting", "connected"], 40_000);
     await waitForState(p.page, "connected", 5_000);
     const newState = await clientState(p.page);
@@ -103,8 +106,8 @@ describe("the page across server restarts (epoch)", { timeout: 80_000 }, () => {
     t.after(cleanUp);
     const directory = mkdtempSync(join(tmpdir(), "chat-e2e-restart-"));
     defer(() => rmSync(directory, { recursive: true, force: true }));
-    const args = ["--port", String(await pickFreePort()), "--history", join(directory, "history.jsonl")];
-    const first = await server(args);
+    const historyFile = join(directory, "history.jsonl");
+    const first = await testProcess(["--port", String(await freePort()), "--history", historyFile]);
     const p = await page(`http://127.0.0.1:${first.port}/`);
 
     const oldMember = await member(first.port, "before");
@@ -113,19 +116,18 @@ describe("the page across server restarts (epoch)", { timeout: 80_000 }, () => {
     await waitForConfirmed(p.page, oldTexts);
     const { epoch } = await clientState(p.page);
     assert.ok(epoch !== null);
-    oldMember.close();
+    oldMember.destroy();
 
     await recordStates(p.page);
     assert.equal(await first.stop("SIGKILL"), null);
-    const second = await server(args);
+    const second = await server({ port: first.port, historyFile });
     assert.equal(second.port, first.port);
     await waitForStateSequence(p.page, ["connected", "reconnecting", "connected"], 40_000);
     await waitForState(p.page, "connected", 5_000);
     assert.equal((await clientState(p.page)).epoch, epoch, "window.chatClient.epoch is unchanged");
 
     const newMember = await member(second.port, "after");
-    const welcome = newMember.frames().find((frame) => frame.type === "welcome");
-    assert.equal(welcome?.epoch, epoch, "the server kept its epoch");
+    assert.equal(newMember.welcome.epoch, epoch, "the server kept its epoch");
     const newTexts = ["continued 4", "continued 5", "continued 6"];
     await sayAll(newMember, newTexts);
     await waitForConfirmed(p.page, newTexts, 10_000);

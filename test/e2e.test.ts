@@ -1,5 +1,6 @@
 // End to end in Debian's Chromium (playwright-core): the page (client.html +
-// client.js) against a real server process, over real TCP on 127.0.0.1.
+// client.js) against server.ts, over real TCP on 127.0.0.1: in this process,
+// or a process where it is killed.
 // README, "The page": own messages marked 我, pending messages, reconnection
 // with backoff, the outbox, resume exactly once, the heartbeat that notices a
 // half-open connection; plus the page opened from disk (Origin "null", §10.2),
@@ -16,7 +17,6 @@ import {
   assertSettled,
   clientState,
   useBrowser,
-  pickFreePort,
   readLines,
   readMessages,
   recordStates,
@@ -30,8 +30,10 @@ import {
   defer,
   testMember,
   testPage,
+  testProcess,
   testServer,
 } from "./fixtures/e2e-browser.ts";
+import { freePort } from "./support/spawn.ts";
 
 const browser = useBrowser();
 
@@ -159,9 +161,8 @@ describe("the chat page in Chromium", { timeout: 80_000 }, () => {
     const directory = mkdtempSync(join(tmpdir(), "chat-e2e-"));
     defer(() => rmSync(directory, { recursive: true, force: true }));
     const historyFile = join(directory, "history.jsonl");
-    const port = await pickFreePort();
-    const args = ["--port", String(port), "--history", historyFile];
-    const first = await server(args);
+    const port = await freePort();
+    const first = await testProcess(["--port", String(port), "--history", historyFile]);
     const url = `http://127.0.0.1:${port}/`;
     const a = await page(url);
     const b = await page(url);
@@ -189,7 +190,8 @@ describe("the chat page in Chromium", { timeout: 80_000 }, () => {
     assert.equal(await a.page.locator("#messages li.message.pending:not([data-seq])").count(), 2);
     assert.equal((await clientState(a.page)).outboxLength, 2);
 
-    await server(args);
+    // Restarted on the same port with the same file, in this process.
+    await server({ port, historyFile });
     const all = ["before the crash, from A", "before the crash, from B", ...typed];
     for (const opened of [a, b]) {
       await waitForState(opened.page, "connected", 40_000);
@@ -280,7 +282,7 @@ describe("the chat page in Chromium", { timeout: 80_000 }, () => {
     const raw = await member(room.port, htmlName);
     const payload = "<img src=x onerror=alert(1)>";
     await typeMessage(a.page, payload);
-    raw.say(`<b>bold</b> <script>alert(3)</script>`);
+    raw.sayText(`<b>bold</b> <script>alert(3)</script>`);
     for (const opened of [a, b]) {
       await waitForConfirmed(opened.page, [payload, "<b>bold</b> <script>alert(3)</script>"]);
       await opened.page.locator(`#users li.user[data-name="${htmlName}"]`).waitFor({ timeout: 10_000 });
@@ -303,15 +305,23 @@ describe("the chat page in Chromium", { timeout: 80_000 }, () => {
       assert.equal(check.scriptsInMessages, 0, "no script or b element made from text");
       assert.equal(check.userText, htmlName, "an HTML-looking name is shown as text too");
     }
-    // An img that had been created would have failed to load by now and fired onerror.
-    await a.page.waitForTimeout(500);
+    // An img made from the text would fail to load and fire onerror: wait until an img of our own
+    // with the same kind of address has failed, so that one would have too.
+    await a.page.evaluate(
+      () =>
+        new Promise<void>((resolve) => {
+          const probe = new Image();
+          probe.onerror = () => resolve();
+          probe.src = "x";
+        }),
+    );
     assert.deepEqual(dialogs, [], "no dialog fired");
     assertNoPageErrors(a, b);
   });
 
   test("client.html opened from file:// chats with the server (Origin: null is allowed)", { timeout: 30_000 }, async (t) => {
     t.after(cleanUp);
-    const room = await server(["--trace"]);
+    const room = await server({ trace: "frames" });
     const observer = await member(room.port, "observer");
     const fileUrl = `${pathToFileURL(join(repositoryRoot, "client.html")).href}?server=${encodeURIComponent(`ws://127.0.0.1:${room.port}/`)}`;
     assert.ok(fileUrl.startsWith("file://"));
@@ -323,7 +333,7 @@ describe("the chat page in Chromium", { timeout: 80_000 }, () => {
     await waitForConfirmed(p.page, ["hello from disk"]);
     const arrived = await observer.waitForMessage("hello from disk");
     assert.equal(arrived.from, (await clientState(p.page)).name);
-    observer.say("hello back to disk");
+    observer.sayText("hello back to disk");
     await waitForConfirmed(p.page, ["hello back to disk"]);
     const back = (await readMessages(p.page)).find((message) => message.text === "hello back to disk");
     assert.equal(back?.from, "observer");
@@ -333,7 +343,7 @@ describe("the chat page in Chromium", { timeout: 80_000 }, () => {
 
   test("Chromium's page negotiates permessage-deflate (RFC 7692), and compressed messages arrive intact", { timeout: 30_000 }, async (t) => {
     t.after(cleanUp);
-    const room = await server(["--trace"]);
+    const room = await server({ trace: "frames" });
     const requests: Array<Record<string, string>> = [];
     const responses: Array<{ status: number; headers: Record<string, string> }> = [];
     const p = await page(`${room.httpUrl}/`, {
