@@ -132,6 +132,8 @@ export interface OptionRow {
   help: string;
 }
 
+// The rows stay as written, a table, not one property a line.
+// prettier-ignore
 export const optionTable = [
   { key: "port", flag: "port", type: "integer", value: "N", default: 5500, min: 0, max: 65535, env: "PORT",
     help: "port to listen on; 0 picks a free one" },
