@@ -28,6 +28,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { destroyAll, echoWindow, openIdle, runEcho, runFanout, type Conn, type Target } from "./load.ts";
 import { renderChart, type ChartRow } from "./svg.ts";
+import { rssOf } from "../test/support/memory.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -202,7 +203,6 @@ const CLOCK_TICKS = (() => {
     return 100;
   }
 })();
-const PAGE_SIZE = 4096;
 
 function serverCommand(side: Side, deflate: boolean): string[] {
   switch (side) {
@@ -279,10 +279,9 @@ class ServerProcess {
     return Number(fields[11]) + Number(fields[12]);
   }
 
-  /** Resident set size in bytes. */
+  /** Resident set size in bytes (test/support's reader: it throws rather than report 0). */
   rss(): number {
-    const statm = readFileSync(`/proc/${this.pid}/statm`, "utf8").split(" ");
-    return Number(statm[1]) * PAGE_SIZE;
+    return rssOf(this.pid);
   }
 
   lastOutput(): string {

@@ -8,6 +8,10 @@
 // bytes where they lie in the socket's chunk, without being copied or decoded,
 // and nothing is parsed as JSON on the hot path. It never imports server.ts:
 // a bug in the code under test cannot change how the load is made or checked.
+// That is why it keeps its own client instead of test/support's RawClient,
+// which reads every frame with server.ts's decoder and keeps events: cheap
+// enough for tests, not for a load generator that must cost far less than
+// the servers it drives. It shares only the seeded PRNG of test/support.
 //
 // Four kinds of load, each bounded in count and in time:
 //   runEcho     N connections, each keeping W messages in flight, pipelined;
@@ -34,6 +38,7 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { constants as zlibConstants, deflateRawSync, inflateRawSync } from "node:zlib";
+import { Prng } from "../test/support/prng.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const OPCODE_TEXT = 0x1;
@@ -52,17 +57,10 @@ export interface Target {
 
 // ── Payloads and frames, made once ──────────────────────────────────────────
 
-/** A small deterministic generator (xorshift32), so that both servers get the same bytes. */
+/** 32-bit numbers from a seed (test/support's PRNG), so that both servers get the same bytes. */
 function generator(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return state;
-  };
+  const prng = new Prng(seed);
+  return () => prng.uint32();
 }
 
 const WORDS = [

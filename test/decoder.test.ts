@@ -28,6 +28,7 @@ import {
   type Violation,
 } from "../server.ts";
 import { hex } from "./support/bytes.ts";
+import { Prng } from "./support/prng.ts";
 
 // ── helpers ─────────────────────────────────────────────────────────────────
 
@@ -111,16 +112,10 @@ function assertNoViolation(events: readonly DecoderEvent[]): void {
   assert.equal(violationIn(events), undefined, `unexpected violation: ${JSON.stringify(simplify(events))}`);
 }
 
-/** A small seeded PRNG (mulberry32), so failures can be replayed. */
+/** Floats in [0, 1) from the tests' one seeded PRNG, so failures can be replayed. */
 function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const generator = new Prng(seed);
+  return () => generator.float();
 }
 
 function randomInt(random: () => number, low: number, high: number): number {
