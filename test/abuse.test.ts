@@ -184,7 +184,9 @@ describe("connection limits: 503 with Retry-After before any WebSocket state (RF
 
 describe("a slow consumer (RFC 6455 §7.4.1: 1008 policy violation)", () => {
   test("one chat client never reads, 50 do, a 20 MB burst: every reader gets every message once, the stalled one is closed with 1008", async () => {
-    const server = await serveInProcess({ ...noRateLimit, historySize: 100 });
+    // A long closing timeout: the server must not drop the stalled client before it has read its backlog
+    // and the close frame behind it (this process is busy with 50 readers); the client answers the close.
+    const server = await serveInProcess({ ...noRateLimit, historySize: 100, closingTimeoutMs: 60_000 });
     const TOTAL = 10_000;
     const READERS = 50;
     const WINDOW = 1000; // messages sent ahead of the slowest reader: about 2 MB
@@ -197,7 +199,7 @@ describe("a slow consumer (RFC 6455 §7.4.1: 1008 policy violation)", () => {
     }
     const readers: Reader[] = [];
     try {
-      const stalled = await RawClient.open(server.port, { path: "/?name=stalled" });
+      const stalled = await RawClient.open(server.port, { path: "/?name=stalled", respond: true });
       assert.equal(stalled.handshake?.status, 101);
       await stalled.next("text"); // the welcome
       stalled.socket.pause(); // and from now on it never reads
@@ -264,8 +266,9 @@ describe("a slow consumer (RFC 6455 §7.4.1: 1008 policy violation)", () => {
 
   test("server memory stays bounded: a 48 MB burst for a client that never reads leaves less than 24 MB held", async (t) => {
     // A server that queued everything for the stalled client would hold the whole burst.
-    await withServer({ ...noRateLimit, historySize: 100, keepaliveIntervalMs: 0 }, async (server) => {
-      const stalled = await RawClient.open(server.port, { path: "/?name=stalled" });
+    const config = { ...noRateLimit, historySize: 100, keepaliveIntervalMs: 0, closingTimeoutMs: 60_000 };
+    await withServer(config, async (server) => {
+      const stalled = await RawClient.open(server.port, { path: "/?name=stalled", respond: true });
       await stalled.next("text");
       stalled.socket.pause();
       const sender = await RawClient.open(server.port, { path: "/?name=sender" });
