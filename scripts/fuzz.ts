@@ -50,7 +50,9 @@ async function main(): Promise<number> {
     },
   });
   if (values.help) {
-    console.log("usage: npm run fuzz -- [--cases N] [--seed S] [--from I] [--case I] [--live [--port P]] [--max-failures N]");
+    console.log(
+      "usage: npm run fuzz -- [--cases N] [--seed S] [--from I] [--case I] [--live [--port P]] [--max-failures N]",
+    );
     return 0;
   }
   const seed = parseNumber("seed", values.seed, (Date.now() ^ (process.pid << 16)) >>> 0);
@@ -58,7 +60,8 @@ async function main(): Promise<number> {
   const from = parseNumber("from", values.from, 0);
   const maxFailures = parseNumber("max-failures", values["max-failures"], 5);
 
-  if (values.case !== undefined) return replay(seed, parseNumber("case", values.case, 0), values.live === true, values.port);
+  if (values.case !== undefined)
+    return replay(seed, parseNumber("case", values.case, 0), values.live === true, values.port);
   if (values.live) return live(seed, cases, from, maxFailures, values.port);
 
   console.log(`fuzzing FrameDecoder: seed ${seed}, cases ${from}..${from + cases - 1}`);
@@ -68,7 +71,10 @@ async function main(): Promise<number> {
     console.log(`  ${done} cases, ${(done / seconds).toFixed(0)} cases/s`);
   });
   const seconds = (Date.now() - started) / 1000;
-  console.log(`${summary.cases} cases, ${megabytes(summary.bytes)} of frames, in ${seconds.toFixed(1)} s (${(summary.cases / seconds).toFixed(0)} cases/s)`);
+  console.log(
+    `${summary.cases} cases, ${megabytes(summary.bytes)} of frames, in ${seconds.toFixed(1)} s ` +
+      `(${(summary.cases / seconds).toFixed(0)} cases/s)`,
+  );
   console.log(`  how the streams ended: ${JSON.stringify(summary.endings)}`);
   console.log(`  violations found: ${JSON.stringify(summary.violations)}`);
   for (const failure of summary.failures) console.log("\n" + formatReproducer(failure));
@@ -80,9 +86,13 @@ async function main(): Promise<number> {
   return 0;
 }
 
-async function startTarget(portOption: string | undefined): Promise<{ port: number; pid: number | undefined; server: SpawnedServer | undefined }> {
+async function startTarget(
+  portOption: string | undefined,
+): Promise<{ port: number; pid: number | undefined; server: SpawnedServer | undefined }> {
   if (portOption !== undefined) {
-    console.log(`live fuzz against the server on port ${portOption} (started with --max-payload ${LIVE_MAX_PAYLOAD}, please)`);
+    console.log(
+      `live fuzz against the server on port ${portOption} (started with --max-payload ${LIVE_MAX_PAYLOAD}, please)`,
+    );
     return { port: parseNumber("port", portOption, 0), pid: undefined, server: undefined };
   }
   const server = await spawnServer(["--max-payload", String(LIVE_MAX_PAYLOAD)]);
@@ -90,7 +100,13 @@ async function startTarget(portOption: string | undefined): Promise<{ port: numb
   return { port: server.port, pid: server.pid, server };
 }
 
-async function live(seed: number, cases: number, from: number, maxFailures: number, portOption: string | undefined): Promise<number> {
+async function live(
+  seed: number,
+  cases: number,
+  from: number,
+  maxFailures: number,
+  portOption: string | undefined,
+): Promise<number> {
   const target = await startTarget(portOption);
   try {
     console.log(`live fuzz on /echo: seed ${seed}, cases ${from}..${from + cases - 1}, one connection each`);
@@ -103,16 +119,23 @@ async function live(seed: number, cases: number, from: number, maxFailures: numb
       from,
       maxPayload: LIVE_MAX_PAYLOAD,
       maxFailures,
-      onProgress: (done) => console.log(`  ${done} connections, ${(done / ((Date.now() - started) / 1000)).toFixed(0)}/s`),
+      onProgress: (done) =>
+        console.log(`  ${done} connections, ${(done / ((Date.now() - started) / 1000)).toFixed(0)}/s`),
     });
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const final = readProcessMemory(target.pid);
     const alive = target.server === undefined || target.server.alive();
     const echo = alive && (await echoStillWorks(target.port));
-    console.log(`${summary.cases} connections in ${((Date.now() - started) / 1000).toFixed(1)} s; ${summary.uncertain} only partly predictable (compressed data needing the server's window, or ping floods)`);
+    console.log(
+      `${summary.cases} connections in ${((Date.now() - started) / 1000).toFixed(1)} s; ${summary.uncertain} only ` +
+        `partly predictable (compressed data needing the server's window, or ping floods)`,
+    );
     if (target.pid !== undefined) {
       console.log(
-        `server RSS: baseline ${summary.baselineRss === undefined ? "?" : megabytes(summary.baselineRss)}, peak sampled ${summary.peakRss === undefined ? "?" : megabytes(summary.peakRss)}, after 1 s ${final === undefined ? "?" : megabytes(final.rss)} (VmHWM ${final === undefined ? "?" : megabytes(final.peakRss)})`,
+        `server RSS: baseline ${summary.baselineRss === undefined ? "?" : megabytes(summary.baselineRss)}, peak ` +
+          `sampled ${summary.peakRss === undefined ? "?" : megabytes(summary.peakRss)}, after 1 s ` +
+          `${final === undefined ? "?" : megabytes(final.rss)} (VmHWM ` +
+          `${final === undefined ? "?" : megabytes(final.peakRss)})`,
       );
     }
     console.log(`server alive: ${alive}; echo works afterwards: ${echo}`);
@@ -129,15 +152,22 @@ async function live(seed: number, cases: number, from: number, maxFailures: numb
 }
 
 async function replay(seed: number, index: number, liveMode: boolean, portOption: string | undefined): Promise<number> {
-  const fuzzCase = liveMode ? makeCase(seed, index, { maxPayload: LIVE_MAX_PAYLOAD, maxFragments: 131_072 }) : makeCase(seed, index);
+  const fuzzCase = liveMode
+    ? makeCase(seed, index, { maxPayload: LIVE_MAX_PAYLOAD, maxFragments: 131_072 })
+    : makeCase(seed, index);
   console.log(`case ${index} of seed ${seed}`);
   console.log(`  options: ${JSON.stringify(fuzzCase.options)}`);
   console.log(`  mutations: ${fuzzCase.mutations.join(" ") || "(none)"}`);
   console.log(`  stream (${fuzzCase.stream.length} bytes): ${fuzzCase.stream.toString("hex")}`);
-  console.log(`  reference: ${referenceDecode(fuzzCase.stream, fuzzCase.options).map(describeEvent).join(", ") || "(no event)"}`);
+  console.log(
+    `  reference: ${referenceDecode(fuzzCase.stream, fuzzCase.options).map(describeEvent).join(", ") || "(no event)"}`,
+  );
   for (const chunking of fuzzCase.chunkings) {
     const run = runDecoder(fuzzCase.stream, chunking, fuzzCase.options);
-    console.log(`  decoder, ${chunking.length} chunk(s): ${run.events.map(describeEvent).join(", ") || "(no event)"}${run.thrown ? ` THREW ${run.thrown}` : ""}${run.problem ? ` PROBLEM ${run.problem}` : ""}`);
+    const events = run.events.map(describeEvent).join(", ") || "(no event)";
+    const thrown = run.thrown ? ` THREW ${run.thrown}` : "";
+    const problem = run.problem ? ` PROBLEM ${run.problem}` : "";
+    console.log(`  decoder, ${chunking.length} chunk(s): ${events}${thrown}${problem}`);
   }
   let failed = false;
   const failure = checkCase(fuzzCase);
@@ -149,7 +179,8 @@ async function replay(seed: number, index: number, liveMode: boolean, portOption
     const target = await startTarget(portOption);
     try {
       const result = await sendLiveCase(target.port, fuzzCase);
-      console.log(`  live server answered: ${result.received.map(describeEvent).join(", ") || "(nothing)"}${result.timedOut ? " (and did not close)" : ""}`);
+      const answered = result.received.map(describeEvent).join(", ") || "(nothing)";
+      console.log(`  live server answered: ${answered}${result.timedOut ? " (and did not close)" : ""}`);
       const message = checkLiveCase(fuzzCase, result);
       if (message !== undefined) {
         console.log("\n" + describeLiveFailure({ fuzzCase, message }));

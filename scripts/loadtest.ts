@@ -55,7 +55,10 @@ async function main(): Promise<number> {
     },
   });
   if (values.help) {
-    console.log("usage: npm run loadtest -- [--clients N] [--messages M] [--text-length L] [--window W] [--interval MS] [--seed S] [--port P] [--kill] [--chaos P] [--timeout SECONDS]");
+    console.log(
+      "usage: npm run loadtest -- [--clients N] [--messages M] [--text-length L] [--window W] [--interval MS] " +
+        "[--seed S] [--port P] [--kill] [--chaos P] [--timeout SECONDS]",
+    );
     return 0;
   }
   const clients = number("clients", values.clients, 1000);
@@ -76,12 +79,18 @@ async function main(): Promise<number> {
   else {
     serverPort = await freePort();
     serverArgs = [
-      "--port", String(serverPort),
-      "--message-rate", "1000000",
-      "--message-burst", "1000000",
-      "--max-connections-per-ip", "100000",
-      "--max-connections", "100000",
-      "--history-size", String(Math.max(1000, clients * messages + 1000)),
+      "--port",
+      String(serverPort),
+      "--message-rate",
+      "1000000",
+      "--message-burst",
+      "1000000",
+      "--max-connections-per-ip",
+      "100000",
+      "--max-connections",
+      "100000",
+      "--history-size",
+      String(Math.max(1000, clients * messages + 1000)),
     ];
     if (values.kill) {
       directory = mkdtempSync(join(tmpdir(), "loadtest-"));
@@ -92,7 +101,10 @@ async function main(): Promise<number> {
   }
   let sampler = new RssSampler(server?.pid, 200);
   let peakRss = 0;
-  const proxy = chaos === undefined ? undefined : new ChaosProxy({ targetPort: serverPort, seed, cutProbability: chaos, maxBytesBeforeCut: 20_000 });
+  const proxy =
+    chaos === undefined
+      ? undefined
+      : new ChaosProxy({ targetPort: serverPort, seed, cutProbability: chaos, maxBytesBeforeCut: 20_000 });
   const port = proxy === undefined ? serverPort : await proxy.listen();
   if (proxy !== undefined) console.log(`chaos proxy on port ${port}: cuts a connection with probability ${chaos}`);
 
@@ -110,7 +122,10 @@ async function main(): Promise<number> {
   try {
     const connectStart = performance.now();
     await run.start(120_000);
-    console.log(`${clients} clients in the room after ${((performance.now() - connectStart) / 1000).toFixed(1)} s; each says ${messages} messages (seed ${seed})`);
+    console.log(
+      `${clients} clients in the room after ${((performance.now() - connectStart) / 1000).toFixed(1)} s; each says ` +
+        `${messages} messages (seed ${seed})`,
+    );
     if (values.kill && server !== undefined) {
       await waitUntil(() => run.acknowledged >= run.totalMessages / 3, timeoutMs, "a third of the messages");
       peakRss = Math.max(peakRss, sampler.stop());
@@ -141,12 +156,25 @@ async function main(): Promise<number> {
 
   const summary = run.summary();
   const problems = run.verify({ exactlyOnceOnTheWire: !values.kill && proxy === undefined });
-  console.log(`${summary.messages} messages to ${summary.clients} clients: ${summary.deliveries} deliveries in ${summary.seconds.toFixed(2)} s`);
+  console.log(
+    `${summary.messages} messages to ${summary.clients} clients: ${summary.deliveries} deliveries in ` +
+      `${summary.seconds.toFixed(2)} s`,
+  );
   console.log(`  ${summary.deliveriesPerSecond.toFixed(0)} deliveries/s`);
-  console.log(`  send-to-delivery latency: p50 ${summary.p50.toFixed(1)} ms, p99 ${summary.p99.toFixed(1)} ms, max ${summary.max.toFixed(1)} ms`);
-  console.log(`  connections ${summary.connections} (failed attempts ${summary.failedConnections}), resends ${summary.resends}, repeated deliveries ${summary.repeatedDeliveries}, replayed ${summary.replayedDeliveries}, resumes refused ${summary.resumesRefused}`);
+  console.log(
+    `  send-to-delivery latency: p50 ${summary.p50.toFixed(1)} ms, p99 ${summary.p99.toFixed(1)} ms, max ` +
+      `${summary.max.toFixed(1)} ms`,
+  );
+  console.log(
+    `  connections ${summary.connections} (failed attempts ${summary.failedConnections}), resends ` +
+      `${summary.resends}, repeated deliveries ${summary.repeatedDeliveries}, replayed ` +
+      `${summary.replayedDeliveries}, resumes refused ${summary.resumesRefused}`,
+  );
   if (Object.keys(summary.errors).length > 0) console.log(`  errors from the room: ${JSON.stringify(summary.errors)}`);
-  if (proxy !== undefined) console.log(`  proxy: ${proxy.cuts} cuts (${proxy.cutsInsideData} inside data) in ${proxy.connections} connections`);
+  if (proxy !== undefined)
+    console.log(
+      `  proxy: ${proxy.cuts} cuts (${proxy.cutsInsideData} inside data) in ${proxy.connections} connections`,
+    );
   if (peakRss > 0) console.log(`  server peak RSS (sampled) ${megabytes(peakRss)}`);
   if (problems.length > 0) {
     console.log(`FAILED:\n  ${problems.join("\n  ")}`);

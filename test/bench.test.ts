@@ -21,7 +21,13 @@ interface Run {
 
 interface Report {
   meta: { mode: string };
-  results: Array<{ id: string; title: string; scenario: { kind: string }; checks: { ok: boolean; failures: string[] }; runs: Run[] }>;
+  results: Array<{
+    id: string;
+    title: string;
+    scenario: { kind: string };
+    checks: { ok: boolean; failures: string[] };
+    runs: Run[];
+  }>;
   table: string;
 }
 
@@ -48,47 +54,63 @@ function runTiny(jsonPath: string): Promise<{ code: number | null; output: strin
   });
 }
 
-test("bench --tiny runs every kind of scenario against ours, ws and the TCP ceiling, and every check holds", { timeout: 90_000 }, async () => {
-  const jsonPath = join(directory, "tiny.json");
-  const { code, output } = await runTiny(jsonPath);
-  assert.equal(code, 0, `bench --tiny failed:\n${output}`);
-  const report = JSON.parse(readFileSync(jsonPath, "utf8")) as Report;
-  assert.equal(report.meta.mode, "tiny");
-  assert.match(report.table, /ours\/ws/);
+test(
+  "bench --tiny runs every kind of scenario against ours, ws and the TCP ceiling, and every check holds",
+  { timeout: 90_000 },
+  async () => {
+    const jsonPath = join(directory, "tiny.json");
+    const { code, output } = await runTiny(jsonPath);
+    assert.equal(code, 0, `bench --tiny failed:\n${output}`);
+    const report = JSON.parse(readFileSync(jsonPath, "utf8")) as Report;
+    assert.equal(report.meta.mode, "tiny");
+    assert.match(report.table, /ours\/ws/);
 
-  const kinds = new Set(report.results.map((result) => result.scenario.kind));
-  for (const kind of ["echo", "latency", "fanout", "memory"]) assert.ok(kinds.has(kind), `no ${kind} scenario in the tiny run`);
+    const kinds = new Set(report.results.map((result) => result.scenario.kind));
+    for (const kind of ["echo", "latency", "fanout", "memory"])
+      assert.ok(kinds.has(kind), `no ${kind} scenario in the tiny run`);
 
-  for (const result of report.results) {
-    assert.ok(result.checks.ok, `${result.title}: ${result.checks.failures.join("; ")}`);
-    for (const side of ["ours", "ws"] as const) {
-      const runs = result.runs.filter((run) => run.side === side);
-      assert.ok(runs.length >= 1, `${result.title}: no run against ${side}`);
-      for (const run of runs) {
-        assert.ok(run.ok, `${result.title} ${side}: ${run.error ?? JSON.stringify(run.checks)}`);
-        assert.ok(run.checks.length > 0 && run.checks.every((check) => check.ok), `${result.title} ${side}: ${JSON.stringify(run.checks)}`);
+    for (const result of report.results) {
+      assert.ok(result.checks.ok, `${result.title}: ${result.checks.failures.join("; ")}`);
+      for (const side of ["ours", "ws"] as const) {
+        const runs = result.runs.filter((run) => run.side === side);
+        assert.ok(runs.length >= 1, `${result.title}: no run against ${side}`);
+        for (const run of runs) {
+          assert.ok(run.ok, `${result.title} ${side}: ${run.error ?? JSON.stringify(run.checks)}`);
+          assert.ok(
+            run.checks.length > 0 && run.checks.every((check) => check.ok),
+            `${result.title} ${side}: ${JSON.stringify(run.checks)}`,
+          );
+        }
       }
     }
-  }
 
-  // Echo: bytes equal, and replies were actually checked, including the TCP ceiling.
-  const echoes = report.results.filter((result) => result.scenario.kind === "echo" || result.scenario.kind === "latency");
-  for (const result of echoes) {
-    for (const run of result.runs) {
-      assert.match(run.checks[0]!.name, /echo bytes equal/);
-      assert.ok((run.metrics.verified ?? 0) > 0, `${result.title} ${run.side}: no reply was checked`);
+    // Echo: bytes equal, and replies were actually checked, including the TCP ceiling.
+    const echoes = report.results.filter(
+      (result) => result.scenario.kind === "echo" || result.scenario.kind === "latency",
+    );
+    for (const result of echoes) {
+      for (const run of result.runs) {
+        assert.match(run.checks[0]!.name, /echo bytes equal/);
+        assert.ok((run.metrics.verified ?? 0) > 0, `${result.title} ${run.side}: no reply was checked`);
+      }
+      assert.ok(
+        result.runs.some((run) => run.side === "tcp"),
+        `${result.title}: no TCP ceiling run`,
+      );
     }
-    assert.ok(result.runs.some((run) => run.side === "tcp"), `${result.title}: no TCP ceiling run`);
-  }
-  // A deflate scenario negotiated compression and its compressed replies were checked.
-  assert.ok(report.results.some((result) => result.id.endsWith("-deflate")), "no permessage-deflate scenario");
+    // A deflate scenario negotiated compression and its compressed replies were checked.
+    assert.ok(
+      report.results.some((result) => result.id.endsWith("-deflate")),
+      "no permessage-deflate scenario",
+    );
 
-  // Fan-out: every client got every message once, in order.
-  for (const result of report.results.filter((item) => item.scenario.kind === "fanout")) {
-    for (const run of result.runs) {
-      const check = run.checks.find((item) => item.name === "every client got every message once, in order");
-      assert.ok(check?.ok, `${result.title} ${run.side}: ${check?.detail}`);
-      assert.ok((run.metrics.said ?? 0) > 1, `${result.title} ${run.side}: no message was said`);
+    // Fan-out: every client got every message once, in order.
+    for (const result of report.results.filter((item) => item.scenario.kind === "fanout")) {
+      for (const run of result.runs) {
+        const check = run.checks.find((item) => item.name === "every client got every message once, in order");
+        assert.ok(check?.ok, `${result.title} ${run.side}: ${check?.detail}`);
+        assert.ok((run.metrics.said ?? 0) > 1, `${result.title} ${run.side}: no message was said`);
+      }
     }
-  }
-});
+  },
+);

@@ -8,7 +8,13 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { Opcode, TokenBucket, encodeClosePayload, type ServerConfig } from "../server.ts";
-import { ChatClient, isClose, nameQuery as name, parseServerMessage, type ServerMessage } from "./support/chat-client.ts";
+import {
+  ChatClient,
+  isClose,
+  nameQuery as name,
+  parseServerMessage,
+  type ServerMessage,
+} from "./support/chat-client.ts";
 import { noRateLimit as unlimited, withServer, type InProcessServer } from "./support/in-process.ts";
 import { spawnServer } from "./support/spawn.ts";
 import { waitUntil, within } from "./support/wait.ts";
@@ -42,10 +48,15 @@ async function withRoom(config: Partial<ServerConfig>, body: (room: Room) => Pro
 async function untilNotRateLimited(client: ChatClient, send: () => void): Promise<ServerMessage> {
   let answer: ServerMessage | undefined;
   const refused = () => answer === undefined || (answer.type === "error" && answer.code === "rate_limited");
-  await waitUntil(() => !refused(), 5000, "the room to take a message again", async () => {
-    send();
-    answer = await client.next();
-  });
+  await waitUntil(
+    () => !refused(),
+    5000,
+    "the room to take a message again",
+    async () => {
+      send();
+      answer = await client.next();
+    },
+  );
   return answer!;
 }
 
@@ -147,31 +158,35 @@ describe("names", () => {
     });
   });
 
-  test("bad_name: control characters or more than 32 characters get a default name and an error; the connection stays open", async () => {
-    await withRoom(unlimited, async (room) => {
-      const cases = [
-        "a\u0007b", // BEL
-        "a\nb", // a line break inside
-        "a\u007fb", // DEL
-        "a\u0085b", // a C1 control (NEL)
-        "小明\u202e", // a bidirectional override
-        "小明\u2060", // a word joiner: invisible
-        "小\u00ad明", // a soft hyphen: invisible
-        "小明\u061c", // the Arabic letter mark, a bidirectional control
-        "小明\u200b", // a zero-width space
-        "n".repeat(33),
-        "😀".repeat(33),
-      ];
-      const defaults = ["小明", "小红", "小军", "小王", ...cases.slice(4).map((_, index) => `访客${index + 5}`)];
-      for (let index = 0; index < cases.length; index++) {
-        const client = await room.join(name(cases[index]!));
-        assert.equal(client.welcome.name, defaults[index], `the default name for ${JSON.stringify(cases[index])}`);
-        const error = await client.expect("error");
-        assert.equal(error.code, "bad_name", `bad_name for ${JSON.stringify(cases[index])}`);
-        assert.deepEqual(await client.sync(), [], "still open: a ping is answered");
-      }
-    });
-  });
+  test(
+    "bad_name: control characters or more than 32 characters get a default name and an error; the connection " +
+      "stays open",
+    async () => {
+      await withRoom(unlimited, async (room) => {
+        const cases = [
+          "a\u0007b", // BEL
+          "a\nb", // a line break inside
+          "a\u007fb", // DEL
+          "a\u0085b", // a C1 control (NEL)
+          "小明\u202e", // a bidirectional override
+          "小明\u2060", // a word joiner: invisible
+          "小\u00ad明", // a soft hyphen: invisible
+          "小明\u061c", // the Arabic letter mark, a bidirectional control
+          "小明\u200b", // a zero-width space
+          "n".repeat(33),
+          "😀".repeat(33),
+        ];
+        const defaults = ["小明", "小红", "小军", "小王", ...cases.slice(4).map((_, index) => `访客${index + 5}`)];
+        for (let index = 0; index < cases.length; index++) {
+          const client = await room.join(name(cases[index]!));
+          assert.equal(client.welcome.name, defaults[index], `the default name for ${JSON.stringify(cases[index])}`);
+          const error = await client.expect("error");
+          assert.equal(error.code, "bad_name", `bad_name for ${JSON.stringify(cases[index])}`);
+          assert.deepEqual(await client.sync(), [], "still open: a ping is answered");
+        }
+      });
+    },
+  );
 
   test("a name is freed when its owner leaves and given back to the reconnecting client", async () => {
     await withRoom(unlimited, async (room) => {
@@ -269,23 +284,26 @@ describe("messages", () => {
     });
   });
 
-  test("text length: 1 and exactly 2000 characters are accepted, and 2000 emoji too; 2001 is text_too_long", async () => {
-    await withRoom(unlimited, async (room) => {
-      const a = await room.join();
-      const accepted = ["x", "a".repeat(2000), "😀".repeat(2000), "字".repeat(2000), " padded "];
-      for (const [index, text] of accepted.entries()) {
-        a.say(`ok-${index}`, text);
-        const message = await a.expect("message");
-        assert.equal(message.text, text, `text ${index} comes back unchanged`);
-        assert.equal(message.seq, index + 1);
-      }
-      for (const text of ["a".repeat(2001), "😀".repeat(2001)]) {
-        a.say(`long-${text.length}`, text);
-        assert.equal((await a.expect("error")).code, "text_too_long");
-        assert.deepEqual(await a.sync(), [], "still open");
-      }
-    });
-  });
+  test(
+    "text length: 1 and exactly 2000 characters are accepted, and 2000 emoji too; " + "2001 is text_too_long",
+    async () => {
+      await withRoom(unlimited, async (room) => {
+        const a = await room.join();
+        const accepted = ["x", "a".repeat(2000), "😀".repeat(2000), "字".repeat(2000), " padded "];
+        for (const [index, text] of accepted.entries()) {
+          a.say(`ok-${index}`, text);
+          const message = await a.expect("message");
+          assert.equal(message.text, text, `text ${index} comes back unchanged`);
+          assert.equal(message.seq, index + 1);
+        }
+        for (const text of ["a".repeat(2001), "😀".repeat(2001)]) {
+          a.say(`long-${text.length}`, text);
+          assert.equal((await a.expect("error")).code, "text_too_long");
+          assert.deepEqual(await a.sync(), [], "still open");
+        }
+      });
+    },
+  );
 
   test("exactly once: a retried id is not broadcast again; only the sender gets the stored copy, once", async () => {
     await withRoom(unlimited, async (room) => {
@@ -334,9 +352,9 @@ describe("messages", () => {
 
 describe("mistakes", () => {
   const cases: Array<{ code: string; frames: string[] }> = [
-    { code: "bad_json", frames: ["not json", "{", "", "{\"type\":\"say\",}"] },
-    { code: "bad_message", frames: ["[]", "42", "null", "\"say\"", "true"] },
-    { code: "unknown_type", frames: ["{}", "{\"type\":\"shout\"}", "{\"type\":42}", "{\"type\":\"SAY\",\"id\":\"x\",\"text\":\"y\"}"] },
+    { code: "bad_json", frames: ["not json", "{", "", '{"type":"say",}'] },
+    { code: "bad_message", frames: ["[]", "42", "null", '"say"', "true"] },
+    { code: "unknown_type", frames: ["{}", '{"type":"shout"}', '{"type":42}', '{"type":"SAY","id":"x","text":"y"}'] },
     {
       code: "bad_id",
       frames: [
@@ -400,63 +418,79 @@ describe("mistakes", () => {
 // ---------------------------------------------------------------------------
 
 describe("rate limit", () => {
-  test("TokenBucket (rate 20, burst 40) on a clock of its own: 40 at once, then one per 50 ms, never more than 40 saved", () => {
-    let now = 1_000_000;
-    const bucket = new TokenBucket(20, 40, () => now);
-    const takeAll = () => {
-      let taken = 0;
-      while (bucket.take()) taken++;
-      return taken;
-    };
-    assert.equal(takeAll(), 40, "the burst");
-    assert.equal(bucket.take(), false);
-    now += 49;
-    assert.equal(bucket.take(), false, "not a whole token after 49 ms");
-    now += 1;
-    assert.equal(bucket.take(), true, "one after 50 ms");
-    assert.equal(bucket.take(), false);
-    now += 1000;
-    assert.equal(takeAll(), 20, "20 in a second");
-    now += 3_600_000;
-    assert.equal(takeAll(), 40, "an hour of quiet saves up the burst, no more");
-  });
+  test(
+    "TokenBucket (rate 20, burst 40) on a clock of its own: 40 at once, then one per 50 ms, never more than 40 " +
+      "saved",
+    () => {
+      let now = 1_000_000;
+      const bucket = new TokenBucket(20, 40, () => now);
+      const takeAll = () => {
+        let taken = 0;
+        while (bucket.take()) taken++;
+        return taken;
+      };
+      assert.equal(takeAll(), 40, "the burst");
+      assert.equal(bucket.take(), false);
+      now += 49;
+      assert.equal(bucket.take(), false, "not a whole token after 49 ms");
+      now += 1;
+      assert.equal(bucket.take(), true, "one after 50 ms");
+      assert.equal(bucket.take(), false);
+      now += 1000;
+      assert.equal(takeAll(), 20, "20 in a second");
+      now += 3_600_000;
+      assert.equal(takeAll(), 40, "an hour of quiet saves up the burst, no more");
+    },
+  );
 
-  test("a burst of 100 says (default limits): some are rate_limited, the rest broadcast, and the connection stays open", async () => {
-    await withRoom({}, async (room) => {
-      const a = await room.join(name("A"));
-      const b = await room.join(name("B"));
-      await a.expect("joined");
-      for (let index = 0; index < 100; index++) a.say(`burst-${index}`, `message ${index}`);
-      let accepted = 0;
-      let limited = 0;
-      const seqs: unknown[] = [];
-      while (accepted + limited < 100) {
-        const message = await a.next();
-        if (message.type === "message") {
-          accepted++;
-          seqs.push(message.seq);
-        } else {
-          assert.equal(message.type, "error", JSON.stringify(message));
-          assert.equal(message.code, "rate_limited");
-          limited++;
+  test(
+    "a burst of 100 says (default limits): some are rate_limited, the rest broadcast, and the connection stays " +
+      "open",
+    async () => {
+      await withRoom({}, async (room) => {
+        const a = await room.join(name("A"));
+        const b = await room.join(name("B"));
+        await a.expect("joined");
+        for (let index = 0; index < 100; index++) a.say(`burst-${index}`, `message ${index}`);
+        let accepted = 0;
+        let limited = 0;
+        const seqs: unknown[] = [];
+        while (accepted + limited < 100) {
+          const message = await a.next();
+          if (message.type === "message") {
+            accepted++;
+            seqs.push(message.seq);
+          } else {
+            assert.equal(message.type, "error", JSON.stringify(message));
+            assert.equal(message.code, "rate_limited");
+            limited++;
+          }
         }
-      }
-      assert.ok(accepted >= 40, `the burst allowance (40) is accepted; accepted ${accepted}`);
-      assert.ok(limited >= 1, "some were refused");
-      assert.deepEqual(seqs, Array.from({ length: accepted }, (_, index) => index + 1), "accepted messages got consecutive seqs");
-      const seen = await b.sync();
-      assert.equal(seen.length, accepted, "the others got exactly the accepted messages");
-      assert.ok(seen.every((message) => message.type === "message"));
+        assert.ok(accepted >= 40, `the burst allowance (40) is accepted; accepted ${accepted}`);
+        assert.ok(limited >= 1, "some were refused");
+        assert.deepEqual(
+          seqs,
+          Array.from({ length: accepted }, (_, index) => index + 1),
+          "accepted messages got consecutive seqs",
+        );
+        const seen = await b.sync();
+        assert.equal(seen.length, accepted, "the others got exactly the accepted messages");
+        assert.ok(seen.every((message) => message.type === "message"));
 
-      assert.equal(a.raw.closed, false);
-      // Once the bucket has a token again (20 a second), the same id is accepted, once; then a ping is answered.
-      const after = await untilNotRateLimited(a, () => a.say("after", "calm again"));
-      assert.equal(after.type, "message", JSON.stringify(after));
-      assert.equal(after.seq, accepted + 1);
-      assert.deepEqual(await untilNotRateLimited(a, () => a.send({ type: "ping", t: 7 })), { type: "pong", t: 7 }, "still open");
-      assert.deepEqual(await b.sync(), [after], "the others got it once");
-    });
-  });
+        assert.equal(a.raw.closed, false);
+        // Once the bucket has a token again (20 a second), the same id is accepted, once; then a ping is answered.
+        const after = await untilNotRateLimited(a, () => a.say("after", "calm again"));
+        assert.equal(after.type, "message", JSON.stringify(after));
+        assert.equal(after.seq, accepted + 1);
+        assert.deepEqual(
+          await untilNotRateLimited(a, () => a.send({ type: "ping", t: 7 })),
+          { type: "pong", t: 7 },
+          "still open",
+        );
+        assert.deepEqual(await b.sync(), [after], "the others got it once");
+      });
+    },
+  );
 
   test("sustained flooding ends with close 1008", async () => {
     await withRoom({ messageRate: 2, messageBurst: 3 }, async (room) => {
@@ -481,7 +515,10 @@ describe("rate limit", () => {
         if (message.type === "error") codes.push(message.code);
       }
       assert.ok(types.includes("message"), "the burst allowance was accepted first");
-      assert.ok(codes.length > 0 && codes.every((code) => code === "rate_limited"), `rate_limited errors before the close: ${JSON.stringify(codes)}`);
+      assert.ok(
+        codes.length > 0 && codes.every((code) => code === "rate_limited"),
+        `rate_limited errors before the close: ${JSON.stringify(codes)}`,
+      );
       await a.raw.waitForClose();
       for (;;) {
         const seen = await b.next();

@@ -9,7 +9,14 @@ import { join } from "node:path";
 import { helpText, optionTable, parseCommandLine } from "../server.ts";
 import { binaries, requirePythonWebsockets } from "./interop/tools.ts";
 import { serveInProcess, withServer } from "./support/in-process.ts";
-import { freePort, repositoryRoot, runServerToExit, serverPath, spawnServer, spawnTypeScript } from "./support/spawn.ts";
+import {
+  freePort,
+  repositoryRoot,
+  runServerToExit,
+  serverPath,
+  spawnServer,
+  spawnTypeScript,
+} from "./support/spawn.ts";
 
 /** A value of the kind a --help line names, for trying each flag. */
 const sampleValues: Record<string, string> = {
@@ -83,7 +90,10 @@ describe("command line", () => {
     ]);
     try {
       assert.match(flagged.output(), new RegExp(`^Chat room listening on http://127\\.0\\.0\\.1:${byFlag}/$`, "m"));
-      assert.match(environed.output(), new RegExp(`^Chat room listening on http://127\\.0\\.0\\.1:${byEnvironment}/$`, "m"));
+      assert.match(
+        environed.output(),
+        new RegExp(`^Chat room listening on http://127\\.0\\.0\\.1:${byEnvironment}/$`, "m"),
+      );
     } finally {
       await Promise.all([flagged.stop(), environed.stop()]);
     }
@@ -91,38 +101,43 @@ describe("command line", () => {
 });
 
 describe("the chat with a real compressing client", () => {
-  test("RFC 7692 Python's websockets negotiates permessage-deflate on / and a 2000-character message arrives intact at another member", async () => {
-    requirePythonWebsockets();
-    const server = await serveInProcess();
-    try {
-      const report = await new Promise<string>((resolve, reject) => {
-        const script = join(repositoryRoot, "test", "interop", "chat_clients.py");
-        const child = spawn(binaries.python, [script, `${server.wsUrl}/`, "2000"]);
-        let stdout = "";
-        let stderr = "";
-        child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-        child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-        const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-        child.on("exit", (code) => {
-          clearTimeout(timer);
-          if (code === 0) resolve(stdout);
-          else reject(new Error(`chat_clients.py exited ${code}: ${stderr}`));
+  test(
+    "RFC 7692 Python's websockets negotiates permessage-deflate on / and a 2000-character message arrives intact " +
+      "at another member",
+    async () => {
+      requirePythonWebsockets();
+      const server = await serveInProcess();
+      try {
+        const report = await new Promise<string>((resolve, reject) => {
+          const script = join(repositoryRoot, "test", "interop", "chat_clients.py");
+          const child = spawn(binaries.python, [script, `${server.wsUrl}/`, "2000"]);
+          let stdout = "";
+          let stderr = "";
+          child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+          child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+          const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+          child.on("exit", (code) => {
+            clearTimeout(timer);
+            if (code === 0) resolve(stdout);
+            else reject(new Error(`chat_clients.py exited ${code}: ${stderr}`));
+          });
         });
-      });
-      const result = JSON.parse(report) as {
-        extensions: string[];
-        names: string[];
-        sentLength: number;
-        echoIntact: boolean;
-        receivedIntact: boolean;
-      };
-      for (const extensions of result.extensions) assert.match(extensions, /^permessage-deflate; server_no_context_takeover/);
-      assert.deepEqual(result.names, ["py-a", "py-b"]);
-      assert.equal(result.sentLength, 2000);
-      assert.equal(result.echoIntact, true);
-      assert.equal(result.receivedIntact, true);
-    } finally {
-      await server.stop();
-    }
-  });
+        const result = JSON.parse(report) as {
+          extensions: string[];
+          names: string[];
+          sentLength: number;
+          echoIntact: boolean;
+          receivedIntact: boolean;
+        };
+        for (const extensions of result.extensions)
+          assert.match(extensions, /^permessage-deflate; server_no_context_takeover/);
+        assert.deepEqual(result.names, ["py-a", "py-b"]);
+        assert.equal(result.sentLength, 2000);
+        assert.equal(result.echoIntact, true);
+        assert.equal(result.receivedIntact, true);
+      } finally {
+        await server.stop();
+      }
+    },
+  );
 });

@@ -55,8 +55,16 @@ function feedBytewise(decoder: FrameDecoder, bytes: Uint8Array): DecoderEvent[] 
 }
 
 /** A masked frame, as a client sends it. */
-function masked(opcode: number, payload: Uint8Array | string, options: { fin?: boolean; rsv1?: boolean; key?: Uint8Array } = {}): Buffer {
-  return encodeFrame(opcode, payload, { fin: options.fin ?? true, rsv1: options.rsv1 ?? false, maskKey: options.key ?? hex("a1 b2 c3 d4") });
+function masked(
+  opcode: number,
+  payload: Uint8Array | string,
+  options: { fin?: boolean; rsv1?: boolean; key?: Uint8Array } = {},
+): Buffer {
+  return encodeFrame(opcode, payload, {
+    fin: options.fin ?? true,
+    rsv1: options.rsv1 ?? false,
+    maskKey: options.key ?? hex("a1 b2 c3 d4"),
+  });
 }
 
 /** An unmasked frame, as a server sends it. */
@@ -160,7 +168,9 @@ describe("§5.7 the RFC's examples, byte for byte", () => {
 
   test("§5.7 a masked pong 8a 85 37 fa 21 3d 7f 9f 4d 51 58", () => {
     assert.deepEqual(encodeFrame(Opcode.Pong, hello, { maskKey: RFC_MASK }), hex("8a 85 37 fa 21 3d 7f 9f 4d 51 58"));
-    assert.deepEqual(simplify(feed(serverDecoder(), hex("8a 85 37 fa 21 3d 7f 9f 4d 51 58"))), [["pong", hello.toString("hex")]]);
+    assert.deepEqual(simplify(feed(serverDecoder(), hex("8a 85 37 fa 21 3d 7f 9f 4d 51 58"))), [
+      ["pong", hello.toString("hex")],
+    ]);
   });
 
   test("§5.7 256 bytes of binary data in a single unmasked frame: 82 7E 0100", () => {
@@ -170,7 +180,9 @@ describe("§5.7 the RFC's examples, byte for byte", () => {
     assert.equal(frame.length, 260);
     assert.deepEqual(simplify(feed(clientDecoder(), frame)), [["binary", bytes256.toString("hex")]]);
     // The same in server mode, masked.
-    assert.deepEqual(simplify(feed(serverDecoder(), masked(Opcode.Binary, bytes256))), [["binary", bytes256.toString("hex")]]);
+    assert.deepEqual(simplify(feed(serverDecoder(), masked(Opcode.Binary, bytes256))), [
+      ["binary", bytes256.toString("hex")],
+    ]);
   });
 
   test("§5.7 64 KiB of binary data in a single unmasked frame: 82 7F 0000000000010000", () => {
@@ -184,7 +196,9 @@ describe("§5.7 the RFC's examples, byte for byte", () => {
     assert.equal(event.type, "binary");
     assert.ok(event.type === "binary" && event.data.equals(bytes64k));
     const serverEvents = feed(serverDecoder(), masked(Opcode.Binary, bytes64k));
-    assert.ok(serverEvents.length === 1 && serverEvents[0]!.type === "binary" && serverEvents[0]!.data.equals(bytes64k));
+    assert.ok(
+      serverEvents.length === 1 && serverEvents[0]!.type === "binary" && serverEvents[0]!.data.equals(bytes64k),
+    );
   });
 });
 
@@ -251,7 +265,11 @@ describe("§10.4 size limits are enforced from the header", () => {
     // 7-bit length: the two header bytes are enough.
     assertViolation(feed(serverDecoder({ maxPayload: 100 }), hex("81 e5")), "message_too_big", 1009);
     // 64-bit length 4 GiB: ten header bytes.
-    assertViolation(feed(serverDecoder({ maxPayload: 1000 }), hex("82 ff 00 00 00 01 00 00 00 00")), "message_too_big", 1009);
+    assertViolation(
+      feed(serverDecoder({ maxPayload: 1000 }), hex("82 ff 00 00 00 01 00 00 00 00")),
+      "message_too_big",
+      1009,
+    );
   });
 
   test("§10.4 a message of exactly maxPayload bytes is accepted", () => {
@@ -271,15 +289,26 @@ describe("§10.4 size limits are enforced from the header", () => {
   test("§10.4 the limit is per message: two messages of maxPayload each are fine", () => {
     const decoder = serverDecoder({ maxPayload: 1000 });
     const one = Buffer.alloc(1000, 1);
-    const events = feed(decoder, Buffer.concat([masked(Opcode.Binary, one.subarray(0, 500), { fin: false }), masked(Opcode.Continuation, one.subarray(500)), masked(Opcode.Binary, one)]));
-    assert.deepEqual(simplify(events), [["binary", one.toString("hex")], ["binary", one.toString("hex")]]);
+    const events = feed(
+      decoder,
+      Buffer.concat([
+        masked(Opcode.Binary, one.subarray(0, 500), { fin: false }),
+        masked(Opcode.Continuation, one.subarray(500)),
+        masked(Opcode.Binary, one),
+      ]),
+    );
+    assert.deepEqual(simplify(events), [
+      ["binary", one.toString("hex")],
+      ["binary", one.toString("hex")],
+    ]);
   });
 
   test("§10.4 a message with more fragments than maxFragments fails with 1009 (empty fragments count)", () => {
     const decoder = serverDecoder({ maxFragments: 4 });
     const events: DecoderEvent[] = [];
     events.push(...feed(decoder, masked(Opcode.Text, "", { fin: false })));
-    for (let index = 0; index < 3; index++) events.push(...feed(decoder, masked(Opcode.Continuation, "", { fin: false })));
+    for (let index = 0; index < 3; index++)
+      events.push(...feed(decoder, masked(Opcode.Continuation, "", { fin: false })));
     events.push(...feed(decoder, masked(Opcode.Ping, "control frames do not count")));
     assertNoViolation(events);
     assertViolation(feed(decoder, hex("80 80")), "too_many_fragments", 1009);
@@ -287,7 +316,12 @@ describe("§10.4 size limits are enforced from the header", () => {
 
   test("§10.4 exactly maxFragments fragments are accepted", () => {
     const decoder = serverDecoder({ maxFragments: 4 });
-    const frames = [masked(Opcode.Text, "a", { fin: false }), masked(Opcode.Continuation, "b", { fin: false }), masked(Opcode.Continuation, "c", { fin: false }), masked(Opcode.Continuation, "d")];
+    const frames = [
+      masked(Opcode.Text, "a", { fin: false }),
+      masked(Opcode.Continuation, "b", { fin: false }),
+      masked(Opcode.Continuation, "c", { fin: false }),
+      masked(Opcode.Continuation, "d"),
+    ];
     assert.deepEqual(simplify(feed(decoder, Buffer.concat(frames))), [["text", "abcd"]]);
     // The count starts again for the next message.
     assert.deepEqual(simplify(feed(decoder, Buffer.concat(frames))), [["text", "abcd"]]);
@@ -306,7 +340,11 @@ describe("§5.1 and §5.2 frame header rules", () => {
     assertViolation(feed(clientDecoder(), hex("81 85 37 fa 21 3d 7f 9f 4d 51 58")), "masked_frame", 1002);
   });
 
-  for (const [name, bit] of [["RSV1", 0x40], ["RSV2", 0x20], ["RSV3", 0x10]] as const) {
+  for (const [name, bit] of [
+    ["RSV1", 0x40],
+    ["RSV2", 0x20],
+    ["RSV3", 0x10],
+  ] as const) {
     test(`§5.2 ${name} set with no extension agreed fails with 1002`, () => {
       const frame = masked(Opcode.Text, "Hello");
       frame[0] = frame[0]! | bit;
@@ -383,16 +421,31 @@ describe("§5.4 fragmentation and §5.5 control frames", () => {
     assertViolation(feed(decoder, masked(Opcode.Continuation, "x")), "unexpected_continuation", 1002);
   });
 
-  for (const [first, second] of [[Opcode.Text, Opcode.Text], [Opcode.Text, Opcode.Binary], [Opcode.Binary, Opcode.Text], [Opcode.Binary, Opcode.Binary]] as const) {
-    test(`§5.4 a new ${second === Opcode.Text ? "text" : "binary"} frame while a ${first === Opcode.Text ? "text" : "binary"} message is open fails with 1002`, () => {
-      const decoder = serverDecoder();
-      assertNoViolation(feed(decoder, masked(first, "ab", { fin: false })));
-      assertViolation(feed(decoder, masked(second, "cd")), "expected_continuation", 1002);
-    });
+  for (const [first, second] of [
+    [Opcode.Text, Opcode.Text],
+    [Opcode.Text, Opcode.Binary],
+    [Opcode.Binary, Opcode.Text],
+    [Opcode.Binary, Opcode.Binary],
+  ] as const) {
+    test(
+      `§5.4 a new ${second === Opcode.Text ? "text" : "binary"} frame while a ` +
+        `${first === Opcode.Text ? "text" : "binary"} message is open fails with 1002`,
+      () => {
+        const decoder = serverDecoder();
+        assertNoViolation(feed(decoder, masked(first, "ab", { fin: false })));
+        assertViolation(feed(decoder, masked(second, "cd")), "expected_continuation", 1002);
+      },
+    );
   }
 
   test("§5.6 an empty text message and an empty binary message are delivered", () => {
-    assert.deepEqual(simplify(feed(serverDecoder(), Buffer.concat([masked(Opcode.Text, ""), masked(Opcode.Binary, "")]))), [["text", ""], ["binary", ""]]);
+    assert.deepEqual(
+      simplify(feed(serverDecoder(), Buffer.concat([masked(Opcode.Text, ""), masked(Opcode.Binary, "")]))),
+      [
+        ["text", ""],
+        ["binary", ""],
+      ],
+    );
   });
 });
 
@@ -435,7 +488,11 @@ const utf8Cases: Array<[name: string, bytes: string, valid: boolean]> = [
   ["6.12.1 lone continuation byte 80", "80", false],
   ["6.12.2 lone continuation byte bf", "bf", false],
   ["6.12.3 80 bf", "80 bf", false],
-  ["6.12.8 all continuation bytes", Buffer.from(Array.from({ length: 64 }, (_, index) => 0x80 + index)).toString("hex"), false],
+  [
+    "6.12.8 all continuation bytes",
+    Buffer.from(Array.from({ length: 64 }, (_, index) => 0x80 + index)).toString("hex"),
+    false,
+  ],
   ["6.13.1 lonely 2-byte starts followed by spaces", "c0 20 c1 20 c2 20 df 20", false],
   ["6.13.2 lonely 3-byte starts followed by spaces", "e0 20 ef 20", false],
   ["6.13.3 lonely 4-byte starts followed by spaces", "f0 20 f7 20", false],
@@ -474,48 +531,58 @@ const utf8Cases: Array<[name: string, bytes: string, valid: boolean]> = [
 
 describe("§8.1 UTF-8 is validated incrementally", () => {
   for (const [name, bytesHex, valid] of utf8Cases) {
-    test(`§8.1 Autobahn ${name}: ${valid ? "accepted whole, bytewise and split" : "fails with 1007 as soon as the bad byte arrives"}`, () => {
-      const payload = hex(bytesHex);
-      assert.equal(isUtf8(payload), valid, "the table itself");
-      // Whole, in one frame.
-      const whole = feed(serverDecoder(), masked(Opcode.Text, payload));
-      if (valid) assert.deepEqual(simplify(whole), [["text", payload.toString("utf8")]]);
-      else assertViolation(whole, "invalid_utf8", 1007);
+    test(
+      `§8.1 Autobahn ${name}: ` +
+        `${valid ? "accepted whole, bytewise and split" : "fails with 1007 as soon as the bad byte arrives"}`,
+      () => {
+        const payload = hex(bytesHex);
+        assert.equal(isUtf8(payload), valid, "the table itself");
+        // Whole, in one frame.
+        const whole = feed(serverDecoder(), masked(Opcode.Text, payload));
+        if (valid) assert.deepEqual(simplify(whole), [["text", payload.toString("utf8")]]);
+        else assertViolation(whole, "invalid_utf8", 1007);
 
-      // One byte at a time: the violation appears with the first byte after
-      // which no valid text could follow (or with the last byte, when the
-      // text merely stops mid-character).
-      let firstDead = -1;
-      for (let index = 1; index <= payload.length; index++) {
-        if (!prefixIsViable(payload.subarray(0, index))) {
-          firstDead = index - 1;
-          break;
+        // One byte at a time: the violation appears with the first byte after
+        // which no valid text could follow (or with the last byte, when the
+        // text merely stops mid-character).
+        let firstDead = -1;
+        for (let index = 1; index <= payload.length; index++) {
+          if (!prefixIsViable(payload.subarray(0, index))) {
+            firstDead = index - 1;
+            break;
+          }
         }
-      }
-      const frame = masked(Opcode.Text, payload);
-      const headerSize = frame.length - payload.length;
-      const decoder = serverDecoder();
-      assertNoViolation(feed(decoder, frame.subarray(0, headerSize)));
-      let violationAt = -1;
-      for (let index = 0; index < payload.length; index++) {
-        const events = decoder.receive(Buffer.from(frame.subarray(headerSize + index, headerSize + index + 1)));
-        if (violationIn(events)) {
-          violationAt = index;
-          assertViolation(events, "invalid_utf8", 1007);
-          break;
+        const frame = masked(Opcode.Text, payload);
+        const headerSize = frame.length - payload.length;
+        const decoder = serverDecoder();
+        assertNoViolation(feed(decoder, frame.subarray(0, headerSize)));
+        let violationAt = -1;
+        for (let index = 0; index < payload.length; index++) {
+          const events = decoder.receive(Buffer.from(frame.subarray(headerSize + index, headerSize + index + 1)));
+          if (violationIn(events)) {
+            violationAt = index;
+            assertViolation(events, "invalid_utf8", 1007);
+            break;
+          }
         }
-      }
-      if (valid) assert.equal(violationAt, -1);
-      else if (firstDead >= 0) assert.equal(violationAt, firstDead, `the violation must come with byte ${firstDead}`);
-      else assert.equal(violationAt, payload.length - 1, "ends mid-character: found at the end of the message");
+        if (valid) assert.equal(violationAt, -1);
+        else if (firstDead >= 0) assert.equal(violationAt, firstDead, `the violation must come with byte ${firstDead}`);
+        else assert.equal(violationAt, payload.length - 1, "ends mid-character: found at the end of the message");
 
-      // Split into two fragments at every position, the same verdict.
-      for (let cut = 0; cut <= payload.length; cut++) {
-        const split = feed(serverDecoder(), Buffer.concat([masked(Opcode.Text, payload.subarray(0, cut), { fin: false }), masked(Opcode.Continuation, payload.subarray(cut))]));
-        if (valid) assert.deepEqual(simplify(split), [["text", payload.toString("utf8")]], `cut at ${cut}`);
-        else assertViolation(split, "invalid_utf8", 1007);
-      }
-    });
+        // Split into two fragments at every position, the same verdict.
+        for (let cut = 0; cut <= payload.length; cut++) {
+          const split = feed(
+            serverDecoder(),
+            Buffer.concat([
+              masked(Opcode.Text, payload.subarray(0, cut), { fin: false }),
+              masked(Opcode.Continuation, payload.subarray(cut)),
+            ]),
+          );
+          if (valid) assert.deepEqual(simplify(split), [["text", payload.toString("utf8")]], `cut at ${cut}`);
+          else assertViolation(split, "invalid_utf8", 1007);
+        }
+      },
+    );
   }
 
   test("§8.1 an invalid first byte of a later fragment fails at once, with that fragment unfinished (FIN=0)", () => {
@@ -554,16 +621,21 @@ describe("§8.1 UTF-8 is validated incrementally", () => {
     for (let first = 0; first <= bytes.length; first++) {
       for (let second = first; second <= bytes.length; second++) {
         const decoder = serverDecoder();
-        const events = feed(decoder, Buffer.concat([
-          masked(Opcode.Text, bytes.subarray(0, first), { fin: false }),
-          masked(Opcode.Continuation, bytes.subarray(first, second), { fin: false }),
-          masked(Opcode.Continuation, bytes.subarray(second)),
-        ]));
+        const events = feed(
+          decoder,
+          Buffer.concat([
+            masked(Opcode.Text, bytes.subarray(0, first), { fin: false }),
+            masked(Opcode.Continuation, bytes.subarray(first, second), { fin: false }),
+            masked(Opcode.Continuation, bytes.subarray(second)),
+          ]),
+        );
         assert.deepEqual(simplify(events), [["text", text]], `cuts ${first}/${second}`);
       }
     }
     // And fed one byte at a time in single-byte fragments.
-    const fragments = [...bytes].map((byte, index) => masked(index === 0 ? Opcode.Text : Opcode.Continuation, Buffer.from([byte]), { fin: index === bytes.length - 1 }));
+    const fragments = [...bytes].map((byte, index) =>
+      masked(index === 0 ? Opcode.Text : Opcode.Continuation, Buffer.from([byte]), { fin: index === bytes.length - 1 }),
+    );
     assert.deepEqual(simplify(feedBytewise(serverDecoder(), Buffer.concat(fragments))), [["text", text]]);
   });
 
@@ -576,13 +648,30 @@ describe("§8.1 UTF-8 is validated incrementally", () => {
   });
 
   test("§8.1 a binary message is not checked for UTF-8", () => {
-    assert.deepEqual(simplify(feed(serverDecoder(), masked(Opcode.Binary, hex("ff c0 80 ed a0 80")))), [["binary", "ffc080eda080"]]);
+    assert.deepEqual(simplify(feed(serverDecoder(), masked(Opcode.Binary, hex("ff c0 80 ed a0 80")))), [
+      ["binary", "ffc080eda080"],
+    ]);
   });
 
   test("§8.1 after a bad text message fails, the validator does not leak into a new decoder's next message", () => {
     // A fresh decoder starts clean; a good message after a good message with a split character is fine.
     const decoder = serverDecoder();
-    assert.deepEqual(simplify(feed(decoder, Buffer.concat([masked(Opcode.Text, hex("e2 82"), { fin: false }), masked(Opcode.Continuation, hex("ac")), masked(Opcode.Text, "ok")]))), [["text", "€"], ["text", "ok"]]);
+    assert.deepEqual(
+      simplify(
+        feed(
+          decoder,
+          Buffer.concat([
+            masked(Opcode.Text, hex("e2 82"), { fin: false }),
+            masked(Opcode.Continuation, hex("ac")),
+            masked(Opcode.Text, "ok"),
+          ]),
+        ),
+      ),
+      [
+        ["text", "€"],
+        ["text", "ok"],
+      ],
+    );
   });
 });
 
@@ -620,21 +709,39 @@ describe("§5.5.1 and §7.4 close frames", () => {
 
   test("§7.4 closeCodeIsValid: exactly 1000-1003, 1007-1014 and 3000-4999", () => {
     for (let code = 0; code <= 65535; code++) {
-      const expected = code === 1000 || code === 1001 || code === 1002 || code === 1003 || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+      const expected =
+        code === 1000 ||
+        code === 1001 ||
+        code === 1002 ||
+        code === 1003 ||
+        (code >= 1007 && code <= 1014) ||
+        (code >= 3000 && code <= 4999);
       if (closeCodeIsValid(code) !== expected) assert.fail(`closeCodeIsValid(${code}) should be ${expected}`);
     }
   });
 
   test("§5.5.1 a close reason that is not valid UTF-8 fails with 1007", () => {
     for (const reason of ["ff", "c0 af", "ed a0 80", "61 e2 82"]) {
-      assertViolation(feed(serverDecoder(), masked(Opcode.Close, Buffer.concat([hex("03 e8"), hex(reason)]))), "close_invalid_reason", 1007);
+      assertViolation(
+        feed(serverDecoder(), masked(Opcode.Close, Buffer.concat([hex("03 e8"), hex(reason)]))),
+        "close_invalid_reason",
+        1007,
+      );
     }
   });
 
   test("§5.5.1 after a close frame nothing more is parsed", () => {
     const decoder = serverDecoder();
-    const bytes = Buffer.concat([masked(Opcode.Text, "before"), masked(Opcode.Close, hex("03 e8")), masked(Opcode.Text, "after"), hex("ff ff ff")]);
-    assert.deepEqual(simplify(feed(decoder, bytes)), [["text", "before"], ["close", 1000, ""]]);
+    const bytes = Buffer.concat([
+      masked(Opcode.Text, "before"),
+      masked(Opcode.Close, hex("03 e8")),
+      masked(Opcode.Text, "after"),
+      hex("ff ff ff"),
+    ]);
+    assert.deepEqual(simplify(feed(decoder, bytes)), [
+      ["text", "before"],
+      ["close", 1000, ""],
+    ]);
     assert.deepEqual(decoder.receive(Buffer.from(masked(Opcode.Ping, "x"))), []);
     assert.deepEqual(decoder.receive(hex("00 00 00")), []);
   });
@@ -668,7 +775,10 @@ describe("§5.5.1 and §7.4 close frames", () => {
         assert.ok(isUtf8(reasonBytes), "a whole number of characters");
         assert.ok(reason.startsWith(reasonBytes.toString("utf8")));
         // Maximal: one more character would not fit.
-        assert.ok(reasonBytes.length + Buffer.byteLength(character) > MAX_CONTROL_PAYLOAD - 2, `${character}/${padding}: ${reasonBytes.length} bytes could hold more`);
+        assert.ok(
+          reasonBytes.length + Buffer.byteLength(character) > MAX_CONTROL_PAYLOAD - 2,
+          `${character}/${padding}: ${reasonBytes.length} bytes could hold more`,
+        );
         // And the decoder accepts what it makes.
         const events = feed(serverDecoder(), masked(Opcode.Close, payload));
         assert.deepEqual(simplify(events), [["close", 1001, reasonBytes.toString("utf8")]]);
@@ -720,13 +830,20 @@ function randomStream(random: () => number, mask: boolean, allowHuge: boolean): 
       payload = Buffer.from(text);
       event = ["text", text];
     } else {
-      const size = allowHuge && random() < 0.3 ? randomInt(random, 65536, 70000) : random() < 0.15 ? randomInt(random, 126, 400) : randomInt(random, 0, 125);
+      const size =
+        allowHuge && random() < 0.3
+          ? randomInt(random, 65536, 70000)
+          : random() < 0.15
+            ? randomInt(random, 126, 400)
+            : randomInt(random, 0, 125);
       payload = randomBytesFrom(random, size);
       event = ["binary", payload.toString("hex")];
     }
     // Cut into 1-4 fragments at arbitrary byte positions (characters may be split).
     const fragmentCount = random() < 0.5 ? 1 : randomInt(random, 2, 4);
-    const cuts = Array.from({ length: fragmentCount - 1 }, () => randomInt(random, 0, payload.length)).sort((a, b) => a - b);
+    const cuts = Array.from({ length: fragmentCount - 1 }, () => randomInt(random, 0, payload.length)).sort(
+      (a, b) => a - b,
+    );
     const bounds = [0, ...cuts, payload.length];
     for (let index = 0; index < fragmentCount; index++) {
       const opcode = index === 0 ? (isText ? Opcode.Text : Opcode.Binary) : Opcode.Continuation;
@@ -738,7 +855,9 @@ function randomStream(random: () => number, mask: boolean, allowHuge: boolean): 
   if (random() < 0.25) {
     const code = [1000, 1001, 3000, 4999][randomInt(random, 0, 3)]!;
     const reason = randomText(random, randomInt(random, 0, 20));
-    frames.push(encodeFrame(Opcode.Close, encodeClosePayload(code, reason), mask ? { maskKey: randomBytesFrom(random, 4) } : {}));
+    frames.push(
+      encodeFrame(Opcode.Close, encodeClosePayload(code, reason), mask ? { maskKey: randomBytesFrom(random, 4) } : {}),
+    );
     expected.push(["close", code, Buffer.from(encodeClosePayload(code, reason).subarray(2)).toString("utf8")]);
     // Whatever follows a close frame is never parsed: even garbage.
     frames.push(randomBytesFrom(random, randomInt(random, 0, 20)));
@@ -760,25 +879,29 @@ function feedChunked(decoder: FrameDecoder, bytes: Buffer, nextSize: () => numbe
 }
 
 describe("§5 property: the events do not depend on how the bytes are chunked", () => {
-  test("§5.4 300 random valid streams (fragments, interleaved control frames, close) decode the same whole, byte by byte, and in random chunks", () => {
-    const random = prng(0x5eed6455);
-    for (let round = 0; round < 300; round++) {
-      const mask = round % 2 === 0;
-      const stream = randomStream(random, mask, round % 50 === 7);
-      const options: Partial<DecoderOptions> = { maxPayload: 1 << 20 };
-      const make = () => (mask ? serverDecoder(options) : clientDecoder(options));
-      const whole = simplify(make().receive(Buffer.from(stream.bytes)));
-      assert.deepEqual(whole, stream.expected, `round ${round}: all at once`);
-      const bytewise = simplify(feedChunked(make(), stream.bytes, () => 1));
-      assert.deepEqual(bytewise, stream.expected, `round ${round}: one byte at a time`);
-      for (let attempt = 0; attempt < 2; attempt++) {
-        const largest = randomInt(random, 2, Math.max(2, stream.bytes.length));
-        const chunked = simplify(feedChunked(make(), stream.bytes, () => randomInt(random, 1, largest)));
-        assert.deepEqual(chunked, stream.expected, `round ${round}: random chunks up to ${largest}`);
+  test(
+    "§5.4 300 random valid streams (fragments, interleaved control frames, close) decode the same whole, byte by " +
+      "byte, and in random chunks",
+    () => {
+      const random = prng(0x5eed6455);
+      for (let round = 0; round < 300; round++) {
+        const mask = round % 2 === 0;
+        const stream = randomStream(random, mask, round % 50 === 7);
+        const options: Partial<DecoderOptions> = { maxPayload: 1 << 20 };
+        const make = () => (mask ? serverDecoder(options) : clientDecoder(options));
+        const whole = simplify(make().receive(Buffer.from(stream.bytes)));
+        assert.deepEqual(whole, stream.expected, `round ${round}: all at once`);
+        const bytewise = simplify(feedChunked(make(), stream.bytes, () => 1));
+        assert.deepEqual(bytewise, stream.expected, `round ${round}: one byte at a time`);
+        for (let attempt = 0; attempt < 2; attempt++) {
+          const largest = randomInt(random, 2, Math.max(2, stream.bytes.length));
+          const chunked = simplify(feedChunked(make(), stream.bytes, () => randomInt(random, 1, largest)));
+          assert.deepEqual(chunked, stream.expected, `round ${round}: random chunks up to ${largest}`);
+        }
+        // The input buffers were unmasked in place; the original stays intact because copies were fed.
       }
-      // The input buffers were unmasked in place; the original stays intact because copies were fed.
-    }
-  });
+    },
+  );
 
   test("§5.3 the decoder unmasks in place: it owns the buffer it is given", () => {
     const frame = masked(Opcode.Text, "Hello", { key: RFC_MASK });
@@ -807,7 +930,11 @@ describe("helpers", () => {
       maskInPlace(data, key, offset);
       assert.deepEqual(Buffer.from(data), expected, `round ${round}`);
       assert.deepEqual(backing.subarray(0, start), before.subarray(0, start), "bytes before the view untouched");
-      assert.deepEqual(backing.subarray(start + length), before.subarray(start + length), "bytes after the view untouched");
+      assert.deepEqual(
+        backing.subarray(start + length),
+        before.subarray(start + length),
+        "bytes after the view untouched",
+      );
     }
   });
 
@@ -818,7 +945,7 @@ describe("helpers", () => {
     const whole = Buffer.from(data);
     maskInPlace(whole, key);
     const pieces = Buffer.from(data);
-    for (let offset = 0; offset < pieces.length; ) {
+    for (let offset = 0; offset < pieces.length;) {
       const size = randomInt(random, 1, 13);
       maskInPlace(pieces.subarray(offset, offset + size), key, offset);
       offset += size;
@@ -830,13 +957,17 @@ describe("helpers", () => {
 
   test("§8.1 Utf8Validator agrees with a reference on random byte strings, whole and in pieces", () => {
     const random = prng(8);
-    const interesting = [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee, 0xef, 0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xf8, 0xff];
+    const interesting = [
+      0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee, 0xef,
+      0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xf8, 0xff,
+    ];
     let validSeen = 0;
     for (let round = 0; round < 5000; round++) {
       const length = randomInt(random, 0, 12);
       const bytes = Buffer.alloc(length);
       for (let index = 0; index < length; index++) {
-        bytes[index] = random() < 0.7 ? interesting[Math.floor(random() * interesting.length)]! : Math.floor(random() * 256);
+        bytes[index] =
+          random() < 0.7 ? interesting[Math.floor(random() * interesting.length)]! : Math.floor(random() * 256);
       }
       // Reference: a valid string survives a decode/encode round trip unchanged.
       const reference = Buffer.from(bytes.toString("utf8"), "utf8").equals(bytes);
@@ -846,7 +977,7 @@ describe("helpers", () => {
       assert.equal(whole.push(bytes) && whole.complete, reference, `whole ${bytes.toString("hex")}`);
       const pieces = new Utf8Validator();
       let ok = true;
-      for (let offset = 0; offset < length && ok; ) {
+      for (let offset = 0; offset < length && ok;) {
         const size = randomInt(random, 1, 3);
         ok = pieces.push(bytes.subarray(offset, offset + size));
         offset += size;

@@ -52,48 +52,52 @@ function assertNoPageErrors(...pages: ChatPage[]): void {
 }
 
 describe("identity in Chromium", { timeout: 90_000 }, () => {
-  test("the holder of a name reloads and stays Teacher; the page that asked for it does not take it", { timeout: 40_000 }, async (t) => {
-    t.after(cleanUp);
-    const room = await testServer();
-    const teacher = await page(`${room.httpUrl}/`);
-    await chooseName(teacher.page, "Teacher");
-    await waitForName(teacher.page, "Teacher");
-    await typeMessage(teacher.page, "class starts now");
-    await waitForConfirmed(teacher.page, ["class starts now"]);
+  test(
+    "the holder of a name reloads and stays Teacher; the page that asked for it does not take it",
+    { timeout: 40_000 },
+    async (t) => {
+      t.after(cleanUp);
+      const room = await testServer();
+      const teacher = await page(`${room.httpUrl}/`);
+      await chooseName(teacher.page, "Teacher");
+      await waitForName(teacher.page, "Teacher");
+      await typeMessage(teacher.page, "class starts now");
+      await waitForConfirmed(teacher.page, ["class starts now"]);
 
-    const student = await page(`${room.httpUrl}/`);
-    const studentName = (await clientState(student.page)).name;
-    await chooseName(student.page, "Teacher");
-    await student.page.locator('#alert[data-code="name_taken"]').waitFor({ timeout: 10_000 });
-    assert.equal((await clientState(student.page)).name, studentName, "a refused rename keeps the old name");
+      const student = await page(`${room.httpUrl}/`);
+      const studentName = (await clientState(student.page)).name;
+      await chooseName(student.page, "Teacher");
+      await student.page.locator('#alert[data-code="name_taken"]').waitFor({ timeout: 10_000 });
+      assert.equal((await clientState(student.page)).name, studentName, "a refused rename keeps the old name");
 
-    const teacherSid = await you(teacher.page);
-    await teacher.page.reload();
-    await waitForState(teacher.page, "connected");
-    assert.equal((await clientState(teacher.page)).name, "Teacher", "the reloaded holder is still Teacher");
-    assert.equal(await you(teacher.page), teacherSid, "same session, same sid");
-    // The student's page saw the holder away and back in the list, and no line about it.
-    await student.page.locator(`#users li.user[data-sid="${teacherSid}"]:not(.away)`).waitFor({ timeout: 10_000 });
-    assert.equal((await clientState(student.page)).name, studentName, "the student did not take the name");
+      const teacherSid = await you(teacher.page);
+      await teacher.page.reload();
+      await waitForState(teacher.page, "connected");
+      assert.equal((await clientState(teacher.page)).name, "Teacher", "the reloaded holder is still Teacher");
+      assert.equal(await you(teacher.page), teacherSid, "same session, same sid");
+      // The student's page saw the holder away and back in the list, and no line about it.
+      await student.page.locator(`#users li.user[data-sid="${teacherSid}"]:not(.away)`).waitFor({ timeout: 10_000 });
+      assert.equal((await clientState(student.page)).name, studentName, "the student did not take the name");
 
-    await typeMessage(student.page, "a question");
-    await waitForConfirmed(teacher.page, ["class starts now", "a question"]);
-    const onTeacher = await readMessages(teacher.page);
-    assert.deepEqual(
-      onTeacher.map((message) => [message.from, message.text, message.badge]),
-      [
-        ["Teacher", "class starts now", "我"],
-        [studentName, "a question", null],
-      ],
-      "after the reload the teacher's own message is still 我, the student's is not",
-    );
-    const studentNotices = await notices(student.page);
-    assert.ok(
-      studentNotices.every((line) => !line.includes("Teacher") || line.startsWith("renamed")),
-      `no joined or left line for the reload: ${JSON.stringify(studentNotices)}`,
-    );
-    assertNoPageErrors(teacher, student);
-  });
+      await typeMessage(student.page, "a question");
+      await waitForConfirmed(teacher.page, ["class starts now", "a question"]);
+      const onTeacher = await readMessages(teacher.page);
+      assert.deepEqual(
+        onTeacher.map((message) => [message.from, message.text, message.badge]),
+        [
+          ["Teacher", "class starts now", "我"],
+          [studentName, "a question", null],
+        ],
+        "after the reload the teacher's own message is still 我, the student's is not",
+      );
+      const studentNotices = await notices(student.page);
+      assert.ok(
+        studentNotices.every((line) => !line.includes("Teacher") || line.startsWith("renamed")),
+        `no joined or left line for the reload: ${JSON.stringify(studentNotices)}`,
+      );
+      assertNoPageErrors(teacher, student);
+    },
+  );
 
   test("a later 小明 sees the old 小明's messages without 我", { timeout: 40_000 }, async (t) => {
     t.after(cleanUp);
@@ -154,42 +158,54 @@ describe("identity in Chromium", { timeout: 90_000 }, () => {
     assertNoPageErrors(a, b);
   });
 
-  test("a duplicated tab (sessionStorage copied) takes a session of its own; the original keeps its identity", { timeout: 30_000 }, async (t) => {
-    t.after(cleanUp);
-    const room = await testServer();
-    const original = await page(`${room.httpUrl}/`);
-    await typeMessage(original.page, "from the original tab");
-    await waitForConfirmed(original.page, ["from the original tab"]);
-    const originalSid = await you(original.page);
-    const originalSession = await original.page.evaluate(() => sessionStorage.getItem("chatRoom.session"));
+  test(
+    "a duplicated tab (sessionStorage copied) takes a session of its own; the original keeps its identity",
+    { timeout: 30_000 },
+    async (t) => {
+      t.after(cleanUp);
+      const room = await testServer();
+      const original = await page(`${room.httpUrl}/`);
+      await typeMessage(original.page, "from the original tab");
+      await waitForConfirmed(original.page, ["from the original tab"]);
+      const originalSid = await you(original.page);
+      const originalSession = await original.page.evaluate(() => sessionStorage.getItem("chatRoom.session"));
 
-    // window.open copies the opener's sessionStorage into the new tab, as "Duplicate tab" does.
-    await original.page.evaluate(() => sessionStorage.setItem("e2e.marker", "copied"));
-    const [duplicate] = await Promise.all([
-      original.context.waitForEvent("page"),
-      original.page.evaluate(() => void window.open(location.href)),
-    ]);
-    defer(() => duplicate.close());
-    const errors: string[] = [];
-    duplicate.on("pageerror", (error) => errors.push(error.message));
-    await waitForState(duplicate, "connected");
-    await duplicate.waitForFunction((old) => window.chatClient?.you !== null && window.chatClient?.you !== old, originalSid, {
-      timeout: 10_000,
-    });
-    assert.equal(await duplicate.evaluate(() => sessionStorage.getItem("e2e.marker")), "copied", "the duplicate got a copy of sessionStorage");
-    const duplicateSession = await duplicate.evaluate(() => sessionStorage.getItem("chatRoom.session"));
-    assert.notEqual(duplicateSession, originalSession, "the duplicate made its own secret");
-    assert.equal(await you(original.page), originalSid, "the original is still who it was");
-    assert.equal(await original.page.evaluate(() => sessionStorage.getItem("chatRoom.session")), originalSession);
+      // window.open copies the opener's sessionStorage into the new tab, as "Duplicate tab" does.
+      await original.page.evaluate(() => sessionStorage.setItem("e2e.marker", "copied"));
+      const [duplicate] = await Promise.all([
+        original.context.waitForEvent("page"),
+        original.page.evaluate(() => void window.open(location.href)),
+      ]);
+      defer(() => duplicate.close());
+      const errors: string[] = [];
+      duplicate.on("pageerror", (error) => errors.push(error.message));
+      await waitForState(duplicate, "connected");
+      await duplicate.waitForFunction(
+        (old) => window.chatClient?.you !== null && window.chatClient?.you !== old,
+        originalSid,
+        {
+          timeout: 10_000,
+        },
+      );
+      assert.equal(
+        await duplicate.evaluate(() => sessionStorage.getItem("e2e.marker")),
+        "copied",
+        "the duplicate got a copy of sessionStorage",
+      );
+      const duplicateSession = await duplicate.evaluate(() => sessionStorage.getItem("chatRoom.session"));
+      assert.notEqual(duplicateSession, originalSession, "the duplicate made its own secret");
+      assert.equal(await you(original.page), originalSid, "the original is still who it was");
+      assert.equal(await original.page.evaluate(() => sessionStorage.getItem("chatRoom.session")), originalSession);
 
-    // The copied transcript is the original's; in the duplicate it is not 我.
-    const copied = (await readMessages(duplicate)).find((message) => message.text === "from the original tab");
-    assert.equal(copied?.badge, null, "the original's message is not the duplicate's own");
-    // Both are in the room, as two people.
-    await original.page.locator("#users li.user").nth(1).waitFor();
-    const members = await original.page.evaluate(() => window.chatClient?.members.map((member) => member.sid) ?? []);
-    assert.equal(new Set(members).size, 2);
-    assert.deepEqual(errors, []);
-    assertNoPageErrors(original);
-  });
+      // The copied transcript is the original's; in the duplicate it is not 我.
+      const copied = (await readMessages(duplicate)).find((message) => message.text === "from the original tab");
+      assert.equal(copied?.badge, null, "the original's message is not the duplicate's own");
+      // Both are in the room, as two people.
+      await original.page.locator("#users li.user").nth(1).waitFor();
+      const members = await original.page.evaluate(() => window.chatClient?.members.map((member) => member.sid) ?? []);
+      assert.equal(new Set(members).size, 2);
+      assert.deepEqual(errors, []);
+      assertNoPageErrors(original);
+    },
+  );
 });

@@ -34,7 +34,10 @@ function readEntries(page: Page): Promise<ShownEntry[]> {
       kind: item.dataset.kind ?? null,
       head: item.querySelector(".frame-head")?.textContent ?? "",
       fields: Object.fromEntries(
-        [...item.querySelectorAll(".frame-fields > div")].map((row) => [row.querySelector("dt")?.textContent ?? "", row.querySelector("dd")?.textContent ?? ""]),
+        [...item.querySelectorAll(".frame-fields > div")].map((row) => [
+          row.querySelector("dt")?.textContent ?? "",
+          row.querySelector("dd")?.textContent ?? "",
+        ]),
       ),
       lines: item.querySelector(".frame-lines")?.textContent ?? "",
     })),
@@ -49,7 +52,9 @@ async function waitForEntry(page: Page, what: string, check: (entry: ShownEntry)
     const found = entries.find(check);
     if (found !== undefined) return found;
     if (Date.now() > deadline) {
-      const shown = entries.map((entry) => `${entry.direction} ${entry.opcode ?? entry.kind ?? ""}: ${entry.head}`).join("\n");
+      const shown = entries
+        .map((entry) => `${entry.direction} ${entry.opcode ?? entry.kind ?? ""}: ${entry.head}`)
+        .join("\n");
       throw new Error(`no inspector entry for ${what} within ${WAIT_MS} ms; the panel shows:\n${shown}`);
     }
     await page.waitForTimeout(100);
@@ -57,96 +62,138 @@ async function waitForEntry(page: Page, what: string, check: (entry: ShownEntry)
 }
 
 describe("the frame inspector in Chromium", { timeout: 90_000 }, () => {
-  test("\"hi\" leaves masked and comes back unmasked; heartbeats, round trips and the handshake show", { timeout: 80_000 }, async () => {
-    const browser = launched();
-    const server = live();
-    // English words, whatever the machine's language; the assertions read protocol fields mostly.
-    const context = await browser.newContext({ locale: "en-US", viewport: { width: 390, height: 800 } });
-    try {
-      const page = await context.newPage();
-      const errors: string[] = [];
-      page.on("pageerror", (error) => errors.push(error.message));
-      await page.goto(`${server.httpUrl}/?heartbeat=1000`, { timeout: WAIT_MS });
-      await page.waitForFunction(() => window.chatClient?.state === "connected", undefined, { timeout: WAIT_MS });
+  test(
+    '"hi" leaves masked and comes back unmasked; heartbeats, round trips and the handshake show',
+    { timeout: 80_000 },
+    async () => {
+      const browser = launched();
+      const server = live();
+      // English words, whatever the machine's language; the assertions read protocol fields mostly.
+      const context = await browser.newContext({ locale: "en-US", viewport: { width: 390, height: 800 } });
+      try {
+        const page = await context.newPage();
+        const errors: string[] = [];
+        page.on("pageerror", (error) => errors.push(error.message));
+        await page.goto(`${server.httpUrl}/?heartbeat=1000`, { timeout: WAIT_MS });
+        await page.waitForFunction(() => window.chatClient?.state === "connected", undefined, { timeout: WAIT_MS });
 
-      // Closed by default.
-      const toggle = page.locator("#inspector-toggle");
-      assert.equal(await toggle.getAttribute("aria-expanded"), "false");
-      assert.equal(await page.locator("#inspector").isHidden(), true);
+        // Closed by default.
+        const toggle = page.locator("#inspector-toggle");
+        assert.equal(await toggle.getAttribute("aria-expanded"), "false");
+        assert.equal(await page.locator("#inspector").isHidden(), true);
 
-      await toggle.click({ timeout: WAIT_MS });
-      assert.equal(await toggle.getAttribute("aria-expanded"), "true");
-      assert.equal(await page.locator("#inspector").isVisible(), true);
-      await waitForEntry(page, "the inspector switched on", (entry) => entry.direction === "client" && entry.kind === "inspect");
+        await toggle.click({ timeout: WAIT_MS });
+        assert.equal(await toggle.getAttribute("aria-expanded"), "true");
+        assert.equal(await page.locator("#inspector").isVisible(), true);
+        await waitForEntry(
+          page,
+          "the inspector switched on",
+          (entry) => entry.direction === "client" && entry.kind === "inspect",
+        );
 
-      await page.fill("#input", "hi", { timeout: WAIT_MS });
-      await page.press("#input", "Enter", { timeout: WAIT_MS });
+        await page.fill("#input", "hi", { timeout: WAIT_MS });
+        await page.press("#input", "Enter", { timeout: WAIT_MS });
 
-      // Page → server: masked, with a key, and "hi" in it.
-      const out = await waitForEntry(
-        page,
-        'the page sending "hi"',
-        (entry) => entry.direction === "received" && entry.opcode === "text" && (entry.fields.text ?? "").includes('"text":"hi"'),
-      );
-      assert.match(out.fields.MASK ?? "", /^1 /, "MASK=1");
-      assert.match(out.fields["masking key"] ?? "", /^[0-9a-f]{2}( [0-9a-f]{2}){3}$/, "a 4-byte masking key");
-      assert.ok(out.fields.masked !== undefined && out.fields.unmasked !== undefined, "the bytes both masked and unmasked");
-      assert.match(out.fields.length ?? "", /7-bit/);
-      assert.match(out.head, /page → server/);
-      assert.match(out.head, /chat message "hi"/);
+        // Page → server: masked, with a key, and "hi" in it.
+        const out = await waitForEntry(
+          page,
+          'the page sending "hi"',
+          (entry) =>
+            entry.direction === "received" &&
+            entry.opcode === "text" &&
+            (entry.fields.text ?? "").includes('"text":"hi"'),
+        );
+        assert.match(out.fields.MASK ?? "", /^1 /, "MASK=1");
+        assert.match(out.fields["masking key"] ?? "", /^[0-9a-f]{2}( [0-9a-f]{2}){3}$/, "a 4-byte masking key");
+        assert.ok(
+          out.fields.masked !== undefined && out.fields.unmasked !== undefined,
+          "the bytes both masked and unmasked",
+        );
+        assert.match(out.fields.length ?? "", /7-bit/);
+        assert.match(out.head, /page → server/);
+        assert.match(out.head, /chat message "hi"/);
 
-      // Server → page: the broadcast, unmasked.
-      const back = await waitForEntry(
-        page,
-        "the server's broadcast of hi",
-        (entry) => entry.direction === "sent" && entry.opcode === "text" && (entry.fields.text ?? "").includes('"type":"message"') && (entry.fields.text ?? "").includes('"text":"hi"'),
-      );
-      assert.match(back.fields.MASK ?? "", /^0 /, "MASK=0");
-      assert.equal(back.fields["masking key"], undefined);
-      assert.match(back.fields.payload ?? "", /^7b 22/, "the payload's bytes, starting with {\"");
-      assert.match(back.head, /server → page/);
+        // Server → page: the broadcast, unmasked.
+        const back = await waitForEntry(
+          page,
+          "the server's broadcast of hi",
+          (entry) =>
+            entry.direction === "sent" &&
+            entry.opcode === "text" &&
+            (entry.fields.text ?? "").includes('"type":"message"') &&
+            (entry.fields.text ?? "").includes('"text":"hi"'),
+        );
+        assert.match(back.fields.MASK ?? "", /^0 /, "MASK=0");
+        assert.equal(back.fields["masking key"], undefined);
+        assert.match(back.fields.payload ?? "", /^7b 22/, "the payload's bytes, starting with {\"");
+        assert.match(back.head, /server → page/);
 
-      // The heartbeat: the page's JSON ping, the server's JSON pong, and the round trip between them.
-      await waitForEntry(page, "a heartbeat ping", (entry) => entry.direction === "received" && (entry.fields.text ?? "").includes('"type":"ping"'));
-      await waitForEntry(page, "a heartbeat pong", (entry) => entry.direction === "sent" && (entry.fields.text ?? "").includes('"type":"pong"'));
-      const rtt = await waitForEntry(page, "a round-trip time", (entry) => entry.direction === "client" && entry.kind === "rtt");
-      assert.match(rtt.head, /heartbeat round trip \d+ ms/);
+        // The heartbeat: the page's JSON ping, the server's JSON pong, and the round trip between them.
+        await waitForEntry(
+          page,
+          "a heartbeat ping",
+          (entry) => entry.direction === "received" && (entry.fields.text ?? "").includes('"type":"ping"'),
+        );
+        await waitForEntry(
+          page,
+          "a heartbeat pong",
+          (entry) => entry.direction === "sent" && (entry.fields.text ?? "").includes('"type":"pong"'),
+        );
+        const rtt = await waitForEntry(
+          page,
+          "a round-trip time",
+          (entry) => entry.direction === "client" && entry.kind === "rtt",
+        );
+        assert.match(rtt.head, /heartbeat round trip \d+ ms/);
 
-      // The server's protocol-level ping (opcode 0x9) and the browser's own pong (0xA, masked like every page frame).
-      await waitForEntry(page, "the server's protocol ping", (entry) => entry.direction === "sent" && entry.opcode === "ping");
-      const pong = await waitForEntry(page, "the browser's protocol pong", (entry) => entry.direction === "received" && entry.opcode === "pong");
-      assert.match(pong.fields.MASK ?? "", /^1 /);
+        // The server's protocol-level ping (opcode 0x9) and the browser's own pong (0xA, masked like every page frame).
+        await waitForEntry(
+          page,
+          "the server's protocol ping",
+          (entry) => entry.direction === "sent" && entry.opcode === "ping",
+        );
+        const pong = await waitForEntry(
+          page,
+          "the browser's protocol pong",
+          (entry) => entry.direction === "received" && entry.opcode === "pong",
+        );
+        assert.match(pong.fields.MASK ?? "", /^1 /);
 
-      // A reload keeps it open, and this time the socket asked for it in its URL: the handshake shows.
-      await page.reload({ timeout: WAIT_MS });
-      await page.waitForFunction(() => window.chatClient?.state === "connected", undefined, { timeout: WAIT_MS });
-      assert.equal(await page.locator("#inspector-toggle").getAttribute("aria-expanded"), "true");
-      const handshake = await waitForEntry(page, "the opening handshake", (entry) => entry.direction === "handshake");
-      assert.match(handshake.lines, /GET \/\?.*inspect=1/);
-      assert.match(handshake.lines, /Sec-WebSocket-Accept: /);
-      assert.match(handshake.lines, /101 Switching Protocols/);
+        // A reload keeps it open, and this time the socket asked for it in its URL: the handshake shows.
+        await page.reload({ timeout: WAIT_MS });
+        await page.waitForFunction(() => window.chatClient?.state === "connected", undefined, { timeout: WAIT_MS });
+        assert.equal(await page.locator("#inspector-toggle").getAttribute("aria-expanded"), "true");
+        const handshake = await waitForEntry(page, "the opening handshake", (entry) => entry.direction === "handshake");
+        assert.match(handshake.lines, /GET \/\?.*inspect=1/);
+        assert.match(handshake.lines, /Sec-WebSocket-Accept: /);
+        assert.match(handshake.lines, /101 Switching Protocols/);
 
-      // Clear empties the list (of what was in it: heartbeats go on arriving); closing hides the panel.
-      const before = await page.evaluate(() => {
-        const items = document.querySelectorAll<HTMLLIElement>("#inspector-frames > li");
-        for (const item of items) item.dataset.e2eBeforeClear = "1";
-        return items.length;
-      });
-      assert.ok(before > 0);
-      await page.click("#inspector-clear", { timeout: WAIT_MS });
-      assert.equal(await page.locator("#inspector-frames > li[data-e2e-before-clear]").count(), 0, `${before} entries cleared`);
-      await page.click("#inspector-toggle", { timeout: WAIT_MS });
-      assert.equal(await page.locator("#inspector").isHidden(), true);
-      assert.equal(await page.locator("#inspector-toggle").getAttribute("aria-expanded"), "false");
+        // Clear empties the list (of what was in it: heartbeats go on arriving); closing hides the panel.
+        const before = await page.evaluate(() => {
+          const items = document.querySelectorAll<HTMLLIElement>("#inspector-frames > li");
+          for (const item of items) item.dataset.e2eBeforeClear = "1";
+          return items.length;
+        });
+        assert.ok(before > 0);
+        await page.click("#inspector-clear", { timeout: WAIT_MS });
+        assert.equal(
+          await page.locator("#inspector-frames > li[data-e2e-before-clear]").count(),
+          0,
+          `${before} entries cleared`,
+        );
+        await page.click("#inspector-toggle", { timeout: WAIT_MS });
+        assert.equal(await page.locator("#inspector").isHidden(), true);
+        assert.equal(await page.locator("#inspector-toggle").getAttribute("aria-expanded"), "false");
 
-      // Own messages are labelled 我, and say "me" to English readers.
-      const badge = page.locator("#messages li.mine .me-badge").first();
-      assert.equal(await badge.textContent({ timeout: WAIT_MS }), "我");
-      assert.equal(await badge.getAttribute("aria-label"), "me");
+        // Own messages are labelled 我, and say "me" to English readers.
+        const badge = page.locator("#messages li.mine .me-badge").first();
+        assert.equal(await badge.textContent({ timeout: WAIT_MS }), "我");
+        assert.equal(await badge.getAttribute("aria-label"), "me");
 
-      assert.deepEqual(errors, [], "no uncaught exceptions in the page");
-    } finally {
-      await context.close();
-    }
-  });
+        assert.deepEqual(errors, [], "no uncaught exceptions in the page");
+      } finally {
+        await context.close();
+      }
+    },
+  );
 });

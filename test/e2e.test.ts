@@ -152,118 +152,165 @@ describe("the chat page in Chromium", { timeout: 80_000 }, () => {
     // The same message is the same message on both pages.
     assert.deepEqual([aOnA.seq, aOnA.id], [aOnB.seq, aOnB.id]);
     assert.deepEqual([bOnA.seq, bOnA.id], [bOnB.seq, bOnB.id]);
-    assert.deepEqual(assertSettled(onA, "A"), assertSettled(onB, "B"), "both pages show the same messages in the same order");
+    assert.deepEqual(
+      assertSettled(onA, "A"),
+      assertSettled(onB, "B"),
+      "both pages show the same messages in the same order",
+    );
     assertNoPageErrors(a, b);
   });
 
-  test("SIGKILL and restart with --history on the same port while A types: every message exactly once, same order on both pages", { timeout: 60_000 }, async (t) => {
-    t.after(cleanUp);
-    const directory = mkdtempSync(join(tmpdir(), "chat-e2e-"));
-    defer(() => rmSync(directory, { recursive: true, force: true }));
-    const historyFile = join(directory, "history.jsonl");
-    const port = await freePort();
-    const first = await testProcess(["--port", String(port), "--history", historyFile]);
-    const url = `http://127.0.0.1:${port}/`;
-    const a = await page(url);
-    const b = await page(url);
+  test(
+    "SIGKILL and restart with --history on the same port while A types: every message exactly once, same order on " +
+      "both pages",
+    { timeout: 60_000 },
+    async (t) => {
+      t.after(cleanUp);
+      const directory = mkdtempSync(join(tmpdir(), "chat-e2e-"));
+      defer(() => rmSync(directory, { recursive: true, force: true }));
+      const historyFile = join(directory, "history.jsonl");
+      const port = await freePort();
+      const first = await testProcess(["--port", String(port), "--history", historyFile]);
+      const url = `http://127.0.0.1:${port}/`;
+      const a = await page(url);
+      const b = await page(url);
 
-    await typeMessage(a.page, "before the crash, from A");
-    await typeMessage(b.page, "before the crash, from B");
-    for (const opened of [a, b]) await waitForConfirmed(opened.page, ["before the crash, from A", "before the crash, from B"]);
-    const epoch = (await clientState(a.page)).epoch;
-    assert.ok(epoch !== null);
+      await typeMessage(a.page, "before the crash, from A");
+      await typeMessage(b.page, "before the crash, from B");
+      for (const opened of [a, b])
+        await waitForConfirmed(opened.page, ["before the crash, from A", "before the crash, from B"]);
+      const epoch = (await clientState(a.page)).epoch;
+      assert.ok(epoch !== null);
 
-    assert.equal(await first.stop("SIGKILL"), null, "killed, not exited");
-    await waitForState(a.page, "reconnecting", 10_000);
-    await waitForState(b.page, "reconnecting", 10_000);
+      assert.equal(await first.stop("SIGKILL"), null, "killed, not exited");
+      await waitForState(a.page, "reconnecting", 10_000);
+      await waitForState(b.page, "reconnecting", 10_000);
 
-    // Typed while the server is down: shown at once, as pending, with no seq.
-    const typed = ["typed while down 1", "typed while down 2"];
-    for (const text of typed) await typeMessage(a.page, text);
-    const pending = (await readMessages(a.page)).filter((message) => message.pending);
-    assert.deepEqual(pending.map((message) => message.text), typed, "both typed messages show as pending");
-    for (const message of pending) {
-      assert.equal(message.seq, null, "a pending message has no data-seq");
-      assert.equal(message.mine, true);
-      assert.ok(message.id !== "", "a pending message has its data-id already");
-    }
-    assert.equal(await a.page.locator("#messages li.message.pending:not([data-seq])").count(), 2);
-    assert.equal((await clientState(a.page)).outboxLength, 2);
+      // Typed while the server is down: shown at once, as pending, with no seq.
+      const typed = ["typed while down 1", "typed while down 2"];
+      for (const text of typed) await typeMessage(a.page, text);
+      const pending = (await readMessages(a.page)).filter((message) => message.pending);
+      assert.deepEqual(
+        pending.map((message) => message.text),
+        typed,
+        "both typed messages show as pending",
+      );
+      for (const message of pending) {
+        assert.equal(message.seq, null, "a pending message has no data-seq");
+        assert.equal(message.mine, true);
+        assert.ok(message.id !== "", "a pending message has its data-id already");
+      }
+      assert.equal(await a.page.locator("#messages li.message.pending:not([data-seq])").count(), 2);
+      assert.equal((await clientState(a.page)).outboxLength, 2);
 
-    // Restarted on the same port with the same file, in this process.
-    await server({ port, historyFile });
-    const all = ["before the crash, from A", "before the crash, from B", ...typed];
-    for (const opened of [a, b]) {
-      await waitForState(opened.page, "connected", 40_000);
-      await waitForConfirmed(opened.page, all, 15_000);
-    }
-    await a.page.waitForFunction(() => window.chatClient?.outboxLength === 0, undefined, { timeout: 10_000 });
-    assert.equal(await a.page.locator("#messages li.pending").count(), 0, "no pending marks left on A");
+      // Restarted on the same port with the same file, in this process.
+      await server({ port, historyFile });
+      const all = ["before the crash, from A", "before the crash, from B", ...typed];
+      for (const opened of [a, b]) {
+        await waitForState(opened.page, "connected", 40_000);
+        await waitForConfirmed(opened.page, all, 15_000);
+      }
+      await a.page.waitForFunction(() => window.chatClient?.outboxLength === 0, undefined, { timeout: 10_000 });
+      assert.equal(await a.page.locator("#messages li.pending").count(), 0, "no pending marks left on A");
 
-    const onA = await readMessages(a.page);
-    const onB = await readMessages(b.page);
-    const listA = assertSettled(onA, "A");
-    const listB = assertSettled(onB, "B");
-    assert.deepEqual(listA, listB, "both pages show the same [seq, id] list");
-    assert.deepEqual(onA.map((message) => message.text), all, "every message once, in the order sent");
-    assert.deepEqual(listA.map(([seq]) => seq), [1, 2, 3, 4], "seq continues across the restart");
-    // The ids on screen are the ids that were pending: re-sent, not re-made.
-    assert.deepEqual(listA.slice(2).map(([, id]) => id), pending.map((message) => message.id));
-    // Same session, same sid after the restart: A's messages are still 我 on A, and only A's.
-    assert.deepEqual(onA.map((message) => message.badge), ["我", null, "我", "我"]);
-    assert.deepEqual(onB.map((message) => message.badge), [null, "我", null, null]);
-    for (const opened of [a, b]) {
-      assert.equal((await clientState(opened.page)).epoch, epoch, "same history, same epoch");
-      assert.equal(await opened.page.locator('#messages li.notice[data-kind="gap"]').count(), 0, "no gap notice");
-    }
-    // And stored exactly once.
-    const fileText = readFileSync(historyFile, "utf8");
-    const stored = fileText.split("\n").filter((line) => line.includes('"seq"'));
-    assert.equal(stored.length, 4, `the history file holds each message once:\n${fileText}`);
-    assertNoPageErrors(a, b);
-  });
+      const onA = await readMessages(a.page);
+      const onB = await readMessages(b.page);
+      const listA = assertSettled(onA, "A");
+      const listB = assertSettled(onB, "B");
+      assert.deepEqual(listA, listB, "both pages show the same [seq, id] list");
+      assert.deepEqual(
+        onA.map((message) => message.text),
+        all,
+        "every message once, in the order sent",
+      );
+      assert.deepEqual(
+        listA.map(([seq]) => seq),
+        [1, 2, 3, 4],
+        "seq continues across the restart",
+      );
+      // The ids on screen are the ids that were pending: re-sent, not re-made.
+      assert.deepEqual(
+        listA.slice(2).map(([, id]) => id),
+        pending.map((message) => message.id),
+      );
+      // Same session, same sid after the restart: A's messages are still 我 on A, and only A's.
+      assert.deepEqual(
+        onA.map((message) => message.badge),
+        ["我", null, "我", "我"],
+      );
+      assert.deepEqual(
+        onB.map((message) => message.badge),
+        [null, "我", null, null],
+      );
+      for (const opened of [a, b]) {
+        assert.equal((await clientState(opened.page)).epoch, epoch, "same history, same epoch");
+        assert.equal(await opened.page.locator('#messages li.notice[data-kind="gap"]').count(), 0, "no gap notice");
+      }
+      // And stored exactly once.
+      const fileText = readFileSync(historyFile, "utf8");
+      const stored = fileText.split("\n").filter((line) => line.includes('"seq"'));
+      assert.equal(stored.length, 4, `the history file holds each message once:\n${fileText}`);
+      assertNoPageErrors(a, b);
+    },
+  );
 
-  test("a half-open connection (a proxy that stops forwarding) is noticed by the heartbeat and replaced", { timeout: 40_000 }, async (t) => {
-    t.after(cleanUp);
-    const room = await server();
-    const proxy = await FreezableProxy.start(room.port);
-    defer(() => proxy.close());
-    const observer = await member(room.port, "observer");
-    const serverUrl = `ws://127.0.0.1:${proxy.port}/`;
-    const heartbeatMs = 1000;
-    const heartbeatTimeoutMs = 1000;
-    const p = await page(`${room.httpUrl}/?server=${encodeURIComponent(serverUrl)}&heartbeat=${heartbeatMs}&heartbeatTimeout=${heartbeatTimeoutMs}`);
-    assert.equal(proxy.pairs.length, 1, "the page connected through the proxy");
+  test(
+    "a half-open connection (a proxy that stops forwarding) is noticed by the heartbeat and replaced",
+    { timeout: 40_000 },
+    async (t) => {
+      t.after(cleanUp);
+      const room = await server();
+      const proxy = await FreezableProxy.start(room.port);
+      defer(() => proxy.close());
+      const observer = await member(room.port, "observer");
+      const serverUrl = `ws://127.0.0.1:${proxy.port}/`;
+      const heartbeatMs = 1000;
+      const heartbeatTimeoutMs = 1000;
+      const timing = `heartbeat=${heartbeatMs}&heartbeatTimeout=${heartbeatTimeoutMs}`;
+      const query = `server=${encodeURIComponent(serverUrl)}&${timing}`;
+      const p = await page(`${room.httpUrl}/?${query}`);
+      assert.equal(proxy.pairs.length, 1, "the page connected through the proxy");
 
-    await typeMessage(p.page, "before the silence");
-    await waitForConfirmed(p.page, ["before the silence"]);
-    await observer.waitForMessage("before the silence");
+      await typeMessage(p.page, "before the silence");
+      await waitForConfirmed(p.page, ["before the silence"]);
+      await observer.waitForMessage("before the silence");
 
-    await recordStates(p.page);
-    const frozenAt = Date.now();
-    proxy.freeze();
-    // A ping every second, one second to answer: noticed within about two
-    // seconds. The bound is generous; what matters is that it is noticed at all
-    // while the socket itself never closes.
-    await waitForStateSequence(p.page, ["connected", "reconnecting"], heartbeatMs + heartbeatTimeoutMs + 6_000);
-    const noticedAfterMs = Date.now() - frozenAt;
-    assert.equal(proxy.pairs[0]!.upstream.destroyed, false, "the proxy never closed the frozen connection to the server");
-    await waitForStateSequence(p.page, ["connected", "reconnecting", "connected"], 15_000);
-    await waitForState(p.page, "connected", 5_000);
-    assert.ok(proxy.pairs.length >= 2, "a fresh connection went through the proxy");
-    assert.equal(proxy.pairs[proxy.pairs.length - 1]!.frozen, false);
+      await recordStates(p.page);
+      const frozenAt = Date.now();
+      proxy.freeze();
+      // A ping every second, one second to answer: noticed within about two
+      // seconds. The bound is generous; what matters is that it is noticed at all
+      // while the socket itself never closes.
+      await waitForStateSequence(p.page, ["connected", "reconnecting"], heartbeatMs + heartbeatTimeoutMs + 6_000);
+      const noticedAfterMs = Date.now() - frozenAt;
+      assert.equal(
+        proxy.pairs[0]!.upstream.destroyed,
+        false,
+        "the proxy never closed the frozen connection to the server",
+      );
+      await waitForStateSequence(p.page, ["connected", "reconnecting", "connected"], 15_000);
+      await waitForState(p.page, "connected", 5_000);
+      assert.ok(proxy.pairs.length >= 2, "a fresh connection went through the proxy");
+      assert.equal(proxy.pairs[proxy.pairs.length - 1]!.frozen, false);
 
-    const text = "after the silence";
-    await typeMessage(p.page, text);
-    await waitForConfirmed(p.page, [text]);
-    const arrived = await observer.waitForMessage(text);
-    assert.equal(arrived.from, (await clientState(p.page)).name, "it came from the page's new connection");
-    const messages = await readMessages(p.page);
-    assertSettled(messages, "page");
-    assert.deepEqual(messages.map((message) => message.text), ["before the silence", text]);
-    t.diagnostic(`half-open connection noticed after ${noticedAfterMs} ms; states ${JSON.stringify(await recordedStates(p.page))}`);
-    assertNoPageErrors(p);
-  });
+      const text = "after the silence";
+      await typeMessage(p.page, text);
+      await waitForConfirmed(p.page, [text]);
+      const arrived = await observer.waitForMessage(text);
+      assert.equal(arrived.from, (await clientState(p.page)).name, "it came from the page's new connection");
+      const messages = await readMessages(p.page);
+      assertSettled(messages, "page");
+      assert.deepEqual(
+        messages.map((message) => message.text),
+        ["before the silence", text],
+      );
+      t.diagnostic(
+        `half-open connection noticed after ${noticedAfterMs} ms; states ` +
+          `${JSON.stringify(await recordedStates(p.page))}`,
+      );
+      assertNoPageErrors(p);
+    },
+  );
 
   test("a message that looks like HTML is shown as text", { timeout: 30_000 }, async (t) => {
     t.after(cleanUp);
@@ -296,7 +343,9 @@ describe("the chat page in Chromium", { timeout: 80_000 }, () => {
           childElements: row?.querySelector(".text")?.children.length ?? -1,
           imagesInMessages: document.querySelectorAll("#messages img").length,
           scriptsInMessages: document.querySelectorAll("#messages script, #users script, #messages b").length,
-          userText: document.querySelector(`#users li.user[data-name="${CSS.escape("<img src=y onerror=alert(2)>")}"]`)?.textContent ?? null,
+          userText:
+            document.querySelector(`#users li.user[data-name="${CSS.escape("<img src=y onerror=alert(2)>")}"]`)
+              ?.textContent ?? null,
         };
       }, payload);
       assert.equal(check.textContent, payload, "textContent is the message exactly");
@@ -319,63 +368,76 @@ describe("the chat page in Chromium", { timeout: 80_000 }, () => {
     assertNoPageErrors(a, b);
   });
 
-  test("client.html opened from file:// chats with the server (Origin: null is allowed)", { timeout: 30_000 }, async (t) => {
-    t.after(cleanUp);
-    const room = await server({ trace: "frames" });
-    const observer = await member(room.port, "observer");
-    const fileUrl = `${pathToFileURL(join(repositoryRoot, "client.html")).href}?server=${encodeURIComponent(`ws://127.0.0.1:${room.port}/`)}`;
-    assert.ok(fileUrl.startsWith("file://"));
-    const p = await page(fileUrl);
-    assert.ok(p.page.url().startsWith("file://"), `the page is on disk: ${p.page.url()}`);
-    await room.waitForOutput(/Origin: null/i, 5_000);
+  test(
+    "client.html opened from file:// chats with the server (Origin: null is allowed)",
+    { timeout: 30_000 },
+    async (t) => {
+      t.after(cleanUp);
+      const room = await server({ trace: "frames" });
+      const observer = await member(room.port, "observer");
+      const pageOnDisk = pathToFileURL(join(repositoryRoot, "client.html")).href;
+      const fileUrl = `${pageOnDisk}?server=${encodeURIComponent(`ws://127.0.0.1:${room.port}/`)}`;
+      assert.ok(fileUrl.startsWith("file://"));
+      const p = await page(fileUrl);
+      assert.ok(p.page.url().startsWith("file://"), `the page is on disk: ${p.page.url()}`);
+      await room.waitForOutput(/Origin: null/i, 5_000);
 
-    await typeMessage(p.page, "hello from disk");
-    await waitForConfirmed(p.page, ["hello from disk"]);
-    const arrived = await observer.waitForMessage("hello from disk");
-    assert.equal(arrived.from, (await clientState(p.page)).name);
-    observer.sayText("hello back to disk");
-    await waitForConfirmed(p.page, ["hello back to disk"]);
-    const back = (await readMessages(p.page)).find((message) => message.text === "hello back to disk");
-    assert.equal(back?.from, "observer");
-    assert.equal(back?.mine, false);
-    assertNoPageErrors(p);
-  });
+      await typeMessage(p.page, "hello from disk");
+      await waitForConfirmed(p.page, ["hello from disk"]);
+      const arrived = await observer.waitForMessage("hello from disk");
+      assert.equal(arrived.from, (await clientState(p.page)).name);
+      observer.sayText("hello back to disk");
+      await waitForConfirmed(p.page, ["hello back to disk"]);
+      const back = (await readMessages(p.page)).find((message) => message.text === "hello back to disk");
+      assert.equal(back?.from, "observer");
+      assert.equal(back?.mine, false);
+      assertNoPageErrors(p);
+    },
+  );
 
-  test("Chromium's page negotiates permessage-deflate (RFC 7692), and compressed messages arrive intact", { timeout: 30_000 }, async (t) => {
-    t.after(cleanUp);
-    const room = await server({ trace: "frames" });
-    const requests: Array<Record<string, string>> = [];
-    const responses: Array<{ status: number; headers: Record<string, string> }> = [];
-    const p = await page(`${room.httpUrl}/`, {
-      beforeGoto: async (target, context) => {
-        const cdp = await context.newCDPSession(target);
-        cdp.on("Network.webSocketWillSendHandshakeRequest", (event) => requests.push(event.request.headers));
-        cdp.on("Network.webSocketHandshakeResponseReceived", (event) =>
-          responses.push({ status: event.response.status, headers: event.response.headers }),
-        );
-        await cdp.send("Network.enable");
-      },
-    });
-    const header = (headers: Record<string, string>, name: string) =>
-      Object.entries(headers).find(([key]) => key.toLowerCase() === name.toLowerCase())?.[1];
-    assert.ok(responses.length >= 1, "CDP reported the handshake response");
-    assert.equal(responses[0]!.status, 101);
-    const offered = header(requests[0] ?? {}, "Sec-WebSocket-Extensions") ?? "";
-    assert.match(offered, /permessage-deflate/, "Chromium offered permessage-deflate");
-    const agreed = header(responses[0]!.headers, "Sec-WebSocket-Extensions") ?? "";
-    assert.match(agreed, /permessage-deflate/, `the response header says permessage-deflate: ${JSON.stringify(responses[0]!.headers)}`);
+  test(
+    "Chromium's page negotiates permessage-deflate (RFC 7692), and compressed messages arrive intact",
+    { timeout: 30_000 },
+    async (t) => {
+      t.after(cleanUp);
+      const room = await server({ trace: "frames" });
+      const requests: Array<Record<string, string>> = [];
+      const responses: Array<{ status: number; headers: Record<string, string> }> = [];
+      const p = await page(`${room.httpUrl}/`, {
+        beforeGoto: async (target, context) => {
+          const cdp = await context.newCDPSession(target);
+          cdp.on("Network.webSocketWillSendHandshakeRequest", (event) => requests.push(event.request.headers));
+          cdp.on("Network.webSocketHandshakeResponseReceived", (event) =>
+            responses.push({ status: event.response.status, headers: event.response.headers }),
+          );
+          await cdp.send("Network.enable");
+        },
+      });
+      const header = (headers: Record<string, string>, name: string) =>
+        Object.entries(headers).find(([key]) => key.toLowerCase() === name.toLowerCase())?.[1];
+      assert.ok(responses.length >= 1, "CDP reported the handshake response");
+      assert.equal(responses[0]!.status, 101);
+      const offered = header(requests[0] ?? {}, "Sec-WebSocket-Extensions") ?? "";
+      assert.match(offered, /permessage-deflate/, "Chromium offered permessage-deflate");
+      const agreed = header(responses[0]!.headers, "Sec-WebSocket-Extensions") ?? "";
+      assert.match(
+        agreed,
+        /permessage-deflate/,
+        `the response header says permessage-deflate: ${JSON.stringify(responses[0]!.headers)}`,
+      );
 
-    // Over the deflate threshold, so the server compresses its copy; Chromium compresses what it sends.
-    const observer = await member(room.port, "observer");
-    const long = "压缩 compress me, ".repeat(110).trim();
-    await typeMessage(p.page, long);
-    await waitForConfirmed(p.page, [long]);
-    assert.equal((await observer.waitForMessage(long)).text, long, "the server inflated the page's message intact");
-    // The trace shows RSV1 set on frames in both directions on the page's connection.
-    assert.match(room.output(), /← text\s+FIN=1 RSV=100/, "the page sent a compressed frame (RSV1)");
-    assert.match(room.output(), /→ text\s+FIN=1 RSV=100/, "the server sent a compressed frame (RSV1)");
-    const lines = await readLines(p.page);
-    assert.ok(lines.some((line) => line.kind === "message" && line.text === long && line.mine));
-    assertNoPageErrors(p);
-  });
+      // Over the deflate threshold, so the server compresses its copy; Chromium compresses what it sends.
+      const observer = await member(room.port, "observer");
+      const long = "压缩 compress me, ".repeat(110).trim();
+      await typeMessage(p.page, long);
+      await waitForConfirmed(p.page, [long]);
+      assert.equal((await observer.waitForMessage(long)).text, long, "the server inflated the page's message intact");
+      // The trace shows RSV1 set on frames in both directions on the page's connection.
+      assert.match(room.output(), /← text\s+FIN=1 RSV=100/, "the page sent a compressed frame (RSV1)");
+      assert.match(room.output(), /→ text\s+FIN=1 RSV=100/, "the server sent a compressed frame (RSV1)");
+      const lines = await readLines(p.page);
+      assert.ok(lines.some((line) => line.kind === "message" && line.text === long && line.mine));
+      assertNoPageErrors(p);
+    },
+  );
 });

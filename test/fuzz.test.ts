@@ -46,7 +46,10 @@ describe("the fuzzer's oracle", () => {
     {
       name: "§5.7: a masked ping, and §5.4: a masked text message in two fragments",
       bytes: frames("89 85 37fa213d 7f9f4d5158  01 83 00000000 48656c  80 82 00000000 6c6f"),
-      expected: [{ type: "ping", data: hello }, { type: "text", data: hello }],
+      expected: [
+        { type: "ping", data: hello },
+        { type: "text", data: hello },
+      ],
     },
     {
       name: "§5.7's unmasked text frame is a violation from a client (§5.1)",
@@ -115,35 +118,50 @@ describe("the fuzzer's oracle", () => {
 });
 
 describe("fuzzing FrameDecoder (RFC 6455 §5.2-§5.7, §7.4.1, §8.1; RFC 7692 §6.1)", () => {
-  test(`${DECODER_CASES.toLocaleString("en")} mutated streams: no throw, one violation at most and last (1002/1007/1009), silence after close or violation, the same events for every chunking, agreement with the reference decoder`, () => {
-    const summary = runFuzz(DECODER_SEED, DECODER_CASES, 0, 3);
-    console.log(`fuzz: ${summary.cases} cases, ${megabytes(summary.bytes)} of frames; endings ${JSON.stringify(summary.endings)}`);
-    console.log(`fuzz: violations ${JSON.stringify(summary.violations)}`);
-    assert.equal(summary.failures.length, 0, summary.failures.map((failure) => formatReproducer(failure, 512)).join("\n\n"));
-    assert.equal(summary.cases, DECODER_CASES);
-    // The pass means something only if it reached every rule: each violation
-    // the decoder knows (inflate_failed is not the decoder's) was provoked.
-    for (const violation of [
-      "reserved_bits",
-      "reserved_opcode",
-      "unmasked_frame",
-      "control_too_long",
-      "control_fragmented",
-      "compressed_control",
-      "unexpected_continuation",
-      "expected_continuation",
-      "length_too_large",
-      "close_one_byte",
-      "close_invalid_code",
-      "close_invalid_reason",
-      "invalid_utf8",
-      "message_too_big",
-      "too_many_fragments",
-    ]) {
-      assert.ok((summary.violations[violation] ?? 0) > 0, `no case provoked ${violation}`);
-    }
-    assert.ok((summary.endings["close"] ?? 0) > 0 && (summary.endings["incomplete-or-clean"] ?? 0) > 0, "valid streams are fuzzed too");
-  });
+  test(
+    `${DECODER_CASES.toLocaleString("en")} mutated streams: no throw, one violation at most and last ` +
+      `(1002/1007/1009), silence after close or violation, the same events for every chunking, agreement with the ` +
+      `reference decoder`,
+    () => {
+      const summary = runFuzz(DECODER_SEED, DECODER_CASES, 0, 3);
+      console.log(
+        `fuzz: ${summary.cases} cases, ${megabytes(summary.bytes)} of frames; endings ` +
+          `${JSON.stringify(summary.endings)}`,
+      );
+      console.log(`fuzz: violations ${JSON.stringify(summary.violations)}`);
+      assert.equal(
+        summary.failures.length,
+        0,
+        summary.failures.map((failure) => formatReproducer(failure, 512)).join("\n\n"),
+      );
+      assert.equal(summary.cases, DECODER_CASES);
+      // The pass means something only if it reached every rule: each violation
+      // the decoder knows (inflate_failed is not the decoder's) was provoked.
+      for (const violation of [
+        "reserved_bits",
+        "reserved_opcode",
+        "unmasked_frame",
+        "control_too_long",
+        "control_fragmented",
+        "compressed_control",
+        "unexpected_continuation",
+        "expected_continuation",
+        "length_too_large",
+        "close_one_byte",
+        "close_invalid_code",
+        "close_invalid_reason",
+        "invalid_utf8",
+        "message_too_big",
+        "too_many_fragments",
+      ]) {
+        assert.ok((summary.violations[violation] ?? 0) > 0, `no case provoked ${violation}`);
+      }
+      assert.ok(
+        (summary.endings["close"] ?? 0) > 0 && (summary.endings["incomplete-or-clean"] ?? 0) > 0,
+        "valid streams are fuzzed too",
+      );
+    },
+  );
 });
 
 describe("live fuzz: the same streams on /echo over TCP (§5, §5.5.1-§5.5.3, §7.1.7, §7.4.1)", () => {
@@ -170,7 +188,8 @@ describe("live fuzz: the same streams on /echo over TCP (§5, §5.5.1-§5.5.3, �
       await waitUntil(() => server.running.connections.size === 0, 10_000, "every connection to be let go");
       const grown = { rss: rssOf(process.pid) - baseline.rss, retained: retainedBytes() - baseline.retained };
       console.log(
-        `live fuzz: ${LIVE_CASES} connections (${warmup.uncertain + summary.uncertain} only partly predictable), the last ` +
+        `live fuzz: ${LIVE_CASES} connections (${warmup.uncertain + summary.uncertain} only partly predictable), the ` +
+          `last ` +
           `${summary.cases} in ${seconds.toFixed(1)} s; after them RSS ${megabytes(grown.rss)} and held memory ` +
           `${megabytes(grown.retained)} above the baseline`,
       );

@@ -68,7 +68,11 @@ async function assertRefused(client: RawClient, status: number, closeWithinMs = 
   await client.waitForClose(closeWithinMs);
   const body = client.handshake.body;
   assert.match(body, /^[^\r\n]+\n$/, `a one-line reason: ${JSON.stringify(body)}`);
-  assert.equal(Buffer.byteLength(body), Number(client.handshake.headers["content-length"]), "Content-Length matches the body");
+  assert.equal(
+    Buffer.byteLength(body),
+    Number(client.handshake.headers["content-length"]),
+    "Content-Length matches the body",
+  );
 }
 
 function assertAccepted(client: RawClient, key?: string): void {
@@ -104,30 +108,38 @@ describe("§4.2.2 accepted handshakes", () => {
     client.destroy();
   });
 
-  test("§4.2.1 Connection is a token list, compared case-insensitively: \"keep-alive, Upgrade\" is accepted", async () => {
-    for (const connection of ["keep-alive, Upgrade", "upgrade", "UPGRADE, keep-alive", "keep-alive,upgrade"]) {
-      const client = await open({ headers: { Connection: connection, Upgrade: "WebSocket", "Sec-WebSocket-Key": SAMPLE_KEY } });
-      assertAccepted(client, SAMPLE_KEY);
-      await assertConnectionWorks(client, connection);
-      client.destroy();
-    }
-  });
+  test(
+    '§4.2.1 Connection is a token list, compared case-insensitively: "keep-alive, Upgrade" is ' + "accepted",
+    async () => {
+      for (const connection of ["keep-alive, Upgrade", "upgrade", "UPGRADE, keep-alive", "keep-alive,upgrade"]) {
+        const client = await open({
+          headers: { Connection: connection, Upgrade: "WebSocket", "Sec-WebSocket-Key": SAMPLE_KEY },
+        });
+        assertAccepted(client, SAMPLE_KEY);
+        await assertConnectionWorks(client, connection);
+        client.destroy();
+      }
+    },
+  );
 
-  test("§4.2.2 bytes sent in the same TCP write right after the request are processed (the upgrade's head)", async () => {
-    const request = Buffer.from(rawRequest("GET /echo HTTP/1.1", standardHeaders()), "latin1");
-    const frame = encodeFrame(Opcode.Text, "sent with the request", { maskKey: Buffer.from([1, 2, 3, 4]) });
-    const ping = encodeFrame(Opcode.Ping, "and a ping", { maskKey: Buffer.from([5, 6, 7, 8]) });
-    // One write: the request, a text frame and a ping.
-    const client = await open({ request: Buffer.concat([request, frame, ping]) });
-    assert.equal(client.handshake?.status, 101);
-    assert.equal(client.handshake?.headers["sec-websocket-accept"], SAMPLE_ACCEPT);
-    await client.next("pong");
-    const simple = client.events.map((event) =>
-      event.type === "text" ? `text:${event.text}` : event.type === "pong" ? `pong:${event.data}` : event.type,
-    );
-    assert.deepEqual(simple, ["text:sent with the request", "pong:and a ping"]);
-    client.destroy();
-  });
+  test(
+    "§4.2.2 bytes sent in the same TCP write right after the request are processed " + "(the upgrade's head)",
+    async () => {
+      const request = Buffer.from(rawRequest("GET /echo HTTP/1.1", standardHeaders()), "latin1");
+      const frame = encodeFrame(Opcode.Text, "sent with the request", { maskKey: Buffer.from([1, 2, 3, 4]) });
+      const ping = encodeFrame(Opcode.Ping, "and a ping", { maskKey: Buffer.from([5, 6, 7, 8]) });
+      // One write: the request, a text frame and a ping.
+      const client = await open({ request: Buffer.concat([request, frame, ping]) });
+      assert.equal(client.handshake?.status, 101);
+      assert.equal(client.handshake?.headers["sec-websocket-accept"], SAMPLE_ACCEPT);
+      await client.next("pong");
+      const simple = client.events.map((event) =>
+        event.type === "text" ? `text:${event.text}` : event.type === "pong" ? `pong:${event.data}` : event.type,
+      );
+      assert.deepEqual(simple, ["text:sent with the request", "pong:and a ping"]);
+      client.destroy();
+    },
+  );
 });
 
 describe("§4.2.1 refused handshakes: a status, a one-line reason, and the TCP connection closed", () => {
@@ -166,7 +178,11 @@ describe("§4.2.1 refused handshakes: a status, a one-line reason, and the TCP c
   test("§4.2.1 a Connection header without the Upgrade token gets 400 with its reason", async () => {
     for (const connection of ["keep-alive", ""]) {
       const client = await open({ headers: { Connection: connection } });
-      assert.equal(client.handshake?.status, 400, `Connection: ${JSON.stringify(connection)}; body ${client.handshake?.body}`);
+      assert.equal(
+        client.handshake?.status,
+        400,
+        `Connection: ${JSON.stringify(connection)}; body ${client.handshake?.body}`,
+      );
       await client.waitFor(() => client.handshake!.body.endsWith("\n"), 3000, "the reason");
       assert.match(client.handshake!.body, /^[^\r\n]*Connection[^\r\n]*\n$/);
       client.destroy();
@@ -205,7 +221,9 @@ describe("§4.2.1 refused handshakes: a status, a one-line reason, and the TCP c
 
   test("§4.2.1 two Sec-WebSocket-Key headers get 400", async () => {
     const other = Buffer.alloc(16, 9).toString("base64");
-    const client = await open({ request: rawRequest("GET /echo HTTP/1.1", [...standardHeaders(), `Sec-WebSocket-Key: ${other}`]) });
+    const client = await open({
+      request: rawRequest("GET /echo HTTP/1.1", [...standardHeaders(), `Sec-WebSocket-Key: ${other}`]),
+    });
     await assertRefused(client, 400);
   });
 
@@ -216,7 +234,9 @@ describe("§4.2.1 refused handshakes: a status, a one-line reason, and the TCP c
   });
 
   test("§4.2.1 a plain GET of /echo (no upgrade) gets 426 Upgrade Required", async () => {
-    const client = await open({ request: rawRequest("GET /echo HTTP/1.1", [`Host: 127.0.0.1:${port}`, "Connection: close"]) });
+    const client = await open({
+      request: rawRequest("GET /echo HTTP/1.1", [`Host: 127.0.0.1:${port}`, "Connection: close"]),
+    });
     assert.equal(client.handshake?.status, 426);
     assert.equal(client.handshake!.headers["upgrade"], "websocket");
     await client.waitForClose(3000);
@@ -224,7 +244,9 @@ describe("§4.2.1 refused handshakes: a status, a one-line reason, and the TCP c
   });
 
   test("§4.2.1 a plain GET of an unknown path gets 404", async () => {
-    const client = await open({ request: rawRequest("GET /nope HTTP/1.1", [`Host: 127.0.0.1:${port}`, "Connection: close"]) });
+    const client = await open({
+      request: rawRequest("GET /nope HTTP/1.1", [`Host: 127.0.0.1:${port}`, "Connection: close"]),
+    });
     assert.equal(client.handshake?.status, 404);
     await client.waitForClose(3000);
     assert.match(client.handshake!.body, /^[^\r\n]+\n$/);
@@ -251,7 +273,10 @@ describe("§10.2 Origin", () => {
   const refused: Array<[string, Record<string, string>]> = [
     ["http://evil.example", { Origin: "http://evil.example" }],
     // A server on loopback is reached by a loopback name only: this is a page whose name was rebound to 127.0.0.1.
-    ["DNS rebinding: the Host and the Origin agree on a name that is not this machine's", { Host: "chat.example:8080", Origin: "http://chat.example:8080" }],
+    [
+      "DNS rebinding: the Host and the Origin agree on a name that is not this machine's",
+      { Host: "chat.example:8080", Origin: "http://chat.example:8080" },
+    ],
     ["a look-alike of localhost (http://localhost.evil.example)", { Origin: "http://localhost.evil.example" }],
     ["the server's host name on another port", { Host: "chat.example:8080", Origin: "http://chat.example:9090" }],
     ["a non-http scheme (file://)", { Origin: "file:///home/me/page.html" }],
@@ -313,19 +338,27 @@ describe("§4.2.2 subprotocols and extensions", () => {
 });
 
 describe("§10.2 the origin and host rules as pure functions", () => {
-  test("§10.2 a server reached under its own name (bound to a public address) accepts pages from that name only", () => {
-    assert.equal(originIsAllowed("http://chat.example:8080", "chat.example:8080", []), true);
-    assert.equal(originIsAllowed("https://chat.example", "chat.example", []), true);
-    assert.equal(originIsAllowed("http://chat.example:9090", "chat.example:8080", []), false);
-    assert.equal(originIsAllowed("http://evil.example", "chat.example", []), false);
-    assert.equal(originIsAllowed("http://evil.example", "chat.example", ["http://evil.example"]), true);
-  });
+  test(
+    "§10.2 a server reached under its own name " + "(bound to a public address) accepts pages from that name only",
+    () => {
+      assert.equal(originIsAllowed("http://chat.example:8080", "chat.example:8080", []), true);
+      assert.equal(originIsAllowed("https://chat.example", "chat.example", []), true);
+      assert.equal(originIsAllowed("http://chat.example:9090", "chat.example:8080", []), false);
+      assert.equal(originIsAllowed("http://evil.example", "chat.example", []), false);
+      assert.equal(originIsAllowed("http://evil.example", "chat.example", ["http://evil.example"]), true);
+    },
+  );
 
-  test("§10.2 DNS rebinding: on loopback only loopback names, or the names of allowed origins, are accepted as Host", () => {
-    for (const host of ["127.0.0.1:5500", "localhost:5500", "LOCALHOST", "[::1]:5500"]) assert.equal(hostIsAllowed(host, []), true, host);
-    for (const host of ["evil.example:5500", "127.0.0.1.nip.io:5500", "", undefined]) assert.equal(hostIsAllowed(host, []), false, String(host));
-    assert.equal(hostIsAllowed("mybox.lan:5500", ["http://mybox.lan:5500"]), true);
-  });
+  test(
+    "§10.2 DNS rebinding: on loopback only loopback names, " + "or the names of allowed origins, are accepted as Host",
+    () => {
+      for (const host of ["127.0.0.1:5500", "localhost:5500", "LOCALHOST", "[::1]:5500"])
+        assert.equal(hostIsAllowed(host, []), true, host);
+      for (const host of ["evil.example:5500", "127.0.0.1.nip.io:5500", "", undefined])
+        assert.equal(hostIsAllowed(host, []), false, String(host));
+      assert.equal(hostIsAllowed("mybox.lan:5500", ["http://mybox.lan:5500"]), true);
+    },
+  );
 });
 
 describe("§4.2.1 checkUpgradeRequest: the rules alone, without a socket", () => {
@@ -340,17 +373,28 @@ describe("§4.2.1 checkUpgradeRequest: the rules alone, without a socket", () =>
       "sec-websocket-version": "13",
       ...Object.fromEntries(Object.entries(headers).map(([name, value]) => [name.toLowerCase(), value])),
     };
-    return { method, httpVersion, headers: Object.fromEntries(Object.entries(all).filter(([, value]) => value !== "")) };
+    return {
+      method,
+      httpVersion,
+      headers: Object.fromEntries(Object.entries(all).filter(([, value]) => value !== "")),
+    };
   }
   const chat: HandshakePolicy = { allowedOrigins: [], subprotocols: ["chat"], loopbackOnly: true };
 
-  test("§4.2.2 a valid request is accepted with base64(SHA-1(key + GUID)) and no subprotocol unless one is offered", () => {
-    assert.deepEqual(checkUpgradeRequest(request(), chat), { accepted: true, acceptKey: SAMPLE_ACCEPT, protocol: undefined });
-    const offered = checkUpgradeRequest(request({ "Sec-WebSocket-Protocol": "foo, chat" }), chat);
-    assert.deepEqual(offered, { accepted: true, acceptKey: SAMPLE_ACCEPT, protocol: "chat" });
-    const http2 = checkUpgradeRequest(request({}, "GET", "2.0"), chat);
-    assert.equal(http2.accepted, true, "a later HTTP version is fine");
-  });
+  test(
+    "§4.2.2 a valid request is accepted with base64(SHA-1(key + GUID)) " + "and no subprotocol unless one is offered",
+    () => {
+      assert.deepEqual(checkUpgradeRequest(request(), chat), {
+        accepted: true,
+        acceptKey: SAMPLE_ACCEPT,
+        protocol: undefined,
+      });
+      const offered = checkUpgradeRequest(request({ "Sec-WebSocket-Protocol": "foo, chat" }), chat);
+      assert.deepEqual(offered, { accepted: true, acceptKey: SAMPLE_ACCEPT, protocol: "chat" });
+      const http2 = checkUpgradeRequest(request({}, "GET", "2.0"), chat);
+      assert.equal(http2.accepted, true, "a later HTTP version is fine");
+    },
+  );
 
   const refusals: Array<[string, HandshakeRequest, number, RegExp]> = [
     ["POST", request({}, "POST"), 405, /GET/],
@@ -360,10 +404,20 @@ describe("§4.2.1 checkUpgradeRequest: the rules alone, without a socket", () =>
     ["Connection: keep-alive", request({ Connection: "keep-alive" }), 400, /Connection/],
     ["Sec-WebSocket-Version: 8", request({ "Sec-WebSocket-Version": "8" }), 426, /13/],
     ["no Sec-WebSocket-Version", request({ "Sec-WebSocket-Version": "" }), 426, /13/],
-    ["a key of 15 bytes", request({ "Sec-WebSocket-Key": Buffer.alloc(15, 7).toString("base64") }), 400, /Sec-WebSocket-Key/],
+    [
+      "a key of 15 bytes",
+      request({ "Sec-WebSocket-Key": Buffer.alloc(15, 7).toString("base64") }),
+      400,
+      /Sec-WebSocket-Key/,
+    ],
     ["no key", request({ "Sec-WebSocket-Key": "" }), 400, /Sec-WebSocket-Key/],
     ["a foreign Origin", request({ Origin: "http://evil.example" }), 403, /Origin/],
-    ["a Host that is not this machine (DNS rebinding)", request({ Host: "evil.example", Origin: "http://evil.example" }), 403, /Host/],
+    [
+      "a Host that is not this machine (DNS rebinding)",
+      request({ Host: "evil.example", Origin: "http://evil.example" }),
+      403,
+      /Host/,
+    ],
   ];
   for (const [name, refused, status, reason] of refusals) {
     test(`§4.2.1 ${name} is refused with ${status} and a one-line reason`, () => {
@@ -382,10 +436,17 @@ describe("§4.2.1 checkUpgradeRequest: the rules alone, without a socket", () =>
     const open: HandshakePolicy = { allowedOrigins: [], subprotocols: [], loopbackOnly: false };
     const own = request({ Host: "chat.example:8080", Origin: "http://chat.example:8080" });
     assert.equal(checkUpgradeRequest(own, open).accepted, true);
-    assert.equal(checkUpgradeRequest(own, chat).accepted, false, "the same request to a loopback-only server is refused");
+    assert.equal(
+      checkUpgradeRequest(own, chat).accepted,
+      false,
+      "the same request to a loopback-only server is refused",
+    );
     const foreign = checkUpgradeRequest(request({ Host: "chat.example:8080", Origin: "http://evil.example" }), open);
     assert.equal(foreign.accepted, false);
     const allowed: HandshakePolicy = { ...open, allowedOrigins: ["http://evil.example"] };
-    assert.equal(checkUpgradeRequest(request({ Host: "chat.example:8080", Origin: "http://evil.example" }), allowed).accepted, true);
+    assert.equal(
+      checkUpgradeRequest(request({ Host: "chat.example:8080", Origin: "http://evil.example" }), allowed).accepted,
+      true,
+    );
   });
 });

@@ -43,7 +43,10 @@ function readHistoryFile(path: string): { epochs: string[]; messages: StoredMess
   for (const line of content.split("\n")) {
     if (line === "") continue;
     let record: unknown;
-    assert.doesNotThrow(() => (record = JSON.parse(line)), `a whole JSON record on each line, not ${JSON.stringify(line.slice(0, 80))}`);
+    assert.doesNotThrow(
+      () => (record = JSON.parse(line)),
+      `a whole JSON record on each line, not ${JSON.stringify(line.slice(0, 80))}`,
+    );
     const fields = record as { type?: unknown; epoch?: unknown };
     if (fields.type === "epoch") epochs.push(String(fields.epoch));
     else messages.push(asStored({ type: "message", ...(record as object) }));
@@ -56,7 +59,14 @@ function readHistoryFile(path: string): { epochs: string[]; messages: StoredMess
 // ---------------------------------------------------------------------------
 
 describe("History, without a server", () => {
-  const message = (seq: number): StoredMessage => ({ seq, id: `id-${seq}`, sid: "sid", from: "小明", text: `text ${seq}`, time: seq });
+  const message = (seq: number): StoredMessage => ({
+    seq,
+    id: `id-${seq}`,
+    sid: "sid",
+    from: "小明",
+    text: `text ${seq}`,
+    time: seq,
+  });
 
   test("empty: nothing to replay, latestSeq 0, and the oldest kept seq is 1", () => {
     const history = new History(5);
@@ -148,34 +158,37 @@ describe("replay with since, and epochs", () => {
     await stop(server);
   });
 
-  test("since older than the oldest kept message (--history-size 5, 20 messages): resumed:false with the 5 kept", async () => {
-    const server = await start({ historySize: 5 });
-    const a = await join(server, "name=A");
-    const sent: StoredMessage[] = [];
-    for (let index = 1; index <= 20; index++) sent.push(await a.sayAndAck(`m${index}`, `text ${index}`));
-    const epoch = a.welcome.epoch;
-    const kept = sent.slice(15);
+  test(
+    "since older than the oldest kept message (--history-size 5, 20 messages): " + "resumed:false with the 5 kept",
+    async () => {
+      const server = await start({ historySize: 5 });
+      const a = await join(server, "name=A");
+      const sent: StoredMessage[] = [];
+      for (let index = 1; index <= 20; index++) sent.push(await a.sayAndAck(`m${index}`, `text ${index}`));
+      const epoch = a.welcome.epoch;
+      const kept = sent.slice(15);
 
-    const cases: Array<{ query: string; resumed: boolean; replay: StoredMessage[] }> = [
-      { query: resume(1, epoch), resumed: false, replay: kept },
-      { query: resume(14, epoch), resumed: false, replay: kept }, // 15 is gone: a gap
-      { query: resume(15, epoch), resumed: true, replay: kept }, // nothing missed
-      { query: resume(18, epoch), resumed: true, replay: sent.slice(18) },
-      { query: "", resumed: false, replay: kept },
-    ];
-    for (const { query, resumed, replay } of cases) {
-      const client = await join(server, query);
-      assert.equal(client.welcome.seq, 20);
-      assert.equal(client.welcome.resumed, resumed, `resumed for ${JSON.stringify(query)}`);
-      assert.deepEqual(seqs(await client.replay()), seqs(replay), `replay for ${JSON.stringify(query)}`);
-      client.destroy();
-    }
+      const cases: Array<{ query: string; resumed: boolean; replay: StoredMessage[] }> = [
+        { query: resume(1, epoch), resumed: false, replay: kept },
+        { query: resume(14, epoch), resumed: false, replay: kept }, // 15 is gone: a gap
+        { query: resume(15, epoch), resumed: true, replay: kept }, // nothing missed
+        { query: resume(18, epoch), resumed: true, replay: sent.slice(18) },
+        { query: "", resumed: false, replay: kept },
+      ];
+      for (const { query, resumed, replay } of cases) {
+        const client = await join(server, query);
+        assert.equal(client.welcome.seq, 20);
+        assert.equal(client.welcome.resumed, resumed, `resumed for ${JSON.stringify(query)}`);
+        assert.deepEqual(seqs(await client.replay()), seqs(replay), `replay for ${JSON.stringify(query)}`);
+        client.destroy();
+      }
 
-    // A retried id that is still kept is recognised.
-    assert.deepEqual(await a.sayAndAck("m20", "again"), sent[19], "a kept id gets its stored copy");
-    assert.deepEqual(await a.sync(), []);
-    await stop(server);
-  });
+      // A retried id that is still kept is recognised.
+      assert.deepEqual(await a.sayAndAck("m20", "again"), sent[19], "a kept id gets its stored copy");
+      assert.deepEqual(await a.sync(), []);
+      await stop(server);
+    },
+  );
 
   test("without a history file every start has a new random epoch, and old seqs are not resumed", async () => {
     const first = await start();
@@ -218,47 +231,55 @@ describe("history file", () => {
     await stop(second);
   });
 
-  test("killed with SIGKILL and restarted: nothing acknowledged is lost, seq continues, epoch kept, resume works", async () => {
-    const path = newHistoryPath();
-    const first = await spawn(["--history", path]);
-    const a = await join(first, "name=A");
-    const epoch = a.welcome.epoch;
-    const acknowledged: StoredMessage[] = [];
-    for (let index = 1; index <= 5; index++) acknowledged.push(await a.sayAndAck(`before-${index}`, `消息 ${index} 😀`));
-    // A burst, and the kill the moment the last acknowledgement arrives.
-    for (let index = 6; index <= 30; index++) a.send({ type: "say", id: `before-${index}`, text: `burst ${index}` });
-    for (let index = 6; index <= 30; index++) acknowledged.push(asStored(await a.expect("message")));
-    await stop(first);
-    assert.deepEqual(seqs(acknowledged), range(1, 30));
+  test(
+    "killed with SIGKILL and restarted: " + "nothing acknowledged is lost, seq continues, epoch kept, resume works",
+    async () => {
+      const path = newHistoryPath();
+      const first = await spawn(["--history", path]);
+      const a = await join(first, "name=A");
+      const epoch = a.welcome.epoch;
+      const acknowledged: StoredMessage[] = [];
+      for (let index = 1; index <= 5; index++)
+        acknowledged.push(await a.sayAndAck(`before-${index}`, `消息 ${index} 😀`));
+      // A burst, and the kill the moment the last acknowledgement arrives.
+      for (let index = 6; index <= 30; index++) a.send({ type: "say", id: `before-${index}`, text: `burst ${index}` });
+      for (let index = 6; index <= 30; index++) acknowledged.push(asStored(await a.expect("message")));
+      await stop(first);
+      assert.deepEqual(seqs(acknowledged), range(1, 30));
 
-    const stored = readHistoryFile(path);
-    assert.deepEqual(stored.epochs, [epoch]);
-    assert.deepEqual(stored.messages, acknowledged, "every acknowledged message is in the file, in order");
+      const stored = readHistoryFile(path);
+      assert.deepEqual(stored.epochs, [epoch]);
+      assert.deepEqual(stored.messages, acknowledged, "every acknowledged message is in the file, in order");
 
-    const second = await start({ historyFile: path });
-    const fresh = await join(second);
-    assert.equal(fresh.welcome.epoch, epoch, "the epoch is kept");
-    assert.equal(fresh.welcome.seq, 30);
-    assert.equal(fresh.welcome.resumed, false);
-    assert.deepEqual(await fresh.replay(), acknowledged, "everything is replayed, with its seq, id, from, text and time");
+      const second = await start({ historyFile: path });
+      const fresh = await join(second);
+      assert.equal(fresh.welcome.epoch, epoch, "the epoch is kept");
+      assert.equal(fresh.welcome.seq, 30);
+      assert.equal(fresh.welcome.resumed, false);
+      assert.deepEqual(
+        await fresh.replay(),
+        acknowledged,
+        "everything is replayed, with its seq, id, from, text and time",
+      );
 
-    const back = await join(second, resume(27, epoch));
-    assert.equal(back.welcome.resumed, true);
-    assert.deepEqual(await back.replay(), acknowledged.slice(27));
+      const back = await join(second, resume(27, epoch));
+      assert.equal(back.welcome.resumed, true);
+      assert.deepEqual(await back.replay(), acknowledged.slice(27));
 
-    // Exactly once survives the restart: the retried id gets its stored copy.
-    assert.deepEqual(await back.sayAndAck("before-3", "消息 3 😀"), acknowledged[2]);
-    assert.deepEqual(await back.sync(), []);
-    assert.deepEqual(await fresh.sync(), [], "and nobody else hears it again");
+      // Exactly once survives the restart: the retried id gets its stored copy.
+      assert.deepEqual(await back.sayAndAck("before-3", "消息 3 😀"), acknowledged[2]);
+      assert.deepEqual(await back.sync(), []);
+      assert.deepEqual(await fresh.sync(), [], "and nobody else hears it again");
 
-    const next = await back.sayAndAck("after-1", "after the restart");
-    assert.equal(next.seq, 31, "seq continues");
-    assert.deepEqual(asStored(await fresh.expect("message")), next);
-    await stop(second);
-  });
+      const next = await back.sayAndAck("after-1", "after the restart");
+      assert.equal(next.seq, 31, "seq continues");
+      assert.deepEqual(asStored(await fresh.expect("message")), next);
+      await stop(second);
+    },
+  );
 
   test(
-    "messages accepted after a restart are appended after the old ones: a second restart loses nothing",
+    "messages accepted after a restart are appended after the old ones: " + "a second restart loses nothing",
     async () => {
       const path = newHistoryPath();
       const first = await start({ historyFile: path });
@@ -292,8 +313,18 @@ describe("history file", () => {
   test("--history-size with a file: only the newest N are replayed and seq continues from the newest", async () => {
     const path = newHistoryPath();
     const epoch = "0123456789abcdef";
-    const messages: StoredMessage[] = range(1, 20).map((seq) => ({ seq, id: `old-${seq}`, sid: "sidOfXiaoMing", from: "小明", text: `old ${seq}`, time: 1_700_000_000_000 + seq }));
-    writeFileSync(path, [{ type: "epoch", epoch }, ...messages].map((record) => JSON.stringify(record) + "\n").join(""));
+    const messages: StoredMessage[] = range(1, 20).map((seq) => ({
+      seq,
+      id: `old-${seq}`,
+      sid: "sidOfXiaoMing",
+      from: "小明",
+      text: `old ${seq}`,
+      time: 1_700_000_000_000 + seq,
+    }));
+    writeFileSync(
+      path,
+      [{ type: "epoch", epoch }, ...messages].map((record) => JSON.stringify(record) + "\n").join(""),
+    );
 
     const server = await start({ historyFile: path, historySize: 5 });
     const a = await join(server);
@@ -310,7 +341,16 @@ describe("history file", () => {
       { seq: 1, id: "t1", sid: "sidOfXiaoMing", from: "小明", text: "第一条", time: 1_700_000_000_001 },
       { seq: 2, id: "t2", sid: "sidOfXiaoHong", from: "小红", text: "second", time: 1_700_000_000_002 },
     ];
-    const torn = Buffer.from(JSON.stringify({ seq: 3, id: "t3", sid: "sidOfXiaoJun", from: "小军", text: "被截断的消息", time: 1_700_000_000_003 }) + "\n");
+    const torn = Buffer.from(
+      JSON.stringify({
+        seq: 3,
+        id: "t3",
+        sid: "sidOfXiaoJun",
+        from: "小军",
+        text: "被截断的消息",
+        time: 1_700_000_000_003,
+      }) + "\n",
+    );
     /** The whole lines, then a line cut in the middle of a UTF-8 character. */
     function writeTornFile(path: string): void {
       const whole = [{ type: "epoch", epoch }, ...complete].map((record) => JSON.stringify(record) + "\n").join("");
@@ -336,7 +376,7 @@ describe("history file", () => {
     });
 
     test(
-      "new messages are stored on lines of their own after the complete ones, and a restart loads them all",
+      "new messages are stored on lines of their own after the complete ones, " + "and a restart loads them all",
       async () => {
         const path = newHistoryPath();
         writeTornFile(path);

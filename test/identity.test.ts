@@ -35,84 +35,109 @@ function expectedSid(session: string): string {
 }
 
 describe("sessions and public ids", () => {
-  test("welcome.you is derived from the session (base64url of 9 bytes of SHA-256), the same on every connection", async () => {
-    const server = await start();
-    const session = newSession();
-    const first = await join(server, query({ session }));
-    assert.equal(first.welcome.you, expectedSid(session));
-    assert.equal(first.welcome.you.length, 12);
-    assert.equal(publicIdOf(session), expectedSid(session));
-    await first.leave();
-    const again = await join(server, query({ session }));
-    assert.equal(again.welcome.you, first.welcome.you);
-    assert.deepEqual(again.welcome.members, [{ name: again.welcome.name, sid: again.welcome.you }]);
-  });
+  test(
+    "welcome.you is derived from the session (base64url of 9 bytes of SHA-256), " + "the same on every connection",
+    async () => {
+      const server = await start();
+      const session = newSession();
+      const first = await join(server, query({ session }));
+      assert.equal(first.welcome.you, expectedSid(session));
+      assert.equal(first.welcome.you.length, 12);
+      assert.equal(publicIdOf(session), expectedSid(session));
+      await first.leave();
+      const again = await join(server, query({ session }));
+      assert.equal(again.welcome.you, first.welcome.you);
+      assert.deepEqual(again.welcome.members, [{ name: again.welcome.name, sid: again.welcome.you }]);
+    },
+  );
 
-  test("16-64 characters of [A-Za-z0-9_-] are a session; anything else is bad_session with a fresh identity, and the connection stays open", async () => {
-    assert.ok(sessionIsValid("a".repeat(16)) && sessionIsValid("A-_9".repeat(16)));
-    for (const bad of ["a".repeat(15), "a".repeat(65), "has space 123456", "plus+plus+plus+1", "équipe-équipe-12", ""]) {
-      assert.equal(sessionIsValid(bad), false, JSON.stringify(bad));
-    }
-    const server = await start();
-    for (const bad of ["short", "x".repeat(65), "sixteen chars!!!"]) {
-      const client = await join(server, query({ session: bad, name: "Bad" }));
-      // The error, then the replay of what the earlier clients said.
-      const [error] = await client.sync();
-      assert.equal(error?.code, "bad_session");
-      assert.doesNotMatch(String(error.message), new RegExp(bad.replace(/[!]/g, "\\!")), "the value is not echoed");
-      assert.notEqual(client.welcome.you, expectedSid(bad), "a fresh identity, not one derived from the bad value");
-      const message = await client.sayAndAck(`m-${bad.length}`, "still here");
-      assert.equal(message.sid, client.welcome.you);
-      await client.leave();
-    }
-  });
+  test(
+    "16-64 characters of [A-Za-z0-9_-] are a session; anything else is bad_session with a fresh identity, and the " +
+      "connection stays open",
+    async () => {
+      assert.ok(sessionIsValid("a".repeat(16)) && sessionIsValid("A-_9".repeat(16)));
+      for (const bad of [
+        "a".repeat(15),
+        "a".repeat(65),
+        "has space 123456",
+        "plus+plus+plus+1",
+        "équipe-équipe-12",
+        "",
+      ]) {
+        assert.equal(sessionIsValid(bad), false, JSON.stringify(bad));
+      }
+      const server = await start();
+      for (const bad of ["short", "x".repeat(65), "sixteen chars!!!"]) {
+        const client = await join(server, query({ session: bad, name: "Bad" }));
+        // The error, then the replay of what the earlier clients said.
+        const [error] = await client.sync();
+        assert.equal(error?.code, "bad_session");
+        assert.doesNotMatch(String(error.message), new RegExp(bad.replace(/[!]/g, "\\!")), "the value is not echoed");
+        assert.notEqual(client.welcome.you, expectedSid(bad), "a fresh identity, not one derived from the bad value");
+        const message = await client.sayAndAck(`m-${bad.length}`, "still here");
+        assert.equal(message.sid, client.welcome.you);
+        await client.leave();
+      }
+    },
+  );
 
-  test("without a session the server makes a fresh identity every time, and its name is free the moment it closes", async () => {
-    const server = await start();
-    const watcher = await join(server, query({ name: "Watcher" }));
-    const a = await join(server, query({ name: "Ann" }));
-    await watcher.expect("joined");
-    await a.leave();
-    assert.deepEqual(await watcher.expect("left"), { type: "left", name: "Ann", sid: a.welcome.you });
-    const b = await join(server, query({ name: "Ann" }));
-    assert.equal(b.welcome.name, "Ann");
-    assert.notEqual(b.welcome.you, a.welcome.you);
-  });
+  test(
+    "without a session the server makes a fresh identity every time, " + "and its name is free the moment it closes",
+    async () => {
+      const server = await start();
+      const watcher = await join(server, query({ name: "Watcher" }));
+      const a = await join(server, query({ name: "Ann" }));
+      await watcher.expect("joined");
+      await a.leave();
+      assert.deepEqual(await watcher.expect("left"), { type: "left", name: "Ann", sid: a.welcome.you });
+      const b = await join(server, query({ name: "Ann" }));
+      assert.equal(b.welcome.name, "Ann");
+      assert.notEqual(b.welcome.you, a.welcome.you);
+    },
+  );
 });
 
 describe("a name belongs to one identity", () => {
-  test("a holder who reloads keeps its name while another identity is waiting for it; away and back, never left and joined", async () => {
-    const server = await start();
-    const teacher = newSession();
-    const watcher = await join(server, query({ session: newSession(), name: "Watcher" }));
-    const first = await join(server, query({ session: teacher, name: "Teacher" }));
-    assert.deepEqual(await watcher.expect("joined"), { type: "joined", name: "Teacher", sid: expectedSid(teacher) });
+  test(
+    "a holder who reloads keeps its name while another identity is waiting for it; away and back, never left and " +
+      "joined",
+    async () => {
+      const server = await start();
+      const teacher = newSession();
+      const watcher = await join(server, query({ session: newSession(), name: "Watcher" }));
+      const first = await join(server, query({ session: teacher, name: "Teacher" }));
+      assert.deepEqual(await watcher.expect("joined"), { type: "joined", name: "Teacher", sid: expectedSid(teacher) });
 
-    const other = await join(server, query({ session: newSession(), name: "Teacher" }));
-    assert.equal(other.welcome.name, "Teacher2");
-    assert.equal((await other.expect("error")).code, "name_taken");
-    await watcher.expect("joined");
+      const other = await join(server, query({ session: newSession(), name: "Teacher" }));
+      assert.equal(other.welcome.name, "Teacher2");
+      assert.equal((await other.expect("error")).code, "name_taken");
+      await watcher.expect("joined");
 
-    await first.leave(); // the reload: the old page goes
-    assert.deepEqual(await watcher.expect("away"), { type: "away", name: "Teacher", sid: expectedSid(teacher) });
-    const during = await join(server, query({ session: newSession(), name: "Teacher" }));
-    assert.equal(during.welcome.name, "Teacher3", "an away holder's name is not free");
-    assert.equal((await during.expect("error")).code, "name_taken");
-    const teacherRow = during.welcome.members.find((member) => member.name === "Teacher");
-    assert.deepEqual(teacherRow, { name: "Teacher", sid: expectedSid(teacher), away: true }, "the welcome says who is away");
-    await watcher.expect("joined");
+      await first.leave(); // the reload: the old page goes
+      assert.deepEqual(await watcher.expect("away"), { type: "away", name: "Teacher", sid: expectedSid(teacher) });
+      const during = await join(server, query({ session: newSession(), name: "Teacher" }));
+      assert.equal(during.welcome.name, "Teacher3", "an away holder's name is not free");
+      assert.equal((await during.expect("error")).code, "name_taken");
+      const teacherRow = during.welcome.members.find((member) => member.name === "Teacher");
+      assert.deepEqual(
+        teacherRow,
+        { name: "Teacher", sid: expectedSid(teacher), away: true },
+        "the welcome says who is away",
+      );
+      await watcher.expect("joined");
 
-    // The new page of the same tab: same session, whatever name it asks for.
-    const reloaded = await join(server, query({ session: teacher, name: "Teacher", since: "0" }));
-    assert.equal(reloaded.welcome.name, "Teacher");
-    assert.equal(reloaded.welcome.you, expectedSid(teacher));
-    assert.deepEqual(await reloaded.sync(), [], "no name_taken for the holder");
-    assert.deepEqual(await watcher.sync(), [{ type: "back", name: "Teacher", sid: expectedSid(teacher) }]);
+      // The new page of the same tab: same session, whatever name it asks for.
+      const reloaded = await join(server, query({ session: teacher, name: "Teacher", since: "0" }));
+      assert.equal(reloaded.welcome.name, "Teacher");
+      assert.equal(reloaded.welcome.you, expectedSid(teacher));
+      assert.deepEqual(await reloaded.sync(), [], "no name_taken for the holder");
+      assert.deepEqual(await watcher.sync(), [{ type: "back", name: "Teacher", sid: expectedSid(teacher) }]);
 
-    const message = await reloaded.sayAndAck("t-1", "class starts");
-    assert.equal(message.from, "Teacher");
-    assert.equal(message.sid, expectedSid(teacher));
-  });
+      const message = await reloaded.sayAndAck("t-1", "class starts");
+      assert.equal(message.from, "Teacher");
+      assert.equal(message.sid, expectedSid(teacher));
+    },
+  );
 
   test("default names are held too: after the grace a new identity may get 小明, but with another sid", async () => {
     const server = await start({ nameGraceMs: 300 });
@@ -183,95 +208,109 @@ describe("several connections, one identity", () => {
 });
 
 describe("rename", () => {
-  test("{type:rename} → everyone gets renamed {sid, from, to}; the new name is used from then on, and the old one is free", async () => {
-    const server = await start();
-    const a = await join(server, query({ session: newSession() }));
-    const b = await join(server, query({ session: newSession() }));
-    assert.deepEqual([a.welcome.name, b.welcome.name], ["小明", "小红"]);
-    await a.expect("joined");
-    b.send({ type: "rename", name: "  Bob " });
-    const renamed = { type: "renamed", sid: b.welcome.you, from: "小红", to: "Bob" };
-    assert.deepEqual(await a.expect("renamed"), renamed);
-    assert.deepEqual(await b.expect("renamed"), renamed, "the one who renamed is told too");
-    assert.deepEqual(await a.sync(), [], "one frame: no left, no joined");
-    assert.equal((await b.sayAndAck("b-1", "I am Bob")).from, "Bob");
-    await a.expect("message");
+  test(
+    "{type:rename} → everyone gets renamed {sid, from, to}; the new name is used from then on, and the old one is " +
+      "free",
+    async () => {
+      const server = await start();
+      const a = await join(server, query({ session: newSession() }));
+      const b = await join(server, query({ session: newSession() }));
+      assert.deepEqual([a.welcome.name, b.welcome.name], ["小明", "小红"]);
+      await a.expect("joined");
+      b.send({ type: "rename", name: "  Bob " });
+      const renamed = { type: "renamed", sid: b.welcome.you, from: "小红", to: "Bob" };
+      assert.deepEqual(await a.expect("renamed"), renamed);
+      assert.deepEqual(await b.expect("renamed"), renamed, "the one who renamed is told too");
+      assert.deepEqual(await a.sync(), [], "one frame: no left, no joined");
+      assert.equal((await b.sayAndAck("b-1", "I am Bob")).from, "Bob");
+      await a.expect("message");
 
-    const c = await join(server, query({ session: newSession() }));
-    assert.equal(c.welcome.name, "小红", "the old name is free again");
-    assert.deepEqual(
-      c.welcome.members.map((member) => member.name),
-      ["小明", "Bob", "小红"],
-    );
-  });
+      const c = await join(server, query({ session: newSession() }));
+      assert.equal(c.welcome.name, "小红", "the old name is free again");
+      assert.deepEqual(
+        c.welcome.members.map((member) => member.name),
+        ["小明", "Bob", "小红"],
+      );
+    },
+  );
 
-  test("a taken name is name_taken and an invalid one bad_name; the name stays and nobody else hears of it", async () => {
-    const server = await start();
-    const a = await join(server, query({ session: newSession(), name: "Alice" }));
-    const b = await join(server, query({ session: newSession(), name: "Bob" }));
-    await a.expect("joined");
-    for (const [name, code] of [
-      ["Alice", "name_taken"],
-      ["x".repeat(33), "bad_name"],
-      ["bell\u0007", "bad_name"],
-      ["\u202eevil", "bad_name"],
-      ["   ", "bad_name"],
-      [42, "bad_name"],
-    ] as const) {
-      b.send({ type: "rename", name });
-      const error = await b.expect("error");
-      assert.equal(error.code, code, JSON.stringify(name));
-      assert.match(String(error.message), /Bob/, "the message says which name stays");
-    }
-    b.send({ type: "rename", name: "Bob" });
-    assert.deepEqual(await b.sync(), [], "renaming to your own name changes nothing");
-    assert.deepEqual(await a.sync(), []);
-    assert.equal((await b.sayAndAck("b-1", "still Bob")).from, "Bob");
-  });
+  test(
+    "a taken name is name_taken and an invalid one bad_name; " + "the name stays and nobody else hears of it",
+    async () => {
+      const server = await start();
+      const a = await join(server, query({ session: newSession(), name: "Alice" }));
+      const b = await join(server, query({ session: newSession(), name: "Bob" }));
+      await a.expect("joined");
+      for (const [name, code] of [
+        ["Alice", "name_taken"],
+        ["x".repeat(33), "bad_name"],
+        ["bell\u0007", "bad_name"],
+        ["\u202eevil", "bad_name"],
+        ["   ", "bad_name"],
+        [42, "bad_name"],
+      ] as const) {
+        b.send({ type: "rename", name });
+        const error = await b.expect("error");
+        assert.equal(error.code, code, JSON.stringify(name));
+        assert.match(String(error.message), /Bob/, "the message says which name stays");
+      }
+      b.send({ type: "rename", name: "Bob" });
+      assert.deepEqual(await b.sync(), [], "renaming to your own name changes nothing");
+      assert.deepEqual(await a.sync(), []);
+      assert.equal((await b.sayAndAck("b-1", "still Bob")).from, "Bob");
+    },
+  );
 
-  test("a name given up by a rename can be taken while its old holder is connected; the holder's reconnect keeps the new one", async () => {
-    const server = await start();
-    const session = newSession();
-    const a = await join(server, query({ session, name: "Old" }));
-    a.send({ type: "rename", name: "New" });
-    await a.expect("renamed");
-    const other = await join(server, query({ session: newSession(), name: "Old" }));
-    assert.equal(other.welcome.name, "Old");
-    await a.leave();
-    const back = await join(server, query({ session, name: "Old" }));
-    assert.equal(back.welcome.name, "New");
-  });
+  test(
+    "a name given up by a rename can be taken while its old holder is connected; the holder's reconnect keeps the " +
+      "new one",
+    async () => {
+      const server = await start();
+      const session = newSession();
+      const a = await join(server, query({ session, name: "Old" }));
+      a.send({ type: "rename", name: "New" });
+      await a.expect("renamed");
+      const other = await join(server, query({ session: newSession(), name: "Old" }));
+      assert.equal(other.welcome.name, "Old");
+      await a.leave();
+      const back = await join(server, query({ session, name: "Old" }));
+      assert.equal(back.welcome.name, "New");
+    },
+  );
 });
 
 describe("the secret stays secret", () => {
-  test("never in the history file, a broadcast, another client's frames or the log; --trace shows session=…", async () => {
-    const historyPath = joinPath(directory, "secret.jsonl");
-    const server = await start({ historyFile: historyPath, trace: "full", verbose: true });
-    const session = newSession();
-    const watcher = await join(server, query({ name: "Watcher" }));
-    const a = await join(server, query({ session, name: "Alice" }));
-    a.send({ type: "rename", name: "Alicia" });
-    await a.expect("renamed");
-    await a.sayAndAck("secret-1", "hello");
-    a.send({ type: "inspect", on: true });
-    await a.sync();
-    await a.leave();
-    await watcher.expect("joined");
-    await watcher.expect("renamed");
-    await watcher.expect("message");
-    await watcher.expect("away");
+  test(
+    "never in the history file, a broadcast, another client's frames or the log; " + "--trace shows session=…",
+    async () => {
+      const historyPath = joinPath(directory, "secret.jsonl");
+      const server = await start({ historyFile: historyPath, trace: "full", verbose: true });
+      const session = newSession();
+      const watcher = await join(server, query({ name: "Watcher" }));
+      const a = await join(server, query({ session, name: "Alice" }));
+      a.send({ type: "rename", name: "Alicia" });
+      await a.expect("renamed");
+      await a.sayAndAck("secret-1", "hello");
+      a.send({ type: "inspect", on: true });
+      await a.sync();
+      await a.leave();
+      await watcher.expect("joined");
+      await watcher.expect("renamed");
+      await watcher.expect("message");
+      await watcher.expect("away");
 
-    const seenByOthers = watcher.raw.events.map((event) => (event.type === "text" ? event.text : "")).join("\n");
-    assert.ok(seenByOthers.includes(expectedSid(session)), "others see the public id");
-    assert.ok(!seenByOthers.includes(session), "and never the secret");
-    const history = readFileSync(historyPath, "utf8");
-    assert.ok(history.includes(expectedSid(session)), "the file stores the sid");
-    assert.ok(!history.includes(session), "and never the secret");
-    // Everything the server logged, and printed on the console (its trace) while it ran.
-    const output = server.output();
-    assert.match(output, /GET \/\?session=…&name=Alice HTTP\/1\.1/, "the trace shows the request line, redacted");
-    assert.ok(!output.includes(session), "the secret is nowhere in what the server logs or prints");
-  });
+      const seenByOthers = watcher.raw.events.map((event) => (event.type === "text" ? event.text : "")).join("\n");
+      assert.ok(seenByOthers.includes(expectedSid(session)), "others see the public id");
+      assert.ok(!seenByOthers.includes(session), "and never the secret");
+      const history = readFileSync(historyPath, "utf8");
+      assert.ok(history.includes(expectedSid(session)), "the file stores the sid");
+      assert.ok(!history.includes(session), "and never the secret");
+      // Everything the server logged, and printed on the console (its trace) while it ran.
+      const output = server.output();
+      assert.match(output, /GET \/\?session=…&name=Alice HTTP\/1\.1/, "the trace shows the request line, redacted");
+      assert.ok(!output.includes(session), "the secret is nowhere in what the server logs or prints");
+    },
+  );
 
   test("withoutSecrets redacts session=, however the name is spelled, and nothing else", () => {
     assert.equal(withoutSecrets("/?session=abc&name=x"), "/?session=…&name=x");
@@ -282,34 +321,41 @@ describe("the secret stays secret", () => {
 });
 
 describe("bounded", () => {
-  test("identities: a flood of 10,000 random sessions keeps at most --max-connections of them, the oldest grace ending first", { timeout: 120_000 }, async () => {
-    // A small limit keeps each welcome (it lists every identity) short; 10,000 is over 300 times it.
-    const limit = 30;
-    // No keepalive: the watcher does not answer pings, and the flood may outlast an interval on a busy machine.
-    const server = await start({ maxConnections: limit, maxConnectionsPerIp: 1000, keepaliveIntervalMs: 0 });
-    const watcher = await join(server, query({ session: newSession(), name: "Watcher" }));
-    const firstBatch: string[] = [];
-    const total = 10_000;
-    // Ten at once: each of them is told of the others, so a bigger batch costs more, not less.
-    const batch = 10;
-    for (let opened = 0; opened < total; opened += batch) {
-      const sessions = Array.from({ length: batch }, newSession);
-      if (opened === 0) firstBatch.push(...sessions);
-      const flood = await Promise.all(sessions.map((session) => ChatClient.join(server.port, query({ session }), { ignorePresence: true })));
-      for (const client of flood) client.destroy();
-      await Promise.all(flood.map((client) => client.raw.waitForClose()));
-    }
-    const last = await join(server, query({ session: newSession() }));
-    assert.ok(
-      last.welcome.members.length <= limit,
-      `the room holds ${last.welcome.members.length} identities after ${total} sessions`,
-    );
-    // The watcher heard the first batch leave before anyone else did.
-    const heard = await watcher.sync();
-    const leftSids = heard.filter((message) => message.type === "left").map((message) => String(message.sid));
-    assert.ok(leftSids.length >= total - limit, `${leftSids.length} graces ended early`);
-    assert.deepEqual(new Set(leftSids.slice(0, firstBatch.length)), new Set(firstBatch.map(expectedSid)));
-  });
+  test(
+    "identities: a flood of 10,000 random sessions keeps at most --max-connections of them, the oldest grace ending " +
+      "first",
+    { timeout: 120_000 },
+    async () => {
+      // A small limit keeps each welcome (it lists every identity) short; 10,000 is over 300 times it.
+      const limit = 30;
+      // No keepalive: the watcher does not answer pings, and the flood may outlast an interval on a busy machine.
+      const server = await start({ maxConnections: limit, maxConnectionsPerIp: 1000, keepaliveIntervalMs: 0 });
+      const watcher = await join(server, query({ session: newSession(), name: "Watcher" }));
+      const firstBatch: string[] = [];
+      const total = 10_000;
+      // Ten at once: each of them is told of the others, so a bigger batch costs more, not less.
+      const batch = 10;
+      for (let opened = 0; opened < total; opened += batch) {
+        const sessions = Array.from({ length: batch }, newSession);
+        if (opened === 0) firstBatch.push(...sessions);
+        const flood = await Promise.all(
+          sessions.map((session) => ChatClient.join(server.port, query({ session }), { ignorePresence: true })),
+        );
+        for (const client of flood) client.destroy();
+        await Promise.all(flood.map((client) => client.raw.waitForClose()));
+      }
+      const last = await join(server, query({ session: newSession() }));
+      assert.ok(
+        last.welcome.members.length <= limit,
+        `the room holds ${last.welcome.members.length} identities after ${total} sessions`,
+      );
+      // The watcher heard the first batch leave before anyone else did.
+      const heard = await watcher.sync();
+      const leftSids = heard.filter((message) => message.type === "left").map((message) => String(message.sid));
+      assert.ok(leftSids.length >= total - limit, `${leftSids.length} graces ended early`);
+      assert.deepEqual(new Set(leftSids.slice(0, firstBatch.length)), new Set(firstBatch.map(expectedSid)));
+    },
+  );
 
   test("Identities: one name per identity, the oldest away one first, and the limit", () => {
     const identities = new Identities(2);
@@ -350,9 +396,12 @@ describe("history keeps who said it", () => {
     assert.equal(replayed?.sid, back.welcome.you);
   });
 
-  test("a history line written before ids existed is replayed with sid \"\": nobody's own", async () => {
+  test('a history line written before ids existed is replayed with sid "": nobody\'s own', async () => {
     const historyPath = joinPath(directory, "legacy.jsonl");
-    const lines = [{ type: "epoch", epoch: "0011223344556677" }, { seq: 1, id: "old", from: "小明", text: "旧消息", time: 1_700_000_000_000 }];
+    const lines = [
+      { type: "epoch", epoch: "0011223344556677" },
+      { seq: 1, id: "old", from: "小明", text: "旧消息", time: 1_700_000_000_000 },
+    ];
     writeFileSync(historyPath, lines.map((line) => JSON.stringify(line) + "\n").join(""));
     const server = await start({ historyFile: historyPath });
     const client = await join(server, query({ session: newSession(), since: "0" }));

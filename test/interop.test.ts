@@ -83,7 +83,8 @@ async function serverSawAllClosed(mark: number, expectedConnections: number): Pr
       return view.opened.length >= expectedConnections && view.opened.every(({ id }) => view.closed.includes(id));
     },
     5000,
-    `the server to log ${expectedConnections} connection(s) opened and closed; its output:\n${server.output().slice(mark)}`,
+    `the server to log ${expectedConnections} connection(s) opened and closed; its ` +
+      `output:\n${server.output().slice(mark)}`,
   );
   return serverViewSince(mark);
 }
@@ -94,12 +95,22 @@ async function serverSawAllClosed(mark: number, expectedConnections: number): Pr
  * echo the reason or not (the RFC asks only for the code); both are accepted. */
 function assertCleanClose(close: { code: number; reason: string; wasClean?: boolean }, sentReason: string): void {
   assert.equal(close.code, 1000, "the server's close frame carries 1000");
-  assert.ok(close.reason === "" || close.reason === sentReason, `the close reason is empty or the one sent, not ${JSON.stringify(close.reason)}`);
+  assert.ok(
+    close.reason === "" || close.reason === sentReason,
+    `the close reason is empty or the one sent, not ${JSON.stringify(close.reason)}`,
+  );
   if (close.wasClean !== undefined) assert.equal(close.wasClean, true, "the closing handshake completed (wasClean)");
 }
 
 function pythonSteps(specs: readonly MessageSpec[], fragments = 1): PythonStep[] {
-  return specs.map((spec) => ({ op: "message", label: spec.label, kind: spec.kind, size: spec.size, content: spec.content, fragments }));
+  return specs.map((spec) => ({
+    op: "message",
+    label: spec.label,
+    kind: spec.kind,
+    size: spec.size,
+    content: spec.content,
+    fragments,
+  }));
 }
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
@@ -116,7 +127,11 @@ describe("Node 24's WebSocket (undici) against /echo", () => {
       { label: "compressible text 1 MiB", kind: "text", size: MiB, content: "repeat" },
       { label: "compressible binary 1 MiB", kind: "binary", size: MiB, content: "repeat" },
     ];
-    report = await runNodeClient({ url: echoUrl(), messages: [...matrix, ...extra], close: { code: 1000, reason: "bye from node" } });
+    report = await runNodeClient({
+      url: echoUrl(),
+      messages: [...matrix, ...extra],
+      close: { code: 1000, reason: "bye from node" },
+    });
     view = await serverSawAllClosed(mark, 1);
   });
 
@@ -124,22 +139,35 @@ describe("Node 24's WebSocket (undici) against /echo", () => {
     assertEchoes(report.results.slice(0, matrix.length), matrix);
   });
 
-  test("RFC 7692 §5 permessage-deflate is negotiated (ws.extensions), and compressible and incompressible 1 MiB messages echo exactly", () => {
-    assert.equal(report.extensions, EXPECTED_DEFLATE);
-    assert.equal(view.opened[0]?.deflate, true, "the server logged the connection as permessage-deflate");
-    assertEchoes(report.results.slice(matrix.length), [
-      { label: "compressible text 1 MiB", kind: "text", size: MiB },
-      { label: "compressible binary 1 MiB", kind: "binary", size: MiB },
-    ]);
-    // The incompressible case is the random binary of the matrix.
-    assertEchoes([report.results.find((result) => result.label === label("binary", MiB))!], [{ label: label("binary", MiB), kind: "binary", size: MiB }]);
-  });
+  test(
+    "RFC 7692 §5 permessage-deflate is negotiated (ws.extensions), and compressible and incompressible 1 MiB " +
+      "messages echo exactly",
+    () => {
+      assert.equal(report.extensions, EXPECTED_DEFLATE);
+      assert.equal(view.opened[0]?.deflate, true, "the server logged the connection as permessage-deflate");
+      assertEchoes(report.results.slice(matrix.length), [
+        { label: "compressible text 1 MiB", kind: "text", size: MiB },
+        { label: "compressible binary 1 MiB", kind: "binary", size: MiB },
+      ]);
+      // The incompressible case is the random binary of the matrix.
+      assertEchoes(
+        [report.results.find((result) => result.label === label("binary", MiB))!],
+        [{ label: label("binary", MiB), kind: "binary", size: MiB }],
+      );
+    },
+  );
 
-  test("§7.1.2 close(1000, reason) is answered with 1000: wasClean on the client, the connection ended on the server", () => {
-    assertCleanClose(report.close, "bye from node");
-    assert.deepEqual(view.closed, view.opened.map(({ id }) => id));
-    assert.deepEqual(view.violations, [], "the server saw no protocol violation");
-  });
+  test(
+    "§7.1.2 close(1000, reason) is answered with 1000: " + "wasClean on the client, the connection ended on the server",
+    () => {
+      assertCleanClose(report.close, "bye from node");
+      assert.deepEqual(
+        view.closed,
+        view.opened.map(({ id }) => id),
+      );
+      assert.deepEqual(view.violations, [], "the server saw no protocol violation");
+    },
+  );
 });
 
 // ── Deno's WebSocket ───────────────────────────────────────────────────────
@@ -164,11 +192,17 @@ describe("Deno's WebSocket against /echo", () => {
     assert.equal(view.opened[0]?.deflate, false);
   });
 
-  test("§7.1.2 close(1000, reason) is answered with 1000: wasClean on the client, the connection ended on the server", () => {
-    assertCleanClose(report.close, "bye from deno");
-    assert.deepEqual(view.closed, view.opened.map(({ id }) => id));
-    assert.deepEqual(view.violations, []);
-  });
+  test(
+    "§7.1.2 close(1000, reason) is answered with 1000: " + "wasClean on the client, the connection ended on the server",
+    () => {
+      assertCleanClose(report.close, "bye from deno");
+      assert.deepEqual(
+        view.closed,
+        view.opened.map(({ id }) => id),
+      );
+      assert.deepEqual(view.violations, []);
+    },
+  );
 });
 
 // ── Python's websockets ────────────────────────────────────────────────────
@@ -179,7 +213,8 @@ describe("Python's websockets against /echo", () => {
     { label: "compressible text 1 MiB", kind: "text", size: MiB, content: "repeat" },
     { label: "compressible binary 1 MiB", kind: "binary", size: MiB, content: "repeat" },
   ];
-  const fragmented = (specs: readonly MessageSpec[]) => specs.map((spec) => ({ ...spec, label: `${spec.label} in 3 frames` }));
+  const fragmented = (specs: readonly MessageSpec[]) =>
+    specs.map((spec) => ({ ...spec, label: `${spec.label} in 3 frames` }));
   let plain: PythonReport;
   let deflate: PythonReport;
   let plainView: ServerView;
@@ -215,34 +250,53 @@ describe("Python's websockets against /echo", () => {
     deflateView = await serverSawAllClosed(mark, 1);
   });
 
-  const byPrefix = (report: PythonReport, predicate: (step: PythonStepResult) => boolean) => report.steps.filter(predicate);
+  const byPrefix = (report: PythonReport, predicate: (step: PythonStepResult) => boolean) =>
+    report.steps.filter(predicate);
   const unfragmented = (step: PythonStepResult) => step.fragments === 1;
   const inFrames = (step: PythonStepResult) => (step.fragments ?? 0) > 1;
 
-  test("§5.2 text and binary of 0 B, 125 B, 126 B, 65,535 B, 65,536 B and 1 MiB echo back byte for byte (no extension)", () => {
-    assert.equal(plain.extensions, null, "compression=None offers no extension and gets none");
-    assert.equal(plainView.opened[0]?.deflate, false);
-    assertEchoes(byPrefix(plain, unfragmented), matrix);
-  });
+  test(
+    "§5.2 text and binary of 0 B, 125 B, 126 B, 65,535 B, 65,536 B and 1 MiB echo back byte for byte (no " +
+      "extension)",
+    () => {
+      assert.equal(plain.extensions, null, "compression=None offers no extension and gets none");
+      assert.equal(plainView.opened[0]?.deflate, false);
+      assertEchoes(byPrefix(plain, unfragmented), matrix);
+    },
+  );
 
   test("§5.4 the same messages sent in 3 frames each (send() of an iterable) echo back whole (no extension)", () => {
     assertEchoes(byPrefix(plain, inFrames), fragmented(matrix));
   });
 
-  test("RFC 7692 §5 permessage-deflate is negotiated (response Sec-WebSocket-Extensions), and the server logs it", () => {
-    assert.equal(deflate.extensions, EXPECTED_DEFLATE);
-    assert.equal(deflateView.opened[0]?.deflate, true);
-  });
+  test(
+    "RFC 7692 §5 permessage-deflate is negotiated (response Sec-WebSocket-Extensions), " + "and the server logs it",
+    () => {
+      assert.equal(deflate.extensions, EXPECTED_DEFLATE);
+      assert.equal(deflateView.opened[0]?.deflate, true);
+    },
+  );
 
   test("RFC 7692 §7.2 compressed messages, 0 B to 1 MiB, compressible and not, echo back byte for byte", () => {
     assertEchoes(byPrefix(deflate, unfragmented), [...deflateMatrix, ...compressible]);
   });
 
-  test("RFC 7692 §6 in the other direction: the server's echoes from 1 KiB up come compressed (RSV1), shorter ones not", () => {
-    assertServerCompressed(deflate.steps, [...deflateMatrix, ...compressible, ...fragmented([...deflateMatrix, ...compressible])]);
-    assert.ok(deflate.steps.filter((step) => step.receivedCompressed === true).length >= 10, "compressed echoes were seen");
-    assert.ok(plain.steps.every((step) => step.receivedCompressed === undefined || step.receivedCompressed === null));
-  });
+  test(
+    "RFC 7692 §6 in the other direction: the server's echoes from 1 KiB up come compressed (RSV1), shorter ones " +
+      "not",
+    () => {
+      assertServerCompressed(deflate.steps, [
+        ...deflateMatrix,
+        ...compressible,
+        ...fragmented([...deflateMatrix, ...compressible]),
+      ]);
+      assert.ok(
+        deflate.steps.filter((step) => step.receivedCompressed === true).length >= 10,
+        "compressed echoes were seen",
+      );
+      assert.ok(plain.steps.every((step) => step.receivedCompressed === undefined || step.receivedCompressed === null));
+    },
+  );
 
   test("RFC 7692 §6.1 compressed messages sent in 3 frames (RSV1 on the first only) echo back whole", () => {
     assertEchoes(byPrefix(deflate, inFrames), fragmented([...deflateMatrix, ...compressible]));
@@ -259,9 +313,15 @@ describe("Python's websockets against /echo", () => {
   });
 
   test("§7.1.2 close(1000, reason) is answered with 1000 and the server ends the connection", () => {
-    for (const [report, view] of [[plain, plainView], [deflate, deflateView]] as const) {
+    for (const [report, view] of [
+      [plain, plainView],
+      [deflate, deflateView],
+    ] as const) {
       assertCleanClose(report.close, "bye from python");
-      assert.deepEqual(view.closed, view.opened.map(({ id }) => id));
+      assert.deepEqual(
+        view.closed,
+        view.opened.map(({ id }) => id),
+      );
       assert.deepEqual(view.violations, [], "the server saw no protocol violation");
     }
   });
@@ -276,27 +336,42 @@ describe("Python's websockets against /echo", () => {
     const view = await serverSawAllClosed(mark, 1);
     assert.equal(report.steps[0]?.closedByServer, true, "the server closed the connection instead of echoing");
     assert.equal(report.close.code, 1009);
-    assert.deepEqual(view.violations.map(({ code }) => code), [1009], `the server logged the violation as 1009; it logged:\n${server.output().slice(mark)}`);
-  });
-
-  test("RFC 7692 §8.1 / §7.4.1 1 MiB + 1 byte that deflates to almost nothing is refused with 1009 (the limit is after decompression)", async () => {
-    const mark = server.output().length;
-    const report = await runPythonClient({
-      url: echoUrl(),
-      compression: "deflate",
-      steps: [{ op: "too_big", label: "text 1 MiB + 1", kind: "text", size: MiB + 1, content: "repeat" }],
-    });
-    const view = await serverSawAllClosed(mark, 1);
-    assert.equal(report.extensions, EXPECTED_DEFLATE);
-    assert.equal(report.steps[0]?.closedByServer, true);
-    assert.equal(report.close.code, 1009);
-    // The server found it while inflating, said why, and ended the connection.
-    assert.deepEqual(view.violations.map(({ code }) => code), [1009]);
-    assert.deepEqual(view.closed, view.opened.map(({ id }) => id));
+    assert.deepEqual(
+      view.violations.map(({ code }) => code),
+      [1009],
+      `the server logged the violation as 1009; it logged:\n${server.output().slice(mark)}`,
+    );
   });
 
   test(
-    "RFC 7692 §7.2 an incompressible 1 MiB binary message, sent compressed, echoes back (the limit is after decompression)",
+    "RFC 7692 §8.1 / §7.4.1 1 MiB + 1 byte that deflates to almost nothing is refused with 1009 (the limit is " +
+      "after decompression)",
+    async () => {
+      const mark = server.output().length;
+      const report = await runPythonClient({
+        url: echoUrl(),
+        compression: "deflate",
+        steps: [{ op: "too_big", label: "text 1 MiB + 1", kind: "text", size: MiB + 1, content: "repeat" }],
+      });
+      const view = await serverSawAllClosed(mark, 1);
+      assert.equal(report.extensions, EXPECTED_DEFLATE);
+      assert.equal(report.steps[0]?.closedByServer, true);
+      assert.equal(report.close.code, 1009);
+      // The server found it while inflating, said why, and ended the connection.
+      assert.deepEqual(
+        view.violations.map(({ code }) => code),
+        [1009],
+      );
+      assert.deepEqual(
+        view.closed,
+        view.opened.map(({ id }) => id),
+      );
+    },
+  );
+
+  test(
+    "RFC 7692 §7.2 an incompressible 1 MiB binary message, sent compressed, echoes back (the limit is after " +
+      "decompression)",
     async () => {
       const mark = server.output().length;
       const report = await runPythonClient({
@@ -314,12 +389,20 @@ describe("Python's websockets against /echo", () => {
 
 /** Sends `payload` as one message cut at `cuts` (byte offsets), so every
  * piece is a frame: the first with `opcode`, the rest continuations. */
-function sendInFrames(client: RawClient, opcode: number, payload: Buffer, cuts: number[], between?: (index: number) => void): number {
+function sendInFrames(
+  client: RawClient,
+  opcode: number,
+  payload: Buffer,
+  cuts: number[],
+  between?: (index: number) => void,
+): number {
   const bounds = [0, ...cuts, payload.length];
   for (let index = 0; index + 1 < bounds.length; index++) {
     if (index > 0) between?.(index);
     const last = index + 2 === bounds.length;
-    client.sendFrame(index === 0 ? opcode : Opcode.Continuation, payload.subarray(bounds[index]!, bounds[index + 1]!), { fin: last });
+    client.sendFrame(index === 0 ? opcode : Opcode.Continuation, payload.subarray(bounds[index]!, bounds[index + 1]!), {
+      fin: last,
+    });
   }
   return bounds.length - 1;
 }
@@ -360,7 +443,11 @@ describe("RawClient: fragments and pings, which the Node and Deno WebSocket APIs
         sendInFrames(client, Opcode.Text, payload, cuts);
         const echo = await client.next("text");
         assert.equal(Buffer.byteLength(echo.text), size, `text ${size} B in ${cuts.length + 1} frames: length`);
-        assert.equal(sha256(Buffer.from(echo.text, "utf8")), sha256(payload), `text ${size} B in ${cuts.length + 1} frames: bytes`);
+        assert.equal(
+          sha256(Buffer.from(echo.text, "utf8")),
+          sha256(payload),
+          `text ${size} B in ${cuts.length + 1} frames: bytes`,
+        );
       }
     });
   });
@@ -390,34 +477,43 @@ describe("RawClient: fragments and pings, which the Node and Deno WebSocket APIs
     });
   });
 
-  test("§5.4 §5.5.2 pings between the fragments of a message are answered at once, and the message still echoes whole", async () => {
-    await withRawClient(async (client) => {
-      const payload = mixedText(200_000);
-      const pings: Buffer[] = [];
-      const frames = sendInFrames(client, Opcode.Text, payload, [2, 50_008, 120_008], (index) => {
-        const ping = Buffer.from(`ping ${index}`);
-        pings.push(ping);
-        client.sendFrame(Opcode.Ping, ping);
+  test(
+    "§5.4 §5.5.2 pings between the fragments of a message are answered at once, and the message still echoes " +
+      "whole",
+    async () => {
+      await withRawClient(async (client) => {
+        const payload = mixedText(200_000);
+        const pings: Buffer[] = [];
+        const frames = sendInFrames(client, Opcode.Text, payload, [2, 50_008, 120_008], (index) => {
+          const ping = Buffer.from(`ping ${index}`);
+          pings.push(ping);
+          client.sendFrame(Opcode.Ping, ping);
+        });
+        assert.equal(frames, 4);
+        for (const ping of pings) assert.deepEqual((await client.next("pong")).data, ping);
+        const echo = await client.next("text");
+        assert.equal(sha256(Buffer.from(echo.text, "utf8")), sha256(payload));
+        // Each pong was sent before the message could be echoed: it came first.
+        const order = client.events
+          .filter((event) => event.type === "pong" || event.type === "text")
+          .map((event) => event.type);
+        assert.deepEqual(order, ["pong", "pong", "pong", "text"]);
       });
-      assert.equal(frames, 4);
-      for (const ping of pings) assert.deepEqual((await client.next("pong")).data, ping);
-      const echo = await client.next("text");
-      assert.equal(sha256(Buffer.from(echo.text, "utf8")), sha256(payload));
-      // Each pong was sent before the message could be echoed: it came first.
-      const order = client.events.filter((event) => event.type === "pong" || event.type === "text").map((event) => event.type);
-      assert.deepEqual(order, ["pong", "pong", "pong", "text"]);
-    });
-  });
+    },
+  );
 
-  test("§5.5.1 a close with 1000 and a reason is answered with 1000, and the server ends the TCP connection", async () => {
-    const mark = server.output().length;
-    await withRawClient(async (client) => {
-      client.sendFrame(Opcode.Close, encodeClosePayload(1000, "bye from raw"));
-      const close = await client.next("close");
-      assertCleanClose(close, "bye from raw");
-      await client.waitForClose();
-    });
-    const view = await serverSawAllClosed(mark, 1);
-    assert.deepEqual(view.violations, []);
-  });
+  test(
+    "§5.5.1 a close with 1000 and a reason is answered with 1000, " + "and the server ends the TCP connection",
+    async () => {
+      const mark = server.output().length;
+      await withRawClient(async (client) => {
+        client.sendFrame(Opcode.Close, encodeClosePayload(1000, "bye from raw"));
+        const close = await client.next("close");
+        assertCleanClose(close, "bye from raw");
+        await client.waitForClose();
+      });
+      const view = await serverSawAllClosed(mark, 1);
+      assert.deepEqual(view.violations, []);
+    },
+  );
 });

@@ -36,7 +36,12 @@ interface Runtime {
 }
 
 const runtimes: Runtime[] = [
-  { name: "Node 22", binary: binaries.node22, command: [binaries.node22, "--experimental-strip-types"], version: /^v22\./ },
+  {
+    name: "Node 22",
+    binary: binaries.node22,
+    command: [binaries.node22, "--experimental-strip-types"],
+    version: /^v22\./,
+  },
   { name: "Node 24", binary: binaries.node24, command: [binaries.node24], version: /^v24\./ },
   {
     name: "Deno",
@@ -61,7 +66,8 @@ for (const runtime of runtimes) {
 
     /** The running server, or a loud failure if it could not start. */
     const running = (): SpawnedServer => {
-      if (server === undefined) throw new Error(`the ${runtime.name} server did not start (see the before hook's failure)`);
+      if (server === undefined)
+        throw new Error(`the ${runtime.name} server did not start (see the before hook's failure)`);
       return server;
     };
 
@@ -92,57 +98,96 @@ for (const runtime of runtimes) {
       assert.ok((await script.text()).length > 0);
     });
 
-    test("§5.6 /echo echoes text and binary byte for byte (Node 24's WebSocket), and §7.1.2 a close with 1000 is answered with 1000", async () => {
-      const report = await runNodeClient({
-        url: `${running().wsUrl}/echo`,
-        messages: echoMessages,
-        close: { code: 1000, reason: "bye" },
-      });
-      assertEchoes(report.results, echoMessages);
-      assert.equal(report.close.code, 1000);
-      assert.ok(report.close.reason === "" || report.close.reason === "bye", `close reason ${JSON.stringify(report.close.reason)}`);
-      assert.equal(report.close.wasClean, true);
-    });
+    test(
+      "§5.6 /echo echoes text and binary byte for byte (Node 24's WebSocket), and §7.1.2 a close with 1000 is " +
+        "answered with 1000",
+      async () => {
+        const report = await runNodeClient({
+          url: `${running().wsUrl}/echo`,
+          messages: echoMessages,
+          close: { code: 1000, reason: "bye" },
+        });
+        assertEchoes(report.results, echoMessages);
+        assert.equal(report.close.code, 1000);
+        assert.ok(
+          report.close.reason === "" || report.close.reason === "bye",
+          `close reason ${JSON.stringify(report.close.reason)}`,
+        );
+        assert.equal(report.close.wasClean, true);
+      },
+    );
 
-    test("RFC 7692 permessage-deflate works in both directions (python websockets): compressed messages echo exactly, and the server's come compressed", async () => {
-      const messages = [
-        { op: "message", label: "compressible text 300,000 B", kind: "text", size: 300_000, content: "repeat" },
-        { op: "message", label: "mixed text 70,000 B in 3 frames", kind: "text", size: 70_000, content: "mixed", fragments: 3 },
-        { op: "message", label: "random binary 100,000 B", kind: "binary", size: 100_000, content: "random" },
-        { op: "message", label: "compressible text again (context takeover)", kind: "text", size: 5000, content: "repeat" },
-        { op: "message", label: "short text 100 B", kind: "text", size: 100, content: "repeat" },
-      ] as const satisfies readonly PythonStep[];
-      const report = await runPythonClient({
-        url: `${running().wsUrl}/echo`,
-        compression: "deflate",
-        steps: [...messages, { op: "ping", label: "ping", size: 16 }],
-        close: { code: 1000, reason: "bye" },
-      });
-      assert.equal(report.extensions, "permessage-deflate; server_no_context_takeover; client_max_window_bits=12");
-      assertEchoes(report.steps.filter((step) => step.sentSha256 !== undefined), messages);
-      // The client compresses what it sends; the server's echoes must be compressed too (RSV1).
-      assertServerCompressed(report.steps, messages);
-      assert.equal(report.steps.at(-1)?.pong, true, "the ping got its pong");
-      assert.equal(report.close.code, 1000);
-    });
+    test(
+      "RFC 7692 permessage-deflate works in both directions (python websockets): compressed messages echo " +
+        "exactly, and the server's come compressed",
+      async () => {
+        const messages = [
+          { op: "message", label: "compressible text 300,000 B", kind: "text", size: 300_000, content: "repeat" },
+          {
+            op: "message",
+            label: "mixed text 70,000 B in 3 frames",
+            kind: "text",
+            size: 70_000,
+            content: "mixed",
+            fragments: 3,
+          },
+          { op: "message", label: "random binary 100,000 B", kind: "binary", size: 100_000, content: "random" },
+          {
+            op: "message",
+            label: "compressible text again (context takeover)",
+            kind: "text",
+            size: 5000,
+            content: "repeat",
+          },
+          { op: "message", label: "short text 100 B", kind: "text", size: 100, content: "repeat" },
+        ] as const satisfies readonly PythonStep[];
+        const report = await runPythonClient({
+          url: `${running().wsUrl}/echo`,
+          compression: "deflate",
+          steps: [...messages, { op: "ping", label: "ping", size: 16 }],
+          close: { code: 1000, reason: "bye" },
+        });
+        assert.equal(report.extensions, "permessage-deflate; server_no_context_takeover; client_max_window_bits=12");
+        assertEchoes(
+          report.steps.filter((step) => step.sentSha256 !== undefined),
+          messages,
+        );
+        // The client compresses what it sends; the server's echoes must be compressed too (RSV1).
+        assertServerCompressed(report.steps, messages);
+        assert.equal(report.steps.at(-1)?.pong, true, "the ping got its pong");
+        assert.equal(report.close.code, 1000);
+      },
+    );
 
-    test("§4.2.2 the chat room on / answers the handshake and welcomes a newcomer by the name it asked for", async () => {
-      const report = await runNodeClient({
-        url: `${running().wsUrl}/?name=${encodeURIComponent(`tester ${runtime.name}`)}`,
-        protocols: ["chat"],
-        collectFirst: true,
-        messages: [],
-        close: { code: 1000, reason: "" },
-      });
-      assert.equal(report.protocol, "chat", "the server chose the subprotocol offered");
-      const welcome = JSON.parse(report.first ?? "null") as { type?: unknown; name?: unknown; users?: unknown; seq?: unknown; epoch?: unknown };
-      assert.equal(welcome.type, "welcome");
-      assert.equal(welcome.name, `tester ${runtime.name}`);
-      assert.ok(Array.isArray(welcome.users) && welcome.users.includes(`tester ${runtime.name}`), "the newcomer is among the users");
-      assert.equal(typeof welcome.seq, "number");
-      assert.equal(typeof welcome.epoch, "string");
-      assert.equal(report.close.code, 1000);
-    });
+    test(
+      "§4.2.2 the chat room on / answers the handshake " + "and welcomes a newcomer by the name it asked for",
+      async () => {
+        const report = await runNodeClient({
+          url: `${running().wsUrl}/?name=${encodeURIComponent(`tester ${runtime.name}`)}`,
+          protocols: ["chat"],
+          collectFirst: true,
+          messages: [],
+          close: { code: 1000, reason: "" },
+        });
+        assert.equal(report.protocol, "chat", "the server chose the subprotocol offered");
+        const welcome = JSON.parse(report.first ?? "null") as {
+          type?: unknown;
+          name?: unknown;
+          users?: unknown;
+          seq?: unknown;
+          epoch?: unknown;
+        };
+        assert.equal(welcome.type, "welcome");
+        assert.equal(welcome.name, `tester ${runtime.name}`);
+        assert.ok(
+          Array.isArray(welcome.users) && welcome.users.includes(`tester ${runtime.name}`),
+          "the newcomer is among the users",
+        );
+        assert.equal(typeof welcome.seq, "number");
+        assert.equal(typeof welcome.epoch, "string");
+        assert.equal(report.close.code, 1000);
+      },
+    );
 
     test("§7.4.1 on SIGTERM the server closes open connections with 1001 (going away) and exits 0", async () => {
       const current = running();

@@ -18,8 +18,20 @@ interface HttpResponse {
 }
 
 /** Sends `method target HTTP/1.1` with Connection: close and reads the whole answer. */
-async function rawRequest(port: number, method: string, target: string, extraHeaders: string[] = []): Promise<HttpResponse> {
-  const request = [`${method} ${target} HTTP/1.1`, `Host: 127.0.0.1:${port}`, "Connection: close", ...extraHeaders, "", ""];
+async function rawRequest(
+  port: number,
+  method: string,
+  target: string,
+  extraHeaders: string[] = [],
+): Promise<HttpResponse> {
+  const request = [
+    `${method} ${target} HTTP/1.1`,
+    `Host: 127.0.0.1:${port}`,
+    "Connection: close",
+    ...extraHeaders,
+    "",
+    "",
+  ];
   const client = await RawClient.open(port, { request: request.join("\r\n"), timeoutMs: 5000 });
   await client.waitForClose(5000);
   assert.ok(client.handshake, `no HTTP response to ${method} ${target}`);
@@ -59,7 +71,10 @@ describe("the two files", () => {
       test(`${method} ${path} is 405 with Allow`, async () => {
         const response = await rawRequest(server().port, method, path, ["Content-Length: 0"]);
         assert.equal(response.status, 405);
-        const allowed = (response.headers["allow"] ?? "").split(",").map((value) => value.trim()).sort();
+        const allowed = (response.headers["allow"] ?? "")
+          .split(",")
+          .map((value) => value.trim())
+          .sort();
         assert.deepEqual(allowed, ["GET", "HEAD"]);
       });
     }
@@ -76,7 +91,7 @@ describe("the two files", () => {
 });
 
 describe("nothing else", () => {
-  const sourceSnippets = ["WEBSOCKET_GUID", "\"devDependencies\"", "root:", "startServer"];
+  const sourceSnippets = ["WEBSOCKET_GUID", '"devDependencies"', "root:", "startServer"];
   // PORT is replaced by the server's port when the request is made.
   const targets = [
     "/client.ts",

@@ -15,11 +15,12 @@ function framesOf(hex: string, expectMasked: boolean): FrameInfo[] {
 }
 
 describe("trace lines for the RFC 6455 §5.7 examples are exact", () => {
-  test("§5.7 a masked \"Hello\" (81 85 37 fa 21 3d 7f 9f 4d 51 58): one line and the full dump", () => {
+  test('§5.7 a masked "Hello" (81 85 37 fa 21 3d 7f 9f 4d 51 58): one line and the full dump', () => {
     const [frame] = framesOf("818537fa213d7f9f4d5158", true);
     assert.equal(
       describeFrame(frame!, "received"),
-      '← text         FIN=1 RSV=000 opcode=0x1 MASK=1 length=5 (7-bit) key=37fa213d masked=7f9f4d5158 unmasked=48656c6c6f "Hello"',
+      "← text         FIN=1 RSV=000 opcode=0x1 MASK=1 length=5 (7-bit) " +
+        'key=37fa213d masked=7f9f4d5158 unmasked=48656c6c6f "Hello"',
     );
     assert.deepEqual(dumpFrame(frame!), [
       "    header    81 85 37 fa 21 3d",
@@ -28,19 +29,30 @@ describe("trace lines for the RFC 6455 §5.7 examples are exact", () => {
     ]);
   });
 
-  test("§5.7 unmasked \"Hello\", fragmented \"Hel\"+\"lo\", ping, 256-byte binary (16-bit length), a close with its code name", () => {
-    const lines = ["810548656c6c6f", "010348656c80026c6f", "890548656c6c6f", "827e0100" + "00".repeat(256), "8803" + "03e861"]
-      .flatMap((hex) => framesOf(hex, false))
-      .map((frame) => describeFrame(frame, "sent"));
-    assert.deepEqual(lines, [
-      '→ text         FIN=1 RSV=000 opcode=0x1 MASK=0 length=5 (7-bit) payload=48656c6c6f "Hello"',
-      '→ text         FIN=0 RSV=000 opcode=0x1 MASK=0 length=3 (7-bit) payload=48656c "Hel"',
-      '→ continuation FIN=1 RSV=000 opcode=0x0 MASK=0 length=2 (7-bit) payload=6c6f "lo"',
-      '→ ping         FIN=1 RSV=000 opcode=0x9 MASK=0 length=5 (7-bit) payload=48656c6c6f "Hello"',
-      "→ binary       FIN=1 RSV=000 opcode=0x2 MASK=0 length=256 (16-bit) payload=00000000000000000000000000000000…",
-      '→ close        FIN=1 RSV=000 opcode=0x8 MASK=0 length=3 (7-bit) payload=03e861 code=1000 (normal closure) reason="a"',
-    ]);
-  });
+  test(
+    '§5.7 unmasked "Hello", fragmented "Hel"+"lo", ping, 256-byte binary (16-bit length), a close with its code ' +
+      "name",
+    () => {
+      const lines = [
+        "810548656c6c6f",
+        "010348656c80026c6f",
+        "890548656c6c6f",
+        "827e0100" + "00".repeat(256),
+        "8803" + "03e861",
+      ]
+        .flatMap((hex) => framesOf(hex, false))
+        .map((frame) => describeFrame(frame, "sent"));
+      assert.deepEqual(lines, [
+        '→ text         FIN=1 RSV=000 opcode=0x1 MASK=0 length=5 (7-bit) payload=48656c6c6f "Hello"',
+        '→ text         FIN=0 RSV=000 opcode=0x1 MASK=0 length=3 (7-bit) payload=48656c "Hel"',
+        '→ continuation FIN=1 RSV=000 opcode=0x0 MASK=0 length=2 (7-bit) payload=6c6f "lo"',
+        '→ ping         FIN=1 RSV=000 opcode=0x9 MASK=0 length=5 (7-bit) payload=48656c6c6f "Hello"',
+        "→ binary       FIN=1 RSV=000 opcode=0x2 MASK=0 length=256 (16-bit) payload=00000000000000000000000000000000…",
+        "→ close        FIN=1 RSV=000 opcode=0x8 MASK=0 length=3 (7-bit) " +
+          'payload=03e861 code=1000 (normal closure) reason="a"',
+      ]);
+    },
+  );
 
   test("§5.2 a 64 KiB frame uses the 64-bit length, and the trace cuts the preview, never the data", () => {
     const [frame] = framesOf("827f0000000000010000" + "ab".repeat(65536), false);
@@ -58,9 +70,21 @@ describe("trace lines for the RFC 6455 §5.7 examples are exact", () => {
         method: "GET",
         url: "/chat",
         httpVersion: "1.1",
-        rawHeaders: ["Host", "server.example.com", "Upgrade", "websocket", "Connection", "Upgrade", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version", "13"],
+        rawHeaders: [
+          "Host",
+          "server.example.com",
+          "Upgrade",
+          "websocket",
+          "Connection",
+          "Upgrade",
+          "Sec-WebSocket-Key",
+          "dGhlIHNhbXBsZSBub25jZQ==",
+          "Sec-WebSocket-Version",
+          "13",
+        ],
       },
-      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
     );
     assert.deepEqual(lines, [
       "← GET /chat HTTP/1.1",
@@ -84,9 +108,12 @@ describe("trace lines for the RFC 6455 §5.7 examples are exact", () => {
 describe("--trace=full on a live server", () => {
   const live = useServer({ trace: "full", deflate: false });
 
-  test("§4.2 and §5.7 prints the handshake and the masked \"Hello\" exactly, and its unmasked echo", async () => {
+  test('§4.2 and §5.7 prints the handshake and the masked "Hello" exactly, and its unmasked echo', async () => {
     const server = live();
-    const client = await RawClient.open(server.port, { path: "/echo", headers: { "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==" } });
+    const client = await RawClient.open(server.port, {
+      path: "/echo",
+      headers: { "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==" },
+    });
     assert.equal(client.handshake?.status, 101);
     client.write(Buffer.from("818537fa213d7f9f4d5158", "hex"));
     assert.equal((await client.next("text")).text, "Hello");
@@ -97,7 +124,8 @@ describe("--trace=full on a live server", () => {
       `#${id}     base64 of SHA-1    s3pPLMBiTxaQ9kYGzzhZRbK+xOo=   (the Sec-WebSocket-Accept value)`,
       `#${id} → HTTP/1.1 101 Switching Protocols`,
       `#${id} →   Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=`,
-      `#${id} ← text         FIN=1 RSV=000 opcode=0x1 MASK=1 length=5 (7-bit) key=37fa213d masked=7f9f4d5158 unmasked=48656c6c6f "Hello"`,
+      `#${id} ← text         FIN=1 RSV=000 opcode=0x1 MASK=1 length=5 (7-bit) key=37fa213d masked=7f9f4d5158 ` +
+        `unmasked=48656c6c6f "Hello"`,
       `#${id}     header    81 85 37 fa 21 3d`,
       `#${id}     masked    7f 9f 4d 51 58`,
       `#${id}     unmasked  48 65 6c 6c 6f`,
@@ -119,7 +147,11 @@ describe("without --trace", () => {
     const watcher = await RawClient.open(server.port, { path: "/?name=watcher&inspect=1" });
     const other = await RawClient.open(server.port, { path: "/?name=other" });
     other.sendText(JSON.stringify({ type: "say", id: "t1", text: "hi" }));
-    await other.waitFor(() => other.events.some((event) => event.type === "text" && event.text.includes('"t1"')), 5000, "the broadcast");
+    await other.waitFor(
+      () => other.events.some((event) => event.type === "text" && event.text.includes('"t1"')),
+      5000,
+      "the broadcast",
+    );
     const traceLines = () =>
       watcher.events.flatMap((event) => {
         if (event.type !== "text") return [];
@@ -127,14 +159,26 @@ describe("without --trace", () => {
         return message.type === "trace" && message.line !== undefined ? [message.line] : [];
       });
     // The line shows the payload as a JSON string: the broadcast's id appears as \"t1\".
-    await watcher.waitFor(() => traceLines().some((line) => line.includes('\\"t1\\"')), 5000, "a trace of the broadcast for the watcher");
+    await watcher.waitFor(
+      () => traceLines().some((line) => line.includes('\\"t1\\"')),
+      5000,
+      "a trace of the broadcast for the watcher",
+    );
     const watcherTexts = watcher.events.flatMap((event) => (event.type === "text" ? [event.text] : []));
-    const handshake = watcherTexts.map((text) => JSON.parse(text) as { type: string; direction?: string; lines?: string[] }).find((message) => message.direction === "handshake");
-    assert.ok(handshake?.lines?.some((line) => line.includes("(the Sec-WebSocket-Accept value)")), "the handshake was sent to the inspector");
+    const handshake = watcherTexts
+      .map((text) => JSON.parse(text) as { type: string; direction?: string; lines?: string[] })
+      .find((message) => message.direction === "handshake");
+    assert.ok(
+      handshake?.lines?.some((line) => line.includes("(the Sec-WebSocket-Accept value)")),
+      "the handshake was sent to the inspector",
+    );
     // No trace message describes another trace message.
     for (const line of traceLines()) assert.ok(!line.includes('\\"trace\\"'), line);
     const otherTexts = other.events.flatMap((event) => (event.type === "text" ? [event.text] : []));
-    assert.ok(otherTexts.every((text) => !text.includes('"type":"trace"')), "a page that did not ask gets no traces");
+    assert.ok(
+      otherTexts.every((text) => !text.includes('"type":"trace"')),
+      "a page that did not ask gets no traces",
+    );
     assert.doesNotMatch(server.output(), /FIN=/);
     watcher.destroy();
     other.destroy();

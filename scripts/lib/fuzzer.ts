@@ -66,7 +66,7 @@ export interface FuzzCase {
 // ── Generation ──────────────────────────────────────────────────────────────
 
 const characterPools: readonly Buffer[][] = [
-  "abcdefghijklmnopqrstuvwxyz ABCXYZ0123456789{}\":,.".split(""),
+  'abcdefghijklmnopqrstuvwxyz ABCXYZ0123456789{}":,.'.split(""),
   ["é", "ß", "ñ", "Ω", "д", "ש"], // 2 bytes
   ["中", "文", "€", "あ", "한", "\uffff", "\ue000", "\u0800"], // 3 bytes
   ["😀", "𝄞", "🚀", "\u{10ffff}", "\u{10000}"], // 4 bytes
@@ -79,7 +79,10 @@ function randomText(rng: Prng, byteLength: number): Buffer {
     // Long texts repeat a random block: generating every character costs too much.
     const block = randomText(rng, 1024);
     const copies = Math.floor(byteLength / block.length);
-    return Buffer.concat([...new Array<Buffer>(copies).fill(block), randomText(rng, byteLength - copies * block.length)]);
+    return Buffer.concat([
+      ...new Array<Buffer>(copies).fill(block),
+      randomText(rng, byteLength - copies * block.length),
+    ]);
   }
   const pool = rng.weighted<readonly Buffer[]>([
     [4, characterPools[0]!],
@@ -126,7 +129,9 @@ function controlFrame(rng: Prng, opcode: number): FrameSpec {
   return { fin: true, rsv: 0, opcode, mask: maskKey(rng), payload: payload.subarray(0, 125) };
 }
 
-const validCloseCodes = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999];
+const validCloseCodes = [
+  1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999,
+];
 const invalidCloseCodes = [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535];
 
 function closeFrame(rng: Prng): FrameSpec {
@@ -291,7 +296,8 @@ function mutateFrames(rng: Prng, frames: FrameSpec[], options: FuzzOptions, appl
         else {
           const payload = Buffer.alloc(2);
           payload.writeUInt16BE(variant === 1 ? rng.pick(invalidCloseCodes) : rng.pick(validCloseCodes), 0);
-          const reason = variant === 1 ? randomText(rng, rng.range(0, 20)) : Buffer.from(rng.pick(invalidUtf8Sequences));
+          const reason =
+            variant === 1 ? randomText(rng, rng.range(0, 20)) : Buffer.from(rng.pick(invalidUtf8Sequences));
           frame.payload = Buffer.concat([payload, reason]).subarray(0, 125);
         }
         break;
@@ -320,7 +326,13 @@ function mutateFrames(rng: Prng, frames: FrameSpec[], options: FuzzOptions, appl
         break;
       }
       case "empty-continuation":
-        frames.splice(index, 0, { fin: rng.chance(0.5), rsv: 0, opcode: 0x0, mask: maskKey(rng), payload: Buffer.alloc(0) });
+        frames.splice(index, 0, {
+          fin: rng.chance(0.5),
+          rsv: 0,
+          opcode: 0x0,
+          mask: maskKey(rng),
+          payload: Buffer.alloc(0),
+        });
         break;
       case "fragment-control":
         frames.splice(index, 0, { ...controlFrame(rng, rng.pick([0x8, 0x9, 0xa])), fin: false });
@@ -333,7 +345,13 @@ function mutateFrames(rng: Prng, frames: FrameSpec[], options: FuzzOptions, appl
         if (at === -1) at = rng.range(1, frame.payload.length - 1);
         else at = Math.min(frame.payload.length - 1, at + 1);
         const first: FrameSpec = { ...frame, fin: false, payload: frame.payload.subarray(0, at) };
-        const second: FrameSpec = { fin: frame.fin, rsv: 0, opcode: 0x0, mask: maskKey(rng), payload: frame.payload.subarray(at) };
+        const second: FrameSpec = {
+          fin: frame.fin,
+          rsv: 0,
+          opcode: 0x0,
+          mask: maskKey(rng),
+          payload: frame.payload.subarray(at),
+        };
         frames.splice(index, 1, first, second);
         break;
       }
@@ -379,7 +397,14 @@ function serializeFrames(frames: readonly FrameSpec[]): { bytes: Buffer; boundar
 }
 
 /** Byte-level mutations, blind to the frames (but told where headers were). */
-function mutateBytes(rng: Prng, input: Buffer, boundaries: number[], donor: Buffer, options: FuzzOptions, applied: string[]): Buffer {
+function mutateBytes(
+  rng: Prng,
+  input: Buffer,
+  boundaries: number[],
+  donor: Buffer,
+  options: FuzzOptions,
+  applied: string[],
+): Buffer {
   let bytes = input;
   const count = rng.weighted<number>([
     [45, 0],
@@ -404,7 +429,21 @@ function mutateBytes(rng: Prng, input: Buffer, boundaries: number[], donor: Buff
       }
       case "set": {
         bytes = Buffer.from(bytes);
-        bytes[nearHeader()] = rng.pick([0x00, 0x01, 0x7d, 0x7e, 0x7f, 0x80, 0x81, 0x88, 0x89, 0x8a, 0xfe, 0xff, rng.below(256)]);
+        bytes[nearHeader()] = rng.pick([
+          0x00,
+          0x01,
+          0x7d,
+          0x7e,
+          0x7f,
+          0x80,
+          0x81,
+          0x88,
+          0x89,
+          0x8a,
+          0xfe,
+          0xff,
+          rng.below(256),
+        ]);
         break;
       }
       case "truncate":
@@ -482,7 +521,11 @@ function boundaryChunking(rng: Prng, length: number, boundaries: number[]): numb
   return chunks;
 }
 
-export const defaultFuzzOptions: FuzzOptions = { maxPayload: 64 * 1024, maxFragments: 131_072, allowCompression: false };
+export const defaultFuzzOptions: FuzzOptions = {
+  maxPayload: 64 * 1024,
+  maxFragments: 131_072,
+  allowCompression: false,
+};
 
 /** Builds case `index` of the run seeded `seed`, from those two numbers alone. */
 export function makeCase(seed: number, index: number, base: Partial<FuzzOptions> = {}): FuzzCase {
@@ -499,7 +542,11 @@ export function makeCase(seed: number, index: number, base: Partial<FuzzOptions>
   const { bytes, boundaries } = serializeFrames(frames);
   const donor = serializeFrames(generateFrames(rng, options)).bytes;
   const stream = mutateBytes(rng, bytes, boundaries, donor, options, mutations);
-  const chunkings: number[][] = [[stream.length], randomChunking(rng, stream.length), boundaryChunking(rng, stream.length, boundaries)];
+  const chunkings: number[][] = [
+    [stream.length],
+    randomChunking(rng, stream.length),
+    boundaryChunking(rng, stream.length, boundaries),
+  ];
   if (stream.length <= 300 || rng.chance(0.02)) chunkings.push(new Array<number>(stream.length).fill(1));
   return { seed, index, options, stream, boundaries, chunkings, mutations };
 }
@@ -675,7 +722,10 @@ export function describeEvent(event: NormalEvent): string {
     case "compressed":
       return `compressed(${event.binary ? "binary" : "text"}, ${event.data.length} bytes)`;
     default:
-      return `${event.type}(${event.data.length} bytes${event.data.length <= 24 ? ` ${event.data.toString("hex")}` : ""})`;
+      return (
+        `${event.type}(${event.data.length} ` +
+        `bytes${event.data.length <= 24 ? ` ${event.data.toString("hex")}` : ""})`
+      );
   }
 }
 
@@ -708,7 +758,12 @@ export interface DecoderRun {
 const legitimateViolationCodes = new Set([1002, 1007, 1009]);
 
 /** Feeds `stream` to a fresh decoder in the chunks given, each a fresh copy. */
-export function runDecoder(stream: Buffer, chunking: readonly number[], options: FuzzOptions, observeFrames = false): DecoderRun {
+export function runDecoder(
+  stream: Buffer,
+  chunking: readonly number[],
+  options: FuzzOptions,
+  observeFrames = false,
+): DecoderRun {
   const decoder = new FrameDecoder({ expectMasked: true, observeFrames, ...options });
   const events: NormalEvent[] = [];
   let offset = 0;
@@ -723,7 +778,11 @@ export function runDecoder(stream: Buffer, chunking: readonly number[], options:
       if (normal.type === "violation") {
         terminal = "a violation";
         const expected = violations[normal.violation as keyof typeof violations];
-        if (!legitimateViolationCodes.has(normal.closeCode) || expected === undefined || expected.closeCode !== normal.closeCode) {
+        if (
+          !legitimateViolationCodes.has(normal.closeCode) ||
+          expected === undefined ||
+          expected.closeCode !== normal.closeCode
+        ) {
           problem ??= `violation ${normal.violation} carries close code ${normal.closeCode}`;
         }
       } else if (normal.type === "close") terminal = "a close";
@@ -745,7 +804,7 @@ export function runDecoder(stream: Buffer, chunking: readonly number[], options:
       take(decoder.receive(Buffer.concat([ping, Buffer.from(stream.subarray(0, 64))])));
     }
   } catch (error) {
-    return { events, thrown: error instanceof Error ? error.stack ?? error.message : String(error), problem };
+    return { events, thrown: error instanceof Error ? (error.stack ?? error.message) : String(error), problem };
   }
   return { events, thrown: undefined, problem };
 }
@@ -769,10 +828,16 @@ export function checkCase(fuzzCase: FuzzCase): FuzzFailure | undefined {
     if (violationCount > 1) return fail(`${violationCount} violation events`);
     if (first === undefined) first = run.events;
     else if (!sameEvents(first, run.events)) {
-      return fail(`this chunking gave other events than the whole stream:\n  whole: ${first.map(describeEvent).join(", ")}\n  here:  ${run.events.map(describeEvent).join(", ")}`);
+      return fail(
+        `this chunking gave other events than the whole stream:\n  whole: ${first.map(describeEvent).join(", ")}\n  ` +
+          `here:  ${run.events.map(describeEvent).join(", ")}`,
+      );
     }
     if (!sameEvents(expected, run.events)) {
-      return fail(`the decoder disagrees with the reference decoder:\n  reference: ${expected.map(describeEvent).join(", ")}\n  decoder:   ${run.events.map(describeEvent).join(", ")}`);
+      return fail(
+        `the decoder disagrees with the reference decoder:\n  reference: ${expected.map(describeEvent).join(", ")}\n ` +
+          ` decoder:   ${run.events.map(describeEvent).join(", ")}`,
+      );
     }
   }
   return undefined;
@@ -782,14 +847,18 @@ export function checkCase(fuzzCase: FuzzCase): FuzzFailure | undefined {
 export function formatReproducer(failure: FuzzFailure, maxHexBytes = Infinity): string {
   const { fuzzCase, chunking } = failure;
   const shown = fuzzCase.stream.subarray(0, maxHexBytes);
-  const cut = shown.length < fuzzCase.stream.length ? ` … (${fuzzCase.stream.length - shown.length} more bytes: run the replay command)` : "";
+  const cut =
+    shown.length < fuzzCase.stream.length
+      ? ` … (${fuzzCase.stream.length - shown.length} more bytes: run the replay command)`
+      : "";
   return [
     `FAILURE in case ${fuzzCase.index} of seed ${fuzzCase.seed}: ${failure.message}`,
     `  replay: npm run fuzz -- --seed ${fuzzCase.seed} --case ${fuzzCase.index}`,
     `  options: ${JSON.stringify(fuzzCase.options)}`,
     `  mutations: ${fuzzCase.mutations.join(" ") || "(none)"}`,
     `  stream (${fuzzCase.stream.length} bytes): ${shown.toString("hex")}${cut}`,
-    `  chunking (${chunking.length} chunks): ${chunking.length > 200 ? `${JSON.stringify(chunking.slice(0, 200))} …` : JSON.stringify(chunking)}`,
+    `  chunking (${chunking.length} chunks): ` +
+      `${chunking.length > 200 ? `${JSON.stringify(chunking.slice(0, 200))} …` : JSON.stringify(chunking)}`,
   ].join("\n");
 }
 
@@ -803,7 +872,13 @@ export interface FuzzSummary {
 }
 
 /** Runs cases [from, from + count) of a seed; stops collecting after maxFailures. */
-export function runFuzz(seed: number, count: number, from = 0, maxFailures = 5, onProgress?: (done: number) => void): FuzzSummary {
+export function runFuzz(
+  seed: number,
+  count: number,
+  from = 0,
+  maxFailures = 5,
+  onProgress?: (done: number) => void,
+): FuzzSummary {
   const summary: FuzzSummary = { cases: 0, failures: [], endings: {}, violations: {}, bytes: 0 };
   for (let index = from; index < from + count; index++) {
     const fuzzCase = makeCase(seed, index);
@@ -811,7 +886,12 @@ export function runFuzz(seed: number, count: number, from = 0, maxFailures = 5, 
     summary.bytes += fuzzCase.stream.length;
     const reference = referenceDecode(fuzzCase.stream, fuzzCase.options);
     const last = reference[reference.length - 1];
-    const ending = last === undefined ? "nothing" : last.type === "violation" || last.type === "close" ? last.type : "incomplete-or-clean";
+    const ending =
+      last === undefined
+        ? "nothing"
+        : last.type === "violation" || last.type === "close"
+          ? last.type
+          : "incomplete-or-clean";
     summary.endings[ending] = (summary.endings[ending] ?? 0) + 1;
     if (last?.type === "violation") summary.violations[last.violation] = (summary.violations[last.violation] ?? 0) + 1;
     const failure = checkCase(fuzzCase);

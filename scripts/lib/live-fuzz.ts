@@ -12,7 +12,15 @@
 import { Buffer, isUtf8 } from "node:buffer";
 import { constants as zlibConstants, inflateRawSync } from "node:zlib";
 import { Opcode, encodeFrame } from "../../server.ts";
-import { describeEvent, makeCase, normalize, referenceDecode, sameEvents, type FuzzCase, type NormalEvent } from "./fuzzer.ts";
+import {
+  describeEvent,
+  makeCase,
+  normalize,
+  referenceDecode,
+  sameEvents,
+  type FuzzCase,
+  type NormalEvent,
+} from "./fuzzer.ts";
 import { megabytes, readProcessMemory } from "../../test/support/memory.ts";
 import { RawClient } from "../../test/support/raw-client.ts";
 
@@ -21,7 +29,10 @@ const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 /** RFC 7692 §7.2.2: append the tail and inflate. undefined when it is not valid deflate data on its own. */
 function inflateAlone(data: Buffer, maxPayload: number): Buffer | "too-big" | undefined {
   try {
-    return inflateRawSync(Buffer.concat([data, DEFLATE_TAIL]), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: maxPayload + 1 });
+    return inflateRawSync(Buffer.concat([data, DEFLATE_TAIL]), {
+      finishFlush: zlibConstants.Z_SYNC_FLUSH,
+      maxOutputLength: maxPayload + 1,
+    });
   } catch (error) {
     return (error as { code?: string }).code === "ERR_BUFFER_TOO_LARGE" ? "too-big" : undefined;
   }
@@ -29,7 +40,10 @@ function inflateAlone(data: Buffer, maxPayload: number): Buffer | "too-big" | un
 
 /** What the echo server must send back, given what the reference decoder read.
  * `certain` is false when the rest cannot be predicted without the server's window. */
-export function expectedEcho(reference: readonly NormalEvent[], maxPayload: number): { events: NormalEvent[]; certain: boolean } {
+export function expectedEcho(
+  reference: readonly NormalEvent[],
+  maxPayload: number,
+): { events: NormalEvent[]; certain: boolean } {
   const events: NormalEvent[] = [];
   const pings = reference.filter((event) => event.type === "ping").length;
   // A peer gets 100 pings at once before the server stops answering (its control-frame budget).
@@ -95,7 +109,8 @@ export async function sendLiveCase(port: number, fuzzCase: FuzzCase, timeoutMs =
     }
     if (event.type === "compressed") {
       const inflated = inflateAlone(event.data, 64 * 1024 * 1024);
-      if (inflated === undefined || inflated === "too-big") problems.push("the server sent a compressed message that does not inflate");
+      if (inflated === undefined || inflated === "too-big")
+        problems.push("the server sent a compressed message that does not inflate");
       else received.push({ type: event.binary ? "binary" : "text", data: inflated });
       return;
     }
@@ -130,18 +145,28 @@ export function checkLiveCase(fuzzCase: FuzzCase, result: LiveCaseResult): strin
   const reference = referenceDecode(fuzzCase.stream, { ...fuzzCase.options, allowCompression: result.deflate });
   const { events, certain } = expectedEcho(reference, fuzzCase.options.maxPayload);
   // A close frame from the server is what the expected violation becomes on the wire.
-  const expected = events.map((event): NormalEvent => (event.type === "violation" ? { type: "close", code: event.closeCode, reason: "" } : event));
+  const expected = events.map((event): NormalEvent =>
+    event.type === "violation" ? { type: "close", code: event.closeCode, reason: "" } : event,
+  );
   const got = result.received;
   const comparable = certain ? got : got.slice(0, expected.length);
   if (!sameEvents(expected, comparable)) {
-    return `the server's answer differs from what the reference decoder predicts${certain ? "" : " (prefix)"}:\n  expected: ${expected.map(describeEvent).join(", ")}\n  received: ${got.map(describeEvent).join(", ")}`;
+    return (
+      `the server's answer differs from what the reference decoder predicts${certain ? "" : " (prefix)"}:\n  ` +
+      `expected: ${expected.map(describeEvent).join(", ")}\n  received: ${got.map(describeEvent).join(", ")}`
+    );
   }
   if (!certain) {
     // Past the unpredictable point: at most one close frame, last, with a legitimate code.
     const closes = got.filter((event) => event.type === "close");
     const last = got[got.length - 1];
-    if (closes.length > 1 || (closes.length === 1 && last?.type !== "close")) return "something came after the server's close frame";
-    if (last?.type === "close" && ![1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014].includes(last.code) && (last.code < 3000 || last.code > 4999)) {
+    if (closes.length > 1 || (closes.length === 1 && last?.type !== "close"))
+      return "something came after the server's close frame";
+    if (
+      last?.type === "close" &&
+      ![1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014].includes(last.code) &&
+      (last.code < 3000 || last.code > 4999)
+    ) {
       return `the server closed with ${last.code}`;
     }
   }
@@ -171,7 +196,14 @@ export async function runLiveFuzz(options: {
   maxFailures?: number;
   onProgress?: (done: number) => void;
 }): Promise<LiveFuzzSummary> {
-  const summary: LiveFuzzSummary = { cases: 0, failures: [], uncertain: 0, baselineRss: undefined, peakRss: undefined, finalRss: undefined };
+  const summary: LiveFuzzSummary = {
+    cases: 0,
+    failures: [],
+    uncertain: 0,
+    baselineRss: undefined,
+    peakRss: undefined,
+    finalRss: undefined,
+  };
   const from = options.from ?? 0;
   const warmup = options.warmup ?? 100;
   let peak = 0;
@@ -223,7 +255,10 @@ export async function echoStillWorks(port: number): Promise<boolean> {
 export function describeLiveFailure(failure: { fuzzCase: FuzzCase; message: string }, maxHexBytes = Infinity): string {
   const { fuzzCase } = failure;
   const shown = fuzzCase.stream.subarray(0, maxHexBytes);
-  const cut = shown.length < fuzzCase.stream.length ? ` … (${fuzzCase.stream.length - shown.length} more bytes: run the replay command)` : "";
+  const cut =
+    shown.length < fuzzCase.stream.length
+      ? ` … (${fuzzCase.stream.length - shown.length} more bytes: run the replay command)`
+      : "";
   return [
     `LIVE FAILURE in case ${fuzzCase.index} of seed ${fuzzCase.seed}: ${failure.message}`,
     `  replay: npm run fuzz -- --live --seed ${fuzzCase.seed} --case ${fuzzCase.index}`,

@@ -145,7 +145,10 @@ export class LoadRun {
   progress(): string {
     const holding = this.clients.reduce((least, client) => Math.min(least, client.contiguousSeq), Infinity);
     const connected = this.clients.filter((client) => client.connected).length;
-    return `acknowledged ${this.acknowledged}/${this.totalMessages}, every client holds ≥ ${holding}, ${connected}/${this.clients.length} connected`;
+    return (
+      `acknowledged ${this.acknowledged}/${this.totalMessages}, every client holds ≥ ${holding}, ` +
+      `${connected}/${this.clients.length} connected`
+    );
   }
 
   /** Everything that is wrong with the final transcripts; empty when all is well. */
@@ -157,7 +160,8 @@ export class LoadRun {
     const reference = this.clients[0]!.orderedIds();
     const gaps = reference.filter((id) => id === undefined).length;
     if (gaps > 0) add(`${this.clients[0]!.name}'s transcript has ${gaps} gap(s)`);
-    if (reference.length !== this.totalMessages) add(`the room sequenced ${reference.length} messages; ${this.totalMessages} were said`);
+    if (reference.length !== this.totalMessages)
+      add(`the room sequenced ${reference.length} messages; ${this.totalMessages} were said`);
     const seen = new Map<string, number>();
     reference.forEach((id, index) => {
       if (id === undefined) return;
@@ -171,12 +175,16 @@ export class LoadRun {
         if (!seen.has(id)) add(`message ${id} was lost`);
         const acknowledgedAt = client.acknowledged.get(id);
         if (acknowledgedAt === undefined) add(`message ${id} was never acknowledged`);
-        else if (seen.get(id) !== acknowledgedAt) add(`message ${id} was acknowledged as seq ${acknowledgedAt} but is seq ${seen.get(id)}`);
+        else if (seen.get(id) !== acknowledgedAt)
+          add(`message ${id} was acknowledged as seq ${acknowledgedAt} but is seq ${seen.get(id)}`);
       }
       const ids = client.orderedIds();
       if (ids.length !== reference.length || ids.some((id, index) => id !== reference[index])) {
         const first = ids.findIndex((id, index) => id !== reference[index]);
-        add(`${client.name}'s transcript differs from ${this.clients[0]!.name}'s (length ${ids.length} vs ${reference.length}, first difference at seq ${first + 1})`);
+        add(
+          `${client.name}'s transcript differs from ${this.clients[0]!.name}'s (length ${ids.length} vs ` +
+            `${reference.length}, first difference at seq ${first + 1})`,
+        );
       }
       // Order on the wire: on one connection the room sends in seq order, and a
       // resume continues where the last connection ended, so the seqs a client
@@ -185,10 +193,15 @@ export class LoadRun {
       const firstOutOfOrder = client.firstSightings.findIndex((seq, index) => seq !== index + 1);
       if (firstOutOfOrder !== -1 || client.firstSightings.length !== reference.length) {
         const around = client.firstSightings.slice(Math.max(0, firstOutOfOrder - 2), firstOutOfOrder + 3);
-        add(`${client.name} saw seqs first in the order …${around.join(", ")}… (position ${firstOutOfOrder + 1}), not 1, 2, 3, …`);
+        add(
+          `${client.name} saw seqs first in the order …${around.join(", ")}… (position ${firstOutOfOrder + 1}), not ` +
+            `1, 2, 3, …`,
+        );
       }
-      if (client.stats.conflictingDeliveries > 0) add(`${client.name} received ${client.stats.conflictingDeliveries} seq(s) with two different ids`);
-      if (client.stats.epochChanges > 0) add(`${client.name} saw the room's epoch change ${client.stats.epochChanges} time(s)`);
+      if (client.stats.conflictingDeliveries > 0)
+        add(`${client.name} received ${client.stats.conflictingDeliveries} seq(s) with two different ids`);
+      if (client.stats.epochChanges > 0)
+        add(`${client.name} saw the room's epoch change ${client.stats.epochChanges} time(s)`);
       if (options.exactlyOnceOnTheWire && client.stats.repeatedDeliveries > 0) {
         add(`${client.name} received ${client.stats.repeatedDeliveries} message(s) more than once`);
       }

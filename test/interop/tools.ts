@@ -23,8 +23,11 @@ export const binaries = {
 export const wsClientScript = join(repositoryRoot, "test", "interop", "ws-client.ts");
 export const pythonClientScript = join(repositoryRoot, "test", "interop", "echo_client.py");
 
-export const runtimeInstallHint = "install the runtime matrix with `node test/runtimes/ensure.mjs` (npm test runs it first)";
-export const pythonInstallHint = "install it with `apt-get install -y --no-install-recommends python3-websockets` (it must import from /usr/bin/python3)";
+export const runtimeInstallHint =
+  "install the runtime matrix with `node test/runtimes/ensure.mjs` (npm test runs it first)";
+export const pythonInstallHint =
+  "install it with `apt-get install -y --no-install-recommends python3-websockets` (it must import from " +
+  "/usr/bin/python3)";
 
 const checked = new Map<string, string>();
 
@@ -36,7 +39,8 @@ export function requireBinary(name: string, path: string, hint: string, versionA
   if (!existsSync(path)) throw new Error(`${name} is missing: ${path} does not exist; ${hint}`);
   const result = spawnSync(path, versionArgs, { encoding: "utf8", timeout: 30_000 });
   if (result.error !== undefined || result.status !== 0) {
-    const why = result.error?.message ?? `exit status ${result.status}, signal ${result.signal}: ${result.stderr.trim()}`;
+    const why =
+      result.error?.message ?? `exit status ${result.status}, signal ${result.signal}: ${result.stderr.trim()}`;
     throw new Error(`${name} at ${path} cannot run (${why}); ${hint}`);
   }
   const version = result.stdout.trim().split("\n")[0] ?? "";
@@ -48,10 +52,20 @@ export function requireBinary(name: string, path: string, hint: string, versionA
 export function requirePythonWebsockets(): string {
   const known = checked.get("python websockets");
   if (known !== undefined) return known;
-  requireBinary("/usr/bin/python3", binaries.python, `install Python with apt-get install -y python3; then ${pythonInstallHint}`);
-  const result = spawnSync(binaries.python, ["-c", "import websockets; print(websockets.__version__)"], { encoding: "utf8", timeout: 30_000 });
+  requireBinary(
+    "/usr/bin/python3",
+    binaries.python,
+    `install Python with apt-get install -y python3; then ${pythonInstallHint}`,
+  );
+  const result = spawnSync(binaries.python, ["-c", "import websockets; print(websockets.__version__)"], {
+    encoding: "utf8",
+    timeout: 30_000,
+  });
   if (result.status !== 0) {
-    throw new Error(`python websockets is not importable from ${binaries.python}: ${result.stderr.trim().split("\n").pop()}; ${pythonInstallHint}`);
+    throw new Error(
+      `python websockets is not importable from ${binaries.python}: ${result.stderr.trim().split("\n").pop()}; ` +
+        `${pythonInstallHint}`,
+    );
   }
   checked.set("python websockets", result.stdout.trim());
   return result.stdout.trim();
@@ -92,7 +106,8 @@ export async function runJsonClient<T>(what: string, command: string, args: stri
   const result = await runProcess(command, args, timeoutMs);
   const line = result.stdout.trim().split("\n").pop() ?? "";
   if (result.code !== 0 || line === "") {
-    throw new Error(`${what} failed (exit ${result.code}${result.signal ? `, ${result.signal}` : ""}):\n${result.stderr.trim()}\n${result.stdout.trim()}`);
+    const exit = `${result.code}${result.signal ? `, ${result.signal}` : ""}`;
+    throw new Error(`${what} failed (exit ${exit}):\n${result.stderr.trim()}\n${result.stdout.trim()}`);
   }
   return JSON.parse(line) as T;
 }
@@ -118,7 +133,14 @@ export function runDenoClient(plan: Plan): Promise<Report> {
 // ── The Python client's plan and report (test/interop/echo_client.py) ──────
 
 export type PythonStep =
-  | { op: "message"; label: string; kind: "text" | "binary"; size: number; content: "mixed" | "random" | "repeat"; fragments?: number }
+  | {
+      op: "message";
+      label: string;
+      kind: "text" | "binary";
+      size: number;
+      content: "mixed" | "random" | "repeat";
+      fragments?: number;
+    }
   | { op: "ping"; label: string; size: number }
   | { op: "too_big"; label: string; kind: "text" | "binary"; size: number; content: "mixed" | "random" | "repeat" };
 
@@ -157,7 +179,10 @@ export interface PythonReport {
 
 export function runPythonClient(plan: PythonPlan): Promise<PythonReport> {
   requirePythonWebsockets();
-  return runJsonClient<PythonReport>("the python websockets client", binaries.python, [pythonClientScript, JSON.stringify(plan)]);
+  return runJsonClient<PythonReport>("the python websockets client", binaries.python, [
+    pythonClientScript,
+    JSON.stringify(plan),
+  ]);
 }
 
 // ── Checking what came back ────────────────────────────────────────────────
@@ -178,7 +203,11 @@ export function assertEchoes(
   results: readonly EchoResult[],
   expected: ReadonlyArray<{ label: string; kind: "text" | "binary"; size: number }>,
 ): void {
-  assert.deepEqual(results.map((result) => result.label), expected.map((spec) => spec.label), "one echo per message, in order");
+  assert.deepEqual(
+    results.map((result) => result.label),
+    expected.map((spec) => spec.label),
+    "one echo per message, in order",
+  );
   for (const [index, spec] of expected.entries()) {
     const result = results[index]!;
     assert.equal(result.sentBytes, spec.size, `${spec.label}: the client sent ${spec.size} bytes`);
@@ -205,6 +234,7 @@ export function assertServerCompressed(
     assert.ok(step !== undefined, `no step ${spec.label}`);
     assert.notEqual(step.receivedCompressed, null, `${spec.label}: permessage-deflate was agreed`);
     if (spec.size < DEFLATE_THRESHOLD) assert.equal(step.receivedCompressed, false, `${spec.label}: sent uncompressed`);
-    else if (spec.content !== "random") assert.equal(step.receivedCompressed, true, `${spec.label}: sent compressed (RSV1)`);
+    else if (spec.content !== "random")
+      assert.equal(step.receivedCompressed, true, `${spec.label}: sent compressed (RSV1)`);
   }
 }

@@ -63,7 +63,8 @@ export function asWelcome(message: ServerMessage): Welcome {
   const wrong = (what: string) => assert.fail(`${what}: ${JSON.stringify(message).slice(0, 2000)}`);
   if (message.type !== "welcome") wrong("expected a welcome");
   if (typeof message.name !== "string") wrong("name is a string");
-  if (!Array.isArray(message.users) || !message.users.every((user) => typeof user === "string")) wrong("users is a list of names");
+  if (!Array.isArray(message.users) || !message.users.every((user) => typeof user === "string"))
+    wrong("users is a list of names");
   if (typeof message.you !== "string" || message.you.length === 0) wrong("you is our public id");
   if (!Array.isArray(message.members)) wrong("members is a list");
   for (const member of message.members as unknown[]) {
@@ -80,8 +81,12 @@ export function asStored(message: ServerMessage): StoredMessage {
   const { seq, id, sid, from, text, time } = message;
   if (message.type !== "message") assert.fail(`expected a message, got ${JSON.stringify(message)}`);
   if (
-    typeof seq !== "number" || typeof id !== "string" || typeof from !== "string" ||
-    typeof text !== "string" || typeof time !== "number" || typeof sid !== "string"
+    typeof seq !== "number" ||
+    typeof id !== "string" ||
+    typeof from !== "string" ||
+    typeof text !== "string" ||
+    typeof time !== "number" ||
+    typeof sid !== "string"
   ) {
     assert.fail(`a message has seq, id, sid (its sender's), from, text and time: ${JSON.stringify(message)}`);
   }
@@ -179,7 +184,10 @@ export class ChatClient {
       () => {
         while (this.position < this.raw.events.length) {
           const event = this.raw.events[this.position++]!;
-          if (event.type === "text" && !(this.ignorePresence && /^\{"type":"(joined|left|away|back)"/.test(event.text))) {
+          if (
+            event.type === "text" &&
+            !(this.ignorePresence && /^\{"type":"(joined|left|away|back)"/.test(event.text))
+          ) {
             found = event.text;
             return true;
           }

@@ -50,7 +50,10 @@ export interface ServeOptions {
 }
 
 /** Starts server.ts's startServer on 127.0.0.1, a free port, with `config` over the defaults. */
-export async function serveInProcess(config: Partial<ServerConfig> = {}, options: ServeOptions = {}): Promise<InProcessServer> {
+export async function serveInProcess(
+  config: Partial<ServerConfig> = {},
+  options: ServeOptions = {},
+): Promise<InProcessServer> {
   let output = "";
   const listeners = new Set<() => void>();
   const append = (line: string) => {
@@ -59,7 +62,7 @@ export async function serveInProcess(config: Partial<ServerConfig> = {}, options
     for (const listener of listeners) listener();
   };
   const traced = config.trace !== undefined && config.trace !== "off";
-  const release = options.captureConsole ?? traced ? captureConsole(append) : () => {};
+  const release = (options.captureConsole ?? traced) ? captureConsole(append) : () => {};
   let running: RunningServer;
   try {
     running = await startServer({ host: "127.0.0.1", port: 0, ...config, log: append });
@@ -124,7 +127,10 @@ export function useServer(config: Partial<ServerConfig> = {}, options: ServeOpti
 }
 
 /** Runs `body` against a fresh server, stopped afterwards whatever happens. */
-export async function withServer<T>(config: Partial<ServerConfig>, body: (server: InProcessServer) => Promise<T>): Promise<T> {
+export async function withServer<T>(
+  config: Partial<ServerConfig>,
+  body: (server: InProcessServer) => Promise<T>,
+): Promise<T> {
   const server = await serveInProcess(config);
   try {
     return await body(server);

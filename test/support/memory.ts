@@ -2,7 +2,12 @@
 // Tests use rssOf and RssSampler, which fail loudly when the figure cannot
 // be read: a memory bound that silently reads 0 proves nothing. The scripts
 // print figures only, and use readProcessMemory, which may say "unknown".
+// For a server in the test's own process, retainedBytes says what is still
+// held after a full garbage collection: what a server that buffers keeps,
+// without the garbage that RSS also counts.
 import { readFileSync } from "node:fs";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 
 export const MB = 1024 * 1024;
 
@@ -76,4 +81,20 @@ export class RssSampler {
     this.sample();
     return this.peak;
   }
+}
+
+let collectGarbage: (() => void) | undefined;
+
+/** JavaScript heap and Buffer memory still in use after a full garbage
+ * collection, in bytes (this process). */
+export function retainedBytes(): number {
+  if (collectGarbage === undefined) {
+    setFlagsFromString("--expose-gc");
+    collectGarbage = runInNewContext("gc") as () => void;
+    if (typeof collectGarbage !== "function") throw new Error("cannot force a garbage collection (--expose-gc)");
+  }
+  collectGarbage();
+  collectGarbage();
+  const usage = process.memoryUsage();
+  return usage.heapUsed + usage.external;
 }

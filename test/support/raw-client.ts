@@ -138,7 +138,12 @@ export class RawClient {
   /** Opens a TCP connection to 127.0.0.1:port and sends the upgrade request (or `request`). */
   static async open(port: number, options: RawClientOptions = {}): Promise<RawClient> {
     const host = options.host ?? "127.0.0.1";
-    const socket = connect({ port, host, localAddress: options.localAddress, allowHalfOpen: options.halfOpen ?? false });
+    const socket = connect({
+      port,
+      host,
+      localAddress: options.localAddress,
+      allowHalfOpen: options.halfOpen ?? false,
+    });
     await new Promise<void>((resolve, reject) => {
       socket.once("connect", resolve);
       socket.once("error", (error) => {
@@ -172,7 +177,11 @@ export class RawClient {
     socket.write(request);
     if (options.awaitAnswer === false) return client;
     try {
-      await client.waitFor(() => client.handshake !== undefined || client.closed, options.timeoutMs ?? 10_000, "the answer to the request");
+      await client.waitFor(
+        () => client.handshake !== undefined || client.closed,
+        options.timeoutMs ?? 10_000,
+        "the answer to the request",
+      );
     } catch (error) {
       client.destroy();
       throw error;
@@ -186,7 +195,8 @@ export class RawClient {
     try {
       client = await RawClient.open(port, { ...options, awaitAnswer: true });
     } catch (error) {
-      if (error instanceof Error && /timed out/.test(error.message)) throw new HandshakeError("the handshake timed out", undefined);
+      if (error instanceof Error && /timed out/.test(error.message))
+        throw new HandshakeError("the handshake timed out", undefined);
       throw error;
     }
     const fail = (message: string): never => {
@@ -196,7 +206,9 @@ export class RawClient {
     const answer = client.handshake;
     if (answer === undefined) return fail("the connection closed during the handshake");
     if (answer.status !== 101) return fail(`the server answered ${answer.status}`);
-    const accept = createHash("sha1").update(client.key + GUID).digest("base64");
+    const accept = createHash("sha1")
+      .update(client.key + GUID)
+      .digest("base64");
     if (answer.headers["sec-websocket-accept"] !== accept) return fail("wrong Sec-WebSocket-Accept (§4.1)");
     if (client.deflate && !options.offerDeflate && options.headers?.["Sec-WebSocket-Extensions"] === undefined) {
       return fail("an extension nobody offered (§9.1)");
@@ -335,7 +347,11 @@ export class RawClient {
   }
 
   /** Sends one masked frame, as a client must (§5.3); false when the socket can no longer write. */
-  sendFrame(opcode: number, payload: Uint8Array | string = "", options: { fin?: boolean; rsv1?: boolean } = {}): boolean {
+  sendFrame(
+    opcode: number,
+    payload: Uint8Array | string = "",
+    options: { fin?: boolean; rsv1?: boolean } = {},
+  ): boolean {
     if (this.socket.destroyed || !this.socket.writable) return false;
     this.socket.write(encodeFrame(opcode, payload, { ...options, maskKey: nextMaskKey() }));
     return true;
