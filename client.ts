@@ -2354,7 +2354,8 @@ export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
     xor: (masked, key, unmasked) => `逐字节与密钥异或：${masked} ⊕ ${key} = ${unmasked}`,
     moreBytes: (count) => ` … 另有 ${count} 字节`,
     noPayload: "没有负载",
-    compressedByPage: "浏览器压缩了这条消息（permessage-deflate），线上是 deflate 数据；上面的文本是本页交给 send() 的内容",
+    compressedByPage:
+      "浏览器压缩了这条消息（permessage-deflate），线上是 deflate 数据；上面的文本是本页交给 send() 的内容",
     compressedByServer: "服务器压缩了这条消息（permessage-deflate）；上面的文本是浏览器解压后的内容",
     compressedUnknown: "已压缩（permessage-deflate）：线上是 deflate 数据，不是可读文本",
     notText: "不是可读文本",
@@ -2375,7 +2376,9 @@ export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
     protocolPing: "协议层 ping（opcode 0x9）",
     protocolPong: "协议层 pong（opcode 0xA）",
     pingNote: (direction) =>
-      direction === "sent" ? "服务器定期发 ping 确认页面还在（默认每 30 秒）；浏览器自动回复，JavaScript 看不到这两帧" : "对方必须尽快回复同样负载的 pong",
+      direction === "sent"
+        ? "服务器定期发 ping 确认页面还在（默认每 30 秒）；浏览器自动回复，JavaScript 看不到这两帧"
+        : "对方必须尽快回复同样负载的 pong",
     pongNote: (direction) =>
       direction === "received" ? "浏览器自动回复服务器的 ping；JavaScript 看不到它" : "回复页面的 ping，负载相同",
     closeFrame: (direction) => (direction === "received" ? "关闭帧：页面要结束连接" : "关闭帧：服务器要结束连接"),
@@ -2395,7 +2398,9 @@ export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
     inspect: (on, connected) =>
       on
         ? "帧检查器已打开" +
-          (connected ? "：从现在起服务器报告这个连接的每一帧（握手只在连接时保留，下次连接时才能看到）" : "：下次连接时从握手开始报告")
+          (connected
+            ? "：从现在起服务器报告这个连接的每一帧（握手只在连接时保留，下次连接时才能看到）"
+            : "：下次连接时从握手开始报告")
         : "帧检查器已关闭",
   },
   en: {
@@ -2818,7 +2823,6 @@ export class InspectorLog {
     this.options.onChange?.();
   }
 }
-
 
 // ---------------------------------------------------------------------------
 // 11. InspectorView

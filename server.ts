@@ -26,7 +26,16 @@ import { Buffer, isUtf8 } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, realpathSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  readFileSync,
+  readSync,
+  realpathSync,
+  writeSync,
+} from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { clearTimeout, setTimeout } from "node:timers";
@@ -179,9 +188,11 @@ export const optionTable = [
   // took 50 ms, for 16% more bytes (the README's Performance section).
   { key: "deflateLevel", flag: "deflate-level", type: "integer", value: "N", default: 3, min: 1, max: 9,
     help: "zlib level for what the server sends, 1 fastest to 9 smallest" },
-  { key: "deflateClientWindowBits", flag: "deflate-client-window", type: "integer", value: "N", default: 12, min: 8, max: 15,
+  { key: "deflateClientWindowBits", flag: "deflate-client-window", type: "integer", value: "N", default: 12,
+    min: 8, max: 15,
     help: "window bits asked of clients that let the server choose" },
-  { key: "deflateServerWindowBits", flag: "deflate-server-window", type: "integer", value: "N", default: 15, min: 9, max: 15,
+  { key: "deflateServerWindowBits", flag: "deflate-server-window", type: "integer", value: "N", default: 15,
+    min: 9, max: 15,
     help: "window bits the server compresses with" },
   { key: "deflateClientContext", flag: "deflate-client-context", type: "switch", default: false,
     help: "let clients keep their compression context even when they offer not to" },
@@ -232,7 +243,9 @@ export const MAX_FRAGMENTS = 131_072;
 
 /** §4.2.2 step 5.4: base64(SHA-1(key + GUID)). */
 export function computeAcceptKey(key: string): string {
-  return createHash("sha1").update(key + WEBSOCKET_GUID).digest("base64");
+  return createHash("sha1")
+    .update(key + WEBSOCKET_GUID)
+    .digest("base64");
 }
 
 /** A header as one string, or undefined when absent. Node joins repeated
@@ -292,7 +305,11 @@ const loopbackHostnames = new Set(["localhost", "127.0.0.1", "[::1]"]);
  * user's cookies with it. The `Origin` header is the server's only way to
  * refuse pages it does not trust (cross-site WebSocket hijacking). Clients
  * that are not browsers send no Origin, and are allowed. */
-export function originIsAllowed(origin: string | undefined, host: string | undefined, allowedOrigins: readonly string[]): boolean {
+export function originIsAllowed(
+  origin: string | undefined,
+  host: string | undefined,
+  allowedOrigins: readonly string[],
+): boolean {
   if (origin === undefined || origin === "null") return true; // no browser, or a page opened from disk
   if (allowedOrigins.includes("*") || allowedOrigins.includes(origin)) return true;
   let originUrl: URL;
@@ -349,18 +366,22 @@ export type HandshakeVerdict =
  * failure names its status and a one-line reason the client can read. */
 export function checkUpgradeRequest(request: HandshakeRequest, policy: HandshakePolicy): HandshakeVerdict {
   const header = (name: string) => headerValue(request.headers, name);
-  const refuse = (status: number, reason: string, headers?: Record<string, string>): HandshakeVerdict =>
-    ({ accepted: false, status, reason, headers });
+  const refuse = (status: number, reason: string, headers?: Record<string, string>): HandshakeVerdict => ({
+    accepted: false,
+    status,
+    reason,
+    headers,
+  });
 
   if (request.method !== "GET") return refuse(405, "A WebSocket handshake must be a GET request.", { Allow: "GET" });
   const [major = 0, minor = 0] = request.httpVersion.split(".").map(Number);
   if (major < 1 || (major === 1 && minor < 1)) return refuse(400, "A WebSocket handshake needs HTTP/1.1 or later.");
   if (!header("host")) return refuse(400, "The Host header is missing.");
   if (!parseTokenList(header("upgrade")).includes("websocket")) {
-    return refuse(400, "The Upgrade header must contain the token \"websocket\".");
+    return refuse(400, 'The Upgrade header must contain the token "websocket".');
   }
   if (!parseTokenList(header("connection")).includes("upgrade")) {
-    return refuse(400, "The Connection header must contain the token \"Upgrade\".");
+    return refuse(400, 'The Connection header must contain the token "Upgrade".');
   }
   if (header("sec-websocket-version")?.trim() !== "13") {
     return refuse(426, "Only WebSocket version 13 (RFC 6455) is supported.", { "Sec-WebSocket-Version": "13" });
@@ -368,7 +389,10 @@ export function checkUpgradeRequest(request: HandshakeRequest, policy: Handshake
   const key = header("sec-websocket-key")?.trim();
   if (!keyIsValid(key)) return refuse(400, "Sec-WebSocket-Key must be the base64 encoding of 16 bytes.");
   if (policy.loopbackOnly && !hostIsAllowed(header("host"), policy.allowedOrigins)) {
-    return refuse(403, `Host ${header("host")} is not a name of this machine; this server listens on loopback only (DNS rebinding?).`);
+    return refuse(
+      403,
+      `Host ${header("host")} is not a name of this machine; this server listens on loopback only (DNS rebinding?).`,
+    );
   }
   if (!originIsAllowed(header("origin"), header("host"), policy.allowedOrigins)) {
     return refuse(403, `Origin ${header("origin")} is not allowed; start the server with --allow-origin to allow it.`);
@@ -772,8 +796,14 @@ export const violations = {
   control_too_long: { closeCode: 1002, message: "control frames carry at most 125 bytes (§5.5)" },
   control_fragmented: { closeCode: 1002, message: "control frames must not be fragmented (§5.5)" },
   compressed_control: { closeCode: 1002, message: "RSV1 must not be set on a control frame (RFC 7692 §6.1)" },
-  compressed_continuation: { closeCode: 1002, message: "RSV1 is set on the first frame of a message only (RFC 7692 §6.1)" },
-  unexpected_continuation: { closeCode: 1002, message: "a continuation frame arrived with no message to continue (§5.4)" },
+  compressed_continuation: {
+    closeCode: 1002,
+    message: "RSV1 is set on the first frame of a message only (RFC 7692 §6.1)",
+  },
+  unexpected_continuation: {
+    closeCode: 1002,
+    message: "a continuation frame arrived with no message to continue (§5.4)",
+  },
   expected_continuation: { closeCode: 1002, message: "a new message started before the previous one finished (§5.4)" },
   length_too_large: { closeCode: 1002, message: "the most significant bit of a 64-bit length must be 0 (§5.2)" },
   close_one_byte: { closeCode: 1002, message: "a close frame payload is empty or at least 2 bytes (§5.5.1)" },
@@ -1035,18 +1065,18 @@ export function parseExtensionOffers(header: string | undefined): ExtensionOffer
   };
   const readToken = (): string => {
     const start = index;
-    while (index < header.length && !" \t,;=\"".includes(header[index]!)) index++;
+    while (index < header.length && !' \t,;="'.includes(header[index]!)) index++;
     return header.slice(start, index);
   };
   const readQuoted = (): string | undefined => {
     index++; // the opening quote
     let value = "";
-    while (index < header.length && header[index] !== "\"") {
+    while (index < header.length && header[index] !== '"') {
       if (header[index] === "\\") index++;
       value += header[index] ?? "";
       index++;
     }
-    if (header[index] !== "\"") return undefined;
+    if (header[index] !== '"') return undefined;
     index++;
     return value;
   };
@@ -1071,7 +1101,7 @@ export function parseExtensionOffers(header: string | undefined): ExtensionOffer
       if (header[index] === "=") {
         index++;
         skipSpaces();
-        const parsed = header[index] === "\"" ? readQuoted() : readToken();
+        const parsed = header[index] === '"' ? readQuoted() : readToken();
         if (parsed === undefined || parsed === "") return undefined;
         value = parsed;
         skipSpaces();
@@ -1136,7 +1166,11 @@ export function negotiateDeflate(
       // Without the parameter the client may use up to 15 bits; with it and no
       // value, we choose; with a value, it will use at most that many.
       clientMaxWindowBits:
-        clientBits === undefined ? 15 : clientBits === true ? options.clientMaxWindowBits : Math.min(clientBits, options.clientMaxWindowBits),
+        clientBits === undefined
+          ? 15
+          : clientBits === true
+            ? options.clientMaxWindowBits
+            : Math.min(clientBits, options.clientMaxWindowBits),
     };
     const response = ["permessage-deflate", "server_no_context_takeover"];
     if (agreement.clientNoContextTakeover) response.push("client_no_context_takeover");
@@ -1156,7 +1190,11 @@ const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
  * Returns undefined when it should go uncompressed: zlib cannot make a raw
  * stream with a 256-byte window (it silently uses 512), so with
  * server_max_window_bits=8 we never compress, which the RFC allows. */
-export function compressMessage(payload: Uint8Array, windowBits: number, level: number = defaults.deflateLevel): Buffer | undefined {
+export function compressMessage(
+  payload: Uint8Array,
+  windowBits: number,
+  level: number = defaults.deflateLevel,
+): Buffer | undefined {
   if (windowBits < 9) return undefined;
   const compressed = deflateRawSync(payload, { windowBits, level, finishFlush: zlibConstants.Z_SYNC_FLUSH });
   return compressed.subarray(0, compressed.length - DEFLATE_TAIL.length);
@@ -1378,7 +1416,8 @@ export class WebSocketSession {
 
   /** The next thing to do, oldest first; undefined when there is nothing. */
   takeOutput(): SessionOutput | undefined {
-    while (this.outputs.length === 0 && this.decodedIndex < this.decoded.length) this.handle(this.decoded[this.decodedIndex++]!);
+    while (this.outputs.length === 0 && this.decodedIndex < this.decoded.length)
+      this.handle(this.decoded[this.decodedIndex++]!);
     return this.outputs.shift();
   }
 
@@ -1429,7 +1468,10 @@ export class WebSocketSession {
   advanceTime(readingPaused: boolean): void {
     const now = this.now();
     if (now >= this.closingDeadline && this.state !== "closed") {
-      this.outputs.push({ type: "abort", why: `the closing handshake took more than ${this.options.closingTimeoutMs} ms` });
+      this.outputs.push({
+        type: "abort",
+        why: `the closing handshake took more than ${this.options.closingTimeoutMs} ms`,
+      });
       this.closingDeadline = Infinity;
     }
     if (this.state === "open" && now >= this.pongDueBy) {
@@ -1612,7 +1654,12 @@ export class Connection {
   private unsentBeforeThisTurn = 0;
   private finished = false;
 
-  constructor(socket: Socket, protocol: string | undefined, deflate: DeflateAgreement | undefined, options: ConnectionOptions) {
+  constructor(
+    socket: Socket,
+    protocol: string | undefined,
+    deflate: DeflateAgreement | undefined,
+    options: ConnectionOptions,
+  ) {
     this.socket = socket;
     this.remoteAddress = socket.remoteAddress ?? "unknown";
     this.protocol = protocol;
@@ -1723,7 +1770,8 @@ export class Connection {
           this.tellObservers("received", output.frame);
           break;
         case "write":
-          if (this.writeBytes(output.frame) && this.observers.length > 0) this.tellObservers("sent", describeSentFrame(output.frame, false));
+          if (this.writeBytes(output.frame) && this.observers.length > 0)
+            this.tellObservers("sent", describeSentFrame(output.frame, false));
           break;
         case "end-output":
           this.socket.end();
@@ -1749,11 +1797,14 @@ export class Connection {
     clearTimeout(this.timer);
     this.timerAt = deadline;
     if (deadline === Infinity) return;
-    this.timer = setTimeout(() => {
-      this.timerAt = Infinity;
-      this.session.advanceTime(this.readingPaused);
-      this.act();
-    }, Math.max(0, deadline - Date.now()));
+    this.timer = setTimeout(
+      () => {
+        this.timerAt = Infinity;
+        this.session.advanceTime(this.readingPaused);
+        this.act();
+      },
+      Math.max(0, deadline - Date.now()),
+    );
     this.timer.unref();
   }
 
@@ -1767,7 +1818,7 @@ export class Connection {
       else if (handler.onTextBytes) handler.onTextBytes(this, message.data);
       else handler.onText?.(this, message.text);
     } catch (error) {
-      this.options.log(`connection ${this.id}: handler failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+      this.options.log(`connection ${this.id}: handler failed: ${describeError(error)}`);
       this.fail("internal_error");
     }
   }
@@ -1781,7 +1832,8 @@ export class Connection {
     if (!this.session.mayWriteData) return false;
     if (this.deflate !== undefined) {
       const length = typeof data === "string" ? Buffer.byteLength(data) : data.length;
-      if (length >= this.options.deflateThreshold) return this.sendPrepared(new PreparedMessage(data, opcode === Opcode.Binary));
+      if (length >= this.options.deflateThreshold)
+        return this.sendPrepared(new PreparedMessage(data, opcode === Opcode.Binary));
     }
     const written = writeFrame(this, opcode, data);
     if (written && this.observers.length > 0) {
@@ -1794,7 +1846,11 @@ export class Connection {
   /** Sends a message encoded once for many connections. */
   sendPrepared(message: PreparedMessage): boolean {
     if (!this.session.mayWriteData) return false;
-    const { frame, compressed } = message.frameFor(this.deflate, this.options.deflateThreshold, this.options.deflateLevel);
+    const { frame, compressed } = message.frameFor(
+      this.deflate,
+      this.options.deflateThreshold,
+      this.options.deflateLevel,
+    );
     const written = this.writeBytes(frame);
     if (written && this.observers.length > 0) this.tellObservers("sent", describeSentFrame(frame, compressed));
     return written;
@@ -1852,7 +1908,9 @@ export class Connection {
     try {
       this.handler.onClose?.(this, code, reason);
     } catch (error) {
-      this.options.log(`connection ${this.id}: close handler failed: ${error instanceof Error ? error.message : String(error)}`);
+      this.options.log(
+        `connection ${this.id}: close handler failed: ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
     this.options.onFinished?.(this);
   }
@@ -1923,7 +1981,8 @@ function flushBatchedWrites(connection: Connection): void {
 const COPY_LIMIT = 64 * 1024;
 
 function writeFrame(connection: Connection, opcode: number, payload: string | Buffer): boolean {
-  if (typeof payload === "string" || payload.length <= COPY_LIMIT) return connection.writeBytes(encodeFrame(opcode, payload));
+  if (typeof payload === "string" || payload.length <= COPY_LIMIT)
+    return connection.writeBytes(encodeFrame(opcode, payload));
   const header = Buffer.allocUnsafe(frameHeaderSize(payload.length));
   writeFrameHeader(header, opcode, payload.length);
   return connection.writeBytes(header, payload);
@@ -1962,7 +2021,11 @@ export class PreparedMessage {
 
   /** The frame for a connection with this agreement: compressed frames differ
    * only by window size, so there is at most one per size. */
-  frameFor(deflate: DeflateAgreement | undefined, threshold: number, level: number): { frame: Buffer; compressed: boolean } {
+  frameFor(
+    deflate: DeflateAgreement | undefined,
+    threshold: number,
+    level: number,
+  ): { frame: Buffer; compressed: boolean } {
     if (deflate !== undefined && this.length >= threshold) {
       const bits = deflate.serverMaxWindowBits;
       if (!this.compressedFrames.has(bits)) {
@@ -2099,7 +2162,8 @@ export class PayloadCollector {
   take(): Buffer {
     this.sealBlock();
     const parts = this.parts;
-    const result = parts.length === 1 ? parts[0]! : parts.length === 0 ? Buffer.alloc(0) : Buffer.concat(parts, this.length);
+    const result =
+      parts.length === 1 ? parts[0]! : parts.length === 0 ? Buffer.alloc(0) : Buffer.concat(parts, this.length);
     this.parts = [];
     this.length = 0;
     return result;
@@ -2146,8 +2210,10 @@ function textPreview(preview: Buffer, totalLength: number): string | undefined {
   return JSON.stringify(text) + (more > 0 ? `… (+${more} bytes)` : "");
 }
 
-/** One line per frame: every header field, then the payload.
- *   ← text         FIN=1 RSV=000 opcode=0x1 MASK=1 length=5 (7-bit) key=37fa213d masked=7f9f4d5158 unmasked=48656c6c6f "Hello" */
+/** One line per frame: every header field, then the payload. For RFC 6455
+ * §5.7's masked "Hello" (shown here on two lines):
+ *   ← text         FIN=1 RSV=000 opcode=0x1 MASK=1 length=5 (7-bit) key=37fa213d
+ *                  masked=7f9f4d5158 unmasked=48656c6c6f "Hello" */
 export function describeFrame(frame: FrameInfo, direction: "received" | "sent"): string {
   const name = opcodeNames[frame.opcode] ?? "reserved";
   const rsv = `${frame.rsv1 ? 1 : 0}${frame.rsv2 ? 1 : 0}${frame.rsv3 ? 1 : 0}`;
@@ -2161,7 +2227,11 @@ export function describeFrame(frame: FrameInfo, direction: "received" | "sent"):
     `length=${frame.length} (${frame.lengthBits}-bit)`,
   ];
   if (frame.maskKey) {
-    parts.push(`key=${toHex(frame.maskKey, true)}`, `masked=${toHex(frame.previewOnWire, true, 16)}`, `unmasked=${toHex(frame.preview, true, 16)}`);
+    parts.push(
+      `key=${toHex(frame.maskKey, true)}`,
+      `masked=${toHex(frame.previewOnWire, true, 16)}`,
+      `unmasked=${toHex(frame.preview, true, 16)}`,
+    );
   } else if (frame.length > 0) {
     parts.push(`payload=${toHex(frame.preview, true, 16)}`);
   }
@@ -2195,7 +2265,8 @@ export function dumpFrame(frame: FrameInfo): string[] {
   if (frame.length > 0) {
     if (frame.masked) lines.push(...rows("masked", frame.previewOnWire), ...rows("unmasked", frame.preview));
     else lines.push(...rows("payload", frame.preview));
-    if (frame.length > frame.preview.length) lines.push(`    … ${frame.length - frame.preview.length} more bytes not shown`);
+    if (frame.length > frame.preview.length)
+      lines.push(`    … ${frame.length - frame.preview.length} more bytes not shown`);
   }
   return lines;
 }
@@ -2238,7 +2309,9 @@ export function describeHandshake(
     if (name.toLowerCase() === "sec-websocket-key") key = value.trim();
   }
   if (key !== undefined && keyIsValid(key)) {
-    const sha1 = createHash("sha1").update(key + WEBSOCKET_GUID).digest();
+    const sha1 = createHash("sha1")
+      .update(key + WEBSOCKET_GUID)
+      .digest();
     lines.push(
       `    key                ${key}`,
       `    key + GUID         ${key}${WEBSOCKET_GUID}`,
@@ -2311,18 +2384,18 @@ export class Inspector implements FrameObserver {
       direction,
       line: describeFrame(frame, direction),
       frame: {
-          fin: frame.fin,
-          rsv1: frame.rsv1,
-          rsv2: frame.rsv2,
-          rsv3: frame.rsv3,
-          opcode: frame.opcode,
-          opcodeName: opcodeNames[frame.opcode] ?? "reserved",
-          masked: frame.masked,
-          maskKey: frame.maskKey ? toHex(frame.maskKey, true) : null,
-          lengthBits: frame.lengthBits,
-          length: frame.length,
-          onWire: toHex(frame.previewOnWire),
-          payload: toHex(frame.preview),
+        fin: frame.fin,
+        rsv1: frame.rsv1,
+        rsv2: frame.rsv2,
+        rsv3: frame.rsv3,
+        opcode: frame.opcode,
+        opcodeName: opcodeNames[frame.opcode] ?? "reserved",
+        masked: frame.masked,
+        maskKey: frame.maskKey ? toHex(frame.maskKey, true) : null,
+        lengthBits: frame.lengthBits,
+        length: frame.length,
+        onWire: toHex(frame.previewOnWire),
+        payload: toHex(frame.preview),
       },
     };
     connection.sendUnobserved(JSON.stringify(report));
@@ -2564,7 +2637,10 @@ export class HistoryFile {
   /** Opens (or creates) the file and reads it back: its epoch and messages.
    * A torn last line, left by a crash in the middle of a write, is cut off
    * with a warning so the next append starts on a line of its own. */
-  static open(path: string, log: (line: string) => void): { file: HistoryFile; epoch: string; messages: ChatMessage[] } {
+  static open(
+    path: string,
+    log: (line: string) => void,
+  ): { file: HistoryFile; epoch: string; messages: ChatMessage[] } {
     // "a+": reads anywhere, but every write goes to the end of the file.
     const descriptor = openSync(path, "a+");
     const size = fstatSync(descriptor).size;
@@ -2578,7 +2654,8 @@ export class HistoryFile {
     const lastNewline = content.lastIndexOf(0x0a);
     const completeLength = lastNewline + 1;
     if (completeLength < size) {
-      log(`history ${path}: the last line is incomplete (a crash during a write?); dropping ${size - completeLength} bytes`);
+      const dropped = size - completeLength;
+      log(`history ${path}: the last line is incomplete (a crash during a write?); dropping ${dropped} bytes`);
       ftruncateSync(descriptor, completeLength);
     }
     let epoch: string | undefined;
@@ -2591,7 +2668,14 @@ export class HistoryFile {
         if (record.type === "epoch" && typeof record.epoch === "string") epoch = record.epoch;
         else if (typeof record.seq === "number" && typeof record.id === "string" && typeof record.text === "string") {
           const sid = typeof record.sid === "string" ? record.sid : "";
-          messages.push({ seq: record.seq, id: record.id, sid, from: String(record.from), text: record.text, time: Number(record.time) });
+          messages.push({
+            seq: record.seq,
+            id: record.id,
+            sid,
+            from: String(record.from),
+            text: record.text,
+            time: Number(record.time),
+          });
         } else throw new Error("not a message");
       } catch {
         log(`history ${path}: line ${index + 1} is not a message; skipped`);
@@ -2678,7 +2762,16 @@ function nameProblem(name: string): string | undefined {
  * inspector. A Connection is one; a test can hand in something simpler. */
 export type RoomPeer = Pick<
   Connection,
-  "id" | "handler" | "handshakeTrace" | "send" | "sendPrepared" | "sendUnobserved" | "fail" | "addObserver" | "removeObserver" | "hasObserver"
+  | "id"
+  | "handler"
+  | "handshakeTrace"
+  | "send"
+  | "sendPrepared"
+  | "sendUnobserved"
+  | "fail"
+  | "addObserver"
+  | "removeObserver"
+  | "hasObserver"
 >;
 
 /** One person as the room sees them: a public id, the name they hold, and
@@ -2860,7 +2953,8 @@ export class ChatRoom implements ConnectionHandler {
       this.epoch = epoch;
       for (const message of messages.slice(-options.historySize)) this.history.add(message);
       this.history.latestSeq = messages.reduce((latest, message) => Math.max(latest, message.seq), 0);
-      options.log(`history ${options.historyFile}: ${messages.length} messages, epoch ${epoch}, next seq ${this.history.latestSeq + 1}`);
+      const next = this.history.latestSeq + 1;
+      options.log(`history ${options.historyFile}: ${messages.length} messages, epoch ${epoch}, next seq ${next}`);
     } else {
       this.epoch = newEpoch();
     }
@@ -2875,11 +2969,15 @@ export class ChatRoom implements ConnectionHandler {
     const session = query.get("session");
     const sessionIsOurs = session !== null && sessionIsValid(session);
     if (session !== null && !sessionIsOurs) {
-      problems.push({ code: "bad_session", message: "A session is 16-64 characters of A-Z, a-z, 0-9, - and _; you have a new identity." });
+      problems.push({
+        code: "bad_session",
+        message: "A session is 16-64 characters of A-Z, a-z, 0-9, - and _; you have a new identity.",
+      });
     }
     const sid = publicIdOf(sessionIsOurs ? session : newSecret());
     let identity = this.identities.find(sid);
-    const arrival = identity === undefined ? "joined" : this.identities.isAway(identity) ? "back" : "another connection";
+    const arrival =
+      identity === undefined ? "joined" : this.identities.isAway(identity) ? "back" : "another connection";
     if (identity === undefined) {
       this.makeRoomForNewcomer();
       const { name, problem } = this.chooseName(query.get("name"));
@@ -2902,7 +3000,11 @@ export class ChatRoom implements ConnectionHandler {
     const sinceIsValid = Number.isSafeInteger(since) && since >= 0;
     const sameEpoch = clientEpoch === null || clientEpoch === this.epoch;
     const resumed =
-      sinceText.trim() !== "" && sinceIsValid && sameEpoch && since >= this.history.oldestSeq - 1 && since <= this.history.latestSeq;
+      sinceText.trim() !== "" &&
+      sinceIsValid &&
+      sameEpoch &&
+      since >= this.history.oldestSeq - 1 &&
+      since <= this.history.latestSeq;
     const replayFrom = resumed ? since : sameEpoch && sinceIsValid && since <= this.history.latestSeq ? since : 0;
     const replay = this.encodeReplay(this.history.since(replayFrom));
 
@@ -2920,7 +3022,8 @@ export class ChatRoom implements ConnectionHandler {
     for (const problem of problems) this.sendError(connection, problem.code, problem.message);
     for (const frame of replay.frames) connection.send(frame);
     // A second connection of someone already here changes nothing anyone sees.
-    if (arrival !== "another connection") this.broadcast({ type: arrival, name: identity.name, sid: identity.sid }, connection);
+    if (arrival !== "another connection")
+      this.broadcast({ type: arrival, name: identity.name, sid: identity.sid }, connection);
   }
 
   private describeMember(identity: Identity): MemberView {
@@ -2947,7 +3050,11 @@ export class ChatRoom implements ConnectionHandler {
     if (member === undefined) return;
     if (!member.bucket.take()) {
       if (!member.patience.take()) return connection.fail("message_flood");
-      return this.sendError(connection, "rate_limited", `Slow down: at most ${this.options.messageRate} messages a second.`);
+      return this.sendError(
+        connection,
+        "rate_limited",
+        `Slow down: at most ${this.options.messageRate} messages a second.`,
+      );
     }
     let message: UncheckedMessage;
     try {
@@ -2956,7 +3063,7 @@ export class ChatRoom implements ConnectionHandler {
       return this.sendError(connection, "bad_json", "That was not JSON; send one JSON object per message.");
     }
     if (typeof message !== "object" || message === null || Array.isArray(message)) {
-      return this.sendError(connection, "bad_message", "Send one JSON object with a \"type\".");
+      return this.sendError(connection, "bad_message", 'Send one JSON object with a "type".');
     }
     switch (message.type) {
       case "say":
@@ -2971,7 +3078,8 @@ export class ChatRoom implements ConnectionHandler {
         return this.sendError(
           connection,
           "unknown_type",
-          `Unknown message type ${JSON.stringify(message.type ?? null)}; expected "say", "rename", "ping" or "inspect".`,
+          `Unknown message type ${JSON.stringify(message.type ?? null)}; ` +
+            `expected "say", "rename", "ping" or "inspect".`,
         );
     }
   }
@@ -3015,15 +3123,22 @@ export class ChatRoom implements ConnectionHandler {
     if (this.graceTimer !== undefined) return;
     const oldest = this.identities.oldestAway();
     if (oldest === undefined) return;
-    this.graceTimer = this.clock.setTimeout(() => {
-      this.graceTimer = undefined;
-      this.endExpiredGraces();
-    }, Math.max(0, oldest.awayUntil - this.clock.now()));
+    this.graceTimer = this.clock.setTimeout(
+      () => {
+        this.graceTimer = undefined;
+        this.endExpiredGraces();
+      },
+      Math.max(0, oldest.awayUntil - this.clock.now()),
+    );
   }
 
   private endExpiredGraces(): void {
     const now = this.clock.now();
-    for (let oldest = this.identities.oldestAway(); oldest !== undefined && oldest.awayUntil <= now; oldest = this.identities.oldestAway()) {
+    for (
+      let oldest = this.identities.oldestAway();
+      oldest !== undefined && oldest.awayUntil <= now;
+      oldest = this.identities.oldestAway()
+    ) {
       this.endIdentity(oldest);
     }
     this.scheduleGraceEnd();
@@ -3044,11 +3159,12 @@ export class ChatRoom implements ConnectionHandler {
    * is told once; a bad or taken name is refused and the old one stays. */
   private rename(connection: RoomPeer, identity: Identity, requested: unknown): void {
     const wanted = typeof requested === "string" ? requested.trim() : "";
-    const problem = typeof requested === "string" ? nameProblem(wanted) : "A rename needs a \"name\".";
+    const problem = typeof requested === "string" ? nameProblem(wanted) : 'A rename needs a "name".';
     if (problem !== undefined) return this.sendError(connection, "bad_name", `${problem} You stay ${identity.name}.`);
     if (wanted === identity.name) return;
     const holder = this.identities.holderOf(wanted);
-    if (holder !== undefined) return this.sendError(connection, "name_taken", `${wanted} is taken; you stay ${identity.name}.`);
+    if (holder !== undefined)
+      return this.sendError(connection, "name_taken", `${wanted} is taken; you stay ${identity.name}.`);
     const from = identity.name;
     this.identities.rename(identity, wanted);
     this.broadcast({ type: "renamed", sid: identity.sid, from, to: wanted });
@@ -3057,9 +3173,14 @@ export class ChatRoom implements ConnectionHandler {
   private say(connection: RoomPeer, member: Member, message: UncheckedMessage): void {
     const { id, text } = message;
     if (typeof id !== "string" || id === "" || id.length > MAX_ID_LENGTH) {
-      return this.sendError(connection, "bad_id", `A message needs an "id": a unique string of 1-${MAX_ID_LENGTH} characters.`);
+      return this.sendError(
+        connection,
+        "bad_id",
+        `A message needs an "id": a unique string of 1-${MAX_ID_LENGTH} characters.`,
+      );
     }
-    if (typeof text !== "string" || text.trim() === "") return this.sendError(connection, "empty_text", "A message needs some \"text\".", id);
+    if (typeof text !== "string" || text.trim() === "")
+      return this.sendError(connection, "empty_text", 'A message needs some "text".', id);
     if (text.length > MAX_TEXT_LENGTH && characterCount(text) > MAX_TEXT_LENGTH) {
       return this.sendError(connection, "text_too_long", `A message has at most ${MAX_TEXT_LENGTH} characters.`, id);
     }
@@ -3068,12 +3189,24 @@ export class ChatRoom implements ConnectionHandler {
     if (stored !== undefined) return this.sendTo(connection, { type: "message", ...stored });
 
     const { identity } = member;
-    const accepted: ChatMessage = { seq: this.history.latestSeq + 1, id, sid: identity.sid, from: identity.name, text, time: Date.now() };
+    const accepted: ChatMessage = {
+      seq: this.history.latestSeq + 1,
+      id,
+      sid: identity.sid,
+      from: identity.name,
+      text,
+      time: Date.now(),
+    };
     try {
       this.file?.append(accepted);
     } catch (error) {
       this.options.log(`history: could not write: ${error instanceof Error ? error.message : String(error)}`);
-      return this.sendError(connection, "storage_failed", "The server could not store your message; it will be sent again.", id);
+      return this.sendError(
+        connection,
+        "storage_failed",
+        "The server could not store your message; it will be sent again.",
+        id,
+      );
     }
     this.history.add(accepted);
     this.broadcast({ type: "message", ...accepted });
@@ -3151,7 +3284,8 @@ function serveStatic(request: IncomingMessage, response: ServerResponse, path: s
     "Cache-Control": "no-cache",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:",
+    "Content-Security-Policy":
+      "default-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:",
   });
   response.end(request.method === "HEAD" ? undefined : body);
 }
@@ -3228,7 +3362,11 @@ function splitTarget(target: string | undefined): { path: string; query: string 
 
 /** The answer to anything but a WebSocket handshake at a WebSocket endpoint. */
 function upgradeRequired(path: string): Refusal {
-  return { status: 426, reason: `${path} is a WebSocket endpoint: connect to it with a WebSocket client.`, headers: { Upgrade: "websocket" } };
+  return {
+    status: 426,
+    reason: `${path} is a WebSocket endpoint: connect to it with a WebSocket client.`,
+    headers: { Upgrade: "websocket" },
+  };
 }
 
 /** An error as one log line, with its stack when it has one. */
@@ -3253,13 +3391,18 @@ class ChatServer {
 
   constructor(config: ServerConfig) {
     this.config = config;
-    this.room = new ChatRoom({ ...config, replayBudgetBytes: config.maxBufferedBytes, maxIdentities: config.maxConnections });
+    this.room = new ChatRoom({
+      ...config,
+      replayBudgetBytes: config.maxBufferedBytes,
+      maxIdentities: config.maxConnections,
+    });
     this.endpoints = new Map<string, Endpoint>([
       ["/", { subprotocols: ["chat"], open: (connection, query) => this.room.join(connection, query) }],
       ["/echo", { subprotocols: ["echo"], open: (connection) => void (connection.handler = echoHandler) }],
       ...config.extraEndpoints,
     ]);
-    this.tracer = config.trace === "off" ? undefined : new ConsoleTracer(config.trace === "full", (line) => console.log(line));
+    this.tracer =
+      config.trace === "off" ? undefined : new ConsoleTracer(config.trace === "full", (line) => console.log(line));
     this.deflateOptions = deflateOptionsOf({ ...config, help: false });
     this.connectionOptions = { ...config, onFinished: (connection) => this.forget(connection) };
     this.loopbackOnly = config.host === "localhost" || config.host === "::1" || config.host.startsWith("127.");
@@ -3271,8 +3414,12 @@ class ChatServer {
       maxHeaderSize: 16 * 1024,
     });
     this.http.on("connection", (socket: Socket) => this.onConnection(socket));
-    this.http.on("clientError", (error: Error & { code?: string }, socket: Socket) => this.onClientError(error, socket));
-    this.http.on("upgrade", (request: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(request, socket, head));
+    this.http.on("clientError", (error: Error & { code?: string }, socket: Socket) =>
+      this.onClientError(error, socket),
+    );
+    this.http.on("upgrade", (request: IncomingMessage, socket: Socket, head: Buffer) =>
+      this.onUpgrade(request, socket, head),
+    );
     this.http.on("request", (request: IncomingMessage, response: ServerResponse) => this.onRequest(request, response));
   }
 
@@ -3314,10 +3461,19 @@ class ChatServer {
     try {
       const { path, query } = splitTarget(request.url);
       const endpoint = this.endpoints.get(path);
-      if (endpoint === undefined) return this.refuse(socket, { status: 404, reason: `No WebSocket endpoint at ${path}; try / or /echo.` }, request);
+      if (endpoint === undefined)
+        return this.refuse(
+          socket,
+          { status: 404, reason: `No WebSocket endpoint at ${path}; try / or /echo.` },
+          request,
+        );
       const overLimit = this.checkLimits(socket.remoteAddress ?? "unknown");
       if (overLimit !== undefined) return this.refuse(socket, overLimit);
-      const verdict = checkUpgradeRequest(request, { ...this.config, subprotocols: endpoint.subprotocols, loopbackOnly: this.loopbackOnly });
+      const verdict = checkUpgradeRequest(request, {
+        ...this.config,
+        subprotocols: endpoint.subprotocols,
+        loopbackOnly: this.loopbackOnly,
+      });
       if (!verdict.accepted) return this.refuse(socket, verdict, request);
       socket.off("error", destroyOnError);
       const parameters = new URLSearchParams(query);
@@ -3328,7 +3484,8 @@ class ChatServer {
       this.config.log(`upgrade failed: ${describeError(error)}`);
       if (socket.destroyed) return;
       // Before the 101 the client still speaks HTTP; after it, only frames.
-      if (opened === undefined) this.refuse(socket, { status: 500, reason: "The server failed to open this connection." });
+      if (opened === undefined)
+        this.refuse(socket, { status: 500, reason: "The server failed to open this connection." });
       else opened.fail("internal_error");
     }
   }
@@ -3337,7 +3494,11 @@ class ChatServer {
   private checkLimits(address: string): Refusal | undefined {
     const later = { "Retry-After": "5" };
     if (this.connections.size >= this.config.maxConnections) {
-      return { status: 503, reason: "The server has as many connections as it accepts; try again later.", headers: later };
+      return {
+        status: 503,
+        reason: "The server has as many connections as it accepts; try again later.",
+        headers: later,
+      };
     }
     if ((this.connectionsPerIp.get(address) ?? 0) >= this.config.maxConnectionsPerIp) {
       return { status: 503, reason: "Too many connections from your address; try again later.", headers: later };
@@ -3354,14 +3515,20 @@ class ChatServer {
     query: URLSearchParams,
   ): Connection {
     const deflate = negotiateDeflate(headerValue(request.headers, "sec-websocket-extensions"), this.deflateOptions);
-    const response = ["HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade", `Sec-WebSocket-Accept: ${verdict.acceptKey}`];
+    const response = [
+      "HTTP/1.1 101 Switching Protocols",
+      "Upgrade: websocket",
+      "Connection: Upgrade",
+      `Sec-WebSocket-Accept: ${verdict.acceptKey}`,
+    ];
     if (verdict.protocol !== undefined) response.push(`Sec-WebSocket-Protocol: ${verdict.protocol}`);
     if (deflate !== undefined) response.push(`Sec-WebSocket-Extensions: ${deflate.response}`);
     const responseHead = response.join("\r\n") + "\r\n\r\n";
     socket.write(responseHead);
 
     const connection = new Connection(socket, verdict.protocol, deflate?.agreement, this.connectionOptions);
-    if (this.tracer !== undefined || query.get("inspect") === "1") connection.handshakeTrace = describeHandshake(request, responseHead);
+    if (this.tracer !== undefined || query.get("inspect") === "1")
+      connection.handshakeTrace = describeHandshake(request, responseHead);
     if (this.tracer !== undefined) {
       this.tracer.handshake(`#${connection.id}`, connection.handshakeTrace!);
       connection.addObserver(this.tracer);
@@ -3371,7 +3538,9 @@ class ChatServer {
     this.connectionsPerIp.set(address, (this.connectionsPerIp.get(address) ?? 0) + 1);
     if (this.config.verbose) {
       const path = splitTarget(request.url).path;
-      this.config.log(`connection ${connection.id} opened from ${address} on ${path}${deflate ? " (permessage-deflate)" : ""}`);
+      this.config.log(
+        `connection ${connection.id} opened from ${address} on ${path}${deflate ? " (permessage-deflate)" : ""}`,
+      );
     }
     return connection;
   }
@@ -3383,7 +3552,8 @@ class ChatServer {
     const count = (this.connectionsPerIp.get(address) ?? 1) - 1;
     if (count <= 0) this.connectionsPerIp.delete(address);
     else this.connectionsPerIp.set(address, count);
-    if (this.config.verbose) this.config.log(`connection ${connection.id} closed (${connection.closeCode ?? CloseCode.Abnormal})`);
+    if (this.config.verbose)
+      this.config.log(`connection ${connection.id} closed (${connection.closeCode ?? CloseCode.Abnormal})`);
   }
 
   /** A plain HTTP request: the two static files, and a clear answer for
@@ -3416,7 +3586,8 @@ class ChatServer {
   private refuse(socket: Socket, refusal: Refusal, request?: IncomingMessage): void {
     if (this.config.verbose) this.config.log(`handshake refused: ${refusal.status} ${refusal.reason}`);
     const bytes = handshakeRefusal(refusal.status, refusal.reason, refusal.headers);
-    if (this.tracer && request) this.tracer.handshake("(refused)", [...describeHandshake(request, bytes), `→   ${refusal.reason}`]);
+    if (this.tracer && request)
+      this.tracer.handshake("(refused)", [...describeHandshake(request, bytes), `→   ${refusal.reason}`]);
     socket.end(bytes);
     setTimeout(() => socket.destroy(), 1000).unref();
   }
@@ -3444,7 +3615,13 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
       chat.http.on("error", (error) => config.log(`server error: ${error.message}`));
       const address = chat.http.address();
       const port = typeof address === "object" && address !== null ? address.port : config.port;
-      resolve({ server: chat.http, room: chat.room, connections: chat.connections, port, shutdown: (waitMs) => chat.shutdown(waitMs) });
+      resolve({
+        server: chat.http,
+        room: chat.room,
+        connections: chat.connections,
+        port,
+        shutdown: (waitMs) => chat.shutdown(waitMs),
+      });
     });
   });
 }
@@ -3461,7 +3638,9 @@ export function optionSyntax(row: OptionRow): string {
 
 /** A default worth showing: numbers and words, not switches or empty lists. */
 export function shownDefault(row: OptionRow): string | undefined {
-  return typeof row.default === "number" || (typeof row.default === "string" && row.type !== "trace") ? String(row.default) : undefined;
+  return typeof row.default === "number" || (typeof row.default === "string" && row.type !== "trace")
+    ? String(row.default)
+    : undefined;
 }
 
 export const helpText = [
@@ -3486,7 +3665,9 @@ export function parseCommandLine(
   environment: Record<string, string | undefined> = {},
 ): Partial<ServerConfig> & { help?: boolean } {
   // `--trace=full` reads better than a second flag; parseArgs wants one meaning per name.
-  const args = argv.map((argument) => (argument === "--trace=full" ? "--trace-full" : argument === "--trace=frames" ? "--trace" : argument));
+  const args = argv.map((argument) =>
+    argument === "--trace=full" ? "--trace-full" : argument === "--trace=frames" ? "--trace" : argument,
+  );
   const parserOptions: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string }> = {};
   for (const row of optionTable as readonly OptionRow[]) {
     const isSwitch = row.type === "switch" || row.type === "trace";
@@ -3508,9 +3689,16 @@ export function parseCommandLine(
     } else if (row.type === "switch") {
       if (given === true) config[row.key] = !row.default;
     } else if (row.type === "list") {
-      if (Array.isArray(raw)) config[row.key] = raw.flatMap((value) => String(value).split(",").map((item) => item.trim()).filter(Boolean));
+      if (Array.isArray(raw))
+        config[row.key] = raw.flatMap((value) =>
+          String(value)
+            .split(",")
+            .map((item) => item.trim())
+            .filter(Boolean),
+        );
     } else if (typeof raw === "string") {
-      config[row.key] = row.type === "integer" ? readInteger(name, raw, row.min ?? 0, row.max ?? Number.MAX_SAFE_INTEGER) : raw;
+      config[row.key] =
+        row.type === "integer" ? readInteger(name, raw, row.min ?? 0, row.max ?? Number.MAX_SAFE_INTEGER) : raw;
     }
   }
   return config as Partial<ServerConfig> & { help?: boolean };
@@ -3544,15 +3732,21 @@ async function main(): Promise<void> {
   } catch (error) {
     const code = (error as { code?: string }).code;
     const port = config.port ?? defaults.port;
-    if (code === "EADDRINUSE") console.error(`Port ${port} is already in use: stop the other server, or start this one with --port ${port + 1}.`);
-    else if (code === "EACCES") console.error(`Not allowed to listen on port ${port}: choose a port above 1023 with --port.`);
+    if (code === "EADDRINUSE")
+      console.error(
+        `Port ${port} is already in use: stop the other server, or start this one with --port ${port + 1}.`,
+      );
+    else if (code === "EACCES")
+      console.error(`Not allowed to listen on port ${port}: choose a port above 1023 with --port.`);
     else console.error(`Could not start: ${error instanceof Error ? error.message : String(error)}`);
     process.exit(1);
   }
   const host = config.host ?? defaults.host;
   const shownHost = host.includes(":") ? `[${host}]` : host;
   console.log(`Chat room listening on http://${shownHost}:${running.port}/`);
-  console.log(`  open that address in a browser, or connect a WebSocket client to ws://${shownHost}:${running.port}/echo`);
+  console.log(
+    `  open that address in a browser, or connect a WebSocket client to ws://${shownHost}:${running.port}/echo`,
+  );
 
   let stopping = false;
   const stop = (signal: string) => {

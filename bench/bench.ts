@@ -47,7 +47,15 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { mode: "quick", rounds: undefined, only: undefined, json: undefined, svg: undefined, save: true, pin: true };
+  const options: Options = {
+    mode: "quick",
+    rounds: undefined,
+    only: undefined,
+    json: undefined,
+    svg: undefined,
+    save: true,
+    pin: true,
+  };
   for (let index = 0; index < argv.length; index++) {
     const argument = argv[index]!;
     const value = () => {
@@ -55,7 +63,8 @@ function parseOptions(argv: string[]): Options {
       if (next === undefined) throw new Error(`${argument} needs a value`);
       return next;
     };
-    if (argument === "--quick" || argument === "--full" || argument === "--tiny") options.mode = argument.slice(2) as Mode;
+    if (argument === "--quick" || argument === "--full" || argument === "--tiny")
+      options.mode = argument.slice(2) as Mode;
     else if (argument === "--rounds") options.rounds = Math.max(1, Math.min(20, Number(value()) || 1));
     else if (argument === "--only") options.only = new RegExp(value());
     else if (argument === "--json") options.json = value();
@@ -63,7 +72,12 @@ function parseOptions(argv: string[]): Options {
     else if (argument === "--no-save") options.save = false;
     else if (argument === "--no-pin") options.pin = false;
     else if (argument === "--help" || argument === "-h") {
-      process.stdout.write(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(0, 23).join("\n") + "\n");
+      process.stdout.write(
+        readFileSync(fileURLToPath(import.meta.url), "utf8")
+          .split("\n")
+          .slice(0, 23)
+          .join("\n") + "\n",
+      );
       process.exit(0);
     } else throw new Error(`unknown option ${argument} (see --help)`);
   }
@@ -92,16 +106,43 @@ interface Settings {
 
 const settingsFor: Record<Mode, Settings> = {
   tiny: {
-    rounds: 1, tcpRounds: 1, ceilingForDeflate: true, echoWarmupMs: 50, echoMeasureMs: 150, fanoutWarmupMs: 50, fanoutMeasureMs: 200,
-    fanoutClients: [20], fanoutWindow: 10, memoryConnections: [50], handshakeConcurrency: 10,
+    rounds: 1,
+    tcpRounds: 1,
+    ceilingForDeflate: true,
+    echoWarmupMs: 50,
+    echoMeasureMs: 150,
+    fanoutWarmupMs: 50,
+    fanoutMeasureMs: 200,
+    fanoutClients: [20],
+    fanoutWindow: 10,
+    memoryConnections: [50],
+    handshakeConcurrency: 10,
   },
   quick: {
-    rounds: 2, tcpRounds: 1, ceilingForDeflate: false, echoWarmupMs: 200, echoMeasureMs: 700, fanoutWarmupMs: 200, fanoutMeasureMs: 800,
-    fanoutClients: [100, 1000], fanoutWindow: 10, memoryConnections: [1000, 10_000], handshakeConcurrency: 100,
+    rounds: 2,
+    tcpRounds: 1,
+    ceilingForDeflate: false,
+    echoWarmupMs: 200,
+    echoMeasureMs: 700,
+    fanoutWarmupMs: 200,
+    fanoutMeasureMs: 800,
+    fanoutClients: [100, 1000],
+    fanoutWindow: 10,
+    memoryConnections: [1000, 10_000],
+    handshakeConcurrency: 100,
   },
   full: {
-    rounds: 3, tcpRounds: 3, ceilingForDeflate: true, echoWarmupMs: 1000, echoMeasureMs: 3000, fanoutWarmupMs: 1000, fanoutMeasureMs: 3000,
-    fanoutClients: [100, 1000], fanoutWindow: 10, memoryConnections: [1000, 10_000], handshakeConcurrency: 100,
+    rounds: 3,
+    tcpRounds: 3,
+    ceilingForDeflate: true,
+    echoWarmupMs: 1000,
+    echoMeasureMs: 3000,
+    fanoutWarmupMs: 1000,
+    fanoutMeasureMs: 3000,
+    fanoutClients: [100, 1000],
+    fanoutWindow: 10,
+    memoryConnections: [1000, 10_000],
+    handshakeConcurrency: 100,
   },
 };
 
@@ -162,26 +203,42 @@ function planFor(mode: Mode, settings: Settings): Scenario[] {
   if (mode === "full") {
     for (const deflate of [false, true]) {
       for (const size of [16, KiB, 64 * KiB, MiB]) {
-        for (const connections of [1, 64]) for (const type of ["text", "binary"] as const) echo.push(echoScenario(connections, size, type, deflate));
+        for (const connections of [1, 64])
+          for (const type of ["text", "binary"] as const) echo.push(echoScenario(connections, size, type, deflate));
       }
     }
   } else if (mode === "quick") {
     // Every size on 1 and 64 connections; text and binary alternate so that
     // each size and each connection count is seen with both.
     echo.push(
-      echoScenario(1, 16, "text", false), echoScenario(64, 16, "binary", false),
-      echoScenario(1, KiB, "binary", false), echoScenario(64, KiB, "text", false),
-      echoScenario(1, 64 * KiB, "text", false), echoScenario(64, 64 * KiB, "binary", false),
-      echoScenario(1, MiB, "binary", false), echoScenario(64, MiB, "text", false),
-      echoScenario(64, KiB, "text", true), echoScenario(1, 64 * KiB, "binary", true),
-      echoScenario(64, 64 * KiB, "text", true), echoScenario(1, MiB, "text", true),
+      echoScenario(1, 16, "text", false),
+      echoScenario(64, 16, "binary", false),
+      echoScenario(1, KiB, "binary", false),
+      echoScenario(64, KiB, "text", false),
+      echoScenario(1, 64 * KiB, "text", false),
+      echoScenario(64, 64 * KiB, "binary", false),
+      echoScenario(1, MiB, "binary", false),
+      echoScenario(64, MiB, "text", false),
+      echoScenario(64, KiB, "text", true),
+      echoScenario(1, 64 * KiB, "binary", true),
+      echoScenario(64, 64 * KiB, "text", true),
+      echoScenario(1, MiB, "text", true),
     );
   } else {
-    echo.push(echoScenario(1, 16, "text", false), echoScenario(4, 64 * KiB, "binary", false), echoScenario(2, 2 * KiB, "text", true));
+    echo.push(
+      echoScenario(1, 16, "text", false),
+      echoScenario(4, 64 * KiB, "binary", false),
+      echoScenario(2, 2 * KiB, "text", true),
+    );
   }
   const others: Scenario[] = [
     { kind: "latency", id: "latency-16", title: "round trip 1×16 B text", size: 16 },
-    ...settings.fanoutClients.map((clients): FanoutScenario => ({ kind: "fanout", id: `fanout-${clients}`, title: `chat fan-out to ${clients}`, clients })),
+    ...settings.fanoutClients.map((clients): FanoutScenario => ({
+      kind: "fanout",
+      id: `fanout-${clients}`,
+      title: `chat fan-out to ${clients}`,
+      clients,
+    })),
     ...settings.memoryConnections.map((connections): MemoryScenario => ({
       kind: "memory",
       id: `idle-${connections}`,
@@ -208,8 +265,21 @@ function serverCommand(side: Side, deflate: boolean): string[] {
   switch (side) {
     case "ours":
       return [
-        "server.ts", "--port", "0", "--keepalive-interval", "0", "--message-rate", "1000000", "--message-burst", "1000000",
-        "--max-connections-per-ip", "100000", "--max-connections", "100000", "--max-buffered", String(32 * MiB),
+        "server.ts",
+        "--port",
+        "0",
+        "--keepalive-interval",
+        "0",
+        "--message-rate",
+        "1000000",
+        "--message-burst",
+        "1000000",
+        "--max-connections-per-ip",
+        "100000",
+        "--max-connections",
+        "100000",
+        "--max-buffered",
+        String(32 * MiB),
         ...(deflate ? [] : ["--no-deflate"]),
       ];
     case "ws":
@@ -242,7 +312,9 @@ class ServerProcess {
     const command = pin ? ["taskset", "-c", "1", ...nodeCommand] : nodeCommand;
     const child = spawn(command[0]!, command.slice(1), { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
     const server = new ServerProcess(side, child);
-    const exited = new Promise<never>((_resolve, reject) => child.once("exit", (code) => reject(new Error(`${side} server exited (${code}): ${server.output}`))));
+    const exited = new Promise<never>((_resolve, reject) =>
+      child.once("exit", (code) => reject(new Error(`${side} server exited (${code}): ${server.output}`))),
+    );
     exited.catch(() => {});
     const listening = new Promise<number>((resolvePromise) => {
       const check = () => {
@@ -254,7 +326,9 @@ class ServerProcess {
       };
       child.stdout?.on("data", check);
     });
-    const timeout = new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error(`${side} server did not start: ${server.output}`)), 30_000).unref());
+    const timeout = new Promise<never>((_resolve, reject) =>
+      setTimeout(() => reject(new Error(`${side} server did not start: ${server.output}`)), 30_000).unref(),
+    );
     try {
       server.port = await Promise.race([listening, exited, timeout]);
     } catch (error) {
@@ -348,7 +422,12 @@ function ownTicks(): number {
 function cpuMeter(server: ServerProcess) {
   let before = { server: 0, own: 0, machine: 0, at: 0 };
   let after = before;
-  const sample = () => ({ server: server.cpuTicks(), own: ownTicks(), machine: machineBusyTicks(), at: performance.now() });
+  const sample = () => ({
+    server: server.cpuTicks(),
+    own: ownTicks(),
+    machine: machineBusyTicks(),
+    at: performance.now(),
+  });
   const wall = () => (after.at - before.at) / 1000;
   return {
     onMeasureStart: () => {
@@ -367,7 +446,11 @@ function cpuMeter(server: ServerProcess) {
   };
 }
 
-async function runEchoOn(server: ServerProcess, scenario: EchoScenario | LatencyScenario, settings: Settings): Promise<RunRecord> {
+async function runEchoOn(
+  server: ServerProcess,
+  scenario: EchoScenario | LatencyScenario,
+  settings: Settings,
+): Promise<RunRecord> {
   const meter = cpuMeter(server);
   const latency = scenario.kind === "latency";
   const result = await runEcho({
@@ -411,13 +494,19 @@ async function runEchoOn(server: ServerProcess, scenario: EchoScenario | Latency
       {
         name: server.side === "tcp" ? "echo bytes equal (raw frames back)" : "echo bytes equal (type, RSV1, payload)",
         ok,
-        detail: ok ? `${result.verified} replies checked` : `${result.errors} errors, ${result.missing} missing: ${result.firstErrors.join("; ")}`,
+        detail: ok
+          ? `${result.verified} replies checked`
+          : `${result.errors} errors, ${result.missing} missing: ${result.firstErrors.join("; ")}`,
       },
     ],
   };
 }
 
-async function runFanoutOn(server: ServerProcess, scenario: FanoutScenario, settings: Settings): Promise<{ record: RunRecord; conns: Conn[] }> {
+async function runFanoutOn(
+  server: ServerProcess,
+  scenario: FanoutScenario,
+  settings: Settings,
+): Promise<{ record: RunRecord; conns: Conn[] }> {
   const meter = cpuMeter(server);
   const result = await runFanout({
     target: server.target,
@@ -463,7 +552,11 @@ async function runFanoutOn(server: ServerProcess, scenario: FanoutScenario, sett
   };
 }
 
-async function runMemoryOn(server: ServerProcess, scenario: MemoryScenario, settings: Settings): Promise<{ record: RunRecord; conns: Conn[] }> {
+async function runMemoryOn(
+  server: ServerProcess,
+  scenario: MemoryScenario,
+  settings: Settings,
+): Promise<{ record: RunRecord; conns: Conn[] }> {
   // Warm up first (JIT, parser pools, the first garbage collections), so that
   // the baseline is a server that has already served connections.
   const warm = await openIdle(server.target, Math.min(200, scenario.connections), settings.handshakeConcurrency);
@@ -498,7 +591,9 @@ async function runMemoryOn(server: ServerProcess, scenario: MemoryScenario, sett
         clientCpuPercent: (idle.clientCpuSeconds / idle.seconds) * 100,
         noisePercent: meter.noisePercent(),
       },
-      checks: [{ name: "every connection opened and stayed open", ok, detail: `${open} of ${scenario.connections} open` }],
+      checks: [
+        { name: "every connection opened and stayed open", ok, detail: `${open} of ${scenario.connections} open` },
+      ],
     },
   };
 }
@@ -515,19 +610,39 @@ interface MetricSpec {
 }
 
 const metricsFor: Record<Scenario["kind"], MetricSpec[]> = {
-  echo: [{ key: "messagesPerSecond", label: "msg/s", unit: "msg/s", higherIsBetter: true, perCpuKey: "messagesPerCpuSecond" }],
+  echo: [
+    {
+      key: "messagesPerSecond",
+      label: "msg/s",
+      unit: "msg/s",
+      higherIsBetter: true,
+      perCpuKey: "messagesPerCpuSecond",
+    },
+  ],
   latency: [
     { key: "p50", label: "p50 RTT", unit: "µs", higherIsBetter: false },
     { key: "p99", label: "p99 RTT", unit: "µs", higherIsBetter: false },
   ],
   fanout: [
-    { key: "deliveriesPerSecond", label: "deliveries/s", unit: "deliveries/s", higherIsBetter: true, perCpuKey: "deliveriesPerCpuSecond" },
+    {
+      key: "deliveriesPerSecond",
+      label: "deliveries/s",
+      unit: "deliveries/s",
+      higherIsBetter: true,
+      perCpuKey: "deliveriesPerCpuSecond",
+    },
     { key: "p50", label: "p50 latency", unit: "µs", higherIsBetter: false },
     { key: "p99", label: "p99 latency", unit: "µs", higherIsBetter: false },
   ],
   memory: [
     { key: "bytesPerConnection", label: "RSS/conn", unit: "B", higherIsBetter: false },
-    { key: "handshakesPerSecond", label: "handshakes/s", unit: "hs/s", higherIsBetter: true, perCpuKey: "handshakesPerCpuSecond" },
+    {
+      key: "handshakesPerSecond",
+      label: "handshakes/s",
+      unit: "hs/s",
+      higherIsBetter: true,
+      perCpuKey: "handshakesPerCpuSecond",
+    },
   ],
 };
 
@@ -595,22 +710,42 @@ function summarize(scenario: Scenario, runs: RunRecord[]): ScenarioResult {
         ours: spread(good("ours").map((run) => run.metrics.serverCpuPercent ?? Number.NaN))?.median ?? null,
         ws: spread(good("ws").map((run) => run.metrics.serverCpuPercent ?? Number.NaN))?.median ?? null,
       },
-      clientCpuPercent: spread(runs.filter((run) => run.side !== "tcp").map((run) => run.metrics.clientCpuPercent ?? Number.NaN))?.max ?? null,
+      clientCpuPercent:
+        spread(runs.filter((run) => run.side !== "tcp").map((run) => run.metrics.clientCpuPercent ?? Number.NaN))
+          ?.max ?? null,
       noisePercent: spread(runs.map((run) => run.metrics.noisePercent ?? Number.NaN))?.max ?? null,
     };
   });
   const failures = runs.flatMap((run) => [
     ...(run.error ? [`${run.side} round ${run.round}: ${run.error}`] : []),
-    ...run.checks.filter((check) => !check.ok).map((check) => `${run.side} round ${run.round}: ${check.name}: ${check.detail ?? ""}`),
+    ...run.checks
+      .filter((check) => !check.ok)
+      .map((check) => `${run.side} round ${run.round}: ${check.name}: ${check.detail ?? ""}`),
   ]);
   return { scenario, runs, summary, checks: { ok: failures.length === 0 && runs.length > 0, failures } };
 }
 
 function formatValue(value: number | undefined, unit: MetricSpec["unit"]): string {
   if (value === undefined || !Number.isFinite(value)) return "–";
-  if (unit === "µs") return value >= 10_000 ? `${(value / 1000).toFixed(1)} ms` : value >= 1000 ? `${(value / 1000).toFixed(2)} ms` : `${value.toFixed(0)} µs`;
-  if (unit === "B") return value >= MiB ? `${(value / MiB).toFixed(2)} MiB` : value >= KiB ? `${(value / KiB).toFixed(1)} KiB` : `${value.toFixed(0)} B`;
-  return value >= 1e6 ? `${(value / 1e6).toFixed(2)}M` : value >= 1e4 ? `${(value / 1e3).toFixed(1)}k` : value >= 100 ? value.toFixed(0) : value.toFixed(1);
+  if (unit === "µs")
+    return value >= 10_000
+      ? `${(value / 1000).toFixed(1)} ms`
+      : value >= 1000
+        ? `${(value / 1000).toFixed(2)} ms`
+        : `${value.toFixed(0)} µs`;
+  if (unit === "B")
+    return value >= MiB
+      ? `${(value / MiB).toFixed(2)} MiB`
+      : value >= KiB
+        ? `${(value / KiB).toFixed(1)} KiB`
+        : `${value.toFixed(0)} B`;
+  return value >= 1e6
+    ? `${(value / 1e6).toFixed(2)}M`
+    : value >= 1e4
+      ? `${(value / 1e3).toFixed(1)}k`
+      : value >= 100
+        ? value.toFixed(0)
+        : value.toFixed(1);
 }
 
 function formatRatio(ratio: Spread | null): string {
@@ -620,7 +755,20 @@ function formatRatio(ratio: Spread | null): string {
 }
 
 function table(results: ScenarioResult[]): string {
-  const header = ["scenario", "metric", "ours", "ws", "ours/ws [min–max]", "per CPU-s", "tcp", "ours/tcp", "srv CPU% o/w", "cli%", "noise%", "ok"];
+  const header = [
+    "scenario",
+    "metric",
+    "ours",
+    "ws",
+    "ours/ws [min–max]",
+    "per CPU-s",
+    "tcp",
+    "ours/tcp",
+    "srv CPU% o/w",
+    "cli%",
+    "noise%",
+    "ok",
+  ];
   const rows: string[][] = [];
   for (const result of results) {
     result.summary.forEach((metric, index) => {
@@ -642,7 +790,10 @@ function table(results: ScenarioResult[]): string {
     });
   }
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  const line = (cells: string[]) => cells.map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  ");
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
+      .join("  ");
   return [line(header), widths.map((width) => "─".repeat(width)).join("  "), ...rows.map(line)].join("\n");
 }
 
@@ -655,17 +806,33 @@ function log(line: string): void {
 }
 
 function describeRun(record: RunRecord, scenario: Scenario): string {
-  if (!record.ok) return `FAILED ${record.error ?? record.checks.filter((check) => !check.ok).map((check) => check.detail).join("; ")}`;
+  if (!record.ok)
+    return `FAILED ${
+      record.error ??
+      record.checks
+        .filter((check) => !check.ok)
+        .map((check) => check.detail)
+        .join("; ")
+    }`;
   const spec = metricsFor[scenario.kind];
-  return spec.map((metric) => `${metric.label} ${formatValue(record.metrics[metric.key], metric.unit)}`).join(", ") +
-    `, server CPU ${(record.metrics.serverCpuPercent ?? 0).toFixed(0)}%, client CPU ${(record.metrics.clientCpuPercent ?? 0).toFixed(0)}%, noise ${(record.metrics.noisePercent ?? 0).toFixed(0)}%`;
+  return (
+    spec.map((metric) => `${metric.label} ${formatValue(record.metrics[metric.key], metric.unit)}`).join(", ") +
+    `, server CPU ${(record.metrics.serverCpuPercent ?? 0).toFixed(0)}%, client CPU ${(record.metrics.clientCpuPercent ?? 0).toFixed(0)}%, noise ${(record.metrics.noisePercent ?? 0).toFixed(0)}%`
+  );
 }
 
 async function guarded<T>(side: Side, round: number, run: () => Promise<T>): Promise<T | RunRecord> {
   try {
     return await run();
   } catch (error) {
-    return { side, round, ok: false, error: error instanceof Error ? error.message : String(error), metrics: {}, checks: [] };
+    return {
+      side,
+      round,
+      ok: false,
+      error: error instanceof Error ? error.message : String(error),
+      metrics: {},
+      checks: [],
+    };
   }
 }
 
@@ -688,21 +855,29 @@ async function main(): Promise<void> {
     }
   }
 
-  const plan = planFor(options.mode, settings).filter((scenario) => options.only === undefined || options.only.test(scenario.id));
+  const plan = planFor(options.mode, settings).filter(
+    (scenario) => options.only === undefined || options.only.test(scenario.id),
+  );
   const started = Date.now();
   const loadBefore = loadavg();
-  log(`bench: ${options.mode} mode, ${settings.rounds} round(s), ${plan.length} scenarios, ${pin ? "client on CPU 0, servers on CPU 1" : "no CPU pinning"}; load average ${loadBefore.map((value) => value.toFixed(2)).join(" ")}`);
+  log(
+    `bench: ${options.mode} mode, ${settings.rounds} round(s), ${plan.length} scenarios, ${pin ? "client on CPU 0, servers on CPU 1" : "no CPU pinning"}; load average ${loadBefore.map((value) => value.toFixed(2)).join(" ")}`,
+  );
 
   const results: ScenarioResult[] = [];
   const record = (scenario: Scenario, runs: RunRecord[]) => {
     const result = summarize(scenario, runs);
     results.push(result);
     const main = result.summary[0]!;
-    log(`  → ${scenario.title}: ours/ws ${formatRatio(main.ratio)} (${main.label})${result.checks.ok ? "" : "  CHECK FAILED"}`);
+    log(
+      `  → ${scenario.title}: ours/ws ${formatRatio(main.ratio)} (${main.label})${result.checks.ok ? "" : "  CHECK FAILED"}`,
+    );
   };
 
   // Echo and latency: long-lived servers, one set per deflate setting.
-  const echoPlan = plan.filter((scenario): scenario is EchoScenario | LatencyScenario => scenario.kind === "echo" || scenario.kind === "latency");
+  const echoPlan = plan.filter(
+    (scenario): scenario is EchoScenario | LatencyScenario => scenario.kind === "echo" || scenario.kind === "latency",
+  );
   const needsTcp = echoPlan.length > 0;
   const tcp = needsTcp ? await ServerProcess.start("tcp", false, pin) : undefined;
   try {
@@ -716,7 +891,8 @@ async function main(): Promise<void> {
         for (const scenario of group) {
           const runs: RunRecord[] = [];
           for (let round = 1; round <= settings.rounds; round++) {
-            const withCeiling = tcp !== undefined && round <= settings.tcpRounds && (settings.ceilingForDeflate || !deflate);
+            const withCeiling =
+              tcp !== undefined && round <= settings.tcpRounds && (settings.ceilingForDeflate || !deflate);
             const sides = [ours, ws, ...(withCeiling ? [tcp] : [])];
             for (const server of sides) {
               await settle(all);
@@ -750,7 +926,9 @@ async function main(): Promise<void> {
           try {
             await settle([server]);
             const { record: result, conns: opened } =
-              scenario.kind === "fanout" ? await runFanoutOn(server, scenario, settings) : await runMemoryOn(server, scenario, settings);
+              scenario.kind === "fanout"
+                ? await runFanoutOn(server, scenario, settings)
+                : await runMemoryOn(server, scenario, settings);
             conns = opened;
             return result;
           } finally {
@@ -780,7 +958,8 @@ async function main(): Promise<void> {
       `${seconds.toFixed(0)} s in all; load average before ${loadBefore.map((value) => value.toFixed(2)).join(" ")}, after ${loadAfter.map((value) => value.toFixed(2)).join(" ")}.\n`,
   );
   const failed = results.filter((result) => !result.checks.ok);
-  for (const result of failed) process.stdout.write(`✗ ${result.scenario.title}: ${result.checks.failures.join(" | ")}\n`);
+  for (const result of failed)
+    process.stdout.write(`✗ ${result.scenario.title}: ${result.checks.failures.join(" | ")}\n`);
 
   const report = {
     meta: {
@@ -797,7 +976,10 @@ async function main(): Promise<void> {
       loadAverageAfter: loadAfter,
       commit: gitCommit(),
       /** server.ts as benchmarked (the working tree may differ from the commit). */
-      serverSha1: createHash("sha1").update(readFileSync(join(root, "server.ts"))).digest("hex").slice(0, 12),
+      serverSha1: createHash("sha1")
+        .update(readFileSync(join(root, "server.ts")))
+        .digest("hex")
+        .slice(0, 12),
     },
     results: results.map((result) => ({
       id: result.scenario.id,
@@ -810,7 +992,12 @@ async function main(): Promise<void> {
     table: output,
   };
   if (options.json !== undefined) {
-    const text = JSON.stringify(report, (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value), 2) + "\n";
+    const text =
+      JSON.stringify(
+        report,
+        (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value),
+        2,
+      ) + "\n";
     if (options.json === "-") process.stdout.write(text);
     else writeOutput(options.json, text);
   }
@@ -841,7 +1028,11 @@ function writeOutput(path: string, text: string): void {
 
 function gitCommit(): string | undefined {
   try {
-    return execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    return execFileSync("git", ["rev-parse", "--short", "HEAD"], {
+      cwd: root,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }).trim();
   } catch {
     return undefined;
   }
@@ -855,7 +1046,9 @@ function raiseFileLimit(needed: number, settings: Settings): void {
   let soft = Number.POSITIVE_INFINITY;
   let hard = Number.POSITIVE_INFINITY;
   try {
-    const line = readFileSync("/proc/self/limits", "utf8").split("\n").find((text) => text.startsWith("Max open files"));
+    const line = readFileSync("/proc/self/limits", "utf8")
+      .split("\n")
+      .find((text) => text.startsWith("Max open files"));
     const fields = line?.split(/\s+/) ?? [];
     soft = fields[3] === "unlimited" ? Number.POSITIVE_INFINITY : Number(fields[3]);
     hard = fields[4] === "unlimited" ? Number.POSITIVE_INFINITY : Number(fields[4]);
@@ -874,10 +1067,12 @@ function raiseFileLimit(needed: number, settings: Settings): void {
   }
   const fits = Math.max(100, soft - 2000);
   settings.memoryConnections = settings.memoryConnections.map((count) => Math.min(count, fits));
-  log(`bench: the open-file limit is ${soft} (hard ${hard}); idle-connection scenarios capped at ${fits}. Run \`ulimit -n ${needed}\` first for the full figures.`);
+  log(
+    `bench: the open-file limit is ${soft} (hard ${hard}); idle-connection scenarios capped at ${fits}. Run \`ulimit -n ${needed}\` first for the full figures.`,
+  );
 }
 
 main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.stack ?? error.message : String(error));
+  console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
   process.exit(1);
 });

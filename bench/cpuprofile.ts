@@ -42,7 +42,9 @@ for (const path of positionals) {
   const selfTime = new Map<number, number>();
   profile.samples.forEach((id, index) => selfTime.set(id, (selfTime.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0)));
   const total = [...selfTime.values()].reduce((sum, value) => sum + value, 0);
-  const idle = [...selfTime.entries()].filter(([id]) => byId.get(id)?.callFrame.functionName === "(idle)").reduce((sum, [, value]) => sum + value, 0);
+  const idle = [...selfTime.entries()]
+    .filter(([id]) => byId.get(id)?.callFrame.functionName === "(idle)")
+    .reduce((sum, [, value]) => sum + value, 0);
   const busy = total - idle;
 
   const name = (frame: CallFrame) => {
@@ -70,9 +72,11 @@ for (const path of positionals) {
   const ms = (value: number) => `${(value / 1000).toFixed(0).padStart(7)} ms`;
   console.log(`${path}: ${(total / 1e6).toFixed(2)} s profiled, ${(busy / 1e6).toFixed(2)} s busy`);
   console.log(`\n  self time (% of busy)`);
-  for (const [key, value] of [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${ms(value)} ${percent(value)}  ${key}`);
+  for (const [key, value] of [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, top))
+    console.log(`  ${ms(value)} ${percent(value)}  ${key}`);
   console.log(`\n  total time of ${values.file} functions (% of busy, callees included)`);
-  for (const [key, value] of [...inclusive.entries()].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${ms(value)} ${percent(value)}  ${key}`);
+  for (const [key, value] of [...inclusive.entries()].sort((a, b) => b[1] - a[1]).slice(0, top))
+    console.log(`  ${ms(value)} ${percent(value)}  ${key}`);
   console.log("");
 }
 

@@ -29,18 +29,47 @@ function bestOf(rounds: number, run: () => void): number {
 }
 
 function report(name: string, plainMs: number, fastMs: number, unit: string): void {
-  console.log(`${name.padEnd(44)} plain ${plainMs.toFixed(2).padStart(8)} ms  fast ${fastMs.toFixed(2).padStart(8)} ms  ${(plainMs / fastMs).toFixed(1)}× ${unit}`);
+  console.log(
+    `${name.padEnd(44)} plain ${plainMs.toFixed(2).padStart(8)} ms  fast ${fastMs.toFixed(2).padStart(8)} ms  ${(plainMs / fastMs).toFixed(1)}× ${unit}`,
+  );
 }
 
 const key = Buffer.from([0x37, 0xfa, 0x21, 0x3d]);
 const mebibyte = Buffer.alloc(1 << 20, 0x61);
-report("unmask 1 MiB × 20", bestOf(5, () => { for (let i = 0; i < 20; i++) maskBytes(mebibyte, key); }), bestOf(5, () => { for (let i = 0; i < 20; i++) maskInPlace(mebibyte, key); }), "");
+report(
+  "unmask 1 MiB × 20",
+  bestOf(5, () => {
+    for (let i = 0; i < 20; i++) maskBytes(mebibyte, key);
+  }),
+  bestOf(5, () => {
+    for (let i = 0; i < 20; i++) maskInPlace(mebibyte, key);
+  }),
+  "",
+);
 
 const chinese = Buffer.from("聊天室里有人说你好，world! ".repeat(3000), "utf8");
-report(`check UTF-8, ${(chinese.length / 1024).toFixed(0)} KiB × 20`, bestOf(5, () => { for (let i = 0; i < 20; i++) new Utf8Validator().push(chinese); }), bestOf(5, () => { for (let i = 0; i < 20; i++) pushUtf8(new Utf8Validator(), chinese); }), "");
+report(
+  `check UTF-8, ${(chinese.length / 1024).toFixed(0)} KiB × 20`,
+  bestOf(5, () => {
+    for (let i = 0; i < 20; i++) new Utf8Validator().push(chinese);
+  }),
+  bestOf(5, () => {
+    for (let i = 0; i < 20; i++) pushUtf8(new Utf8Validator(), chinese);
+  }),
+  "",
+);
 
 const kibText = Buffer.from("x".repeat(1000) + "你好", "utf8");
-report("echo 100,000 × 1 KiB text: string or bytes", bestOf(5, () => { for (let i = 0; i < 100_000; i++) Buffer.from(kibText.toString("utf8")); }), bestOf(5, () => { for (let i = 0; i < 100_000; i++) void kibText.subarray(0); }), "");
+report(
+  "echo 100,000 × 1 KiB text: string or bytes",
+  bestOf(5, () => {
+    for (let i = 0; i < 100_000; i++) Buffer.from(kibText.toString("utf8"));
+  }),
+  bestOf(5, () => {
+    for (let i = 0; i < 100_000; i++) void kibText.subarray(0);
+  }),
+  "",
+);
 
 const tiny = Array.from({ length: 100_000 }, (_, index) => Buffer.from([index & 0xff]));
 {
@@ -49,18 +78,56 @@ const tiny = Array.from({ length: 100_000 }, (_, index) => Buffer.from([index & 
   for (const piece of tiny) collector.add(piece);
   const held = (collector as unknown as { parts: Buffer[] }).parts.length + 1;
   collector.take();
-  const plainMs = bestOf(5, () => { const parts: Buffer[] = []; for (const piece of tiny) parts.push(piece); Buffer.concat(parts); });
-  const fastMs = bestOf(5, () => { const gathered = new PayloadCollector(); for (const piece of tiny) gathered.add(piece); gathered.take(); });
+  const plainMs = bestOf(5, () => {
+    const parts: Buffer[] = [];
+    for (const piece of tiny) parts.push(piece);
+    Buffer.concat(parts);
+  });
+  const fastMs = bestOf(5, () => {
+    const gathered = new PayloadCollector();
+    for (const piece of tiny) gathered.add(piece);
+    gathered.take();
+  });
   report("100,000 one-byte fragments into one message", plainMs, fastMs, `; buffers held: ${tiny.length} or ${held}`);
 }
 
 const broadcast = "x".repeat(2048);
 const members = 100;
-report(`broadcast 2 KiB to ${members}: frame each time or once`, bestOf(5, () => { for (let m = 0; m < members * 100; m++) encodeFrame(Opcode.Text, broadcast); }), bestOf(5, () => { for (let m = 0; m < 100; m++) encodeFrame(Opcode.Text, broadcast); }), "");
+report(
+  `broadcast 2 KiB to ${members}: frame each time or once`,
+  bestOf(5, () => {
+    for (let m = 0; m < members * 100; m++) encodeFrame(Opcode.Text, broadcast);
+  }),
+  bestOf(5, () => {
+    for (let m = 0; m < 100; m++) encodeFrame(Opcode.Text, broadcast);
+  }),
+  "",
+);
 const payload = Buffer.from(broadcast);
-report(`the same, compressed (level 3)`, bestOf(3, () => { for (let m = 0; m < members * 10; m++) compressMessage(payload, 15, 3); }), bestOf(3, () => { for (let m = 0; m < 10; m++) compressMessage(payload, 15, 3); }), "");
+report(
+  `the same, compressed (level 3)`,
+  bestOf(3, () => {
+    for (let m = 0; m < members * 10; m++) compressMessage(payload, 15, 3);
+  }),
+  bestOf(3, () => {
+    for (let m = 0; m < 10; m++) compressMessage(payload, 15, 3);
+  }),
+  "",
+);
 
-report("1 MiB frame × 200: copied behind its header, or not", bestOf(5, () => { for (let i = 0; i < 200; i++) encodeFrame(Opcode.Binary, mebibyte); }), bestOf(5, () => { for (let i = 0; i < 200; i++) { const header = Buffer.allocUnsafe(frameHeaderSize(mebibyte.length)); writeFrameHeader(header, Opcode.Binary, mebibyte.length); } }), "(the write itself not counted)");
+report(
+  "1 MiB frame × 200: copied behind its header, or not",
+  bestOf(5, () => {
+    for (let i = 0; i < 200; i++) encodeFrame(Opcode.Binary, mebibyte);
+  }),
+  bestOf(5, () => {
+    for (let i = 0; i < 200; i++) {
+      const header = Buffer.allocUnsafe(frameHeaderSize(mebibyte.length));
+      writeFrameHeader(header, Opcode.Binary, mebibyte.length);
+    }
+  }),
+  "(the write itself not counted)",
+);
 
 // Batching: 64 small frames a turn to a real loopback socket, one write each or corked.
 const sink = createServer((socket) => socket.resume());

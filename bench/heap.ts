@@ -21,7 +21,13 @@ if (collect === undefined) {
 const count = Number(process.argv[2] ?? 3000);
 
 async function startOurs(): Promise<{ port: number; close: () => Promise<void> }> {
-  const running = await startServer({ port: 0, keepaliveIntervalMs: 0, maxConnectionsPerIp: 1_000_000, maxConnections: 1_000_000, log: () => {} });
+  const running = await startServer({
+    port: 0,
+    keepaliveIntervalMs: 0,
+    maxConnectionsPerIp: 1_000_000,
+    maxConnections: 1_000_000,
+    log: () => {},
+  });
   return { port: running.port, close: () => running.shutdown(100) };
 }
 
@@ -29,7 +35,9 @@ async function startWs(): Promise<{ port: number; close: () => Promise<void> }> 
   const http = createServer();
   const server = new WebSocketServer({ server: http }); // ws keeps its own set of clients (clientTracking)
   server.on("connection", (socket) => {
-    socket.on("message", (data, binary) => socket.send(Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer), { binary }));
+    socket.on("message", (data, binary) =>
+      socket.send(Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer), { binary }),
+    );
   });
   await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
   const address = http.address();
@@ -47,15 +55,22 @@ function openIdle(port: number, sockets: Socket[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, "127.0.0.1", () => {
       const key = randomBytes(16).toString("base64");
-      socket.write(`GET /echo HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      socket.write(
+        `GET /echo HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      );
     });
-    socket.once("data", (chunk: Buffer) => (chunk.toString("latin1").startsWith("HTTP/1.1 101") ? resolve() : reject(new Error("no 101"))));
+    socket.once("data", (chunk: Buffer) =>
+      chunk.toString("latin1").startsWith("HTTP/1.1 101") ? resolve() : reject(new Error("no 101")),
+    );
     socket.once("error", reject);
     sockets.push(socket);
   });
 }
 
-async function measure(name: string, start: () => Promise<{ port: number; close: () => Promise<void> }>): Promise<number> {
+async function measure(
+  name: string,
+  start: () => Promise<{ port: number; close: () => Promise<void> }>,
+): Promise<number> {
   const server = await start();
   const sockets: Socket[] = [];
   for (let index = 0; index < 200; index++) await openIdle(server.port, sockets); // warm up
@@ -67,7 +82,9 @@ async function measure(name: string, start: () => Promise<{ port: number; close:
   collect!();
   collect!();
   const perConnection = (process.memoryUsage().heapUsed - before) / count;
-  console.log(`${name.padEnd(5)} ${perConnection.toFixed(0)} bytes of heap per idle connection (server and client together)`);
+  console.log(
+    `${name.padEnd(5)} ${perConnection.toFixed(0)} bytes of heap per idle connection (server and client together)`,
+  );
   for (const socket of sockets) socket.destroy();
   await server.close();
   return perConnection;

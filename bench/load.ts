@@ -64,8 +64,29 @@ function generator(seed: number): () => number {
 }
 
 const WORDS = [
-  "the", "room", "message", "hello", "frame", "socket", "server", "client", "chat", "echo", "window",
-  "你好", "世界", "小明", "小红", "消息", "聊天室", "deflate", "mask", "payload", "latency", "ok", "🙂",
+  "the",
+  "room",
+  "message",
+  "hello",
+  "frame",
+  "socket",
+  "server",
+  "client",
+  "chat",
+  "echo",
+  "window",
+  "你好",
+  "世界",
+  "小明",
+  "小红",
+  "消息",
+  "聊天室",
+  "deflate",
+  "mask",
+  "payload",
+  "latency",
+  "ok",
+  "🙂",
 ];
 
 /** `size` bytes of text (UTF-8, about a tenth of it multi-byte, compressible like prose)
@@ -209,7 +230,8 @@ class FrameReader {
     while (position < size) {
       if (this.remaining < 0) {
         // The header: 2 bytes, then 2 or 8 more for a long length.
-        while (this.headerHave < this.headerNeed && position < size) this.header[this.headerHave++] = chunk[position++]!;
+        while (this.headerHave < this.headerNeed && position < size)
+          this.header[this.headerHave++] = chunk[position++]!;
         if (this.headerHave < this.headerNeed) break;
         const byte1 = this.header[1]!;
         const length7 = byte1 & 0x7f;
@@ -221,7 +243,11 @@ class FrameReader {
         if (byte1 & 0x80) return sink.fail("a server frame was masked");
         if ((byte0 & 0x80) === 0) return sink.fail("a fragmented server frame (this client does not expect any)");
         const length =
-          length7 < 126 ? length7 : length7 === 126 ? this.header.readUInt16BE(2) : this.header.readUInt32BE(2) * 2 ** 32 + this.header.readUInt32BE(6);
+          length7 < 126
+            ? length7
+            : length7 === 126
+              ? this.header.readUInt16BE(2)
+              : this.header.readUInt32BE(2) * 2 ** 32 + this.header.readUInt32BE(6);
         this.opcode = byte0 & 0x0f;
         this.rsv1 = (byte0 & 0x40) !== 0;
         this.headerHave = 0;
@@ -265,7 +291,9 @@ class FrameReader {
 // ── The opening handshake, by hand ──────────────────────────────────────────
 
 const handshakeKey = randomBytes(16).toString("base64");
-const expectedAccept = createHash("sha1").update(handshakeKey + GUID).digest("base64");
+const expectedAccept = createHash("sha1")
+  .update(handshakeKey + GUID)
+  .digest("base64");
 export const DEFLATE_OFFER = "permessage-deflate; client_no_context_takeover; server_no_context_takeover";
 
 function handshakeRequest(target: Target, path: string, deflate: boolean): string {
@@ -298,7 +326,11 @@ const readBuffer = Buffer.allocUnsafe(1024 * 1024);
 
 /** Connects, upgrades, and hands every later byte to `sink` (or, for a raw
  * peer, to the function). Chunks given to either are only valid during the call. */
-export function openConnection(target: Target, options: OpenOptions, sink: FrameSink | ((chunk: Buffer) => void)): Promise<Conn> {
+export function openConnection(
+  target: Target,
+  options: OpenOptions,
+  sink: FrameSink | ((chunk: Buffer) => void),
+): Promise<Conn> {
   const request = options.raw ? "" : handshakeRequest(target, options.path, options.deflate);
   return new Promise((resolvePromise, rejectPromise) => {
     let onBytes: (chunk: Buffer) => void = () => {};
@@ -316,7 +348,10 @@ export function openConnection(target: Target, options: OpenOptions, sink: Frame
     });
     let settled = false;
     let head: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => fail(new Error(`no handshake within ${options.timeoutMs ?? 20_000} ms`)), options.timeoutMs ?? 20_000);
+    const timer = setTimeout(
+      () => fail(new Error(`no handshake within ${options.timeoutMs ?? 20_000} ms`)),
+      options.timeoutMs ?? 20_000,
+    );
     const fail = (error: Error) => {
       if (settled) return;
       settled = true;
@@ -502,7 +537,8 @@ class Expectation {
     } catch (error) {
       return `a compressed reply did not inflate: ${error instanceof Error ? error.message : String(error)}`;
     }
-    if (!inflated.equals(this.payload)) return `a compressed reply inflated to ${inflated.length} bytes that differ from the ${this.payload.length} sent`;
+    if (!inflated.equals(this.payload))
+      return `a compressed reply inflated to ${inflated.length} bytes that differ from the ${this.payload.length} sent`;
     if (this.variants.length < 8) this.variants.push(Buffer.from(data));
     return undefined;
   }
@@ -565,8 +601,12 @@ class EchoConnection implements FrameSink {
 
   begin(opcode: number, rsv1: boolean, length: number): void {
     const expected = this.load.expectation;
-    this.frameOk = opcode === expected.opcode && rsv1 === expected.compressed && (rsv1 || length === expected.payload.length);
-    if (!this.frameOk) this.load.errors.add(`a reply had opcode ${opcode}, RSV1 ${rsv1}, ${length} bytes; expected opcode ${expected.opcode}, RSV1 ${expected.compressed}, ${expected.payload.length} bytes`);
+    this.frameOk =
+      opcode === expected.opcode && rsv1 === expected.compressed && (rsv1 || length === expected.payload.length);
+    if (!this.frameOk)
+      this.load.errors.add(
+        `a reply had opcode ${opcode}, RSV1 ${rsv1}, ${length} bytes; expected opcode ${expected.opcode}, RSV1 ${expected.compressed}, ${expected.payload.length} bytes`,
+      );
     this.frameLength = length;
     this.offset = 0;
     this.pieces = [];
@@ -589,7 +629,9 @@ class EchoConnection implements FrameSink {
 
   end(): void {
     if (!this.frameOk) return this.reply(undefined); // already reported by begin or piece
-    const problem = this.load.expectation.compressed ? this.load.expectation.checkCompressed(this.pieces, this.pieceLength) : undefined;
+    const problem = this.load.expectation.compressed
+      ? this.load.expectation.checkCompressed(this.pieces, this.pieceLength)
+      : undefined;
     this.pieces = [];
     this.reply(problem);
   }
@@ -697,7 +739,9 @@ class RawEchoConnection {
     if (count <= 0) return;
     this.inFlight += count;
     if (this.load.recordLatency) this.sendTimes.push(count, performance.now());
-    this.conn.socket.write(count === this.load.window ? this.load.batch : this.load.batch.subarray(0, count * frameLength));
+    this.conn.socket.write(
+      count === this.load.window ? this.load.batch : this.load.batch.subarray(0, count * frameLength),
+    );
   };
 }
 
@@ -851,7 +895,10 @@ class FanoutClient implements FrameSink {
 
   whole(opcode: number, _rsv1: boolean, data: Buffer, start: number, end: number): void {
     if (opcode !== OPCODE_TEXT) {
-      if (opcode === OPCODE_CLOSE) this.load.errors.add(`client ${this.index}: the server closed the connection: ${data.toString("utf8", start + 2, end)}`);
+      if (opcode === OPCODE_CLOSE)
+        this.load.errors.add(
+          `client ${this.index}: the server closed the connection: ${data.toString("utf8", start + 2, end)}`,
+        );
       return;
     }
     // Only {"type":"message",...} counts; welcome, joined and the like are not part of the test.
@@ -915,7 +962,8 @@ class FanoutLoad {
   private nowValid = false;
 
   constructor(options: FanoutOptions) {
-    if (cachedSayFrames === undefined || cachedSayFrames.count < options.maxMessages) cachedSayFrames = new SayFrames(options.maxMessages);
+    if (cachedSayFrames === undefined || cachedSayFrames.count < options.maxMessages)
+      cachedSayFrames = new SayFrames(options.maxMessages);
     this.frames = cachedSayFrames;
     this.clients = options.clients;
     this.window = options.window;
@@ -966,11 +1014,17 @@ export async function runFanout(options: FanoutOptions): Promise<FanoutResult> {
   const members: FanoutClient[] = [];
   let conns: Conn[] = [];
   try {
-    const opened = await openMany(options.target, options.clients, options.connectConcurrency ?? 100, { path: "/", deflate: false }, (index) => {
-      const client = new FanoutClient(load, index);
-      members.push(client);
-      return client;
-    });
+    const opened = await openMany(
+      options.target,
+      options.clients,
+      options.connectConcurrency ?? 100,
+      { path: "/", deflate: false },
+      (index) => {
+        const client = new FanoutClient(load, index);
+        members.push(client);
+        return client;
+      },
+    );
     conns = opened.conns;
     for (const conn of conns) {
       conn.socket.on("close", () => {
@@ -980,7 +1034,8 @@ export async function runFanout(options: FanoutOptions): Promise<FanoutResult> {
     load.sender = conns[0]!;
     // The barrier: when every client has message 0, every join is behind us.
     load.sayOne();
-    if (!(await waitUntil(() => load.completed >= 1 || load.errors.count > 0, 60_000))) load.errors.add("the first message never reached every client");
+    if (!(await waitUntil(() => load.completed >= 1 || load.errors.count > 0, 60_000)))
+      load.errors.add("the first message never reached every client");
     options.onReady?.();
     load.sending = true;
     load.topUp();
@@ -999,9 +1054,11 @@ export async function runFanout(options: FanoutOptions): Promise<FanoutResult> {
     const messages = load.sent - saidBefore;
     const deliveries = load.deliveries - deliveriesBefore;
     load.sending = false;
-    if (load.sent >= load.frames.count) load.errors.add(`ran out of prepared messages (${load.frames.count}); raise maxMessages`);
+    if (load.sent >= load.frames.count)
+      load.errors.add(`ran out of prepared messages (${load.frames.count}); raise maxMessages`);
     await waitUntil(() => load.completed === load.sent || load.errors.count > 0, options.drainTimeoutMs ?? 30_000);
-    const everyDeliveryOnceInOrder = load.errors.count === 0 && members.every((member) => member.next === load.sent) && load.completed === load.sent;
+    const everyDeliveryOnceInOrder =
+      load.errors.count === 0 && members.every((member) => member.next === load.sent) && load.completed === load.sent;
     if (!everyDeliveryOnceInOrder && load.errors.count === 0) {
       const behind = members.filter((member) => member.next !== load.sent).length;
       load.errors.add(`${behind} clients did not get all ${load.sent} messages`);
@@ -1060,7 +1117,13 @@ export interface IdleResult {
 /** Opens `count` idle connections to /echo, `concurrency` handshakes at a time. The caller closes them. */
 export async function openIdle(target: Target, count: number, concurrency: number): Promise<IdleResult> {
   const cpuBefore = process.cpuUsage();
-  const { conns, seconds } = await openMany(target, count, concurrency, { path: "/echo", deflate: false }, () => new IdleSink());
+  const { conns, seconds } = await openMany(
+    target,
+    count,
+    concurrency,
+    { path: "/echo", deflate: false },
+    () => new IdleSink(),
+  );
   const cpu = process.cpuUsage(cpuBefore);
   return { conns, seconds, handshakesPerSecond: count / seconds, clientCpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
@@ -1116,7 +1179,9 @@ async function main(): Promise<void> {
   } else if (command === "idle") {
     const count = Number(values.connections ?? "1000");
     const result = await openIdle(target, count, 100);
-    console.log(JSON.stringify({ count, seconds: result.seconds, handshakesPerSecond: result.handshakesPerSecond }, null, 2));
+    console.log(
+      JSON.stringify({ count, seconds: result.seconds, handshakesPerSecond: result.handshakesPerSecond }, null, 2),
+    );
     destroyAll(result.conns);
   } else throw new Error(`unknown command ${command}: echo, fanout or idle`);
 }
@@ -1125,7 +1190,9 @@ async function main(): Promise<void> {
  * in bytes (one connection: about 1 MiB; each of many: about 128 KiB). */
 export function echoWindow(connections: number, size: number): number {
   const clamp = (value: number, low: number, high: number) => Math.max(low, Math.min(high, value));
-  return connections === 1 ? clamp(Math.floor((1024 * 1024) / size), 2, 128) : clamp(Math.floor((128 * 1024) / size), 1, 16);
+  return connections === 1
+    ? clamp(Math.floor((1024 * 1024) / size), 2, 128)
+    : clamp(Math.floor((128 * 1024) / size), 1, 16);
 }
 
 function isMainModule(): boolean {

@@ -31,12 +31,15 @@ export function renderChart(rows: ChartRow[], title: string, subtitle: string): 
   const rowHeight = 22;
   const height = top + rows.length * rowHeight + 64;
 
-  const finite = rows.flatMap((row) => [row.min, row.max, row.median, row.perCpu ?? 1]).filter((value) => Number.isFinite(value) && value > 0);
+  const finite = rows
+    .flatMap((row) => [row.min, row.max, row.median, row.perCpu ?? 1])
+    .filter((value) => Number.isFinite(value) && value > 0);
   const lowest = Math.min(0.5, ...finite);
   const highest = Math.max(2, ...finite);
   const low = Math.floor(Math.log2(lowest));
   const high = Math.ceil(Math.log2(highest));
-  const x = (ratio: number) => plotLeft + ((Math.log2(Math.max(ratio, 2 ** low)) - low) / (high - low)) * (plotRight - plotLeft);
+  const x = (ratio: number) =>
+    plotLeft + ((Math.log2(Math.max(ratio, 2 ** low)) - low) / (high - low)) * (plotRight - plotLeft);
 
   const parts: string[] = [];
   parts.push(
@@ -80,10 +83,18 @@ export function renderChart(rows: ChartRow[], title: string, subtitle: string): 
     }
     if (row.perCpu !== undefined && Number.isFinite(row.perCpu) && row.perCpu > 0) {
       const at = x(row.perCpu);
-      parts.push(`<path d="M ${at.toFixed(1)} ${middle - 6} l 5 6 l -5 6 l -5 -6 z" fill="#2f5fb3" stroke="#fff" stroke-width="0.8"><title>per CPU-second: ${formatRatio(row.perCpu)}×</title></path>`);
+      parts.push(
+        `<path d="M ${at.toFixed(1)} ${middle - 6} l 5 6 l -5 6 l -5 -6 z" fill="#2f5fb3" stroke="#fff" stroke-width="0.8"><title>per CPU-second: ${formatRatio(row.perCpu)}×</title></path>`,
+      );
     }
-    const labelAt = Math.max(x(row.max), to, row.perCpu !== undefined && Number.isFinite(row.perCpu) && row.perCpu > 0 ? x(row.perCpu) + 4 : 0);
-    parts.push(`<text x="${(labelAt + 6).toFixed(1)}" y="${middle + 4}" fill="#222">${formatRatio(row.median)}×</text>`);
+    const labelAt = Math.max(
+      x(row.max),
+      to,
+      row.perCpu !== undefined && Number.isFinite(row.perCpu) && row.perCpu > 0 ? x(row.perCpu) + 4 : 0,
+    );
+    parts.push(
+      `<text x="${(labelAt + 6).toFixed(1)}" y="${middle + 4}" fill="#222">${formatRatio(row.median)}×</text>`,
+    );
   });
   parts.push(
     `<text x="16" y="${height - 28}" fill="#555">ours/ws, log scale; bar: median of the rounds, whisker: min–max; ◆ the same work per second of server CPU (robust on a busy machine).</text>`,

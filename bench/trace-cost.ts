@@ -40,7 +40,17 @@ function withoutTracing(source: string): string {
 
 function start(file: string): Promise<{ child: ChildProcess; port: number }> {
   return new Promise((resolve, reject) => {
-    const command = [process.execPath, "--import", "tsx", file, "--port", "0", "--keepalive-interval", "0", "--no-deflate"];
+    const command = [
+      process.execPath,
+      "--import",
+      "tsx",
+      file,
+      "--port",
+      "0",
+      "--keepalive-interval",
+      "0",
+      "--no-deflate",
+    ];
     const pinned = pin ? ["taskset", "-c", "1", ...command] : command;
     const child = spawn(pinned[0]!, pinned.slice(1), {
       cwd: join(here, ".."),
@@ -93,11 +103,15 @@ try {
       withChecks = await measure(join(here, "..", "server.ts"));
     }
     ratios.push(withChecks / without);
-    console.log(`round ${round}: server.ts ${Math.round(withChecks)} msg/s, without the trace checks ${Math.round(without)} msg/s, ratio ${(withChecks / without).toFixed(3)}`);
+    console.log(
+      `round ${round}: server.ts ${Math.round(withChecks)} msg/s, without the trace checks ${Math.round(without)} msg/s, ratio ${(withChecks / without).toFixed(3)}`,
+    );
   }
 } finally {
   rmSync(directory, { recursive: true, force: true });
 }
 ratios.sort((a, b) => a - b);
 const median = ratios[Math.floor(ratios.length / 2)]!;
-console.log(`tracing off / no tracing code: median ${median.toFixed(3)} [${ratios[0]!.toFixed(3)}–${ratios.at(-1)!.toFixed(3)}]`);
+console.log(
+  `tracing off / no tracing code: median ${median.toFixed(3)} [${ratios[0]!.toFixed(3)}–${ratios.at(-1)!.toFixed(3)}]`,
+);

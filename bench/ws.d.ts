@@ -27,7 +27,11 @@ declare module "ws" {
   export class WebSocket extends EventEmitter {
     static readonly OPEN: 1;
     readonly readyState: 0 | 1 | 2 | 3;
-    send(data: string | Buffer, options?: { binary?: boolean; compress?: boolean }, callback?: (error?: Error) => void): void;
+    send(
+      data: string | Buffer,
+      options?: { binary?: boolean; compress?: boolean },
+      callback?: (error?: Error) => void,
+    ): void;
     close(code?: number, reason?: string): void;
     terminate(): void;
     on(event: "message", listener: (data: RawData, isBinary: boolean) => void): this;

@@ -280,9 +280,18 @@ describe("backoff", () => {
   test("full jitter: a delay lies between 0 and a ceiling that doubles from 1 s", () => {
     const ceilings = [1000, 2000, 4000, 8000, 16_000, 30_000, 30_000];
     ceilings.forEach((ceiling, attempt) => {
-      assert.equal(reconnectDelay(attempt, () => 0), 0);
-      assert.equal(reconnectDelay(attempt, () => 0.5), ceiling / 2);
-      assert.equal(reconnectDelay(attempt, () => 0.999_999), ceiling - 1);
+      assert.equal(
+        reconnectDelay(attempt, () => 0),
+        0,
+      );
+      assert.equal(
+        reconnectDelay(attempt, () => 0.5),
+        ceiling / 2,
+      );
+      assert.equal(
+        reconnectDelay(attempt, () => 0.999_999),
+        ceiling - 1,
+      );
     });
   });
 
@@ -447,7 +456,10 @@ describe("outbox", () => {
     const id = before.connection.pending[0]!.id;
 
     const after = createHarness({ storage });
-    assert.deepEqual(after.connection.pending.map((message) => message.id), [id]);
+    assert.deepEqual(
+      after.connection.pending.map((message) => message.id),
+      [id],
+    );
     after.connection.start();
     after.latest().receive(welcome());
     assert.deepEqual(after.latest().sentOfType("say"), [{ type: "say", id, text: "typed offline" }]);
@@ -489,7 +501,10 @@ describe("outbox", () => {
     const before = latest().sentOfType("say").length;
     clock.advance(2000);
     const resent = latest().sentOfType("say").slice(before);
-    assert.deepEqual(resent.map((frame) => frame.text), ["two"]);
+    assert.deepEqual(
+      resent.map((frame) => frame.text),
+      ["two"],
+    );
   });
 
   test("an error naming a pending id drops that message: resending it would fail forever", () => {
@@ -588,7 +603,13 @@ describe("resume", () => {
     assert.deepEqual(shownSeqs(connection), [1, 2, 3, "gap", 1, 2]);
     assert.equal(connection.epoch, "new");
     assert.equal(connection.lastSeq, 2);
-    assert.deepEqual(latest().sentOfType("say").map((frame) => frame.id), [id], "the outbox is re-sent as usual");
+    assert.deepEqual(
+      latest()
+        .sentOfType("say")
+        .map((frame) => frame.id),
+      [id],
+      "the outbox is re-sent as usual",
+    );
 
     // A second reset with nothing in between does not stack a second notice.
     latest().closeFromServer();
@@ -828,34 +849,34 @@ describe("connection", () => {
     assert.equal(latest().closedByClient, true);
   });
 
-  test(
-    "rename on an open connection sends {type:rename}; the server's renamed changes our name and shows one line",
-    () => {
-      const { connection, sockets, latest, storage } = connectedHarness({}, { name: "小红" });
-      connection.rename("  Bob ");
-      assert.equal(sockets.length, 1, "no reconnection");
-      assert.deepEqual(latest().sentOfType("rename"), [{ type: "rename", name: "Bob" }]);
-      assert.equal(connection.name, "小红", "not ours until the server says so");
-      assert.equal(connection.wantedName, "Bob");
-      latest().receive({ type: "renamed", sid: MY_SID, from: "小红", to: "Bob" });
-      assert.equal(connection.name, "Bob");
-      assert.equal(connection.wantedName, null);
-      assert.equal(storage.getItem(STORAGE_KEYS.name), "Bob", "the next connection asks for Bob");
-      assert.deepEqual(connection.members, [{ name: "Bob", sid: MY_SID, away: false }]);
-      assert.deepEqual(
-        connection.entries.map((entry) => (entry.kind === "notice" ? [entry.notice, entry.name, entry.to] : "message")),
-        [["renamed", "小红", "Bob"]],
-      );
-      connection.rename("Bob");
-      connection.rename("");
-      assert.equal(latest().sentOfType("rename").length, 1, "same or empty name: nothing to do");
-    },
-  );
+  test("rename on an open connection sends {type:rename}; the server's renamed changes our name and shows one line", () => {
+    const { connection, sockets, latest, storage } = connectedHarness({}, { name: "小红" });
+    connection.rename("  Bob ");
+    assert.equal(sockets.length, 1, "no reconnection");
+    assert.deepEqual(latest().sentOfType("rename"), [{ type: "rename", name: "Bob" }]);
+    assert.equal(connection.name, "小红", "not ours until the server says so");
+    assert.equal(connection.wantedName, "Bob");
+    latest().receive({ type: "renamed", sid: MY_SID, from: "小红", to: "Bob" });
+    assert.equal(connection.name, "Bob");
+    assert.equal(connection.wantedName, null);
+    assert.equal(storage.getItem(STORAGE_KEYS.name), "Bob", "the next connection asks for Bob");
+    assert.deepEqual(connection.members, [{ name: "Bob", sid: MY_SID, away: false }]);
+    assert.deepEqual(
+      connection.entries.map((entry) => (entry.kind === "notice" ? [entry.notice, entry.name, entry.to] : "message")),
+      [["renamed", "小红", "Bob"]],
+    );
+    connection.rename("Bob");
+    connection.rename("");
+    assert.equal(latest().sentOfType("rename").length, 1, "same or empty name: nothing to do");
+  });
 
   test("someone else's rename updates the member list and shows one line", () => {
     const { connection, latest } = connectedHarness({}, { others: [{ name: "Teacher", sid: OTHER_SID }] });
     latest().receive({ type: "renamed", sid: OTHER_SID, from: "Teacher", to: "老师" });
-    assert.deepEqual(connection.members.map((member) => member.name), ["小明", "老师"]);
+    assert.deepEqual(
+      connection.members.map((member) => member.name),
+      ["小明", "老师"],
+    );
     assert.equal(connection.name, "小明");
     assert.equal(connection.entries.length, 1);
   });
@@ -902,37 +923,40 @@ describe("connection", () => {
     },
   );
 
-  test(
-    "joined, left, away and back keep the member list by sid; only joined and left are lines; our own sid is not news",
-    () => {
-      const { connection, latest } = connectedHarness({}, { name: "小明", others: [{ name: "小红", sid: "sid-hong" }] });
-      latest().receive({ type: "joined", name: "小军", sid: "sid-jun" });
-      latest().receive({ type: "away", name: "小红", sid: "sid-hong" });
-      assert.deepEqual(
-        connection.members.map((member) => `${member.name}${member.away ? " (away)" : ""}`),
-        ["小明", "小军", "小红 (away)"],
-      );
-      latest().receive({ type: "back", name: "小红", sid: "sid-hong" });
-      latest().receive({ type: "left", name: "小军", sid: "sid-jun" });
-      latest().receive({ type: "joined", name: "小明", sid: MY_SID });
-      latest().receive({ type: "away", name: "小明", sid: MY_SID });
-      latest().receive({ type: "back", name: "小明", sid: MY_SID });
-      assert.deepEqual(
-        connection.members.map((member) => member.name),
-        ["小红", "小明"],
-      );
-      assert.deepEqual(
-        connection.entries.map((entry) => (entry.kind === "notice" ? `${entry.notice} ${entry.name}` : "message")),
-        ["joined 小军", "left 小军"],
-        "a reload elsewhere (away, back) is not a line, and we are not news to ourselves",
-      );
-    },
-  );
+  test("joined, left, away and back keep the member list by sid; only joined and left are lines; our own sid is not news", () => {
+    const { connection, latest } = connectedHarness({}, { name: "小明", others: [{ name: "小红", sid: "sid-hong" }] });
+    latest().receive({ type: "joined", name: "小军", sid: "sid-jun" });
+    latest().receive({ type: "away", name: "小红", sid: "sid-hong" });
+    assert.deepEqual(
+      connection.members.map((member) => `${member.name}${member.away ? " (away)" : ""}`),
+      ["小明", "小军", "小红 (away)"],
+    );
+    latest().receive({ type: "back", name: "小红", sid: "sid-hong" });
+    latest().receive({ type: "left", name: "小军", sid: "sid-jun" });
+    latest().receive({ type: "joined", name: "小明", sid: MY_SID });
+    latest().receive({ type: "away", name: "小明", sid: MY_SID });
+    latest().receive({ type: "back", name: "小明", sid: MY_SID });
+    assert.deepEqual(
+      connection.members.map((member) => member.name),
+      ["小红", "小明"],
+    );
+    assert.deepEqual(
+      connection.entries.map((entry) => (entry.kind === "notice" ? `${entry.notice} ${entry.name}` : "message")),
+      ["joined 小军", "left 小军"],
+      "a reload elsewhere (away, back) is not a line, and we are not news to ourselves",
+    );
+  });
 
   test("a left for a name that is ours by name but not by sid is someone else leaving", () => {
-    const { connection, latest } = connectedHarness({}, { name: "小明", others: [{ name: "小明 (old)", sid: OTHER_SID }] });
+    const { connection, latest } = connectedHarness(
+      {},
+      { name: "小明", others: [{ name: "小明 (old)", sid: OTHER_SID }] },
+    );
     latest().receive({ type: "left", name: "小明", sid: OTHER_SID });
-    assert.deepEqual(connection.members.map((member) => member.sid), [MY_SID]);
+    assert.deepEqual(
+      connection.members.map((member) => member.sid),
+      [MY_SID],
+    );
     assert.equal(connection.entries.length, 1);
   });
 
@@ -1011,21 +1035,18 @@ describe("sessions", () => {
     assert.equal(storage.getItem(STORAGE_KEYS.you), "sid-of-original");
   });
 
-  test(
-    "a duplicated ChatConnection reconnects at once under its new session and stops calling the old messages its own",
-    () => {
-      const tabs = new FakeTabs();
-      const original = connectedHarness({ tabChannel: tabs.open() });
-      original.latest().receive(chatMessage(1, { sid: MY_SID }));
-      const duplicate = createHarness({ storage: copyOf(original.storage), tabChannel: tabs.open() });
-      const entry = duplicate.connection.entries[0];
-      assert.ok(entry?.kind === "message");
-      assert.equal(duplicate.connection.isMine(entry.message), false, "the duplicate is someone new");
-      duplicate.connection.start();
-      assert.notEqual(duplicate.latest().query("session"), original.latest().query("session"));
-      assert.equal(original.sockets.length, 1, "the original tab is undisturbed");
-    },
-  );
+  test("a duplicated ChatConnection reconnects at once under its new session and stops calling the old messages its own", () => {
+    const tabs = new FakeTabs();
+    const original = connectedHarness({ tabChannel: tabs.open() });
+    original.latest().receive(chatMessage(1, { sid: MY_SID }));
+    const duplicate = createHarness({ storage: copyOf(original.storage), tabChannel: tabs.open() });
+    const entry = duplicate.connection.entries[0];
+    assert.ok(entry?.kind === "message");
+    assert.equal(duplicate.connection.isMine(entry.message), false, "the duplicate is someone new");
+    duplicate.connection.start();
+    assert.notEqual(duplicate.latest().query("session"), original.latest().query("session"));
+    assert.equal(original.sockets.length, 1, "the original tab is undisturbed");
+  });
 
   test("a stored session that is not valid is replaced", () => {
     const storage = createMemoryStorage();
@@ -1233,24 +1254,21 @@ describe("frame inspector", () => {
     assert.deepEqual(parseServerFrame(JSON.stringify({ type: "pong" })), { type: "pong", t: null });
   });
 
-  test(
-    "a masked frame: every header field, the key, the bytes masked and unmasked, the text (RFC 6455 §5.7's example)",
-    () => {
-      const { summary, fields } = describeTraceFrame(traceFrame("Hello", { key: PAGE_KEY }), "received", null, en);
-      const field = fieldsOf(fields);
-      assert.equal(field.FIN, "1 · the last frame of its message");
-      assert.equal(field["RSV1-3"], "0 0 0 · no extension uses them");
-      assert.equal(field.opcode, "0x1 · text");
-      assert.match(field.MASK!, /^1 · a browser must mask/);
-      assert.equal(field.length, "5 bytes · in the 7-bit length field itself (0–125)");
-      assert.equal(field["masking key"], "37 fa 21 3d");
-      assert.equal(field.masked, "7f 9f 4d 51 58");
-      assert.equal(field.unmasked, "48 65 6c 6c 6f");
-      assert.equal(field["⊕"], "each byte XOR the key byte in turn: 7f ⊕ 37 = 48");
-      assert.equal(field.text, "Hello");
-      assert.equal(summary, "text · 5 B · Hello");
-    },
-  );
+  test("a masked frame: every header field, the key, the bytes masked and unmasked, the text (RFC 6455 §5.7's example)", () => {
+    const { summary, fields } = describeTraceFrame(traceFrame("Hello", { key: PAGE_KEY }), "received", null, en);
+    const field = fieldsOf(fields);
+    assert.equal(field.FIN, "1 · the last frame of its message");
+    assert.equal(field["RSV1-3"], "0 0 0 · no extension uses them");
+    assert.equal(field.opcode, "0x1 · text");
+    assert.match(field.MASK!, /^1 · a browser must mask/);
+    assert.equal(field.length, "5 bytes · in the 7-bit length field itself (0–125)");
+    assert.equal(field["masking key"], "37 fa 21 3d");
+    assert.equal(field.masked, "7f 9f 4d 51 58");
+    assert.equal(field.unmasked, "48 65 6c 6c 6f");
+    assert.equal(field["⊕"], "each byte XOR the key byte in turn: 7f ⊕ 37 = 48");
+    assert.equal(field.text, "Hello");
+    assert.equal(summary, "text · 5 B · Hello");
+  });
 
   test("an unmasked frame from the server shows its payload once, and what a chat message means", () => {
     const message = JSON.stringify({ type: "message", seq: 1, id: "a", from: "小红", text: "hi", time: 1 });
@@ -1264,43 +1282,37 @@ describe("frame inspector", () => {
     assert.equal(summary, `text · ${new TextEncoder().encode(message).length} B · chat message from 小红: "hi"`);
   });
 
-  test(
-    "a compressed frame shows the message it carries when the page knows it, and says so; otherwise it says deflate",
-    () => {
-      const deflated = Uint8Array.from([0xaa, 0x56, 0x2a, 0xa9, 0x2c, 0x48, 0x55, 0xb2]);
-      const frame = traceFrame(deflated, { key: PAGE_KEY, rsv1: true });
-      const say = JSON.stringify({ type: "say", id: "x", text: "hi" });
+  test("a compressed frame shows the message it carries when the page knows it, and says so; otherwise it says deflate", () => {
+    const deflated = Uint8Array.from([0xaa, 0x56, 0x2a, 0xa9, 0x2c, 0x48, 0x55, 0xb2]);
+    const frame = traceFrame(deflated, { key: PAGE_KEY, rsv1: true });
+    const say = JSON.stringify({ type: "say", id: "x", text: "hi" });
 
-      const known = describeTraceFrame(frame, "received", say, en);
-      const field = fieldsOf(known.fields);
-      assert.match(field["RSV1-3"]!, /^1 0 0 · RSV1: compressed \(permessage-deflate\)/);
-      assert.equal(field.unmasked, "aa 56 2a a9 2c 48 55 b2", "the wire's bytes are deflate data");
-      assert.equal(field.text, say);
-      assert.match(field["RSV1=1"]!, /what this page gave to send\(\)/);
-      assert.equal(known.summary, 'text · 8 B · chat message "hi"');
+    const known = describeTraceFrame(frame, "received", say, en);
+    const field = fieldsOf(known.fields);
+    assert.match(field["RSV1-3"]!, /^1 0 0 · RSV1: compressed \(permessage-deflate\)/);
+    assert.equal(field.unmasked, "aa 56 2a a9 2c 48 55 b2", "the wire's bytes are deflate data");
+    assert.equal(field.text, say);
+    assert.match(field["RSV1=1"]!, /what this page gave to send\(\)/);
+    assert.equal(known.summary, 'text · 8 B · chat message "hi"');
 
-      const unknown = fieldsOf(describeTraceFrame(frame, "received", null, en).fields);
-      assert.equal(unknown.text, en.compressedUnknown);
-    },
-  );
+    const unknown = fieldsOf(describeTraceFrame(frame, "received", null, en).fields);
+    assert.equal(unknown.text, en.compressedUnknown);
+  });
 
-  test(
-    "lengths: the 16-bit and 64-bit encodings are named; long payloads show 16 bytes of hex and the rest as a count",
-    () => {
-      const medium = fieldsOf(describeTraceFrame(traceFrame("x".repeat(300)), "sent", null, en).fields);
-      assert.equal(medium.length, "300 bytes · the 7-bit field says 126, the length follows in 16 bits");
-      assert.equal(medium.payload, `${"78 ".repeat(16)}… +284 bytes`);
-      assert.equal(medium.text, `${"x".repeat(128)} … +172 bytes`, "the server sends 128 bytes of a payload");
+  test("lengths: the 16-bit and 64-bit encodings are named; long payloads show 16 bytes of hex and the rest as a count", () => {
+    const medium = fieldsOf(describeTraceFrame(traceFrame("x".repeat(300)), "sent", null, en).fields);
+    assert.equal(medium.length, "300 bytes · the 7-bit field says 126, the length follows in 16 bits");
+    assert.equal(medium.payload, `${"78 ".repeat(16)}… +284 bytes`);
+    assert.equal(medium.text, `${"x".repeat(128)} … +172 bytes`, "the server sends 128 bytes of a payload");
 
-      const large = fieldsOf(describeTraceFrame(traceFrame("y".repeat(70_000)), "sent", null, en).fields);
-      assert.equal(large.length, "70000 bytes · the 7-bit field says 127, the length follows in 64 bits");
+    const large = fieldsOf(describeTraceFrame(traceFrame("y".repeat(70_000)), "sent", null, en).fields);
+    assert.equal(large.length, "70000 bytes · the 7-bit field says 127, the length follows in 64 bits");
 
-      const long = JSON.stringify({ type: "say", id: "x", text: "z".repeat(500) });
-      const { summary } = describeTraceFrame(traceFrame(long, { key: PAGE_KEY }), "received", long, en);
-      assert.ok(Array.from(summary).length < 100, "the summary stays one line");
-      assert.match(summary, /…$/);
-    },
-  );
+    const long = JSON.stringify({ type: "say", id: "x", text: "z".repeat(500) });
+    const { summary } = describeTraceFrame(traceFrame(long, { key: PAGE_KEY }), "received", long, en);
+    assert.ok(Array.from(summary).length < 100, "the summary stays one line");
+    assert.match(summary, /…$/);
+  });
 
   test("close frames: the code with its name and the reason; protocol pings and pongs say what they are", () => {
     const bye = Uint8Array.from([0x03, 0xe8, 0x62, 0x79, 0x65]);
@@ -1349,7 +1361,10 @@ describe("frame inspector", () => {
       log.clientEvent({ kind: "rtt", roundTripMs: index });
       clock.advance(1);
     }
-    assert.deepEqual(log.entries.map((entry) => entry.id), [4, 5, 6, 7, 8]);
+    assert.deepEqual(
+      log.entries.map((entry) => entry.id),
+      [4, 5, 6, 7, 8],
+    );
     assert.equal(log.entries[4]!.summary, "heartbeat round trip 7 ms (ping sent to pong received)");
     assert.equal(log.entries[4]!.time - log.entries[0]!.time, 4);
     assert.equal(changes(), 8);
@@ -1364,48 +1379,42 @@ describe("frame inspector", () => {
     assert.equal(big.log.entries.length, 500);
   });
 
-  test(
-    "entries: direction, opcode and kind for the page's data attributes; the handshake's lines; the server's own line",
-    () => {
-      const { log, received, sent } = inspectorHarness();
-      const lines = ["← GET /?inspect=1 HTTP/1.1", "→ HTTP/1.1 101 Switching Protocols"];
-      log.trace({ direction: "handshake", lines });
-      log.socketOpened(true);
-      log.pageSent('{"type":"say","id":"1","text":"hi"}');
-      const out = received(Uint8Array.from([0xaa, 0x56]));
-      const back = sent("", { opcode: 9 });
-      log.clientEvent({ kind: "retry", attempt: 2, delayMs: 1500 });
-      const [handshake, , , retry] = log.entries;
-      assert.deepEqual([handshake!.direction, handshake!.opcode, handshake!.lines.length], ["handshake", null, 2]);
-      assert.deepEqual([out.direction, out.opcode, out.kind, out.serverLine], ["received", "text", null, "← …"]);
-      assert.deepEqual([back.direction, back.opcode], ["sent", "ping"]);
-      assert.deepEqual([retry!.direction, retry!.opcode, retry!.kind], ["client", null, "retry"]);
-      assert.equal(retry!.summary, "reconnect attempt 2 in 1.5 s (exponential backoff, random jitter)");
-    },
-  );
+  test("entries: direction, opcode and kind for the page's data attributes; the handshake's lines; the server's own line", () => {
+    const { log, received, sent } = inspectorHarness();
+    const lines = ["← GET /?inspect=1 HTTP/1.1", "→ HTTP/1.1 101 Switching Protocols"];
+    log.trace({ direction: "handshake", lines });
+    log.socketOpened(true);
+    log.pageSent('{"type":"say","id":"1","text":"hi"}');
+    const out = received(Uint8Array.from([0xaa, 0x56]));
+    const back = sent("", { opcode: 9 });
+    log.clientEvent({ kind: "retry", attempt: 2, delayMs: 1500 });
+    const [handshake, , , retry] = log.entries;
+    assert.deepEqual([handshake!.direction, handshake!.opcode, handshake!.lines.length], ["handshake", null, 2]);
+    assert.deepEqual([out.direction, out.opcode, out.kind, out.serverLine], ["received", "text", null, "← …"]);
+    assert.deepEqual([back.direction, back.opcode], ["sent", "ping"]);
+    assert.deepEqual([retry!.direction, retry!.opcode, retry!.kind], ["client", null, "retry"]);
+    assert.equal(retry!.summary, "reconnect attempt 2 in 1.5 s (exponential backoff, random jitter)");
+  });
 
-  test(
-    "page → server: traced from the start (inspect=1), the n-th compressed message is the n-th the page sent",
-    () => {
-      const { log, received } = inspectorHarness();
-      log.socketOpened(true);
-      const inspect = JSON.stringify({ type: "inspect", on: true });
-      const say = JSON.stringify({ type: "say", id: "1", text: "hi" });
-      log.pageSent(inspect);
-      log.pageSent(say);
-      assert.equal(fieldsOf(received(Uint8Array.from([1, 2])).fields).text, inspect);
-      // A control frame (the browser's pong) is nobody's message and takes no text.
-      received(new Uint8Array(0), { opcode: 10, rsv1: false });
-      assert.equal(fieldsOf(received(Uint8Array.from([3, 4])).fields).text, say);
-      const last = fieldsOf(received(Uint8Array.from([5, 6])).fields);
-      assert.equal(last.text, en.compressedUnknown, "nothing left to match");
+  test("page → server: traced from the start (inspect=1), the n-th compressed message is the n-th the page sent", () => {
+    const { log, received } = inspectorHarness();
+    log.socketOpened(true);
+    const inspect = JSON.stringify({ type: "inspect", on: true });
+    const say = JSON.stringify({ type: "say", id: "1", text: "hi" });
+    log.pageSent(inspect);
+    log.pageSent(say);
+    assert.equal(fieldsOf(received(Uint8Array.from([1, 2])).fields).text, inspect);
+    // A control frame (the browser's pong) is nobody's message and takes no text.
+    received(new Uint8Array(0), { opcode: 10, rsv1: false });
+    assert.equal(fieldsOf(received(Uint8Array.from([3, 4])).fields).text, say);
+    const last = fieldsOf(received(Uint8Array.from([5, 6])).fields);
+    assert.equal(last.text, en.compressedUnknown, "nothing left to match");
 
-      // A new socket starts over.
-      log.pageSent(say);
-      log.socketOpened(true);
-      assert.equal(fieldsOf(received(Uint8Array.from([7, 8])).fields).text, en.compressedUnknown);
-    },
-  );
+    // A new socket starts over.
+    log.pageSent(say);
+    log.socketOpened(true);
+    assert.equal(fieldsOf(received(Uint8Array.from([7, 8])).fields).text, en.compressedUnknown);
+  });
 
   test("page → server: switched on over an open socket, the server watches from the message after the switch", () => {
     const { log, received } = inspectorHarness();
@@ -1495,35 +1504,35 @@ describe("the inspector and the connection", () => {
     return { ...harness, log, events, traces, received, changes: () => changes };
   }
 
-  test(
-    "opening the inspector: the server is told at once, and every later socket asks in its URL and after the welcome",
-    () => {
-      const { connection, clock, latest, storage, events } = inspectedHarness();
-      connection.start();
-      latest().receive(welcome());
-      assert.equal(latest().query("inspect"), null);
-      assert.equal(connection.inspecting, false);
+  test("opening the inspector: the server is told at once, and every later socket asks in its URL and after the welcome", () => {
+    const { connection, clock, latest, storage, events } = inspectedHarness();
+    connection.start();
+    latest().receive(welcome());
+    assert.equal(latest().query("inspect"), null);
+    assert.equal(connection.inspecting, false);
 
-      connection.setInspecting(true);
-      assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }]);
-      assert.equal(storage.getItem(STORAGE_KEYS.inspector), "true");
-      assert.deepEqual(events[events.length - 1], { kind: "inspect", on: true, connected: true });
+    connection.setInspecting(true);
+    assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }]);
+    assert.equal(storage.getItem(STORAGE_KEYS.inspector), "true");
+    assert.deepEqual(events[events.length - 1], { kind: "inspect", on: true, connected: true });
 
-      latest().closeFromServer();
-      clock.advance(999);
-      assert.equal(latest().query("inspect"), "1");
-      assert.deepEqual(latest().sentOfType("inspect"), [], "not before the welcome");
-      latest().receive(welcome({ resumed: true }));
-      assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }]);
+    latest().closeFromServer();
+    clock.advance(999);
+    assert.equal(latest().query("inspect"), "1");
+    assert.deepEqual(latest().sentOfType("inspect"), [], "not before the welcome");
+    latest().receive(welcome({ resumed: true }));
+    assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }]);
 
-      connection.setInspecting(false);
-      assert.deepEqual(latest().sentOfType("inspect"), [{ type: "inspect", on: true }, { type: "inspect", on: false }]);
-      assert.equal(storage.getItem(STORAGE_KEYS.inspector), "false");
-      latest().closeFromServer();
-      clock.advance(1999);
-      assert.equal(latest().query("inspect"), null);
-    },
-  );
+    connection.setInspecting(false);
+    assert.deepEqual(latest().sentOfType("inspect"), [
+      { type: "inspect", on: true },
+      { type: "inspect", on: false },
+    ]);
+    assert.equal(storage.getItem(STORAGE_KEYS.inspector), "false");
+    latest().closeFromServer();
+    clock.advance(1999);
+    assert.equal(latest().query("inspect"), null);
+  });
 
   test("a reload remembers the open inspector: the first socket already asks for the handshake", () => {
     const storage = createMemoryStorage();
@@ -1549,7 +1558,10 @@ describe("the inspector and the connection", () => {
     assert.equal(connection.entries.length, 0);
     assert.deepEqual(received, [JSON.stringify(welcome())], "only the welcome counts as received");
     const frames = log.entries.filter((entry) => entry.direction !== "client");
-    assert.deepEqual(frames.map((entry) => entry.direction), ["received", "handshake"]);
+    assert.deepEqual(
+      frames.map((entry) => entry.direction),
+      ["received", "handshake"],
+    );
   });
 
   test("the texts the page sends are matched with the server's traces of them", () => {
@@ -1559,7 +1571,10 @@ describe("the inspector and the connection", () => {
     latest().receive(welcome());
     connection.send("hi");
     // Chromium compresses both: the inspect message sent after the welcome, then "hi".
-    for (const bytes of [[1, 2], [3, 4]]) {
+    for (const bytes of [
+      [1, 2],
+      [3, 4],
+    ]) {
       const frame = traceFrame(Uint8Array.from(bytes), { key: PAGE_KEY, rsv1: true });
       latest().receive({ type: "trace", direction: "received", line: "←", frame });
     }
@@ -1570,59 +1585,53 @@ describe("the inspector and the connection", () => {
     assert.deepEqual(texts, ['{"type":"inspect","on":true}', JSON.stringify(say)]);
   });
 
-  test(
-    "client events: states, the URL, retries with their delays, close codes and reasons, round trips, silence",
-    () => {
-      const { connection, clock, latest, events } = inspectedHarness();
-      connection.start();
-      latest().receive(welcome());
-      clock.advance(10_000);
-      const ping = latest().sentOfType("ping")[0]!;
-      clock.advance(23);
-      latest().receive({ type: "pong", t: ping.t });
-      latest().closeFromServer(1001, "server shutting down", true);
-      clock.advance(999);
-      latest().fail();
-      clock.advance(1999);
-      clock.advance(10_000); // never welcomed
-      latest().closeFromServer(1006, "", false); // the socket given up on closes late
+  test("client events: states, the URL, retries with their delays, close codes and reasons, round trips, silence", () => {
+    const { connection, clock, latest, events } = inspectedHarness();
+    connection.start();
+    latest().receive(welcome());
+    clock.advance(10_000);
+    const ping = latest().sentOfType("ping")[0]!;
+    clock.advance(23);
+    latest().receive({ type: "pong", t: ping.t });
+    latest().closeFromServer(1001, "server shutting down", true);
+    clock.advance(999);
+    latest().fail();
+    clock.advance(1999);
+    clock.advance(10_000); // never welcomed
+    latest().closeFromServer(1006, "", false); // the socket given up on closes late
 
-      assert.deepEqual(events, [
-        { kind: "opening", url: "ws://chat.test/?session=…" },
-        { kind: "state", from: "offline", to: "connecting" },
-        { kind: "state", from: "connecting", to: "connected" },
-        { kind: "rtt", roundTripMs: 23 },
-        { kind: "closed", code: 1001, reason: "server shutting down", wasClean: true, current: true },
-        { kind: "state", from: "connected", to: "reconnecting" },
-        { kind: "retry", attempt: 1, delayMs: 999 },
-        { kind: "opening", url: "ws://chat.test/?session=…&name=%E5%B0%8F%E6%98%8E&since=0&epoch=epoch-1" },
-        { kind: "socket-error" },
-        { kind: "retry", attempt: 2, delayMs: 1999 },
-        { kind: "opening", url: "ws://chat.test/?session=…&name=%E5%B0%8F%E6%98%8E&since=0&epoch=epoch-1" },
-        { kind: "not-welcomed", timeoutMs: 10_000 },
-        { kind: "retry", attempt: 3, delayMs: 3999 },
-        { kind: "closed", code: 1006, reason: "", wasClean: false, current: false },
-      ]);
+    assert.deepEqual(events, [
+      { kind: "opening", url: "ws://chat.test/?session=…" },
+      { kind: "state", from: "offline", to: "connecting" },
+      { kind: "state", from: "connecting", to: "connected" },
+      { kind: "rtt", roundTripMs: 23 },
+      { kind: "closed", code: 1001, reason: "server shutting down", wasClean: true, current: true },
+      { kind: "state", from: "connected", to: "reconnecting" },
+      { kind: "retry", attempt: 1, delayMs: 999 },
+      { kind: "opening", url: "ws://chat.test/?session=…&name=%E5%B0%8F%E6%98%8E&since=0&epoch=epoch-1" },
+      { kind: "socket-error" },
+      { kind: "retry", attempt: 2, delayMs: 1999 },
+      { kind: "opening", url: "ws://chat.test/?session=…&name=%E5%B0%8F%E6%98%8E&since=0&epoch=epoch-1" },
+      { kind: "not-welcomed", timeoutMs: 10_000 },
+      { kind: "retry", attempt: 3, delayMs: 3999 },
+      { kind: "closed", code: 1006, reason: "", wasClean: false, current: false },
+    ]);
 
-      const silent = inspectedHarness(createMemoryStorage(), { heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 300 });
-      silent.connection.start();
-      silent.latest().receive(welcome());
-      silent.clock.advance(1300);
-      assert.ok(silent.events.some((event) => event.kind === "silent" && event.timeoutMs === 300));
-    },
-  );
+    const silent = inspectedHarness(createMemoryStorage(), { heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 300 });
+    silent.connection.start();
+    silent.latest().receive(welcome());
+    silent.clock.advance(1300);
+    assert.ok(silent.events.some((event) => event.kind === "silent" && event.timeoutMs === 300));
+  });
 });
 
 describe("the page's words", () => {
-  test(
-    "own messages are labelled 我 in every language; English says \"me\" in the badge's tooltip and accessible name",
-    () => {
-      assert.equal(TEXT.zh.me, "我");
-      assert.equal(TEXT.en.me, "我");
-      assert.equal(TEXT.zh.meLabel, null);
-      assert.equal(TEXT.en.meLabel, "me");
-    },
-  );
+  test('own messages are labelled 我 in every language; English says "me" in the badge\'s tooltip and accessible name', () => {
+    assert.equal(TEXT.zh.me, "我");
+    assert.equal(TEXT.en.me, "我");
+    assert.equal(TEXT.zh.meLabel, null);
+    assert.equal(TEXT.en.meLabel, "me");
+  });
 });
 
 // ---------------------------------------------------------------------------

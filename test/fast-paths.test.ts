@@ -51,7 +51,11 @@ describe("fast paths give what the plain algorithms give", () => {
           const plainAnswers = pieces.map((piece) => plain.push(piece));
           const fastAnswers = pieces.map((piece) => pushUtf8(fast, piece));
           const firstFalse = (answers: boolean[]) => answers.indexOf(false);
-          assert.equal(firstFalse(fastAnswers), firstFalse(plainAnswers), `${sample.toString("hex")} cut at ${cut}, ${second}`);
+          assert.equal(
+            firstFalse(fastAnswers),
+            firstFalse(plainAnswers),
+            `${sample.toString("hex")} cut at ${cut}, ${second}`,
+          );
           if (firstFalse(plainAnswers) === -1) assert.equal(fast.complete, plain.complete);
         }
       }

@@ -21,7 +21,9 @@ class FakeClock implements RoomClock {
   advance(ms: number): void {
     const end = this.time + ms;
     for (;;) {
-      const due = [...this.timers.entries()].filter(([, timer]) => timer.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+      const due = [...this.timers.entries()]
+        .filter(([, timer]) => timer.at <= end)
+        .sort((a, b) => a[1].at - b[1].at)[0];
       if (due === undefined) break;
       this.timers.delete(due[0]);
       this.time = due[1].at;
@@ -72,7 +74,15 @@ class FakePeer implements RoomPeer {
   }
 }
 
-function newRoom(options: { nameGraceMs?: number; maxIdentities?: number; messageRate?: number; messageBurst?: number; historySize?: number } = {}) {
+function newRoom(
+  options: {
+    nameGraceMs?: number;
+    maxIdentities?: number;
+    messageRate?: number;
+    messageBurst?: number;
+    historySize?: number;
+  } = {},
+) {
   const clock = new FakeClock();
   const log: string[] = [];
   const room = new ChatRoom({
@@ -93,7 +103,8 @@ function newRoom(options: { nameGraceMs?: number; maxIdentities?: number; messag
   return { room, clock, join, log };
 }
 
-const say = (room: ChatRoom, peer: FakePeer, id: string, text = id) => room.onText(peer, JSON.stringify({ type: "say", id, text }));
+const say = (room: ChatRoom, peer: FakePeer, id: string, text = id) =>
+  room.onText(peer, JSON.stringify({ type: "say", id, text }));
 const types = (messages: Array<Record<string, unknown>>) => messages.map((message) => message.type);
 
 describe("room: presence through the grace", () => {
@@ -132,7 +143,11 @@ describe("room: presence through the grace", () => {
     clock.advance(1000);
     assert.deepEqual(
       watcher.take().map((message) => [message.type, message.name]),
-      [["left", "小红"], ["left", "小军"], ["left", "小王"]],
+      [
+        ["left", "小红"],
+        ["left", "小军"],
+        ["left", "小王"],
+      ],
     );
   });
 
@@ -187,10 +202,16 @@ describe("room: messages", () => {
     for (let index = 1; index <= 5; index++) say(room, a, `m${index}`);
     const resumed = join({ since: "3", epoch: room.epoch });
     assert.equal(resumed.received[0]!.resumed, true);
-    assert.deepEqual(resumed.received.slice(1).map((message) => message.seq), [4, 5]);
+    assert.deepEqual(
+      resumed.received.slice(1).map((message) => message.seq),
+      [4, 5],
+    );
     const elsewhere = join({ since: "3", epoch: "another-epoch" });
     assert.equal(elsewhere.received[0]!.resumed, false);
-    assert.deepEqual(elsewhere.received.slice(1).map((message) => message.seq), [3, 4, 5]);
+    assert.deepEqual(
+      elsewhere.received.slice(1).map((message) => message.seq),
+      [3, 4, 5],
+    );
     const tooOld = join({ since: "1", epoch: room.epoch });
     assert.equal(tooOld.received[0]!.resumed, false, "seq 2 is no longer kept");
   });

@@ -45,7 +45,8 @@ function newSession(options: Partial<SessionOptions> = {}) {
   /** Every output the session has, as short strings that are easy to compare. */
   const drain = (): string[] => {
     const seen: string[] = [];
-    for (let output = session.takeOutput(); output !== undefined; output = session.takeOutput()) seen.push(summarize(output));
+    for (let output = session.takeOutput(); output !== undefined; output = session.takeOutput())
+      seen.push(summarize(output));
     return seen;
   };
   return { session, clock, drain };
@@ -70,7 +71,8 @@ function summarize(output: SessionOutput): string {
   }
 }
 
-const written = (opcode: number, payload: Buffer | string = Buffer.alloc(0)) => `write ${encodeFrame(opcode, payload).toString("hex")}`;
+const written = (opcode: number, payload: Buffer | string = Buffer.alloc(0)) =>
+  `write ${encodeFrame(opcode, payload).toString("hex")}`;
 const closeWritten = (code: number, reason = "") => written(Opcode.Close, encodeClosePayload(code, reason));
 
 describe("session: control frames (RFC 6455 §5.5)", () => {
@@ -96,7 +98,11 @@ describe("session: control frames (RFC 6455 §5.5)", () => {
     session.receiveData(Buffer.concat(Array.from({ length: 60 }, () => clientFrame(Opcode.Ping))));
     const later = drain();
     assert.equal(later.filter((output) => output === written(Opcode.Pong)).length, 10);
-    assert.deepEqual(later.slice(-3), ["failed control_flood", closeWritten(1008, violations.control_flood.message), "end-output"]);
+    assert.deepEqual(later.slice(-3), [
+      "failed control_flood",
+      closeWritten(1008, violations.control_flood.message),
+      "end-output",
+    ]);
     assert.equal(session.state, "closing-local");
   });
 });
@@ -151,7 +157,8 @@ describe("session: the closing handshake (RFC 6455 §7.1.2-§7.1.5)", () => {
     assert.ok(first?.type === "text" && first.text === "one");
     session.close(1000);
     const rest: string[] = [];
-    for (let output = session.takeOutput(); output !== undefined; output = session.takeOutput()) rest.push(summarize(output));
+    for (let output = session.takeOutput(); output !== undefined; output = session.takeOutput())
+      rest.push(summarize(output));
     assert.deepEqual(rest, [closeWritten(1000)]);
   });
 
@@ -241,9 +248,14 @@ describe("session: keepalive", () => {
 });
 
 describe("session: permessage-deflate (RFC 7692)", () => {
-  const deflate = { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 15, clientMaxWindowBits: 15 };
+  const deflate = {
+    serverNoContextTakeover: true,
+    clientNoContextTakeover: true,
+    serverMaxWindowBits: 15,
+    clientMaxWindowBits: 15,
+  };
 
-  test("§7.2.3's compressed \"Hello\" is inflated into a text message", () => {
+  test('§7.2.3\'s compressed "Hello" is inflated into a text message', () => {
     const { session, drain } = newSession({ deflate });
     session.receiveData(clientFrame(Opcode.Text, Buffer.from("f248cdc9c90700", "hex"), true));
     assert.deepEqual(drain(), ["text Hello"]);

@@ -117,7 +117,8 @@ async function run(plan: Plan): Promise<Report> {
   /** Resolves when `ready` holds; throws if the socket closed or failed first. */
   const until = async (ready: () => boolean, what: string): Promise<void> => {
     while (!ready()) {
-      if (closeEvent !== undefined) throw new Error(`closed (${closeEvent.code} ${closeEvent.reason}) while waiting for ${what}`);
+      if (closeEvent !== undefined)
+        throw new Error(`closed (${closeEvent.code} ${closeEvent.reason}) while waiting for ${what}`);
       if (failure !== undefined) throw new Error(`${failure} while waiting for ${what}`);
       await new Promise<void>((resolve) => (wake = resolve));
       wake = undefined;
@@ -138,7 +139,9 @@ async function run(plan: Plan): Promise<Report> {
   const results: MessageResult[] = [];
   for (const spec of plan.messages) {
     const sent: Uint8Array =
-      spec.kind === "text" ? Buffer.from(makeText(spec.size, spec.content), "utf8") : makeBinary(spec.size, spec.content);
+      spec.kind === "text"
+        ? Buffer.from(makeText(spec.size, spec.content), "utf8")
+        : makeBinary(spec.size, spec.content);
     if (spec.kind === "text") socket.send(Buffer.from(sent).toString("utf8"));
     else socket.send(sent);
     await until(() => incoming.length > 0, `the echo of ${spec.label}`);
@@ -166,7 +169,8 @@ async function run(plan: Plan): Promise<Report> {
   return report;
 }
 
-const isMain = (import.meta as ImportMeta & { main?: boolean }).main ?? process.argv[1]?.endsWith("ws-client.ts") ?? false;
+const isMain =
+  (import.meta as ImportMeta & { main?: boolean }).main ?? process.argv[1]?.endsWith("ws-client.ts") ?? false;
 if (isMain) {
   const argument = process.argv[2];
   if (argument === undefined) {
