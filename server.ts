@@ -3762,16 +3762,18 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => stop("SIGTERM"));
 }
 
-function isMainModule(): boolean {
-  const meta = import.meta as ImportMeta & { main?: boolean };
-  if (typeof meta.main === "boolean") return meta.main; // Deno, Bun, Node 24+
+/** Whether the module whose import.meta this is was started as the program
+ * (not imported by a test or another module). */
+export function isProgram(meta: ImportMeta): boolean {
+  const main = (meta as ImportMeta & { main?: boolean }).main;
+  if (typeof main === "boolean") return main; // Deno, Bun, Node 24+
   const entry = process.argv[1];
   if (entry === undefined) return false;
   try {
-    return realpathSync(resolve(entry)) === realpathSync(fileURLToPath(import.meta.url));
+    return realpathSync(resolve(entry)) === realpathSync(fileURLToPath(meta.url));
   } catch {
     return false;
   }
 }
 
-if (isMainModule()) void main();
+if (isProgram(import.meta)) void main();

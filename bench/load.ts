@@ -33,12 +33,10 @@ import { createHash, randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import process from "node:process";
-import { realpathSync } from "node:fs";
-import { resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { constants as zlibConstants, deflateRawSync, inflateRawSync } from "node:zlib";
 import { Prng } from "../test/support/prng.ts";
+import { isProgram } from "../server.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const OPCODE_TEXT = 0x1;
@@ -1195,17 +1193,7 @@ export function echoWindow(connections: number, size: number): number {
     : clamp(Math.floor((128 * 1024) / size), 1, 16);
 }
 
-function isMainModule(): boolean {
-  const entry = process.argv[1];
-  if (entry === undefined) return false;
-  try {
-    return realpathSync(resolve(entry)) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isMainModule()) {
+if (isProgram(import.meta)) {
   main().catch((error: unknown) => {
     console.error(error instanceof Error ? error.message : String(error));
     process.exit(1);

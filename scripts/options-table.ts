@@ -1,7 +1,7 @@
 // The README's table of options, made from server.ts's optionTable: run
 // `npm run options-table` and paste its output between the README's
 // <!-- options --> markers. test/options.test.ts fails while they differ.
-import { optionSyntax, optionTable, shownDefault } from "../server.ts";
+import { isProgram, optionSyntax, optionTable, shownDefault } from "../server.ts";
 
 export function optionsMarkdown(): string {
   const rows = optionTable.map((row) => {
@@ -12,4 +12,4 @@ export function optionsMarkdown(): string {
   return ["| Option | Default | Meaning |", "|---|---|---|", ...rows].join("\n");
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) console.log(optionsMarkdown());
+if (isProgram(import.meta)) console.log(optionsMarkdown());
