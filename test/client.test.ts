@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { repositoryRoot } from "./helpers.ts";
+import { repositoryRoot } from "./support/spawn.ts";
 import {
   MAX_TEXT_LENGTH as SERVER_MAX_TEXT_LENGTH,
   characterCount as serverCharacterCount,
