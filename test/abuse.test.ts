@@ -14,7 +14,7 @@ import { CloseCode, Opcode, encodeFrame, type Endpoint } from "../server.ts";
 import { echoStillWorks } from "../scripts/lib/live-fuzz.ts";
 import { serveInProcess, useServer, withServer, type InProcessServer } from "./support/in-process.ts";
 import { MB, megabytes, retainedBytes, rssOf, RssSampler } from "./support/memory.ts";
-import { RawClient } from "./support/raw-client.ts";
+import { RawClient, textHead, textStartsWith } from "./support/raw-client.ts";
 import { waitUntil } from "./support/wait.ts";
 
 const maskKey = Buffer.from([0x12, 0x34, 0x56, 0x78]);
@@ -265,8 +265,8 @@ describe("a slow consumer (RFC 6455 §7.4.1: 1008 policy violation)", () => {
           readers.push(reader);
           // Counted as they come, not kept: 20 MB x 50 readers.
           client.onEvent = (event) => {
-            if (event.type === "text" && event.text.startsWith('{"type":"message"')) {
-              const seq = Number(/"seq":(\d+)/.exec(event.text.slice(0, 48))?.[1]);
+            if (event.type === "text" && textStartsWith(event, '{"type":"message"')) {
+              const seq = Number(/"seq":(\d+)/.exec(textHead(event, 48))?.[1]);
               if (reader.seen[seq]) reader.duplicates++;
               else {
                 reader.seen[seq] = 1;
@@ -286,9 +286,7 @@ describe("a slow consumer (RFC 6455 §7.4.1: 1008 policy violation)", () => {
         await waitUntil(everyone, 150_000, "every reader to get every message");
         await slowConsumerLogged;
         await stalled.waitForClose(15_000);
-        const stalledMessages = stalled.events.filter(
-          (event) => event.type === "text" && event.text.startsWith('{"type":"message"'),
-        ).length;
+        const stalledMessages = stalled.events.filter((event) => textStartsWith(event, '{"type":"message"')).length;
         const stalledCloses = stalled.closeFrames();
         console.log(
           `slow consumer: ${READERS} readers x ${TOTAL} messages of 2000 characters; the stalled client got ` +
@@ -327,7 +325,7 @@ describe("a slow consumer (RFC 6455 §7.4.1: 1008 policy violation)", () => {
         await sender.next("text");
         let received = 0;
         sender.onEvent = (event) => {
-          if (event.type === "text" && event.text.startsWith('{"type":"message"')) received++;
+          if (textStartsWith(event, '{"type":"message"')) received++;
         };
         const text = "😀".repeat(2000); // 8,000 bytes of UTF-8, the longest message allowed
         const total = 6000; // 48 MB for the stalled client

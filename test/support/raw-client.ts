@@ -384,6 +384,22 @@ export class RawClient {
   }
 }
 
+const prefixes = new Map<string, Buffer>();
+
+/** Whether `event` is a text message starting with the ASCII `prefix`, read from its bytes: a
+ * load test's thousands of messages need not each become a string. */
+export function textStartsWith(event: DecoderEvent, prefix: string): boolean {
+  if (event.type !== "text") return false;
+  let bytes = prefixes.get(prefix);
+  if (bytes === undefined) prefixes.set(prefix, (bytes = Buffer.from(prefix, "latin1")));
+  return event.data.length >= bytes.length && event.data.subarray(0, bytes.length).equals(bytes);
+}
+
+/** The first `count` bytes of a text message, as Latin-1 (enough to read `"seq":42`). */
+export function textHead(event: Extract<DecoderEvent, { type: "text" }>, count: number): string {
+  return event.data.toString("latin1", 0, Math.min(count, event.data.length));
+}
+
 function describe(event: DecoderEvent): unknown {
   switch (event.type) {
     case "text":
