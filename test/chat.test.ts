@@ -536,7 +536,8 @@ describe("rate limit", () => {
 // Graceful shutdown
 // ---------------------------------------------------------------------------
 
-describe("shutdown", () => {
+// Two processes, each waiting up to 2 s for a silent client: side by side.
+describe("shutdown", { concurrency: true }, () => {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     test(`${signal}: every client gets close 1001 and the process exits with 0`, async () => {
       const server = await spawnServer(["--message-rate", "100000", "--message-burst", "100000"]);

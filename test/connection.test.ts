@@ -278,7 +278,7 @@ describe("keepalive (ping every interval, drop after timeout)", () => {
       await withServer({ keepaliveIntervalMs: 300, keepaliveTimeoutMs: 600 }, async (server) => {
         const client = await open(server);
         await client.next("ping", 3000);
-        await client.waitForClose(3000);
+        await client.waitForClose(2000);
         assert.deepEqual(client.closeFrames(), [], "dropped, not closed politely: it is presumed gone");
       });
     },

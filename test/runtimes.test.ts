@@ -60,159 +60,162 @@ const echoMessages: MessageSpec[] = [
   { label: "compressible text 200,000 B", kind: "text", size: 200_000, content: "repeat" },
 ];
 
-for (const runtime of runtimes) {
-  describe(`server.ts under ${runtime.name}`, () => {
-    let server: SpawnedServer | undefined;
+// The runtimes side by side (each its own process and port); within one, the tests go in order.
+describe("the runtime matrix", { concurrency: true }, () => {
+  for (const runtime of runtimes) {
+    describe(`server.ts under ${runtime.name}`, { concurrency: 1 }, () => {
+      let server: SpawnedServer | undefined;
 
-    /** The running server, or a loud failure if it could not start. */
-    const running = (): SpawnedServer => {
-      if (server === undefined)
-        throw new Error(`the ${runtime.name} server did not start (see the before hook's failure)`);
-      return server;
-    };
+      /** The running server, or a loud failure if it could not start. */
+      const running = (): SpawnedServer => {
+        if (server === undefined)
+          throw new Error(`the ${runtime.name} server did not start (see the before hook's failure)`);
+        return server;
+      };
 
-    before(async () => {
-      const version = requireBinary(runtime.name, runtime.binary, runtimeInstallHint);
-      assert.match(version, runtime.version, `${runtime.binary} --version printed ${JSON.stringify(version)}`);
-      server = await spawnServer([], { command: runtime.command, timeoutMs: 30_000 });
-    });
+      before(async () => {
+        const version = requireBinary(runtime.name, runtime.binary, runtimeInstallHint);
+        assert.match(version, runtime.version, `${runtime.binary} --version printed ${JSON.stringify(version)}`);
+        server = await spawnServer([], { command: runtime.command, timeoutMs: 30_000 });
+      });
 
-    after(async () => {
-      if (server !== undefined && server.child.exitCode === null && server.child.signalCode === null) {
-        // Normally the SIGTERM test has stopped it already; otherwise do it now, and never wait unbounded.
-        const stopped = server.stop("SIGTERM");
-        const timer = setTimeout(() => server?.child.kill("SIGKILL"), 5000);
-        await stopped;
+      after(async () => {
+        if (server !== undefined && server.child.exitCode === null && server.child.signalCode === null) {
+          // Normally the SIGTERM test has stopped it already; otherwise do it now, and never wait unbounded.
+          const stopped = server.stop("SIGTERM");
+          const timer = setTimeout(() => server?.child.kill("SIGKILL"), 5000);
+          await stopped;
+          clearTimeout(timer);
+        }
+      });
+
+      test("§4.1 GET / serves the chat page (HTML), and GET /client.js its script", async () => {
+        const page = await fetch(`${running().httpUrl}/`, { signal: AbortSignal.timeout(10_000) });
+        assert.equal(page.status, 200);
+        assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
+        assert.match(await page.text(), /^<!doctype html>/i);
+        const script = await fetch(`${running().httpUrl}/client.js`, { signal: AbortSignal.timeout(10_000) });
+        assert.equal(script.status, 200);
+        assert.match(script.headers.get("content-type") ?? "", /^text\/javascript/);
+        assert.ok((await script.text()).length > 0);
+      });
+
+      test(
+        "§5.6 /echo echoes text and binary byte for byte (Node 24's WebSocket), and §7.1.2 a close with 1000 is " +
+          "answered with 1000",
+        async () => {
+          const report = await runNodeClient({
+            url: `${running().wsUrl}/echo`,
+            messages: echoMessages,
+            close: { code: 1000, reason: "bye" },
+          });
+          assertEchoes(report.results, echoMessages);
+          assert.equal(report.close.code, 1000);
+          assert.ok(
+            report.close.reason === "" || report.close.reason === "bye",
+            `close reason ${JSON.stringify(report.close.reason)}`,
+          );
+          assert.equal(report.close.wasClean, true);
+        },
+      );
+
+      test(
+        "RFC 7692 permessage-deflate works in both directions (python websockets): compressed messages echo " +
+          "exactly, and the server's come compressed",
+        async () => {
+          const messages = [
+            { op: "message", label: "compressible text 300,000 B", kind: "text", size: 300_000, content: "repeat" },
+            {
+              op: "message",
+              label: "mixed text 70,000 B in 3 frames",
+              kind: "text",
+              size: 70_000,
+              content: "mixed",
+              fragments: 3,
+            },
+            { op: "message", label: "random binary 100,000 B", kind: "binary", size: 100_000, content: "random" },
+            {
+              op: "message",
+              label: "compressible text again (context takeover)",
+              kind: "text",
+              size: 5000,
+              content: "repeat",
+            },
+            { op: "message", label: "short text 100 B", kind: "text", size: 100, content: "repeat" },
+          ] as const satisfies readonly PythonStep[];
+          const report = await runPythonClient({
+            url: `${running().wsUrl}/echo`,
+            compression: "deflate",
+            steps: [...messages, { op: "ping", label: "ping", size: 16 }],
+            close: { code: 1000, reason: "bye" },
+          });
+          assert.equal(report.extensions, "permessage-deflate; server_no_context_takeover; client_max_window_bits=12");
+          assertEchoes(
+            report.steps.filter((step) => step.sentSha256 !== undefined),
+            messages,
+          );
+          // The client compresses what it sends; the server's echoes must be compressed too (RSV1).
+          assertServerCompressed(report.steps, messages);
+          assert.equal(report.steps.at(-1)?.pong, true, "the ping got its pong");
+          assert.equal(report.close.code, 1000);
+        },
+      );
+
+      test(
+        "§4.2.2 the chat room on / answers the handshake " + "and welcomes a newcomer by the name it asked for",
+        async () => {
+          const report = await runNodeClient({
+            url: `${running().wsUrl}/?name=${encodeURIComponent(`tester ${runtime.name}`)}`,
+            protocols: ["chat"],
+            collectFirst: true,
+            messages: [],
+            close: { code: 1000, reason: "" },
+          });
+          assert.equal(report.protocol, "chat", "the server chose the subprotocol offered");
+          const welcome = JSON.parse(report.first ?? "null") as {
+            type?: unknown;
+            name?: unknown;
+            users?: unknown;
+            seq?: unknown;
+            epoch?: unknown;
+          };
+          assert.equal(welcome.type, "welcome");
+          assert.equal(welcome.name, `tester ${runtime.name}`);
+          assert.ok(
+            Array.isArray(welcome.users) && welcome.users.includes(`tester ${runtime.name}`),
+            "the newcomer is among the users",
+          );
+          assert.equal(typeof welcome.seq, "number");
+          assert.equal(typeof welcome.epoch, "string");
+          assert.equal(report.close.code, 1000);
+        },
+      );
+
+      test("§7.4.1 on SIGTERM the server closes open connections with 1001 (going away) and exits 0", async () => {
+        const current = running();
+        const client = await RawClient.open(current.port, { path: "/echo" });
+        try {
+          assert.equal(client.handshake?.status, 101);
+          client.sendText("still here");
+          assert.equal((await client.next("text")).text, "still here");
+          current.child.kill("SIGTERM");
+          const close = await client.next("close", 10_000);
+          assert.equal(close.code, 1001);
+          assert.equal(close.reason, "server shutting down");
+          client.sendFrame(Opcode.Close, encodeClosePayload(1001)); // complete the closing handshake
+          await client.waitForClose(10_000);
+        } finally {
+          client.destroy();
+        }
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const exitCode = await Promise.race([
+          current.exited,
+          new Promise<string>((resolve) => (timer = setTimeout(() => resolve("still running after 10 s"), 10_000))),
+        ]);
         clearTimeout(timer);
-      }
+        assert.equal(exitCode, 0, `the ${runtime.name} server's exit; its output:\n${current.output()}`);
+        assert.match(current.output(), /SIGTERM: closing every connection with 1001/);
+      });
     });
-
-    test("§4.1 GET / serves the chat page (HTML), and GET /client.js its script", async () => {
-      const page = await fetch(`${running().httpUrl}/`, { signal: AbortSignal.timeout(10_000) });
-      assert.equal(page.status, 200);
-      assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
-      assert.match(await page.text(), /^<!doctype html>/i);
-      const script = await fetch(`${running().httpUrl}/client.js`, { signal: AbortSignal.timeout(10_000) });
-      assert.equal(script.status, 200);
-      assert.match(script.headers.get("content-type") ?? "", /^text\/javascript/);
-      assert.ok((await script.text()).length > 0);
-    });
-
-    test(
-      "§5.6 /echo echoes text and binary byte for byte (Node 24's WebSocket), and §7.1.2 a close with 1000 is " +
-        "answered with 1000",
-      async () => {
-        const report = await runNodeClient({
-          url: `${running().wsUrl}/echo`,
-          messages: echoMessages,
-          close: { code: 1000, reason: "bye" },
-        });
-        assertEchoes(report.results, echoMessages);
-        assert.equal(report.close.code, 1000);
-        assert.ok(
-          report.close.reason === "" || report.close.reason === "bye",
-          `close reason ${JSON.stringify(report.close.reason)}`,
-        );
-        assert.equal(report.close.wasClean, true);
-      },
-    );
-
-    test(
-      "RFC 7692 permessage-deflate works in both directions (python websockets): compressed messages echo " +
-        "exactly, and the server's come compressed",
-      async () => {
-        const messages = [
-          { op: "message", label: "compressible text 300,000 B", kind: "text", size: 300_000, content: "repeat" },
-          {
-            op: "message",
-            label: "mixed text 70,000 B in 3 frames",
-            kind: "text",
-            size: 70_000,
-            content: "mixed",
-            fragments: 3,
-          },
-          { op: "message", label: "random binary 100,000 B", kind: "binary", size: 100_000, content: "random" },
-          {
-            op: "message",
-            label: "compressible text again (context takeover)",
-            kind: "text",
-            size: 5000,
-            content: "repeat",
-          },
-          { op: "message", label: "short text 100 B", kind: "text", size: 100, content: "repeat" },
-        ] as const satisfies readonly PythonStep[];
-        const report = await runPythonClient({
-          url: `${running().wsUrl}/echo`,
-          compression: "deflate",
-          steps: [...messages, { op: "ping", label: "ping", size: 16 }],
-          close: { code: 1000, reason: "bye" },
-        });
-        assert.equal(report.extensions, "permessage-deflate; server_no_context_takeover; client_max_window_bits=12");
-        assertEchoes(
-          report.steps.filter((step) => step.sentSha256 !== undefined),
-          messages,
-        );
-        // The client compresses what it sends; the server's echoes must be compressed too (RSV1).
-        assertServerCompressed(report.steps, messages);
-        assert.equal(report.steps.at(-1)?.pong, true, "the ping got its pong");
-        assert.equal(report.close.code, 1000);
-      },
-    );
-
-    test(
-      "§4.2.2 the chat room on / answers the handshake " + "and welcomes a newcomer by the name it asked for",
-      async () => {
-        const report = await runNodeClient({
-          url: `${running().wsUrl}/?name=${encodeURIComponent(`tester ${runtime.name}`)}`,
-          protocols: ["chat"],
-          collectFirst: true,
-          messages: [],
-          close: { code: 1000, reason: "" },
-        });
-        assert.equal(report.protocol, "chat", "the server chose the subprotocol offered");
-        const welcome = JSON.parse(report.first ?? "null") as {
-          type?: unknown;
-          name?: unknown;
-          users?: unknown;
-          seq?: unknown;
-          epoch?: unknown;
-        };
-        assert.equal(welcome.type, "welcome");
-        assert.equal(welcome.name, `tester ${runtime.name}`);
-        assert.ok(
-          Array.isArray(welcome.users) && welcome.users.includes(`tester ${runtime.name}`),
-          "the newcomer is among the users",
-        );
-        assert.equal(typeof welcome.seq, "number");
-        assert.equal(typeof welcome.epoch, "string");
-        assert.equal(report.close.code, 1000);
-      },
-    );
-
-    test("§7.4.1 on SIGTERM the server closes open connections with 1001 (going away) and exits 0", async () => {
-      const current = running();
-      const client = await RawClient.open(current.port, { path: "/echo" });
-      try {
-        assert.equal(client.handshake?.status, 101);
-        client.sendText("still here");
-        assert.equal((await client.next("text")).text, "still here");
-        current.child.kill("SIGTERM");
-        const close = await client.next("close", 10_000);
-        assert.equal(close.code, 1001);
-        assert.equal(close.reason, "server shutting down");
-        client.sendFrame(Opcode.Close, encodeClosePayload(1001)); // complete the closing handshake
-        await client.waitForClose(10_000);
-      } finally {
-        client.destroy();
-      }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const exitCode = await Promise.race([
-        current.exited,
-        new Promise<string>((resolve) => (timer = setTimeout(() => resolve("still running after 10 s"), 10_000))),
-      ]);
-      clearTimeout(timer);
-      assert.equal(exitCode, 0, `the ${runtime.name} server's exit; its output:\n${current.output()}`);
-      assert.match(current.output(), /SIGTERM: closing every connection with 1001/);
-    });
-  });
-}
+  }
+});
