@@ -1478,12 +1478,15 @@ export class WebSocketSession {
       this.pongDueBy = Infinity;
       if (!this.heardSincePing && !readingPaused) {
         this.outputs.push({ type: "abort", why: `no pong within ${this.options.keepaliveTimeoutMs} ms` });
+        this.nextPingAt = Infinity; // the peer is gone: nothing more to ask it
       }
     }
     if (this.state === "open" && now >= this.nextPingAt) {
       this.write(Opcode.Ping, Buffer.alloc(0));
+      // A timeout longer than the interval: a ping still unanswered keeps its
+      // deadline, or a silent peer would be given a new one with every ping.
+      if (this.heardSincePing || this.pongDueBy === Infinity) this.pongDueBy = now + this.options.keepaliveTimeoutMs;
       this.heardSincePing = false;
-      this.pongDueBy = now + this.options.keepaliveTimeoutMs;
       this.nextPingAt = now + this.options.keepaliveIntervalMs;
     }
     this.updateDeadline();

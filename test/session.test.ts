@@ -241,6 +241,22 @@ describe("session: keepalive", () => {
     assert.deepEqual(drain(), []);
   });
 
+  test("a timeout longer than the interval: later pings do not move the deadline of an unanswered one", () => {
+    const { session, drain, clock } = newSession({ keepaliveIntervalMs: 300, keepaliveTimeoutMs: 600 });
+    const start = clock.time;
+    const outputs: string[] = [];
+    for (let time = start; time <= start + 900; time += 100) {
+      clock.time = time;
+      session.advanceTime(false);
+      outputs.push(...drain().map((output) => `${time - start}: ${output}`));
+    }
+    assert.deepEqual(outputs, [
+      `300: ${written(Opcode.Ping)}`,
+      `600: ${written(Opcode.Ping)}`,
+      "900: abort: no pong within 600 ms",
+    ]);
+  });
+
   test("an interval of 0 turns keepalive off", () => {
     const { session } = newSession({ keepaliveIntervalMs: 0 });
     assert.equal(session.deadline, Infinity);
