@@ -269,14 +269,17 @@ describe("keepalive (ping every interval, drop after timeout)", () => {
     );
   });
 
-  test("§5.5.2 a client that never answers is dropped too when --keepalive-timeout is longer than the interval", async () => {
-    await withServer({ keepaliveIntervalMs: 300, keepaliveTimeoutMs: 600 }, async (server) => {
-      const client = await open(server);
-      await client.next("ping", 3000);
-      await client.waitForClose(2000);
-      assert.deepEqual(client.closeFrames(), [], "dropped, not closed politely: it is presumed gone");
-    });
-  });
+  test(
+    "§5.5.2 a client that never answers is dropped too " + "when --keepalive-timeout is longer than the interval",
+    async () => {
+      await withServer({ keepaliveIntervalMs: 300, keepaliveTimeoutMs: 600 }, async (server) => {
+        const client = await open(server);
+        await client.next("ping", 3000);
+        await client.waitForClose(2000);
+        assert.deepEqual(client.closeFrames(), [], "dropped, not closed politely: it is presumed gone");
+      });
+    },
+  );
 });
 
 /** A raw client whose socket stays half-open: it neither answers a close
