@@ -13,7 +13,7 @@ import {
   isClose,
   nameQuery as name,
   parseServerMessage,
-  type ServerMessage,
+  type ReceivedMessage,
 } from "./support/chat-client.ts";
 import { noRateLimit as unlimited, withServer, type InProcessServer } from "./support/in-process.ts";
 import { spawnServer } from "./support/spawn.ts";
@@ -45,8 +45,8 @@ async function withRoom(config: Partial<ServerConfig>, body: (room: Room) => Pro
 
 /** Sends (with `send`) until the answer is not rate_limited, polling: each
  * refusal is an answer, so nothing is waited for blindly. */
-async function untilNotRateLimited(client: ChatClient, send: () => void): Promise<ServerMessage> {
-  let answer: ServerMessage | undefined;
+async function untilNotRateLimited(client: ChatClient, send: () => void): Promise<ReceivedMessage> {
+  let answer: ReceivedMessage | undefined;
   const refused = () => answer === undefined || (answer.type === "error" && answer.code === "rate_limited");
   await waitUntil(
     () => !refused(),

@@ -22,7 +22,8 @@ import type { Prng } from "./prng.ts";
 import { RawClient } from "./raw-client.ts";
 import { spawnServer, type SpawnedServer } from "./spawn.ts";
 
-export interface ServerMessage {
+/** A JSON message as received, before it is checked to be one of the wire contract's (server.ts: ServerMessage). */
+export interface ReceivedMessage {
   type: string;
   [field: string]: unknown;
 }
@@ -51,15 +52,15 @@ export interface StoredMessage {
 // The checks below build their failure messages only when they fail: a
 // welcome lists every member, and a flood test reads thousands of them.
 
-export function parseServerMessage(text: string): ServerMessage {
+export function parseServerMessage(text: string): ReceivedMessage {
   const value: unknown = JSON.parse(text);
   if (typeof value !== "object" || value === null || Array.isArray(value)) assert.fail(`not a JSON object: ${text}`);
-  const message = value as ServerMessage;
+  const message = value as ReceivedMessage;
   if (typeof message.type !== "string") assert.fail(`no type in ${text}`);
   return message;
 }
 
-export function asWelcome(message: ServerMessage): Welcome {
+export function asWelcome(message: ReceivedMessage): Welcome {
   const wrong = (what: string) => assert.fail(`${what}: ${JSON.stringify(message).slice(0, 2000)}`);
   if (message.type !== "welcome") wrong("expected a welcome");
   if (typeof message.name !== "string") wrong("name is a string");
@@ -77,7 +78,7 @@ export function asWelcome(message: ServerMessage): Welcome {
   return message as unknown as Welcome;
 }
 
-export function asStored(message: ServerMessage): StoredMessage {
+export function asStored(message: ReceivedMessage): StoredMessage {
   const { seq, id, sid, from, text, time } = message;
   if (message.type !== "message") assert.fail(`expected a message, got ${JSON.stringify(message)}`);
   if (
@@ -178,7 +179,7 @@ export class ChatClient {
   }
 
   /** The next JSON text frame from the server (other frames are skipped). */
-  async next(timeoutMs = 5000): Promise<ServerMessage> {
+  async next(timeoutMs = 5000): Promise<ReceivedMessage> {
     let found: string | undefined;
     await this.raw.waitFor(
       () => {
@@ -204,7 +205,7 @@ export class ChatClient {
     return parseServerMessage(found);
   }
 
-  async expect(type: string): Promise<ServerMessage> {
+  async expect(type: string): Promise<ReceivedMessage> {
     const message = await this.next();
     assert.equal(message.type, type, `expected a ${type}, got ${JSON.stringify(message)}`);
     return message;
@@ -213,10 +214,10 @@ export class ChatClient {
   /** A barrier: pings, and returns every message that arrived before the
    * pong. Whatever the server sent this client because of something it
    * handled earlier is in the list, since it writes to a socket in order. */
-  async sync(): Promise<ServerMessage[]> {
+  async sync(): Promise<ReceivedMessage[]> {
     const t = nextPing++;
     this.send({ type: "ping", t });
-    const before: ServerMessage[] = [];
+    const before: ReceivedMessage[] = [];
     for (;;) {
       const message = await this.next();
       if (message.type === "pong" && message.t === t) return before;
@@ -225,7 +226,7 @@ export class ChatClient {
   }
 
   /** Every JSON message received so far, read or not, the welcome first. */
-  received(): ServerMessage[] {
+  received(): ReceivedMessage[] {
     return this.raw.events.flatMap((event) => (event.type === "text" ? [parseServerMessage(event.text)] : []));
   }
 
