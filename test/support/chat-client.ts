@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join as joinPath } from "node:path";
 import { after } from "node:test";
-import { type DecoderEvent, type ServerConfig } from "../../server.ts";
+import type { ChatMessage, DecoderEvent, ServerConfig, WelcomeMessage } from "../../server.ts";
 import { serveInProcess, type InProcessServer } from "./in-process.ts";
 import type { Prng } from "./prng.ts";
 import { RawClient } from "./raw-client.ts";
@@ -28,26 +28,9 @@ export interface ReceivedMessage {
   [field: string]: unknown;
 }
 
-export interface Welcome {
-  type: "welcome";
-  name: string;
-  /** Our own public id: the `sid` of our messages and presence notices. */
-  you: string;
-  users: string[];
-  members: Array<{ name: string; sid: string; away?: true }>;
-  seq: number;
-  epoch: string;
-  resumed: boolean;
-}
-
-export interface StoredMessage {
-  seq: number;
-  id: string;
-  sid: string;
-  from: string;
-  text: string;
-  time: number;
-}
+/** The wire contract's own types (server.ts), as this client checks them. */
+export type Welcome = WelcomeMessage;
+export type StoredMessage = ChatMessage;
 
 // The checks below build their failure messages only when they fail: a
 // welcome lists every member, and a flood test reads thousands of them.
