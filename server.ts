@@ -1026,7 +1026,7 @@ export interface DeflateOptions {
 }
 
 /** The negotiation's view of the deflate options on the command line. */
-export function deflateOptionsOf(options: CommandLineOptions): DeflateOptions {
+export function deflateOptionsOf(options: Omit<CommandLineOptions, "help">): DeflateOptions {
   return {
     enabled: options.deflate,
     clientMaxWindowBits: options.deflateClientWindowBits,
@@ -3406,7 +3406,7 @@ class ChatServer {
     ]);
     this.tracer =
       config.trace === "off" ? undefined : new ConsoleTracer(config.trace === "full", (line) => console.log(line));
-    this.deflateOptions = deflateOptionsOf({ ...config, help: false });
+    this.deflateOptions = deflateOptionsOf(config);
     this.connectionOptions = { ...config, onFinished: (connection) => this.forget(connection) };
     this.loopbackOnly = config.host === "localhost" || config.host === "::1" || config.host.startsWith("127.");
     this.http = createServer({
@@ -3472,11 +3472,7 @@ class ChatServer {
         );
       const overLimit = this.checkLimits(socket.remoteAddress ?? "unknown");
       if (overLimit !== undefined) return this.refuse(socket, overLimit);
-      const verdict = checkUpgradeRequest(request, {
-        ...this.config,
-        subprotocols: endpoint.subprotocols,
-        loopbackOnly: this.loopbackOnly,
-      });
+      const verdict = checkUpgradeRequest(request, this.policyFor(endpoint));
       if (!verdict.accepted) return this.refuse(socket, verdict, request);
       socket.off("error", destroyOnError);
       const parameters = new URLSearchParams(query);
@@ -3491,6 +3487,15 @@ class ChatServer {
         this.refuse(socket, { status: 500, reason: "The server failed to open this connection." });
       else opened.fail("internal_error");
     }
+  }
+
+  /** What a handshake for `endpoint` is checked against. */
+  private policyFor(endpoint: Endpoint): HandshakePolicy {
+    return {
+      allowedOrigins: this.config.allowedOrigins,
+      subprotocols: endpoint.subprotocols,
+      loopbackOnly: this.loopbackOnly,
+    };
   }
 
   /** The limits come before any WebSocket state is allocated. */
@@ -3573,8 +3578,7 @@ class ChatServer {
       if (endpoint === undefined) return sendPlain(response, 404, `Not found: ${path}`);
       // An upgrade node:http did not treat as one ("Connection: Upgrade"
       // missing, say): the handshake's own verdict says what was wrong.
-      const policy = { ...this.config, subprotocols: endpoint.subprotocols, loopbackOnly: this.loopbackOnly };
-      const verdict = wantsUpgrade ? checkUpgradeRequest(request, policy) : undefined;
+      const verdict = wantsUpgrade ? checkUpgradeRequest(request, this.policyFor(endpoint)) : undefined;
       const refusal = verdict === undefined || verdict.accepted ? upgradeRequired(path) : verdict;
       // A failed handshake ends the connection, as the upgrade path does.
       sendPlain(response, refusal.status, refusal.reason, { ...refusal.headers, Connection: "close" });
