@@ -1631,6 +1631,139 @@ export type ConnectionOptions = Pick<
 /** Pings and pongs a peer may send a second before they are ignored. */
 const CONTROL_FRAME_RATE = 50;
 
+/** What became of a write: queued, refused because the peer reads too
+ * slowly, or dropped because the socket is gone. */
+type WriteResult = "queued" | "too-slow" | "gone";
+
+/** The sending side of a socket: writes of one turn batched into one system
+ * call, reading paused while the peer does not read what we send, and the
+ * slow-consumer limit. */
+export class SocketWriter {
+  /** Set while this turn's writes are corked (see batchWritesThisTurn). */
+  batched = false;
+  /** Whether reading is paused because the peer does not read (backpressure). */
+  readingPaused = false;
+  private unsentBeforeThisTurn = 0;
+  readonly socket: Socket;
+  private readonly maxBufferedBytes: number;
+
+  constructor(socket: Socket, maxBufferedBytes: number) {
+    this.socket = socket;
+    this.maxBufferedBytes = maxBufferedBytes;
+  }
+
+  /** Queues the parts of one frame, unless the peer has left too much unread. */
+  write(parts: Buffer[]): WriteResult {
+    if (this.socket.destroyed) return "gone";
+    let length = 0;
+    for (const part of parts) length += part.length;
+    if (this.isTooSlowFor(length)) return "too-slow";
+    batchWritesThisTurn(this);
+    let flushed = true;
+    for (const part of parts) flushed = this.socket.write(part);
+    if (!flushed && !this.readingPaused) {
+      this.readingPaused = true;
+      this.socket.pause();
+    }
+    return "queued";
+  }
+
+  /** The socket's buffer drained: read from the peer again. */
+  resumeReading(): void {
+    if (!this.readingPaused) return;
+    this.readingPaused = false;
+    this.socket.resume();
+  }
+
+  /** Whether queueing `length` more bytes would pass the limit. What counts
+   * is what the peer left unread from earlier turns (bytes written in this
+   * turn only wait for the batch to be flushed), but one turn may not queue
+   * more than twice the limit either. Control frames always fit. */
+  private isTooSlowFor(length: number): boolean {
+    if (!this.batched) this.unsentBeforeThisTurn = this.socket.writableLength;
+    if (length <= MAX_CONTROL_PAYLOAD + 2) return false;
+    const limit = this.maxBufferedBytes;
+    return this.unsentBeforeThisTurn > limit || this.socket.writableLength + length > 2 * limit;
+  }
+}
+
+/** Who watches a connection's frames (--trace, the page's inspector); usually nobody. */
+export class FrameObservers {
+  private list: FrameObserver[] = [];
+  private paused = false;
+  /** Told whether anyone watches, so that the decoder keeps previews only then. */
+  private readonly onChange: (watched: boolean) => void;
+
+  constructor(onChange: (watched: boolean) => void = () => {}) {
+    this.onChange = onChange;
+  }
+
+  /** Whether a frame would be shown to anyone: checked before describing it. */
+  get watching(): boolean {
+    return this.list.length > 0 && !this.paused;
+  }
+
+  /** Shows every frame to `observer` from now on. */
+  add(observer: FrameObserver): void {
+    if (!this.list.includes(observer)) this.list.push(observer);
+    this.onChange(true);
+  }
+
+  remove(observer: FrameObserver): void {
+    this.list = this.list.filter((existing) => existing !== observer);
+    this.onChange(this.list.length > 0);
+  }
+
+  has(observer: FrameObserver): boolean {
+    return this.list.includes(observer);
+  }
+
+  tell(connection: Connection, event: "received" | "sent", frame: FrameInfo): void {
+    if (this.paused) return;
+    for (const observer of this.list) observer[event](connection, frame);
+  }
+
+  tellClosed(connection: Connection): void {
+    for (const observer of this.list) observer.closed?.(connection);
+  }
+
+  /** Does `action` without showing its frames: the inspector's reports about
+   * frames must not produce reports about themselves. */
+  withoutWatching<T>(action: () => T): T {
+    this.paused = true;
+    try {
+      return action();
+    } finally {
+      this.paused = false;
+    }
+  }
+}
+
+/** A timer that fires at a clock time (Date.now), re-armed only when the time changes. */
+class DeadlineTimer {
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private at = Infinity;
+  private readonly callback: () => void;
+
+  constructor(callback: () => void) {
+    this.callback = callback;
+  }
+
+  /** Fires at `at`, instead of any earlier setting; Infinity: never. */
+  set(at: number): void {
+    if (at === this.at) return;
+    clearTimeout(this.timer);
+    this.at = at;
+    if (at === Infinity) return;
+    const fire = (): void => {
+      this.at = Infinity;
+      this.callback();
+    };
+    this.timer = setTimeout(fire, Math.max(0, at - Date.now()));
+    this.timer.unref();
+  }
+}
+
 let nextConnectionId = 1;
 
 export class Connection {
@@ -1644,17 +1777,11 @@ export class Connection {
   handshakeTrace: string[] | undefined;
 
   private readonly session: WebSocketSession;
+  private readonly writer: SocketWriter;
+  /** Who watches this connection's frames (--trace, the page's inspector). */
+  readonly observers: FrameObservers;
   private readonly options: ConnectionOptions;
-  /** Who watches this connection's frames (--trace, the page's inspector); usually nobody. */
-  private observers: FrameObserver[] = [];
-  /** While true, frames sent are not shown to observers: the inspector's own messages. */
-  private observersPaused = false;
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  private timerAt = Infinity;
-  private readingPaused = false;
-  /** Set while this turn's writes are corked (see batchWritesThisTurn). */
-  writesBatched = false;
-  private unsentBeforeThisTurn = 0;
+  private readonly timer = new DeadlineTimer(() => this.onDeadline());
   private finished = false;
 
   constructor(
@@ -1668,14 +1795,14 @@ export class Connection {
     this.protocol = protocol;
     this.deflate = deflate;
     this.options = options;
-    const { maxPayload, maxFragments, keepaliveIntervalMs, keepaliveTimeoutMs, closingTimeoutMs } = options;
-    const sessionOptions = { maxPayload, maxFragments, keepaliveIntervalMs, keepaliveTimeoutMs, closingTimeoutMs };
-    this.session = new WebSocketSession({ ...sessionOptions, deflate, controlFrameRate: CONTROL_FRAME_RATE }, Date.now);
+    this.session = new WebSocketSession({ ...options, deflate, controlFrameRate: CONTROL_FRAME_RATE }, Date.now);
+    this.writer = new SocketWriter(socket, options.maxBufferedBytes);
+    this.observers = new FrameObservers((watched) => this.session.observeFrames(watched));
 
     socket.setNoDelay(true); // small frames go out now, not 40 ms later (Nagle)
     socket.setTimeout(0);
     socket.on("data", (chunk: Buffer) => this.receiveBytes(chunk));
-    socket.on("drain", () => this.resumeReading());
+    socket.on("drain", () => this.writer.resumeReading());
     socket.on("end", () => socket.end()); // the peer half-closed: finish our half
     socket.on("error", (error: Error) => {
       if (this.state === "open") this.options.log(`connection ${this.id}: ${error.message}`);
@@ -1685,7 +1812,7 @@ export class Connection {
     // The peer may already have gone while the handshake was answered: then
     // "close" was emitted before we listened, and must not be waited for.
     if (socket.destroyed) process.nextTick(() => this.finish());
-    this.armTimer();
+    this.timer.set(this.session.deadline);
   }
 
   get state(): SessionState {
@@ -1702,37 +1829,9 @@ export class Connection {
     return this.socket.writableLength;
   }
 
-  // ── Observers ──────────────────────────────────────────────────────────────
-
-  /** Shows every frame to `observer` from now on. */
-  addObserver(observer: FrameObserver): void {
-    if (!this.observers.includes(observer)) this.observers.push(observer);
-    this.session.observeFrames(true);
-  }
-
-  removeObserver(observer: FrameObserver): void {
-    this.observers = this.observers.filter((existing) => existing !== observer);
-    this.session.observeFrames(this.observers.length > 0);
-  }
-
-  hasObserver(observer: FrameObserver): boolean {
-    return this.observers.includes(observer);
-  }
-
-  /** Sends a text message that observers do not see (the inspector's reports
-   * about frames must not produce reports about themselves). */
+  /** Sends a text message that observers do not see (the inspector's own reports). */
   sendUnobserved(text: string): boolean {
-    this.observersPaused = true;
-    try {
-      return this.send(text);
-    } finally {
-      this.observersPaused = false;
-    }
-  }
-
-  private tellObservers(direction: "received" | "sent", frame: FrameInfo): void {
-    if (this.observersPaused) return;
-    for (const observer of this.observers) observer[direction](this, frame);
+    return this.observers.withoutWatching(() => this.send(text));
   }
 
   // ── In: bytes and time; out: what the session asks ────────────────────────
@@ -1770,11 +1869,11 @@ export class Connection {
           this.deliver(output);
           break;
         case "frame":
-          this.tellObservers("received", output.frame);
+          this.observers.tell(this, "received", output.frame);
           break;
         case "write":
-          if (this.writeBytes(output.frame) && this.observers.length > 0)
-            this.tellObservers("sent", describeSentFrame(output.frame, false));
+          if (this.writeBytes(output.frame) && this.observers.watching)
+            this.observers.tell(this, "sent", describeSentFrame(output.frame, false));
           break;
         case "end-output":
           this.socket.end();
@@ -1790,25 +1889,13 @@ export class Connection {
           break;
       }
     }
-    this.armTimer();
+    if (!this.finished) this.timer.set(this.session.deadline);
   }
 
-  /** One timer per connection, at the session's next deadline. */
-  private armTimer(): void {
-    const deadline = this.session.deadline;
-    if (deadline === this.timerAt || this.finished) return;
-    clearTimeout(this.timer);
-    this.timerAt = deadline;
-    if (deadline === Infinity) return;
-    this.timer = setTimeout(
-      () => {
-        this.timerAt = Infinity;
-        this.session.advanceTime(this.readingPaused);
-        this.act();
-      },
-      Math.max(0, deadline - Date.now()),
-    );
-    this.timer.unref();
+  /** The session's deadline passed: tell it the time. */
+  private onDeadline(): void {
+    this.session.advanceTime(this.writer.readingPaused);
+    this.act();
   }
 
   /** Hands a message to the endpoint. An exception there is this
@@ -1839,9 +1926,9 @@ export class Connection {
         return this.sendPrepared(new PreparedMessage(data, opcode === Opcode.Binary));
     }
     const written = writeFrame(this, opcode, data);
-    if (written && this.observers.length > 0) {
+    if (written && this.observers.watching) {
       const bytes = typeof data === "string" ? Buffer.from(data) : data;
-      this.tellObservers("sent", describeOwnFrame(opcode, bytes.length, false, bytes));
+      this.observers.tell(this, "sent", describeOwnFrame(opcode, bytes.length, false, bytes));
     }
     return written;
   }
@@ -1849,71 +1936,35 @@ export class Connection {
   /** Sends a message encoded once for many connections. */
   sendPrepared(message: PreparedMessage): boolean {
     if (!this.session.mayWriteData) return false;
-    const { frame, compressed } = message.frameFor(
-      this.deflate,
-      this.options.deflateThreshold,
-      this.options.deflateLevel,
-    );
+    const { deflateThreshold, deflateLevel } = this.options;
+    const { frame, compressed } = message.frameFor(this.deflate, deflateThreshold, deflateLevel);
     const written = this.writeBytes(frame);
-    if (written && this.observers.length > 0) this.tellObservers("sent", describeSentFrame(frame, compressed));
+    if (written && this.observers.watching) this.observers.tell(this, "sent", describeSentFrame(frame, compressed));
     return written;
   }
 
-  /** Writes the parts of one frame, unless the peer has left too much
-   * unread: then it fails as a slow consumer and nothing more is queued. */
+  /** Writes the parts of one frame; a peer that left too much unread fails
+   * as a slow consumer (1008) and nothing more is queued for it. */
   writeBytes(...parts: Buffer[]): boolean {
-    if (this.socket.destroyed) return false;
-    let length = 0;
-    for (const part of parts) length += part.length;
-    if (this.isTooSlowFor(length)) {
-      this.options.log(`connection ${this.id}: closing a slow consumer (${this.socket.writableLength} bytes unsent)`);
-      this.session.fail("too_slow");
-      this.act();
-      return false;
+    const result = this.writer.write(parts);
+    if (result === "too-slow") {
+      this.options.log(`connection ${this.id}: closing a slow consumer (${this.bufferedAmount} bytes unsent)`);
+      this.fail("too_slow");
     }
-    batchWritesThisTurn(this);
-    let flushed = true;
-    for (const part of parts) flushed = this.socket.write(part);
-    if (!flushed) this.pauseReading();
-    return true;
-  }
-
-  /** Whether queueing `length` more bytes would pass the limit. What counts
-   * is what the peer left unread from earlier turns (bytes written in this
-   * turn only wait for the batch to be flushed), but one turn may not queue
-   * more than twice the limit either. Control frames always fit. */
-  private isTooSlowFor(length: number): boolean {
-    if (!this.writesBatched) this.unsentBeforeThisTurn = this.socket.writableLength;
-    if (length <= MAX_CONTROL_PAYLOAD + 2) return false;
-    const limit = this.options.maxBufferedBytes;
-    return this.unsentBeforeThisTurn > limit || this.socket.writableLength + length > 2 * limit;
-  }
-
-  private pauseReading(): void {
-    if (this.readingPaused) return;
-    this.readingPaused = true;
-    this.socket.pause();
-  }
-
-  private resumeReading(): void {
-    if (!this.readingPaused) return;
-    this.readingPaused = false;
-    this.socket.resume();
+    return result === "queued";
   }
 
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
     this.session.connectionLost();
-    clearTimeout(this.timer);
+    this.timer.set(Infinity);
     const { code, reason } = this.session.peerClose ?? { code: CloseCode.Abnormal, reason: "" };
-    for (const observer of this.observers) observer.closed?.(this);
+    this.observers.tellClosed(this);
     try {
       this.handler.onClose?.(this, code, reason);
     } catch (error) {
-      this.options.log(
-        `connection ${this.id}: close handler failed: ${error instanceof Error ? error.message : String(error)}`,
-      );
+      this.options.log(`connection ${this.id}: close handler failed: ${describeError(error)}`);
     }
     this.options.onFinished?.(this);
   }
@@ -1963,16 +2014,16 @@ function describeSentFrame(frame: Buffer, compressed: boolean): FrameInfo {
 // TCP segment, or a burst of broadcasts, costs one write instead of ten.
 // Measured: 64 frames of 1 KiB a turn to a loopback socket, 7.6× less CPU.
 
-function batchWritesThisTurn(connection: Connection): void {
-  if (connection.writesBatched) return;
-  connection.writesBatched = true;
-  connection.socket.cork();
-  process.nextTick(flushBatchedWrites, connection);
+function batchWritesThisTurn(writer: SocketWriter): void {
+  if (writer.batched) return;
+  writer.batched = true;
+  writer.socket.cork();
+  process.nextTick(flushBatchedWrites, writer);
 }
 
-function flushBatchedWrites(connection: Connection): void {
-  connection.writesBatched = false;
-  connection.socket.uncork();
+function flushBatchedWrites(writer: SocketWriter): void {
+  writer.batched = false;
+  writer.socket.uncork();
 }
 
 // ── A large payload is written after its header, not copied behind it ───────
@@ -2765,16 +2816,7 @@ function nameProblem(name: string): string | undefined {
  * inspector. A Connection is one; a test can hand in something simpler. */
 export type RoomPeer = Pick<
   Connection,
-  | "id"
-  | "handler"
-  | "handshakeTrace"
-  | "send"
-  | "sendPrepared"
-  | "sendUnobserved"
-  | "fail"
-  | "addObserver"
-  | "removeObserver"
-  | "hasObserver"
+  "id" | "handler" | "handshakeTrace" | "send" | "sendPrepared" | "sendUnobserved" | "fail" | "observers"
 >;
 
 /** One person as the room sees them: a public id, the name they hold, and
@@ -3090,9 +3132,9 @@ export class ChatRoom implements ConnectionHandler {
   /** The page's frame inspector: from now on this connection is told about
    * its own frames, starting with its handshake when that was kept. */
   private inspect(connection: RoomPeer, on: boolean): void {
-    if (!on) return connection.removeObserver(inspector);
-    if (connection.hasObserver(inspector)) return;
-    connection.addObserver(inspector);
+    if (!on) return connection.observers.remove(inspector);
+    if (connection.observers.has(inspector)) return;
+    connection.observers.add(inspector);
     inspector.sendHandshake(connection);
   }
 
@@ -3539,7 +3581,7 @@ class ChatServer {
       connection.handshakeTrace = describeHandshake(request, responseHead);
     if (this.tracer !== undefined) {
       this.tracer.handshake(`#${connection.id}`, connection.handshakeTrace!);
-      connection.addObserver(this.tracer);
+      connection.observers.add(this.tracer);
     }
     this.connections.add(connection);
     const address = connection.remoteAddress;

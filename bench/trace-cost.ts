@@ -3,7 +3,7 @@
 //   node --import tsx bench/trace-cost.ts [--rounds 6]
 //
 // With --trace off, the only trace code on the hot path is a check per frame:
-// `this.observers.length > 0` when sending, and `observeFrames` when a
+// `this.observers.watching` when sending, and `observeFrames` when a
 // payload piece arrives. This script makes a copy of server.ts with exactly
 // those checks replaced by `false` (V8 then drops the code behind them), runs
 // the copy and server.ts alternately under the same echo load (64
@@ -27,7 +27,7 @@ if (pin) spawnSync("taskset", ["-p", "-c", "0", String(process.pid)]);
 /** server.ts with the tracing checks taken out; throws if they are not where expected. */
 function withoutTracing(source: string): string {
   const checks: Array<[string, string]> = [
-    ["this.observers.length > 0", "false"],
+    ["this.observers.watching", "false"],
     ["if (!this.options.observeFrames || offset >= PREVIEW_BYTES) return;", "return;"],
   ];
   let result = source;

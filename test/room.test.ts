@@ -4,7 +4,7 @@
 // are tested over real connections in chat, identity and history tests.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { ChatRoom, PreparedMessage, type RoomClock, type RoomPeer, type Violation } from "../server.ts";
+import { ChatRoom, FrameObservers, PreparedMessage, type RoomClock, type RoomPeer, type Violation } from "../server.ts";
 
 class FakeClock implements RoomClock {
   time = 1_700_000_000_000;
@@ -42,7 +42,7 @@ class FakePeer implements RoomPeer {
   handshakeTrace: string[] | undefined = undefined;
   readonly received: Array<Record<string, unknown>> = [];
   failed: Violation | undefined;
-  private readonly observers = new Set<unknown>();
+  readonly observers = new FrameObservers();
   send(data: string | Buffer): boolean {
     this.received.push(JSON.parse(String(data)) as Record<string, unknown>);
     return true;
@@ -55,15 +55,6 @@ class FakePeer implements RoomPeer {
   }
   fail(violation: Violation): void {
     this.failed = violation;
-  }
-  addObserver(observer: unknown): void {
-    this.observers.add(observer);
-  }
-  removeObserver(observer: unknown): void {
-    this.observers.delete(observer);
-  }
-  hasObserver(observer: unknown): boolean {
-    return this.observers.has(observer);
   }
   /** The types received since the last call. */
   private seen = 0;
