@@ -4,7 +4,19 @@
 // are tested over real connections in chat, identity and history tests.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { ChatRoom, FrameObservers, PreparedMessage, type RoomClock, type RoomPeer, type Violation } from "../server.ts";
+import {
+  ChatRoom,
+  FrameObservers,
+  HISTORY_PAGE,
+  MEMBER_PAGE,
+  PRESENCE_BATCH_ABOVE,
+  PRESENCE_INTERVAL_MS,
+  PRESENCE_SAMPLE,
+  PreparedMessage,
+  type RoomClock,
+  type RoomPeer,
+  type Violation,
+} from "../server.ts";
 
 class FakeClock implements RoomClock {
   time = 1_700_000_000_000;
@@ -197,6 +209,7 @@ describe("room: messages", () => {
       resumed.received.slice(1).map((message) => message.seq),
       [4, 5],
     );
+    // With fewer messages than a page, "the newest page" is all of them.
     const elsewhere = join({ since: "3", epoch: "another-epoch" });
     assert.equal(elsewhere.received[0]!.resumed, false);
     assert.deepEqual(
@@ -227,5 +240,155 @@ describe("room: messages", () => {
     assert.equal(peer.failed, undefined);
     room.onBinary(peer);
     assert.equal(peer.failed, "unsupported_data");
+  });
+});
+
+const presenceTypes = new Set(["joined", "away", "back", "left", "presence", "members"]);
+const presenceFrames = (messages: Array<Record<string, unknown>>) =>
+  messages.filter((message) => presenceTypes.has(String(message.type)));
+
+describe("room: presence stays linear in a large room", () => {
+  test(`up to ${PRESENCE_BATCH_ABOVE} members, one frame per join; above, one summary a second with counts and a sample`, () => {
+    const { room, clock, join } = newRoom();
+    const first = join();
+    const early = Array.from({ length: PRESENCE_BATCH_ABOVE - 1 }, () => join());
+    assert.equal(presenceFrames(first.take()).length, PRESENCE_BATCH_ABOVE - 1, "a joined frame for each");
+    assert.equal(first.received[0]!.presenceBatched, false);
+
+    const late = Array.from({ length: 50 }, () => join());
+    assert.deepEqual(presenceFrames(first.take()), [], "nothing until the interval ends");
+    const welcome = late.at(-1)!.received[0]!;
+    assert.equal(welcome.presenceBatched, true);
+    assert.equal(welcome.memberCount, PRESENCE_BATCH_ABOVE + 50);
+    assert.equal(welcome.online, PRESENCE_BATCH_ABOVE + 50);
+    assert.equal((welcome.members as unknown[]).length, MEMBER_PAGE, "the welcome carries one page of members");
+
+    room.onClose(early[0]!); // a connection without a session: it leaves at once
+    clock.advance(PRESENCE_INTERVAL_MS);
+    const [summary, ...rest] = presenceFrames(first.take());
+    assert.deepEqual(rest, []);
+    assert.equal(summary!.type, "presence");
+    assert.equal(summary!.joinedCount, 50);
+    assert.equal((summary!.joined as unknown[]).length, PRESENCE_SAMPLE);
+    assert.equal(summary!.leftCount, 1);
+    assert.deepEqual(summary!.left, [{ name: early[0]!.received[0]!.name, sid: early[0]!.received[0]!.you }]);
+    assert.equal(summary!.memberCount, PRESENCE_BATCH_ABOVE + 49);
+    clock.advance(10 * PRESENCE_INTERVAL_MS);
+    assert.deepEqual(presenceFrames(first.take()), [], "no summary when nothing changed");
+  });
+
+  test("10,000 members arriving at once: every one welcomed, and on average at most 30 presence frames each", () => {
+    const { room, clock, join } = newRoom({ maxIdentities: 20_000 });
+    const peers: FakePeer[] = [];
+    for (let index = 0; index < 10_000; index++) {
+      peers.push(join({ session: `storm-session-${String(index).padStart(8, "0")}` }));
+      if (index % 1000 === 999) clock.advance(PRESENCE_INTERVAL_MS); // a thousand a second
+    }
+    clock.advance(PRESENCE_INTERVAL_MS);
+    assert.ok(peers.every((peer) => peer.received[0]!.type === "welcome"));
+    const frames = peers.reduce((sum, peer) => sum + presenceFrames(peer.received).length, 0);
+    assert.ok(frames / peers.length <= 30, `${frames / peers.length} presence frames per member`);
+    assert.ok(
+      peers.every((peer) => JSON.stringify(peer.received[0]).length < 200 * MEMBER_PAGE),
+      "every welcome is bounded",
+    );
+    assert.equal(room.identities.size, 10_000);
+  });
+
+  test("a large room that becomes small again sends everyone the whole list, then single frames again", () => {
+    const { room, clock, join } = newRoom();
+    const watcher = join();
+    const crowd = Array.from({ length: PRESENCE_BATCH_ABOVE + 5 }, () => join());
+    clock.advance(PRESENCE_INTERVAL_MS);
+    for (const peer of crowd.slice(0, 10)) room.onClose(peer);
+    watcher.take();
+    clock.advance(PRESENCE_INTERVAL_MS);
+    const [summary, list] = presenceFrames(watcher.take());
+    assert.equal(summary!.type, "presence");
+    assert.equal(summary!.leftCount, 10);
+    assert.equal(list!.type, "members");
+    assert.equal(list!.offset, 0);
+    assert.equal(list!.presenceBatched, false);
+    assert.equal((list!.members as unknown[]).length, PRESENCE_BATCH_ABOVE - 4, "everyone: the list is whole");
+    room.onClose(crowd[10]!);
+    assert.deepEqual(types(presenceFrames(watcher.take())), ["left"]);
+  });
+
+  test("members pages: offsets 0, 100, 200 list everyone once; a bad offset is bad_message", () => {
+    const { room, join } = newRoom();
+    const peers = Array.from({ length: 250 }, () => join());
+    const asker = peers[0]!;
+    asker.take();
+    const seen: string[] = [];
+    for (const offset of [0, 100, 200, 300]) {
+      room.onText(asker, JSON.stringify({ type: "members", offset }));
+      const [page] = asker.take();
+      assert.equal(page!.type, "members");
+      assert.equal(page!.offset, offset);
+      assert.equal(page!.memberCount, 250);
+      for (const member of page!.members as Array<{ sid: string }>) seen.push(member.sid);
+    }
+    assert.equal(seen.length, 250);
+    assert.equal(new Set(seen).size, 250);
+    for (const offset of [-1, 1.5, "0"]) {
+      room.onText(asker, JSON.stringify({ type: "members", offset }));
+      assert.equal(asker.take()[0]!.code, "bad_message");
+    }
+  });
+
+  test("default names come from a search that starts where it ended, and still give the smallest free one", () => {
+    const { room, join } = newRoom();
+    const peers = Array.from({ length: 10 }, () => join());
+    assert.equal(peers.at(-1)!.received[0]!.name, "访客10");
+    room.onClose(peers[6]!); // 访客7, without a session: its name is free at once
+    assert.equal(join().received[0]!.name, "访客7");
+    assert.equal(join().received[0]!.name, "访客11");
+    const asked = Array.from({ length: 4 }, () => join({ name: "Bob" }).received[0]!.name);
+    assert.deepEqual(asked, ["Bob", "Bob2", "Bob3", "Bob4"]);
+  });
+});
+
+describe("room: history a page at a time", () => {
+  test(`a first visit gets the newest ${HISTORY_PAGE}; {type:history,before} the pages before it, down to the oldest kept`, () => {
+    const { room, join } = newRoom({ historySize: 250, messageRate: 1000, messageBurst: 1000 });
+    const a = join();
+    for (let index = 1; index <= 300; index++) say(room, a, `m${index}`);
+    const visitor = join();
+    const [welcome, ...replayed] = visitor.take();
+    assert.equal(welcome!.resumed, false);
+    assert.equal(welcome!.oldestSeq, 51);
+    assert.deepEqual(
+      replayed.map((message) => message.seq),
+      Array.from({ length: HISTORY_PAGE }, (_, index) => 201 + index),
+    );
+    const pages: Array<Record<string, unknown>> = [];
+    for (let before = 201, more = true; more;) {
+      room.onText(visitor, JSON.stringify({ type: "history", before }));
+      const [page] = visitor.take();
+      pages.push(page!);
+      more = page!.more as boolean;
+      before = (page!.messages as Array<{ seq: number }>)[0]!.seq;
+    }
+    const seqs = pages.flatMap((page) => (page.messages as Array<{ seq: number }>).map((message) => message.seq));
+    assert.deepEqual(
+      seqs.sort((x, y) => x - y),
+      Array.from({ length: 150 }, (_, index) => 51 + index),
+    );
+    assert.deepEqual(
+      pages.map((page) => page.more),
+      [true, false],
+    );
+    room.onText(visitor, JSON.stringify({ type: "history", before: "soon" }));
+    assert.equal(visitor.take()[0]!.code, "bad_message");
+  });
+
+  test("a resume with since still gets everything it missed, more than a page", () => {
+    const { room, join } = newRoom({ messageRate: 1000, messageBurst: 1000 });
+    const a = join();
+    for (let index = 1; index <= 300; index++) say(room, a, `m${index}`);
+    const back = join({ since: "10", epoch: room.epoch });
+    const [welcome, ...replayed] = back.take();
+    assert.equal(welcome!.resumed, true);
+    assert.equal(replayed.length, 290);
   });
 });
