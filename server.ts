@@ -2800,10 +2800,10 @@ export class HistoryFile {
     dropTornLastLine(descriptor, path, log);
     const found = readEpoch(descriptor, path, log);
     const { messages, readWholeFile } = readLastMessages(descriptor, Math.max(1, keep), path, log);
-    const epoch = found ?? newEpoch();
+    const epoch = found?.epoch ?? newEpoch();
     const file = new HistoryFile(path, descriptor, Math.max(1, keep), epoch, messages.length);
     if (found === undefined && fstatSync(descriptor).size === 0) file.append({ type: "epoch", epoch });
-    else if (found === undefined || !readWholeFile) file.compact(messages);
+    else if (!found?.onFirstLine || !readWholeFile) file.compact(messages);
     return { file, epoch, messages };
   }
 
@@ -2933,7 +2933,11 @@ function parseHistoryLine(line: string): { epoch: string } | ChatMessage | undef
  * whose first line is not one (written by hand, or by an older version
  * that appended it later) is searched to its end, once: it is compacted
  * right after, with the epoch first. */
-function readEpoch(descriptor: number, path: string, log: (line: string) => void): string | undefined {
+function readEpoch(
+  descriptor: number,
+  path: string,
+  log: (line: string) => void,
+): { epoch: string; onFirstLine: boolean } | undefined {
   let position = 0;
   let carry = "";
   let firstLine = true;
@@ -2949,7 +2953,7 @@ function readEpoch(descriptor: number, path: string, log: (line: string) => void
       if (line.trim() === "") continue;
       if (firstLine || line.includes('"epoch"')) {
         const parsed = parseHistoryLine(line);
-        if (parsed !== undefined && "epoch" in parsed) return parsed.epoch;
+        if (parsed !== undefined && "epoch" in parsed) return { epoch: parsed.epoch, onFirstLine: firstLine };
       }
       if (firstLine) log(`history ${path}: no epoch on the first line; looking for it further on`);
       firstLine = false;

@@ -6,11 +6,12 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
-import { History } from "../server.ts";
+import { ChatRoom, History, HistoryFile, type RoomPeer } from "../server.ts";
 import { asStored, useChatRooms, type StoredMessage } from "./support/chat-client.ts";
 import { noRateLimit } from "./support/in-process.ts";
+import { waitUntil } from "./support/wait.ts";
 
 const seqs = (messages: StoredMessage[]) => messages.map((message) => message.seq);
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, index) => from + index);
@@ -111,7 +112,7 @@ describe("History, without a server", () => {
 // ---------------------------------------------------------------------------
 
 describe("replay with since, and epochs", () => {
-  test("no since: resumed:false, then every stored message, oldest first", async () => {
+  test("no since: resumed:false, then the newest page (here every stored message), oldest first", async () => {
     const server = await start();
     const a = await join(server, "name=A");
     assert.equal(a.welcome.seq, 0);
@@ -144,7 +145,7 @@ describe("replay with since, and epochs", () => {
     await stop(server);
   });
 
-  test("since with a different epoch: resumed:false and the whole stored history", async () => {
+  test("since with a different epoch: resumed:false and the newest page (here the whole stored history)", async () => {
     const server = await start();
     const a = await join(server, "name=A");
     const sent = [await a.sayAndAck("m1", "one"), await a.sayAndAck("m2", "two"), await a.sayAndAck("m3", "three")];
@@ -400,5 +401,162 @@ describe("history file", () => {
         await stop(second);
       },
     );
+  });
+});
+
+// ---------------------------------------------------------------------------
+// A long-lived file: read from its end, compacted while running
+// ---------------------------------------------------------------------------
+
+const stored = (seq: number): StoredMessage => ({
+  seq,
+  id: `long-${seq}`,
+  sid: "sidOfXiaoMing",
+  from: "小明",
+  text: `message ${seq} ${"·".repeat(seq % 7)}`,
+  time: 1_700_000_000_000 + seq,
+});
+
+function writeLongFile(path: string, epoch: string, count: number, { epochFirst = true } = {}): void {
+  const lines = range(1, count).map((seq) => JSON.stringify(stored(seq)) + "\n");
+  const epochLine = JSON.stringify({ type: "epoch", epoch }) + "\n";
+  writeFileSync(path, epochFirst ? epochLine + lines.join("") : lines.join("") + epochLine);
+}
+
+/** A room on `path` in this process, with one member that says things. */
+function roomOn(path: string, historySize: number): { room: ChatRoom; say: (id: string) => void; received: string[] } {
+  const received: string[] = [];
+  const peer = {
+    id: 1,
+    handler: {},
+    handshakeTrace: undefined,
+    send: (text: string | Buffer) => received.push(String(text)) > 0,
+    sendPrepared: (message: { payload: Buffer }) => received.push(message.payload.toString()) > 0,
+  } as unknown as RoomPeer;
+  const room = new ChatRoom({
+    historySize,
+    historyFile: path,
+    messageRate: 1e9,
+    messageBurst: 1e9,
+    replayBudgetBytes: 1 << 30,
+    nameGraceMs: 0,
+    maxIdentities: 10,
+    log: () => {},
+  });
+  room.join(peer, new URLSearchParams());
+  const say = (id: string) => room.onText(peer, JSON.stringify({ type: "say", id, text: id }));
+  return { room, say, received };
+}
+
+describe("a long-lived history file", () => {
+  test("start-up reads the epoch and the last --history-size messages from the end, and compacts the rest away", () => {
+    const path = newHistoryPath();
+    writeLongFile(path, "aaaaaaaaaaaaaaaa", 20_000);
+    const { file, epoch, messages } = HistoryFile.open(path, 100, () => {});
+    file.close();
+    assert.equal(epoch, "aaaaaaaaaaaaaaaa");
+    assert.deepEqual(messages, range(19_901, 20_000).map(stored));
+    const after = readHistoryFile(path);
+    assert.deepEqual(after.epochs, ["aaaaaaaaaaaaaaaa"]);
+    assert.deepEqual(seqs(after.messages), range(19_901, 20_000));
+    assert.match(readFileSync(path, "utf8"), /^{"type":"epoch"/, "the epoch is the first line");
+  });
+
+  test("a file whose epoch is not on its first line (an older server's) keeps that epoch, first from now on", () => {
+    const path = newHistoryPath();
+    writeLongFile(path, "bbbbbbbbbbbbbbbb", 50, { epochFirst: false });
+    const logged: string[] = [];
+    const { file, epoch, messages } = HistoryFile.open(path, 1000, (line) => logged.push(line));
+    file.close();
+    assert.equal(epoch, "bbbbbbbbbbbbbbbb");
+    assert.deepEqual(seqs(messages), range(1, 50));
+    assert.match(readFileSync(path, "utf8"), /^{"type":"epoch","epoch":"bbbbbbbbbbbbbbbb"}\n/);
+    assert.deepEqual(seqs(readHistoryFile(path).messages), range(1, 50));
+    assert.ok(logged.some((line) => /no epoch on the first line/.test(line)));
+  });
+
+  test("20,000 messages with --history-size 100: the file never holds more than 1,000; resume, dedupe and the epoch survive a restart", () => {
+    const path = newHistoryPath();
+    const first = roomOn(path, 100);
+    const epoch = first.room.epoch;
+    let most = 0;
+    for (let seq = 1; seq <= 20_000; seq++) {
+      first.say(`m${seq}`);
+      if (seq % 500 === 0) most = Math.max(most, readHistoryFile(path).messages.length);
+    }
+    first.room.close();
+    assert.ok(most <= 1000, `at most 1,000 messages in the file (saw ${most})`);
+    const onDisk = readHistoryFile(path);
+    assert.deepEqual(onDisk.epochs, [epoch]);
+    assert.equal(onDisk.messages.at(-1)!.seq, 20_000);
+
+    const second = roomOn(path, 100);
+    assert.equal(second.room.epoch, epoch, "the same epoch after the restart");
+    assert.equal(second.room.history.latestSeq, 20_000);
+    second.received.length = 0;
+    second.say("m19990"); // a retry of an acknowledged message: the stored copy, not a new seq
+    assert.equal(JSON.parse(second.received[0]!).seq, 19_990);
+    second.say("new");
+    assert.equal(second.room.history.latestSeq, 20_001);
+    const resumed = second.room.history.since(19_995).map((message) => message.seq);
+    assert.deepEqual(resumed, range(19_996, 20_001));
+    second.room.close();
+  });
+
+  test("a crash after any step of a compaction (kill -9) loses no acknowledged message and never the epoch", () => {
+    const source = newHistoryPath();
+    writeLongFile(source, "cccccccccccccccc", 120);
+    const { file } = HistoryFile.open(source, 1000, () => {});
+    const kept = range(21, 120).map(stored);
+    const steps = file.compactionSteps(kept);
+    file.close();
+    for (let done = 0; done <= steps.length; done++) {
+      const path = newHistoryPath();
+      copyFileSync(source, path);
+      const copy = HistoryFile.open(path, 1000, () => {});
+      copy.file
+        .compactionSteps(kept)
+        .slice(0, done)
+        .forEach((step) => step());
+      // The process dies here: its descriptors close, nothing else happens. A new one starts.
+      const reopened = HistoryFile.open(path, 100, () => {});
+      assert.equal(reopened.epoch, "cccccccccccccccc", `epoch after ${done} steps`);
+      assert.deepEqual(reopened.messages, kept, `the kept messages after ${done} steps`);
+      reopened.file.append(stored(121));
+      reopened.file.close();
+      assert.equal(readHistoryFile(path).messages.at(-1)!.seq, 121, "appends go to the live file");
+    }
+  });
+
+  test("SIGKILL while messages stream in and the file is compacted every 50: the restart has the epoch and every acknowledged message it keeps", async () => {
+    const path = newHistoryPath();
+    const server = await spawn(["--history", path, "--history-size", "5"]);
+    const a = await join(server, "name=A");
+    for (let index = 1; index <= 1000; index++) a.say(`k${index}`, `kill test ${index}`);
+    await waitUntil(() => a.messages().length >= 437, 20_000, "437 acknowledgements");
+    await stop(server); // SIGKILL, with more messages on the way
+    const acknowledged = a.messages();
+
+    const restarted = await start({ historyFile: path, historySize: 5 });
+    const b = await join(restarted);
+    assert.equal(b.welcome.epoch, a.welcome.epoch);
+    assert.ok(b.welcome.seq >= acknowledged.at(-1)!.seq, "nothing acknowledged is missing");
+    const replayed = await b.replay();
+    assert.deepEqual(seqs(replayed), range(b.welcome.seq - 4, b.welcome.seq));
+    const byId = new Map(acknowledged.map((message) => [message.id, message]));
+    for (const message of replayed) if (byId.has(message.id)) assert.deepEqual(message, byId.get(message.id));
+    assert.ok(readHistoryFile(path).messages.length <= 50);
+    await stop(restarted);
+  });
+
+  test("a torn line at the end of a long file is cut off; the one before it is the last message", () => {
+    const path = newHistoryPath();
+    writeLongFile(path, "dddddddddddddddd", 5000);
+    appendFileSync(path, '{"seq":5001,"id":"torn","te');
+    const logged: string[] = [];
+    const { file, messages } = HistoryFile.open(path, 10, (line) => logged.push(line));
+    file.close();
+    assert.deepEqual(seqs(messages), range(4991, 5000));
+    assert.ok(logged.some((line) => /incomplete/.test(line)));
   });
 });
