@@ -176,7 +176,7 @@ export const optionTable = [
   { key: "messageBurst", flag: "message-burst", type: "integer", value: "N", default: 40, min: 1,
     help: "chat messages a client may send at once" },
   { key: "historyFile", flag: "history", type: "text", value: "FILE", default: undefined,
-    help: "keep every message in FILE (JSON lines) and load it at start-up" },
+    help: "append every message to FILE (JSON lines) before it is sent; kept messages reload at start-up" },
   { key: "historySize", flag: "history-size", type: "integer", value: "N", default: 1000, min: 1,
     help: "messages kept for replay" },
   // Phoenix Presence and Centrifugo wait 30-60 s before saying "left", so a
@@ -2482,7 +2482,9 @@ export const echoHandler: ConnectionHandler = {
 // Everything below speaks JSON objects, never bytes; the connection above
 // did the protocol. The wire contract (README, "Wire contract"):
 //   client → server  {"type":"say","id","text"}  {"type":"rename","name"}  {"type":"ping","t"}
-//   server → client  welcome, message, pong, joined, away, back, renamed, left, error
+//                    {"type":"members","offset"}  {"type":"history","before"}
+//   server → client  welcome, message, pong, joined, away, back, renamed, left,
+//                    presence, members, history, error
 // Each accepted message gets the next sequence number `seq` and is kept in a
 // history (and, with --history, appended to a file before anyone sees it),
 // so a client that reconnects with `since=<last seq>` gets what it missed,
