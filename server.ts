@@ -25,7 +25,7 @@
 import { Buffer, isUtf8 } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { Socket } from "node:net";
+import { connect as connectTcp, type Socket } from "node:net";
 import {
   closeSync,
   fstatSync,
@@ -3670,7 +3670,328 @@ export class ChatRoom implements ConnectionHandler {
 }
 
 // ════════════════════════════════════════════════════════════════════════════
-// 11. The static page: GET / and GET /client.js
+// 11. Many processes, one room: a Redis client (RESP2)
+//
+// With --redis, the room's state lives in Redis, so that any number of these
+// processes serve one room. Redis speaks RESP2, a protocol as small as
+// WebSocket framing and read the same way: a sans-I/O parser (bytes in,
+// whole replies out), then a thin connection around it. Every command is
+// an array of bulk strings; every reply starts with a type byte:
+//
+//   +OK\r\n            simple string        -ERR wrong\r\n     error
+//   :42\r\n            integer              $5\r\nhello\r\n    bulk string ($-1: null)
+//   *2\r\n$1\r\na\r\n:1\r\n   array of two ( *-1: null array, XREAD's "nothing came")
+//
+// Replies come back in the order commands were sent (pipelining: many
+// commands may be in flight on one connection), so a reply is matched to
+// its command by position alone. That is also why a command that times out
+// ends the connection: its reply may still come, and every later reply
+// would be matched to the wrong command.
+// ════════════════════════════════════════════════════════════════════════════
+
+/** An error reply (`-ERR …`, `-NOSCRIPT …`): Redis refused the command. */
+export class RedisReplyError extends Error {
+  /** The first word: ERR, NOSCRIPT, WRONGTYPE, NOAUTH… */
+  readonly code: string;
+  constructor(message: string) {
+    super(message);
+    this.code = message.split(" ", 1)[0]!;
+  }
+}
+
+export type RespReply = string | number | null | RedisReplyError | RespReply[];
+
+/** A command as RESP2 bytes: an array of bulk strings. */
+export function encodeCommand(args: ReadonlyArray<string | number>): Buffer {
+  const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
+  for (const argument of args) {
+    const bytes = Buffer.from(String(argument), "utf8");
+    parts.push(Buffer.from(`$${bytes.length}\r\n`), bytes, CRLF);
+  }
+  return Buffer.concat(parts);
+}
+
+const CRLF = Buffer.from("\r\n");
+
+/** The byte stream was not RESP2: the connection cannot be trusted any more. */
+export class RespProtocolError extends Error {}
+
+/** RESP2 replies from bytes that arrive in chunks of any size: a reply may be
+ * split anywhere, and one chunk may hold several. Sans-I/O, like FrameDecoder. */
+export class RespParser {
+  private pending: Buffer = Buffer.alloc(0);
+
+  /** Bytes in; every reply they complete out, in order. Throws RespProtocolError. */
+  receive(chunk: Buffer): RespReply[] {
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    const replies: RespReply[] = [];
+    let offset = 0;
+    for (let parsed = readReply(this.pending, offset); parsed !== undefined; parsed = readReply(this.pending, offset)) {
+      replies.push(parsed.reply);
+      offset = parsed.end;
+    }
+    this.pending = this.pending.subarray(offset);
+    return replies;
+  }
+}
+
+/** One reply starting at `offset`, and where it ends; undefined until all of it has arrived. */
+function readReply(buffer: Buffer, offset: number): { reply: RespReply; end: number } | undefined {
+  const lineEnd = buffer.indexOf(CRLF, offset);
+  if (lineEnd < 0) return undefined;
+  const type = buffer[offset];
+  const line = buffer.toString("utf8", offset + 1, lineEnd);
+  const next = lineEnd + 2;
+  switch (type) {
+    case 0x2b /* + */:
+      return { reply: line, end: next };
+    case 0x2d /* - */:
+      return { reply: new RedisReplyError(line), end: next };
+    case 0x3a /* : */:
+      return { reply: integerOf(line), end: next };
+    case 0x24 /* $ */: {
+      const length = integerOf(line);
+      if (length < 0) return { reply: null, end: next };
+      if (buffer.length < next + length + 2) return undefined;
+      return { reply: buffer.toString("utf8", next, next + length), end: next + length + 2 };
+    }
+    case 0x2a /* * */: {
+      const count = integerOf(line);
+      if (count < 0) return { reply: null, end: next };
+      const items: RespReply[] = [];
+      let end = next;
+      for (let index = 0; index < count; index++) {
+        const item = readReply(buffer, end);
+        if (item === undefined) return undefined;
+        items.push(item.reply);
+        end = item.end;
+      }
+      return { reply: items, end };
+    }
+    default:
+      throw new RespProtocolError(`not a RESP2 reply: type byte ${type}`);
+  }
+}
+
+function integerOf(text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value)) throw new RespProtocolError(`not an integer: ${JSON.stringify(text)}`);
+  return value;
+}
+
+/** --redis redis://[user:password@]host:port[/db] */
+export interface RedisAddress {
+  host: string;
+  port: number;
+  username: string | undefined;
+  password: string | undefined;
+  db: number;
+}
+
+/** The address in a redis:// URL, or why it is not one. */
+export function parseRedisUrl(text: string): RedisAddress | string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return `not a URL: expected redis://[user:password@]host:port[/db]`;
+  }
+  if (url.protocol !== "redis:") return `only redis:// is supported, not ${url.protocol}//`;
+  const db = url.pathname === "" || url.pathname === "/" ? 0 : Number(url.pathname.slice(1));
+  if (!Number.isSafeInteger(db) || db < 0) return `the database must be a number, 0 or more, not ${url.pathname}`;
+  const port = url.port === "" ? 6379 : Number(url.port);
+  return {
+    host: url.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1",
+    port,
+    username: url.username === "" ? undefined : decodeURIComponent(url.username),
+    password: url.password === "" ? undefined : decodeURIComponent(url.password),
+    db,
+  };
+}
+
+/** A command waiting for its reply. */
+interface PendingCommand {
+  resolve(reply: RespReply): void;
+  reject(error: Error): void;
+  /** The reply is due by then (Date.now), or the connection is given up on. */
+  dueBy: number;
+}
+
+/** One TCP connection to Redis: commands out, replies matched first in
+ * first out, and a deadline for each. When a reply is late (a Redis that
+ * is down, or a network that drops packets without a word), the connection
+ * is destroyed and every command waiting on it fails: nothing later could
+ * be matched to its command again. */
+export class RedisLink {
+  private readonly socket: Socket;
+  private readonly parser = new RespParser();
+  private readonly waiting: PendingCommand[] = [];
+  private readonly timer = new DeadlineTimer(() => this.checkDeadlines());
+  private closedBecause: Error | undefined;
+  private readonly onClose: (why: Error) => void;
+
+  constructor(address: RedisAddress, onClose: (why: Error) => void) {
+    this.onClose = onClose;
+    this.socket = connectTcp({ host: address.host, port: address.port });
+    this.socket.setNoDelay(true);
+    this.socket.on("data", (chunk: Buffer) => this.receive(chunk));
+    this.socket.on("error", (error) => this.end(error));
+    this.socket.on("close", () => this.end(new Error("the connection to Redis closed")));
+  }
+
+  get isOpen(): boolean {
+    return this.closedBecause === undefined;
+  }
+
+  /** Resolves once the TCP connection is up. */
+  connected(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (!this.isOpen) return reject(this.closedBecause);
+      const timer = setTimeout(() => {
+        this.end(new Error(`no connection to Redis within ${timeoutMs} ms`));
+        reject(this.closedBecause);
+      }, timeoutMs);
+      this.socket.once("connect", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.socket.once("close", () => {
+        clearTimeout(timer);
+        reject(this.closedBecause);
+      });
+    });
+  }
+
+  /** Sends one command; its reply (an error reply rejects) within `timeoutMs`. */
+  send(args: ReadonlyArray<string | number>, timeoutMs: number): Promise<RespReply> {
+    if (this.closedBecause !== undefined) return Promise.reject(this.closedBecause);
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject, dueBy: Date.now() + timeoutMs });
+      this.socket.write(encodeCommand(args));
+      this.timer.set(this.waiting[0]!.dueBy);
+    });
+  }
+
+  close(): void {
+    this.end(new Error("the connection to Redis was closed"));
+  }
+
+  private receive(chunk: Buffer): void {
+    let replies: RespReply[];
+    try {
+      replies = this.parser.receive(chunk);
+    } catch (error) {
+      return this.end(error instanceof Error ? error : new Error(String(error)));
+    }
+    for (const reply of replies) {
+      const command = this.waiting.shift();
+      if (command === undefined) return this.end(new RespProtocolError("a reply to no command"));
+      if (reply instanceof RedisReplyError) command.reject(reply);
+      else command.resolve(reply);
+    }
+    this.timer.set(this.waiting[0]?.dueBy ?? Infinity);
+  }
+
+  private checkDeadlines(): void {
+    const oldest = this.waiting[0];
+    if (oldest === undefined) return;
+    if (oldest.dueBy > Date.now()) return this.timer.set(oldest.dueBy);
+    this.end(new Error("Redis did not answer in time"));
+  }
+
+  private end(why: Error): void {
+    if (this.closedBecause !== undefined) return;
+    this.closedBecause = why;
+    this.timer.set(Infinity);
+    this.socket.destroy();
+    for (const command of this.waiting.splice(0)) command.reject(why);
+    this.onClose(why);
+  }
+}
+
+/** A Lua script run by its SHA1 (EVALSHA), so its text is sent once per connection. */
+export class RedisScript {
+  readonly source: string;
+  readonly sha: string;
+
+  constructor(source: string) {
+    this.source = source;
+    this.sha = createHash("sha1").update(source).digest("hex");
+  }
+}
+
+export interface RedisClientOptions {
+  /** How long a reply may take before the connection is given up on. */
+  timeoutMs: number;
+  /** Loaded on every new connection (a restarted Redis has forgotten them). */
+  scripts: readonly RedisScript[];
+}
+
+/** A connection to Redis that is made again when it is lost. On every new
+ * connection it authenticates, selects the database, learns Redis's run id
+ * (new at every start of the Redis process) and loads the scripts. Nothing is
+ * retried here: a caller knows whether its command may be sent twice. */
+export class RedisClient {
+  private readonly address: RedisAddress;
+  private readonly options: RedisClientOptions;
+  private link: RedisLink | undefined;
+  private opening: Promise<RedisLink> | undefined;
+  /** `run_id` from INFO on the current connection: a different one means Redis restarted. */
+  runId = "";
+
+  constructor(address: RedisAddress, options: RedisClientOptions) {
+    this.address = address;
+    this.options = options;
+  }
+
+  /** Sends a command, connecting first if there is no connection. */
+  async command(args: ReadonlyArray<string | number>, extraTimeMs = 0): Promise<RespReply> {
+    const link = await this.connection();
+    return link.send(args, this.options.timeoutMs + extraTimeMs);
+  }
+
+  /** Runs a script. After SCRIPT FLUSH Redis answers NOSCRIPT: load it and run it once more. */
+  async run(script: RedisScript, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<RespReply> {
+    const call = ["EVALSHA", script.sha, keys.length, ...keys, ...args];
+    try {
+      return await this.command(call);
+    } catch (error) {
+      if (!(error instanceof RedisReplyError) || error.code !== "NOSCRIPT") throw error;
+      await this.command(["SCRIPT", "LOAD", script.source]);
+      return this.command(call);
+    }
+  }
+
+  close(): void {
+    this.link?.close();
+  }
+
+  private connection(): Promise<RedisLink> {
+    if (this.link?.isOpen) return Promise.resolve(this.link);
+    this.opening ??= this.open().finally(() => (this.opening = undefined));
+    return this.opening;
+  }
+
+  private async open(): Promise<RedisLink> {
+    const { timeoutMs, scripts } = this.options;
+    const link = new RedisLink(this.address, () => {
+      if (this.link === link) this.link = undefined;
+    });
+    await link.connected(timeoutMs);
+    const { username, password, db } = this.address;
+    if (password !== undefined)
+      await link.send(username === undefined ? ["AUTH", password] : ["AUTH", username, password], timeoutMs);
+    if (db !== 0) await link.send(["SELECT", db], timeoutMs);
+    const info = await link.send(["INFO", "server"], timeoutMs);
+    this.runId = /run_id:(\w+)/.exec(String(info))?.[1] ?? "";
+    for (const script of scripts) await link.send(["SCRIPT", "LOAD", script.source], timeoutMs);
+    this.link = link;
+    return link;
+  }
+}
+
+// ════════════════════════════════════════════════════════════════════════════
+// 12. The static page: GET / and GET /client.js
 //
 // Exactly two files are served, by exact path; nothing else on disk can be
 // reached, whatever `..` or percent-encoding a request tries: a server that
@@ -3720,7 +4041,7 @@ function sendPlain(response: ServerResponse, status: number, text: string, heade
 }
 
 // ════════════════════════════════════════════════════════════════════════════
-// 12. The server: routing, limits, shutdown
+// 13. The server: routing, limits, shutdown
 //
 // node:http parses the request; its `upgrade` event hands us the raw socket
 // of a request that asks to switch protocols. Here the handshake verdict is
@@ -4049,7 +4370,7 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
 }
 
 // ════════════════════════════════════════════════════════════════════════════
-// 13. The command line
+// 14. The command line
 // ════════════════════════════════════════════════════════════════════════════
 
 /** An option as --help and the README show it: "--port N", "--trace / --trace=full". */
