@@ -21,24 +21,60 @@
     if (!isRecord(value) || typeof value.name !== "string" || typeof value.sid !== "string") return null;
     return { name: value.name, sid: value.sid, away: value.away === true };
   }
-  function readWelcome(value) {
-    const { name, you, members, seq, epoch, resumed } = value;
-    if (typeof name !== "string" || typeof you !== "string" || !Array.isArray(members)) return null;
-    const checkedMembers = [];
-    for (const member of members.map(readMember)) {
+  function readMembers(value) {
+    if (!Array.isArray(value)) return null;
+    const members = [];
+    for (const member of value.map(readMember)) {
       if (member === null) return null;
-      checkedMembers.push(member);
+      members.push(member);
     }
+    return members;
+  }
+  function isCount(value) {
+    return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+  }
+  function readWelcome(value) {
+    const { name, you, seq, epoch, resumed, memberCount, online, presenceBatched, oldestSeq } = value;
+    const members = readMembers(value.members);
+    if (typeof name !== "string" || typeof you !== "string" || members === null) return null;
     if (typeof epoch !== "string" && typeof epoch !== "number") return null;
     return {
       type: "welcome",
       name,
       you,
-      members: checkedMembers,
+      members,
+      memberCount: isCount(memberCount) ? memberCount : members.length,
+      online: isCount(online) ? online : members.filter((member) => !member.away).length,
+      presenceBatched: presenceBatched === true,
       seq: isSeq(seq) ? seq : 0,
+      oldestSeq: isCount(oldestSeq) ? oldestSeq : null,
       epoch: String(epoch),
       resumed: resumed === true
     };
+  }
+  function readPresenceSummary(value) {
+    const { memberCount, online, joinedCount, leftCount } = value;
+    const joined = readMembers(value.joined);
+    const left = readMembers(value.left);
+    if (!isCount(memberCount) || !isCount(online) || !isCount(joinedCount) || !isCount(leftCount)) return null;
+    if (joined === null || left === null) return null;
+    return { type: "presence", memberCount, online, joinedCount, joined, leftCount, left };
+  }
+  function readMembersPage(value) {
+    const { offset, memberCount, online, presenceBatched } = value;
+    const members = readMembers(value.members);
+    if (!isCount(offset) || !isCount(memberCount) || !isCount(online) || members === null) return null;
+    return { type: "members", offset, memberCount, online, presenceBatched: presenceBatched === true, members };
+  }
+  function readHistoryPage(value) {
+    const { before, messages, more } = value;
+    if (!isCount(before) || !Array.isArray(messages)) return null;
+    const checked = [];
+    for (const message of messages) {
+      const read = isRecord(message) ? readChatMessage(message) : null;
+      if (read !== null && read.seq < before) checked.push(read);
+    }
+    return { type: "history", before, messages: checked, more: more === true };
   }
   function readChatMessage(value) {
     const { seq, id, sid, from, text, time } = value;
@@ -94,6 +130,9 @@
     left: readPresence,
     away: readPresence,
     back: readPresence,
+    presence: readPresenceSummary,
+    members: readMembersPage,
+    history: readHistoryPage,
     renamed: (value) => {
       const { sid, from, to } = value;
       if (typeof sid !== "string" || typeof from !== "string" || typeof to !== "string") return null;
@@ -299,9 +338,11 @@
     if (value.kind === "message") {
       return typeof value.epoch === "string" && isRecord(value.message) && readChatMessage(value.message) !== null;
     }
+    if (value.kind !== "notice" || typeof value.time !== "number") return false;
     const { notice } = value;
+    if (notice === "presence") return isCount(value.joined) && isCount(value.left);
     const knownNotice = notice === "joined" || notice === "left" || notice === "gap";
-    return value.kind === "notice" && (knownNotice || notice === "renamed" && typeof value.to === "string") && typeof value.name === "string" && typeof value.time === "number";
+    return (knownNotice || notice === "renamed" && typeof value.to === "string") && typeof value.name === "string";
   }
   class Transcript {
     constructor(storage) {
@@ -312,8 +353,14 @@
       __publicField(this, "highestSeq", 0);
       /** Seqs of the current epoch that are on screen, to ignore a message that arrives twice. */
       __publicField(this, "shownSeqs", /* @__PURE__ */ new Set());
-      /** Seqs up to here were dropped to respect TRANSCRIPT_LIMIT; they count as already seen. */
+      /**
+       * Seqs up to here were dropped to respect the limit; a message that arrives
+       * unasked with one of them counts as already seen. Only an older page the
+       * user asked for brings them back.
+       */
       __publicField(this, "droppedThroughSeq", 0);
+      /** Lines from older pages: the user asked for them, so they are kept on top of TRANSCRIPT_LIMIT. */
+      __publicField(this, "olderLines", 0);
       __publicField(this, "nextKeyNumber", 1);
       this.storage = storage;
       const stored = readStoredJson(storage, STORAGE_KEYS.transcript);
@@ -338,6 +385,13 @@
     }
     get lastSeq() {
       return this.highestSeq;
+    }
+    /** The lowest seq of the current epoch on screen: older pages are asked for from below it. Null if none. */
+    get oldestSeq() {
+      for (const line of this.lines) {
+        if (line.kind === "message" && line.epoch === this.currentEpoch) return line.message.seq;
+      }
+      return null;
     }
     /** Null before the first welcome: then there is nothing to resume. */
     resumePoint() {
@@ -372,9 +426,58 @@
     }
     /** Puts the message in seq order. Returns false if it was already shown (or cannot be placed yet). */
     addMessage(message) {
+      if (message.seq <= this.droppedThroughSeq || !this.place(message)) return false;
+      this.dropOldestBeyondLimit();
+      this.save();
+      return true;
+    }
+    /**
+     * A page of older messages the user asked for: each goes in seq order above
+     * what is shown, those already shown are skipped, and none is ever a gap.
+     * They are kept however many lines there are; only the newest
+     * TRANSCRIPT_LIMIT lines are stored. Returns how many were added.
+     */
+    addOlder(messages) {
+      let added = 0;
+      for (const message of [...messages].sort((a, b) => b.seq - a.seq)) if (this.place(message)) added += 1;
+      if (added === 0) return 0;
+      this.olderLines += added;
+      const oldest = this.oldestSeq;
+      if (oldest !== null) this.droppedThroughSeq = Math.min(this.droppedThroughSeq, oldest - 1);
+      this.save();
+      return added;
+    }
+    addNotice(notice, name, time) {
+      this.pushNotice({ kind: "notice", key: this.newKey(), notice, name, time });
+    }
+    /** One line for a rename: "小红 is now Bob". */
+    addRename(from, to, time) {
+      this.pushNotice({ kind: "notice", key: this.newKey(), notice: "renamed", name: from, to, time });
+    }
+    /**
+     * A large room's summary: "12 joined, 3 left". Summaries in a row with
+     * nothing between them add up in one line, so a busy room's comings and
+     * goings never push the conversation off the screen.
+     */
+    addPresence(joined, left, time) {
+      if (joined === 0 && left === 0) return;
+      const lastLine = this.lines[this.lines.length - 1];
+      if (lastLine?.kind === "notice" && lastLine.notice === "presence") {
+        this.lines[this.lines.length - 1] = {
+          ...lastLine,
+          joined: lastLine.joined + joined,
+          left: lastLine.left + left,
+          time
+        };
+        this.save();
+        return;
+      }
+      this.pushNotice({ kind: "notice", key: this.newKey(), notice: "presence", joined, left, time });
+    }
+    /** Puts a message of the current epoch in seq order; false if it is shown already or there is no epoch yet. */
+    place(message) {
       const epoch = this.currentEpoch;
-      if (epoch === null) return false;
-      if (message.seq <= this.droppedThroughSeq || this.shownSeqs.has(message.seq)) return false;
+      if (epoch === null || this.shownSeqs.has(message.seq)) return false;
       let position = this.lines.length;
       for (let index = this.lines.length - 1; index >= 0; index--) {
         const line = this.lines[index];
@@ -385,16 +488,7 @@
       this.lines.splice(position, 0, { kind: "message", key: this.newKey(), epoch, message });
       this.shownSeqs.add(message.seq);
       this.highestSeq = Math.max(this.highestSeq, message.seq);
-      this.dropOldestBeyondLimit();
-      this.save();
       return true;
-    }
-    addNotice(notice, name, time) {
-      this.pushNotice({ kind: "notice", key: this.newKey(), notice, name, time });
-    }
-    /** One line for a rename: "小红 is now Bob". */
-    addRename(from, to, time) {
-      this.pushNotice({ kind: "notice", key: this.newKey(), notice: "renamed", name: from, to, time });
     }
     pushNotice(entry) {
       this.lines.push(entry);
@@ -402,7 +496,7 @@
       this.save();
     }
     dropOldestBeyondLimit() {
-      while (this.lines.length > TRANSCRIPT_LIMIT) {
+      while (this.lines.length > TRANSCRIPT_LIMIT + this.olderLines) {
         const dropped = this.lines.shift();
         if (dropped.kind === "message" && dropped.epoch === this.currentEpoch) {
           this.shownSeqs.delete(dropped.message.seq);
@@ -415,14 +509,200 @@
       this.nextKeyNumber += 1;
       return key;
     }
+    /** Stores the newest TRANSCRIPT_LIMIT lines; after a reload, the ones left out count as dropped. */
     save() {
+      const cut = Math.max(0, this.lines.length - TRANSCRIPT_LIMIT);
+      let droppedThroughSeq = this.droppedThroughSeq;
+      for (const line of this.lines.slice(0, cut)) {
+        if (line.kind === "message" && line.epoch === this.currentEpoch) {
+          droppedThroughSeq = Math.max(droppedThroughSeq, line.message.seq);
+        }
+      }
       writeStoredJson(this.storage, STORAGE_KEYS.transcript, {
         epoch: this.currentEpoch,
         lastSeq: this.highestSeq,
-        droppedThroughSeq: this.droppedThroughSeq,
+        droppedThroughSeq,
         nextKeyNumber: this.nextKeyNumber,
-        entries: this.lines
+        entries: cut === 0 ? this.lines : this.lines.slice(cut)
       });
+    }
+  }
+  class HistoryPager {
+    constructor() {
+      __publicField(this, "phase", { name: "closed" });
+    }
+    /** A welcome: `oldestSeq` null means the server sends its whole history and has no pages. */
+    welcome(oldestSeq) {
+      this.phase = { name: "ready", floor: oldestSeq ?? Infinity };
+    }
+    /** The connection is gone, and with it any answer to a request on it. */
+    close() {
+      this.phase = { name: "closed" };
+    }
+    /** What to offer, given the oldest seq shown in the current epoch (null: none). */
+    status(oldestShown) {
+      const { phase } = this;
+      if (phase.name === "closed") return "unavailable";
+      if (phase.name === "loading") return "loading";
+      return oldestShown !== null && oldestShown > phase.floor ? "available" : "exhausted";
+    }
+    /** The `before` to ask for now, or null when there is nothing to ask (or a request is out). */
+    ask(oldestShown) {
+      const { phase } = this;
+      if (phase.name !== "ready" || this.status(oldestShown) !== "available" || oldestShown === null) return null;
+      this.phase = { name: "loading", floor: phase.floor, before: oldestShown };
+      return oldestShown;
+    }
+    /** An answer: `more: false` means nothing older than its messages (or than `before`) is kept. */
+    answered(page) {
+      const { phase } = this;
+      if (phase.name === "closed") return;
+      let floor = phase.floor;
+      if (!page.more) floor = Math.max(floor, Math.min(page.before, ...page.messages.map((message) => message.seq)));
+      this.phase = { name: "ready", floor };
+    }
+    /** The request was refused (rate_limited, say): the user may ask again. */
+    refused() {
+      const { phase } = this;
+      if (phase.name === "loading") this.phase = { name: "ready", floor: phase.floor };
+    }
+  }
+  class MemberList {
+    constructor() {
+      __publicField(this, "list", []);
+      __publicField(this, "total", 0);
+      __publicField(this, "onlineCount", 0);
+      __publicField(this, "batched", false);
+      __publicField(this, "mayShowLeavers", false);
+      /** The offset asked for in a `members` request that has not been answered; null when none is out. */
+      __publicField(this, "askedOffset", null);
+    }
+    get members() {
+      return this.list;
+    }
+    /** Everyone in the room, away or not. */
+    get memberCount() {
+      return this.total;
+    }
+    /** Those in the room with a connection open. */
+    get online() {
+      return this.onlineCount;
+    }
+    /** Whether joins and leaves come summed up once a second (a large room) rather than one frame each. */
+    get presenceBatched() {
+      return this.batched;
+    }
+    get status() {
+      if (this.mayShowLeavers) return "stale";
+      return this.list.length >= this.total ? "complete" : "partial";
+    }
+    /** Whether a `members` request is out. */
+    get loading() {
+      return this.askedOffset !== null;
+    }
+    /** The offset the next `members` request would ask for: from the start for a stale list. Null: nothing to ask. */
+    get nextOffset() {
+      switch (this.status) {
+        case "complete":
+          return null;
+        case "partial":
+          return this.list.length;
+        case "stale":
+          return 0;
+      }
+    }
+    /** The welcome: the first page of the room, and the counts. */
+    welcome(welcome) {
+      this.replace(welcome.members, welcome.memberCount, welcome.online, welcome.presenceBatched);
+    }
+    /** No connection: nobody is known to be here until the next welcome. */
+    clear() {
+      this.replace([], 0, 0, false);
+    }
+    /** The offset to send in a `members` request now, or null (nothing to ask, or one is out). */
+    ask() {
+      if (this.askedOffset !== null) return null;
+      this.askedOffset = this.nextOffset;
+      return this.askedOffset;
+    }
+    /** The request was refused: the user may ask again. */
+    refused() {
+      this.askedOffset = null;
+    }
+    /**
+     * A page of the list. From 0 it is the list: the server also sends that
+     * unasked, whole, when a large room became small. Later pages add to it.
+     */
+    page(page) {
+      if (page.offset === 0) {
+        this.replace(page.members, page.memberCount, page.online, page.presenceBatched);
+        return;
+      }
+      const shown = new Set(this.list.map((member) => member.sid));
+      this.list = [...this.list, ...page.members.filter((member) => !shown.has(member.sid))];
+      this.total = page.memberCount;
+      this.onlineCount = page.online;
+      this.batched = page.presenceBatched;
+      this.askedOffset = null;
+    }
+    /** One change in a small room (joined, left, away, back), with the counts kept by hand. */
+    presence({ type, name, sid }) {
+      const index = this.list.findIndex((member) => member.sid === sid);
+      const shown = index === -1 ? null : this.list[index];
+      switch (type) {
+        case "joined": {
+          if (shown !== null) return;
+          const wasWhole = this.list.length >= this.total;
+          this.total += 1;
+          this.onlineCount += 1;
+          if (wasWhole) this.list.push({ name, sid, away: false });
+          return;
+        }
+        case "left":
+          if (shown !== null) this.list.splice(index, 1);
+          this.total = Math.max(0, this.total - 1);
+          if (shown !== null && !shown.away) this.onlineCount = Math.max(0, this.onlineCount - 1);
+          return;
+        case "away":
+        case "back": {
+          const away = type === "away";
+          if (shown !== null && shown.away === away) return;
+          this.onlineCount = Math.max(0, this.onlineCount + (away ? -1 : 1));
+          if (shown !== null) this.list[index] = { ...shown, name, away };
+          return;
+        }
+      }
+    }
+    /**
+     * A large room's summary. Newcomers join the list only if it was the whole
+     * room (otherwise they are beyond its end, where "more" finds them); those
+     * named as gone leave it, even if also named as new (they came and went).
+     */
+    summary(summary) {
+      const wasComplete = this.status === "complete";
+      this.total = summary.memberCount;
+      this.onlineCount = summary.online;
+      this.batched = true;
+      const gone = new Set(summary.left.map((member) => member.sid));
+      if (wasComplete) {
+        const shown = new Set(this.list.map((member) => member.sid));
+        for (const member of summary.joined) {
+          if (!shown.has(member.sid)) this.list.push(member);
+        }
+      }
+      this.list = this.list.filter((member) => !gone.has(member.sid));
+      if (summary.leftCount > summary.left.length) this.mayShowLeavers = true;
+    }
+    rename(sid, to) {
+      this.list = this.list.map((member) => member.sid === sid ? { ...member, name: to } : member);
+    }
+    replace(members, total, online, batched) {
+      this.list = members;
+      this.total = total;
+      this.onlineCount = online;
+      this.batched = batched;
+      this.mayShowLeavers = false;
+      this.askedOffset = null;
     }
   }
   class Heartbeat {
@@ -511,7 +791,9 @@
       /** Our public id from the last welcome (kept in storage): a message is ours when its sid is this. */
       __publicField(this, "ownSid");
       /** Who is in the room, as the current socket was told; empty while there is none. */
-      __publicField(this, "memberList", []);
+      __publicField(this, "roster", new MemberList());
+      /** Asking for messages older than the oldest shown, on the current socket. */
+      __publicField(this, "pager", new HistoryPager());
       /** Whether the frame inspector is open: the server is asked for traces on every connection. */
       __publicField(this, "inspectOn");
       this.options = options;
@@ -563,9 +845,31 @@
     get you() {
       return this.ownSid;
     }
-    /** Who is in the room, as the current connection was told; empty without one. */
+    /** Who is in the room, as the current connection was told; empty without one. See MemberList. */
     get members() {
-      return this.memberList;
+      return this.roster.members;
+    }
+    /** Everyone in the room (away or not), and those with a connection: the server's counts. */
+    get memberCount() {
+      return this.roster.memberCount;
+    }
+    get online() {
+      return this.roster.online;
+    }
+    /** Whether `members` is the whole room; see MemberListStatus. */
+    get memberListStatus() {
+      return this.roster.status;
+    }
+    /** What asking for more members would do: add to the list (its length) or load it again (0); null: nothing to ask. */
+    get nextMembersOffset() {
+      return this.roster.nextOffset;
+    }
+    get membersLoading() {
+      return this.roster.loading;
+    }
+    /** What can be done about messages older than the oldest shown. */
+    get olderMessages() {
+      return this.pager.status(this.transcript.oldestSeq);
     }
     get entries() {
       return this.transcript.entries;
@@ -623,6 +927,26 @@
       const connected = this.phase.name === "open";
       this.sendFrame({ type: "inspect", on });
       this.observe({ kind: "inspect", on, connected });
+    }
+    /**
+     * Asks for the page of messages before the oldest one shown, if the server
+     * keeps older ones and no request is out. Only on the user's action (a
+     * scroll to the top, a button): requests count against the rate limit.
+     */
+    loadOlder() {
+      if (this.phase.name !== "open") return;
+      const before = this.pager.ask(this.transcript.oldestSeq);
+      if (before === null) return;
+      this.sendFrame({ type: "history", before });
+      this.notify();
+    }
+    /** Asks for the next page of the member list, or the list again if it may show leavers; on the user's action only. */
+    loadMoreMembers() {
+      if (this.phase.name !== "open") return;
+      const offset = this.roster.ask();
+      if (offset === null) return;
+      this.sendFrame({ type: "members", offset });
+      this.notify();
     }
     /**
      * Asks for a new name over the open connection ({"type":"rename"}); the
@@ -753,7 +1077,8 @@
         if (phase.resendTimer !== null) this.timers.clearTimeout(phase.resendTimer);
       }
       if ((phase.name === "opening" || phase.name === "open") && phase.socket !== keep) {
-        this.memberList = [];
+        this.roster.clear();
+        this.pager.close();
         try {
           phase.socket.close();
         } catch {
@@ -793,6 +1118,17 @@
         case "back":
           this.handlePresence(frame);
           break;
+        case "presence":
+          this.handlePresenceSummary(frame);
+          break;
+        case "members":
+          this.roster.page(frame);
+          break;
+        case "history":
+          if (this.phase.name !== "open") break;
+          this.transcript.addOlder(frame.messages);
+          this.pager.answered(frame);
+          break;
         case "renamed":
           this.handleRename(frame);
           break;
@@ -807,8 +1143,9 @@
       this.rememberName(welcome.name);
       this.ownSid = welcome.you;
       this.store(STORAGE_KEYS.you, welcome.you);
-      this.memberList = welcome.members;
+      this.roster.welcome(welcome);
       this.transcript.welcome(welcome.epoch, welcome.resumed, this.timers.now());
+      this.pager.welcome(welcome.oldestSeq);
       this.opened(this.phase.socket);
       if (this.inspectOn) this.sendFrame({ type: "inspect", on: true });
       this.sendPending();
@@ -821,13 +1158,20 @@
      */
     handlePresence(presence) {
       const { type, name, sid } = presence;
-      const others = this.memberList.filter((member) => member.sid !== sid);
-      this.memberList = type === "left" ? others : [...others, { name, sid, away: type === "away" }];
+      this.roster.presence(presence);
       if (sid === this.ownSid) return;
       if (type === "joined" || type === "left") this.transcript.addNotice(type, name, this.timers.now());
     }
+    /** A large room's second of comings and goings: the list and counts, and one line of counts (we are not news). */
+    handlePresenceSummary(summary) {
+      this.roster.summary(summary);
+      const isMe = (member) => member.sid === this.ownSid;
+      const joined = summary.joinedCount - (summary.joined.some(isMe) ? 1 : 0);
+      const left = summary.leftCount - (summary.left.some(isMe) ? 1 : 0);
+      this.transcript.addPresence(Math.max(0, joined), Math.max(0, left), this.timers.now());
+    }
     handleRename({ sid, from, to }) {
-      this.memberList = this.memberList.map((member) => member.sid === sid ? { ...member, name: to } : member);
+      this.roster.rename(sid, to);
       if (sid === this.ownSid) {
         this.rememberName(to);
         if (this.requestedName === to) this.requestedName = null;
@@ -836,6 +1180,10 @@
     }
     handleError(error) {
       const { phase } = this;
+      if (error.id === null && error.code !== "bad_name" && error.code !== "name_taken") {
+        this.roster.refused();
+        this.pager.refused();
+      }
       if (error.code === "bad_name" || error.code === "name_taken") {
         this.requestedName = null;
       } else if (RESEND_LATER_CODES.has(error.code)) {
@@ -937,6 +1285,13 @@
       offline: "\u79BB\u7EBF",
       retryNow: "\u7ACB\u5373\u91CD\u8BD5",
       online: (count) => `\u5728\u7EBF\uFF08${count}\uFF09`,
+      showingMembers: (shown, total) => `\u663E\u793A ${shown} / ${total} \u4EBA`,
+      staleMembers: "\u540D\u5355\u91CC\u53EF\u80FD\u8FD8\u6709\u5DF2\u79BB\u5F00\u7684\u4EBA",
+      moreMembers: "\u66F4\u591A\u2026",
+      reloadMembers: "\u91CD\u65B0\u52A0\u8F7D\u540D\u5355",
+      loadingMembers: "\u6B63\u5728\u52A0\u8F7D\u2026",
+      olderMessages: "\u52A0\u8F7D\u66F4\u65E9\u7684\u6D88\u606F",
+      loadingOlder: "\u6B63\u5728\u52A0\u8F7D\u66F4\u65E9\u7684\u6D88\u606F\u2026",
       me: "\u6211",
       meLabel: null,
       sending: "\u53D1\u9001\u4E2D\u2026",
@@ -944,6 +1299,7 @@
       joined: (name) => `${name} \u52A0\u5165\u4E86\u804A\u5929\u5BA4`,
       left: (name) => `${name} \u79BB\u5F00\u4E86\u804A\u5929\u5BA4`,
       renamed: (from, to) => `${from} \u6539\u540D\u4E3A ${to}`,
+      presence: (joined, left) => [joined > 0 ? `${joined} \u4EBA\u52A0\u5165` : "", left > 0 ? `${left} \u4EBA\u79BB\u5F00` : ""].filter((part) => part !== "").join("\uFF0C"),
       away: "\u6682\u65F6\u79BB\u5F00",
       gap: "\u804A\u5929\u8BB0\u5F55\u5DF2\u91CD\u7F6E\uFF0C\u53EF\u80FD\u6709\u6D88\u606F\u7F3A\u5931",
       nameLabel: "\u540D\u5B57",
@@ -970,6 +1326,13 @@
       offline: "Offline",
       retryNow: "Retry now",
       online: (count) => `Online (${count})`,
+      showingMembers: (shown, total) => `Showing ${shown} of ${total}`,
+      staleMembers: "Some who left may still be listed",
+      moreMembers: "More\u2026",
+      reloadMembers: "Reload the list",
+      loadingMembers: "Loading\u2026",
+      olderMessages: "Load older messages",
+      loadingOlder: "Loading older messages\u2026",
       me: "\u6211",
       meLabel: "me",
       sending: "sending\u2026",
@@ -977,6 +1340,7 @@
       joined: (name) => `${name} joined`,
       left: (name) => `${name} left`,
       renamed: (from, to) => `${from} is now ${to}`,
+      presence: (joined, left) => [joined > 0 ? `${joined} joined` : "", left > 0 ? `${left} left` : ""].filter((part) => part !== "").join(", "),
       away: "away",
       gap: "History was reset; some messages may be missing",
       nameLabel: "Name",
@@ -1015,6 +1379,9 @@
       retry: findElement("retry", HTMLButtonElement),
       usersHeading: findElement("users-heading", HTMLElement),
       users: findElement("users", HTMLUListElement),
+      usersNote: findElement("users-note", HTMLElement),
+      usersMore: findElement("users-more", HTMLButtonElement),
+      older: findElement("older", HTMLButtonElement),
       messages: findElement("messages", HTMLOListElement),
       alert: findElement("alert", HTMLElement),
       nameForm: findElement("name-form", HTMLFormElement),
@@ -1064,6 +1431,7 @@
       setText(elements.nameLabel, text.nameLabel);
       setText(elements.inputLabel, text.inputLabel);
       setText(elements.send, text.send);
+      setText(elements.older, text.olderMessages);
       elements.input.placeholder = text.inputPlaceholder;
       elements.messages.setAttribute("aria-label", text.messagesLabel);
     }
@@ -1083,6 +1451,7 @@
       this.renderStatus(connection);
       this.renderUsers(connection);
       this.renderName(connection);
+      this.renderOlder(connection);
       this.renderMessages(connection);
     }
     followNewest() {
@@ -1127,9 +1496,20 @@
       delete alert.dataset.code;
     }
     renderUsers(connection) {
-      const { users, usersHeading } = this.elements;
-      const { members, you } = connection;
-      setText(usersHeading, this.text.online(members.filter((member) => !member.away).length));
+      const { users, usersHeading, usersNote, usersMore } = this.elements;
+      const { members, you, memberListStatus: status, nextMembersOffset } = connection;
+      setText(usersHeading, this.text.online(connection.online));
+      const note = [
+        status === "complete" ? "" : this.text.showingMembers(members.length, connection.memberCount),
+        status === "stale" ? this.text.staleMembers : ""
+      ].filter((part) => part !== "");
+      setText(usersNote, note.join(" \xB7 "));
+      usersNote.hidden = note.length === 0;
+      users.dataset.status = status;
+      usersMore.hidden = nextMembersOffset === null || connection.state !== "connected";
+      usersMore.disabled = connection.membersLoading;
+      const moreLabel = nextMembersOffset === 0 ? this.text.reloadMembers : this.text.moreMembers;
+      setText(usersMore, connection.membersLoading ? this.text.loadingMembers : moreLabel);
       const signature = JSON.stringify([you, members]);
       if (signature === this.shownUsers) return;
       this.shownUsers = signature;
@@ -1159,11 +1539,24 @@
       const { name } = this.elements;
       if (document.activeElement !== name) name.value = connection.name ?? "";
     }
+    /** The button above the messages, for older ones; scrolling to the top does the same. */
+    renderOlder(connection) {
+      const { older } = this.elements;
+      const status = connection.olderMessages;
+      older.hidden = status !== "available" && status !== "loading";
+      older.disabled = status === "loading";
+      older.dataset.status = status;
+      setText(older, status === "loading" ? this.text.loadingOlder : this.text.olderMessages);
+    }
     renderMessages(connection) {
       const list = this.elements.messages;
       const wasAtBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-      const followNewest = this.scrollToNewest || wasAtBottom;
+      const forced = this.scrollToNewest;
+      const followNewest = forced || wasAtBottom;
       this.scrollToNewest = false;
+      const previousFirst = list.firstElementChild;
+      const anchor = followNewest ? previousFirst : this.firstRowInView(list);
+      const anchorTop = anchor?.getBoundingClientRect().top ?? 0;
       const wanted = [];
       const usedMessageKeys = /* @__PURE__ */ new Set();
       const usedNoticeKeys = /* @__PURE__ */ new Set();
@@ -1194,7 +1587,17 @@
       while (list.children.length > wanted.length) list.lastElementChild?.remove();
       for (const key of this.messageRows.keys()) if (!usedMessageKeys.has(key)) this.messageRows.delete(key);
       for (const key of this.noticeRows.keys()) if (!usedNoticeKeys.has(key)) this.noticeRows.delete(key);
-      if (followNewest) list.scrollTop = list.scrollHeight;
+      const grewAbove = previousFirst !== null && previousFirst.isConnected && previousFirst !== list.firstElementChild;
+      if (!forced && anchor !== null && anchor.isConnected && (!followNewest || grewAbove)) {
+        list.scrollTop += anchor.getBoundingClientRect().top - anchorTop;
+      } else if (followNewest) {
+        list.scrollTop = list.scrollHeight;
+      }
+    }
+    firstRowInView(list) {
+      const top = list.getBoundingClientRect().top;
+      for (const row of list.children) if (row.getBoundingClientRect().bottom > top) return row;
+      return null;
     }
     messageRow(key, line) {
       let row = this.messageRows.get(key);
@@ -1250,24 +1653,34 @@
       return badge;
     }
     noticeRow(notice) {
-      const { key, name, time } = notice;
-      const existing = this.noticeRows.get(key);
-      if (existing !== void 0) return existing;
-      const element = createElement("li", "notice");
-      element.dataset.kind = notice.notice;
-      const words = {
-        joined: () => this.text.joined(name),
-        left: () => this.text.left(name),
-        renamed: () => this.text.renamed(name, notice.to ?? ""),
-        gap: () => this.text.gap
-      };
-      const date = new Date(time);
-      const timeElement = createElement("time", "time");
-      timeElement.dateTime = date.toISOString();
-      timeElement.textContent = this.timeFormat.format(date);
-      element.append(timeElement, " ", words[notice.notice]());
-      this.noticeRows.set(key, element);
-      return element;
+      let row = this.noticeRows.get(notice.key);
+      if (row === void 0) {
+        const element = createElement("li", "notice");
+        element.dataset.kind = notice.notice;
+        row = { element, time: createElement("time", "time"), words: createElement("span", "words") };
+        element.append(row.time, " ", row.words);
+        this.noticeRows.set(notice.key, row);
+      }
+      const date = new Date(notice.time);
+      const isoTime = date.toISOString();
+      if (row.time.dateTime !== isoTime) row.time.dateTime = isoTime;
+      setText(row.time, this.timeFormat.format(date));
+      setText(row.words, this.noticeWords(notice));
+      return row.element;
+    }
+    noticeWords(notice) {
+      switch (notice.notice) {
+        case "joined":
+          return this.text.joined(notice.name);
+        case "left":
+          return this.text.left(notice.name);
+        case "renamed":
+          return this.text.renamed(notice.name, notice.to ?? "");
+        case "gap":
+          return this.text.gap;
+        case "presence":
+          return this.text.presence(notice.joined, notice.left);
+      }
     }
   }
   function openSessionStorage() {
@@ -1333,6 +1746,18 @@
     elements.name.addEventListener("change", () => connection.rename(elements.name.value));
     elements.name.addEventListener("blur", () => view.scheduleRender(connection));
     elements.retry.addEventListener("click", () => connection.wake());
+    elements.older.addEventListener("click", () => connection.loadOlder());
+    elements.usersMore.addEventListener("click", () => connection.loadMoreMembers());
+    let lastScrollTop = elements.messages.scrollTop;
+    elements.messages.addEventListener(
+      "scroll",
+      () => {
+        const { scrollTop } = elements.messages;
+        if (scrollTop < lastScrollTop && scrollTop < 40) connection.loadOlder();
+        lastScrollTop = scrollTop;
+      },
+      { passive: true }
+    );
     watchBrowserSignals(connection, window, document);
     window.setInterval(() => view.renderStatus(connection), 1e3);
     window.chatClient = Object.freeze({
@@ -1353,6 +1778,18 @@
       },
       get members() {
         return connection.members.map((member) => ({ ...member }));
+      },
+      get memberCount() {
+        return connection.memberCount;
+      },
+      get online() {
+        return connection.online;
+      },
+      get memberListStatus() {
+        return connection.memberListStatus;
+      },
+      get olderMessages() {
+        return connection.olderMessages;
       },
       get lastSeq() {
         return connection.lastSeq;
@@ -1433,6 +1870,11 @@
       back: (name) => `${name} \u56DE\u6765\u4E86\uFF08\u540C\u4E00\u4E2A\u4F1A\u8BDD\uFF09`,
       error: (code) => `\u9519\u8BEF ${code}`,
       inspectMessage: (on) => on ? "\u8BF7\u670D\u52A1\u5668\u62A5\u544A\u8FD9\u4E2A\u8FDE\u63A5\u7684\u5E27" : "\u8BF7\u670D\u52A1\u5668\u4E0D\u518D\u62A5\u544A\u5E27",
+      presenceSummary: (joined, left, online) => `\u8FD9\u4E00\u79D2\uFF1A${joined} \u4EBA\u52A0\u5165\uFF0C${left} \u4EBA\u79BB\u5F00\uFF0C${online} \u4EBA\u5728\u7EBF`,
+      membersRequest: (offset) => `\u8BF7\u6C42\u6210\u5458\u540D\u5355\uFF08\u4ECE\u7B2C ${offset + 1} \u4EBA\u8D77\uFF09`,
+      membersPage: (offset, count, total) => count === 0 ? `\u6210\u5458\u540D\u5355\uFF1A\u5171 ${total} \u4EBA\uFF0C\u8FD9\u4E00\u9875\u662F\u7A7A\u7684` : `\u6210\u5458\u540D\u5355\uFF1A\u7B2C ${offset + 1}\u2013${offset + count} \u4EBA\uFF0C\u5171 ${total} \u4EBA`,
+      historyRequest: (before) => `\u8BF7\u6C42 seq ${before} \u4E4B\u524D\u7684\u6D88\u606F`,
+      historyPage: (count, before, more) => `seq ${before} \u4E4B\u524D\u7684 ${count} \u6761\u6D88\u606F` + (more ? "\uFF08\u670D\u52A1\u5668\u8FD8\u6709\u66F4\u65E9\u7684\uFF09" : "\uFF08\u6CA1\u6709\u66F4\u65E9\u7684\u4E86\uFF09"),
       protocolPing: "\u534F\u8BAE\u5C42 ping\uFF08opcode 0x9\uFF09",
       protocolPong: "\u534F\u8BAE\u5C42 pong\uFF08opcode 0xA\uFF09",
       pingNote: (direction) => direction === "sent" ? "\u670D\u52A1\u5668\u5B9A\u671F\u53D1 ping \u786E\u8BA4\u9875\u9762\u8FD8\u5728\uFF08\u9ED8\u8BA4\u6BCF 30 \u79D2\uFF09\uFF1B\u6D4F\u89C8\u5668\u81EA\u52A8\u56DE\u590D\uFF0CJavaScript \u770B\u4E0D\u5230\u8FD9\u4E24\u5E27" : "\u5BF9\u65B9\u5FC5\u987B\u5C3D\u5FEB\u56DE\u590D\u540C\u6837\u8D1F\u8F7D\u7684 pong",
@@ -1483,6 +1925,11 @@
       back: (name) => `${name} is back (same session)`,
       error: (code) => `error ${code}`,
       inspectMessage: (on) => on ? "asks the server to report this connection's frames" : "asks the server to stop reporting frames",
+      presenceSummary: (joined, left, online) => `this second: ${joined} joined, ${left} left, ${online} online`,
+      membersRequest: (offset) => `asks for the member list from member ${offset + 1}`,
+      membersPage: (offset, count, total) => count === 0 ? `member list: ${total} in all, an empty page` : `members ${offset + 1}\u2013${offset + count} of ${total}`,
+      historyRequest: (before) => `asks for the messages before seq ${before}`,
+      historyPage: (count, before, more) => `${count} messages before seq ${before}` + (more ? " (the server keeps older ones)" : " (no older ones)"),
       protocolPing: "protocol-level ping (opcode 0x9)",
       protocolPong: "protocol-level pong (opcode 0xA)",
       pingNote: (direction) => direction === "sent" ? "the server checks that the page is still there (every 30 s by default); the browser answers by itself, and JavaScript sees neither frame" : "the other side must answer soon with a pong carrying the same payload",
@@ -1535,6 +1982,7 @@
     }
     if (!isRecord(value)) return null;
     const asText = (field) => typeof field === "string" ? field : "";
+    const asCount = (field) => isCount(field) ? field : 0;
     switch (value.type) {
       case "say":
         return words.say(asText(value.text));
@@ -1562,6 +2010,13 @@
         return words.error(asText(value.code));
       case "inspect":
         return words.inspectMessage(value.on !== false);
+      case "presence":
+        return words.presenceSummary(asCount(value.joinedCount), asCount(value.leftCount), asCount(value.online));
+      // The request and its answer share a type; only the answer carries the list.
+      case "members":
+        return Array.isArray(value.members) ? words.membersPage(asCount(value.offset), value.members.length, asCount(value.memberCount)) : words.membersRequest(asCount(value.offset));
+      case "history":
+        return Array.isArray(value.messages) ? words.historyPage(value.messages.length, asCount(value.before), value.more === true) : words.historyRequest(asCount(value.before));
       default:
         return null;
     }

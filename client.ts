@@ -18,13 +18,15 @@
 //     3. Backoff: how long to wait before the next reconnection attempt
 //     4. Outbox: messages typed but not yet confirmed by the server
 //     5. TabSession: this tab's secret, and a duplicated tab noticing it must make its own
-//     6. Transcript: what is on screen, in seq order, and where to resume from
-//     7. Heartbeat: noticing a connection that died without telling anyone
-//     8. ChatConnection: the one place that opens sockets, and its state machine
-//     9. the chat page: ChatView and the browser's events
+//     6. Transcript: what is on screen, in seq order, and where to resume from;
+//        HistoryPager: asking for older messages a page at a time
+//     7. MemberList: who is in the room, as far as this page knows
+//     8. Heartbeat: noticing a connection that died without telling anyone
+//     9. ChatConnection: the one place that opens sockets, and its state machine
+//    10. the chat page: ChatView and the browser's events
 //   Part two: the frame inspector
-//    10. InspectorLog: the entries, from the server's traces and the connection's events
-//    11. InspectorView: the panel
+//    11. InspectorLog: the entries, from the server's traces and the connection's events
+//    12. InspectorView: the panel
 //   Start-up: both parts on the page
 //
 // Durations are in milliseconds; names that hold one end in "Ms".
@@ -37,8 +39,11 @@ import type {
   ClientMessage,
   ErrorCode,
   ErrorMessage,
+  HistoryPageMessage,
   MemberView,
+  MembersMessage,
   PresenceMessage,
+  PresenceSummaryMessage,
   RenamedMessage,
   ServerMessage,
   TraceFrameFields,
@@ -63,10 +68,30 @@ export interface Member extends Omit<MemberView, "away"> {
   away: boolean;
 }
 
-/** A welcome as checked on arrival. `users` (the same names as `members`, for older clients) is not read. */
-export interface WelcomeFrame extends Omit<WelcomeMessage, "members" | "users"> {
+/**
+ * A welcome as checked on arrival. `users` (the same names as `members`, for
+ * older clients) is not read. `oldestSeq` is null from a server that does not
+ * say it: such a server sent its whole history already, so there is nothing
+ * older to ask for.
+ */
+export interface WelcomeFrame extends Omit<WelcomeMessage, "members" | "users" | "oldestSeq"> {
+  members: Member[];
+  oldestSeq: number | null;
+}
+
+/** A large room's summary of who came and went, as checked on arrival. */
+export interface PresenceSummaryFrame extends Omit<PresenceSummaryMessage, "joined" | "left"> {
+  joined: Member[];
+  left: Member[];
+}
+
+/** A page of the member list, as checked on arrival. */
+export interface MembersFrame extends Omit<MembersMessage, "members"> {
   members: Member[];
 }
+
+/** A page of older messages, as checked on arrival; a message in it that does not fit is left out. */
+export type HistoryFrame = HistoryPageMessage;
 
 /** An error as checked on arrival. `code` stays a string: a code newer than this page is still shown. */
 export interface ErrorFrame extends Omit<ErrorMessage, "code" | "id"> {
@@ -90,6 +115,9 @@ export type ServerFrame =
   /** `t` is the time our ping carried, sent back unchanged: now minus t is the round trip. */
   | { type: "pong"; t: number | null }
   | PresenceMessage
+  | PresenceSummaryFrame
+  | MembersFrame
+  | HistoryFrame
   | RenamedMessage
   | ErrorFrame
   | { type: "trace"; trace: TraceReport };
@@ -130,26 +158,71 @@ function readMember(value: unknown): Member | null {
   return { name: value.name, sid: value.sid, away: value.away === true };
 }
 
-function readWelcome(value: Record<string, unknown>): WelcomeFrame | null {
-  const { name, you, members, seq, epoch, resumed } = value;
-  if (typeof name !== "string" || typeof you !== "string" || !Array.isArray(members)) return null;
-  const checkedMembers: Member[] = [];
-  for (const member of members.map(readMember)) {
+/** A list of members, or null if it is not a list or one of them does not fit. */
+function readMembers(value: unknown): Member[] | null {
+  if (!Array.isArray(value)) return null;
+  const members: Member[] = [];
+  for (const member of value.map(readMember)) {
     if (member === null) return null;
-    checkedMembers.push(member);
+    members.push(member);
   }
+  return members;
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function readWelcome(value: Record<string, unknown>): WelcomeFrame | null {
+  const { name, you, seq, epoch, resumed, memberCount, online, presenceBatched, oldestSeq } = value;
+  const members = readMembers(value.members);
+  if (typeof name !== "string" || typeof you !== "string" || members === null) return null;
   // The contract says the epoch is a string; a number is accepted too, because
   // refusing the welcome would leave the client unable to connect at all.
   if (typeof epoch !== "string" && typeof epoch !== "number") return null;
+  // A server older than the counts sends every member and one frame per change:
+  // the list is then the whole room.
   return {
     type: "welcome",
     name,
     you,
-    members: checkedMembers,
+    members,
+    memberCount: isCount(memberCount) ? memberCount : members.length,
+    online: isCount(online) ? online : members.filter((member) => !member.away).length,
+    presenceBatched: presenceBatched === true,
     seq: isSeq(seq) ? seq : 0,
+    oldestSeq: isCount(oldestSeq) ? oldestSeq : null,
     epoch: String(epoch),
     resumed: resumed === true,
   };
+}
+
+function readPresenceSummary(value: Record<string, unknown>): PresenceSummaryFrame | null {
+  const { memberCount, online, joinedCount, leftCount } = value;
+  const joined = readMembers(value.joined);
+  const left = readMembers(value.left);
+  if (!isCount(memberCount) || !isCount(online) || !isCount(joinedCount) || !isCount(leftCount)) return null;
+  if (joined === null || left === null) return null;
+  return { type: "presence", memberCount, online, joinedCount, joined, leftCount, left };
+}
+
+function readMembersPage(value: Record<string, unknown>): MembersFrame | null {
+  const { offset, memberCount, online, presenceBatched } = value;
+  const members = readMembers(value.members);
+  if (!isCount(offset) || !isCount(memberCount) || !isCount(online) || members === null) return null;
+  return { type: "members", offset, memberCount, online, presenceBatched: presenceBatched === true, members };
+}
+
+function readHistoryPage(value: Record<string, unknown>): HistoryFrame | null {
+  const { before, messages, more } = value;
+  if (!isCount(before) || !Array.isArray(messages)) return null;
+  const checked: ChatMessage[] = [];
+  for (const message of messages) {
+    const read = isRecord(message) ? readChatMessage(message) : null;
+    // Only older messages belong here; anything else would be put in the wrong place.
+    if (read !== null && read.seq < before) checked.push(read);
+  }
+  return { type: "history", before, messages: checked, more: more === true };
 }
 
 /** Reads the fields of a chat message from an untrusted object, or returns null. */
@@ -218,6 +291,9 @@ const frameReaders: Record<ServerMessage["type"], (value: Record<string, unknown
   left: readPresence,
   away: readPresence,
   back: readPresence,
+  presence: readPresenceSummary,
+  members: readMembersPage,
+  history: readHistoryPage,
   renamed: (value) => {
     const { sid, from, to } = value;
     if (typeof sid !== "string" || typeof from !== "string" || typeof to !== "string") return null;
@@ -560,7 +636,7 @@ export class TabSession {
 // 6. Transcript
 // ---------------------------------------------------------------------------
 
-export type NoticeKind = "joined" | "left" | "renamed" | "gap";
+export type NoticeKind = "joined" | "left" | "renamed" | "gap" | "presence";
 
 /**
  * One line on screen. `key` never repeats, so the page can keep one element
@@ -569,7 +645,12 @@ export type NoticeKind = "joined" | "left" | "renamed" | "gap";
 export type TranscriptEntry =
   | { kind: "message"; key: string; epoch: string; message: ChatMessage }
   /** `name` is who joined or left, or the old name of a rename, whose new name is `to`. */
-  | { kind: "notice"; key: string; notice: NoticeKind; name: string; time: number; to?: string };
+  | { kind: "notice"; key: string; notice: Exclude<NoticeKind, "presence">; name: string; time: number; to?: string }
+  /**
+   * A large room's joins and leaves, counted: the server names only a few of
+   * them, so the line names none. `time` is the latest summary counted in it.
+   */
+  | { kind: "notice"; key: string; notice: "presence"; joined: number; left: number; time: number };
 
 /** What the client puts in the URL to ask for only the messages it has not seen. */
 export interface ResumePoint {
@@ -580,7 +661,11 @@ export interface ResumePoint {
 /** What a welcome meant for the transcript: see Transcript.welcome. */
 export type WelcomeOutcome = "first" | "resumed" | "gap";
 
-/** How many lines to keep. sessionStorage holds about 5 MB and every change rewrites the whole list. */
+/**
+ * How many lines to keep, and to store. sessionStorage holds about 5 MB and
+ * every change rewrites the whole list. Older pages the user asked for are
+ * kept on top of this while the page is open, and not stored.
+ */
 const TRANSCRIPT_LIMIT = 300;
 
 function isTranscriptEntry(value: unknown): value is TranscriptEntry {
@@ -588,14 +673,11 @@ function isTranscriptEntry(value: unknown): value is TranscriptEntry {
   if (value.kind === "message") {
     return typeof value.epoch === "string" && isRecord(value.message) && readChatMessage(value.message) !== null;
   }
+  if (value.kind !== "notice" || typeof value.time !== "number") return false;
   const { notice } = value;
+  if (notice === "presence") return isCount(value.joined) && isCount(value.left);
   const knownNotice = notice === "joined" || notice === "left" || notice === "gap";
-  return (
-    value.kind === "notice" &&
-    (knownNotice || (notice === "renamed" && typeof value.to === "string")) &&
-    typeof value.name === "string" &&
-    typeof value.time === "number"
-  );
+  return (knownNotice || (notice === "renamed" && typeof value.to === "string")) && typeof value.name === "string";
 }
 
 /**
@@ -606,6 +688,11 @@ function isTranscriptEntry(value: unknown): value is TranscriptEntry {
  * with an empty history starts a new epoch and counts from 1 again. So the
  * transcript compares seqs only against messages of the current epoch. Older
  * lines stay on screen, above a notice that marks the gap.
+ *
+ * A gap is only ever what a welcome says: the server could not continue from
+ * our last seq. Messages older than the oldest one shown are not missing,
+ * only not loaded (a first visit is sent the newest page of the history);
+ * the user asks for them a page at a time (addOlder).
  */
 export class Transcript {
   private readonly storage: KeyValueStorage;
@@ -615,8 +702,14 @@ export class Transcript {
   private highestSeq = 0;
   /** Seqs of the current epoch that are on screen, to ignore a message that arrives twice. */
   private shownSeqs = new Set<number>();
-  /** Seqs up to here were dropped to respect TRANSCRIPT_LIMIT; they count as already seen. */
+  /**
+   * Seqs up to here were dropped to respect the limit; a message that arrives
+   * unasked with one of them counts as already seen. Only an older page the
+   * user asked for brings them back.
+   */
   private droppedThroughSeq = 0;
+  /** Lines from older pages: the user asked for them, so they are kept on top of TRANSCRIPT_LIMIT. */
+  private olderLines = 0;
   private nextKeyNumber = 1;
 
   constructor(storage: KeyValueStorage) {
@@ -646,6 +739,14 @@ export class Transcript {
 
   get lastSeq(): number {
     return this.highestSeq;
+  }
+
+  /** The lowest seq of the current epoch on screen: older pages are asked for from below it. Null if none. */
+  get oldestSeq(): number | null {
+    for (const line of this.lines) {
+      if (line.kind === "message" && line.epoch === this.currentEpoch) return line.message.seq;
+    }
+    return null;
   }
 
   /** Null before the first welcome: then there is nothing to resume. */
@@ -685,10 +786,66 @@ export class Transcript {
 
   /** Puts the message in seq order. Returns false if it was already shown (or cannot be placed yet). */
   addMessage(message: ChatMessage): boolean {
+    if (message.seq <= this.droppedThroughSeq || !this.place(message)) return false;
+    this.dropOldestBeyondLimit();
+    this.save();
+    return true;
+  }
+
+  /**
+   * A page of older messages the user asked for: each goes in seq order above
+   * what is shown, those already shown are skipped, and none is ever a gap.
+   * They are kept however many lines there are; only the newest
+   * TRANSCRIPT_LIMIT lines are stored. Returns how many were added.
+   */
+  addOlder(messages: readonly ChatMessage[]): number {
+    let added = 0;
+    // Newest first, so each walk back from the end stops right above the one before.
+    for (const message of [...messages].sort((a, b) => b.seq - a.seq)) if (this.place(message)) added += 1;
+    if (added === 0) return 0;
+    this.olderLines += added;
+    const oldest = this.oldestSeq;
+    // Those that were dropped and came back are no longer dropped.
+    if (oldest !== null) this.droppedThroughSeq = Math.min(this.droppedThroughSeq, oldest - 1);
+    this.save();
+    return added;
+  }
+
+  addNotice(notice: "joined" | "left", name: string, time: number): void {
+    this.pushNotice({ kind: "notice", key: this.newKey(), notice, name, time });
+  }
+
+  /** One line for a rename: "小红 is now Bob". */
+  addRename(from: string, to: string, time: number): void {
+    this.pushNotice({ kind: "notice", key: this.newKey(), notice: "renamed", name: from, to, time });
+  }
+
+  /**
+   * A large room's summary: "12 joined, 3 left". Summaries in a row with
+   * nothing between them add up in one line, so a busy room's comings and
+   * goings never push the conversation off the screen.
+   */
+  addPresence(joined: number, left: number, time: number): void {
+    if (joined === 0 && left === 0) return;
+    const lastLine = this.lines[this.lines.length - 1];
+    if (lastLine?.kind === "notice" && lastLine.notice === "presence") {
+      this.lines[this.lines.length - 1] = {
+        ...lastLine,
+        joined: lastLine.joined + joined,
+        left: lastLine.left + left,
+        time,
+      };
+      this.save();
+      return;
+    }
+    this.pushNotice({ kind: "notice", key: this.newKey(), notice: "presence", joined, left, time });
+  }
+
+  /** Puts a message of the current epoch in seq order; false if it is shown already or there is no epoch yet. */
+  private place(message: ChatMessage): boolean {
     const epoch = this.currentEpoch;
     // Messages only follow a welcome; one before it has no epoch to be numbered in.
-    if (epoch === null) return false;
-    if (message.seq <= this.droppedThroughSeq || this.shownSeqs.has(message.seq)) return false;
+    if (epoch === null || this.shownSeqs.has(message.seq)) return false;
 
     // Usually the message belongs at the end. If a later message is already
     // there, walk back past it (and past notices) to the first earlier one.
@@ -702,18 +859,7 @@ export class Transcript {
     this.lines.splice(position, 0, { kind: "message", key: this.newKey(), epoch, message });
     this.shownSeqs.add(message.seq);
     this.highestSeq = Math.max(this.highestSeq, message.seq);
-    this.dropOldestBeyondLimit();
-    this.save();
     return true;
-  }
-
-  addNotice(notice: "joined" | "left", name: string, time: number): void {
-    this.pushNotice({ kind: "notice", key: this.newKey(), notice, name, time });
-  }
-
-  /** One line for a rename: "小红 is now Bob". */
-  addRename(from: string, to: string, time: number): void {
-    this.pushNotice({ kind: "notice", key: this.newKey(), notice: "renamed", name: from, to, time });
   }
 
   private pushNotice(entry: TranscriptEntry): void {
@@ -723,7 +869,7 @@ export class Transcript {
   }
 
   private dropOldestBeyondLimit(): void {
-    while (this.lines.length > TRANSCRIPT_LIMIT) {
+    while (this.lines.length > TRANSCRIPT_LIMIT + this.olderLines) {
       const dropped = this.lines.shift()!;
       if (dropped.kind === "message" && dropped.epoch === this.currentEpoch) {
         this.shownSeqs.delete(dropped.message.seq);
@@ -738,19 +884,281 @@ export class Transcript {
     return key;
   }
 
+  /** Stores the newest TRANSCRIPT_LIMIT lines; after a reload, the ones left out count as dropped. */
   private save(): void {
+    const cut = Math.max(0, this.lines.length - TRANSCRIPT_LIMIT);
+    let droppedThroughSeq = this.droppedThroughSeq;
+    for (const line of this.lines.slice(0, cut)) {
+      if (line.kind === "message" && line.epoch === this.currentEpoch) {
+        droppedThroughSeq = Math.max(droppedThroughSeq, line.message.seq);
+      }
+    }
     writeStoredJson(this.storage, STORAGE_KEYS.transcript, {
       epoch: this.currentEpoch,
       lastSeq: this.highestSeq,
-      droppedThroughSeq: this.droppedThroughSeq,
+      droppedThroughSeq,
       nextKeyNumber: this.nextKeyNumber,
-      entries: this.lines,
+      entries: cut === 0 ? this.lines : this.lines.slice(cut),
     });
   }
 }
 
+/** What the page offers above the oldest message shown; see HistoryPager. */
+export type OlderMessages =
+  /** Not connected: nothing can be asked. */
+  | "unavailable"
+  /** The server keeps messages older than the oldest shown: "load older messages". */
+  | "available"
+  /** Asked; the answer has not come. */
+  | "loading"
+  /** Nothing older than what is shown is kept on the server. */
+  | "exhausted";
+
+/**
+ * Where the page is in asking for older messages, one page at a time: at
+ * most one `history` request on the wire, and none once the oldest message
+ * the server keeps is shown. It asks only when told to (the user scrolled to
+ * the top, or pressed the button): requests count against the rate limit.
+ */
+type PagerPhase =
+  /** No welcome on the current connection. */
+  | { name: "closed" }
+  /**
+   * Connected. Nothing with a seq below `floor` exists on the server: the
+   * welcome's oldestSeq, raised by an answer that said `more: false`.
+   */
+  | { name: "ready"; floor: number }
+  /** A `history` request for the messages before `before` is on the wire. */
+  | { name: "loading"; floor: number; before: number };
+
+export class HistoryPager {
+  private phase: PagerPhase = { name: "closed" };
+
+  /** A welcome: `oldestSeq` null means the server sends its whole history and has no pages. */
+  welcome(oldestSeq: number | null): void {
+    this.phase = { name: "ready", floor: oldestSeq ?? Infinity };
+  }
+
+  /** The connection is gone, and with it any answer to a request on it. */
+  close(): void {
+    this.phase = { name: "closed" };
+  }
+
+  /** What to offer, given the oldest seq shown in the current epoch (null: none). */
+  status(oldestShown: number | null): OlderMessages {
+    const { phase } = this;
+    if (phase.name === "closed") return "unavailable";
+    if (phase.name === "loading") return "loading";
+    return oldestShown !== null && oldestShown > phase.floor ? "available" : "exhausted";
+  }
+
+  /** The `before` to ask for now, or null when there is nothing to ask (or a request is out). */
+  ask(oldestShown: number | null): number | null {
+    const { phase } = this;
+    if (phase.name !== "ready" || this.status(oldestShown) !== "available" || oldestShown === null) return null;
+    this.phase = { name: "loading", floor: phase.floor, before: oldestShown };
+    return oldestShown;
+  }
+
+  /** An answer: `more: false` means nothing older than its messages (or than `before`) is kept. */
+  answered(page: HistoryFrame): void {
+    const { phase } = this;
+    if (phase.name === "closed") return;
+    let floor = phase.floor;
+    if (!page.more) floor = Math.max(floor, Math.min(page.before, ...page.messages.map((message) => message.seq)));
+    this.phase = { name: "ready", floor };
+  }
+
+  /** The request was refused (rate_limited, say): the user may ask again. */
+  refused(): void {
+    const { phase } = this;
+    if (phase.name === "loading") this.phase = { name: "ready", floor: phase.floor };
+  }
+}
+
 // ---------------------------------------------------------------------------
-// 7. Heartbeat
+// 7. MemberList
+// ---------------------------------------------------------------------------
+
+/** How far the member list shown can be trusted; see MemberList. */
+export type MemberListStatus =
+  /** Everyone in the room is shown. */
+  | "complete"
+  /** The first members in arrival order are shown, and more can be asked for from the end of them. */
+  | "partial"
+  /**
+   * A summary counted leavers it did not name: some of those shown may have
+   * left. Only the list from the start again can tell.
+   */
+  | "stale";
+
+/**
+ * Who is in the room, as far as this page knows. A small room sends the
+ * whole list in the welcome and one frame per change, so the list is the
+ * room. A large one sends the first page of the list (in arrival order, the
+ * order `members` pages count in), and one `presence` summary a second with
+ * the counts and a few names: the counts are always the server's, the list
+ * only ever loses those it names as gone, and it says when it is partial or
+ * may show someone who left. More is asked for only when the user asks.
+ */
+export class MemberList {
+  private list: Member[] = [];
+  private total = 0;
+  private onlineCount = 0;
+  private batched = false;
+  private mayShowLeavers = false;
+  /** The offset asked for in a `members` request that has not been answered; null when none is out. */
+  private askedOffset: number | null = null;
+
+  get members(): readonly Member[] {
+    return this.list;
+  }
+
+  /** Everyone in the room, away or not. */
+  get memberCount(): number {
+    return this.total;
+  }
+
+  /** Those in the room with a connection open. */
+  get online(): number {
+    return this.onlineCount;
+  }
+
+  /** Whether joins and leaves come summed up once a second (a large room) rather than one frame each. */
+  get presenceBatched(): boolean {
+    return this.batched;
+  }
+
+  get status(): MemberListStatus {
+    if (this.mayShowLeavers) return "stale";
+    return this.list.length >= this.total ? "complete" : "partial";
+  }
+
+  /** Whether a `members` request is out. */
+  get loading(): boolean {
+    return this.askedOffset !== null;
+  }
+
+  /** The offset the next `members` request would ask for: from the start for a stale list. Null: nothing to ask. */
+  get nextOffset(): number | null {
+    switch (this.status) {
+      case "complete":
+        return null;
+      case "partial":
+        return this.list.length;
+      case "stale":
+        return 0;
+    }
+  }
+
+  /** The welcome: the first page of the room, and the counts. */
+  welcome(welcome: WelcomeFrame): void {
+    this.replace(welcome.members, welcome.memberCount, welcome.online, welcome.presenceBatched);
+  }
+
+  /** No connection: nobody is known to be here until the next welcome. */
+  clear(): void {
+    this.replace([], 0, 0, false);
+  }
+
+  /** The offset to send in a `members` request now, or null (nothing to ask, or one is out). */
+  ask(): number | null {
+    if (this.askedOffset !== null) return null;
+    this.askedOffset = this.nextOffset;
+    return this.askedOffset;
+  }
+
+  /** The request was refused: the user may ask again. */
+  refused(): void {
+    this.askedOffset = null;
+  }
+
+  /**
+   * A page of the list. From 0 it is the list: the server also sends that
+   * unasked, whole, when a large room became small. Later pages add to it.
+   */
+  page(page: MembersFrame): void {
+    if (page.offset === 0) {
+      this.replace(page.members, page.memberCount, page.online, page.presenceBatched);
+      return;
+    }
+    const shown = new Set(this.list.map((member) => member.sid));
+    this.list = [...this.list, ...page.members.filter((member) => !shown.has(member.sid))];
+    this.total = page.memberCount;
+    this.onlineCount = page.online;
+    this.batched = page.presenceBatched;
+    this.askedOffset = null;
+  }
+
+  /** One change in a small room (joined, left, away, back), with the counts kept by hand. */
+  presence({ type, name, sid }: PresenceMessage): void {
+    const index = this.list.findIndex((member) => member.sid === sid);
+    const shown = index === -1 ? null : this.list[index]!;
+    switch (type) {
+      case "joined": {
+        if (shown !== null) return;
+        // A partial list is a prefix of the room in arrival order; a newcomer comes last, beyond it.
+        const wasWhole = this.list.length >= this.total;
+        this.total += 1;
+        this.onlineCount += 1;
+        if (wasWhole) this.list.push({ name, sid, away: false });
+        return;
+      }
+      case "left":
+        if (shown !== null) this.list.splice(index, 1);
+        this.total = Math.max(0, this.total - 1);
+        // A left comes after an away (the grace ran out), so one shown online was still counted online.
+        if (shown !== null && !shown.away) this.onlineCount = Math.max(0, this.onlineCount - 1);
+        return;
+      case "away":
+      case "back": {
+        const away = type === "away";
+        if (shown !== null && shown.away === away) return;
+        this.onlineCount = Math.max(0, this.onlineCount + (away ? -1 : 1));
+        // In place: the list keeps arrival order, which later pages count in.
+        if (shown !== null) this.list[index] = { ...shown, name, away };
+        return;
+      }
+    }
+  }
+
+  /**
+   * A large room's summary. Newcomers join the list only if it was the whole
+   * room (otherwise they are beyond its end, where "more" finds them); those
+   * named as gone leave it, even if also named as new (they came and went).
+   */
+  summary(summary: PresenceSummaryFrame): void {
+    const wasComplete = this.status === "complete";
+    this.total = summary.memberCount;
+    this.onlineCount = summary.online;
+    this.batched = true;
+    const gone = new Set(summary.left.map((member) => member.sid));
+    if (wasComplete) {
+      const shown = new Set(this.list.map((member) => member.sid));
+      for (const member of summary.joined) {
+        if (!shown.has(member.sid)) this.list.push(member);
+      }
+    }
+    this.list = this.list.filter((member) => !gone.has(member.sid));
+    if (summary.leftCount > summary.left.length) this.mayShowLeavers = true;
+  }
+
+  rename(sid: string, to: string): void {
+    this.list = this.list.map((member) => (member.sid === sid ? { ...member, name: to } : member));
+  }
+
+  private replace(members: Member[], total: number, online: number, batched: boolean): void {
+    this.list = members;
+    this.total = total;
+    this.onlineCount = online;
+    this.batched = batched;
+    this.mayShowLeavers = false;
+    this.askedOffset = null;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 8. Heartbeat
 // ---------------------------------------------------------------------------
 
 /** The clock, handed in so tests can move time forward by hand. */
@@ -830,7 +1238,7 @@ export class Heartbeat {
 }
 
 // ---------------------------------------------------------------------------
-// 8. ChatConnection
+// 9. ChatConnection
 // ---------------------------------------------------------------------------
 
 /**
@@ -1060,7 +1468,9 @@ export class ChatConnection {
   /** Our public id from the last welcome (kept in storage): a message is ours when its sid is this. */
   private ownSid: string | null;
   /** Who is in the room, as the current socket was told; empty while there is none. */
-  private memberList: Member[] = [];
+  private readonly roster = new MemberList();
+  /** Asking for messages older than the oldest shown, on the current socket. */
+  private readonly pager = new HistoryPager();
   /** Whether the frame inspector is open: the server is asked for traces on every connection. */
   private inspectOn: boolean;
 
@@ -1123,9 +1533,37 @@ export class ChatConnection {
     return this.ownSid;
   }
 
-  /** Who is in the room, as the current connection was told; empty without one. */
+  /** Who is in the room, as the current connection was told; empty without one. See MemberList. */
   get members(): readonly Member[] {
-    return this.memberList;
+    return this.roster.members;
+  }
+
+  /** Everyone in the room (away or not), and those with a connection: the server's counts. */
+  get memberCount(): number {
+    return this.roster.memberCount;
+  }
+
+  get online(): number {
+    return this.roster.online;
+  }
+
+  /** Whether `members` is the whole room; see MemberListStatus. */
+  get memberListStatus(): MemberListStatus {
+    return this.roster.status;
+  }
+
+  /** What asking for more members would do: add to the list (its length) or load it again (0); null: nothing to ask. */
+  get nextMembersOffset(): number | null {
+    return this.roster.nextOffset;
+  }
+
+  get membersLoading(): boolean {
+    return this.roster.loading;
+  }
+
+  /** What can be done about messages older than the oldest shown. */
+  get olderMessages(): OlderMessages {
+    return this.pager.status(this.transcript.oldestSeq);
   }
 
   get entries(): readonly TranscriptEntry[] {
@@ -1194,6 +1632,28 @@ export class ChatConnection {
     const connected = this.phase.name === "open";
     this.sendFrame({ type: "inspect", on });
     this.observe({ kind: "inspect", on, connected });
+  }
+
+  /**
+   * Asks for the page of messages before the oldest one shown, if the server
+   * keeps older ones and no request is out. Only on the user's action (a
+   * scroll to the top, a button): requests count against the rate limit.
+   */
+  loadOlder(): void {
+    if (this.phase.name !== "open") return;
+    const before = this.pager.ask(this.transcript.oldestSeq);
+    if (before === null) return;
+    this.sendFrame({ type: "history", before });
+    this.notify();
+  }
+
+  /** Asks for the next page of the member list, or the list again if it may show leavers; on the user's action only. */
+  loadMoreMembers(): void {
+    if (this.phase.name !== "open") return;
+    const offset = this.roster.ask();
+    if (offset === null) return;
+    this.sendFrame({ type: "members", offset });
+    this.notify();
   }
 
   /**
@@ -1339,8 +1799,9 @@ export class ChatConnection {
       if (phase.resendTimer !== null) this.timers.clearTimeout(phase.resendTimer);
     }
     if ((phase.name === "opening" || phase.name === "open") && phase.socket !== keep) {
-      // Without a connection we do not know who is online; the next welcome will say.
-      this.memberList = [];
+      // Without a connection we do not know who is online, and no answer to a request is coming.
+      this.roster.clear();
+      this.pager.close();
       try {
         // We do not wait for the close to finish: on a half-open connection it never would.
         phase.socket.close();
@@ -1389,6 +1850,18 @@ export class ChatConnection {
       case "back":
         this.handlePresence(frame);
         break;
+      case "presence":
+        this.handlePresenceSummary(frame);
+        break;
+      case "members":
+        this.roster.page(frame);
+        break;
+      case "history":
+        // Only ever an answer to our request on this socket, which only an open one sends.
+        if (this.phase.name !== "open") break;
+        this.transcript.addOlder(frame.messages);
+        this.pager.answered(frame);
+        break;
       case "renamed":
         this.handleRename(frame);
         break;
@@ -1404,8 +1877,9 @@ export class ChatConnection {
     this.rememberName(welcome.name);
     this.ownSid = welcome.you;
     this.store(STORAGE_KEYS.you, welcome.you);
-    this.memberList = welcome.members;
+    this.roster.welcome(welcome);
     this.transcript.welcome(welcome.epoch, welcome.resumed, this.timers.now());
+    this.pager.welcome(welcome.oldestSeq);
     this.opened(this.phase.socket);
     // Asked in the URL already (inspect=1), but asking again costs one small
     // message and also works with a server that ignores the URL.
@@ -1422,14 +1896,22 @@ export class ChatConnection {
    */
   private handlePresence(presence: PresenceMessage): void {
     const { type, name, sid } = presence;
-    const others = this.memberList.filter((member) => member.sid !== sid);
-    this.memberList = type === "left" ? others : [...others, { name, sid, away: type === "away" }];
+    this.roster.presence(presence);
     if (sid === this.ownSid) return;
     if (type === "joined" || type === "left") this.transcript.addNotice(type, name, this.timers.now());
   }
 
+  /** A large room's second of comings and goings: the list and counts, and one line of counts (we are not news). */
+  private handlePresenceSummary(summary: PresenceSummaryFrame): void {
+    this.roster.summary(summary);
+    const isMe = (member: Member) => member.sid === this.ownSid;
+    const joined = summary.joinedCount - (summary.joined.some(isMe) ? 1 : 0);
+    const left = summary.leftCount - (summary.left.some(isMe) ? 1 : 0);
+    this.transcript.addPresence(Math.max(0, joined), Math.max(0, left), this.timers.now());
+  }
+
   private handleRename({ sid, from, to }: RenamedMessage): void {
-    this.memberList = this.memberList.map((member) => (member.sid === sid ? { ...member, name: to } : member));
+    this.roster.rename(sid, to);
     if (sid === this.ownSid) {
       this.rememberName(to);
       if (this.requestedName === to) this.requestedName = null;
@@ -1439,6 +1921,13 @@ export class ChatConnection {
 
   private handleError(error: ErrorFrame): void {
     const { phase } = this;
+    // An error about a `say` names it, and one about a name is about the rename;
+    // any other may be the answer to a members or history request (rate_limited,
+    // most likely), which is then no longer out, so the user can ask again.
+    if (error.id === null && error.code !== "bad_name" && error.code !== "name_taken") {
+      this.roster.refused();
+      this.pager.refused();
+    }
     if (error.code === "bad_name" || error.code === "name_taken") {
       // Refused: our name stays what it was, and asking again would only repeat this.
       this.requestedName = null;
@@ -1508,7 +1997,7 @@ export class ChatConnection {
 }
 
 // ---------------------------------------------------------------------------
-// 9. The chat page
+// 10. The chat page
 // ---------------------------------------------------------------------------
 //
 // Everything above works without a page. This section reads the state of a
@@ -1573,6 +2062,15 @@ export interface PageText {
   offline: string;
   retryNow: string;
   online(count: number): string;
+  /** Under a member list that is not the whole room: how many of how many it shows. */
+  showingMembers(shown: number, total: number): string;
+  /** Under a list a summary could not keep exact: it may still show someone who left. */
+  staleMembers: string;
+  moreMembers: string;
+  reloadMembers: string;
+  loadingMembers: string;
+  olderMessages: string;
+  loadingOlder: string;
   /**
    * The label on the user's own messages and name: 我 ("I, me") in every
    * language, because it is the product's mark. `meLabel` says it in words
@@ -1585,6 +2083,8 @@ export interface PageText {
   joined(name: string): string;
   left(name: string): string;
   renamed(from: string, to: string): string;
+  /** A large room's comings and goings, counted: "12 joined, 3 left". */
+  presence(joined: number, left: number): string;
   /** Beside a member whose last connection closed: the name is kept for them for a while. */
   away: string;
   gap: string;
@@ -1609,6 +2109,13 @@ export const TEXT: Record<Language, PageText> = {
     offline: "离线",
     retryNow: "立即重试",
     online: (count) => `在线（${count}）`,
+    showingMembers: (shown, total) => `显示 ${shown} / ${total} 人`,
+    staleMembers: "名单里可能还有已离开的人",
+    moreMembers: "更多…",
+    reloadMembers: "重新加载名单",
+    loadingMembers: "正在加载…",
+    olderMessages: "加载更早的消息",
+    loadingOlder: "正在加载更早的消息…",
     me: "我",
     meLabel: null,
     sending: "发送中…",
@@ -1616,6 +2123,8 @@ export const TEXT: Record<Language, PageText> = {
     joined: (name) => `${name} 加入了聊天室`,
     left: (name) => `${name} 离开了聊天室`,
     renamed: (from, to) => `${from} 改名为 ${to}`,
+    presence: (joined, left) =>
+      [joined > 0 ? `${joined} 人加入` : "", left > 0 ? `${left} 人离开` : ""].filter((part) => part !== "").join("，"),
     away: "暂时离开",
     gap: "聊天记录已重置，可能有消息缺失",
     nameLabel: "名字",
@@ -1642,6 +2151,13 @@ export const TEXT: Record<Language, PageText> = {
     offline: "Offline",
     retryNow: "Retry now",
     online: (count) => `Online (${count})`,
+    showingMembers: (shown, total) => `Showing ${shown} of ${total}`,
+    staleMembers: "Some who left may still be listed",
+    moreMembers: "More…",
+    reloadMembers: "Reload the list",
+    loadingMembers: "Loading…",
+    olderMessages: "Load older messages",
+    loadingOlder: "Loading older messages…",
     me: "我",
     meLabel: "me",
     sending: "sending…",
@@ -1649,6 +2165,8 @@ export const TEXT: Record<Language, PageText> = {
     joined: (name) => `${name} joined`,
     left: (name) => `${name} left`,
     renamed: (from, to) => `${from} is now ${to}`,
+    presence: (joined, left) =>
+      [joined > 0 ? `${joined} joined` : "", left > 0 ? `${left} left` : ""].filter((part) => part !== "").join(", "),
     away: "away",
     gap: "History was reset; some messages may be missing",
     nameLabel: "Name",
@@ -1689,9 +2207,14 @@ export interface ChatClientDebugView {
   readonly attempt: number;
   readonly name: string | null;
   readonly you: string | null;
-  /** Everyone in the room by name, and the same with ids (and who is away). */
+  /** The members the page shows by name, and the same with ids (and who is away); see memberListStatus. */
   readonly users: readonly string[];
   readonly members: readonly Member[];
+  /** The server's counts: everyone in the room, and those connected. */
+  readonly memberCount: number;
+  readonly online: number;
+  readonly memberListStatus: MemberListStatus;
+  readonly olderMessages: OlderMessages;
   readonly lastSeq: number;
   readonly epoch: string | null;
   readonly outboxLength: number;
@@ -1713,6 +2236,9 @@ interface ChatElements {
   retry: HTMLButtonElement;
   usersHeading: HTMLElement;
   users: HTMLUListElement;
+  usersNote: HTMLElement;
+  usersMore: HTMLButtonElement;
+  older: HTMLButtonElement;
   messages: HTMLOListElement;
   alert: HTMLElement;
   nameForm: HTMLFormElement;
@@ -1739,6 +2265,9 @@ function findChatElements(): ChatElements {
     retry: findElement("retry", HTMLButtonElement),
     usersHeading: findElement("users-heading", HTMLElement),
     users: findElement("users", HTMLUListElement),
+    usersNote: findElement("users-note", HTMLElement),
+    usersMore: findElement("users-more", HTMLButtonElement),
+    older: findElement("older", HTMLButtonElement),
     messages: findElement("messages", HTMLOListElement),
     alert: findElement("alert", HTMLElement),
     nameForm: findElement("name-form", HTMLFormElement),
@@ -1779,6 +2308,13 @@ interface MessageRow {
   text: HTMLElement;
 }
 
+/** One notice line: only a presence line's words and time ever change (summaries in a row add up in it). */
+interface NoticeRow {
+  element: HTMLLIElement;
+  time: HTMLTimeElement;
+  words: HTMLElement;
+}
+
 /** What a message line shows; pending messages have no seq and no server time yet. */
 interface MessageLine {
   id: string;
@@ -1802,7 +2338,7 @@ class ChatView {
   });
   /** Lines currently in the list, by key: a message's id, or the transcript key of a notice. */
   private readonly messageRows = new Map<string, MessageRow>();
-  private readonly noticeRows = new Map<string, HTMLLIElement>();
+  private readonly noticeRows = new Map<string, NoticeRow>();
   private renderQueued = false;
   /** Scroll to the newest line on the next render even if the reader had scrolled up. */
   private scrollToNewest = true;
@@ -1824,6 +2360,7 @@ class ChatView {
     setText(elements.nameLabel, text.nameLabel);
     setText(elements.inputLabel, text.inputLabel);
     setText(elements.send, text.send);
+    setText(elements.older, text.olderMessages);
     elements.input.placeholder = text.inputPlaceholder;
     elements.messages.setAttribute("aria-label", text.messagesLabel);
   }
@@ -1845,6 +2382,7 @@ class ChatView {
     this.renderStatus(connection);
     this.renderUsers(connection);
     this.renderName(connection);
+    this.renderOlder(connection);
     this.renderMessages(connection);
   }
 
@@ -1897,9 +2435,21 @@ class ChatView {
   }
 
   private renderUsers(connection: ChatConnection): void {
-    const { users, usersHeading } = this.elements;
-    const { members, you } = connection;
-    setText(usersHeading, this.text.online(members.filter((member) => !member.away).length));
+    const { users, usersHeading, usersNote, usersMore } = this.elements;
+    const { members, you, memberListStatus: status, nextMembersOffset } = connection;
+    setText(usersHeading, this.text.online(connection.online));
+    // A list that is not the whole room says so, and offers the rest (or, if it may show leavers, a fresh start).
+    const note = [
+      status === "complete" ? "" : this.text.showingMembers(members.length, connection.memberCount),
+      status === "stale" ? this.text.staleMembers : "",
+    ].filter((part) => part !== "");
+    setText(usersNote, note.join(" · "));
+    usersNote.hidden = note.length === 0;
+    users.dataset.status = status;
+    usersMore.hidden = nextMembersOffset === null || connection.state !== "connected";
+    usersMore.disabled = connection.membersLoading;
+    const moreLabel = nextMembersOffset === 0 ? this.text.reloadMembers : this.text.moreMembers;
+    setText(usersMore, connection.membersLoading ? this.text.loadingMembers : moreLabel);
     // The list is short and not a live region, so it is simply rebuilt, but only when it changed.
     const signature = JSON.stringify([you, members]);
     if (signature === this.shownUsers) return;
@@ -1933,11 +2483,28 @@ class ChatView {
     if (document.activeElement !== name) name.value = connection.name ?? "";
   }
 
+  /** The button above the messages, for older ones; scrolling to the top does the same. */
+  private renderOlder(connection: ChatConnection): void {
+    const { older } = this.elements;
+    const status = connection.olderMessages;
+    older.hidden = status !== "available" && status !== "loading";
+    older.disabled = status === "loading";
+    older.dataset.status = status;
+    setText(older, status === "loading" ? this.text.loadingOlder : this.text.olderMessages);
+  }
+
   private renderMessages(connection: ChatConnection): void {
     const list = this.elements.messages;
     const wasAtBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-    const followNewest = this.scrollToNewest || wasAtBottom;
+    const forced = this.scrollToNewest;
+    const followNewest = forced || wasAtBottom;
     this.scrollToNewest = false;
+    // The row to keep still if lines are added above it (an older page) or
+    // taken away: the first one in view, or at the bottom the first of all,
+    // so that the rows in view stay where they are.
+    const previousFirst = list.firstElementChild;
+    const anchor = followNewest ? previousFirst : this.firstRowInView(list);
+    const anchorTop = anchor?.getBoundingClientRect().top ?? 0;
 
     const wanted: HTMLLIElement[] = [];
     const usedMessageKeys = new Set<string>();
@@ -1978,7 +2545,18 @@ class ChatView {
     for (const key of this.messageRows.keys()) if (!usedMessageKeys.has(key)) this.messageRows.delete(key);
     for (const key of this.noticeRows.keys()) if (!usedNoticeKeys.has(key)) this.noticeRows.delete(key);
 
-    if (followNewest) list.scrollTop = list.scrollHeight;
+    const grewAbove = previousFirst !== null && previousFirst.isConnected && previousFirst !== list.firstElementChild;
+    if (!forced && anchor !== null && anchor.isConnected && (!followNewest || grewAbove)) {
+      list.scrollTop += anchor.getBoundingClientRect().top - anchorTop;
+    } else if (followNewest) {
+      list.scrollTop = list.scrollHeight;
+    }
+  }
+
+  private firstRowInView(list: HTMLElement): Element | null {
+    const top = list.getBoundingClientRect().top;
+    for (const row of list.children) if (row.getBoundingClientRect().bottom > top) return row;
+    return null;
   }
 
   private messageRow(key: string, line: MessageLine): HTMLLIElement {
@@ -2041,25 +2619,35 @@ class ChatView {
   }
 
   private noticeRow(notice: Extract<TranscriptEntry, { kind: "notice" }>): HTMLLIElement {
-    const { key, name, time } = notice;
-    const existing = this.noticeRows.get(key);
-    if (existing !== undefined) return existing;
-    // A notice never changes after it is written, so it is built once.
-    const element = createElement("li", "notice");
-    element.dataset.kind = notice.notice;
-    const words: Record<NoticeKind, () => string> = {
-      joined: () => this.text.joined(name),
-      left: () => this.text.left(name),
-      renamed: () => this.text.renamed(name, notice.to ?? ""),
-      gap: () => this.text.gap,
-    };
-    const date = new Date(time);
-    const timeElement = createElement("time", "time");
-    timeElement.dateTime = date.toISOString();
-    timeElement.textContent = this.timeFormat.format(date);
-    element.append(timeElement, " ", words[notice.notice]());
-    this.noticeRows.set(key, element);
-    return element;
+    let row = this.noticeRows.get(notice.key);
+    if (row === undefined) {
+      const element = createElement("li", "notice");
+      element.dataset.kind = notice.notice;
+      row = { element, time: createElement("time", "time"), words: createElement("span", "words") };
+      element.append(row.time, " ", row.words);
+      this.noticeRows.set(notice.key, row);
+    }
+    const date = new Date(notice.time);
+    const isoTime = date.toISOString();
+    if (row.time.dateTime !== isoTime) row.time.dateTime = isoTime;
+    setText(row.time, this.timeFormat.format(date));
+    setText(row.words, this.noticeWords(notice));
+    return row.element;
+  }
+
+  private noticeWords(notice: Extract<TranscriptEntry, { kind: "notice" }>): string {
+    switch (notice.notice) {
+      case "joined":
+        return this.text.joined(notice.name);
+      case "left":
+        return this.text.left(notice.name);
+      case "renamed":
+        return this.text.renamed(notice.name, notice.to ?? "");
+      case "gap":
+        return this.text.gap;
+      case "presence":
+        return this.text.presence(notice.joined, notice.left);
+    }
   }
 }
 
@@ -2142,6 +2730,21 @@ function createChatPage(language: Language, observer: ConnectionObserver | undef
   // A name field left empty or half-edited shows the real name again.
   elements.name.addEventListener("blur", () => view.scheduleRender(connection));
   elements.retry.addEventListener("click", () => connection.wake());
+  elements.older.addEventListener("click", () => connection.loadOlder());
+  elements.usersMore.addEventListener("click", () => connection.loadMoreMembers());
+  // Scrolling up to the top asks for older messages. Only a move upward
+  // counts: the page's own scrolling (to the newest line, or keeping the
+  // place after a page was added above) goes down, so it never asks by itself.
+  let lastScrollTop = elements.messages.scrollTop;
+  elements.messages.addEventListener(
+    "scroll",
+    () => {
+      const { scrollTop } = elements.messages;
+      if (scrollTop < lastScrollTop && scrollTop < 40) connection.loadOlder();
+      lastScrollTop = scrollTop;
+    },
+    { passive: true },
+  );
   watchBrowserSignals(connection, window, document);
   // The countdown in the status line moves even when nothing else happens.
   window.setInterval(() => view.renderStatus(connection), 1000);
@@ -2164,6 +2767,18 @@ function createChatPage(language: Language, observer: ConnectionObserver | undef
     },
     get members() {
       return connection.members.map((member) => ({ ...member }));
+    },
+    get memberCount() {
+      return connection.memberCount;
+    },
+    get online() {
+      return connection.online;
+    },
+    get memberListStatus() {
+      return connection.memberListStatus;
+    },
+    get olderMessages() {
+      return connection.olderMessages;
     },
     get lastSeq() {
       return connection.lastSeq;
@@ -2195,7 +2810,7 @@ function createChatPage(language: Language, observer: ConnectionObserver | undef
 // close codes), through the ChatConnection's observer, and shows them.
 
 // ---------------------------------------------------------------------------
-// 10. InspectorLog
+// 11. InspectorLog
 // ---------------------------------------------------------------------------
 //
 // InspectorLog turns ConnectionEvents into the entries of the inspector panel.
@@ -2301,6 +2916,13 @@ export interface InspectorWords {
   back(name: string): string;
   error(code: string): string;
   inspectMessage(on: boolean): string;
+  /** A large room's second of comings and goings, in one frame. */
+  presenceSummary(joined: number, left: number, online: number): string;
+  membersRequest(offset: number): string;
+  /** `count` members from position `offset` (0-based) of `total`. */
+  membersPage(offset: number, count: number, total: number): string;
+  historyRequest(before: number): string;
+  historyPage(count: number, before: number, more: boolean): string;
   protocolPing: string;
   protocolPong: string;
   /** Why there are protocol pings and pongs, which no JavaScript ever sees; for the "note" line. */
@@ -2373,6 +2995,15 @@ export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
     back: (name) => `${name} 回来了（同一个会话）`,
     error: (code) => `错误 ${code}`,
     inspectMessage: (on) => (on ? "请服务器报告这个连接的帧" : "请服务器不再报告帧"),
+    presenceSummary: (joined, left, online) => `这一秒：${joined} 人加入，${left} 人离开，${online} 人在线`,
+    membersRequest: (offset) => `请求成员名单（从第 ${offset + 1} 人起）`,
+    membersPage: (offset, count, total) =>
+      count === 0
+        ? `成员名单：共 ${total} 人，这一页是空的`
+        : `成员名单：第 ${offset + 1}–${offset + count} 人，共 ${total} 人`,
+    historyRequest: (before) => `请求 seq ${before} 之前的消息`,
+    historyPage: (count, before, more) =>
+      `seq ${before} 之前的 ${count} 条消息` + (more ? "（服务器还有更早的）" : "（没有更早的了）"),
     protocolPing: "协议层 ping（opcode 0x9）",
     protocolPong: "协议层 pong（opcode 0xA）",
     pingNote: (direction) =>
@@ -2445,6 +3076,15 @@ export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
     error: (code) => `error ${code}`,
     inspectMessage: (on) =>
       on ? "asks the server to report this connection's frames" : "asks the server to stop reporting frames",
+    presenceSummary: (joined, left, online) => `this second: ${joined} joined, ${left} left, ${online} online`,
+    membersRequest: (offset) => `asks for the member list from member ${offset + 1}`,
+    membersPage: (offset, count, total) =>
+      count === 0
+        ? `member list: ${total} in all, an empty page`
+        : `members ${offset + 1}–${offset + count} of ${total}`,
+    historyRequest: (before) => `asks for the messages before seq ${before}`,
+    historyPage: (count, before, more) =>
+      `${count} messages before seq ${before}` + (more ? " (the server keeps older ones)" : " (no older ones)"),
     protocolPing: "protocol-level ping (opcode 0x9)",
     protocolPong: "protocol-level pong (opcode 0xA)",
     pingNote: (direction) =>
@@ -2538,6 +3178,7 @@ function describeChatJson(text: string, words: InspectorWords): string | null {
   }
   if (!isRecord(value)) return null;
   const asText = (field: unknown): string => (typeof field === "string" ? field : "");
+  const asCount = (field: unknown): number => (isCount(field) ? field : 0);
   switch (value.type) {
     case "say":
       return words.say(asText(value.text));
@@ -2565,6 +3206,17 @@ function describeChatJson(text: string, words: InspectorWords): string | null {
       return words.error(asText(value.code));
     case "inspect":
       return words.inspectMessage(value.on !== false);
+    case "presence":
+      return words.presenceSummary(asCount(value.joinedCount), asCount(value.leftCount), asCount(value.online));
+    // The request and its answer share a type; only the answer carries the list.
+    case "members":
+      return Array.isArray(value.members)
+        ? words.membersPage(asCount(value.offset), value.members.length, asCount(value.memberCount))
+        : words.membersRequest(asCount(value.offset));
+    case "history":
+      return Array.isArray(value.messages)
+        ? words.historyPage(value.messages.length, asCount(value.before), value.more === true)
+        : words.historyRequest(asCount(value.before));
     default:
       return null;
   }
@@ -2825,7 +3477,7 @@ export class InspectorLog {
 }
 
 // ---------------------------------------------------------------------------
-// 11. InspectorView
+// 12. InspectorView
 // ---------------------------------------------------------------------------
 
 /** The elements of client.html that the inspector uses. */

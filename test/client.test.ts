@@ -24,6 +24,7 @@ import {
   INSPECTOR_WORDS,
   InspectorLog,
   MAX_TEXT_LENGTH,
+  MemberList,
   Outbox,
   STORAGE_KEYS,
   TEXT,
@@ -53,11 +54,13 @@ import {
   type ConnectionEvent,
   type InspectorEntry,
   type KeyValueStorage,
+  type Member,
   type ServerError,
   type SocketCloseEvent,
   type SocketLike,
   type TabChannel,
   type Timers,
+  type TranscriptEntry,
 } from "../client.ts";
 
 // ---------------------------------------------------------------------------
@@ -183,10 +186,15 @@ interface WelcomeOptions {
   name?: string;
   you?: string;
   /** Everyone else in the room; we are added first. */
-  others?: Array<{ name: string; sid: string; away?: true }>;
+  others?: Array<{ name: string; sid: string; away?: boolean }>;
   seq?: number;
   epoch?: string;
   resumed?: boolean;
+  /** The counts of a room larger than its first page; without them, the welcome is an older server's. */
+  memberCount?: number;
+  online?: number;
+  presenceBatched?: boolean;
+  oldestSeq?: number;
 }
 
 /** Our public id in these tests, and another person's. */
@@ -195,8 +203,23 @@ const OTHER_SID = "sid-other";
 
 function welcome(options: WelcomeOptions = {}) {
   const { name = "小明", you = MY_SID, others = [], seq = 0, epoch = "epoch-1", resumed = false } = options;
+  const { memberCount, online, presenceBatched, oldestSeq } = options;
   const members = [{ name, sid: you }, ...others];
-  return { type: "welcome", name, you, users: members.map((member) => member.name), members, seq, epoch, resumed };
+  const users = members.map((member) => member.name);
+  return {
+    type: "welcome",
+    name,
+    you,
+    users,
+    members,
+    seq,
+    epoch,
+    resumed,
+    memberCount,
+    online,
+    presenceBatched,
+    oldestSeq,
+  };
 }
 
 function chatMessage(seq: number, fields: { id?: string; sid?: string; from?: string; text?: string } = {}) {
@@ -266,6 +289,11 @@ function connectedHarness(options: Partial<ChatConnectionOptions> = {}, welcomeO
   harness.latest().receive(welcome(welcomeOptions));
   assert.equal(harness.connection.state, "connected");
   return harness;
+}
+
+/** Who a notice is about; a presence line names nobody. */
+function noticeName(entry: Extract<TranscriptEntry, { kind: "notice" }>): string {
+  return entry.notice === "presence" ? "" : entry.name;
 }
 
 function shownSeqs(connection: ChatConnection): Array<number | string> {
@@ -862,7 +890,11 @@ describe("connection", () => {
     assert.equal(storage.getItem(STORAGE_KEYS.name), "Bob", "the next connection asks for Bob");
     assert.deepEqual(connection.members, [{ name: "Bob", sid: MY_SID, away: false }]);
     assert.deepEqual(
-      connection.entries.map((entry) => (entry.kind === "notice" ? [entry.notice, entry.name, entry.to] : "message")),
+      connection.entries.map((entry) =>
+        entry.kind === "notice"
+          ? [entry.notice, noticeName(entry), entry.notice === "presence" ? undefined : entry.to]
+          : "message",
+      ),
       [["renamed", "小红", "Bob"]],
     );
     connection.rename("Bob");
@@ -929,8 +961,10 @@ describe("connection", () => {
     latest().receive({ type: "away", name: "小红", sid: "sid-hong" });
     assert.deepEqual(
       connection.members.map((member) => `${member.name}${member.away ? " (away)" : ""}`),
-      ["小明", "小军", "小红 (away)"],
+      ["小明", "小红 (away)", "小军"],
+      "in arrival order: away and back change a member in place",
     );
+    assert.deepEqual([connection.memberCount, connection.online], [3, 2]);
     latest().receive({ type: "back", name: "小红", sid: "sid-hong" });
     latest().receive({ type: "left", name: "小军", sid: "sid-jun" });
     latest().receive({ type: "joined", name: "小明", sid: MY_SID });
@@ -938,10 +972,11 @@ describe("connection", () => {
     latest().receive({ type: "back", name: "小明", sid: MY_SID });
     assert.deepEqual(
       connection.members.map((member) => member.name),
-      ["小红", "小明"],
+      ["小明", "小红"],
     );
+    assert.deepEqual([connection.memberCount, connection.online], [2, 2]);
     assert.deepEqual(
-      connection.entries.map((entry) => (entry.kind === "notice" ? `${entry.notice} ${entry.name}` : "message")),
+      connection.entries.map((entry) => (entry.kind === "notice" ? `${entry.notice} ${noticeName(entry)}` : "message")),
       ["joined 小军", "left 小军"],
       "a reload elsewhere (away, back) is not a line, and we are not news to ourselves",
     );
@@ -970,6 +1005,377 @@ describe("connection", () => {
     assert.equal(connection.entries.length, 0);
   });
 });
+
+// ---------------------------------------------------------------------------
+// Large rooms: the member list a page at a time, presence summed up
+// ---------------------------------------------------------------------------
+
+/** `count` members named m1, m2, … with sids s1, s2, …, from number `from`. */
+function someMembers(count: number, from = 1): Member[] {
+  return Array.from({ length: count }, (_, index) => ({
+    name: `m${from + index}`,
+    sid: `s${from + index}`,
+    away: false,
+  }));
+}
+
+function welcomeFrame(members: Member[], counts: { memberCount: number; online: number; batched: boolean }) {
+  return {
+    type: "welcome" as const,
+    name: "小明",
+    you: MY_SID,
+    members,
+    memberCount: counts.memberCount,
+    online: counts.online,
+    presenceBatched: counts.batched,
+    seq: 0,
+    oldestSeq: 1,
+    epoch: "e",
+    resumed: false,
+  };
+}
+
+function summaryFrame(fields: {
+  memberCount: number;
+  online: number;
+  joined?: Member[];
+  joinedCount?: number;
+  left?: Member[];
+  leftCount?: number;
+}) {
+  const { joined = [], left = [] } = fields;
+  return {
+    type: "presence" as const,
+    memberCount: fields.memberCount,
+    online: fields.online,
+    joined,
+    joinedCount: fields.joinedCount ?? joined.length,
+    left,
+    leftCount: fields.leftCount ?? left.length,
+  };
+}
+
+function membersFrame(offset: number, members: Member[], memberCount: number, batched = true) {
+  return { type: "members" as const, offset, memberCount, online: memberCount, presenceBatched: batched, members };
+}
+
+const sidsOf = (list: MemberList) => list.members.map((member) => member.sid);
+
+describe("large rooms", () => {
+  test("MemberList: a first page says it is partial, asks once for the rest from its end, and appends without repeats", () => {
+    const list = new MemberList();
+    list.welcome(welcomeFrame(someMembers(100), { memberCount: 250, online: 240, batched: true }));
+    assert.deepEqual([list.status, list.memberCount, list.online, list.presenceBatched], ["partial", 250, 240, true]);
+    assert.equal(list.nextOffset, 100);
+    assert.equal(list.ask(), 100);
+    assert.equal(list.loading, true);
+    assert.equal(list.ask(), null, "no second request while one is out");
+    // The answer overlaps what is shown (the room changed meanwhile): each sid once.
+    list.page(membersFrame(100, someMembers(100, 99), 250));
+    assert.equal(list.members.length, 198);
+    assert.equal(new Set(sidsOf(list)).size, 198);
+    assert.equal(list.loading, false);
+    assert.equal(list.ask(), 198);
+    list.refused();
+    assert.equal(list.ask(), 198, "a refused request may be asked again");
+    list.page(membersFrame(198, someMembers(52, 199), 250));
+    assert.deepEqual([list.status, list.nextOffset, list.members.length], ["complete", null, 250]);
+    assert.equal(list.ask(), null);
+  });
+
+  test("MemberList: a summary sets the counts, adds named newcomers to a whole list and drops the named leavers", () => {
+    const list = new MemberList();
+    list.welcome(welcomeFrame(someMembers(100), { memberCount: 100, online: 100, batched: false }));
+    assert.equal(list.status, "complete");
+    list.summary(summaryFrame({ memberCount: 101, online: 99, joined: someMembers(3, 101), left: someMembers(2, 1) }));
+    assert.deepEqual([list.memberCount, list.online, list.presenceBatched], [101, 99, true]);
+    assert.deepEqual(sidsOf(list).slice(0, 2), ["s3", "s4"]);
+    assert.deepEqual(sidsOf(list).slice(-3), ["s101", "s102", "s103"]);
+    assert.equal(list.status, "complete");
+
+    // Someone who came and went within the second is named twice: gone.
+    list.summary(
+      summaryFrame({ memberCount: 101, online: 99, joined: someMembers(1, 200), left: someMembers(1, 200) }),
+    );
+    assert.equal(sidsOf(list).includes("s200"), false);
+
+    // More newcomers than named: the list is no longer the whole room, and "more" asks from its end.
+    list.summary(summaryFrame({ memberCount: 121, online: 119, joined: someMembers(10, 300), joinedCount: 20 }));
+    assert.deepEqual([list.status, list.members.length, list.nextOffset], ["partial", 111, 111]);
+    // Newcomers to a partial list are beyond its end: not added, "more" finds them.
+    list.summary(summaryFrame({ memberCount: 122, online: 120, joined: someMembers(1, 400) }));
+    assert.equal(sidsOf(list).includes("s400"), false);
+  });
+
+  test("MemberList: leavers counted but not named make the list stale, and only the list from 0 makes it honest again", () => {
+    const list = new MemberList();
+    list.welcome(welcomeFrame(someMembers(100), { memberCount: 150, online: 150, batched: true }));
+    list.summary(summaryFrame({ memberCount: 130, online: 130, left: someMembers(10, 1), leftCount: 20 }));
+    assert.equal(list.status, "stale", "ten unnamed leavers may be among those shown");
+    assert.equal(sidsOf(list).includes("s1"), false, "the named ones are gone at once");
+    assert.equal(list.nextOffset, 0);
+    assert.equal(list.ask(), 0);
+    list.page(membersFrame(0, someMembers(100, 21), 130));
+    assert.deepEqual([list.status, list.members.length, list.nextOffset], ["partial", 100, 100]);
+  });
+
+  test("MemberList: a small room counts by hand; the unasked list from 0 (the room became small) replaces everything", () => {
+    const list = new MemberList();
+    list.welcome(welcomeFrame(someMembers(3), { memberCount: 3, online: 3, batched: false }));
+    list.presence({ type: "away", name: "m2", sid: "s2" });
+    list.presence({ type: "away", name: "m2", sid: "s2" });
+    assert.deepEqual([list.memberCount, list.online], [3, 2], "news of what is known already changes nothing");
+    list.presence({ type: "left", name: "m2", sid: "s2" });
+    list.presence({ type: "joined", name: "m9", sid: "s9" });
+    list.presence({ type: "joined", name: "m9", sid: "s9" });
+    assert.deepEqual([list.memberCount, list.online, sidsOf(list)], [3, 3, ["s1", "s3", "s9"]]);
+
+    list.welcome(welcomeFrame(someMembers(100), { memberCount: 300, online: 280, batched: true }));
+    list.summary(summaryFrame({ memberCount: 300, online: 280, left: [], leftCount: 5 }));
+    list.page(membersFrame(0, someMembers(90, 500), 90, false));
+    assert.deepEqual(
+      [list.status, list.presenceBatched, list.members.length, list.online],
+      ["complete", false, 90, 90],
+    );
+    list.presence({ type: "joined", name: "new", sid: "s-new" });
+    assert.equal(sidsOf(list).at(-1), "s-new", "one frame per change again, added to the whole list");
+  });
+
+  test("the connection: counts from the server, one line of counts per summary (summaries in a row add up), we are not news", () => {
+    const { connection, latest } = connectedHarness(
+      {},
+      { others: someMembers(99), memberCount: 180, online: 170, presenceBatched: true, oldestSeq: 1 },
+    );
+    assert.deepEqual([connection.memberCount, connection.online, connection.memberListStatus], [180, 170, "partial"]);
+    latest().receive(
+      summaryFrame({
+        memberCount: 193,
+        online: 180,
+        joined: [{ name: "小明", sid: MY_SID, away: false }],
+        joinedCount: 13,
+      }),
+    );
+    latest().receive(summaryFrame({ memberCount: 190, online: 177, left: someMembers(3, 1) }));
+    latest().receive(summaryFrame({ memberCount: 190, online: 176 }));
+    assert.deepEqual(
+      connection.entries.map((entry) =>
+        entry.kind === "notice" && entry.notice === "presence" ? [entry.joined, entry.left] : entry.kind,
+      ),
+      [[12, 3]],
+      "one line, our own arrival not counted; a summary of only away and back writes nothing",
+    );
+    assert.deepEqual([connection.memberCount, connection.online], [190, 176]);
+    latest().receive(chatMessage(1));
+    latest().receive(summaryFrame({ memberCount: 191, online: 177, joinedCount: 1 }));
+    assert.deepEqual(shownSeqs(connection), ["presence", 1, "presence"]);
+    // A rename of someone beyond the page: a line, and nobody added to the list.
+    latest().receive({ type: "renamed", sid: "s-far", from: "Far", to: "Away" });
+    assert.equal(
+      connection.members.some((member) => member.sid === "s-far"),
+      false,
+    );
+    assert.equal(connection.entries.length, 4);
+  });
+
+  test("the connection: more members on request only, one request at a time, refused ones may be asked again; none offline", () => {
+    const { connection, clock, latest } = connectedHarness(
+      {},
+      { others: someMembers(99), memberCount: 150, online: 150, presenceBatched: true, oldestSeq: 1 },
+    );
+    assert.deepEqual(latest().sentOfType("members"), [], "nothing is asked by itself");
+    connection.loadMoreMembers();
+    connection.loadMoreMembers();
+    assert.deepEqual(latest().sentOfType("members"), [{ type: "members", offset: 100 }]);
+    assert.equal(connection.membersLoading, true);
+    latest().receive({ type: "error", code: "rate_limited", message: "Slow down." });
+    assert.equal(connection.membersLoading, false);
+    connection.loadMoreMembers();
+    latest().receive(membersFrame(100, someMembers(50, 100), 150));
+    assert.equal(connection.memberListStatus, "complete");
+    assert.equal(connection.members.length, 150);
+    connection.loadMoreMembers();
+    assert.equal(latest().sentOfType("members").length, 2);
+
+    latest().closeFromServer();
+    assert.deepEqual([connection.members.length, connection.memberCount, connection.online], [0, 0, 0]);
+    connection.loadMoreMembers();
+    clock.advance(999);
+    latest().receive(welcome({ others: someMembers(99), memberCount: 150, online: 150, presenceBatched: true }));
+    assert.equal(connection.membersLoading, false, "a request on the old socket is not waited for");
+    assert.deepEqual(latest().sentOfType("members"), []);
+  });
+
+  test("parseServerFrame reads presence summaries, member pages and history pages, and checks them", () => {
+    const summary = { ...summaryFrame({ memberCount: 5, online: 4, joined: [{ name: "a", sid: "1", away: false }] }) };
+    assert.deepEqual(parseServerFrame(JSON.stringify(summary)), summary);
+    assert.equal(parseServerFrame(JSON.stringify({ ...summary, joined: [{ name: "a" }] })), null);
+    assert.equal(parseServerFrame(JSON.stringify({ ...summary, online: -1 })), null);
+    const page = membersFrame(100, [{ name: "b", sid: "2", away: true }], 101);
+    assert.deepEqual(parseServerFrame(JSON.stringify(page)), page);
+    assert.equal(parseServerFrame(JSON.stringify({ ...page, offset: "100" })), null);
+    const history = {
+      type: "history",
+      before: 10,
+      more: true,
+      messages: [chatMessage(8), chatMessage(12), { seq: 9 }],
+    };
+    assert.deepEqual(
+      parseServerFrame(JSON.stringify(history)),
+      {
+        type: "history",
+        before: 10,
+        more: true,
+        messages: [readChatMessageOf(8)],
+      },
+      "a message that does not fit, or is not older than `before`, is left out",
+    );
+  });
+});
+
+/** chatMessage(seq) as parseServerFrame gives it back. */
+function readChatMessageOf(seq: number) {
+  const { type: _, ...message } = chatMessage(seq);
+  return message;
+}
+
+// ---------------------------------------------------------------------------
+// Older messages: a first visit shows the newest page; older ones on request
+// ---------------------------------------------------------------------------
+
+/** The messages with seqs from..to, as a `history` answer carries them. */
+function messagesFrom(from: number, to: number) {
+  const list = [];
+  for (let seq = from; seq <= to; seq++) list.push(readChatMessageOf(seq));
+  return list;
+}
+
+describe("older messages", () => {
+  test("a first visit shows the newest page without a gap; scrolling up asks once; pages go on top, in order, never as gaps", () => {
+    const { connection, latest } = connectedHarness({}, { seq: 250, oldestSeq: 1 });
+    for (let seq = 151; seq <= 250; seq++) latest().receive(chatMessage(seq));
+    assert.equal(connection.entries.length, 100, "no gap notice: older messages are only not loaded");
+    assert.equal(connection.olderMessages, "available");
+
+    connection.loadOlder();
+    connection.loadOlder();
+    assert.deepEqual(latest().sentOfType("history"), [{ type: "history", before: 151 }]);
+    assert.equal(connection.olderMessages, "loading");
+    latest().receive(chatMessage(251));
+    latest().receive({ type: "history", before: 151, more: true, messages: messagesFrom(51, 150) });
+    assert.deepEqual(shownSeqs(connection), range(51, 251));
+    assert.equal(connection.olderMessages, "available");
+
+    connection.loadOlder();
+    assert.deepEqual(latest().sentOfType("history").at(-1), { type: "history", before: 51 });
+    // Overlapping what is shown, as an answer may: each seq once.
+    latest().receive({ type: "history", before: 51, more: false, messages: messagesFrom(1, 60) });
+    assert.deepEqual(shownSeqs(connection), range(1, 251));
+    assert.equal(connection.olderMessages, "exhausted");
+    connection.loadOlder();
+    assert.equal(latest().sentOfType("history").length, 2);
+    assert.equal(connection.lastSeq, 251, "older pages do not move the resume point");
+  });
+
+  test("nothing is offered once the oldest seq the server keeps is shown, nor by a server that sends no oldestSeq", () => {
+    const kept = connectedHarness({}, { seq: 120, oldestSeq: 21 });
+    for (let seq = 21; seq <= 120; seq++) kept.latest().receive(chatMessage(seq));
+    assert.equal(kept.connection.olderMessages, "exhausted");
+    kept.connection.loadOlder();
+    assert.deepEqual(kept.latest().sentOfType("history"), []);
+
+    const older = connectedHarness({}, { seq: 120 });
+    older.latest().receive(chatMessage(120));
+    assert.equal(older.connection.olderMessages, "exhausted");
+
+    const empty = connectedHarness({}, { seq: 0, oldestSeq: 1 });
+    assert.equal(empty.connection.olderMessages, "exhausted", "nothing shown: nothing to ask below");
+  });
+
+  test("a refused request may be asked again; a lost connection's request is not waited for; offline nothing is asked", () => {
+    const { connection, clock, latest } = connectedHarness({}, { seq: 300, oldestSeq: 1 });
+    latest().receive(chatMessage(300));
+    connection.loadOlder();
+    latest().receive({ type: "error", code: "rate_limited", message: "Slow down." });
+    assert.equal(connection.olderMessages, "available");
+    connection.loadOlder();
+    assert.equal(latest().sentOfType("history").length, 2);
+
+    latest().closeFromServer();
+    assert.equal(connection.olderMessages, "unavailable");
+    connection.loadOlder();
+    clock.advance(999);
+    latest().receive(welcome({ seq: 300, oldestSeq: 1, resumed: true }));
+    assert.equal(connection.olderMessages, "available");
+    assert.deepEqual(latest().sentOfType("history"), []);
+    // An answer that arrives unasked still only adds older messages.
+    latest().receive({ type: "history", before: 300, more: true, messages: messagesFrom(298, 299) });
+    assert.deepEqual(shownSeqs(connection), [298, 299, 300]);
+  });
+
+  test("after a new epoch, older pages are the new epoch's and go below the gap notice", () => {
+    const { connection, clock, latest } = connectedHarness({}, { epoch: "old", seq: 2, oldestSeq: 1 });
+    for (const seq of [1, 2]) latest().receive(chatMessage(seq));
+    latest().closeFromServer();
+    clock.advance(999);
+    latest().receive(welcome({ epoch: "new", seq: 400, oldestSeq: 1, resumed: false }));
+    for (let seq = 301; seq <= 400; seq++) latest().receive(chatMessage(seq));
+    connection.loadOlder();
+    assert.deepEqual(latest().sentOfType("history"), [{ type: "history", before: 301 }]);
+    latest().receive({ type: "history", before: 301, more: true, messages: messagesFrom(201, 300) });
+    assert.deepEqual(shownSeqs(connection), [1, 2, "gap", ...range(201, 400)]);
+  });
+
+  test("Transcript: loaded pages stay however long the list gets; only the newest 300 lines are stored", () => {
+    const storage = createMemoryStorage();
+    const transcript = new Transcript(storage);
+    transcript.welcome("e", false, 0);
+    for (let seq = 701; seq <= 1000; seq++) transcript.addMessage(readChatMessageOf(seq));
+    assert.equal(transcript.addOlder(messagesFrom(601, 700)), 100);
+    assert.equal(transcript.addOlder(messagesFrom(650, 700)), 0, "already shown");
+    assert.equal(transcript.entries.length, 400);
+    assert.equal(transcript.oldestSeq, 601);
+    // New messages push out the oldest line, not a whole page.
+    transcript.addMessage(readChatMessageOf(1001));
+    assert.equal(transcript.entries.length, 400);
+    assert.equal(transcript.oldestSeq, 602);
+    // What was dropped comes back only when asked for.
+    assert.equal(transcript.addMessage(readChatMessageOf(601)), false);
+    assert.equal(transcript.addOlder([readChatMessageOf(601)]), 1);
+
+    const reloaded = new Transcript(storage);
+    assert.equal(reloaded.entries.length, 300);
+    assert.equal(reloaded.oldestSeq, 702);
+    assert.equal(reloaded.addMessage(readChatMessageOf(650)), false, "left out of storage: counts as seen");
+    assert.equal(reloaded.addOlder([readChatMessageOf(701)]), 1);
+  });
+
+  test("Transcript: presence lines add up until something else is said, and survive a reload", () => {
+    const storage = createMemoryStorage();
+    const transcript = new Transcript(storage);
+    transcript.welcome("e", false, 0);
+    transcript.addPresence(0, 0, 1);
+    assert.equal(transcript.entries.length, 0);
+    transcript.addPresence(2, 0, 1);
+    transcript.addPresence(3, 1, 2);
+    transcript.addMessage(readChatMessageOf(1));
+    transcript.addPresence(0, 4, 3);
+    const lines = new Transcript(storage).entries.map((entry) =>
+      entry.kind === "notice" && entry.notice === "presence" ? [entry.joined, entry.left, entry.time] : entry.kind,
+    );
+    assert.deepEqual(lines, [[5, 1, 2], "message", [0, 4, 3]]);
+  });
+
+  test("the words for a presence line, in both languages", () => {
+    assert.equal(TEXT.en.presence(12, 3), "12 joined, 3 left");
+    assert.equal(TEXT.en.presence(0, 3), "3 left");
+    assert.equal(TEXT.zh.presence(12, 3), "12 人加入，3 人离开");
+    assert.equal(TEXT.zh.presence(12, 0), "12 人加入");
+  });
+});
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, index) => from + index);
+}
 
 // ---------------------------------------------------------------------------
 // Sessions: one per tab, and a duplicated tab takes its own
@@ -1073,18 +1479,26 @@ describe("helpers", () => {
     const legacy = parseServerFrame(JSON.stringify(withoutSid));
     assert.equal(legacy?.type === "message" && legacy.message.sid, "", "a message stored before ids: nobody's own");
     assert.equal(parseServerFrame(JSON.stringify({ type: "joined", name: "x" })), null, "presence needs a sid");
-    assert.deepEqual(parseServerFrame(JSON.stringify(welcome({ others: [{ name: "小红", sid: "h", away: true }] }))), {
-      type: "welcome",
-      name: "小明",
-      you: MY_SID,
-      members: [
-        { name: "小明", sid: MY_SID, away: false },
-        { name: "小红", sid: "h", away: true },
-      ],
-      seq: 0,
-      epoch: "epoch-1",
-      resumed: false,
-    });
+    assert.deepEqual(
+      parseServerFrame(JSON.stringify(welcome({ others: [{ name: "小红", sid: "h", away: true }] }))),
+      {
+        type: "welcome",
+        name: "小明",
+        you: MY_SID,
+        members: [
+          { name: "小明", sid: MY_SID, away: false },
+          { name: "小红", sid: "h", away: true },
+        ],
+        memberCount: 2,
+        online: 1,
+        presenceBatched: false,
+        seq: 0,
+        oldestSeq: null,
+        epoch: "epoch-1",
+        resumed: false,
+      },
+      "a server older than the counts: they are the list's, and there are no older pages",
+    );
     assert.deepEqual(parseServerFrame(JSON.stringify({ type: "error", code: "bad_json", message: "No." })), {
       type: "error",
       code: "bad_json",
