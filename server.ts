@@ -3003,6 +3003,94 @@ export function newEpoch(): string {
   return randomBytes(8).toString("hex");
 }
 
+// ── Where messages are numbered: this process, or Redis ─────────────────────
+
+/** A message as the room hands it to its log: everything but its place. */
+export type UnsequencedMessage = Omit<ChatMessage, "seq">;
+
+/** What became of a message given to the log. An accepted one is not
+ * returned: it reaches the room through `onMessage`, like every other. */
+export type AppendOutcome =
+  { kind: "accepted" } | { kind: "duplicate"; message: ChatMessage } | { kind: "failed"; why: string };
+
+/** What a log tells its room. */
+export interface MessageLogEvents {
+  /** Each accepted message, once, in seq order. */
+  onMessage(message: ChatMessage): void;
+  /** The history was lost or rolled back: seqs start again in a new epoch. */
+  onEpochChange(epoch: string): void;
+}
+
+/** Where the room's messages get their seq and are kept. The room keeps
+ * `history` (the last --history-size) for replays in either case. */
+export interface MessageLog {
+  readonly epoch: string;
+  readonly history: History;
+  /** Numbers and keeps `message`, unless its id is in the history already. */
+  append(message: UnsequencedMessage): AppendOutcome | Promise<AppendOutcome>;
+  close(): void;
+}
+
+/** The embedded log: this process numbers the messages, keeps them in
+ * memory, and with --history appends them to a file first. */
+export class LocalLog implements MessageLog {
+  readonly history: History;
+  readonly epoch: string;
+  private readonly file: HistoryFile | undefined;
+  private readonly events: MessageLogEvents;
+  private readonly log: (line: string) => void;
+
+  constructor(
+    options: { historySize: number; historyFile?: string | undefined; log: (line: string) => void },
+    events: MessageLogEvents,
+  ) {
+    this.events = events;
+    this.log = options.log;
+    this.history = new History(options.historySize);
+    if (options.historyFile === undefined) {
+      this.epoch = newEpoch();
+      return;
+    }
+    const { file, epoch, messages } = HistoryFile.open(options.historyFile, options.historySize, options.log);
+    this.file = file;
+    this.epoch = epoch;
+    for (const message of messages) this.history.add(message);
+    const next = this.history.latestSeq + 1;
+    options.log(`history ${options.historyFile}: ${messages.length} messages kept, epoch ${epoch}, next seq ${next}`);
+  }
+
+  append(message: UnsequencedMessage): AppendOutcome {
+    // Exactly once: a retried message is not sequenced again.
+    const stored = this.history.find(message.id);
+    if (stored !== undefined) return { kind: "duplicate", message: stored };
+    const accepted: ChatMessage = { seq: this.history.latestSeq + 1, ...message };
+    try {
+      this.file?.append(accepted);
+    } catch (error) {
+      this.log(`history: could not write: ${describeError(error)}`);
+      return { kind: "failed", why: describeError(error) };
+    }
+    this.history.add(accepted);
+    this.events.onMessage(accepted);
+    if (this.file?.needsCompaction) this.compactFile(this.file);
+    return { kind: "accepted" };
+  }
+
+  close(): void {
+    this.file?.close();
+  }
+
+  /** Cuts the file back to what is kept. A failure (a full disk) loses
+   * nothing: the old file is whole until the new one replaces it. */
+  private compactFile(file: HistoryFile): void {
+    try {
+      file.compact(this.history.kept());
+    } catch (error) {
+      this.log(`history: could not compact ${file.path}: ${describeError(error)}`);
+    }
+  }
+}
+
 // ── Who is who: sessions, public ids and names ──────────────────────────────
 // A page makes a secret once per tab (`session` in the socket URL) and keeps
 // it for as long as the tab lives. Everything the room knows about a person
@@ -3051,7 +3139,7 @@ function nameProblem(name: string): string | undefined {
  * inspector. A Connection is one; a test can hand in something simpler. */
 export type RoomPeer = Pick<
   Connection,
-  "id" | "handler" | "handshakeTrace" | "send" | "sendPrepared" | "sendUnobserved" | "fail" | "observers"
+  "id" | "handler" | "handshakeTrace" | "send" | "sendPrepared" | "sendUnobserved" | "fail" | "close" | "observers"
 >;
 
 /** One person as the room sees them: a public id, the name they hold, and
@@ -3247,6 +3335,8 @@ export interface ChatRoomOptions {
   nameGraceMs: number;
   /** At most this many identities, connected or away (--max-connections). */
   maxIdentities: number;
+  /** Where messages are numbered (Redis, with --redis); this process by default. */
+  messageLog?: (events: MessageLogEvents) => MessageLog;
   clock?: RoomClock;
   log: (line: string) => void;
 }
@@ -3254,12 +3344,10 @@ export interface ChatRoomOptions {
 /** A client's message before it is checked: any field may be missing or of any type. */
 type UncheckedMessage = { [Field in "type" | "id" | "text" | "t" | "name" | "on" | "offset" | "before"]?: unknown };
 
-export class ChatRoom implements ConnectionHandler {
+export class ChatRoom implements ConnectionHandler, MessageLogEvents {
   readonly members = new Map<RoomPeer, Member>();
   readonly identities: Identities;
-  readonly history: History;
-  epoch: string;
-  private readonly file: HistoryFile | undefined;
+  readonly log: MessageLog;
   private readonly options: ChatRoomOptions;
   private readonly clock: RoomClock;
   /** One timer for every grace: it wakes when the oldest one ends. */
@@ -3273,18 +3361,30 @@ export class ChatRoom implements ConnectionHandler {
     this.options = options;
     this.clock = options.clock ?? systemClock;
     this.identities = new Identities(options.maxIdentities);
-    this.history = new History(options.historySize);
-    if (options.historyFile !== undefined) {
-      const { file, epoch, messages } = HistoryFile.open(options.historyFile, options.historySize, options.log);
-      this.file = file;
-      this.epoch = epoch;
-      for (const message of messages) this.history.add(message);
-      this.history.latestSeq = messages.reduce((latest, message) => Math.max(latest, message.seq), 0);
-      const next = this.history.latestSeq + 1;
-      options.log(`history ${options.historyFile}: ${messages.length} messages kept, epoch ${epoch}, next seq ${next}`);
-    } else {
-      this.epoch = newEpoch();
-    }
+    this.log = options.messageLog?.(this) ?? new LocalLog(options, this);
+  }
+
+  get epoch(): string {
+    return this.log.epoch;
+  }
+
+  /** The last --history-size messages, for replays. */
+  get history(): History {
+    return this.log.history;
+  }
+
+  /** The log accepted a message: everyone gets it, its sender as the acknowledgement. */
+  onMessage(message: ChatMessage): void {
+    this.broadcast({ type: "message", ...message });
+  }
+
+  /** The log's history was lost or rolled back. Everyone is sent away (1012)
+   * to come back and be welcomed in the new epoch, with resumed:false and
+   * the page's gap line, instead of seqs that silently mean something else. */
+  onEpochChange(epoch: string): void {
+    this.options.log(`room: the history was reset; epoch ${epoch}`);
+    for (const connection of this.members.keys())
+      connection.close(CloseCode.ServiceRestart, "history reset; reconnect");
   }
 
   /** A new connection on `/`: find or make its identity, welcome it, replay what it missed. */
@@ -3590,43 +3690,18 @@ export class ChatRoom implements ConnectionHandler {
     if (text.length > MAX_TEXT_LENGTH && characterCount(text) > MAX_TEXT_LENGTH) {
       return this.sendError(connection, "text_too_long", `A message has at most ${MAX_TEXT_LENGTH} characters.`, id);
     }
-    // Exactly once: a retried message is not sequenced again; its sender gets the stored copy.
-    const stored = this.history.find(id);
-    if (stored !== undefined) return this.sendTo(connection, { type: "message", ...stored });
-
     const { identity } = member;
-    const accepted: ChatMessage = {
-      seq: this.history.latestSeq + 1,
-      id,
-      sid: identity.sid,
-      from: identity.name,
-      text,
-      time: Date.now(),
-    };
-    try {
-      this.file?.append(accepted);
-    } catch (error) {
-      this.options.log(`history: could not write: ${error instanceof Error ? error.message : String(error)}`);
-      return this.sendError(
-        connection,
-        "storage_failed",
-        "The server could not store your message; it will be sent again.",
-        id,
-      );
-    }
-    this.history.add(accepted);
-    this.broadcast({ type: "message", ...accepted });
-    if (this.file?.needsCompaction) this.compactHistoryFile(this.file);
+    const outcome = this.log.append({ id, sid: identity.sid, from: identity.name, text, time: Date.now() });
+    if (outcome instanceof Promise) void outcome.then((result) => this.answerSay(connection, id, result));
+    else this.answerSay(connection, id, outcome);
   }
 
-  /** Cuts the file back to what is kept. A failure (a full disk) loses
-   * nothing: the old file is whole until the new one replaces it. */
-  private compactHistoryFile(file: HistoryFile): void {
-    try {
-      file.compact(this.history.kept());
-    } catch (error) {
-      this.options.log(`history: could not compact ${file.path}: ${describeError(error)}`);
-    }
+  /** A retried message gets its stored copy, to its sender only; one that
+   * could not be stored gets storage_failed, and the client sends it again. */
+  private answerSay(connection: RoomPeer, id: string, outcome: AppendOutcome): void {
+    if (outcome.kind === "duplicate") return this.sendTo(connection, { type: "message", ...outcome.message });
+    if (outcome.kind === "failed")
+      this.sendError(connection, "storage_failed", "The server could not store your message; send it again.", id);
   }
 
   /** Picks the name for a newcomer. A requested name is trimmed, checked,
@@ -3665,7 +3740,7 @@ export class ChatRoom implements ConnectionHandler {
     if (this.graceTimer !== undefined) this.clock.clearTimeout(this.graceTimer);
     if (this.presenceTimer !== undefined) this.clock.clearTimeout(this.presenceTimer);
     this.graceTimer = this.presenceTimer = undefined;
-    this.file?.close();
+    this.log.close();
   }
 }
 

@@ -68,6 +68,10 @@ class FakePeer implements RoomPeer {
   fail(violation: Violation): void {
     this.failed = violation;
   }
+  closedWith: number | undefined;
+  close(code: number): void {
+    this.closedWith = code;
+  }
   /** The types received since the last call. */
   private seen = 0;
   take(): Array<Record<string, unknown>> {
