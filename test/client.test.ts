@@ -1756,6 +1756,35 @@ describe("frame inspector", () => {
     assert.equal(describeCloseCode(4001), "4001 (application's own code)");
   });
 
+  test("large rooms' frames say what they are: a summary, member and history requests and their pages", () => {
+    const meaning = (message: object, direction: "received" | "sent") => {
+      const text = JSON.stringify(message);
+      const frame = direction === "received" ? traceFrame(text, { key: PAGE_KEY }) : traceFrame(text);
+      // What the page received is known in full (InspectorLog passes it): the trace shows only 128 bytes.
+      const known = direction === "sent" ? text : null;
+      return describeTraceFrame(frame, direction, known, en).summary.replace(/^text · \d+ B · /, "");
+    };
+    const summary = {
+      type: "presence",
+      memberCount: 300,
+      online: 280,
+      joinedCount: 12,
+      joined: [],
+      leftCount: 3,
+      left: [],
+    };
+    assert.equal(meaning(summary, "sent"), "this second: 12 joined, 3 left, 280 online");
+    assert.equal(meaning({ type: "members", offset: 100 }, "received"), "asks for the member list from member 101");
+    const page = { type: "members", offset: 100, memberCount: 150, online: 150, presenceBatched: true };
+    assert.equal(meaning({ ...page, members: [{ name: "a", sid: "1" }] }, "sent"), "members 101–101 of 150");
+    assert.equal(meaning({ type: "history", before: 151 }, "received"), "asks for the messages before seq 151");
+    assert.equal(
+      meaning({ type: "history", before: 3, messages: [chatMessage(1), chatMessage(2)], more: false }, "sent"),
+      "2 messages before seq 3 (no older ones)",
+    );
+    assert.equal(INSPECTOR_WORDS.zh.historyPage(100, 151, true), "seq 151 之前的 100 条消息（服务器还有更早的）");
+  });
+
   test("previewText: a prefix cut inside a character loses that character; bytes that are not text give null", () => {
     const both = new TextEncoder().encode("你好");
     assert.equal(previewText(both, 6), "你好");
