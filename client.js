@@ -387,7 +387,7 @@
       return this.highestSeq;
     }
     /** The lowest seq of the current epoch on screen: older pages are asked for from below it. Null if none. */
-    get oldestSeq() {
+    get oldestShownSeq() {
       for (const line of this.lines) {
         if (line.kind === "message" && line.epoch === this.currentEpoch) return line.message.seq;
       }
@@ -442,7 +442,7 @@
       for (const message of [...messages].sort((a, b) => b.seq - a.seq)) if (this.place(message)) added += 1;
       if (added === 0) return 0;
       this.olderLines += added;
-      const oldest = this.oldestSeq;
+      const oldest = this.oldestShownSeq;
       if (oldest !== null) this.droppedThroughSeq = Math.min(this.droppedThroughSeq, oldest - 1);
       this.save();
       return added;
@@ -869,7 +869,7 @@
     }
     /** What can be done about messages older than the oldest shown. */
     get olderMessages() {
-      return this.pager.status(this.transcript.oldestSeq);
+      return this.pager.status(this.transcript.oldestShownSeq);
     }
     get entries() {
       return this.transcript.entries;
@@ -935,7 +935,7 @@
      */
     loadOlder() {
       if (this.phase.name !== "open") return;
-      const before = this.pager.ask(this.transcript.oldestSeq);
+      const before = this.pager.ask(this.transcript.oldestShownSeq);
       if (before === null) return;
       this.sendFrame({ type: "history", before });
       this.notify();

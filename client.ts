@@ -742,7 +742,7 @@ export class Transcript {
   }
 
   /** The lowest seq of the current epoch on screen: older pages are asked for from below it. Null if none. */
-  get oldestSeq(): number | null {
+  get oldestShownSeq(): number | null {
     for (const line of this.lines) {
       if (line.kind === "message" && line.epoch === this.currentEpoch) return line.message.seq;
     }
@@ -804,7 +804,7 @@ export class Transcript {
     for (const message of [...messages].sort((a, b) => b.seq - a.seq)) if (this.place(message)) added += 1;
     if (added === 0) return 0;
     this.olderLines += added;
-    const oldest = this.oldestSeq;
+    const oldest = this.oldestShownSeq;
     // Those that were dropped and came back are no longer dropped.
     if (oldest !== null) this.droppedThroughSeq = Math.min(this.droppedThroughSeq, oldest - 1);
     this.save();
@@ -1563,7 +1563,7 @@ export class ChatConnection {
 
   /** What can be done about messages older than the oldest shown. */
   get olderMessages(): OlderMessages {
-    return this.pager.status(this.transcript.oldestSeq);
+    return this.pager.status(this.transcript.oldestShownSeq);
   }
 
   get entries(): readonly TranscriptEntry[] {
@@ -1641,7 +1641,7 @@ export class ChatConnection {
    */
   loadOlder(): void {
     if (this.phase.name !== "open") return;
-    const before = this.pager.ask(this.transcript.oldestSeq);
+    const before = this.pager.ask(this.transcript.oldestShownSeq);
     if (before === null) return;
     this.sendFrame({ type: "history", before });
     this.notify();

@@ -1333,18 +1333,18 @@ describe("older messages", () => {
     assert.equal(transcript.addOlder(messagesFrom(601, 700)), 100);
     assert.equal(transcript.addOlder(messagesFrom(650, 700)), 0, "already shown");
     assert.equal(transcript.entries.length, 400);
-    assert.equal(transcript.oldestSeq, 601);
+    assert.equal(transcript.oldestShownSeq, 601);
     // New messages push out the oldest line, not a whole page.
     transcript.addMessage(readChatMessageOf(1001));
     assert.equal(transcript.entries.length, 400);
-    assert.equal(transcript.oldestSeq, 602);
+    assert.equal(transcript.oldestShownSeq, 602);
     // What was dropped comes back only when asked for.
     assert.equal(transcript.addMessage(readChatMessageOf(601)), false);
     assert.equal(transcript.addOlder([readChatMessageOf(601)]), 1);
 
     const reloaded = new Transcript(storage);
     assert.equal(reloaded.entries.length, 300);
-    assert.equal(reloaded.oldestSeq, 702);
+    assert.equal(reloaded.oldestShownSeq, 702);
     assert.equal(reloaded.addMessage(readChatMessageOf(650)), false, "left out of storage: counts as seen");
     assert.equal(reloaded.addOlder([readChatMessageOf(701)]), 1);
   });
