@@ -179,6 +179,10 @@ export const optionTable = [
     help: "append every message to FILE (JSON lines) before it is sent; kept messages reload at start-up" },
   { key: "historySize", flag: "history-size", type: "integer", value: "N", default: 1000, min: 1,
     help: "messages kept for replay" },
+  { key: "redis", flag: "redis", type: "text", value: "URL", default: undefined, env: "REDIS_URL",
+    help: "keep the room in Redis (redis://[user:password@]host:port[/db]): every server given it serves one room" },
+  { key: "redisTimeoutMs", flag: "redis-timeout", type: "integer", value: "MS", default: 2000, min: 50,
+    help: "a Redis reply later than this means Redis is unreachable" },
   // Phoenix Presence and Centrifugo wait 30-60 s before saying "left", so a
   // reload or a network blip is not announced.
   { key: "nameGraceMs", flag: "name-grace", type: "integer", value: "MS", default: 60_000, min: 0,
@@ -3017,8 +3021,9 @@ export type AppendOutcome =
 export interface MessageLogEvents {
   /** Each accepted message, once, in seq order. */
   onMessage(message: ChatMessage): void;
-  /** The history was lost or rolled back: seqs start again in a new epoch. */
-  onEpochChange(epoch: string): void;
+  /** This process can no longer vouch for seqs it gave out (Redis lost or
+   * rolled back the history: a new epoch; or it missed messages). */
+  onHistoryBroken(why: string): void;
 }
 
 /** Where the room's messages get their seq and are kept. The room keeps
@@ -3026,6 +3031,8 @@ export interface MessageLogEvents {
 export interface MessageLog {
   readonly epoch: string;
   readonly history: History;
+  /** Whether messages can be numbered now (Redis reachable). */
+  readonly available: boolean;
   /** Numbers and keeps `message`, unless its id is in the history already. */
   append(message: UnsequencedMessage): AppendOutcome | Promise<AppendOutcome>;
   close(): void;
@@ -3036,6 +3043,7 @@ export interface MessageLog {
 export class LocalLog implements MessageLog {
   readonly history: History;
   readonly epoch: string;
+  readonly available = true;
   private readonly file: HistoryFile | undefined;
   private readonly events: MessageLogEvents;
   private readonly log: (line: string) => void;
@@ -3378,13 +3386,17 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     this.broadcast({ type: "message", ...message });
   }
 
-  /** The log's history was lost or rolled back. Everyone is sent away (1012)
-   * to come back and be welcomed in the new epoch, with resumed:false and
-   * the page's gap line, instead of seqs that silently mean something else. */
-  onEpochChange(epoch: string): void {
-    this.options.log(`room: the history was reset; epoch ${epoch}`);
-    for (const connection of this.members.keys())
-      connection.close(CloseCode.ServiceRestart, "history reset; reconnect");
+  /** Everyone is sent away (1012) to come back and be welcomed again: with
+   * resumed:false and the page's gap line where history was lost, instead
+   * of seqs that silently mean something else. */
+  onHistoryBroken(why: string): void {
+    this.options.log(`room: ${why}; every member reconnects`);
+    this.closeEveryone(CloseCode.ServiceRestart, "history reset; reconnect");
+  }
+
+  /** Closes every connection in the room with `code`. */
+  closeEveryone(code: number, reason: string): void {
+    for (const connection of [...this.members.keys()]) connection.close(code, reason);
   }
 
   /** A new connection on `/`: find or make its identity, welcome it, replay what it missed. */
@@ -4025,15 +4037,21 @@ export class RedisClient {
     return link.send(args, this.options.timeoutMs + extraTimeMs);
   }
 
-  /** Runs a script. After SCRIPT FLUSH Redis answers NOSCRIPT: load it and run it once more. */
-  async run(script: RedisScript, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<RespReply> {
-    const call = ["EVALSHA", script.sha, keys.length, ...keys, ...args];
+  /** Runs a script. After SCRIPT FLUSH Redis answers NOSCRIPT: load it and run it once more.
+   * `args` may be a function: it is asked once connected, so that it sees this connection's runId. */
+  async run(
+    script: RedisScript,
+    keys: readonly string[],
+    args: ReadonlyArray<string | number> | (() => ReadonlyArray<string | number>),
+  ): Promise<RespReply> {
+    const link = await this.connection();
+    const call = ["EVALSHA", script.sha, keys.length, ...keys, ...(typeof args === "function" ? args() : args)];
     try {
-      return await this.command(call);
+      return await link.send(call, this.options.timeoutMs);
     } catch (error) {
       if (!(error instanceof RedisReplyError) || error.code !== "NOSCRIPT") throw error;
-      await this.command(["SCRIPT", "LOAD", script.source]);
-      return this.command(call);
+      await link.send(["SCRIPT", "LOAD", script.source], this.options.timeoutMs);
+      return link.send(call, this.options.timeoutMs);
     }
   }
 
@@ -4062,6 +4080,261 @@ export class RedisClient {
     for (const script of scripts) await link.send(["SCRIPT", "LOAD", script.source], timeoutMs);
     this.link = link;
     return link;
+  }
+}
+
+// ── The room's messages on Redis ────────────────────────────────────────────
+// The same contract as LocalLog, over many processes. Redis decides the
+// order: one script checks the id, takes the next seq and appends the
+// message to a stream whose entry ids are `<seq>-0`, atomically. Every
+// process reads that stream from the last seq it has (XREAD BLOCK on a
+// connection of its own: a blocking read holds up whatever is pipelined
+// behind it) and hands each message to its room once, in seq order. Its
+// memory History is only a copy of the stream's tail, for replays.
+
+/** One room's keys. The braces are a hash tag: on Redis Cluster all of a
+ * room's keys live on one node, so one script may use them together. */
+export function roomKeys(room: string): { meta: string; stream: string; ids: string } {
+  return { meta: `chat:{${room}}:meta`, stream: `chat:{${room}}:messages`, ids: `chat:{${room}}:ids` };
+}
+
+// The state check both scripts begin with. The history was lost, and the
+// epoch must change, when the meta hash is gone (a Redis without persistence
+// restarted, FLUSHALL, an eviction), when the stream or the id set is gone
+// while seq says messages were written, or when Redis restarted (a new run
+// id) with a seq lower than one this process has seen: a restore from an
+// older snapshot, which would hand out the same seqs again.
+// ARGV: 1 run id, 2 the caller's epoch, 3 the highest seq it has seen, 4 a new epoch, 5 messages kept.
+const checkRoomLua = `
+local meta, stream, ids = KEYS[1], KEYS[2], KEYS[3]
+local keep = tonumber(ARGV[5])
+local epoch = redis.call('HGET', meta, 'epoch')
+local seq = tonumber(redis.call('HGET', meta, 'seq') or 0)
+local runid = redis.call('HGET', meta, 'runid')
+local lost = (not epoch)
+  or (seq > 0 and (redis.call('EXISTS', stream) == 0 or redis.call('EXISTS', ids) == 0))
+  or (runid ~= ARGV[1] and epoch == ARGV[2] and seq < tonumber(ARGV[3]))
+if lost then
+  epoch = ARGV[4]
+  seq = 0
+  redis.call('DEL', stream, ids)
+  redis.call('HSET', meta, 'epoch', epoch, 'seq', 0, 'runid', ARGV[1])
+elseif runid ~= ARGV[1] then
+  redis.call('HSET', meta, 'runid', ARGV[1])
+end
+`;
+
+/** Returns {epoch, seq}. */
+export const checkRoomScript = new RedisScript(checkRoomLua + "return {epoch, seq}\n");
+
+/** ARGV 6-10: id, sid, from, text, time. Returns {epoch, seq, 1 if the id was seen (seq is then its seq)}. */
+export const appendMessageScript = new RedisScript(
+  checkRoomLua +
+    `
+local seen = redis.call('ZSCORE', ids, ARGV[6])
+if seen then return {epoch, tonumber(seen), 1} end
+seq = redis.call('HINCRBY', meta, 'seq', 1)
+redis.call('XADD', stream, 'MAXLEN', keep, seq .. '-0', 'id', ARGV[6], 'sid', ARGV[7], 'from', ARGV[8], 'text', ARGV[9], 'time', ARGV[10])
+redis.call('ZADD', ids, seq, ARGV[6])
+redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - keep)
+return {epoch, seq, 0}
+`,
+);
+
+/** How long one XREAD waits for new entries before the state is checked again. */
+const READ_BLOCK_MS = 1000;
+/** How often Redis is asked whether it is there (PING) when nothing else is said. */
+const REDIS_PROBE_MS = 1000;
+/** How long a server keeps its chat clients while Redis is unreachable, before it closes them with 1013. */
+export const REDIS_OUTAGE_CLOSE_MS = 5000;
+
+export interface RedisLogOptions {
+  address: RedisAddress;
+  room: string;
+  historySize: number;
+  /** A reply later than this means Redis is unreachable (--redis-timeout). */
+  timeoutMs: number;
+  log: (line: string) => void;
+  /** Told when Redis becomes reachable, and when it stops being. */
+  onAvailability?: (available: boolean) => void;
+}
+
+export class RedisLog implements MessageLog {
+  epoch = "";
+  history: History;
+  /** Whether the room's state in Redis can be used now. */
+  available = false;
+  private readonly options: RedisLogOptions;
+  private readonly events: MessageLogEvents;
+  private readonly keys: ReturnType<typeof roomKeys>;
+  private readonly commands: RedisClient;
+  private readonly reader: RedisClient;
+  private closed = false;
+  private readonly probe: ReturnType<typeof setInterval>;
+
+  constructor(options: RedisLogOptions, events: MessageLogEvents) {
+    this.options = options;
+    this.events = events;
+    this.keys = roomKeys(options.room);
+    this.history = new History(options.historySize);
+    const clientOptions = { timeoutMs: options.timeoutMs, scripts: [checkRoomScript, appendMessageScript] };
+    this.commands = new RedisClient(options.address, clientOptions);
+    this.reader = new RedisClient(options.address, { timeoutMs: options.timeoutMs, scripts: [] });
+    this.probe = setInterval(() => void this.probeRedis(), REDIS_PROBE_MS);
+    this.probe.unref();
+    void this.readForever();
+  }
+
+  async append(message: UnsequencedMessage): Promise<AppendOutcome> {
+    if (!this.available) return { kind: "failed", why: "Redis is unavailable" };
+    const args = () => [...this.stateArguments(), message.id, message.sid, message.from, message.text, message.time];
+    // Appending again is safe (the id makes it idempotent): one retry, on a new connection.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const reply = await this.commands.run(appendMessageScript, this.keyList(), args);
+        const [epoch, seq, seen] = reply as [string, number, number];
+        this.adoptEpoch(epoch);
+        if (seen === 0) return { kind: "accepted" };
+        const stored = this.history.find(message.id) ?? (await this.fetch(seq));
+        return stored === undefined
+          ? { kind: "failed", why: "its first copy is gone" }
+          : { kind: "duplicate", message: stored };
+      } catch (error) {
+        if (attempt === 2 || error instanceof RedisReplyError) {
+          this.noteFailure(error);
+          return { kind: "failed", why: describeError(error) };
+        }
+      }
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.probe);
+    this.commands.close();
+    this.reader.close();
+  }
+
+  private keyList(): string[] {
+    return [this.keys.meta, this.keys.stream, this.keys.ids];
+  }
+
+  /** ARGV 1-5 of both scripts. */
+  private stateArguments(): Array<string | number> {
+    return [this.commands.runId, this.epoch, this.history.latestSeq, newEpoch(), this.options.historySize];
+  }
+
+  /** Reads the stream for ever: new entries go to the room in order; between
+   * reads the state is checked (a new epoch); a failure waits and tries again. */
+  private async readForever(): Promise<void> {
+    while (!this.closed) {
+      try {
+        if (!this.available) await this.catchUp();
+        const cursor = `${this.history.latestSeq}-0`;
+        const read = ["XREAD", "COUNT", 1000, "BLOCK", READ_BLOCK_MS, "STREAMS", this.keys.stream, cursor];
+        const reply = await this.reader.command(read, READ_BLOCK_MS);
+        if (reply === null) await this.checkState();
+        else for (const [, entries] of reply as Array<[string, RespReply[]]>) this.deliver(entries);
+      } catch (error) {
+        if (this.closed) return;
+        this.noteFailure(error);
+        await new Promise((resolve) => setTimeout(resolve, REDIS_PROBE_MS).unref());
+      }
+    }
+  }
+
+  /** After a start or an outage: the state, then the kept history's tail
+   * that this process does not have yet, then the room is served again. */
+  private async catchUp(): Promise<void> {
+    await this.checkState();
+    if (this.history.latestSeq === 0) {
+      const tail = await this.reader.command([
+        "XREVRANGE",
+        this.keys.stream,
+        "+",
+        "-",
+        "COUNT",
+        this.options.historySize,
+      ]);
+      this.deliver((tail as RespReply[]).slice().reverse(), { quietly: true });
+    }
+    this.setAvailable(true);
+  }
+
+  private async checkState(): Promise<void> {
+    const reply = await this.commands.run(checkRoomScript, this.keyList(), () => this.stateArguments());
+    this.adoptEpoch((reply as [string, number])[0]);
+  }
+
+  /** Stream entries `[id, [field, value, …]]` to the room, in seq order, once each. */
+  private deliver(entries: RespReply[], { quietly = false } = {}): void {
+    for (const entry of entries) {
+      const [id, fields] = entry as [string, string[]];
+      const seq = Number(id.split("-")[0]);
+      if (seq <= this.history.latestSeq) continue;
+      if (!quietly && this.history.latestSeq > 0 && seq !== this.history.latestSeq + 1) {
+        this.events.onHistoryBroken(
+          `messages ${this.history.latestSeq + 1}-${seq - 1} were trimmed before this process read them`,
+        );
+      }
+      const field = (name: string) => fields[fields.indexOf(name) + 1] ?? "";
+      const message = {
+        seq,
+        id: field("id"),
+        sid: field("sid"),
+        from: field("from"),
+        text: field("text"),
+        time: Number(field("time")),
+      };
+      this.history.add(message);
+      if (!quietly) this.events.onMessage(message);
+    }
+  }
+
+  /** One kept message by seq, when this process has not read it yet. */
+  private async fetch(seq: number): Promise<ChatMessage | undefined> {
+    const reply = (await this.commands.command(["XRANGE", this.keys.stream, `${seq}-0`, `${seq}-0`])) as RespReply[];
+    const [id, fields] = (reply[0] ?? []) as [string?, string[]?];
+    if (id === undefined || fields === undefined) return undefined;
+    const field = (name: string) => fields[fields.indexOf(name) + 1] ?? "";
+    return {
+      seq,
+      id: field("id"),
+      sid: field("sid"),
+      from: field("from"),
+      text: field("text"),
+      time: Number(field("time")),
+    };
+  }
+
+  /** A different epoch from Redis: everything this process had belongs to the old one. */
+  private adoptEpoch(epoch: string): void {
+    if (epoch === this.epoch) return;
+    const first = this.epoch === "";
+    this.epoch = epoch;
+    this.history = new History(this.options.historySize);
+    if (!first) this.events.onHistoryBroken(`the room's history in Redis was lost or rolled back; new epoch ${epoch}`);
+  }
+
+  private async probeRedis(): Promise<void> {
+    try {
+      await this.commands.command(["PING"]);
+    } catch (error) {
+      this.noteFailure(error);
+    }
+  }
+
+  private noteFailure(error: unknown): void {
+    if (this.closed) return;
+    if (this.available) this.options.log(`redis: ${describeError(error)}`);
+    this.setAvailable(false);
+  }
+
+  private setAvailable(available: boolean): void {
+    if (available === this.available) return;
+    this.available = available;
+    this.options.log(available ? `redis: serving the room, epoch ${this.epoch}` : "redis: unavailable");
+    this.options.onAvailability?.(available);
   }
 }
 
@@ -4202,6 +4475,7 @@ class ChatServer {
   /** One options object for every connection: nothing per connection that need not be. */
   private readonly connectionOptions: ConnectionOptions;
   private readonly loopbackOnly: boolean;
+  private outageTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(config: ServerConfig) {
     this.config = config;
@@ -4209,6 +4483,7 @@ class ChatServer {
       ...config,
       replayBudgetBytes: config.maxBufferedBytes,
       maxIdentities: config.maxConnections,
+      messageLog: config.redis === undefined ? undefined : (events) => this.openRedisLog(config.redis!, events),
     });
     this.endpoints = new Map<string, Endpoint>([
       ["/", { subprotocols: ["chat"], open: (connection, query) => this.room.join(connection, query) }],
@@ -4235,6 +4510,37 @@ class ChatServer {
       this.onUpgrade(request, socket, head),
     );
     this.http.on("request", (request: IncomingMessage, response: ServerResponse) => this.onRequest(request, response));
+  }
+
+  /** --redis: the room's messages in Redis. While Redis cannot be reached,
+   * new chat sockets are refused (503, so a load balancer tries another
+   * server) and after REDIS_OUTAGE_CLOSE_MS the room's clients are closed
+   * with 1013 "try again later"; all of it undoes itself when Redis is back. */
+  private openRedisLog(url: string, events: MessageLogEvents): RedisLog {
+    const address = parseRedisUrl(url);
+    if (typeof address === "string") throw new Error(`--redis: ${address}`);
+    const { historySize, redisTimeoutMs: timeoutMs, log } = this.config;
+    return new RedisLog(
+      { address, room: "main", historySize, timeoutMs, log, onAvailability: (up) => this.onRedis(up) },
+      events,
+    );
+  }
+
+  private onRedis(available: boolean): void {
+    clearTimeout(this.outageTimer);
+    if (available) return;
+    this.outageTimer = setTimeout(
+      () => this.room.closeEveryone(CloseCode.TryAgainLater, "Redis is unreachable; try again later"),
+      REDIS_OUTAGE_CLOSE_MS,
+    );
+    this.outageTimer.unref();
+  }
+
+  /** Why this server cannot serve the room now, if it cannot. */
+  private unavailableReason(): string | undefined {
+    return this.room.log.available
+      ? undefined
+      : "The room's store (Redis) is unreachable from this server; try again later.";
   }
 
   /** Slowloris: a socket that has not finished a request within the timeout
@@ -4283,6 +4589,9 @@ class ChatServer {
         );
       const overLimit = this.checkLimits(socket.remoteAddress ?? "unknown");
       if (overLimit !== undefined) return this.refuse(socket, overLimit);
+      const unavailable = path === "/" ? this.unavailableReason() : undefined;
+      if (unavailable !== undefined)
+        return this.refuse(socket, { status: 503, reason: unavailable, headers: { "Retry-After": "5" } });
       const verdict = checkUpgradeRequest(request, this.policyFor(endpoint));
       if (!verdict.accepted) return this.refuse(socket, verdict, request);
       socket.off("error", destroyOnError);
@@ -4381,6 +4690,7 @@ class ChatServer {
     this.requestArrived(request.socket);
     try {
       const { path } = splitTarget(request.url);
+      if (path === "/healthz") return this.answerHealth(response);
       const wantsUpgrade = request.headers.upgrade !== undefined;
       if (!wantsUpgrade && (!this.endpoints.has(path) || staticFiles[path] !== undefined)) {
         return serveStatic(request, response, path, this.config.staticDirectory);
@@ -4398,6 +4708,12 @@ class ChatServer {
       if (!response.headersSent) sendPlain(response, 500, "Internal server error.");
       else response.destroy();
     }
+  }
+
+  /** GET /healthz, for load balancers: 200 while this server can serve the room, 503 with the reason when not. */
+  private answerHealth(response: ServerResponse): void {
+    const unavailable = this.unavailableReason();
+    sendPlain(response, unavailable === undefined ? 200 : 503, unavailable ?? "ok");
   }
 
   /** Writes a refusal in HTTP and ends the connection (the --trace shows it). */
@@ -4418,6 +4734,7 @@ class ChatServer {
     while (this.connections.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     for (const connection of this.connections) connection.terminate();
     (this.http as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
+    clearTimeout(this.outageTimer);
     this.room.close();
   }
 }
@@ -4519,6 +4836,10 @@ export function parseCommandLine(
         row.type === "integer" ? readInteger(name, raw, row.min ?? 0, row.max ?? Number.MAX_SAFE_INTEGER) : raw;
     }
   }
+  const redisProblem = typeof config.redis === "string" ? parseRedisUrl(config.redis) : undefined;
+  if (typeof redisProblem === "string") throw new Error(`--redis: ${redisProblem}`);
+  if (config.redis !== undefined && config.historyFile !== undefined)
+    throw new Error("--history cannot be used with --redis: Redis keeps the history (see the README on persistence)");
   return config as Partial<ServerConfig> & { help?: boolean };
 }
 

@@ -268,7 +268,8 @@ export class ChatClient {
 //     so that order must be 1, 2, 3, … whatever was cut or killed.
 
 export interface ReconnectingOptions {
-  port: number;
+  /** The server's port; a function is asked again at every attempt (several servers of one room). */
+  port: number | (() => number);
   host?: string;
   name: string;
   /** The texts this client will say, in order; ids are `${idPrefix}-${index}`. */
@@ -398,7 +399,8 @@ export class ReconnectingChatClient {
     if (this.stopped) return;
     let client: ChatClient;
     try {
-      client = await ChatClient.join(this.options.port, this.query(), {
+      const { port } = this.options;
+      client = await ChatClient.join(typeof port === "number" ? port : port(), this.query(), {
         host: this.options.host,
         timeoutMs: 10_000,
         respond: true,

@@ -1,0 +1,332 @@
+// One room over several server.ts processes on a real Redis (Debian's
+// redis-server, started here on a free port): the scripts' rules on Redis
+// itself, then processes with clients on each — one order for everyone,
+// exactly once, resume on another process, a process killed under load, and
+// what each Redis failure looks like to a client.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  RedisClient,
+  appendMessageScript,
+  checkRoomScript,
+  parseRedisUrl,
+  roomKeys,
+  type RedisAddress,
+  type RespReply,
+} from "../server.ts";
+import { ChatClient, ReconnectingChatClient } from "./support/chat-client.ts";
+import { Prng } from "./support/prng.ts";
+import { BlackHoleProxy, TestRedis, haveRedis } from "./support/redis.ts";
+import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
+import { waitUntil } from "./support/wait.ts";
+
+const skip = haveRedis() ? false : "redis-server is not installed (.ci/run installs it)";
+const keys = roomKeys("test");
+const keyList = [keys.meta, keys.stream, keys.ids];
+
+function addressOf(url: string): RedisAddress {
+  const address = parseRedisUrl(url);
+  assert.ok(typeof address !== "string");
+  return address;
+}
+
+/** ARGV of both scripts: run id, known epoch, known seq, a new epoch, messages kept. */
+function state(client: RedisClient, knownEpoch = "", knownSeq = 0, keep = 100): Array<string | number> {
+  return [client.runId, knownEpoch, knownSeq, `epoch-${Math.random().toString(16).slice(2, 10)}`, keep];
+}
+
+async function append(client: RedisClient, id: string, known: [string, number] = ["", 0], keep = 100) {
+  const reply = await client.run(appendMessageScript, keyList, () => [
+    ...state(client, ...known, keep),
+    id,
+    "sid",
+    "from",
+    `text ${id}`,
+    1,
+  ]);
+  const [epoch, seq, seen] = reply as [string, number, number];
+  return { epoch, seq, seen: seen === 1 };
+}
+
+describe("the room's scripts on a real Redis", { skip }, () => {
+  let redis: TestRedis;
+  let client: RedisClient;
+  before(async () => {
+    redis = await TestRedis.start({ persistence: "aof-always" });
+    client = new RedisClient(addressOf(redis.url), {
+      timeoutMs: 2000,
+      scripts: [checkRoomScript, appendMessageScript],
+    });
+  });
+  after(async () => {
+    client.close();
+    await redis.destroy();
+  });
+
+  test("seq 1, 2, 3 in one epoch; an id seen again is the same seq, flagged; the stream's entry ids are <seq>-0", async () => {
+    await client.command(["FLUSHALL"]);
+    const first = await append(client, "a");
+    assert.deepEqual([first.seq, first.seen], [1, false]);
+    assert.deepEqual([(await append(client, "b")).seq, (await append(client, "c")).seq], [2, 3]);
+    const again = await append(client, "b");
+    assert.deepEqual(again, { epoch: first.epoch, seq: 2, seen: true });
+    const entries = (await client.command(["XRANGE", keys.stream, "-", "+"])) as Array<[string, string[]]>;
+    assert.deepEqual(
+      entries.map(([id]) => id),
+      ["1-0", "2-0", "3-0"],
+    );
+  });
+
+  test("after 100,000 messages the stream and the id set hold exactly the kept 1,000; an id older than that is new again", async () => {
+    await client.command(["FLUSHALL"]);
+    const pending: Array<Promise<unknown>> = [];
+    for (let index = 1; index <= 100_000; index++) {
+      pending.push(
+        client.run(appendMessageScript, keyList, [...state(client, "", 0, 1000), `id-${index}`, "s", "f", "t", 1]),
+      );
+      if (pending.length === 5000) await Promise.all(pending.splice(0));
+    }
+    await Promise.all(pending);
+    assert.equal(await client.command(["XLEN", keys.stream]), 1000);
+    assert.equal(await client.command(["ZCARD", keys.ids]), 1000);
+    assert.equal(await client.command(["HGET", keys.meta, "seq"]), "100000");
+    assert.equal((await append(client, "id-100000", ["", 0], 1000)).seen, true, "the newest is in the window");
+    assert.equal((await append(client, "id-99000", ["", 0], 1000)).seen, false, "outside the window: a new message");
+  });
+
+  test("the room's state gone (FLUSHALL, a Redis without persistence restarted): a new epoch, seq from 1", async () => {
+    await client.command(["FLUSHALL"]);
+    const before = await append(client, "x");
+    await client.command(["FLUSHALL"]);
+    const after = await append(client, "y", [before.epoch, before.seq]);
+    assert.notEqual(after.epoch, before.epoch);
+    assert.equal(after.seq, 1);
+  });
+
+  test("Redis restarted with everything on disk (AOF, appendfsync always): the same epoch, seq goes on", async () => {
+    await client.command(["FLUSHALL"]);
+    const before = await append(client, "p");
+    const runId = client.runId;
+    await redis.stop();
+    await redis.restart();
+    const after = await append(client, "q", [before.epoch, before.seq]);
+    assert.notEqual(client.runId, runId);
+    assert.deepEqual([after.epoch, after.seq], [before.epoch, 2]);
+  });
+
+  test("Redis restarted with less than a server had seen (an older snapshot): a new epoch, never the same seq twice", async () => {
+    await client.command(["FLUSHALL"]);
+    const written = await append(client, "r1");
+    await redis.stop();
+    await redis.restart(); // the AOF has r1 only
+    // A server that saw seq 5 in this epoch before the restart: Redis came back with less.
+    const reply = (await client.run(checkRoomScript, keyList, () => state(client, written.epoch, 5))) as RespReply[];
+    assert.notEqual(reply[0], written.epoch);
+    assert.equal(reply[1], 0);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Several processes, one room
+// ---------------------------------------------------------------------------
+
+const nodeArgs = (redis: TestRedis) => [
+  "--redis",
+  redis.url,
+  "--redis-timeout",
+  "500",
+  "--message-rate",
+  "1000",
+  "--message-burst",
+  "1000",
+];
+
+async function health(server: SpawnedServer): Promise<number> {
+  try {
+    return (await fetch(`${server.httpUrl}/healthz`)).status;
+  } catch {
+    return 0;
+  }
+}
+
+/** Waits until the server's /healthz answers `status`. */
+async function waitForHealth(server: SpawnedServer, status: number, timeoutMs = 10_000): Promise<void> {
+  let last = -1;
+  await waitUntil(
+    () => last === status,
+    timeoutMs,
+    `/healthz ${status} (last: ${last})`,
+    async () => {
+      last = await health(server);
+    },
+  );
+}
+
+async function startNodes(redis: TestRedis, count: number): Promise<SpawnedServer[]> {
+  const nodes = await Promise.all(Array.from({ length: count }, () => spawnServer(nodeArgs(redis))));
+  for (const node of nodes) await waitForHealth(node, 200, 10_000);
+  return nodes;
+}
+
+describe("several server processes, one room on Redis", { skip, timeout: 120_000 }, () => {
+  let redis: TestRedis;
+  const running: SpawnedServer[] = [];
+  const clients: ChatClient[] = [];
+  before(async () => (redis = await TestRedis.start()));
+  after(async () => {
+    for (const client of clients) client.destroy();
+    await Promise.all(running.map((node) => node.stop("SIGKILL")));
+    await redis.destroy();
+  });
+  const join = async (node: SpawnedServer, query = "") => {
+    const client = await ChatClient.join(node.port, query, { ignorePresence: true, respond: true });
+    clients.push(client);
+    return client;
+  };
+
+  test("three processes, two senders on each at once: every client receives the same messages, in seq order, once", async () => {
+    const nodes = await startNodes(redis, 3);
+    running.push(...nodes);
+    const members = await Promise.all(nodes.flatMap((node) => [join(node), join(node)]));
+    const perSender = 40;
+    members.forEach((member, index) => {
+      for (let count = 0; count < perSender; count++) member.say(`n${index}-${count}`, `from ${index}: ${count}`);
+    });
+    const total = members.length * perSender;
+    await waitUntil(
+      () => members.every((member) => new Set(member.messages().map((m) => m.seq)).size >= total),
+      20_000,
+      "every message everywhere",
+    );
+    const expected = members[0]!.messages().map((message) => message.id);
+    for (const member of members) {
+      const seqs = member.messages().map((message) => message.seq);
+      assert.deepEqual(
+        seqs,
+        Array.from({ length: total }, (_, index) => index + 1),
+        "seq 1..N in order, once each",
+      );
+      assert.deepEqual(
+        member.messages().map((message) => message.id),
+        expected,
+        "the same order everywhere",
+      );
+    }
+  });
+
+  test("a message retried on another process is not delivered twice; a resume on another process is exact", async () => {
+    const [a, b] = running;
+    const onA = await join(a!);
+    await onA.sync(); // the newest page of history, first
+    const acknowledged = await onA.sayAndAck("retry-me", "once");
+    const onB = await join(b!, `since=${acknowledged.seq - 1}&epoch=${onA.welcome.epoch}`);
+    assert.equal(onB.welcome.resumed, true);
+    const replayed = await onB.replay();
+    assert.deepEqual(
+      replayed.map((message) => message.id),
+      ["retry-me"],
+    );
+    onB.say("retry-me", "once, again");
+    const copy = await onB.expect("message");
+    assert.equal(copy.seq, acknowledged.seq, "the stored copy, to the retrier");
+    const after = await onA.sayAndAck("after", "next");
+    assert.equal(after.seq, acknowledged.seq + 1, "no seq was spent on the retry");
+  });
+
+  test("kill -9 of a process under load: its clients resume on another; nothing acknowledged is lost or doubled", async () => {
+    const [a, b, c] = running;
+    const ports = [a!.port, b!.port, c!.port];
+    const prng = new Prng(14);
+    let turn = 0;
+    const talkers = Array.from({ length: 6 }, (_, index) => {
+      const talker = new ReconnectingChatClient({
+        // Each starts on its own process; after a failure, the next one in turn (a load balancer's choice).
+        port: () => ports[(index + turn++) % ports.length]!,
+        name: `t${index}`,
+        texts: Array.from({ length: 60 }, (_, count) => `t${index} says ${count}`),
+        idPrefix: `kill-${index}`,
+        window: 4,
+        intervalMs: 10,
+        rng: prng,
+      });
+      talker.start();
+      return talker;
+    });
+    await waitUntil(() => talkers.every((talker) => talker.acknowledged.size >= 10), 20_000, "talking");
+    await a!.stop("SIGKILL");
+    ports.splice(0, 1);
+    await waitUntil(() => talkers.every((talker) => talker.done), 60_000, "every message acknowledged");
+    for (const talker of talkers) talker.stop();
+    const seen = new Map<string, number>();
+    for (const talker of talkers) {
+      assert.equal(talker.stats.conflictingDeliveries, 0);
+      assert.equal(talker.stats.epochChanges, 0);
+      for (const [id, seq] of talker.acknowledged) {
+        const other = seen.get(id);
+        assert.ok(other === undefined || other === seq, `${id} has one seq`);
+        seen.set(id, seq);
+      }
+    }
+    assert.equal(seen.size, 6 * 60, "every message acknowledged once");
+    const seqs = [...new Set(seen.values())];
+    assert.equal(seqs.length, 6 * 60, "no two messages share a seq");
+  });
+});
+
+describe("when Redis fails", { skip, timeout: 120_000 }, () => {
+  let redis: TestRedis;
+  let node: SpawnedServer;
+  before(async () => {
+    redis = await TestRedis.start();
+    [node] = await startNodes(redis, 1);
+  });
+  after(async () => {
+    await node.stop("SIGKILL");
+    await redis.destroy();
+  });
+
+  test("Redis restarted without persistence: clients are sent away with 1012 and come back in a new epoch, resumed:false", async () => {
+    const client = await ChatClient.join(node.port, "", { respond: true });
+    const said = await client.sayAndAck("before", "before the restart");
+    await redis.stop("SIGKILL");
+    await redis.restart();
+    assert.equal(await client.closeCode(15_000), 1012);
+    await waitForHealth(node, 200, 10_000);
+    const back = await ChatClient.join(node.port, `since=${said.seq}&epoch=${client.welcome.epoch}`, { respond: true });
+    assert.notEqual(back.welcome.epoch, client.welcome.epoch);
+    assert.equal(back.welcome.resumed, false);
+    assert.equal((await back.sayAndAck("after", "after the restart")).seq, 1);
+    back.destroy();
+    client.destroy();
+  });
+
+  test("Redis stopped: /healthz 503 and new chat sockets refused with 503; clients closed with 1013; all well again when it returns", async () => {
+    const client = await ChatClient.join(node.port, "", { respond: true });
+    await redis.stop();
+    await waitForHealth(node, 503, 10_000);
+    const refused = await fetch(`${node.httpUrl}/healthz`);
+    assert.match(await refused.text(), /Redis/);
+    await assert.rejects(ChatClient.join(node.port), /503/);
+    assert.equal(await client.closeCode(15_000), 1013);
+    await redis.restart();
+    await waitForHealth(node, 200, 15_000);
+    const back = await ChatClient.join(node.port, "", { respond: true });
+    assert.ok((await back.sayAndAck("back", "Redis is back")).seq >= 1);
+    back.destroy();
+    client.destroy();
+  });
+
+  test("Redis black-holed (no reset, no answer): noticed by the command timeout, /healthz 503, then well again", async () => {
+    const proxy = await BlackHoleProxy.start(redis.port);
+    const behind = await spawnServer(["--redis", `redis://127.0.0.1:${proxy.port}`, "--redis-timeout", "300"]);
+    try {
+      await waitForHealth(behind, 200, 10_000);
+      proxy.swallow();
+      await waitForHealth(behind, 503, 10_000);
+      assert.match(behind.output(), /did not answer in time/);
+    } finally {
+      await behind.stop("SIGKILL");
+      await proxy.close();
+    }
+  });
+});
