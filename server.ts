@@ -25,7 +25,14 @@
 import { Buffer, isUtf8 } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { connect as connectTcp, type Socket } from "node:net";
+import { createServer as createHttpsServer } from "node:https";
+import {
+  connect as connectTcp,
+  createServer as createTcpServer,
+  isIP,
+  type Server as TcpServer,
+  type Socket,
+} from "node:net";
 import {
   closeSync,
   fstatSync,
@@ -183,6 +190,12 @@ export const optionTable = [
     help: "keep the room in Redis (redis://[user:password@]host:port[/db]): every server given it serves one room" },
   { key: "redisTimeoutMs", flag: "redis-timeout", type: "integer", value: "MS", default: 2000, min: 50,
     help: "a Redis reply later than this means Redis is unreachable" },
+  { key: "trustProxy", flag: "trust-proxy", type: "list", value: "ADDRESS", default: [] as readonly string[],
+    help: "take the client's address from a PROXY v1 line or X-Forwarded-For, from these peers only" },
+  { key: "tlsCert", flag: "tls-cert", type: "text", value: "FILE", default: undefined,
+    help: "serve https:// and wss:// with this PEM certificate (and --tls-key)" },
+  { key: "tlsKey", flag: "tls-key", type: "text", value: "FILE", default: undefined,
+    help: "the PEM private key of --tls-cert" },
   // Phoenix Presence and Centrifugo wait 30-60 s before saying "left", so a
   // reload or a network blip is not announced.
   { key: "nameGraceMs", flag: "name-grace", type: "integer", value: "MS", default: 60_000, min: 0,
@@ -1634,6 +1647,8 @@ export type ConnectionOptions = Pick<
 > & {
   /** Told once, after the endpoint's onClose, when a connection is over. */
   onFinished?: (connection: Connection) => void;
+  /** Told when a connection is failed for breaking a rule (for /metrics). */
+  onViolation?: (violation: Violation) => void;
 };
 
 /** Pings and pongs a peer may send a second before they are ignored. */
@@ -1797,9 +1812,10 @@ export class Connection {
     protocol: string | undefined,
     deflate: DeflateAgreement | undefined,
     options: ConnectionOptions,
+    remoteAddress = socket.remoteAddress ?? "unknown",
   ) {
     this.socket = socket;
-    this.remoteAddress = socket.remoteAddress ?? "unknown";
+    this.remoteAddress = remoteAddress;
     this.protocol = protocol;
     this.deflate = deflate;
     this.options = options;
@@ -1889,6 +1905,7 @@ export class Connection {
         case "failed": {
           const { closeCode, message } = violations[output.violation];
           this.options.log(`connection ${this.id}: closing with ${closeCode} (${output.violation}): ${message}`);
+          this.options.onViolation?.(output.violation);
           break;
         }
         case "abort":
@@ -3354,6 +3371,8 @@ type UncheckedMessage = { [Field in "type" | "id" | "text" | "t" | "name" | "on"
 
 export class ChatRoom implements ConnectionHandler, MessageLogEvents {
   readonly members = new Map<RoomPeer, Member>();
+  /** For /metrics: counts, never contents. */
+  readonly counters = { received: 0, deliveries: 0, replayed: 0, historyResets: 0 };
   readonly identities: Identities;
   readonly log: MessageLog;
   private readonly options: ChatRoomOptions;
@@ -3383,6 +3402,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
 
   /** The log accepted a message: everyone gets it, its sender as the acknowledgement. */
   onMessage(message: ChatMessage): void {
+    this.counters.deliveries += this.members.size;
     this.broadcast({ type: "message", ...message });
   }
 
@@ -3390,6 +3410,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
    * resumed:false and the page's gap line where history was lost, instead
    * of seqs that silently mean something else. */
   onHistoryBroken(why: string): void {
+    this.counters.historyResets++;
     this.options.log(`room: ${why}; every member reconnects`);
     this.closeEveryone(CloseCode.ServiceRestart, "history reset; reconnect");
   }
@@ -3469,6 +3490,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     });
     for (const problem of problems) this.sendError(connection, problem.code, problem.message);
     for (const frame of replay.frames) connection.send(frame);
+    this.counters.replayed += replay.frames.length;
   }
 
   private describeMember(identity: Identity): MemberView {
@@ -3565,6 +3587,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
       first--;
     }
     const messages = page.messages.slice(first);
+    this.counters.replayed += messages.length;
     this.sendTo(connection, { type: "history", before: before as number, messages, more: page.more || first > 0 });
   }
 
@@ -3711,6 +3734,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
   /** A retried message gets its stored copy, to its sender only; one that
    * could not be stored gets storage_failed, and the client sends it again. */
   private answerSay(connection: RoomPeer, id: string, outcome: AppendOutcome): void {
+    if (outcome.kind === "accepted") this.counters.received++;
     if (outcome.kind === "duplicate") return this.sendTo(connection, { type: "message", ...outcome.message });
     if (outcome.kind === "failed")
       this.sendError(connection, "storage_failed", "The server could not store your message; send it again.", id);
@@ -4164,6 +4188,8 @@ export class RedisLog implements MessageLog {
   history: History;
   /** Whether the room's state in Redis can be used now. */
   available = false;
+  /** The last PING's round trip (for /metrics). */
+  roundTripMs = 0;
   private readonly options: RedisLogOptions;
   private readonly events: MessageLogEvents;
   private readonly keys: ReturnType<typeof roomKeys>;
@@ -4318,7 +4344,9 @@ export class RedisLog implements MessageLog {
 
   private async probeRedis(): Promise<void> {
     try {
+      const sent = performance.now();
       await this.commands.command(["PING"]);
+      this.roundTripMs = performance.now() - sent;
     } catch (error) {
       this.noteFailure(error);
     }
@@ -4462,6 +4490,29 @@ function describeError(error: unknown): string {
 }
 
 /** The server: node:http's events, each handled by one named step. */
+/** The peer's IP address, an IPv4 one without the "::ffff:" that dual-stack sockets give it. */
+function peerAddressOf(socket: Socket): string {
+  const address = socket.remoteAddress ?? "unknown";
+  return address.startsWith("::ffff:") ? address.slice(7) : address;
+}
+
+/** The PROXY protocol's version 1 line, as HAProxy sends it before the
+ * client's bytes: "PROXY TCP4 <client> <proxy> <client port> <proxy port>\r\n"
+ * (TCP6 alike; "PROXY UNKNOWN …" names nobody), at most 107 bytes. Sans-I/O:
+ * the bytes so far in; how many belong to the line and whom it names out. */
+export function readProxyHeader(bytes: Buffer): "incomplete" | "invalid" | { length: number; address?: string } {
+  const signature = "PROXY ";
+  const start = bytes.toString("latin1", 0, Math.min(bytes.length, signature.length));
+  if (!signature.startsWith(start)) return { length: 0 }; // no PROXY line: the request itself
+  const end = bytes.indexOf("\r\n");
+  if (end < 0) return bytes.length < 107 ? "incomplete" : "invalid";
+  const [, protocol, client] = bytes.toString("latin1", 0, end).split(" ");
+  if (protocol === "UNKNOWN") return { length: end + 2 };
+  if ((protocol === "TCP4" && isIP(client ?? "") === 4) || (protocol === "TCP6" && isIP(client ?? "") === 6))
+    return { length: end + 2, address: client };
+  return "invalid";
+}
+
 class ChatServer {
   readonly http: Server;
   readonly room: ChatRoom;
@@ -4476,6 +4527,11 @@ class ChatServer {
   private readonly connectionOptions: ConnectionOptions;
   private readonly loopbackOnly: boolean;
   private outageTimer: ReturnType<typeof setTimeout> | undefined;
+  /** What listens: the HTTP(S) server, or with --trust-proxy a TCP server in front of it. */
+  readonly listener: TcpServer;
+  /** Client addresses a trusted proxy named in a PROXY line, by "address:port" of the proxy's connection. */
+  private readonly proxiedAddresses = new Map<string, string>();
+  private slowConsumerCloses = 0;
 
   constructor(config: ServerConfig) {
     this.config = config;
@@ -4493,15 +4549,25 @@ class ChatServer {
     this.tracer =
       config.trace === "off" ? undefined : new ConsoleTracer(config.trace === "full", (line) => console.log(line));
     this.deflateOptions = deflateOptionsOf(config);
-    this.connectionOptions = { ...config, onFinished: (connection) => this.forget(connection) };
+    this.connectionOptions = {
+      ...config,
+      onFinished: (connection) => this.forget(connection),
+      onViolation: (violation) => void (violation === "too_slow" && this.slowConsumerCloses++),
+    };
     this.loopbackOnly = config.host === "localhost" || config.host === "::1" || config.host.startsWith("127.");
-    this.http = createServer({
+    const httpOptions = {
       // node:http's own limits on the request itself (slowloris, huge headers).
       headersTimeout: config.handshakeTimeoutMs,
       requestTimeout: config.handshakeTimeoutMs,
       connectionsCheckingInterval: 1000,
       maxHeaderSize: 16 * 1024,
-    });
+    };
+    this.http =
+      config.tlsCert === undefined || config.tlsKey === undefined
+        ? createServer(httpOptions)
+        : createHttpsServer({ ...httpOptions, cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) });
+    this.listener =
+      config.trustProxy.length === 0 ? this.http : createTcpServer((socket) => this.acceptFromProxy(socket));
     this.http.on("connection", (socket: Socket) => this.onConnection(socket));
     this.http.on("clientError", (error: Error & { code?: string }, socket: Socket) =>
       this.onClientError(error, socket),
@@ -4541,6 +4607,45 @@ class ChatServer {
     return this.room.log.available
       ? undefined
       : "The room's store (Redis) is unreachable from this server; try again later.";
+  }
+
+  /** --trust-proxy: a connection from a trusted proxy may begin with a PROXY
+   * protocol v1 line naming the client (HAProxy's `send-proxy`); it is read
+   * here, and the rest of the bytes go to the HTTP server as if nothing came
+   * before them. Any other connection goes to it untouched. */
+  private acceptFromProxy(socket: Socket): void {
+    if (!this.config.trustProxy.includes(peerAddressOf(socket))) return void this.http.emit("connection", socket);
+    let received = Buffer.alloc(0);
+    socket.setTimeout(this.config.handshakeTimeoutMs, () => socket.destroy()); // as for a slow request
+    const onData = (chunk: Buffer): void => {
+      received = Buffer.concat([received, chunk]);
+      const header = readProxyHeader(received);
+      if (header === "incomplete") return;
+      socket.pause();
+      socket.off("data", onData);
+      socket.setTimeout(0);
+      if (header === "invalid") return void socket.end(handshakeRefusal(400, "A PROXY line that could not be read."));
+      if (header.address !== undefined) {
+        const key = `${socket.remoteAddress}:${socket.remotePort}`;
+        this.proxiedAddresses.set(key, header.address);
+        socket.once("close", () => this.proxiedAddresses.delete(key));
+      }
+      socket.unshift(received.subarray(header.length));
+      this.http.emit("connection", socket);
+      socket.resume();
+    };
+    socket.on("data", onData);
+    socket.on("error", () => socket.destroy());
+  }
+
+  /** The client's address: the peer's, or what a trusted proxy said it is
+   * (its PROXY line, else the last X-Forwarded-For entry, the one it added). */
+  private clientAddressOf(socket: Socket, request: IncomingMessage): string {
+    const peer = peerAddressOf(socket);
+    if (!this.config.trustProxy.includes(peer)) return peer;
+    const proxied = this.proxiedAddresses.get(`${socket.remoteAddress}:${socket.remotePort}`);
+    const forwarded = headerValue(request.headers, "x-forwarded-for")?.split(",").at(-1)?.trim();
+    return proxied ?? (forwarded || peer);
   }
 
   /** Slowloris: a socket that has not finished a request within the timeout
@@ -4587,7 +4692,8 @@ class ChatServer {
           { status: 404, reason: `No WebSocket endpoint at ${path}; try / or /echo.` },
           request,
         );
-      const overLimit = this.checkLimits(socket.remoteAddress ?? "unknown");
+      const clientAddress = this.clientAddressOf(socket, request);
+      const overLimit = this.checkLimits(clientAddress);
       if (overLimit !== undefined) return this.refuse(socket, overLimit);
       const unavailable = path === "/" ? this.unavailableReason() : undefined;
       if (unavailable !== undefined)
@@ -4596,7 +4702,7 @@ class ChatServer {
       if (!verdict.accepted) return this.refuse(socket, verdict, request);
       socket.off("error", destroyOnError);
       const parameters = new URLSearchParams(query);
-      opened = this.open(request, socket, verdict, parameters);
+      opened = this.open(request, socket, verdict, parameters, clientAddress);
       endpoint.open(opened, parameters);
       if (head.length > 0) opened.receiveBytes(head); // frames that came with the request
     } catch (error) {
@@ -4641,6 +4747,7 @@ class ChatServer {
     socket: Socket,
     verdict: Extract<HandshakeVerdict, { accepted: true }>,
     query: URLSearchParams,
+    clientAddress: string,
   ): Connection {
     const deflate = negotiateDeflate(headerValue(request.headers, "sec-websocket-extensions"), this.deflateOptions);
     const response = [
@@ -4654,7 +4761,13 @@ class ChatServer {
     const responseHead = response.join("\r\n") + "\r\n\r\n";
     socket.write(responseHead);
 
-    const connection = new Connection(socket, verdict.protocol, deflate?.agreement, this.connectionOptions);
+    const connection = new Connection(
+      socket,
+      verdict.protocol,
+      deflate?.agreement,
+      this.connectionOptions,
+      clientAddress,
+    );
     if (this.tracer !== undefined || query.get("inspect") === "1")
       connection.handshakeTrace = describeHandshake(request, responseHead);
     if (this.tracer !== undefined) {
@@ -4691,6 +4804,7 @@ class ChatServer {
     try {
       const { path } = splitTarget(request.url);
       if (path === "/healthz") return this.answerHealth(response);
+      if (path === "/metrics") return this.answerMetrics(response);
       const wantsUpgrade = request.headers.upgrade !== undefined;
       if (!wantsUpgrade && (!this.endpoints.has(path) || staticFiles[path] !== undefined)) {
         return serveStatic(request, response, path, this.config.staticDirectory);
@@ -4716,6 +4830,50 @@ class ChatServer {
     sendPlain(response, unavailable === undefined ? 200 : 503, unavailable ?? "ok");
   }
 
+  /** GET /metrics, in Prometheus's text format: counts, never contents. */
+  private answerMetrics(response: ServerResponse): void {
+    const lines: string[] = [];
+    const metric = (name: string, type: "gauge" | "counter", help: string, value: number): void =>
+      void lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${value}`);
+    const counts = this.room.counters;
+    metric("chat_connections", "gauge", "Open WebSocket connections.", this.connections.size);
+    metric(
+      "chat_messages_received_total",
+      "counter",
+      "Chat messages accepted from this server's clients.",
+      counts.received,
+    );
+    metric("chat_deliveries_total", "counter", "Chat messages written to this server's clients.", counts.deliveries);
+    metric(
+      "chat_replayed_messages_total",
+      "counter",
+      "Messages sent again after a welcome or on request.",
+      counts.replayed,
+    );
+    metric(
+      "chat_slow_consumer_closes_total",
+      "counter",
+      "Connections closed (1008) for reading too slowly.",
+      this.slowConsumerCloses,
+    );
+    metric(
+      "chat_epoch_changes_total",
+      "counter",
+      "Times the history was lost and every member reconnected.",
+      counts.historyResets,
+    );
+    const log = this.room.log;
+    if (log instanceof RedisLog) {
+      metric("chat_redis_up", "gauge", "1 while Redis can be used.", log.available ? 1 : 0);
+      metric("chat_redis_round_trip_seconds", "gauge", "The last PING's round trip to Redis.", log.roundTripMs / 1000);
+    }
+    response.writeHead(200, {
+      "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
+      "Cache-Control": "no-cache",
+    });
+    response.end(lines.join("\n") + "\n");
+  }
+
   /** Writes a refusal in HTTP and ends the connection (the --trace shows it). */
   private refuse(socket: Socket, refusal: Refusal, request?: IncomingMessage): void {
     if (this.config.verbose) this.config.log(`handshake refused: ${refusal.status} ${refusal.reason}`);
@@ -4728,7 +4886,8 @@ class ChatServer {
 
   /** Closes every connection with 1001, waits up to `waitMs` for the closing handshakes, stops listening. */
   async shutdown(waitMs = 2000): Promise<void> {
-    this.http.close();
+    this.listener.close();
+    if (this.listener !== this.http) this.http.close();
     for (const connection of this.connections) connection.close(CloseCode.GoingAway, "server shutting down");
     const deadline = Date.now() + waitMs;
     while (this.connections.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
@@ -4744,11 +4903,11 @@ export function startServer(overrides: Partial<ServerConfig> = {}): Promise<Runn
   const config: ServerConfig = { ...defaultConfig, ...overrides };
   const chat = new ChatServer(config);
   return new Promise((resolve, reject) => {
-    chat.http.once("error", reject);
-    chat.http.listen(config.port, config.host, () => {
-      chat.http.off("error", reject);
-      chat.http.on("error", (error) => config.log(`server error: ${error.message}`));
-      const address = chat.http.address();
+    chat.listener.once("error", reject);
+    chat.listener.listen(config.port, config.host, () => {
+      chat.listener.off("error", reject);
+      chat.listener.on("error", (error) => config.log(`server error: ${error.message}`));
+      const address = chat.listener.address();
       const port = typeof address === "object" && address !== null ? address.port : config.port;
       resolve({
         server: chat.http,
@@ -4838,6 +4997,8 @@ export function parseCommandLine(
   }
   const redisProblem = typeof config.redis === "string" ? parseRedisUrl(config.redis) : undefined;
   if (typeof redisProblem === "string") throw new Error(`--redis: ${redisProblem}`);
+  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined))
+    throw new Error("--tls-cert and --tls-key go together: a certificate and its private key");
   if (config.redis !== undefined && config.historyFile !== undefined)
     throw new Error("--history cannot be used with --redis: Redis keeps the history (see the README on persistence)");
   return config as Partial<ServerConfig> & { help?: boolean };
@@ -4882,9 +5043,10 @@ async function main(): Promise<void> {
   }
   const host = config.host ?? defaults.host;
   const shownHost = host.includes(":") ? `[${host}]` : host;
-  console.log(`Chat room listening on http://${shownHost}:${running.port}/`);
+  const secure = config.tlsCert !== undefined;
+  console.log(`Chat room listening on ${secure ? "https" : "http"}://${shownHost}:${running.port}/`);
   console.log(
-    `  open that address in a browser, or connect a WebSocket client to ws://${shownHost}:${running.port}/echo`,
+    `  open that address in a browser, or connect a WebSocket client to ${secure ? "wss" : "ws"}://${shownHost}:${running.port}/echo`,
   );
 
   let stopping = false;
