@@ -18,17 +18,42 @@
 // process used in the measured window (/proc/PID/stat utime+stime), and the
 // correctness checks (echo bytes equal; every fan-out delivery once, in order).
 // quick and full write docs/bench.json and docs/bench.svg.
+//
+// The chat room at scale (issue #16) is measured on server.ts alone: ws has
+// no chat room, so there is nothing to divide by. Each kind reports absolute
+// figures, its correctness checks, and the issue's targets, met or missed (a
+// missed target fails quick and full runs; tiny runs are too small for them
+// to mean anything, so there they are only shown):
+//   join-storm          N chat clients connect at once: the time until the last is welcomed, and the
+//                       presence frames and bytes each is sent until the server falls quiet (A)
+//   first-visit         N new clients onto a room that keeps M messages: bytes and frames each (B)
+//   history-startup     start-up on a --history file of M messages, against an empty one: time and RSS (C)
+//   history-compaction  M messages said with --history-size S: what the file holds afterwards (D)
 
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { cpus, loadavg } from "node:os";
+import {
+  closeSync,
+  copyFileSync,
+  fsyncSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { destroyAll, echoWindow, openIdle, runEcho, runFanout, type Conn, type Target } from "./load.ts";
+import { runCrowd, sayMany, type CrowdResult } from "./room-load.ts";
 import { renderChart, type ChartRow } from "./svg.ts";
-import { rssOf } from "../test/support/memory.ts";
+import { readProcessMemory, rssOf } from "../test/support/memory.ts";
+import { HISTORY_PAGE } from "../server.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -72,12 +97,7 @@ function parseOptions(argv: string[]): Options {
     else if (argument === "--no-save") options.save = false;
     else if (argument === "--no-pin") options.pin = false;
     else if (argument === "--help" || argument === "-h") {
-      process.stdout.write(
-        readFileSync(fileURLToPath(import.meta.url), "utf8")
-          .split("\n")
-          .slice(0, 23)
-          .join("\n") + "\n",
-      );
+      process.stdout.write(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n\n", 1)[0]! + "\n");
       process.exit(0);
     } else throw new Error(`unknown option ${argument} (see --help)`);
   }
@@ -102,6 +122,26 @@ interface Settings {
   fanoutWindow: number;
   memoryConnections: number[];
   handshakeConcurrency: number;
+  room: RoomSettings;
+}
+
+/** The chat room at scale (#16): server.ts only. */
+interface RoomSettings {
+  rounds: number;
+  stormClients: number;
+  /** Handshakes in flight at most (see runCrowd: more would measure the kernel's SYN retries). */
+  stormConcurrency: number;
+  firstVisitClients: number;
+  firstVisitMessages: number;
+  historyFileMessages: number;
+  compactionMessages: number;
+  compactionHistorySize: number;
+  /** A crowd is counted until the server has sent nothing for this long (its presence interval is 1 s). */
+  quietMs: number;
+  /** A bound on each run of a room scenario. */
+  timeoutMs: number;
+  /** Whether a missed #16 target fails the run. */
+  assertTargets: boolean;
 }
 
 const settingsFor: Record<Mode, Settings> = {
@@ -117,6 +157,19 @@ const settingsFor: Record<Mode, Settings> = {
     fanoutWindow: 10,
     memoryConnections: [50],
     handshakeConcurrency: 10,
+    room: {
+      rounds: 1,
+      stormClients: 300,
+      stormConcurrency: 100,
+      firstVisitClients: 120,
+      firstVisitMessages: 200,
+      historyFileMessages: 20_000,
+      compactionMessages: 2_000,
+      compactionHistorySize: 100,
+      quietMs: 1200,
+      timeoutMs: 20_000,
+      assertTargets: false,
+    },
   },
   quick: {
     rounds: 2,
@@ -130,6 +183,19 @@ const settingsFor: Record<Mode, Settings> = {
     fanoutWindow: 10,
     memoryConnections: [1000, 10_000],
     handshakeConcurrency: 100,
+    room: {
+      rounds: 1, // each round of a 10,000-client storm is a fresh server and half a minute
+      stormClients: 10_000,
+      stormConcurrency: 500,
+      firstVisitClients: 500,
+      firstVisitMessages: 1000,
+      historyFileMessages: 2_000_000,
+      compactionMessages: 20_000,
+      compactionHistorySize: 100,
+      quietMs: 1500,
+      timeoutMs: 120_000,
+      assertTargets: true,
+    },
   },
   full: {
     rounds: 3,
@@ -143,6 +209,19 @@ const settingsFor: Record<Mode, Settings> = {
     fanoutWindow: 10,
     memoryConnections: [1000, 10_000],
     handshakeConcurrency: 100,
+    room: {
+      rounds: 3,
+      stormClients: 10_000,
+      stormConcurrency: 500,
+      firstVisitClients: 500,
+      firstVisitMessages: 1000,
+      historyFileMessages: 2_000_000,
+      compactionMessages: 20_000,
+      compactionHistorySize: 100,
+      quietMs: 1500,
+      timeoutMs: 120_000,
+      assertTargets: true,
+    },
   },
 };
 
@@ -176,10 +255,55 @@ interface MemoryScenario {
   title: string;
   connections: number;
 }
-type Scenario = EchoScenario | LatencyScenario | FanoutScenario | MemoryScenario;
+interface JoinStormScenario {
+  kind: "join-storm";
+  id: string;
+  title: string;
+  clients: number;
+  concurrency: number;
+}
+interface FirstVisitScenario {
+  kind: "first-visit";
+  id: string;
+  title: string;
+  clients: number;
+  messages: number;
+}
+interface HistoryStartupScenario {
+  kind: "history-startup";
+  id: string;
+  title: string;
+  messages: number;
+}
+interface HistoryCompactionScenario {
+  kind: "history-compaction";
+  id: string;
+  title: string;
+  messages: number;
+  historySize: number;
+}
+/** The chat room at scale: server.ts only, absolute figures and #16's targets. */
+type RoomScenario = JoinStormScenario | FirstVisitScenario | HistoryStartupScenario | HistoryCompactionScenario;
+type Scenario = EchoScenario | LatencyScenario | FanoutScenario | MemoryScenario | RoomScenario;
+
+const roomKinds: ReadonlySet<Scenario["kind"]> = new Set([
+  "join-storm",
+  "first-visit",
+  "history-startup",
+  "history-compaction",
+]);
+
+function isRoomScenario(scenario: Scenario): scenario is RoomScenario {
+  return roomKinds.has(scenario.kind);
+}
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
+
+/** 10000 → "10,000". */
+function thousands(value: number): string {
+  return value.toLocaleString("en-US");
+}
 
 function sizeName(size: number): string {
   return size >= MiB ? `${size / MiB} MiB` : size >= KiB ? `${size / KiB} KiB` : `${size} B`;
@@ -246,7 +370,37 @@ function planFor(mode: Mode, settings: Settings): Scenario[] {
       connections,
     })),
   ];
-  return [...echo, ...others];
+  const room = settings.room;
+  const roomScenarios: RoomScenario[] = [
+    {
+      kind: "join-storm",
+      id: `join-storm-${room.stormClients}`,
+      title: `join storm: ${thousands(room.stormClients)} chat clients at once`,
+      clients: room.stormClients,
+      concurrency: room.stormConcurrency,
+    },
+    {
+      kind: "first-visit",
+      id: `first-visit-${room.firstVisitClients}x${room.firstVisitMessages}`,
+      title: `first visit: ${thousands(room.firstVisitClients)} new clients, ${thousands(room.firstVisitMessages)} messages kept`,
+      clients: room.firstVisitClients,
+      messages: room.firstVisitMessages,
+    },
+    {
+      kind: "history-startup",
+      id: `history-startup-${room.historyFileMessages}`,
+      title: `start-up on a --history file of ${thousands(room.historyFileMessages)} messages`,
+      messages: room.historyFileMessages,
+    },
+    {
+      kind: "history-compaction",
+      id: `history-compaction-${room.compactionMessages}`,
+      title: `${thousands(room.compactionMessages)} messages said with --history-size ${room.compactionHistorySize}`,
+      messages: room.compactionMessages,
+      historySize: room.compactionHistorySize,
+    },
+  ];
+  return [...echo, ...others, ...roomScenarios];
 }
 
 // ── Server processes ────────────────────────────────────────────────────────
@@ -294,6 +448,8 @@ class ServerProcess {
   readonly child: ChildProcess;
   readonly pid: number;
   port = 0;
+  /** From the spawn to the listening line on its standard output. */
+  startSeconds = 0;
   private output = "";
 
   private constructor(side: Side, child: ChildProcess) {
@@ -307,9 +463,11 @@ class ServerProcess {
     child.stderr?.on("data", keep);
   }
 
-  static async start(side: Side, deflate: boolean, pin: boolean): Promise<ServerProcess> {
-    const nodeCommand = [process.execPath, "--import", "tsx", ...serverCommand(side, deflate)];
+  /** `args`: server.ts's command line instead of the benchmark's usual one (the room scenarios). */
+  static async start(side: Side, deflate: boolean, pin: boolean, args?: string[]): Promise<ServerProcess> {
+    const nodeCommand = [process.execPath, "--import", "tsx", ...(args ?? serverCommand(side, deflate))];
     const command = pin ? ["taskset", "-c", "1", ...nodeCommand] : nodeCommand;
+    const spawned = performance.now();
     const child = spawn(command[0]!, command.slice(1), { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
     const server = new ServerProcess(side, child);
     const exited = new Promise<never>((_resolve, reject) =>
@@ -331,6 +489,7 @@ class ServerProcess {
     );
     try {
       server.port = await Promise.race([listening, exited, timeout]);
+      server.startSeconds = (performance.now() - spawned) / 1000;
     } catch (error) {
       child.kill("SIGKILL");
       throw error;
@@ -356,6 +515,11 @@ class ServerProcess {
   /** Resident set size in bytes (test/support's reader: it throws rather than report 0). */
   rss(): number {
     return rssOf(this.pid);
+  }
+
+  /** The highest RSS so far (VmHWM), in bytes; NaN if it cannot be read. */
+  peakRss(): number {
+    return readProcessMemory(this.pid)?.peakRss ?? Number.NaN;
   }
 
   lastOutput(): string {
@@ -401,6 +565,8 @@ interface RunRecord {
   error?: string;
   metrics: Record<string, number>;
   checks: Check[];
+  /** The #16 targets (room scenarios): reported apart from the checks, which say the run itself was sound. */
+  targets?: Check[];
 }
 
 /** Busy clock ticks of the whole machine (all CPUs), from /proc/stat. */
@@ -598,12 +764,432 @@ async function runMemoryOn(
   };
 }
 
+// ── The chat room at scale (#16), server.ts only ────────────────────────────
+
+const CHAT_LINE = "A chat line of about sixty characters, the size people type.";
+/** Each loopback source address (127.0.0.2 onwards) opens at most this many
+ * connections: its ephemeral ports (32768–60999) are then never short, even
+ * with the TIME_WAITs of the scenarios before. */
+const CONNECTIONS_PER_SOURCE_ADDRESS = 4000;
+
+/** server.ts for the room scenarios: no keepalive, no connection limit below
+ * 20,000 (the file descriptors of one process here), no rate limit. */
+function roomServerArgs(extra: string[]): string[] {
+  return [
+    "server.ts",
+    "--port",
+    "0",
+    "--keepalive-interval",
+    "0",
+    "--max-connections",
+    "20000",
+    "--max-connections-per-ip",
+    "20000",
+    "--message-rate",
+    "1000000",
+    "--message-burst",
+    "1000000",
+    ...extra,
+  ];
+}
+
+function seconds(value: number): string {
+  return `${value.toFixed(2)} s`;
+}
+
+function crowdChecks(result: CrowdResult, server: ServerProcess, settings: Settings): Check[] {
+  const welcomed = result.opened === result.clients && result.welcomed === result.clients && result.errors === 0;
+  return [
+    {
+      name: "every client connected and was welcomed once, the welcome first",
+      ok: welcomed && server.alive,
+      detail: welcomed
+        ? `${thousands(result.welcomed)} of ${thousands(result.clients)} welcomed`
+        : `${thousands(result.opened)} opened, ${thousands(result.welcomed)} welcomed, ${result.errors} errors: ${result.firstErrors.join("; ")}${server.alive ? "" : "; the server died"}`,
+    },
+    {
+      name: `the server fell quiet (nothing sent for ${settings.room.quietMs / 1000} s)`,
+      ok: result.quiet,
+      detail: result.quiet
+        ? `last frame at ${seconds(result.lastFrameSeconds)}`
+        : `still sending after ${settings.room.timeoutMs / 1000} s`,
+    },
+  ];
+}
+
+function crowdMetrics(result: CrowdResult, meter: ReturnType<typeof cpuMeter>): Record<string, number> {
+  return {
+    lastWelcomeSeconds: result.lastWelcomeSeconds,
+    medianWelcomeSeconds: result.medianWelcomeSeconds,
+    lastFrameSeconds: result.lastFrameSeconds,
+    presencePerClient: result.presencePerClient,
+    presenceMax: result.presenceMax,
+    framesPerClient: result.framesPerClient,
+    bytesPerClient: result.bytesPerClient,
+    messagesPerClient: result.messagesPerClient,
+    framesTotal: result.framesTotal,
+    bytesTotal: result.bytesTotal,
+    serverCpuSeconds: meter.seconds(),
+    serverCpuPercent: meter.percent(),
+    clientCpuPercent: (result.clientCpuSeconds / result.lastFrameSeconds) * 100,
+    noisePercent: meter.noisePercent(),
+  };
+}
+
+/** A: N clients at once onto an empty room. */
+async function runJoinStormOn(
+  server: ServerProcess,
+  scenario: JoinStormScenario,
+  settings: Settings,
+): Promise<{ record: RunRecord; conns: Conn[] }> {
+  const meter = cpuMeter(server);
+  const result = await runCrowd({
+    target: server.target,
+    clients: scenario.clients,
+    concurrency: scenario.concurrency,
+    path: "/",
+    perSourceAddress: scenario.clients > CONNECTIONS_PER_SOURCE_ADDRESS ? CONNECTIONS_PER_SOURCE_ADDRESS : 0,
+    quietMs: settings.room.quietMs,
+    timeoutMs: settings.room.timeoutMs,
+    onStart: meter.onMeasureStart,
+    onEnd: meter.onMeasureEnd,
+  });
+  const checks = crowdChecks(result, server, settings);
+  return {
+    conns: result.conns,
+    record: {
+      side: "ours",
+      round: 0,
+      ok: checks.every((check) => check.ok),
+      metrics: crowdMetrics(result, meter),
+      checks,
+      targets: [
+        {
+          name: `A: ${thousands(scenario.clients)} clients at once all welcomed within 10 s`,
+          ok: result.lastWelcomeSeconds <= 10,
+          detail: `the last after ${seconds(result.lastWelcomeSeconds)} (${scenario.concurrency} handshakes in flight)`,
+        },
+        {
+          name: "A: presence frames per client ≤ 30 on average",
+          ok: result.presencePerClient <= 30,
+          detail: `${result.presencePerClient.toFixed(1)} on average, ${result.presenceMax} at most`,
+        },
+      ],
+    },
+  };
+}
+
+/** B: a room keeps M messages (said by one client, who then leaves); N new clients arrive at once. */
+async function runFirstVisitOn(
+  server: ServerProcess,
+  scenario: FirstVisitScenario,
+  settings: Settings,
+): Promise<{ record: RunRecord; conns: Conn[] }> {
+  const seed = await sayMany({
+    target: server.target,
+    count: scenario.messages,
+    window: 50,
+    text: CHAT_LINE,
+    timeoutMs: settings.room.timeoutMs,
+  });
+  await settle([server]);
+  const meter = cpuMeter(server);
+  const result = await runCrowd({
+    target: server.target,
+    clients: scenario.clients,
+    concurrency: settings.room.stormConcurrency,
+    path: "/",
+    perSourceAddress: scenario.clients > CONNECTIONS_PER_SOURCE_ADDRESS ? CONNECTIONS_PER_SOURCE_ADDRESS : 0,
+    quietMs: settings.room.quietMs,
+    timeoutMs: settings.room.timeoutMs,
+    onStart: meter.onMeasureStart,
+    onEnd: meter.onMeasureEnd,
+  });
+  const page = Math.min(HISTORY_PAGE, scenario.messages);
+  const newestPage =
+    result.messagesMin === page &&
+    result.messagesMax === page &&
+    result.lastSeq === seed.lastSeq &&
+    result.firstSeq === seed.lastSeq - page + 1 &&
+    result.replaysNotEndingAtLatest === 0;
+  const checks: Check[] = [
+    {
+      name: `the room was given ${thousands(scenario.messages)} messages first`,
+      ok: seed.errors === 0 && seed.acknowledged === scenario.messages,
+      detail: `${thousands(seed.acknowledged)} acknowledged in ${seconds(seed.seconds)}${seed.errors > 0 ? `: ${seed.firstErrors.join("; ")}` : ""}`,
+    },
+    ...crowdChecks(result, server, settings),
+    {
+      name: `every first visit was replayed the newest ${page} messages, in order`,
+      ok: newestPage,
+      detail: `${result.messagesMin}–${result.messagesMax} messages a client, seq ${result.firstSeq}–${result.lastSeq} of ${seed.lastSeq}`,
+    },
+  ];
+  return {
+    conns: result.conns,
+    record: {
+      side: "ours",
+      round: 0,
+      ok: checks.every((check) => check.ok),
+      metrics: { ...crowdMetrics(result, meter), seedSeconds: seed.seconds },
+      checks,
+      targets: [
+        {
+          name: `B: a first visit is replayed the newest ${HISTORY_PAGE} messages, not all ${thousands(scenario.messages)} (before: 160 KB and 1,251 frames a client)`,
+          ok: result.messagesMax <= HISTORY_PAGE,
+          detail: `${result.messagesMax} messages, ${formatValue(result.bytesPerClient, "B")} and ${result.framesPerClient.toFixed(0)} frames a client`,
+        },
+      ],
+    },
+  };
+}
+
+/** A history file as server.ts writes it: the epoch on the first line, then
+ * one message a line, about 136 bytes each (#16's file: 273 MB for
+ * 2,000,000). The lines are made by hand, not by JSON.stringify: every part
+ * is already valid JSON, and two million objects would take seconds. */
+function writeHistoryFile(path: string, messages: number): void {
+  const descriptor = openSync(path, "w");
+  try {
+    writeSync(descriptor, JSON.stringify({ type: "epoch", epoch: "bench-epoch-0123456789abcdef" }) + "\n");
+    const time = Date.UTC(2026, 0, 1);
+    const senders = [
+      '"sid":"k3JzQ2x9AbCd","from":"小明"',
+      '"sid":"Qe9LmN0pQrSt","from":"小红"',
+      '"sid":"Zx8YwV7uTsRq","from":"Alice"',
+    ];
+    const texts = [
+      '"See you all at the meeting at three, ok?"',
+      '"你好，今天的会议改到下午三点了，别忘了"',
+      '"ok, thanks!"',
+      '"Has anyone seen the new build? It fails again."',
+    ];
+    for (let from = 1; from <= messages; from += 10_000) {
+      let lines = "";
+      for (let seq = from; seq < Math.min(messages + 1, from + 10_000); seq++) {
+        lines += `{"seq":${seq},"id":"m${seq.toString(36)}",${senders[seq % 3]},"text":${texts[seq % 4]},"time":${time + seq * 1000}}\n`;
+      }
+      writeSync(descriptor, lines);
+    }
+    // On disk, as the file of a server that ran before: otherwise the server's
+    // first fsync would also write out these hundreds of megabytes.
+    fsyncSync(descriptor);
+  } finally {
+    closeSync(descriptor);
+  }
+}
+
+/** A copy of `source`, on disk (see writeHistoryFile). */
+function copyToDisk(source: string, path: string): void {
+  copyFileSync(source, path);
+  const descriptor = openSync(path, "r+");
+  try {
+    fsyncSync(descriptor);
+  } finally {
+    closeSync(descriptor);
+  }
+}
+
+/** server.ts's start-up line about its history: how many messages it kept, and the next seq. */
+function historyLine(output: string): { kept: number; nextSeq: number } | undefined {
+  const match = /history .*: (\d+) messages kept, epoch \S+, next seq (\d+)/.exec(output);
+  return match ? { kept: Number(match[1]), nextSeq: Number(match[2]) } : undefined;
+}
+
+/** Waits until the server is idle, then reads its RSS and peak RSS. */
+async function settledMemory(server: ServerProcess): Promise<{ rss: number; peak: number }> {
+  await settle([server], 3000);
+  await sleep(300);
+  return { rss: server.rss(), peak: server.peakRss() };
+}
+
+/** C: spawn to listening, and RSS, on a file of M messages against an empty one. The
+ * server cuts a long file back to what it keeps, so every round starts on a fresh copy. */
+async function runHistoryStartup(
+  scenario: HistoryStartupScenario,
+  pin: boolean,
+  round: number,
+  source: string,
+  directory: string,
+): Promise<RunRecord> {
+  const emptyPath = join(directory, `empty-${round}.jsonl`);
+  const bigPath = join(directory, `history-${round}.jsonl`);
+  copyToDisk(source, bigPath);
+  const fileBytes = statSync(bigPath).size;
+  const empty = await ServerProcess.start("ours", false, pin, roomServerArgs(["--history", emptyPath]));
+  let emptyMemory: { rss: number; peak: number };
+  try {
+    emptyMemory = await settledMemory(empty);
+  } finally {
+    await empty.stop();
+  }
+  const big = await ServerProcess.start("ours", false, pin, roomServerArgs(["--history", bigPath]));
+  let bigMemory: { rss: number; peak: number };
+  let line: { kept: number; nextSeq: number } | undefined;
+  try {
+    bigMemory = await settledMemory(big);
+    line = historyLine(big.lastOutput());
+  } finally {
+    await big.stop();
+  }
+  rmSync(bigPath, { force: true });
+  rmSync(emptyPath, { force: true });
+  const kept = Math.min(1000, scenario.messages); // --history-size's default
+  const rssExtra = bigMemory.rss - emptyMemory.rss;
+  const checks: Check[] = [
+    {
+      name: `the server kept the newest ${thousands(kept)} messages and continues at seq ${thousands(scenario.messages + 1)}`,
+      ok: line?.kept === kept && line.nextSeq === scenario.messages + 1,
+      detail: line
+        ? `${thousands(line.kept)} kept, next seq ${thousands(line.nextSeq)}`
+        : "no history line in its output",
+    },
+  ];
+  return {
+    side: "ours",
+    round,
+    ok: checks.every((check) => check.ok),
+    metrics: {
+      startSeconds: big.startSeconds,
+      emptyStartSeconds: empty.startSeconds,
+      startExtraSeconds: big.startSeconds - empty.startSeconds,
+      rss: bigMemory.rss,
+      emptyRss: emptyMemory.rss,
+      rssExtra,
+      peakRss: bigMemory.peak,
+      emptyPeakRss: emptyMemory.peak,
+      fileBytes,
+    },
+    checks,
+    targets: [
+      {
+        name: `C: start-up on ${formatValue(fileBytes, "B")} of history ≤ 1 s (spawn to listening)`,
+        ok: big.startSeconds <= 1,
+        detail: `${seconds(big.startSeconds)}; ${seconds(empty.startSeconds)} with an empty file`,
+      },
+      {
+        name: "C: RSS within 50 MB of an empty start",
+        ok: rssExtra <= 50 * 1000 * 1000,
+        detail: `${formatValue(bigMemory.rss, "B")} against ${formatValue(emptyMemory.rss, "B")} (peak ${formatValue(bigMemory.peak, "B")} against ${formatValue(emptyMemory.peak, "B")})`,
+      },
+    ],
+  };
+}
+
+/** The messages of a history file, oldest first, and whether its first line is an epoch. */
+function readHistoryFile(path: string): { epochFirst: boolean; seqs: number[]; bytes: number } {
+  const text = readFileSync(path, "utf8");
+  const lines = text.split("\n").filter((line) => line !== "");
+  const seqs: number[] = [];
+  for (const line of lines.slice(1)) {
+    const record = JSON.parse(line) as { seq?: unknown };
+    if (typeof record.seq === "number") seqs.push(record.seq);
+  }
+  const first = lines[0] === undefined ? undefined : (JSON.parse(lines[0]) as { type?: unknown });
+  return { epochFirst: first?.type === "epoch", seqs, bytes: Buffer.byteLength(text) };
+}
+
+/** Message lines in a history file now (every line but the epoch's), by counting newlines. */
+function messageLinesIn(path: string): number {
+  try {
+    const bytes = readFileSync(path);
+    let lines = 0;
+    for (let index = bytes.indexOf(0x0a); index >= 0; index = bytes.indexOf(0x0a, index + 1)) lines++;
+    return Math.max(0, lines - 1);
+  } catch {
+    return 0; // between the rename and the reopen there is always a file; before the first write there is none
+  }
+}
+
+/** D: M messages said over a real connection with --history-size S; the file is watched
+ * all along, read at the end, and a restart on it must continue where it stopped. */
+async function runHistoryCompaction(
+  scenario: HistoryCompactionScenario,
+  settings: Settings,
+  pin: boolean,
+  round: number,
+  directory: string,
+): Promise<RunRecord> {
+  const path = join(directory, `compaction-${round}.jsonl`);
+  const args = roomServerArgs(["--history", path, "--history-size", String(scenario.historySize)]);
+  const server = await ServerProcess.start("ours", false, pin, args);
+  let most = 0;
+  let said: Awaited<ReturnType<typeof sayMany>>;
+  const meter = cpuMeter(server);
+  const watcher = setInterval(() => (most = Math.max(most, messageLinesIn(path))), 25);
+  try {
+    await settle([server]);
+    meter.onMeasureStart();
+    said = await sayMany({
+      target: server.target,
+      count: scenario.messages,
+      window: 50,
+      text: CHAT_LINE,
+      timeoutMs: settings.room.timeoutMs,
+    });
+    meter.onMeasureEnd();
+  } finally {
+    clearInterval(watcher);
+    await server.stop(); // SIGKILL: what is on disk is what a crash would leave
+  }
+  const file = readHistoryFile(path);
+  most = Math.max(most, file.seqs.length);
+  const bound = 10 * scenario.historySize;
+  const newest = file.seqs.every((seq, index) => seq === said.lastSeq - file.seqs.length + 1 + index);
+  const restarted = await ServerProcess.start("ours", false, pin, args);
+  const line = historyLine(restarted.lastOutput());
+  await restarted.stop();
+  rmSync(path, { force: true });
+  const checks: Check[] = [
+    {
+      name: "every message was acknowledged, in order",
+      ok: said.errors === 0 && said.acknowledged === scenario.messages,
+      detail: `${thousands(said.acknowledged)} of ${thousands(scenario.messages)}${said.errors > 0 ? `: ${said.firstErrors.join("; ")}` : ""}`,
+    },
+    {
+      name: "the file is its epoch and the newest messages, in order, up to the last one acknowledged",
+      ok: file.epochFirst && newest && file.seqs.length >= scenario.historySize && said.lastSeq === scenario.messages,
+      detail: `epoch first: ${file.epochFirst}; ${thousands(file.seqs.length)} messages, seq ${file.seqs[0] ?? "–"}–${file.seqs.at(-1) ?? "–"}`,
+    },
+    {
+      name: `a restart on the file keeps ${scenario.historySize} messages and continues at seq ${thousands(scenario.messages + 1)}`,
+      ok: line?.kept === scenario.historySize && line.nextSeq === scenario.messages + 1,
+      detail: line
+        ? `${thousands(line.kept)} kept, next seq ${thousands(line.nextSeq)}`
+        : "no history line in its output",
+    },
+  ];
+  return {
+    side: "ours",
+    round,
+    ok: checks.every((check) => check.ok),
+    metrics: {
+      messagesPerSecond: said.acknowledged / said.seconds,
+      sayingSeconds: said.seconds,
+      fileMessages: file.seqs.length,
+      fileMessagesMostSeen: most,
+      fileBytes: file.bytes,
+      serverCpuSeconds: meter.seconds(),
+      serverCpuPercent: meter.percent(),
+      noisePercent: meter.noisePercent(),
+    },
+    checks,
+    targets: [
+      {
+        name: `D: after ${thousands(scenario.messages)} messages with --history-size ${scenario.historySize} the file holds ≤ ${thousands(bound)}`,
+        ok: file.seqs.length <= bound,
+        detail: `${thousands(file.seqs.length)} messages (${formatValue(file.bytes, "B")}); at most ${thousands(most)} seen while they were said`,
+      },
+    ],
+  };
+}
+
 // ── Summaries ───────────────────────────────────────────────────────────────
 
 interface MetricSpec {
   key: string;
   label: string;
-  unit: "msg/s" | "µs" | "B" | "hs/s" | "deliveries/s";
+  unit: "msg/s" | "µs" | "B" | "hs/s" | "deliveries/s" | "s" | "frames" | "messages" | "s CPU";
   higherIsBetter: boolean;
   /** The same work per server CPU-second, when it makes sense. */
   perCpuKey?: string;
@@ -644,6 +1230,41 @@ const metricsFor: Record<Scenario["kind"], MetricSpec[]> = {
       perCpuKey: "handshakesPerCpuSecond",
     },
   ],
+  "join-storm": [
+    { key: "lastWelcomeSeconds", label: "last welcomed", unit: "s", higherIsBetter: false },
+    { key: "medianWelcomeSeconds", label: "half welcomed", unit: "s", higherIsBetter: false },
+    { key: "presencePerClient", label: "presence frames/client", unit: "frames", higherIsBetter: false },
+    { key: "presenceMax", label: "presence frames, most", unit: "frames", higherIsBetter: false },
+    { key: "framesPerClient", label: "frames/client", unit: "frames", higherIsBetter: false },
+    { key: "bytesPerClient", label: "bytes/client", unit: "B", higherIsBetter: false },
+    { key: "bytesTotal", label: "bytes in all", unit: "B", higherIsBetter: false },
+    { key: "serverCpuSeconds", label: "server CPU", unit: "s CPU", higherIsBetter: false },
+  ],
+  "first-visit": [
+    { key: "bytesPerClient", label: "bytes/client", unit: "B", higherIsBetter: false },
+    { key: "framesPerClient", label: "frames/client", unit: "frames", higherIsBetter: false },
+    { key: "messagesPerClient", label: "messages replayed/client", unit: "messages", higherIsBetter: false },
+    { key: "presencePerClient", label: "presence frames/client", unit: "frames", higherIsBetter: false },
+    { key: "bytesTotal", label: "bytes in all", unit: "B", higherIsBetter: false },
+    { key: "lastWelcomeSeconds", label: "last welcomed", unit: "s", higherIsBetter: false },
+    { key: "serverCpuSeconds", label: "server CPU", unit: "s CPU", higherIsBetter: false },
+  ],
+  "history-startup": [
+    { key: "startSeconds", label: "start (spawn to listening)", unit: "s", higherIsBetter: false },
+    { key: "emptyStartSeconds", label: "start, empty file", unit: "s", higherIsBetter: false },
+    { key: "startExtraSeconds", label: "start, beyond an empty file", unit: "s", higherIsBetter: false },
+    { key: "rss", label: "RSS after start", unit: "B", higherIsBetter: false },
+    { key: "emptyRss", label: "RSS, empty file", unit: "B", higherIsBetter: false },
+    { key: "peakRss", label: "peak RSS", unit: "B", higherIsBetter: false },
+    { key: "fileBytes", label: "file size", unit: "B", higherIsBetter: false },
+  ],
+  "history-compaction": [
+    { key: "fileMessages", label: "messages in the file", unit: "messages", higherIsBetter: false },
+    { key: "fileMessagesMostSeen", label: "most seen in it", unit: "messages", higherIsBetter: false },
+    { key: "fileBytes", label: "file size", unit: "B", higherIsBetter: false },
+    { key: "messagesPerSecond", label: "said and stored", unit: "msg/s", higherIsBetter: true },
+    { key: "serverCpuSeconds", label: "server CPU", unit: "s CPU", higherIsBetter: false },
+  ],
 };
 
 interface Spread {
@@ -673,6 +1294,8 @@ interface ScenarioResult {
   runs: RunRecord[];
   summary: MetricSummary[];
   checks: { ok: boolean; failures: string[] };
+  /** The #16 targets of a room scenario, each met only if met in every round. */
+  targets: Array<{ name: string; met: boolean; details: string[] }>;
 }
 
 function spread(values: number[]): Spread | null {
@@ -683,7 +1306,8 @@ function spread(values: number[]): Spread | null {
   return { median, min: finite[0]!, max: finite[finite.length - 1]! };
 }
 
-function summarize(scenario: Scenario, runs: RunRecord[]): ScenarioResult {
+/** `assertTargets`: whether a missed target is one of the failures (not in tiny mode). */
+function summarize(scenario: Scenario, runs: RunRecord[], assertTargets: boolean): ScenarioResult {
   const good = (side: Side) => runs.filter((run) => run.side === side && run.ok);
   const rounds = [...new Set(runs.map((run) => run.round))];
   const ratioOf = (key: string) =>
@@ -716,17 +1340,30 @@ function summarize(scenario: Scenario, runs: RunRecord[]): ScenarioResult {
       noisePercent: spread(runs.map((run) => run.metrics.noisePercent ?? Number.NaN))?.max ?? null,
     };
   });
+  const targetNames = [...new Set(runs.flatMap((run) => (run.targets ?? []).map((target) => target.name)))];
+  const targets = targetNames.map((name) => {
+    const found = runs.flatMap((run) => (run.targets ?? []).filter((target) => target.name === name));
+    return {
+      name,
+      met: found.length === runs.length && found.every((target) => target.ok),
+      details: found.map((target) => target.detail ?? ""),
+    };
+  });
   const failures = runs.flatMap((run) => [
     ...(run.error ? [`${run.side} round ${run.round}: ${run.error}`] : []),
     ...run.checks
       .filter((check) => !check.ok)
       .map((check) => `${run.side} round ${run.round}: ${check.name}: ${check.detail ?? ""}`),
+    ...(assertTargets ? (run.targets ?? []) : [])
+      .filter((target) => !target.ok)
+      .map((target) => `${run.side} round ${run.round}: target missed: ${target.name}: ${target.detail ?? ""}`),
   ]);
-  return { scenario, runs, summary, checks: { ok: failures.length === 0 && runs.length > 0, failures } };
+  return { scenario, runs, summary, checks: { ok: failures.length === 0 && runs.length > 0, failures }, targets };
 }
 
 function formatValue(value: number | undefined, unit: MetricSpec["unit"]): string {
   if (value === undefined || !Number.isFinite(value)) return "–";
+  if (unit === "s" || unit === "s CPU") return `${value.toFixed(value >= 10 ? 1 : 2)} ${unit}`;
   if (unit === "µs")
     return value >= 10_000
       ? `${(value / 1000).toFixed(1)} ms`
@@ -771,6 +1408,7 @@ function table(results: ScenarioResult[]): string {
   ];
   const rows: string[][] = [];
   for (const result of results) {
+    if (isRoomScenario(result.scenario)) continue; // roomTable: nothing to compare with
     result.summary.forEach((metric, index) => {
       const percent = (value: number | null) => (value === null ? "–" : value.toFixed(0));
       rows.push([
@@ -789,12 +1427,54 @@ function table(results: ScenarioResult[]): string {
       ]);
     });
   }
+  if (rows.length === 0) return "";
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
   const line = (cells: string[]) =>
     cells
       .map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
       .join("  ");
   return [line(header), widths.map((width) => "─".repeat(width)).join("  "), ...rows.map(line)].join("\n");
+}
+
+/** The room scenarios: server.ts's own figures (median [min–max] of the rounds), then #16's targets. */
+function roomTable(results: ScenarioResult[]): string {
+  const room = results.filter((result) => isRoomScenario(result.scenario));
+  if (room.length === 0) return "";
+  const header = ["chat room at scale (server.ts only)", "metric", "value [min–max]", "ok"];
+  const rows: string[][] = [];
+  for (const result of room) {
+    result.summary.forEach((metric, index) => {
+      const value = metric.ours;
+      rows.push([
+        index === 0 ? result.scenario.title : "",
+        `${metric.label} ${metric.higherIsBetter ? "↑" : "↓"}`,
+        value === null
+          ? "–"
+          : value.min === value.max
+            ? formatValue(value.median, metric.unit)
+            : `${formatValue(value.median, metric.unit)} [${formatValue(value.min, metric.unit)}–${formatValue(value.max, metric.unit)}]`,
+        index === 0 ? (result.checks.ok ? "✓" : "✗") : "",
+      ]);
+    });
+  }
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
+      .join("  ");
+  const targets = room.flatMap((result) =>
+    result.targets.map(
+      (target) => `${target.met ? "✓ met   " : "✗ MISSED"}  ${target.name}: ${target.details.join(" | ")}`,
+    ),
+  );
+  return [
+    line(header),
+    widths.map((width) => "─".repeat(width)).join("  "),
+    ...rows.map(line),
+    "",
+    "Targets of issue #16 (measured on server.ts alone; every round must meet them):",
+    ...targets,
+  ].join("\n");
 }
 
 // ── The run ─────────────────────────────────────────────────────────────────
@@ -821,6 +1501,51 @@ function describeRun(record: RunRecord, scenario: Scenario): string {
   );
 }
 
+function describeRoomRun(record: RunRecord, scenario: RoomScenario): string {
+  if (!record.ok) return describeRun(record, scenario);
+  const figures = metricsFor[scenario.kind]
+    .map((metric) => `${metric.label} ${formatValue(record.metrics[metric.key], metric.unit)}`)
+    .join(", ");
+  const targets = (record.targets ?? []).map((target) => `${target.ok ? "✓" : "✗"} ${target.detail ?? ""}`);
+  const percents = [
+    ["server CPU", "serverCpuPercent"],
+    ["client CPU", "clientCpuPercent"],
+    ["noise", "noisePercent"],
+  ].flatMap(([label, key]) => {
+    const value = record.metrics[key!];
+    return value === undefined || !Number.isFinite(value) ? [] : [`${label} ${value.toFixed(0)}%`];
+  });
+  return [figures, ...percents, ...targets].join("; ");
+}
+
+/** One run of a room scenario on fresh servers; the crowd's connections are closed after the server stopped. */
+async function runRoomScenario(
+  scenario: RoomScenario,
+  settings: Settings,
+  pin: boolean,
+  round: number,
+  scratch: string,
+  historySource: string | undefined,
+): Promise<RunRecord> {
+  if (scenario.kind === "history-startup") return runHistoryStartup(scenario, pin, round, historySource!, scratch);
+  if (scenario.kind === "history-compaction") return runHistoryCompaction(scenario, settings, pin, round, scratch);
+  const server = await ServerProcess.start("ours", false, pin, roomServerArgs([]));
+  let conns: Conn[] = [];
+  try {
+    await settle([server]);
+    const { record, conns: opened } =
+      scenario.kind === "join-storm"
+        ? await runJoinStormOn(server, scenario, settings)
+        : await runFirstVisitOn(server, scenario, settings);
+    conns = opened;
+    return record;
+  } finally {
+    // The server goes first: 10,000 leaving would otherwise keep it busy into the next run.
+    await server.stop();
+    destroyAll(conns);
+  }
+}
+
 async function guarded<T>(side: Side, round: number, run: () => Promise<T>): Promise<T | RunRecord> {
   try {
     return await run();
@@ -839,11 +1564,13 @@ async function guarded<T>(side: Side, round: number, run: () => Promise<T>): Pro
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const settings = { ...settingsFor[options.mode] };
+  settings.room = { ...settings.room };
   if (options.rounds !== undefined) {
     settings.rounds = options.rounds;
+    settings.room.rounds = options.rounds;
     settings.tcpRounds = Math.min(settings.tcpRounds, options.rounds);
   }
-  const maxIdle = Math.max(...settings.memoryConnections);
+  const maxIdle = Math.max(...settings.memoryConnections, settings.room.stormClients, settings.room.firstVisitClients);
   raiseFileLimit(maxIdle + 2000, settings);
 
   let pin = options.pin && cpus().length >= 2;
@@ -866,12 +1593,13 @@ async function main(): Promise<void> {
 
   const results: ScenarioResult[] = [];
   const record = (scenario: Scenario, runs: RunRecord[]) => {
-    const result = summarize(scenario, runs);
+    const result = summarize(scenario, runs, settings.room.assertTargets);
     results.push(result);
     const main = result.summary[0]!;
-    log(
-      `  → ${scenario.title}: ours/ws ${formatRatio(main.ratio)} (${main.label})${result.checks.ok ? "" : "  CHECK FAILED"}`,
-    );
+    const figure = isRoomScenario(scenario)
+      ? `${main.label} ${formatValue(main.ours?.median, main.unit)}; targets ${result.targets.map((target) => (target.met ? "✓" : "✗")).join("")}`
+      : `ours/ws ${formatRatio(main.ratio)} (${main.label})`;
+    log(`  → ${scenario.title}: ${figure}${result.checks.ok ? "" : "  CHECK FAILED"}`);
   };
 
   // Echo and latency: long-lived servers, one set per deflate setting.
@@ -947,9 +1675,39 @@ async function main(): Promise<void> {
     record(scenario, runs);
   }
 
+  // The chat room at scale: server.ts alone, a fresh server (or two) for every run.
+  const roomPlan = plan.filter(isRoomScenario);
+  const scratch = roomPlan.length > 0 ? mkdtempSync(join(tmpdir(), "bench-room-")) : undefined;
+  try {
+    for (const scenario of roomPlan) {
+      const runs: RunRecord[] = [];
+      let historySource: string | undefined;
+      if (scenario.kind === "history-startup") {
+        historySource = join(scratch!, "source.jsonl");
+        const began = Date.now();
+        writeHistoryFile(historySource, scenario.messages);
+        log(
+          `${scenario.title}: wrote ${formatValue(statSync(historySource).size, "B")} in ${((Date.now() - began) / 1000).toFixed(1)} s`,
+        );
+      }
+      for (let round = 1; round <= settings.room.rounds; round++) {
+        const outcome = await guarded("ours", round, () =>
+          runRoomScenario(scenario, settings, pin, round, scratch!, historySource),
+        );
+        outcome.round = round;
+        runs.push(outcome);
+        log(`${scenario.title} round ${round}: ${describeRoomRun(outcome, scenario)}`);
+      }
+      if (historySource !== undefined) rmSync(historySource, { force: true });
+      record(scenario, runs);
+    }
+  } finally {
+    if (scratch !== undefined) rmSync(scratch, { recursive: true, force: true });
+  }
+
   const seconds = (Date.now() - started) / 1000;
   const loadAfter = loadavg();
-  const output = table(results);
+  const output = [table(results), roomTable(results)].filter((text) => text !== "").join("\n\n");
   process.stdout.write("\n" + output + "\n\n");
   process.stdout.write(
     "ours/ws: ratio of the two servers' figures, round by round (median [min–max]); per CPU-s: the same work per second of server CPU.\n" +
@@ -987,6 +1745,7 @@ async function main(): Promise<void> {
       scenario: result.scenario,
       summary: result.summary,
       checks: result.checks,
+      targets: result.targets,
       runs: result.runs,
     })),
     table: output,
@@ -1067,8 +1826,10 @@ function raiseFileLimit(needed: number, settings: Settings): void {
   }
   const fits = Math.max(100, soft - 2000);
   settings.memoryConnections = settings.memoryConnections.map((count) => Math.min(count, fits));
+  settings.room.stormClients = Math.min(settings.room.stormClients, fits);
+  settings.room.firstVisitClients = Math.min(settings.room.firstVisitClients, fits);
   log(
-    `bench: the open-file limit is ${soft} (hard ${hard}); idle-connection scenarios capped at ${fits}. Run \`ulimit -n ${needed}\` first for the full figures.`,
+    `bench: the open-file limit is ${soft} (hard ${hard}); idle-connection and join-storm scenarios capped at ${fits}. Run \`ulimit -n ${needed}\` first for the full figures.`,
   );
 }
 

@@ -315,6 +315,9 @@ export interface OpenOptions {
   /** A plain TCP peer: no handshake; every byte goes to `onRaw`. */
   raw?: boolean;
   timeoutMs?: number;
+  /** The loopback address to connect from (127.0.0.2, ...): each has its own
+   * range of ephemeral ports, so that many thousands of connections fit. */
+  localAddress?: string;
 }
 
 /** Every socket reads into this one buffer (net.connect's `onread`): no
@@ -335,6 +338,7 @@ export function openConnection(
     const socket = connect({
       host: target.host,
       port: target.port,
+      ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
       noDelay: true,
       onread: {
         buffer: readBuffer,
