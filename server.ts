@@ -3218,12 +3218,21 @@ export class Identities {
    * whenever a name ending in a digit is freed, since that may be one of them. */
   private readonly firstFreeSuffix = new Map<string, number>();
 
-  constructor(limit: number) {
+  /** Whether a name is held elsewhere (by someone on another server). */
+  private readonly heldElsewhere: (name: string) => boolean;
+
+  constructor(limit: number, heldElsewhere: (name: string) => boolean = () => false) {
     this.limit = Math.max(1, limit);
+    this.heldElsewhere = heldElsewhere;
   }
 
   get size(): number {
     return this.bySid.size;
+  }
+
+  /** Whether `name` is held, here or on another server. */
+  isHeld(name: string): boolean {
+    return this.byName.has(name) || this.heldElsewhere(name);
   }
 
   /** Identities with a connection open. */
@@ -3316,12 +3325,12 @@ export class Identities {
   // starts at 2 or 5 every time): a crowd of 10,000 asking for one name, or
   // for none, would otherwise cost 50 million lookups.
   freeNameLike(wanted: string): string {
-    if (!this.byName.has(wanted)) return wanted;
+    if (!this.isHeld(wanted)) return wanted;
     if (this.firstFreeSuffix.size > this.limit) this.firstFreeSuffix.clear();
     for (let suffix = this.firstFreeSuffix.get(wanted) ?? 2; ; suffix++) {
       const ending = String(suffix);
       const candidate = [...wanted].slice(0, MAX_NAME_LENGTH - ending.length).join("") + ending;
-      if (!this.byName.has(candidate)) {
+      if (!this.isHeld(candidate)) {
         this.firstFreeSuffix.set(wanted, suffix);
         return candidate;
       }
@@ -3330,13 +3339,126 @@ export class Identities {
 
   /** The first default name nobody holds: 小明, 小红, 小军, 小王, then 访客5, 访客6… */
   freeDefaultName(): string {
-    for (const name of defaultNames) if (!this.byName.has(name)) return name;
+    for (const name of defaultNames) if (!this.isHeld(name)) return name;
     for (let number = this.firstFreeGuest; ; number++) {
-      if (!this.byName.has(`访客${number}`)) {
+      if (!this.isHeld(`访客${number}`)) {
         this.firstFreeGuest = number;
         return `访客${number}`;
       }
     }
+  }
+}
+
+/** A change in who is in the room, as the room announces it. */
+export type PresenceChange = PresenceMessage | RenamedMessage;
+
+/**
+ * Everyone in the room, on every server: each person (by sid) with the name
+ * they hold and, for each server that hosts them (has one of their
+ * connections, or their grace), whether they are away there. Without --redis
+ * there is one host, this process; with it, every server keeps the same
+ * directory from the others' announcements. Pure bookkeeping: it records
+ * and answers, and returns what changed in the room's eyes:
+ *
+ *   nobody ──a host has them──▶ present ──every host has them away──▶ away
+ *   away ──a host has them present──▶ present        any ──no host left──▶ left
+ */
+export class RoomDirectory {
+  private readonly people = new Map<string, { name: string; hosts: Map<string, boolean> }>();
+  private readonly byName = new Map<string, string>();
+  private onlineCount = 0;
+
+  /** Everyone, away or not. */
+  get size(): number {
+    return this.people.size;
+  }
+
+  /** Those present on at least one host. */
+  get online(): number {
+    return this.onlineCount;
+  }
+
+  /** The sid holding `name`, if anyone does. */
+  holderOf(name: string): string | undefined {
+    return this.byName.get(name);
+  }
+
+  stateOf(sid: string): "present" | "away" | undefined {
+    const person = this.people.get(sid);
+    if (person === undefined) return undefined;
+    for (const away of person.hosts.values()) if (!away) return "present";
+    return "away";
+  }
+
+  /** The name `sid` holds, if the room knows them. */
+  nameOf(sid: string): string | undefined {
+    return this.people.get(sid)?.name;
+  }
+
+  /** The hosts that have `sid`. */
+  hostsOf(sid: string): string[] {
+    return [...(this.people.get(sid)?.hosts.keys() ?? [])];
+  }
+
+  /** Records that `host` has `sid`, named `name`, away there or not. */
+  set(host: string, sid: string, name: string, away: boolean): PresenceChange[] {
+    const before = this.stateOf(sid);
+    let person = this.people.get(sid);
+    const changes: PresenceChange[] = [];
+    if (person === undefined) {
+      person = { name, hosts: new Map() };
+      this.people.set(sid, person);
+      this.byName.set(name, sid);
+    } else if (person.name !== name) {
+      changes.push({ type: "renamed", sid, from: person.name, to: name });
+      if (this.byName.get(person.name) === sid) this.byName.delete(person.name);
+      person.name = name;
+      this.byName.set(name, sid);
+    }
+    person.hosts.set(host, away);
+    return [...changes, ...this.transition(sid, name, before)];
+  }
+
+  /** Records that `host` no longer has `sid`. */
+  unset(host: string, sid: string): PresenceChange[] {
+    const person = this.people.get(sid);
+    if (person === undefined || !person.hosts.has(host)) return [];
+    const before = this.stateOf(sid);
+    person.hosts.delete(host);
+    if (person.hosts.size === 0) {
+      this.people.delete(sid);
+      if (this.byName.get(person.name) === sid) this.byName.delete(person.name);
+    }
+    return this.transition(sid, person.name, before);
+  }
+
+  /** Forgets everything `host` had (a server that is gone). */
+  unsetHost(host: string): PresenceChange[] {
+    const changes: PresenceChange[] = [];
+    for (const [sid, person] of [...this.people]) if (person.hosts.has(host)) changes.push(...this.unset(host, sid));
+    return changes;
+  }
+
+  /** At most `limit` people from the `offset`-th, in the order they arrived. */
+  page(offset: number, limit: number): MemberView[] {
+    const page: MemberView[] = [];
+    if (offset >= this.people.size) return page;
+    let index = 0;
+    for (const [sid, person] of this.people) {
+      if (index++ < offset) continue;
+      page.push(this.stateOf(sid) === "away" ? { name: person.name, sid, away: true } : { name: person.name, sid });
+      if (page.length === limit) break;
+    }
+    return page;
+  }
+
+  private transition(sid: string, name: string, before: "present" | "away" | undefined): PresenceMessage[] {
+    const after = this.stateOf(sid);
+    if (before === after) return [];
+    if (before === "present") this.onlineCount--;
+    if (after === "present") this.onlineCount++;
+    const type = after === undefined ? "left" : before === undefined ? "joined" : after === "away" ? "away" : "back";
+    return [{ type, name, sid }];
   }
 }
 
@@ -3374,6 +3496,9 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
   /** For /metrics: counts, never contents. */
   readonly counters = { received: 0, deliveries: 0, replayed: 0, historyResets: 0 };
   readonly identities: Identities;
+  /** Everyone in the room, here and on other servers; `host` names this server in it. */
+  readonly directory = new RoomDirectory();
+  private readonly host = "local";
   readonly log: MessageLog;
   private readonly options: ChatRoomOptions;
   private readonly clock: RoomClock;
@@ -3387,7 +3512,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
   constructor(options: ChatRoomOptions) {
     this.options = options;
     this.clock = options.clock ?? systemClock;
-    this.identities = new Identities(options.maxIdentities);
+    this.identities = new Identities(options.maxIdentities, (name) => this.directory.holderOf(name) !== undefined);
     this.log = options.messageLog?.(this) ?? new LocalLog(options, this);
   }
 
@@ -3436,14 +3561,14 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     }
     const sid = publicIdOf(sessionIsOurs ? session : newSecret());
     let identity = this.identities.find(sid);
-    const arrival =
-      identity === undefined ? "joined" : this.identities.isAway(identity) ? "back" : "another connection";
     if (identity === undefined) {
       this.makeRoomForNewcomer();
-      const { name, problem } = this.chooseName(query.get("name"));
+      // Someone the room knows from another server keeps the name they hold there.
+      const known = this.directory.nameOf(sid);
+      const { name, problem } = known !== undefined ? { name: known } : this.chooseName(query.get("name"));
       if (problem !== undefined) problems.push(problem);
       identity = this.identities.add(sid, name, sessionIsOurs);
-    } else if (arrival === "back") {
+    } else if (this.identities.isAway(identity)) {
       this.identities.markBack(identity);
     }
     identity.connections.add(connection);
@@ -3472,16 +3597,17 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     const replay = this.encodeReplay(missed);
 
     // A second connection of someone already here changes nothing anyone sees.
-    if (arrival !== "another connection") this.announce(arrival, identity, connection);
-    const firstPage = this.identities.page(0, MEMBER_PAGE);
+    if (identity.connections.size === 1)
+      this.announce(this.directory.set(this.host, sid, identity.name, false), connection);
+    const firstPage = this.directory.page(0, MEMBER_PAGE);
     this.sendTo(connection, {
       type: "welcome",
       name: identity.name,
       you: identity.sid,
       users: firstPage.map((each) => each.name),
-      members: firstPage.map((each) => this.describeMember(each)),
-      memberCount: this.identities.size,
-      online: this.identities.online,
+      members: firstPage,
+      memberCount: this.directory.size,
+      online: this.directory.online,
       presenceBatched: this.presenceBatched,
       seq: this.history.latestSeq,
       oldestSeq: this.history.oldestSeq,
@@ -3491,11 +3617,6 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     for (const problem of problems) this.sendError(connection, problem.code, problem.message);
     for (const frame of replay.frames) connection.send(frame);
     this.counters.replayed += replay.frames.length;
-  }
-
-  private describeMember(identity: Identity): MemberView {
-    const member = { name: identity.name, sid: identity.sid };
-    return this.identities.isAway(identity) ? { ...member, away: true } : member;
   }
 
   /** The replay as JSON texts, newest first until the budget is spent, then
@@ -3566,10 +3687,10 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     return {
       type: "members",
       offset,
-      memberCount: this.identities.size,
-      online: this.identities.online,
+      memberCount: this.directory.size,
+      online: this.directory.online,
       presenceBatched: this.presenceBatched,
-      members: this.identities.page(offset, MEMBER_PAGE).map((identity) => this.describeMember(identity)),
+      members: this.directory.page(offset, MEMBER_PAGE),
     };
   }
 
@@ -3615,14 +3736,14 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     if (identity.connections.size > 0) return;
     if (!identity.canReturn || this.options.nameGraceMs <= 0) return this.endIdentity(identity);
     this.identities.markAway(identity, this.clock.now() + this.options.nameGraceMs);
-    this.announce("away", identity);
+    this.announce(this.directory.set(this.host, identity.sid, identity.name, true));
     this.scheduleGraceEnd();
   }
 
   /** Ends the identity for good: its name is free and everyone is told it left. */
   private endIdentity(identity: Identity): void {
     this.identities.remove(identity);
-    this.announce("left", identity);
+    this.announce(this.directory.unset(this.host, identity.sid));
   }
 
   // ── Presence: one frame per change in a small room, a summary a second in a large one ──
@@ -3631,18 +3752,24 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
   // CPU before the last is welcomed). Above PRESENCE_BATCH_ABOVE members,
   // each member gets at most one `presence` frame a PRESENCE_INTERVAL_MS.
 
-  /** Tells the room that `identity` joined, went away, came back or left. */
-  private announce(change: PresenceMessage["type"], identity: Identity, except?: RoomPeer): void {
-    if (this.identities.size > PRESENCE_BATCH_ABOVE) this.presenceBatched = true;
-    if (!this.presenceBatched) return this.broadcast({ type: change, name: identity.name, sid: identity.sid }, except);
-    const pending = (this.pendingPresence ??= { joinedCount: 0, joined: [], leftCount: 0, left: [] });
-    if (change === "joined" || change === "left") {
-      const sample = change === "joined" ? pending.joined : pending.left;
-      if (sample.length < PRESENCE_SAMPLE) sample.push({ name: identity.name, sid: identity.sid });
-      if (change === "joined") pending.joinedCount++;
-      else pending.leftCount++;
+  /** Tells the room what the directory says changed: someone joined, went
+   * away, came back, left, or renamed (a rename always goes out alone). */
+  private announce(changes: PresenceChange[], except?: RoomPeer): void {
+    for (const change of changes) {
+      if (this.directory.size > PRESENCE_BATCH_ABOVE) this.presenceBatched = true;
+      if (change.type === "renamed" || !this.presenceBatched) {
+        this.broadcast(change, except);
+        continue;
+      }
+      const pending = (this.pendingPresence ??= { joinedCount: 0, joined: [], leftCount: 0, left: [] });
+      if (change.type === "joined" || change.type === "left") {
+        const sample = change.type === "joined" ? pending.joined : pending.left;
+        if (sample.length < PRESENCE_SAMPLE) sample.push({ name: change.name, sid: change.sid });
+        if (change.type === "joined") pending.joinedCount++;
+        else pending.leftCount++;
+      }
+      this.presenceTimer ??= this.clock.setTimeout(() => this.sendPresenceSummary(), PRESENCE_INTERVAL_MS);
     }
-    this.presenceTimer ??= this.clock.setTimeout(() => this.sendPresenceSummary(), PRESENCE_INTERVAL_MS);
   }
 
   /** The summary of the last interval; and when the room has become small,
@@ -3651,9 +3778,9 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     this.presenceTimer = undefined;
     const pending = this.pendingPresence ?? { joinedCount: 0, joined: [], leftCount: 0, left: [] };
     this.pendingPresence = undefined;
-    const counts = { memberCount: this.identities.size, online: this.identities.online };
+    const counts = { memberCount: this.directory.size, online: this.directory.online };
     this.broadcast({ type: "presence", ...counts, ...pending });
-    if (this.identities.size <= PRESENCE_BATCH_ABOVE) {
+    if (this.directory.size <= PRESENCE_BATCH_ABOVE) {
       this.presenceBatched = false;
       this.broadcast(this.membersPage(0));
     }
@@ -3703,12 +3830,10 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     const problem = typeof requested === "string" ? nameProblem(wanted) : 'A rename needs a "name".';
     if (problem !== undefined) return this.sendError(connection, "bad_name", `${problem} You stay ${identity.name}.`);
     if (wanted === identity.name) return;
-    const holder = this.identities.holderOf(wanted);
-    if (holder !== undefined)
+    if (this.identities.isHeld(wanted))
       return this.sendError(connection, "name_taken", `${wanted} is taken; you stay ${identity.name}.`);
-    const from = identity.name;
     this.identities.rename(identity, wanted);
-    this.broadcast({ type: "renamed", sid: identity.sid, from, to: wanted });
+    this.announce(this.directory.set(this.host, identity.sid, wanted, this.identities.isAway(identity)));
   }
 
   private say(connection: RoomPeer, member: Member, message: UncheckedMessage): void {
