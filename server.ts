@@ -3041,6 +3041,10 @@ export interface MessageLogEvents {
   /** This process can no longer vouch for seqs it gave out (Redis lost or
    * rolled back the history: a new epoch; or it missed messages). */
   onHistoryBroken(why: string): void;
+  /** Another server has `sid` now (undefined: no longer). */
+  onRemotePresence?(host: string, sid: string, entry: HostedEntry | undefined): void;
+  /** Everything another server has, read whole (at start-up, or after it re-published it). */
+  onHostSnapshot?(host: string, entries: Map<string, HostedEntry>): void;
 }
 
 /** Where the room's messages get their seq and are kept. The room keeps
@@ -3052,7 +3056,27 @@ export interface MessageLog {
   readonly available: boolean;
   /** Numbers and keeps `message`, unless its id is in the history already. */
   append(message: UnsequencedMessage): AppendOutcome | Promise<AppendOutcome>;
+  /** With Redis: the people of the room are shared with the other servers. */
+  readonly presence?: SharedPresence;
   close(): void;
+}
+
+/** What a server has of one person: the name they hold, and whether they are away (in their grace) there. */
+export interface HostedEntry {
+  name: string;
+  away: boolean;
+}
+
+/** The room's people across servers (Redis). */
+export interface SharedPresence {
+  /** This server's id among the room's servers: new at every start. */
+  readonly hostId: string;
+  /** Takes `name` for `sid` in the whole room; false when someone else holds it. */
+  claimName(name: string, sid: string): Promise<boolean>;
+  /** Gives `name` up, unless a server still has `sid` (`evenIfHosted`: a rename). */
+  releaseName(name: string, sid: string, evenIfHosted?: boolean): void;
+  /** Tells the other servers what this one has of `sid` now (undefined: nothing). */
+  publish(sid: string, entry: HostedEntry | undefined): void;
 }
 
 /** The embedded log: this process numbers the messages, keeps them in
@@ -3432,11 +3456,11 @@ export class RoomDirectory {
     return this.transition(sid, person.name, before);
   }
 
-  /** Forgets everything `host` had (a server that is gone). */
-  unsetHost(host: string): PresenceChange[] {
-    const changes: PresenceChange[] = [];
-    for (const [sid, person] of [...this.people]) if (person.hosts.has(host)) changes.push(...this.unset(host, sid));
-    return changes;
+  /** The people `host` has. */
+  sidsOf(host: string): string[] {
+    const sids: string[] = [];
+    for (const [sid, person] of this.people) if (person.hosts.has(host)) sids.push(sid);
+    return sids;
   }
 
   /** At most `limit` people from the `offset`-th, in the order they arrived. */
@@ -3498,8 +3522,12 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
   readonly identities: Identities;
   /** Everyone in the room, here and on other servers; `host` names this server in it. */
   readonly directory = new RoomDirectory();
-  private readonly host = "local";
+  private readonly host: string;
   readonly log: MessageLog;
+  /** Connections waiting for their name to be claimed on Redis, with what they sent meanwhile. */
+  private readonly joining = new Map<RoomPeer, string[]>();
+  /** Names another server's people hold that this directory did not know of yet (a claim failed). */
+  private readonly claimedElsewhere = new Set<string>();
   private readonly options: ChatRoomOptions;
   private readonly clock: RoomClock;
   /** One timer for every grace: it wakes when the oldest one ends. */
@@ -3512,8 +3540,40 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
   constructor(options: ChatRoomOptions) {
     this.options = options;
     this.clock = options.clock ?? systemClock;
-    this.identities = new Identities(options.maxIdentities, (name) => this.directory.holderOf(name) !== undefined);
+    this.identities = new Identities(
+      options.maxIdentities,
+      (name) => this.directory.holderOf(name) !== undefined || this.claimedElsewhere.has(name),
+    );
     this.log = options.messageLog?.(this) ?? new LocalLog(options, this);
+    this.host = this.log.presence?.hostId ?? "local";
+  }
+
+  /** Another server has `sid` now, or no longer (undefined). */
+  onRemotePresence(host: string, sid: string, entry: HostedEntry | undefined): void {
+    if (entry !== undefined) {
+      const local = this.identities.find(sid);
+      if (local !== undefined && local.name !== entry.name) this.identities.rename(local, entry.name);
+    }
+    this.announce(
+      entry === undefined ? this.directory.unset(host, sid) : this.directory.set(host, sid, entry.name, entry.away),
+    );
+  }
+
+  /** Everything another server has: what the directory had of it and is not in `entries` is gone. */
+  onHostSnapshot(host: string, entries: Map<string, HostedEntry>): void {
+    for (const sid of this.directory.sidsOf(host)) if (!entries.has(sid)) this.onRemotePresence(host, sid, undefined);
+    for (const [sid, entry] of entries) this.onRemotePresence(host, sid, entry);
+  }
+
+  /** Records what this server has of `identity` now, tells the other servers, and announces what changed. */
+  private record(identity: Identity, state: "present" | "away" | "gone", except?: RoomPeer): void {
+    const { sid, name } = identity;
+    const changes =
+      state === "gone"
+        ? this.directory.unset(this.host, sid)
+        : this.directory.set(this.host, sid, name, state === "away");
+    this.log.presence?.publish(sid, state === "gone" ? undefined : { name, away: state === "away" });
+    this.announce(changes, except);
   }
 
   get epoch(): string {
@@ -3550,6 +3610,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     connection.handler = this;
     if (query.get("inspect") === "1") this.inspect(connection, true);
     const problems: Array<{ code: ErrorCode; message: string }> = [];
+    const shared = this.log.presence;
 
     const session = query.get("session");
     const sessionIsOurs = session !== null && sessionIsValid(session);
@@ -3560,14 +3621,58 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
       });
     }
     const sid = publicIdOf(sessionIsOurs ? session : newSecret());
+    if (shared !== undefined && this.identities.find(sid) === undefined) {
+      // Another server may hold the name: it is claimed on Redis first, and
+      // what the client sends meanwhile waits.
+      this.joining.set(connection, []);
+      void this.claimName(shared, sid, query.get("name")).then((choice) => {
+        const waiting = this.joining.get(connection);
+        if (waiting === undefined) return; // it closed meanwhile
+        this.joining.delete(connection);
+        if (choice.problem !== undefined) problems.push(choice.problem);
+        this.admit(connection, query, sid, sessionIsOurs, problems, choice.name);
+        for (const text of waiting) this.onText(connection, text);
+      });
+      return;
+    }
+    if (this.identities.find(sid) === undefined) this.makeRoomForNewcomer(); // before a name is chosen: it may free one
+    const choice = this.identities.find(sid) === undefined ? this.chooseName(query.get("name")) : undefined;
+    if (choice?.problem !== undefined) problems.push(choice.problem);
+    this.admit(connection, query, sid, sessionIsOurs, problems, choice?.name);
+  }
+
+  /** A name for a newcomer, claimed in the whole room: someone the room
+   * knows from another server keeps the name they hold there; a name
+   * another server's person took first is counted as held, and the next tried. */
+  private async claimName(
+    shared: SharedPresence,
+    sid: string,
+    requested: string | null,
+  ): Promise<{ name: string; problem?: { code: ErrorCode; message: string } }> {
+    if (this.claimedElsewhere.size > 10_000) this.claimedElsewhere.clear();
+    const known = this.directory.nameOf(sid);
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const choice = known !== undefined && attempt === 0 ? { name: known } : this.chooseName(requested);
+      const claimed = await shared.claimName(choice.name, sid).catch(() => true); // Redis down: the join goes on here
+      if (claimed) return choice;
+      this.claimedElsewhere.add(choice.name);
+    }
+    return this.chooseName(`访客${randomBytes(3).toString("hex")}`);
+  }
+
+  /** The connection joins as `sid`: its identity found, or made with `name`; welcomed; replayed to. */
+  private admit(
+    connection: RoomPeer,
+    query: URLSearchParams,
+    sid: string,
+    canReturn: boolean,
+    problems: Array<{ code: ErrorCode; message: string }>,
+    name: string | undefined,
+  ): void {
     let identity = this.identities.find(sid);
     if (identity === undefined) {
       this.makeRoomForNewcomer();
-      // Someone the room knows from another server keeps the name they hold there.
-      const known = this.directory.nameOf(sid);
-      const { name, problem } = known !== undefined ? { name: known } : this.chooseName(query.get("name"));
-      if (problem !== undefined) problems.push(problem);
-      identity = this.identities.add(sid, name, sessionIsOurs);
+      identity = this.identities.add(sid, name ?? this.identities.freeDefaultName(), canReturn);
     } else if (this.identities.isAway(identity)) {
       this.identities.markBack(identity);
     }
@@ -3597,8 +3702,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     const replay = this.encodeReplay(missed);
 
     // A second connection of someone already here changes nothing anyone sees.
-    if (identity.connections.size === 1)
-      this.announce(this.directory.set(this.host, sid, identity.name, false), connection);
+    if (identity.connections.size === 1) this.record(identity, "present", connection);
     const firstPage = this.directory.page(0, MEMBER_PAGE);
     this.sendTo(connection, {
       type: "welcome",
@@ -3635,7 +3739,11 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
 
   onText(connection: RoomPeer, text: string): void {
     const member = this.members.get(connection);
-    if (member === undefined) return;
+    if (member === undefined) {
+      const waiting = this.joining.get(connection);
+      if (waiting !== undefined && waiting.length < this.options.messageBurst) waiting.push(text);
+      return;
+    }
     if (!member.bucket.take()) {
       if (!member.patience.take()) return connection.fail("message_flood");
       return this.sendError(
@@ -3728,6 +3836,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
   /** A connection ended. Its identity leaves only when it was the last one,
    * and only after the grace if the client can come back to claim it. */
   onClose(connection: RoomPeer): void {
+    this.joining.delete(connection);
     const member = this.members.get(connection);
     if (member === undefined) return;
     this.members.delete(connection);
@@ -3736,14 +3845,15 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     if (identity.connections.size > 0) return;
     if (!identity.canReturn || this.options.nameGraceMs <= 0) return this.endIdentity(identity);
     this.identities.markAway(identity, this.clock.now() + this.options.nameGraceMs);
-    this.announce(this.directory.set(this.host, identity.sid, identity.name, true));
+    this.record(identity, "away");
     this.scheduleGraceEnd();
   }
 
   /** Ends the identity for good: its name is free and everyone is told it left. */
   private endIdentity(identity: Identity): void {
     this.identities.remove(identity);
-    this.announce(this.directory.unset(this.host, identity.sid));
+    this.record(identity, "gone");
+    this.log.presence?.releaseName(identity.name, identity.sid);
   }
 
   // ── Presence: one frame per change in a small room, a summary a second in a large one ──
@@ -3832,8 +3942,19 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     if (wanted === identity.name) return;
     if (this.identities.isHeld(wanted))
       return this.sendError(connection, "name_taken", `${wanted} is taken; you stay ${identity.name}.`);
-    this.identities.rename(identity, wanted);
-    this.announce(this.directory.set(this.host, identity.sid, wanted, this.identities.isAway(identity)));
+    const shared = this.log.presence;
+    if (shared === undefined) return this.applyRename(identity, wanted);
+    void shared.claimName(wanted, identity.sid).then((claimed) => {
+      if (!claimed) return this.sendError(connection, "name_taken", `${wanted} is taken; you stay ${identity.name}.`);
+      const from = identity.name;
+      this.applyRename(identity, wanted);
+      shared.releaseName(from, identity.sid, true);
+    });
+  }
+
+  private applyRename(identity: Identity, name: string): void {
+    this.identities.rename(identity, name);
+    this.record(identity, this.identities.isAway(identity) ? "away" : "present");
   }
 
   private say(connection: RoomPeer, member: Member, message: UncheckedMessage): void {
@@ -4243,8 +4364,18 @@ export class RedisClient {
 
 /** One room's keys. The braces are a hash tag: on Redis Cluster all of a
  * room's keys live on one node, so one script may use them together. */
-export function roomKeys(room: string): { meta: string; stream: string; ids: string } {
-  return { meta: `chat:{${room}}:meta`, stream: `chat:{${room}}:messages`, ids: `chat:{${room}}:ids` };
+export function roomKeys(room: string) {
+  const prefix = `chat:{${room}}:`;
+  return {
+    meta: `${prefix}meta`,
+    stream: `${prefix}messages`,
+    ids: `${prefix}ids`,
+    names: `${prefix}names`,
+    hosts: `${prefix}hosts`,
+    presence: `${prefix}presence`,
+    /** Followed by a server's id: whom that server has. */
+    hostPrefix: `${prefix}host:`,
+  };
 }
 
 // The state check both scripts begin with. The history was lost, and the
@@ -4297,6 +4428,84 @@ const REDIS_PROBE_MS = 1000;
 /** How long a server keeps its chat clients while Redis is unreachable, before it closes them with 1013. */
 export const REDIS_OUTAGE_CLOSE_MS = 5000;
 
+// ── The room's people on Redis ──────────────────────────────────────────────
+// Each server publishes whom it has: a hash per server (sid → away flag and
+// name) and an event on a presence stream for every change, which every
+// server reads with the messages and applies to its RoomDirectory. Names are
+// claimed in one hash (name → sid), so a name held on one server cannot be
+// taken on another. A server proves it is alive by moving its deadline in a
+// sorted set every second; a server past its deadline (killed, cut off) is
+// reaped by whichever server notices first: its people are announced gone
+// and their names freed, unless another server has them too.
+
+/** How long a server counts as alive after it last said so. */
+export const HOST_TTL_MS = 10_000;
+
+// KEYS: host hash, hosts, presence stream. ARGV: host, sid, name, away (0/1), gone (0/1), alive until.
+const publishHostedScript = new RedisScript(`
+if ARGV[5] == '1' then redis.call('HDEL', KEYS[1], ARGV[2]) else redis.call('HSET', KEYS[1], ARGV[2], ARGV[4] .. ARGV[3]) end
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+local kind = 'set'
+if ARGV[5] == '1' then kind = 'gone' end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'host', ARGV[1], 'kind', kind, 'sid', ARGV[2], 'name', ARGV[3], 'away', ARGV[4])
+return 1
+`);
+
+// After a start or an outage: this server's whole hash again, its names
+// claimed where free, and a "sync" event so the others reload it.
+// KEYS: host hash, hosts, presence stream, names. ARGV: host, alive until, then sid, value pairs.
+const syncHostScript = new RedisScript(`
+redis.call('DEL', KEYS[1])
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  local name = string.sub(ARGV[i + 1], 2)
+  if not redis.call('HGET', KEYS[4], name) then redis.call('HSET', KEYS[4], name, ARGV[i]) end
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'host', ARGV[1], 'kind', 'sync', 'sid', '', 'name', '', 'away', '0')
+return 1
+`);
+
+// KEYS: names. ARGV: name, sid. 1 when the name is now the sid's.
+const claimNameScript = new RedisScript(`
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder and holder ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`);
+
+// KEYS: names, hosts. ARGV: name, sid, host key prefix, 1 to keep it while a server still has the sid.
+const releaseNameScript = new RedisScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if ARGV[4] == '1' then
+  for _, host in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    if redis.call('HEXISTS', ARGV[3] .. host, ARGV[2]) == 1 then return 0 end
+  end
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+`);
+
+// KEYS: hosts, names, presence stream. ARGV: the dead host, now, host key prefix.
+const reapHostScript = new RedisScript(`
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not deadline or tonumber(deadline) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+local live = redis.call('ZRANGE', KEYS[1], 0, -1)
+local entries = redis.call('HGETALL', ARGV[3] .. ARGV[1])
+for i = 1, #entries, 2 do
+  local sid, name = entries[i], string.sub(entries[i + 1], 2)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'host', ARGV[1], 'kind', 'gone', 'sid', sid, 'name', name, 'away', '0')
+  local elsewhere = false
+  for _, host in ipairs(live) do
+    if redis.call('HEXISTS', ARGV[3] .. host, sid) == 1 then elsewhere = true end
+  end
+  if not elsewhere and redis.call('HGET', KEYS[2], name) == sid then redis.call('HDEL', KEYS[2], name) end
+end
+redis.call('DEL', ARGV[3] .. ARGV[1])
+return 1
+`);
+
 export interface RedisLogOptions {
   address: RedisAddress;
   room: string;
@@ -4308,9 +4517,16 @@ export interface RedisLogOptions {
   onAvailability?: (available: boolean) => void;
 }
 
-export class RedisLog implements MessageLog {
+export class RedisLog implements MessageLog, SharedPresence {
   epoch = "";
   history: History;
+  readonly hostId = randomBytes(6).toString("hex");
+  /** What this server has, as last published: published again whole after an outage. */
+  private readonly hosted = new Map<string, HostedEntry>();
+  /** Publications, in order: one after the other. */
+  private publishing: Promise<unknown> = Promise.resolve();
+  /** Where this server's reading of the presence stream has got to. */
+  private presenceCursor = "0-0";
   /** Whether the room's state in Redis can be used now. */
   available = false;
   /** The last PING's round trip (for /metrics). */
@@ -4328,7 +4544,16 @@ export class RedisLog implements MessageLog {
     this.events = events;
     this.keys = roomKeys(options.room);
     this.history = new History(options.historySize);
-    const clientOptions = { timeoutMs: options.timeoutMs, scripts: [checkRoomScript, appendMessageScript] };
+    const scripts = [
+      checkRoomScript,
+      appendMessageScript,
+      publishHostedScript,
+      syncHostScript,
+      claimNameScript,
+      releaseNameScript,
+      reapHostScript,
+    ];
+    const clientOptions = { timeoutMs: options.timeoutMs, scripts };
     this.commands = new RedisClient(options.address, clientOptions);
     this.reader = new RedisClient(options.address, { timeoutMs: options.timeoutMs, scripts: [] });
     this.probe = setInterval(() => void this.probeRedis(), REDIS_PROBE_MS);
@@ -4359,11 +4584,53 @@ export class RedisLog implements MessageLog {
     }
   }
 
+  get presence(): SharedPresence {
+    return this;
+  }
+
+  async claimName(name: string, sid: string): Promise<boolean> {
+    return (await this.commands.run(claimNameScript, [this.keys.names], [name, sid])) === 1;
+  }
+
+  releaseName(name: string, sid: string, evenIfHosted = false): void {
+    const args = [name, sid, this.keys.hostPrefix, evenIfHosted ? "0" : "1"];
+    this.enqueue(() => this.commands.run(releaseNameScript, [this.keys.names, this.keys.hosts], args));
+  }
+
+  publish(sid: string, entry: HostedEntry | undefined): void {
+    if (entry === undefined) this.hosted.delete(sid);
+    else this.hosted.set(sid, entry);
+    const keys = [this.keys.hostPrefix + this.hostId, this.keys.hosts, this.keys.presence];
+    const away = entry?.away ? "1" : "0";
+    const args = () => [
+      this.hostId,
+      sid,
+      entry?.name ?? "",
+      away,
+      entry === undefined ? "1" : "0",
+      Date.now() + HOST_TTL_MS,
+    ];
+    this.enqueue(() => this.commands.run(publishHostedScript, keys, args));
+  }
+
   close(): void {
     this.closed = true;
     clearInterval(this.probe);
-    this.commands.close();
+    // Leaving on purpose: everyone here is gone at once, not after HOST_TTL_MS.
+    if (this.available) {
+      const args = [this.hostId, 0, this.keys.hostPrefix];
+      void this.commands
+        .command(["ZADD", this.keys.hosts, 0, this.hostId])
+        .then(() => this.commands.run(reapHostScript, [this.keys.hosts, this.keys.names, this.keys.presence], args))
+        .catch(() => {})
+        .finally(() => this.commands.close());
+    } else this.commands.close();
     this.reader.close();
+  }
+
+  /** Runs publications one after another, in the order they were made. */
+  private enqueue(send: () => Promise<unknown>): void {
+    this.publishing = this.publishing.then(send).catch((error: unknown) => this.noteFailure(error));
   }
 
   private keyList(): string[] {
@@ -4382,10 +4649,15 @@ export class RedisLog implements MessageLog {
       try {
         if (!this.available) await this.catchUp();
         const cursor = `${this.history.latestSeq}-0`;
-        const read = ["XREAD", "COUNT", 1000, "BLOCK", READ_BLOCK_MS, "STREAMS", this.keys.stream, cursor];
+        const streams = [this.keys.stream, this.keys.presence, cursor, this.presenceCursor];
+        const read = ["XREAD", "COUNT", 1000, "BLOCK", READ_BLOCK_MS, "STREAMS", ...streams];
         const reply = await this.reader.command(read, READ_BLOCK_MS);
         if (reply === null) await this.checkState();
-        else for (const [, entries] of reply as Array<[string, RespReply[]]>) this.deliver(entries);
+        else
+          for (const [stream, entries] of reply as Array<[string, RespReply[]]>) {
+            if (stream === this.keys.stream) this.deliver(entries);
+            else await this.applyPresence(entries);
+          }
       } catch (error) {
         if (this.closed) return;
         this.noteFailure(error);
@@ -4409,7 +4681,62 @@ export class RedisLog implements MessageLog {
       ]);
       this.deliver((tail as RespReply[]).slice().reverse(), { quietly: true });
     }
+    await this.loadPresence();
     this.setAvailable(true);
+  }
+
+  /** Everyone the other servers have, then this server's own people published
+   * again whole (Redis may have restarted without them). Events from before
+   * the snapshot are read again after it: setting what is set changes nothing. */
+  private async loadPresence(): Promise<void> {
+    const last = (await this.commands.command(["XREVRANGE", this.keys.presence, "+", "-", "COUNT", 1])) as Array<
+      [string]
+    >;
+    this.presenceCursor = last[0]?.[0] ?? "0-0";
+    await this.reapDeadHosts();
+    const hosts = (await this.commands.command(["ZRANGE", this.keys.hosts, 0, -1])) as string[];
+    for (const host of hosts) if (host !== this.hostId) await this.loadHost(host);
+    const pairs = [...this.hosted].flatMap(([sid, entry]) => [sid, (entry.away ? "1" : "0") + entry.name]);
+    const keys = [this.keys.hostPrefix + this.hostId, this.keys.hosts, this.keys.presence, this.keys.names];
+    await this.commands.run(syncHostScript, keys, () => [this.hostId, Date.now() + HOST_TTL_MS, ...pairs]);
+  }
+
+  private async loadHost(host: string): Promise<void> {
+    const fields = (await this.commands.command(["HGETALL", this.keys.hostPrefix + host])) as string[];
+    const entries = new Map<string, HostedEntry>();
+    for (let index = 0; index + 1 < fields.length; index += 2) {
+      const value = fields[index + 1]!;
+      entries.set(fields[index]!, { name: value.slice(1), away: value.startsWith("1") });
+    }
+    this.events.onHostSnapshot?.(host, entries);
+  }
+
+  /** Presence stream entries `[id, [host, …, kind, …, sid, …, name, …, away, …]]`, from other servers. */
+  private async applyPresence(entries: RespReply[]): Promise<void> {
+    for (const entry of entries) {
+      const [id, fields] = entry as [string, string[]];
+      this.presenceCursor = id;
+      const field = (name: string) => fields[fields.indexOf(name) + 1] ?? "";
+      const host = field("host");
+      if (host === this.hostId) continue;
+      const kind = field("kind");
+      if (kind === "sync") await this.loadHost(host);
+      else {
+        const hosted = kind === "gone" ? undefined : { name: field("name"), away: field("away") === "1" };
+        this.events.onRemotePresence?.(host, field("sid"), hosted);
+      }
+    }
+  }
+
+  /** Servers past their deadline are reaped: their people are gone, unless elsewhere. */
+  private async reapDeadHosts(): Promise<void> {
+    const now = Date.now();
+    const dead = (await this.commands.command(["ZRANGEBYSCORE", this.keys.hosts, "-inf", now])) as string[];
+    for (const host of dead) {
+      if (host === this.hostId) continue;
+      const keys = [this.keys.hosts, this.keys.names, this.keys.presence];
+      await this.commands.run(reapHostScript, keys, [host, now, this.keys.hostPrefix]);
+    }
   }
 
   private async checkState(): Promise<void> {
@@ -4467,11 +4794,15 @@ export class RedisLog implements MessageLog {
     if (!first) this.events.onHistoryBroken(`the room's history in Redis was lost or rolled back; new epoch ${epoch}`);
   }
 
+  /** Every second: is Redis there, this server is alive, and servers that are not are reaped. */
   private async probeRedis(): Promise<void> {
     try {
       const sent = performance.now();
       await this.commands.command(["PING"]);
       this.roundTripMs = performance.now() - sent;
+      if (!this.available) return;
+      await this.commands.command(["ZADD", this.keys.hosts, Date.now() + HOST_TTL_MS, this.hostId]);
+      await this.reapDeadHosts();
     } catch (error) {
       this.noteFailure(error);
     }

@@ -6,6 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
+  HOST_TTL_MS,
   RedisClient,
   appendMessageScript,
   checkRoomScript,
@@ -328,5 +329,95 @@ describe("when Redis fails", { skip, timeout: 120_000 }, () => {
       await behind.stop("SIGKILL");
       await proxy.close();
     }
+  });
+});
+
+describe("people across servers: names, presence and a server that dies", { skip, timeout: 120_000 }, () => {
+  let redis: TestRedis;
+  let nodes: SpawnedServer[] = [];
+  const clients: ChatClient[] = [];
+  before(async () => {
+    redis = await TestRedis.start();
+    nodes = await Promise.all([0, 1, 2].map(() => spawnServer([...nodeArgs(redis), "--name-grace", "1500"])));
+    for (const node of nodes) await waitForHealth(node, 200);
+  });
+  after(async () => {
+    for (const client of clients) client.destroy();
+    await Promise.all(nodes.map((node) => node.stop("SIGKILL")));
+    await redis.destroy();
+  });
+  const join = async (node: SpawnedServer, query = "") => {
+    const client = await ChatClient.join(node.port, query, { respond: true });
+    clients.push(client);
+    return client;
+  };
+  const presence = (client: ChatClient) =>
+    client.received().filter((message) => ["joined", "away", "back", "left", "renamed"].includes(message.type));
+
+  test("a name held on one server cannot be taken on another; the welcome on a third lists everyone", async () => {
+    const [a, b, c] = nodes;
+    const teacher = await join(a!, "name=Teacher&session=teacher-session-000001");
+    const other = await join(b!, "name=Teacher");
+    assert.equal(other.welcome.name, "Teacher2");
+    assert.equal((await other.expect("error")).code, "name_taken");
+    await waitUntil(
+      () => presence(teacher).some((message) => message.type === "joined" && message.name === "Teacher2"),
+      5000,
+      "A hears of B's newcomer",
+    );
+    const third = await join(c!, "name=Watcher");
+    const names = third.welcome.members.map((member) => member.name).sort();
+    assert.deepEqual(names, ["Teacher", "Teacher2", "Watcher"]);
+    assert.equal(third.welcome.memberCount, 3);
+  });
+
+  test("a rename on one server is seen on the others, and the old name is free everywhere", async () => {
+    const [a, b, c] = nodes;
+    const renamer = await join(a!, "name=Old&session=renamer-session-00001");
+    const watcher = await join(b!, "name=Watcher2");
+    renamer.send({ type: "rename", name: "New" });
+    await waitUntil(
+      () => presence(watcher).some((message) => message.type === "renamed" && message.to === "New"),
+      5000,
+      "renamed on B",
+    );
+    const taker = await join(c!, "name=Old");
+    assert.equal(taker.welcome.name, "Old");
+  });
+
+  test("a session that moves to another server keeps its name: away, then back, never left and joined", async () => {
+    const [a, b, c] = nodes;
+    const watcher = await join(c!, "name=Watcher3");
+    const mover = await join(a!, "name=Mover&session=mover-session-000001");
+    await waitUntil(() => presence(watcher).some((message) => message.name === "Mover"), 5000, "Mover joined");
+    mover.destroy();
+    const moved = await join(b!, "session=mover-session-000001");
+    assert.equal(moved.welcome.name, "Mover");
+    // After the first server's grace for Mover is over, Mover is still here: nothing more is said.
+    await waitUntil(
+      () => presence(watcher).filter((message) => message.name === "Mover").length >= 3,
+      5000,
+      "away and back",
+    );
+    const said = presence(watcher)
+      .filter((message) => message.name === "Mover")
+      .map((message) => message.type);
+    assert.deepEqual(said.slice(0, 3), ["joined", "away", "back"]);
+    assert.ok(!said.includes("left"));
+  });
+
+  test(`a server killed with SIGKILL: its people leave everywhere within ${HOST_TTL_MS / 1000} s and a second, their names free`, async () => {
+    const [a, b] = nodes;
+    const watcher = await join(b!, "name=Watcher4");
+    await join(a!, "name=Doomed&session=doomed-session-000001");
+    await waitUntil(() => presence(watcher).some((message) => message.name === "Doomed"), 5000, "Doomed joined");
+    await a!.stop("SIGKILL");
+    await waitUntil(
+      () => presence(watcher).some((message) => message.type === "left" && message.name === "Doomed"),
+      HOST_TTL_MS + 5000,
+      "Doomed left",
+    );
+    const taker = await join(b!, "name=Doomed");
+    assert.equal(taker.welcome.name, "Doomed");
   });
 });
