@@ -4423,6 +4423,8 @@ return {epoch, seq, 0}
 
 /** How long one XREAD waits for new entries before the state is checked again. */
 const READ_BLOCK_MS = 1000;
+/** Entries one XREAD takes: what a turn of the event loop queues for each client is at most this many messages. */
+const READ_BATCH = 100;
 /** How often Redis is asked whether it is there (PING) when nothing else is said. */
 const REDIS_PROBE_MS = 1000;
 /** How long a server keeps its chat clients while Redis is unreachable, before it closes them with 1013. */
@@ -4650,7 +4652,7 @@ export class RedisLog implements MessageLog, SharedPresence {
         if (!this.available) await this.catchUp();
         const cursor = `${this.history.latestSeq}-0`;
         const streams = [this.keys.stream, this.keys.presence, cursor, this.presenceCursor];
-        const read = ["XREAD", "COUNT", 1000, "BLOCK", READ_BLOCK_MS, "STREAMS", ...streams];
+        const read = ["XREAD", "COUNT", READ_BATCH, "BLOCK", READ_BLOCK_MS, "STREAMS", ...streams];
         const reply = await this.reader.command(read, READ_BLOCK_MS);
         if (reply === null) await this.checkState();
         else
@@ -5455,6 +5457,11 @@ export function parseCommandLine(
   if (typeof redisProblem === "string") throw new Error(`--redis: ${redisProblem}`);
   if ((config.tlsCert === undefined) !== (config.tlsKey === undefined))
     throw new Error("--tls-cert and --tls-key go together: a certificate and its private key");
+  // The PROXY line would have to be read before node:https takes the socket,
+  // which reads the TLS handshake from the socket's handle, not from bytes
+  // given back to it: terminate TLS at the proxy instead (deploy/haproxy.cfg).
+  if (config.tlsCert !== undefined && Array.isArray(config.trustProxy) && config.trustProxy.length > 0)
+    throw new Error("--trust-proxy cannot be used with --tls-cert: let the proxy terminate TLS, or drop --trust-proxy");
   if (config.redis !== undefined && config.historyFile !== undefined)
     throw new Error("--history cannot be used with --redis: Redis keeps the history (see the README on persistence)");
   return config as Partial<ServerConfig> & { help?: boolean };
