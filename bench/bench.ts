@@ -29,6 +29,20 @@
 //   first-visit         N new clients onto a room that keeps M messages: bytes and frames each (B)
 //   history-startup     start-up on a --history file of M messages, against an empty one: time and RSS (C)
 //   history-compaction  M messages said with --history-size S: what the file holds afterwards (D)
+//
+// Fan-out across servers on Redis (issue #14) is measured on server.ts alone
+// too, one setup against the other: one server.ts without --redis, then two
+// server.ts processes on one Redis (redis-server, a fresh one for every run),
+// the same N chat clients alternating between the two, the sender on the
+// first. Each run has a paced phase (R messages a second: latency below
+// saturation) and a saturated one (W messages in flight, as in the fan-out
+// above). Reported: deliveries/s, p50/p99 from send to delivery, the servers'
+// CPU per delivery and Redis's CPU per message (/proc/PID/stat of
+// redis-server), as two/one ratios round by round and absolute figures. Redis
+// is pinned with the servers (CPU 1): both setups have one core, so the
+// ratios are what Redis costs, not what a second machine would add. Without
+// /usr/bin/redis-server the kind is skipped, with a message.
+//   fanout-redis        N clients, one node against two nodes on Redis
 
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -45,6 +59,7 @@ import {
   writeFileSync,
   writeSync,
 } from "node:fs";
+import { connect } from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import process from "node:process";
@@ -53,6 +68,8 @@ import { destroyAll, echoWindow, openIdle, runEcho, runFanout, type Conn, type T
 import { runCrowd, sayMany, type CrowdResult } from "./room-load.ts";
 import { renderChart, type ChartRow } from "./svg.ts";
 import { readProcessMemory, rssOf } from "../test/support/memory.ts";
+import { haveRedis, redisServerPath } from "../test/support/redis.ts";
+import { freePort } from "../test/support/spawn.ts";
 import { HISTORY_PAGE } from "../server.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -123,6 +140,17 @@ interface Settings {
   memoryConnections: number[];
   handshakeConcurrency: number;
   room: RoomSettings;
+  redisFanout: RedisFanoutSettings;
+}
+
+/** Fan-out across two server.ts processes on one Redis, against one without (#14). */
+interface RedisFanoutSettings {
+  clients: number;
+  /** Messages a second in the paced phase. */
+  ratePerSecond: number;
+  /** Both phases: long enough for Redis's CPU to be many clock ticks (10 ms each). */
+  warmupMs: number;
+  measureMs: number;
 }
 
 /** The chat room at scale (#16): server.ts only. */
@@ -170,6 +198,7 @@ const settingsFor: Record<Mode, Settings> = {
       timeoutMs: 20_000,
       assertTargets: false,
     },
+    redisFanout: { clients: 20, ratePerSecond: 100, warmupMs: 100, measureMs: 300 },
   },
   quick: {
     rounds: 2,
@@ -196,6 +225,7 @@ const settingsFor: Record<Mode, Settings> = {
       timeoutMs: 120_000,
       assertTargets: true,
     },
+    redisFanout: { clients: 100, ratePerSecond: 300, warmupMs: 300, measureMs: 1500 },
   },
   full: {
     rounds: 3,
@@ -222,6 +252,7 @@ const settingsFor: Record<Mode, Settings> = {
       timeoutMs: 120_000,
       assertTargets: true,
     },
+    redisFanout: { clients: 100, ratePerSecond: 300, warmupMs: 1000, measureMs: 3000 },
   },
 };
 
@@ -284,7 +315,15 @@ interface HistoryCompactionScenario {
 }
 /** The chat room at scale: server.ts only, absolute figures and #16's targets. */
 type RoomScenario = JoinStormScenario | FirstVisitScenario | HistoryStartupScenario | HistoryCompactionScenario;
-type Scenario = EchoScenario | LatencyScenario | FanoutScenario | MemoryScenario | RoomScenario;
+/** Fan-out on one server.ts against two on one Redis (#14): server.ts only, two/one. */
+interface FanoutRedisScenario {
+  kind: "fanout-redis";
+  id: string;
+  title: string;
+  clients: number;
+  ratePerSecond: number;
+}
+type Scenario = EchoScenario | LatencyScenario | FanoutScenario | MemoryScenario | RoomScenario | FanoutRedisScenario;
 
 const roomKinds: ReadonlySet<Scenario["kind"]> = new Set([
   "join-storm",
@@ -400,12 +439,23 @@ function planFor(mode: Mode, settings: Settings): Scenario[] {
       historySize: room.compactionHistorySize,
     },
   ];
-  return [...echo, ...others, ...roomScenarios];
+  const redis = settings.redisFanout;
+  const fanoutRedis: FanoutRedisScenario = {
+    kind: "fanout-redis",
+    id: `fanout-redis-${redis.clients}`,
+    title: `chat fan-out to ${thousands(redis.clients)}, two nodes on Redis vs one`,
+    clients: redis.clients,
+    ratePerSecond: redis.ratePerSecond,
+  };
+  return [...echo, ...others, fanoutRedis, ...roomScenarios];
 }
 
 // ── Server processes ────────────────────────────────────────────────────────
 
 type Side = "ours" | "ws" | "tcp";
+/** The fan-out on Redis compares two setups of server.ts, not two servers. */
+type NodeSetup = "one-node" | "two-nodes";
+type RunSide = Side | NodeSetup;
 
 const CLOCK_TICKS = (() => {
   try {
@@ -538,8 +588,14 @@ function sleep(milliseconds: number): Promise<void> {
   return new Promise((resolvePromise) => setTimeout(resolvePromise, milliseconds));
 }
 
+/** A process whose CPU the benchmark reads: a server, or Redis. */
+interface CpuSource {
+  readonly alive: boolean;
+  cpuTicks(): number;
+}
+
 /** Waits until every server has stopped using CPU (at most one tick in 100 ms), for at most `maxMs`. */
-async function settle(servers: ServerProcess[], maxMs = 5000): Promise<void> {
+async function settle(servers: CpuSource[], maxMs = 5000): Promise<void> {
   const deadline = Date.now() + maxMs;
   let before = servers.map((server) => (server.alive ? server.cpuTicks() : 0));
   while (Date.now() < deadline) {
@@ -559,7 +615,7 @@ interface Check {
 }
 
 interface RunRecord {
-  side: Side;
+  side: RunSide;
   round: number;
   ok: boolean;
   error?: string;
@@ -1184,12 +1240,235 @@ async function runHistoryCompaction(
   };
 }
 
+// ── Fan-out across servers on Redis (#14), server.ts only ───────────────────
+
+/** A redis-server of the benchmark's own: in a scratch folder, on 127.0.0.1, nothing persisted
+ * (the room's numbering and stream are all it keeps), pinned with the servers. A fresh one for
+ * every run, so that each starts at seq 1 without the presence of servers killed before. */
+class RedisProcess implements CpuSource {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly port: number;
+  private readonly directory: string;
+  private output = "";
+
+  private constructor(child: ChildProcess, port: number, directory: string) {
+    this.child = child;
+    this.pid = child.pid ?? 0;
+    this.port = port;
+    this.directory = directory;
+    const keep = (chunk: Buffer) => {
+      this.output = (this.output + chunk.toString("utf8")).slice(-4000);
+    };
+    child.stdout?.on("data", keep);
+    child.stderr?.on("data", keep);
+  }
+
+  static async start(pin: boolean, scratch: string): Promise<RedisProcess> {
+    const port = await freePort();
+    const directory = mkdtempSync(join(scratch, "redis-"));
+    const redisCommand = [redisServerPath, "--port", String(port), "--bind", "127.0.0.1", "--dir", directory];
+    redisCommand.push("--save", "", "--appendonly", "no", "--loglevel", "warning");
+    const command = pin ? ["taskset", "-c", "1", ...redisCommand] : redisCommand;
+    const child = spawn(command[0]!, command.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+    const redis = new RedisProcess(child, port, directory);
+    const deadline = performance.now() + 10_000;
+    while (!(await redis.answersPing())) {
+      if (!redis.alive || performance.now() > deadline) {
+        await redis.stop();
+        throw new Error(`redis-server did not answer PING within 10 s: ${redis.output}`);
+      }
+      await sleep(20);
+    }
+    return redis;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** utime + stime of redis-server (all its threads), in clock ticks: as for the servers. */
+  cpuTicks(): number {
+    const stat = readFileSync(`/proc/${this.pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[11]) + Number(fields[12]);
+  }
+
+  private answersPing(): Promise<boolean> {
+    return new Promise((resolvePromise) => {
+      const socket = connect(this.port, "127.0.0.1");
+      const done = (answer: boolean) => {
+        socket.destroy();
+        resolvePromise(answer);
+      };
+      let reply = "";
+      socket.setTimeout(1000, () => done(false));
+      socket.on("connect", () => socket.write("PING\r\n"));
+      socket.on("data", (chunk: Buffer) => {
+        reply += chunk.toString("latin1");
+        if (reply.includes("\r\n")) done(reply.startsWith("+PONG"));
+      });
+      socket.on("error", () => done(false));
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.alive) {
+      const exited = new Promise<void>((resolvePromise) => this.child.once("exit", () => resolvePromise()));
+      this.child.kill("SIGKILL");
+      await exited;
+    }
+    rmSync(this.directory, { recursive: true, force: true });
+  }
+}
+
+/** The servers' CPU, Redis's, and everything else's, between the two hooks (see cpuMeter). */
+function clusterMeter(servers: ServerProcess[], redis: RedisProcess | undefined) {
+  type Sample = { servers: number; redis: number; own: number; machine: number; at: number };
+  const sample = (): Sample => ({
+    servers: servers.reduce((sum, server) => sum + server.cpuTicks(), 0),
+    redis: redis?.cpuTicks() ?? 0,
+    own: ownTicks(),
+    machine: machineBusyTicks(),
+    at: performance.now(),
+  });
+  let before = sample();
+  let after = before;
+  const wall = () => (after.at - before.at) / 1000;
+  return {
+    onMeasureStart: () => {
+      before = sample();
+    },
+    onMeasureEnd: () => {
+      after = sample();
+    },
+    serverSeconds: () => (after.servers - before.servers) / CLOCK_TICKS,
+    redisSeconds: () => (after.redis - before.redis) / CLOCK_TICKS,
+    wall,
+    /** CPU used by other processes, in % of one core. */
+    noisePercent: () => {
+      const ours = after.servers - before.servers + (after.redis - before.redis) + (after.own - before.own);
+      return (Math.max(0, after.machine - before.machine - ours) / CLOCK_TICKS / wall()) * 100;
+    },
+  };
+}
+
+/** Waits until `server` has written a line matching `pattern`, for at most `timeoutMs`. */
+async function waitForOutput(server: ServerProcess, pattern: RegExp, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!pattern.test(server.lastOutput())) {
+    if (!server.alive || performance.now() > deadline)
+      throw new Error(`server.ts never said ${String(pattern)}: ${server.lastOutput()}`);
+    await sleep(20);
+  }
+}
+
+/** One run of one setup: one server.ts alone, or two on a fresh Redis. Servers and Redis are
+ * stopped before the clients' connections are closed (no storm of "left" into the next run). */
+async function runFanoutRedis(
+  scenario: FanoutRedisScenario,
+  settings: Settings,
+  pin: boolean,
+  setup: NodeSetup,
+  scratch: string,
+): Promise<RunRecord> {
+  const redis = setup === "two-nodes" ? await RedisProcess.start(pin, scratch) : undefined;
+  const servers: ServerProcess[] = [];
+  let conns: Conn[] = [];
+  try {
+    const args = redis === undefined ? undefined : [...serverCommand("ours", false), "--redis", redis.url];
+    for (let index = 0; index < (redis === undefined ? 1 : 2); index++)
+      servers.push(await ServerProcess.start("ours", false, pin, args));
+    // Listening comes before Redis is reached; until then a chat client would be refused (503).
+    if (redis !== undefined)
+      for (const server of servers) await waitForOutput(server, /redis: serving the room/, 10_000);
+    const everyone: CpuSource[] = [...servers, ...(redis === undefined ? [] : [redis])];
+    await settle(everyone);
+    const timing = settings.redisFanout;
+    const paced = clusterMeter(servers, redis);
+    const saturated = clusterMeter(servers, redis);
+    const result = await runFanout({
+      target: servers.map((server) => server.target),
+      clients: scenario.clients,
+      window: settings.fanoutWindow,
+      warmupMs: timing.warmupMs,
+      durationMs: timing.measureMs,
+      maxMessages: 200_000,
+      // The joins are announced to everyone (on Redis, to the other server too): not part of the fan-out.
+      beforeLoad: () => settle(everyone),
+      paced: {
+        ratePerSecond: scenario.ratePerSecond,
+        warmupMs: timing.warmupMs,
+        durationMs: timing.measureMs,
+        onMeasureStart: paced.onMeasureStart,
+        onMeasureEnd: paced.onMeasureEnd,
+      },
+      onMeasureStart: saturated.onMeasureStart,
+      onMeasureEnd: saturated.onMeasureEnd,
+    });
+    conns = result.conns;
+    const ok = result.everyDeliveryOnceInOrder && result.errors === 0 && servers.every((server) => server.alive);
+    const pacedPhase = result.paced!;
+    const perDelivery = (meter: typeof paced, deliveries: number) =>
+      deliveries > 0 ? (meter.serverSeconds() * 1e6) / deliveries : Number.NaN;
+    const perMessage = (meter: typeof paced, messages: number) =>
+      redis !== undefined && messages > 0 ? (meter.redisSeconds() * 1e6) / messages : Number.NaN;
+    return {
+      side: setup,
+      round: 0,
+      ok,
+      metrics: {
+        deliveriesPerSecond: result.deliveriesPerSecond,
+        messagesPerSecond: result.messages / result.seconds,
+        p50: result.latency.p50,
+        p99: result.latency.p99,
+        serverCpuPerDelivery: perDelivery(saturated, result.deliveries),
+        redisCpuPerMessage: perMessage(saturated, result.messages),
+        pacedDeliveriesPerSecond: pacedPhase.deliveriesPerSecond,
+        pacedP50: pacedPhase.latency.p50,
+        pacedP99: pacedPhase.latency.p99,
+        pacedServerCpuPerDelivery: perDelivery(paced, pacedPhase.deliveries),
+        pacedRedisCpuPerMessage: perMessage(paced, pacedPhase.messages),
+        pacedServerCpuPercent: (paced.serverSeconds() / paced.wall()) * 100,
+        pacedRedisCpuPercent: redis === undefined ? Number.NaN : (paced.redisSeconds() / paced.wall()) * 100,
+        messages: result.messages,
+        pacedMessages: pacedPhase.messages,
+        said: result.said,
+        serverCpuSeconds: saturated.serverSeconds(),
+        serverCpuPercent: (saturated.serverSeconds() / saturated.wall()) * 100,
+        redisCpuSeconds: redis === undefined ? Number.NaN : saturated.redisSeconds(),
+        redisCpuPercent: redis === undefined ? Number.NaN : (saturated.redisSeconds() / saturated.wall()) * 100,
+        clientCpuPercent: (result.clientCpuSeconds / result.seconds) * 100,
+        noisePercent: Math.max(paced.noisePercent(), saturated.noisePercent()),
+        connectSeconds: result.connectSeconds,
+      },
+      checks: [
+        {
+          name: "every client got every message once, in seq order",
+          ok,
+          detail: ok
+            ? `${result.said} messages × ${result.clients} clients${redis === undefined ? "" : ", clients alternating between two servers"}`
+            : `${result.errors} errors: ${result.firstErrors.join("; ")}${servers.every((server) => server.alive) ? "" : "; a server died"}`,
+        },
+      ],
+    };
+  } finally {
+    for (const server of servers) await server.stop();
+    await redis?.stop();
+    destroyAll(conns);
+  }
+}
+
 // ── Summaries ───────────────────────────────────────────────────────────────
 
 interface MetricSpec {
   key: string;
   label: string;
-  unit: "msg/s" | "µs" | "B" | "hs/s" | "deliveries/s" | "s" | "frames" | "messages" | "s CPU";
+  unit: "msg/s" | "µs" | "B" | "hs/s" | "deliveries/s" | "s" | "frames" | "messages" | "s CPU" | "µs CPU" | "%";
   higherIsBetter: boolean;
   /** The same work per server CPU-second, when it makes sense. */
   perCpuKey?: string;
@@ -1258,6 +1537,24 @@ const metricsFor: Record<Scenario["kind"], MetricSpec[]> = {
     { key: "peakRss", label: "peak RSS", unit: "B", higherIsBetter: false },
     { key: "fileBytes", label: "file size", unit: "B", higherIsBetter: false },
   ],
+  "fanout-redis": [
+    { key: "deliveriesPerSecond", label: "deliveries/s, saturated", unit: "deliveries/s", higherIsBetter: true },
+    { key: "p50", label: "p50 latency, saturated", unit: "µs", higherIsBetter: false },
+    { key: "p99", label: "p99 latency, saturated", unit: "µs", higherIsBetter: false },
+    { key: "pacedP50", label: "p50 latency, paced", unit: "µs", higherIsBetter: false },
+    { key: "pacedP99", label: "p99 latency, paced", unit: "µs", higherIsBetter: false },
+    { key: "serverCpuPerDelivery", label: "servers' CPU/delivery, saturated", unit: "µs CPU", higherIsBetter: false },
+    {
+      key: "pacedServerCpuPerDelivery",
+      label: "servers' CPU/delivery, paced",
+      unit: "µs CPU",
+      higherIsBetter: false,
+    },
+    { key: "redisCpuPerMessage", label: "Redis CPU/message, saturated", unit: "µs CPU", higherIsBetter: false },
+    { key: "pacedRedisCpuPerMessage", label: "Redis CPU/message, paced", unit: "µs CPU", higherIsBetter: false },
+    { key: "serverCpuPercent", label: "servers' CPU, saturated", unit: "%", higherIsBetter: false },
+    { key: "redisCpuPercent", label: "Redis CPU, saturated", unit: "%", higherIsBetter: false },
+  ],
   "history-compaction": [
     { key: "fileMessages", label: "messages in the file", unit: "messages", higherIsBetter: false },
     { key: "fileMessagesMostSeen", label: "most seen in it", unit: "messages", higherIsBetter: false },
@@ -1296,6 +1593,33 @@ interface ScenarioResult {
   checks: { ok: boolean; failures: string[] };
   /** The #16 targets of a room scenario, each met only if met in every round. */
   targets: Array<{ name: string; met: boolean; details: string[] }>;
+  /** The fan-out on Redis: its figures one setup against the other (its `summary` is empty). */
+  nodes?: NodesMetricSummary[];
+}
+
+interface NodesMetricSummary extends MetricSpec {
+  oneNode: Spread | null;
+  twoNodes: Spread | null;
+  /** two nodes / one node, round by round. */
+  ratio: Spread | null;
+}
+
+/** The fan-out on Redis: each setup's figures over the rounds, and two/one round by round. */
+function summarizeNodes(scenario: FanoutRedisScenario, runs: RunRecord[]): NodesMetricSummary[] {
+  const good = (setup: NodeSetup) => runs.filter((run) => run.side === setup && run.ok);
+  const rounds = [...new Set(runs.map((run) => run.round))];
+  return metricsFor[scenario.kind].map((spec) => ({
+    ...spec,
+    oneNode: spread(good("one-node").map((run) => run.metrics[spec.key] ?? Number.NaN)),
+    twoNodes: spread(good("two-nodes").map((run) => run.metrics[spec.key] ?? Number.NaN)),
+    ratio: spread(
+      rounds.flatMap((round) => {
+        const one = good("one-node").find((run) => run.round === round)?.metrics[spec.key];
+        const two = good("two-nodes").find((run) => run.round === round)?.metrics[spec.key];
+        return one !== undefined && two !== undefined && one !== 0 ? [two / one] : [];
+      }),
+    ),
+  }));
 }
 
 function spread(values: number[]): Spread | null {
@@ -1308,7 +1632,7 @@ function spread(values: number[]): Spread | null {
 
 /** `assertTargets`: whether a missed target is one of the failures (not in tiny mode). */
 function summarize(scenario: Scenario, runs: RunRecord[], assertTargets: boolean): ScenarioResult {
-  const good = (side: Side) => runs.filter((run) => run.side === side && run.ok);
+  const good = (side: RunSide) => runs.filter((run) => run.side === side && run.ok);
   const rounds = [...new Set(runs.map((run) => run.round))];
   const ratioOf = (key: string) =>
     spread(
@@ -1318,7 +1642,9 @@ function summarize(scenario: Scenario, runs: RunRecord[], assertTargets: boolean
         return ours !== undefined && ws !== undefined && ws !== 0 ? [ours / ws] : [];
       }),
     );
-  const summary = metricsFor[scenario.kind].map((spec): MetricSummary => {
+  const nodes = scenario.kind === "fanout-redis" ? summarizeNodes(scenario, runs) : undefined;
+  const compared = nodes === undefined ? metricsFor[scenario.kind] : [];
+  const summary = compared.map((spec): MetricSummary => {
     const values = (side: Side) => spread(good(side).map((run) => run.metrics[spec.key] ?? Number.NaN));
     const ours = values("ours");
     const tcp = values("tcp");
@@ -1358,12 +1684,15 @@ function summarize(scenario: Scenario, runs: RunRecord[], assertTargets: boolean
       .filter((target) => !target.ok)
       .map((target) => `${run.side} round ${run.round}: target missed: ${target.name}: ${target.detail ?? ""}`),
   ]);
-  return { scenario, runs, summary, checks: { ok: failures.length === 0 && runs.length > 0, failures }, targets };
+  const checks = { ok: failures.length === 0 && runs.length > 0, failures };
+  return { scenario, runs, summary, checks, targets, ...(nodes === undefined ? {} : { nodes }) };
 }
 
 function formatValue(value: number | undefined, unit: MetricSpec["unit"]): string {
   if (value === undefined || !Number.isFinite(value)) return "–";
   if (unit === "s" || unit === "s CPU") return `${value.toFixed(value >= 10 ? 1 : 2)} ${unit}`;
+  if (unit === "µs CPU") return `${value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2)} µs`;
+  if (unit === "%") return `${value.toFixed(0)}%`;
   if (unit === "µs")
     return value >= 10_000
       ? `${(value / 1000).toFixed(1)} ms`
@@ -1477,6 +1806,55 @@ function roomTable(results: ScenarioResult[]): string {
   ].join("\n");
 }
 
+/** The fan-out on Redis: one node, two nodes, two/one [min–max] over the rounds. */
+function nodesTable(results: ScenarioResult[], window: number): string {
+  const rows: string[][] = [];
+  const notes: string[] = [];
+  for (const result of results) {
+    if (result.nodes === undefined || result.scenario.kind !== "fanout-redis") continue;
+    const { ratePerSecond } = result.scenario;
+    const spreadText = (value: Spread | null, unit: MetricSpec["unit"]) =>
+      value === null
+        ? "–"
+        : value.min === value.max
+          ? formatValue(value.median, unit)
+          : `${formatValue(value.median, unit)} [${formatValue(value.min, unit)}–${formatValue(value.max, unit)}]`;
+    result.nodes.forEach((metric, index) => {
+      rows.push([
+        index === 0 ? result.scenario.title : "",
+        `${metric.label} ${metric.higherIsBetter ? "↑" : "↓"}`,
+        spreadText(metric.oneNode, metric.unit),
+        spreadText(metric.twoNodes, metric.unit),
+        formatRatio(metric.ratio),
+        index === 0 ? (result.checks.ok ? "✓" : "✗") : "",
+      ]);
+    });
+    const most = (key: string) =>
+      spread(result.runs.map((run) => run.metrics[key] ?? Number.NaN))?.max.toFixed(0) ?? "–";
+    notes.push(
+      `${result.scenario.title}: paced = ${thousands(ratePerSecond)} messages/s from one sender; saturated = ${window} messages in flight; ` +
+        `load generator's CPU at most ${most("clientCpuPercent")}%, other processes' at most ${most("noisePercent")}% of a core.`,
+    );
+  }
+  if (rows.length === 0) return "";
+  const header = ["fan-out on Redis (server.ts only)", "metric", "one node", "two nodes", "two/one [min–max]", "ok"];
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
+      .join("  ");
+  return [
+    line(header),
+    widths.map((width) => "─".repeat(width)).join("  "),
+    ...rows.map(line),
+    "",
+    ...notes,
+    "Two nodes: two server.ts on one Redis, the clients alternating between them; servers and Redis share CPU 1, as the",
+    "one node does alone, so two/one is what Redis costs, not what a second machine adds. Latency: from the sender's",
+    "write to each delivery. CPU per delivery: both servers' CPU over the deliveries; Redis per message: redis-server's.",
+  ].join("\n");
+}
+
 // ── The run ─────────────────────────────────────────────────────────────────
 
 const processStarted = Date.now();
@@ -1518,6 +1896,19 @@ function describeRoomRun(record: RunRecord, scenario: RoomScenario): string {
   return [figures, ...percents, ...targets].join("; ");
 }
 
+function describeRedisRun(record: RunRecord, scenario: FanoutRedisScenario): string {
+  if (!record.ok) return describeRun(record, scenario);
+  const value = (key: string, unit: MetricSpec["unit"]) => formatValue(record.metrics[key], unit);
+  return (
+    `paced ${thousands(scenario.ratePerSecond)} msg/s: p50 ${value("pacedP50", "µs")}, p99 ${value("pacedP99", "µs")}, ` +
+    `servers ${value("pacedServerCpuPerDelivery", "µs CPU")}/delivery, Redis ${value("pacedRedisCpuPerMessage", "µs CPU")}/message; ` +
+    `saturated: ${value("deliveriesPerSecond", "deliveries/s")} deliveries/s (${value("messagesPerSecond", "msg/s")} msg/s), ` +
+    `p50 ${value("p50", "µs")}, p99 ${value("p99", "µs")}, servers ${value("serverCpuPerDelivery", "µs CPU")}/delivery ` +
+    `(${value("serverCpuPercent", "%")}), Redis ${value("redisCpuPerMessage", "µs CPU")}/message (${value("redisCpuPercent", "%")}); ` +
+    `client CPU ${value("clientCpuPercent", "%")}, noise ${value("noisePercent", "%")}`
+  );
+}
+
 /** One run of a room scenario on fresh servers; the crowd's connections are closed after the server stopped. */
 async function runRoomScenario(
   scenario: RoomScenario,
@@ -1546,7 +1937,7 @@ async function runRoomScenario(
   }
 }
 
-async function guarded<T>(side: Side, round: number, run: () => Promise<T>): Promise<T | RunRecord> {
+async function guarded<T>(side: RunSide, round: number, run: () => Promise<T>): Promise<T | RunRecord> {
   try {
     return await run();
   } catch (error) {
@@ -1595,10 +1986,13 @@ async function main(): Promise<void> {
   const record = (scenario: Scenario, runs: RunRecord[]) => {
     const result = summarize(scenario, runs, settings.room.assertTargets);
     results.push(result);
-    const main = result.summary[0]!;
-    const figure = isRoomScenario(scenario)
-      ? `${main.label} ${formatValue(main.ours?.median, main.unit)}; targets ${result.targets.map((target) => (target.met ? "✓" : "✗")).join("")}`
-      : `ours/ws ${formatRatio(main.ratio)} (${main.label})`;
+    const first = result.nodes?.[0];
+    const figure =
+      first !== undefined
+        ? `two nodes/one ${formatRatio(first.ratio)} (${first.label}; ${formatValue(first.twoNodes?.median, first.unit)} vs ${formatValue(first.oneNode?.median, first.unit)})`
+        : isRoomScenario(scenario)
+          ? `${result.summary[0]!.label} ${formatValue(result.summary[0]!.ours?.median, result.summary[0]!.unit)}; targets ${result.targets.map((target) => (target.met ? "✓" : "✗")).join("")}`
+          : `ours/ws ${formatRatio(result.summary[0]!.ratio)} (${result.summary[0]!.label})`;
     log(`  → ${scenario.title}: ${figure}${result.checks.ok ? "" : "  CHECK FAILED"}`);
   };
 
@@ -1675,6 +2069,32 @@ async function main(): Promise<void> {
     record(scenario, runs);
   }
 
+  // Fan-out across servers on Redis: server.ts alone, one node against two, fresh processes for every run.
+  for (const scenario of plan) {
+    if (scenario.kind !== "fanout-redis") continue;
+    if (!haveRedis()) {
+      log(
+        `${scenario.title}: SKIPPED — no redis-server at ${redisServerPath} (Debian: apt-get install redis-server); the other scenarios ran`,
+      );
+      continue;
+    }
+    const runs: RunRecord[] = [];
+    const scratchRedis = mkdtempSync(join(tmpdir(), "bench-redis-"));
+    try {
+      for (let round = 1; round <= settings.rounds; round++) {
+        for (const setup of ["one-node", "two-nodes"] as const) {
+          const run = await guarded(setup, round, () => runFanoutRedis(scenario, settings, pin, setup, scratchRedis));
+          run.round = round;
+          runs.push(run);
+          log(`${scenario.title} round ${round} ${setup}: ${describeRedisRun(run, scenario)}`);
+        }
+      }
+    } finally {
+      rmSync(scratchRedis, { recursive: true, force: true });
+    }
+    record(scenario, runs);
+  }
+
   // The chat room at scale: server.ts alone, a fresh server (or two) for every run.
   const roomPlan = plan.filter(isRoomScenario);
   const scratch = roomPlan.length > 0 ? mkdtempSync(join(tmpdir(), "bench-room-")) : undefined;
@@ -1707,7 +2127,9 @@ async function main(): Promise<void> {
 
   const seconds = (Date.now() - started) / 1000;
   const loadAfter = loadavg();
-  const output = [table(results), roomTable(results)].filter((text) => text !== "").join("\n\n");
+  const output = [table(results), nodesTable(results, settings.fanoutWindow), roomTable(results)]
+    .filter((text) => text !== "")
+    .join("\n\n");
   process.stdout.write("\n" + output + "\n\n");
   process.stdout.write(
     "ours/ws: ratio of the two servers' figures, round by round (median [min–max]); per CPU-s: the same work per second of server CPU.\n" +

@@ -19,7 +19,10 @@
 //               With window 1 and recordLatency it is the round-trip test.
 //               raw: the peer is a plain TCP echo, the frames come back as sent.
 //   runFanout   N chat clients on /, one of them says W messages at a time;
-//               every client must get every message exactly once, in order.
+//               every client must get every message exactly once, in order,
+//               with seqs one after the other. Optionally first a paced phase
+//               (a fixed rate, for latency below saturation), and the clients
+//               spread over several servers that share one room (--redis).
 //   openIdle    N idle connections opened C at a time (handshakes per second,
 //               memory per connection).
 //
@@ -407,7 +410,7 @@ export function openConnection(
 
 /** Opens `count` connections, at most `concurrency` handshakes at a time. */
 export async function openMany(
-  target: Target,
+  target: Target | ((index: number) => Target),
   count: number,
   concurrency: number,
   options: OpenOptions,
@@ -419,7 +422,11 @@ export async function openMany(
   const worker = async () => {
     while (next < count) {
       const index = next++;
-      conns[index] = await openConnection(target, options, makeSink(index));
+      conns[index] = await openConnection(
+        typeof target === "function" ? target(index) : target,
+        options,
+        makeSink(index),
+      );
     }
   };
   try {
@@ -817,10 +824,20 @@ export async function runEcho(options: EchoOptions): Promise<EchoResult> {
 
 // ── Chat fan-out ────────────────────────────────────────────────────────────
 
+/** A phase in which the sender says a fixed number of messages a second,
+ * whatever the servers do: the latency of a room that is not saturated. */
+export interface PacedOptions extends MeasureHooks {
+  ratePerSecond: number;
+  warmupMs: number;
+  durationMs: number;
+}
+
 export interface FanoutOptions extends MeasureHooks {
-  target: Target;
+  /** Several: client i connects to the (i mod n)th, servers that share one room;
+   * the sender, client 0, is on the first. */
+  target: Target | Target[];
   clients: number;
-  /** Messages said but not yet delivered to every client, at most. */
+  /** Messages said but not yet delivered to every client, at most (the saturated phase). */
   window: number;
   warmupMs: number;
   durationMs: number;
@@ -830,11 +847,14 @@ export interface FanoutOptions extends MeasureHooks {
   drainTimeoutMs?: number;
   /** Called once every client is connected and has seen the first message (the barrier). */
   onReady?: () => void;
+  /** Awaited after the barrier, before any load: e.g. until the servers are done announcing the joins. */
+  beforeLoad?: () => Promise<void>;
+  /** A paced phase before the saturated one; its hooks are its own. */
+  paced?: PacedOptions;
 }
 
-export interface FanoutResult {
-  clients: number;
-  connectSeconds: number;
+/** The figures of one measured window. */
+export interface FanoutPhase {
   /** Messages said in the measured window. */
   messages: number;
   /** Deliveries received in the measured window. */
@@ -842,10 +862,18 @@ export interface FanoutResult {
   seconds: number;
   deliveriesPerSecond: number;
   clientCpuSeconds: number;
+  /** From the write of a message said in the window to its delivery, over every client. */
   latency: { p50: number; p99: number; count: number };
+}
+
+/** The saturated phase's figures, and the paced phase's when there was one. */
+export interface FanoutResult extends FanoutPhase {
+  clients: number;
+  connectSeconds: number;
+  paced: FanoutPhase | undefined;
   /** Messages said in the whole run (barrier and warm-up included). */
   said: number;
-  /** Every client got every message said, exactly once, in order. */
+  /** Every client got every message said, exactly once, in order, and their seqs one after the other. */
   everyDeliveryOnceInOrder: boolean;
   errors: number;
   firstErrors: string[];
@@ -856,6 +884,7 @@ export interface FanoutResult {
 
 const MESSAGE_PREFIX = Buffer.from('{"type":"message"');
 const ID_FIELD = Buffer.from('"id":"f');
+const SEQ_FIELD = Buffer.from('"seq":');
 const CHAT_TEXT = "A chat line of about sixty characters, the size people type.";
 
 /** Every `say` frame of a run, built and masked beforehand, end to end in one buffer. */
@@ -887,6 +916,8 @@ let cachedSayFrames: SayFrames | undefined;
 class FanoutClient implements FrameSink {
   /** The next message this client must get. */
   next = 0;
+  /** seq − id of the first message: with one sender, every later message keeps it (seqs without a gap). */
+  private seqOffset = Number.NaN;
   private readonly load: FanoutLoad;
   private readonly index: number;
 
@@ -908,6 +939,13 @@ class FanoutClient implements FrameSink {
     const id = readId(data, start, end);
     if (id < 0) return this.load.errors.add(`client ${this.index}: a message without a numeric id`);
     if (id !== this.next) return this.load.errors.add(`client ${this.index}: got message ${id}, expected ${this.next}`);
+    const seq = readSeq(data, start, end);
+    if (seq < 0) return this.load.errors.add(`client ${this.index}: message ${id} without a numeric seq`);
+    if (id === 0) this.seqOffset = seq;
+    else if (seq !== this.seqOffset + id)
+      return this.load.errors.add(
+        `client ${this.index}: message ${id} has seq ${seq}, expected ${this.seqOffset + id} (seqs out of order)`,
+      );
     this.next++;
     this.load.delivered(id);
   }
@@ -925,29 +963,45 @@ class FanoutClient implements FrameSink {
   }
 }
 
-/** The number after `"id":"f` in a message, or -1. */
-function readId(data: Buffer, start: number, end: number): number {
-  const first = ID_FIELD[0]!;
-  const last = end - ID_FIELD.length;
+/** The position just after `field` in a message, or -1. */
+function findField(data: Buffer, start: number, end: number, field: Buffer): number {
+  const first = field[0]!;
+  const last = end - field.length;
   for (let position = start + MESSAGE_PREFIX.length; position <= last; position++) {
-    if (data[position] !== first || !bytesEqual(data, position, ID_FIELD, 0, ID_FIELD.length)) continue;
-    let value = 0;
-    let digits = 0;
-    for (let cursor = position + ID_FIELD.length; cursor < end; cursor++) {
-      const byte = data[cursor]!;
-      if (byte === 0x22) return digits > 0 ? value : -1;
-      if (byte < 0x30 || byte > 0x39) return -1;
-      value = value * 10 + (byte - 0x30);
-      digits++;
-    }
-    return -1;
+    if (data[position] === first && bytesEqual(data, position, field, 0, field.length)) return position + field.length;
   }
   return -1;
 }
 
+/** The digits from `from` up to `terminator` (or, if it is -1, up to any other byte), or -1. */
+function readDigits(data: Buffer, from: number, end: number, terminator: number): number {
+  let value = 0;
+  let digits = 0;
+  for (let cursor = from; cursor < end; cursor++) {
+    const byte = data[cursor]!;
+    if (byte < 0x30 || byte > 0x39) return digits > 0 && (terminator < 0 || byte === terminator) ? value : -1;
+    value = value * 10 + (byte - 0x30);
+    digits++;
+  }
+  return -1;
+}
+
+/** The number after `"id":"f` in a message, or -1. */
+function readId(data: Buffer, start: number, end: number): number {
+  const from = findField(data, start, end, ID_FIELD);
+  return from < 0 ? -1 : readDigits(data, from, end, 0x22);
+}
+
+/** The number after `"seq":` in a message, or -1. */
+function readSeq(data: Buffer, start: number, end: number): number {
+  const from = findField(data, start, end, SEQ_FIELD);
+  return from < 0 ? -1 : readDigits(data, from, end, -1);
+}
+
 class FanoutLoad {
   readonly errors = new ErrorLog();
-  readonly histogram = new Histogram();
+  /** The current phase's latencies (a new one for each phase). */
+  histogram = new Histogram();
   readonly frames: SayFrames;
   readonly clients: number;
   readonly window: number;
@@ -958,7 +1012,10 @@ class FanoutLoad {
   sent = 0;
   completed = 0;
   deliveries = 0;
-  sending = false;
+  /** From the barrier to the end: a connection that closes meanwhile is an error. */
+  running = false;
+  /** Whether every delivery says the next message (the saturated phase); paced sends go by the clock instead. */
+  windowed = false;
   measuring = false;
   private now = 0;
   private nowValid = false;
@@ -986,13 +1043,13 @@ class FanoutLoad {
 
   afterChunk(): void {
     this.nowValid = false;
-    this.topUp();
+    if (this.windowed) this.sendUpTo(this.completed + this.window);
   }
 
-  /** Says as many messages as the window allows, in one write. */
-  topUp(): void {
-    if (!this.sending || this.sender === undefined) return;
-    const limit = Math.min(this.frames.count, this.completed + this.window, this.sentAt.length);
+  /** Says the messages before `limit` not said yet (as many as are prepared), in one write. */
+  sendUpTo(limit: number): void {
+    if (this.sender === undefined) return;
+    limit = Math.min(limit, this.frames.count, this.sentAt.length);
     if (this.sent >= limit) return;
     const now = performance.now();
     for (let id = this.sent; id < limit; id++) {
@@ -1005,19 +1062,76 @@ class FanoutLoad {
 
   /** Says exactly one message (the barrier). */
   sayOne(): void {
-    this.sentAt[this.sent] = performance.now();
-    this.sender!.socket.write(this.frames.slice(this.sent, this.sent + 1));
-    this.sent++;
+    this.sendUpTo(this.sent + 1);
+  }
+
+  /** Waits until every message said has reached every client (or an error, or the deadline). */
+  async drain(timeoutMs: number): Promise<void> {
+    await waitUntil(() => this.completed === this.sent || this.errors.count > 0, timeoutMs);
+  }
+}
+
+/** A warm-up, then the measured window, then the sending stops and what was said is drained. */
+async function measurePhase(
+  load: FanoutLoad,
+  timing: { warmupMs: number; durationMs: number; drainTimeoutMs: number },
+  hooks: MeasureHooks,
+  stopSending: () => void,
+): Promise<FanoutPhase> {
+  await sleep(timing.warmupMs);
+  load.histogram = new Histogram();
+  const cpuBefore = process.cpuUsage();
+  const deliveriesBefore = load.deliveries;
+  const saidBefore = load.sent;
+  hooks.onMeasureStart?.();
+  load.measuring = true;
+  const started = performance.now();
+  await sleep(timing.durationMs);
+  load.measuring = false;
+  const seconds = (performance.now() - started) / 1000;
+  hooks.onMeasureEnd?.();
+  const cpu = process.cpuUsage(cpuBefore);
+  const messages = load.sent - saidBefore;
+  const deliveries = load.deliveries - deliveriesBefore;
+  stopSending();
+  if (load.sent >= load.frames.count)
+    load.errors.add(`ran out of prepared messages (${load.frames.count}); raise maxMessages`);
+  // The latencies of the window's last messages arrive after it: the histogram is read once they are in.
+  await load.drain(timing.drainTimeoutMs);
+  const histogram = load.histogram;
+  return {
+    messages,
+    deliveries,
+    seconds,
+    deliveriesPerSecond: deliveries / seconds,
+    clientCpuSeconds: (cpu.user + cpu.system) / 1e6,
+    latency: { p50: histogram.percentile(50), p99: histogram.percentile(99), count: histogram.count },
+  };
+}
+
+/** The sender says `ratePerSecond` messages a second, by the clock (checked every millisecond). */
+async function pacedPhase(load: FanoutLoad, paced: PacedOptions, drainTimeoutMs: number): Promise<FanoutPhase> {
+  const began = performance.now();
+  const first = load.sent;
+  const timer = setInterval(() => {
+    load.sendUpTo(first + Math.floor(((performance.now() - began) * paced.ratePerSecond) / 1000));
+  }, 1);
+  try {
+    return await measurePhase(load, { ...paced, drainTimeoutMs }, paced, () => clearInterval(timer));
+  } finally {
+    clearInterval(timer);
   }
 }
 
 export async function runFanout(options: FanoutOptions): Promise<FanoutResult> {
   const load = new FanoutLoad(options);
   const members: FanoutClient[] = [];
+  const targets = Array.isArray(options.target) ? options.target : [options.target];
+  const drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
   let conns: Conn[] = [];
   try {
     const opened = await openMany(
-      options.target,
+      (index) => targets[index % targets.length]!,
       options.clients,
       options.connectConcurrency ?? 100,
       { path: "/", deflate: false },
@@ -1030,35 +1144,22 @@ export async function runFanout(options: FanoutOptions): Promise<FanoutResult> {
     conns = opened.conns;
     for (const conn of conns) {
       conn.socket.on("close", () => {
-        if (load.sending) load.errors.add("a client's connection closed during the run");
+        if (load.running) load.errors.add("a client's connection closed during the run");
       });
     }
+    load.running = true;
     load.sender = conns[0]!;
     // The barrier: when every client has message 0, every join is behind us.
     load.sayOne();
     if (!(await waitUntil(() => load.completed >= 1 || load.errors.count > 0, 60_000)))
       load.errors.add("the first message never reached every client");
     options.onReady?.();
-    load.sending = true;
-    load.topUp();
-    await sleep(options.warmupMs);
-    const cpuBefore = process.cpuUsage();
-    const deliveriesBefore = load.deliveries;
-    const saidBefore = load.sent;
-    options.onMeasureStart?.();
-    load.measuring = true;
-    const started = performance.now();
-    await sleep(options.durationMs);
-    load.measuring = false;
-    const seconds = (performance.now() - started) / 1000;
-    options.onMeasureEnd?.();
-    const cpu = process.cpuUsage(cpuBefore);
-    const messages = load.sent - saidBefore;
-    const deliveries = load.deliveries - deliveriesBefore;
-    load.sending = false;
-    if (load.sent >= load.frames.count)
-      load.errors.add(`ran out of prepared messages (${load.frames.count}); raise maxMessages`);
-    await waitUntil(() => load.completed === load.sent || load.errors.count > 0, options.drainTimeoutMs ?? 30_000);
+    await options.beforeLoad?.();
+    const paced = options.paced === undefined ? undefined : await pacedPhase(load, options.paced, drainTimeoutMs);
+    load.windowed = true;
+    load.afterChunk();
+    const saturated = await measurePhase(load, { ...options, drainTimeoutMs }, options, () => (load.windowed = false));
+    load.running = false;
     const everyDeliveryOnceInOrder =
       load.errors.count === 0 && members.every((member) => member.next === load.sent) && load.completed === load.sent;
     if (!everyDeliveryOnceInOrder && load.errors.count === 0) {
@@ -1066,14 +1167,10 @@ export async function runFanout(options: FanoutOptions): Promise<FanoutResult> {
       load.errors.add(`${behind} clients did not get all ${load.sent} messages`);
     }
     return {
+      ...saturated,
       clients: options.clients,
       connectSeconds: opened.seconds,
-      messages,
-      deliveries,
-      seconds,
-      deliveriesPerSecond: deliveries / seconds,
-      clientCpuSeconds: (cpu.user + cpu.system) / 1e6,
-      latency: { p50: load.histogram.percentile(50), p99: load.histogram.percentile(99), count: load.histogram.count },
+      paced,
       said: load.sent,
       everyDeliveryOnceInOrder,
       errors: load.errors.count,
@@ -1084,7 +1181,8 @@ export async function runFanout(options: FanoutOptions): Promise<FanoutResult> {
     destroyAll(conns);
     throw error;
   } finally {
-    load.sending = false;
+    load.running = false;
+    load.windowed = false;
   }
 }
 

@@ -3,8 +3,10 @@
 // reached every client exactly once and in order, every idle connection
 // opened; and the chat room at scale (server.ts alone): every client of a
 // join storm and of a first visit welcomed, a first visit replayed one page,
-// the history file read and compacted. No timing is asserted: the figures of
-// a tiny run mean nothing, and neither do #16's targets at its sizes (they
+// the history file read and compacted; and, where redis-server is installed,
+// the fan-out on one server.ts and on two sharing one Redis: every message to
+// every client once, in seq order, in both. No timing is asserted: the figures
+// of a tiny run mean nothing, and neither do #16's targets at its sizes (they
 // are reported, not asserted, in tiny mode).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -12,10 +14,11 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { haveRedis } from "./support/redis.ts";
 import { repositoryRoot } from "./support/spawn.ts";
 
 interface Run {
-  side: "ours" | "ws" | "tcp";
+  side: "ours" | "ws" | "tcp" | "one-node" | "two-nodes";
   round: number;
   ok: boolean;
   error?: string;
@@ -39,6 +42,8 @@ interface Report {
 
 /** Scenarios of server.ts alone: ws has no chat room to compare with. */
 const roomKinds = ["join-storm", "first-visit", "history-startup", "history-compaction"];
+/** One server.ts against two on one Redis: skipped by the benchmark without redis-server. */
+const redisKind = "fanout-redis";
 
 const directory = mkdtempSync(join(tmpdir(), "bench-test-"));
 after(() => rmSync(directory, { recursive: true, force: true }));
@@ -75,12 +80,16 @@ test(
     assert.match(report.table, /ours\/ws/);
 
     const kinds = new Set(report.results.map((result) => result.scenario.kind));
-    for (const kind of ["echo", "latency", "fanout", "memory", ...roomKinds])
+    for (const kind of ["echo", "latency", "fanout", "memory", ...roomKinds, ...(haveRedis() ? [redisKind] : [])])
       assert.ok(kinds.has(kind), `no ${kind} scenario in the tiny run`);
 
     for (const result of report.results) {
       assert.ok(result.checks.ok, `${result.title}: ${result.checks.failures.join("; ")}`);
-      const sides = roomKinds.includes(result.scenario.kind) ? (["ours"] as const) : (["ours", "ws"] as const);
+      const sides = roomKinds.includes(result.scenario.kind)
+        ? (["ours"] as const)
+        : result.scenario.kind === redisKind
+          ? (["one-node", "two-nodes"] as const)
+          : (["ours", "ws"] as const);
       for (const side of sides) {
         const runs = result.runs.filter((run) => run.side === side);
         assert.ok(runs.length >= 1, `${result.title}: no run against ${side}`);
@@ -120,6 +129,18 @@ test(
         const check = run.checks.find((item) => item.name === "every client got every message once, in order");
         assert.ok(check?.ok, `${result.title} ${run.side}: ${check?.detail}`);
         assert.ok((run.metrics.said ?? 0) > 1, `${result.title} ${run.side}: no message was said`);
+      }
+    }
+
+    // Fan-out on Redis: both setups, every message to every client once, in seq order; Redis's CPU measured.
+    for (const result of report.results.filter((item) => item.scenario.kind === redisKind)) {
+      for (const run of result.runs) {
+        const check = run.checks.find((item) => item.name === "every client got every message once, in seq order");
+        assert.ok(check?.ok, `${result.title} ${run.side}: ${check?.detail}`);
+        assert.ok((run.metrics.said ?? 0) > 1, `${result.title} ${run.side}: no message was said`);
+        assert.ok((run.metrics.pacedMessages ?? 0) > 0, `${result.title} ${run.side}: nothing said in the paced phase`);
+        if (run.side === "two-nodes")
+          assert.ok(run.metrics.redisCpuSeconds !== null, `${result.title}: Redis's CPU was not read`);
       }
     }
 
