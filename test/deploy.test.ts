@@ -13,7 +13,7 @@
 //   - --tls-cert/--tls-key: https:// and wss:// with a certificate made here.
 //
 // A describe whose system binary is missing (haproxy, redis-server, openssl,
-// chromium) is skipped and says what to install; .ci/run installs them all.
+// chromium) fails and says what to install; .ci/run installs them all.
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -64,10 +64,11 @@ const missing = {
     : `Chromium is not installed at ${chromiumPath} (apt-get install chromium)`,
 } as const;
 
-/** The first reason to skip, with where to get it; false when everything is there. */
-function skipUnless(...needs: Array<keyof typeof missing>): string | false {
+/** As everywhere in this suite, a missing program is a failure that says what to install, never a skip. */
+function skipUnless(...needs: Array<keyof typeof missing>): false {
   const reasons = needs.flatMap((need) => (missing[need] === false ? [] : [missing[need]]));
-  return reasons.length === 0 ? false : `${reasons.join("; ")}; .ci/run installs it`;
+  if (reasons.length > 0) throw new Error(`${reasons.join("; ")}; .ci/run installs it`);
+  return false;
 }
 
 // ── Prometheus's text format 0.0.4 ─────────────────────────────────────────

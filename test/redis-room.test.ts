@@ -20,11 +20,11 @@ import {
 import { ChatClient, ReconnectingChatClient } from "./support/chat-client.ts";
 import { RawClient } from "./support/raw-client.ts";
 import { Prng } from "./support/prng.ts";
-import { BlackHoleProxy, TestRedis, haveRedis } from "./support/redis.ts";
+import { BlackHoleProxy, TestRedis } from "./support/redis.ts";
 import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
 import { waitUntil } from "./support/wait.ts";
 
-const skip = haveRedis() ? false : "redis-server is not installed (.ci/run installs it)";
+// A missing redis-server fails the tests, saying what to install (TestRedis.start): never a skip.
 const keys = roomKeys("test");
 const keyList = [keys.meta, keys.stream, keys.ids];
 
@@ -52,7 +52,7 @@ async function append(client: RedisClient, id: string, known: [string, number] =
   return { epoch, seq, seen: seen === 1 };
 }
 
-describe("the room's scripts on a real Redis", { skip }, () => {
+describe("the room's scripts on a real Redis", () => {
   let redis: TestRedis;
   let client: RedisClient;
   before(async () => {
@@ -172,7 +172,7 @@ async function startNodes(redis: TestRedis, count: number): Promise<SpawnedServe
   return nodes;
 }
 
-describe("several server processes, one room on Redis", { skip, timeout: 120_000 }, () => {
+describe("several server processes, one room on Redis", { timeout: 120_000 }, () => {
   let redis: TestRedis;
   const running: SpawnedServer[] = [];
   const clients: ChatClient[] = [];
@@ -277,7 +277,7 @@ describe("several server processes, one room on Redis", { skip, timeout: 120_000
   });
 });
 
-describe("when Redis fails", { skip, timeout: 120_000 }, () => {
+describe("when Redis fails", { timeout: 120_000 }, () => {
   let redis: TestRedis;
   let node: SpawnedServer;
   before(async () => {
@@ -335,7 +335,7 @@ describe("when Redis fails", { skip, timeout: 120_000 }, () => {
   });
 });
 
-describe("people across servers: names, presence and a server that dies", { skip, timeout: 120_000 }, () => {
+describe("people across servers: names, presence and a server that dies", { timeout: 120_000 }, () => {
   let redis: TestRedis;
   let nodes: SpawnedServer[] = [];
   const clients: ChatClient[] = [];
@@ -425,7 +425,7 @@ describe("people across servers: names, presence and a server that dies", { skip
   });
 });
 
-describe("Redis restarts, as operators do them", { skip, timeout: 120_000 }, () => {
+describe("Redis restarts, as operators do them", { timeout: 120_000 }, () => {
   test("with AOF (appendfsync always): the same epoch after the restart, and seq goes on; nobody is sent away", async () => {
     const redis = await TestRedis.start({ persistence: "aof-always" });
     const node = await spawnServer(nodeArgs(redis));
@@ -482,7 +482,7 @@ describe("Redis restarts, as operators do them", { skip, timeout: 120_000 }, () 
   });
 });
 
-describe("a slow reader on a server of a Redis room", { skip, timeout: 60_000 }, () => {
+describe("a slow reader on a server of a Redis room", { timeout: 60_000 }, () => {
   test("RFC 6455 §7.4.1: a client that stops reading is closed with 1008 once --max-buffered is passed; a reader gets everything", async () => {
     const redis = await TestRedis.start();
     // --history-size above the burst: a server whose reader falls behind the trimming closes everyone with 1012.

@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
 import { RawClient } from "./support/raw-client.ts";
 import { ChatClient } from "./support/chat-client.ts";
-import { TestRedis, haveRedis } from "./support/redis.ts";
+import { TestRedis } from "./support/redis.ts";
 import { waitUntil } from "./support/wait.ts";
 import { Opcode, encodeClosePayload } from "../server.ts";
 import type { MessageSpec } from "./interop/ws-client.ts";
@@ -226,64 +226,60 @@ describe("the runtime matrix", { concurrency: true }, () => {
 // The Redis client (RESP2 on node:net) under every runtime: one room, a server
 // on each runtime, each with a client that speaks; everyone hears everyone,
 // in one order.
-describe(
-  "one room on Redis, a server on each runtime",
-  { skip: haveRedis() ? false : "redis-server is not installed", timeout: 90_000 },
-  () => {
-    let redis: TestRedis;
-    const servers: SpawnedServer[] = [];
-    const clients: ChatClient[] = [];
-    before(async () => {
-      redis = await TestRedis.start();
-    });
-    after(async () => {
-      for (const client of clients) client.destroy();
-      await Promise.all(servers.map((server) => server.stop("SIGKILL")));
-      await redis.destroy();
-    });
+describe("one room on Redis, a server on each runtime", { timeout: 90_000 }, () => {
+  let redis: TestRedis;
+  const servers: SpawnedServer[] = [];
+  const clients: ChatClient[] = [];
+  before(async () => {
+    redis = await TestRedis.start();
+  });
+  after(async () => {
+    for (const client of clients) client.destroy();
+    await Promise.all(servers.map((server) => server.stop("SIGKILL")));
+    await redis.destroy();
+  });
 
-    test("Node 22, Node 24, Deno and Bun serve one room: every message reaches every client once, in one order", async () => {
-      for (const runtime of runtimes) requireBinary(runtime.name, runtime.binary, runtimeInstallHint);
-      servers.push(
-        ...(await Promise.all(
-          runtimes.map((runtime) =>
-            spawnServer(["--redis", redis.url, "--redis-timeout", "1000"], {
-              command: runtime.command,
-              timeoutMs: 30_000,
-            }),
-          ),
-        )),
-      );
-      for (const server of servers) {
-        let status = 0;
-        await waitUntil(
-          () => status === 200,
-          20_000,
-          `${server.httpUrl}/healthz 200`,
-          async () => {
-            status = await fetch(`${server.httpUrl}/healthz`).then(
-              (response) => response.status,
-              () => 0,
-            );
-          },
-        );
-      }
-      clients.push(
-        ...(await Promise.all(servers.map((server) => ChatClient.join(server.port, "", { ignorePresence: true })))),
-      );
-      clients.forEach((client, index) => client.say(`runtime-${index}`, `from ${runtimes[index]!.name}`));
+  test("Node 22, Node 24, Deno and Bun serve one room: every message reaches every client once, in one order", async () => {
+    for (const runtime of runtimes) requireBinary(runtime.name, runtime.binary, runtimeInstallHint);
+    servers.push(
+      ...(await Promise.all(
+        runtimes.map((runtime) =>
+          spawnServer(["--redis", redis.url, "--redis-timeout", "1000"], {
+            command: runtime.command,
+            timeoutMs: 30_000,
+          }),
+        ),
+      )),
+    );
+    for (const server of servers) {
+      let status = 0;
       await waitUntil(
-        () => clients.every((client) => client.messages().length >= runtimes.length),
+        () => status === 200,
         20_000,
-        "every message everywhere",
+        `${server.httpUrl}/healthz 200`,
+        async () => {
+          status = await fetch(`${server.httpUrl}/healthz`).then(
+            (response) => response.status,
+            () => 0,
+          );
+        },
       );
-      const order = clients[0]!.messages().map((message) => message.id);
-      assert.deepEqual([...order].sort(), runtimes.map((_, index) => `runtime-${index}`).sort());
-      for (const client of clients)
-        assert.deepEqual(
-          client.messages().map((message) => message.id),
-          order,
-        );
-    });
-  },
-);
+    }
+    clients.push(
+      ...(await Promise.all(servers.map((server) => ChatClient.join(server.port, "", { ignorePresence: true })))),
+    );
+    clients.forEach((client, index) => client.say(`runtime-${index}`, `from ${runtimes[index]!.name}`));
+    await waitUntil(
+      () => clients.every((client) => client.messages().length >= runtimes.length),
+      20_000,
+      "every message everywhere",
+    );
+    const order = clients[0]!.messages().map((message) => message.id);
+    assert.deepEqual([...order].sort(), runtimes.map((_, index) => `runtime-${index}`).sort());
+    for (const client of clients)
+      assert.deepEqual(
+        client.messages().map((message) => message.id),
+        order,
+      );
+  });
+});

@@ -37,6 +37,8 @@ export class TestRedis {
   }
 
   static async start(options: RedisOptions = {}): Promise<TestRedis> {
+    if (!haveRedis())
+      throw new Error(`redis-server is missing at ${redisServerPath}: apt-get install redis-server (.ci/run does)`);
     const redis = new TestRedis(await freePort(), mkdtempSync(join(tmpdir(), "test-redis-")), options);
     await redis.restart();
     return redis;
