@@ -4992,6 +4992,8 @@ class ChatServer {
   private slowConsumerCloses = 0;
 
   constructor(config: ServerConfig) {
+    const problem = combinationProblem(config);
+    if (problem !== undefined) throw new Error(problem);
     this.config = config;
     this.room = new ChatRoom({
       ...config,
@@ -5455,16 +5457,21 @@ export function parseCommandLine(
   }
   const redisProblem = typeof config.redis === "string" ? parseRedisUrl(config.redis) : undefined;
   if (typeof redisProblem === "string") throw new Error(`--redis: ${redisProblem}`);
+  return config as Partial<ServerConfig> & { help?: boolean };
+}
+
+/** Why options that are each fine cannot go together, or undefined when they can. */
+export function combinationProblem(config: Partial<ServerConfig>): string | undefined {
   if ((config.tlsCert === undefined) !== (config.tlsKey === undefined))
-    throw new Error("--tls-cert and --tls-key go together: a certificate and its private key");
+    return "--tls-cert and --tls-key go together: a certificate and its private key";
   // The PROXY line would have to be read before node:https takes the socket,
   // which reads the TLS handshake from the socket's handle, not from bytes
   // given back to it: terminate TLS at the proxy instead (deploy/haproxy.cfg).
-  if (config.tlsCert !== undefined && Array.isArray(config.trustProxy) && config.trustProxy.length > 0)
-    throw new Error("--trust-proxy cannot be used with --tls-cert: let the proxy terminate TLS, or drop --trust-proxy");
+  if (config.tlsCert !== undefined && (config.trustProxy?.length ?? 0) > 0)
+    return "--trust-proxy cannot be used with --tls-cert: let the proxy terminate TLS, or drop --trust-proxy";
   if (config.redis !== undefined && config.historyFile !== undefined)
-    throw new Error("--history cannot be used with --redis: Redis keeps the history (see the README on persistence)");
-  return config as Partial<ServerConfig> & { help?: boolean };
+    return "--history cannot be used with --redis: Redis keeps the history (see the README on persistence)";
+  return undefined;
 }
 
 function readInteger(name: string, value: string, minimum: number, maximum: number): number {
@@ -5480,6 +5487,8 @@ async function main(): Promise<void> {
   let config: ReturnType<typeof parseCommandLine>;
   try {
     config = parseCommandLine(process.argv.slice(2), process.env);
+    const problem = combinationProblem(config);
+    if (problem !== undefined) throw new Error(problem);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     console.error(`server.ts: ${message.split("\n").join(" ")} (see --help)`); // one line, always

@@ -26,6 +26,7 @@ const sampleValues: Record<string, string> = {
   FILE: "history.jsonl",
   ADDRESS: "127.0.0.1",
   ORIGIN: "http://a.example",
+  URL: "redis://127.0.0.1:6379",
 };
 
 /** Every flag --help shows, as the argument lists that use it: "--port N" → ["--port", "9"]. */

@@ -45,18 +45,19 @@ describe("one option table", () => {
 
   test("every flag parses to its key; switches flip their default", () => {
     for (const row of optionTable as readonly OptionRow[]) {
+      const text = row.value === "URL" ? "redis://x" : "x";
       const argv =
         row.type === "integer"
           ? [`--${row.flag}`, String(row.max ?? row.min)]
           : row.type === "text" || row.type === "list"
-            ? [`--${row.flag}`, "x"]
+            ? [`--${row.flag}`, text]
             : [`--${row.flag}`];
       const parsed = parseCommandLine(argv) as Record<string, unknown>;
       const expected =
         row.type === "integer"
           ? (row.max ?? row.min)
           : row.type === "text"
-            ? "x"
+            ? text
             : row.type === "list"
               ? ["x"]
               : row.type === "trace"
