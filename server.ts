@@ -4186,6 +4186,7 @@ export class RedisLink {
   private readonly timer = new DeadlineTimer(() => this.checkDeadlines());
   private closedBecause: Error | undefined;
   private readonly onClose: (why: Error) => void;
+  private corked = false;
 
   constructor(address: RedisAddress, onClose: (why: Error) => void) {
     this.onClose = onClose;
@@ -4224,6 +4225,15 @@ export class RedisLink {
     if (this.closedBecause !== undefined) return Promise.reject(this.closedBecause);
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject, dueBy: Date.now() + timeoutMs });
+      // Commands of one turn leave in one write, as frames do (section 7).
+      if (!this.corked) {
+        this.corked = true;
+        this.socket.cork();
+        process.nextTick(() => {
+          this.corked = false;
+          this.socket.uncork();
+        });
+      }
       this.socket.write(encodeCommand(args));
       this.timer.set(this.waiting[0]!.dueBy);
     });
@@ -4529,6 +4539,7 @@ export class RedisLog implements MessageLog, SharedPresence {
   private publishing: Promise<unknown> = Promise.resolve();
   /** Where this server's reading of the presence stream has got to. */
   private presenceCursor = "0-0";
+  private spareEpoch = newEpoch();
   /** Whether the room's state in Redis can be used now. */
   available = false;
   /** The last PING's round trip (for /metrics). */
@@ -4639,9 +4650,11 @@ export class RedisLog implements MessageLog, SharedPresence {
     return [this.keys.meta, this.keys.stream, this.keys.ids];
   }
 
-  /** ARGV 1-5 of both scripts. */
+  /** ARGV 1-5 of both scripts. The epoch to start if the state was lost is
+   * made once and used until one is started: random bytes on every append cost. */
   private stateArguments(): Array<string | number> {
-    return [this.commands.runId, this.epoch, this.history.latestSeq, newEpoch(), this.options.historySize];
+    const { runId } = this.commands;
+    return [runId, this.epoch, this.history.latestSeq, this.spareEpoch, this.options.historySize];
   }
 
   /** Reads the stream for ever: new entries go to the room in order; between
@@ -4792,6 +4805,7 @@ export class RedisLog implements MessageLog, SharedPresence {
     if (epoch === this.epoch) return;
     const first = this.epoch === "";
     this.epoch = epoch;
+    this.spareEpoch = newEpoch();
     this.history = new History(this.options.historySize);
     if (!first) this.events.onHistoryBroken(`the room's history in Redis was lost or rolled back; new epoch ${epoch}`);
   }
