@@ -4540,6 +4540,8 @@ export class RedisLog implements MessageLog, SharedPresence {
   /** Where this server's reading of the presence stream has got to. */
   private presenceCursor = "0-0";
   private spareEpoch = newEpoch();
+  /** Whether the kept tail of the stream has been read once, at start-up. */
+  private started = false;
   /** Whether the room's state in Redis can be used now. */
   available = false;
   /** The last PING's round trip (for /metrics). */
@@ -4685,7 +4687,11 @@ export class RedisLog implements MessageLog, SharedPresence {
    * that this process does not have yet, then the room is served again. */
   private async catchUp(): Promise<void> {
     await this.checkState();
-    if (this.history.latestSeq === 0) {
+    // Only at start-up is the tail taken in without telling the room (nobody
+    // is there yet). After an outage, what came meanwhile is read as usual:
+    // the room's members are waiting for it.
+    if (!this.started) {
+      this.started = true;
       const tail = await this.reader.command([
         "XREVRANGE",
         this.keys.stream,

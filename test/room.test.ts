@@ -158,6 +158,26 @@ describe("room: presence through the grace", () => {
     );
   });
 
+  test("a flood of 10,000 random sessions keeps at most the limit of identities, the oldest grace ending first", () => {
+    const limit = 30;
+    const { room, join } = newRoom({ maxIdentities: limit });
+    const watcher = join({ session: "watcher-session-0001" });
+    watcher.take();
+    const sids: string[] = [];
+    for (let index = 0; index < 10_000; index++) {
+      const peer = join({ session: `flood-${String(index).padStart(12, "0")}` });
+      sids.push(String(peer.received[0]!.you));
+      room.onClose(peer);
+    }
+    assert.ok(room.identities.size <= limit, `${room.identities.size} identities after 10,000 sessions`);
+    const left = watcher
+      .take()
+      .filter((message) => message.type === "left")
+      .map((message) => String(message.sid));
+    assert.ok(left.length >= 10_000 - limit, `${left.length} graces ended early`);
+    assert.deepEqual(left.slice(0, 100), sids.slice(0, 100), "the oldest first");
+  });
+
   test("identities are bounded: a newcomer past the limit ends the oldest grace at once", () => {
     const { room, join } = newRoom({ maxIdentities: 3 });
     const watcher = join({ session: "watcher-session-0001" });
