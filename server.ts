@@ -5418,7 +5418,11 @@ export function shownDefault(row: OptionRow): string | undefined {
 }
 
 export const helpText = [
-  "Usage: node server.ts [options]     (also: tsx, deno run -A, bun)",
+  "Usage: npm start -- [options]                 Node 20 and later, from this folder (npm start runs tsx)",
+  "       node server.ts [options]               Node 24 and later",
+  "       node --experimental-strip-types server.ts [options]                  Node 22",
+  "       deno run --allow-net --allow-read --allow-env server.ts [options]    Deno 2",
+  "       bun server.ts [options]                Bun 1",
   "",
   "A WebSocket chat room at http://HOST:PORT/ and an echo endpoint at /echo.",
   "",
@@ -5502,6 +5506,25 @@ function readInteger(name: string, value: string, minimum: number, maximum: numb
   return parsed;
 }
 
+/** How this process was started, as far as it matters for telling the user how to start it again. */
+export type Launcher = { kind: "npm" } | { kind: "command"; command: string };
+
+export function howThisWasStarted(): Launcher {
+  if (process.env.npm_lifecycle_event === "start") return { kind: "npm" }; // `npm start`, not a test run by npm
+  const global = globalThis as { Deno?: unknown; Bun?: unknown };
+  if (global.Deno !== undefined)
+    return { kind: "command", command: "deno run --allow-net --allow-read --allow-env server.ts" };
+  if (global.Bun !== undefined) return { kind: "command", command: "bun server.ts" };
+  return { kind: "command", command: ["node", ...process.execArgv, "server.ts"].join(" ") };
+}
+
+/** Commands that start this server on `port`, in the way it was started: `npm start --port N`
+ * does not work (npm takes --port for itself), so through npm it is the environment or `--`. */
+export function commandsForPort(port: number, launcher: Launcher): string[] {
+  if (launcher.kind === "npm") return [`PORT=${port} npm start`, `npm start -- --port ${port}`];
+  return [`${launcher.command} --port ${port}`, `PORT=${port} ${launcher.command}`];
+}
+
 /** Runs when this file is the program, not when a test imports it. */
 async function main(): Promise<void> {
   let config: ReturnType<typeof parseCommandLine>;
@@ -5526,7 +5549,8 @@ async function main(): Promise<void> {
     const port = config.port ?? defaults.port;
     if (code === "EADDRINUSE")
       console.error(
-        `Port ${port} is already in use: stop the other server, or start this one with --port ${port + 1}.`,
+        `Port ${port} is already in use: stop the other server, or start this one on another port: ` +
+          `${commandsForPort(port + 1, howThisWasStarted()).join("  or  ")}.`,
       );
     else if (code === "EACCES")
       console.error(`Not allowed to listen on port ${port}: choose a port above 1023 with --port.`);

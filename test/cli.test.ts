@@ -6,7 +6,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { helpText, optionTable, parseCommandLine } from "../server.ts";
+import { commandsForPort, helpText, optionTable, parseCommandLine } from "../server.ts";
 import { binaries, requirePythonWebsockets } from "./interop/tools.ts";
 import { serveInProcess, withServer } from "./support/in-process.ts";
 import {
@@ -78,9 +78,34 @@ describe("command line", () => {
       const { code, stdout, stderr } = await runServerToExit(["--port", String(first.port)]);
       assert.equal(code, 1);
       assert.equal(stdout, "");
-      assert.match(stderr.trim(), new RegExp(`^Port ${first.port} is already in use: .*--port ${first.port + 1}\\.$`));
+      const next = first.port + 1;
+      assert.match(
+        stderr.trim(),
+        new RegExp(`^Port ${first.port} is already in use: .*--port ${next} {2}or {2}PORT=${next} `),
+      );
+      assert.match(stderr, /node --import tsx server\.ts --port/, "the command this process was started with");
       assert.doesNotMatch(stderr, /\n\s+at /);
     });
+  });
+
+  test("the hint for another port works for how the server was started: npm eats a bare --port", () => {
+    assert.deepEqual(commandsForPort(5501, { kind: "npm" }), ["PORT=5501 npm start", "npm start -- --port 5501"]);
+    assert.deepEqual(commandsForPort(5501, { kind: "command", command: "node server.ts" }), [
+      "node server.ts --port 5501",
+      "PORT=5501 node server.ts",
+    ]);
+  });
+
+  test("--help's usage lines are commands that run on each runtime (Node 20 has no type stripping)", () => {
+    const usage = helpText.split("\n\n")[0]!;
+    assert.match(usage, /^Usage: npm start -- \[options\]/);
+    for (const form of [
+      "node server.ts",
+      "node --experimental-strip-types server.ts",
+      "deno run --allow-net --allow-read --allow-env server.ts",
+      "bun server.ts",
+    ])
+      assert.ok(usage.includes(form), form);
   });
 
   test("start-up prints the URL to open; --port and $PORT choose the port", async () => {
