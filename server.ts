@@ -1362,6 +1362,8 @@ export type SessionOutput =
   | { type: "binary"; data: Buffer }
   /** A frame as it was on the wire, for observers (only while observed). */
   | { type: "frame"; frame: FrameInfo }
+  /** What a compressed message inflated to, for observers (only while observed). */
+  | { type: "message-note"; note: MessageNote }
   /** Bytes to write: one complete frame (a pong, a ping, a close). */
   | { type: "write"; frame: Buffer }
   /** Nothing more will be written: half-close the TCP connection. */
@@ -1395,6 +1397,8 @@ export class WebSocketSession {
   private readonly options: SessionOptions;
   private readonly decoder: FrameDecoder;
   private readonly inflater: MessageInflater | undefined;
+  /** Whether anyone watches frames: then compressed messages are described too. */
+  private observing = false;
   private outputs: SessionOutput[] = [];
   /** What the decoder found, handled one event at a time as outputs are
    * taken: a close sent while a message is being handled then applies to
@@ -1433,6 +1437,7 @@ export class WebSocketSession {
   /** Turns `frame` outputs on or off (they copy the first bytes of each frame). */
   observeFrames(on: boolean): void {
     this.decoder.observe(on);
+    this.observing = on;
   }
 
   /** The next thing to do, oldest first; undefined when there is nothing. */
@@ -1559,6 +1564,11 @@ export class WebSocketSession {
   private inflate(binary: boolean, data: Buffer): void {
     const result = this.inflater!.inflate(data);
     if (typeof result === "string") return this.fail(result);
+    if (this.observing) {
+      const preview = result.subarray(0, PREVIEW_BYTES);
+      const note = { compressed: true, binary, length: result.length, wireLength: data.length, preview };
+      this.outputs.push({ type: "message-note", note });
+    }
     if (binary) return void this.outputs.push({ type: "binary", data: result });
     if (!isUtf8(result)) return this.fail("invalid_utf8");
     this.outputs.push(new TextMessage(result));
@@ -1629,7 +1639,24 @@ export interface ConnectionHandler {
 export interface FrameObserver {
   received(connection: Connection, frame: FrameInfo): void;
   sent(connection: Connection, frame: FrameInfo): void;
+  /** After a message's last frame: whether it was compressed, and what it was before (RFC 7692). */
+  message?(connection: Connection, direction: "received" | "sent", note: MessageNote): void;
   closed?(connection: Connection): void;
+}
+
+/** A message as the application sees it, beside the frame that carried it:
+ * compressed (RSV1) or not, and if not, why not. */
+export interface MessageNote {
+  compressed: boolean;
+  binary: boolean;
+  /** The message's own length, uncompressed. */
+  length: number;
+  /** Its payload's length in the frame(s): compressed, if it was. */
+  wireLength: number;
+  /** Its first bytes, uncompressed. */
+  preview: Buffer;
+  /** Sent uncompressed although compression was agreed: shorter than this (--deflate-threshold). */
+  threshold?: number;
 }
 
 /** The same for every connection of a server: one object, shared. */
@@ -1744,6 +1771,11 @@ export class FrameObservers {
   tell(connection: Connection, event: "received" | "sent", frame: FrameInfo): void {
     if (this.paused) return;
     for (const observer of this.list) observer[event](connection, frame);
+  }
+
+  note(connection: Connection, direction: "received" | "sent", note: MessageNote): void {
+    if (this.paused) return;
+    for (const observer of this.list) observer.message?.(connection, direction, note);
   }
 
   tellClosed(connection: Connection): void {
@@ -1895,6 +1927,9 @@ export class Connection {
         case "frame":
           this.observers.tell(this, "received", output.frame);
           break;
+        case "message-note":
+          this.observers.note(this, "received", output.note);
+          break;
         case "write":
           if (this.writeBytes(output.frame) && this.observers.watching)
             this.observers.tell(this, "sent", describeSentFrame(output.frame, false));
@@ -1954,6 +1989,7 @@ export class Connection {
     if (written && this.observers.watching) {
       const bytes = typeof data === "string" ? Buffer.from(data) : data;
       this.observers.tell(this, "sent", describeOwnFrame(opcode, bytes.length, false, bytes));
+      if (this.deflate !== undefined) this.noteUncompressed(bytes, opcode === Opcode.Binary);
     }
     return written;
   }
@@ -1964,8 +2000,30 @@ export class Connection {
     const { deflateThreshold, deflateLevel } = this.options;
     const { frame, compressed } = message.frameFor(this.deflate, deflateThreshold, deflateLevel);
     const written = this.writeBytes(frame);
-    if (written && this.observers.watching) this.observers.tell(this, "sent", describeSentFrame(frame, compressed));
+    if (written && this.observers.watching) {
+      const sent = describeSentFrame(frame, compressed);
+      this.observers.tell(this, "sent", sent);
+      const { payload, binary } = message;
+      const preview = payload.subarray(0, PREVIEW_BYTES);
+      if (compressed)
+        this.observers.note(this, "sent", {
+          compressed,
+          binary,
+          length: payload.length,
+          wireLength: sent.length,
+          preview,
+        });
+      else if (this.deflate !== undefined) this.noteUncompressed(payload, binary);
+    }
     return written;
+  }
+
+  /** Compression was agreed, and this message went without it: it was too short to be worth it. */
+  private noteUncompressed(payload: Buffer, binary: boolean): void {
+    const { length } = payload;
+    const preview = payload.subarray(0, PREVIEW_BYTES);
+    const threshold = this.options.deflateThreshold;
+    this.observers.note(this, "sent", { compressed: false, binary, length, wireLength: length, preview, threshold });
   }
 
   /** Writes the parts of one frame; a peer that left too much unread fails
@@ -2327,6 +2385,24 @@ export function describeFrame(frame: FrameInfo, direction: "received" | "sent"):
   return parts.join(" ");
 }
 
+/** The line under a data frame that says what compression did: for RSV1,
+ * what the deflate bytes inflate to (or were deflated from), so that a
+ * browser's compressed "hi" reads as "hi"; for a short message the server
+ * sent plain, why. */
+export function describeMessageNote(note: MessageNote, direction: "received" | "sent"): string {
+  const content = note.binary
+    ? `binary ${toHex(note.preview, true, 16)}`
+    : (textPreview(note.preview, note.length) ?? "");
+  if (!note.compressed)
+    return `↳ sent uncompressed: shorter than ${note.threshold} bytes (--deflate-threshold), not worth compressing`;
+  const ratio = note.length === 0 ? 0 : Math.round((note.wireLength / note.length) * 100);
+  const how =
+    direction === "received"
+      ? `${note.wireLength} bytes of deflate data inflate to ${note.length}`
+      : `${note.length} bytes deflated to ${note.wireLength}`;
+  return `↳ RSV1=1: compressed with permessage-deflate (RFC 7692 §6): ${how} (${ratio}%) ${content}`.trimEnd();
+}
+
 /** --trace=full: the frame's header and first payload bytes as a hex dump. */
 export function dumpFrame(frame: FrameInfo): string[] {
   const header = Buffer.alloc(frameHeaderSize(frame.length, frame.masked));
@@ -2429,6 +2505,10 @@ export class ConsoleTracer implements FrameObserver {
 
   closed(connection: Connection): void {
     this.print(`#${connection.id} TCP connection closed`);
+  }
+
+  message(connection: Connection, direction: "received" | "sent", note: MessageNote): void {
+    this.print(`#${connection.id}   ${describeMessageNote(note, direction)}`);
   }
 
   private frame(connection: Connection, frame: FrameInfo, direction: "received" | "sent"): void {

@@ -4,7 +4,18 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { FrameDecoder, describeFrame, dumpFrame, describeHandshake, type FrameInfo } from "../server.ts";
+import { constants as zlibConstants, deflateRawSync } from "node:zlib";
+import {
+  FrameDecoder,
+  Opcode,
+  describeFrame,
+  dumpFrame,
+  describeHandshake,
+  frameHeaderSize,
+  maskBytes,
+  writeFrameHeader,
+  type FrameInfo,
+} from "../server.ts";
 import { useServer } from "./support/in-process.ts";
 import { RawClient } from "./support/raw-client.ts";
 
@@ -134,6 +145,42 @@ describe("--trace=full on a live server", () => {
     ]) {
       assert.ok(output.split("\n").includes(line), `missing trace line:\n${line}\nin:\n${output}`);
     }
+    client.destroy();
+  });
+});
+
+describe("--trace with permessage-deflate (RFC 7692), as every browser sends", () => {
+  const live = useServer({ trace: "frames" });
+
+  /** A client's compressed text frame (RFC 7692 §7.2.1: the deflate stream without its last 4 bytes). */
+  function compressedFrame(text: string): Buffer {
+    const deflated = deflateRawSync(Buffer.from(text), { finishFlush: zlibConstants.Z_SYNC_FLUSH });
+    const payload = Buffer.from(deflated.subarray(0, deflated.length - 4));
+    const key = Buffer.from([1, 2, 3, 4]);
+    const header = Buffer.alloc(frameHeaderSize(payload.length, true));
+    writeFrameHeader(header, Opcode.Text, payload.length, true, true, key);
+    maskBytes(payload, key);
+    return Buffer.concat([header, payload]);
+  }
+
+  test('RFC 7692 §6: a compressed "hi" is shown inflated; the short echo says why it went uncompressed', async () => {
+    const server = live();
+    const client = await RawClient.open(server.port, {
+      path: "/echo",
+      headers: { "Sec-WebSocket-Extensions": "permessage-deflate; client_no_context_takeover" },
+    });
+    assert.match(String(client.handshake?.headers["sec-websocket-extensions"]), /permessage-deflate/);
+    client.write(compressedFrame("hi"));
+    assert.equal((await client.next("text")).text, "hi");
+    await server.waitForOutput(/sent uncompressed/);
+    const lines = server.output().split("\n");
+    const received = lines.findIndex((line) => /← text .*RSV=100/.test(line));
+    assert.ok(received >= 0, server.output());
+    assert.match(
+      lines[received + 1]!,
+      /↳ RSV1=1: compressed with permessage-deflate \(RFC 7692 §6\): \d+ bytes of deflate data inflate to 2 \(\d+%\) "hi"$/,
+    );
+    assert.ok(lines.some((line) => /↳ sent uncompressed: shorter than 1024 bytes \(--deflate-threshold\)/.test(line)));
     client.destroy();
   });
 });
