@@ -527,6 +527,11 @@
       });
     }
   }
+  function countNewBelow(entries, lastReadKey) {
+    if (lastReadKey === null) return 0;
+    const read = entries.findIndex((entry) => entry.key === lastReadKey);
+    return entries.slice(read + 1).filter((entry) => entry.kind === "message").length;
+  }
   class HistoryPager {
     constructor() {
       __publicField(this, "phase", { name: "closed" });
@@ -574,6 +579,10 @@
       __publicField(this, "onlineCount", 0);
       __publicField(this, "batched", false);
       __publicField(this, "mayShowLeavers", false);
+      /** Whether the list and counts are the server's: not before the first welcome, nor without a connection. */
+      __publicField(this, "isKnown", false);
+      /** How many were online when the connection was lost; null before the first welcome. */
+      __publicField(this, "onlineWhenLost", null);
       /** The offset asked for in a `members` request that has not been answered; null when none is out. */
       __publicField(this, "askedOffset", null);
     }
@@ -584,9 +593,20 @@
     get memberCount() {
       return this.total;
     }
-    /** Those in the room with a connection open. */
+    /** Those in the room with a connection open; 0 while not known. */
     get online() {
       return this.onlineCount;
+    }
+    /**
+     * Whether the counts are the server's now. Without a connection nobody is
+     * known to be here, and "0 online" would read as "everyone left".
+     */
+    get known() {
+      return this.isKnown;
+    }
+    /** The online count now, or while not known, the last one there was (null if there never was one). */
+    get lastKnownOnline() {
+      return this.isKnown ? this.onlineCount : this.onlineWhenLost;
     }
     /** Whether joins and leaves come summed up once a second (a large room) rather than one frame each. */
     get presenceBatched() {
@@ -615,9 +635,11 @@
     welcome(welcome) {
       this.replace(welcome.members, welcome.memberCount, welcome.online, welcome.presenceBatched);
     }
-    /** No connection: nobody is known to be here until the next welcome. */
+    /** No connection: nobody is known to be here until the next welcome; the last count is remembered. */
     clear() {
+      if (this.isKnown) this.onlineWhenLost = this.onlineCount;
       this.replace([], 0, 0, false);
+      this.isKnown = false;
     }
     /** The offset to send in a `members` request now, or null (nothing to ask, or one is out). */
     ask() {
@@ -703,6 +725,7 @@
       this.batched = batched;
       this.mayShowLeavers = false;
       this.askedOffset = null;
+      this.isKnown = true;
     }
   }
   class Heartbeat {
@@ -856,6 +879,14 @@
     get online() {
       return this.roster.online;
     }
+    /** Whether the counts are the server's now (connected and welcomed); see MemberList.known. */
+    get onlineKnown() {
+      return this.roster.known;
+    }
+    /** The online count now, or the last one before the connection was lost; null before any welcome. */
+    get lastKnownOnline() {
+      return this.roster.lastKnownOnline;
+    }
     /** Whether `members` is the whole room; see MemberListStatus. */
     get memberListStatus() {
       return this.roster.status;
@@ -893,7 +924,7 @@
     }
     // --- What the page does ---
     start() {
-      if (this.phase.name !== "stopped") return;
+      if (this.phase.name !== "stopped" || this.options.serverUrl === null) return;
       if (this.isOnline()) this.connect();
       else this.enter({ name: "offline" });
     }
@@ -982,10 +1013,12 @@
     // --- The state machine ---
     /** Creates a socket: the only place one is made. */
     connect() {
+      const { serverUrl } = this.options;
+      if (serverUrl === null) return;
       const inspect = this.inspectOn;
       const name = this.requestedName ?? this.confirmedName;
       const resumePoint = this.transcript.resumePoint();
-      const url = buildSocketUrl(this.options.serverUrl, this.session.secret, name, resumePoint, inspect);
+      const url = buildSocketUrl(serverUrl, this.session.secret, name, resumePoint, inspect);
       this.observe({ kind: "opening", url: hideSession(url) });
       let socket;
       try {
@@ -1237,12 +1270,15 @@
       this.options.onChange?.();
     }
   }
-  function resolveServerUrl(page) {
+  const DEFAULT_LOCAL_SERVER = "ws://localhost:5500/";
+  function resolveServer(page) {
     const requested = new URLSearchParams(page.search).get("server");
-    if (requested !== null && isWebSocketUrl(requested)) return requested;
-    if (page.protocol === "https:") return `wss://${page.host}/`;
-    if (page.protocol === "http:") return `ws://${page.host}/`;
-    return "ws://localhost:5500/";
+    if (requested !== null) {
+      return isWebSocketUrl(requested) ? { kind: "chosen", url: requested } : { kind: "invalid", given: requested };
+    }
+    if (page.protocol === "https:") return { kind: "page", url: `wss://${page.host}/` };
+    if (page.protocol === "http:") return { kind: "page", url: `ws://${page.host}/` };
+    return { kind: "disk", url: DEFAULT_LOCAL_SERVER };
   }
   function isWebSocketUrl(text) {
     try {
@@ -1251,6 +1287,17 @@
     } catch {
       return false;
     }
+  }
+  function serverHelp(address, state) {
+    if (address.kind === "invalid") return { kind: "invalid", given: address.given };
+    if (address.kind === "page" || state !== "reconnecting") return { kind: "none" };
+    let local = false;
+    try {
+      const { hostname } = new URL(address.url);
+      local = hostname === "localhost" || hostname === "127.0.0.1" || hostname === "[::1]";
+    } catch {
+    }
+    return { kind: "no-answer", url: address.url, local };
   }
   function readTimingFromQuery(search) {
     const query = new URLSearchParams(search);
@@ -1265,6 +1312,37 @@
     if (text === null || !/^\d+$/.test(text)) return null;
     const value = Number(text);
     return value > 0 && Number.isSafeInteger(value) ? value : null;
+  }
+  const COUNTER_FROM = 1800;
+  function composerCount(text) {
+    const count = characterCount(text.trim());
+    return count < COUNTER_FROM ? null : { count, over: count > MAX_TEXT_LENGTH };
+  }
+  class MessageTimeFormat {
+    constructor(locale, timeZone) {
+      __publicField(this, "day");
+      __publicField(this, "year");
+      __publicField(this, "timeOnly");
+      __publicField(this, "withDate");
+      __publicField(this, "withYear");
+      __publicField(this, "full");
+      const time = { hour: "2-digit", minute: "2-digit", timeZone };
+      this.day = new Intl.DateTimeFormat("en-CA", { year: "numeric", month: "2-digit", day: "2-digit", timeZone });
+      this.year = new Intl.DateTimeFormat("en-CA", { year: "numeric", timeZone });
+      this.timeOnly = new Intl.DateTimeFormat(locale, time);
+      this.withDate = new Intl.DateTimeFormat(locale, { ...time, month: "short", day: "numeric" });
+      this.withYear = new Intl.DateTimeFormat(locale, { ...time, year: "numeric", month: "short", day: "numeric" });
+      this.full = new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "medium", timeZone });
+    }
+    /** The short form, next to the message; `now` decides what "today" is. */
+    format(time, now) {
+      if (this.day.format(time) === this.day.format(now)) return this.timeOnly.format(time);
+      return (this.year.format(time) === this.year.format(now) ? this.withDate : this.withYear).format(time);
+    }
+    /** Date and time in full, for the tooltip. */
+    long(time) {
+      return this.full.format(time);
+    }
   }
   function pickLanguage(languages) {
     for (const language of languages) {
@@ -1283,8 +1361,25 @@
       reconnecting: (attempt) => `\u6B63\u5728\u91CD\u8FDE\uFF08\u7B2C ${attempt} \u6B21\u5C1D\u8BD5\uFF09`,
       nextTryIn: (seconds2) => `\uFF0C${seconds2} \u79D2\u540E\u91CD\u8BD5`,
       offline: "\u79BB\u7EBF",
+      notConnected: "\u672A\u8FDE\u63A5",
       retryNow: "\u7ACB\u5373\u91CD\u8BD5",
-      online: (count) => `\u5728\u7EBF\uFF08${count}\uFF09`,
+      noServer: (url, local) => [
+        `${url} \u6CA1\u6709\u804A\u5929\u670D\u52A1\u5668\u5E94\u7B54\u3002`,
+        ...local ? [
+          "\u5728\u804A\u5929\u5BA4\u7684\u6587\u4EF6\u5939\u91CC\u8FD0\u884C ",
+          { code: "npm start" },
+          " \u542F\u52A8\u670D\u52A1\u5668\uFF08Node 24 \u4E5F\u53EF\u4EE5\u76F4\u63A5\u8FD0\u884C ",
+          { code: "node server.ts" },
+          "\uFF09\u3002"
+        ] : ["\u5730\u5740\u5BF9\u5417\uFF1F\u670D\u52A1\u5668\u542F\u52A8\u4E86\u5417\uFF1F"]
+      ],
+      badServer: (given) => [
+        "\u5730\u5740\u680F\u91CC\u7684 ",
+        { code: `?server=${given}` },
+        " \u4E0D\u662F WebSocket \u5730\u5740\uFF08\u5E94\u4EE5 ws:// \u6216 wss:// \u5F00\u5934\uFF09\uFF0C\u6240\u4EE5\u6CA1\u6709\u8FDE\u63A5\u4EFB\u4F55\u670D\u52A1\u5668\u3002\u6539\u6B63\u5B83\uFF0C\u6216\u8005\u5220\u6389\u5B83\u3002"
+      ],
+      online: (count) => `\u5728\u7EBF\uFF08${count ?? "\u2014"}\uFF09`,
+      lastOnline: (count) => `\u65AD\u7EBF\u524D ${count} \u4EBA\u5728\u7EBF`,
       showingMembers: (shown, total) => `\u663E\u793A ${shown} / ${total} \u4EBA`,
       staleMembers: "\u540D\u5355\u91CC\u53EF\u80FD\u8FD8\u6709\u5DF2\u79BB\u5F00\u7684\u4EBA",
       moreMembers: "\u66F4\u591A\u2026",
@@ -1293,7 +1388,6 @@
       olderMessages: "\u52A0\u8F7D\u66F4\u65E9\u7684\u6D88\u606F",
       loadingOlder: "\u6B63\u5728\u52A0\u8F7D\u66F4\u65E9\u7684\u6D88\u606F\u2026",
       me: "\u6211",
-      meLabel: null,
       sending: "\u53D1\u9001\u4E2D\u2026",
       waitingToSend: "\u7B49\u5F85\u53D1\u9001",
       joined: (name) => `${name} \u52A0\u5165\u4E86\u804A\u5929\u5BA4`,
@@ -1304,7 +1398,9 @@
       gap: "\u804A\u5929\u8BB0\u5F55\u5DF2\u91CD\u7F6E\uFF0C\u53EF\u80FD\u6709\u6D88\u606F\u7F3A\u5931",
       nameLabel: "\u540D\u5B57",
       inputLabel: "\u6D88\u606F",
-      inputPlaceholder: "\u8F93\u5165\u6D88\u606F\uFF0C\u6309 Enter \u53D1\u9001",
+      inputPlaceholder: "\u8F93\u5165\u6D88\u606F\uFF0CEnter \u53D1\u9001\uFF0CShift+Enter \u6362\u884C",
+      counter: (count, max) => `${count.toLocaleString("zh-CN")} / ${max.toLocaleString("zh-CN")}`,
+      newBelow: (count) => `${count} \u6761\u65B0\u6D88\u606F \u2193`,
       send: "\u53D1\u9001",
       messagesLabel: "\u804A\u5929\u6D88\u606F",
       tooLong: `\u6D88\u606F\u592A\u957F\u4E86\uFF08\u6700\u591A ${MAX_TEXT_LENGTH} \u4E2A\u5B57\u7B26\uFF09`,
@@ -1324,8 +1420,24 @@
       reconnecting: (attempt) => `Reconnecting (attempt ${attempt})`,
       nextTryIn: (seconds2) => `, next try in ${seconds2} s`,
       offline: "Offline",
+      notConnected: "Not connected",
       retryNow: "Retry now",
-      online: (count) => `Online (${count})`,
+      noServer: (url, local) => [
+        `No chat server answers at ${url}. `,
+        ...local ? [
+          "Start one in the chat room's folder: ",
+          { code: "npm start" },
+          " (or ",
+          { code: "node server.ts" },
+          " on Node 24)."
+        ] : ["Is the address right, and is the server running?"]
+      ],
+      badServer: (given) => [
+        { code: `?server=${given}` },
+        " in the address bar is not a WebSocket address (ws:// or wss://), so nothing was connected. Correct it, or remove it."
+      ],
+      online: (count) => `Online (${count ?? "\u2014"})`,
+      lastOnline: (count) => `${count} online when last connected`,
       showingMembers: (shown, total) => `Showing ${shown} of ${total}`,
       staleMembers: "Some who left may still be listed",
       moreMembers: "More\u2026",
@@ -1333,8 +1445,7 @@
       loadingMembers: "Loading\u2026",
       olderMessages: "Load older messages",
       loadingOlder: "Loading older messages\u2026",
-      me: "\u6211",
-      meLabel: "me",
+      me: "me",
       sending: "sending\u2026",
       waitingToSend: "waiting to send",
       joined: (name) => `${name} joined`,
@@ -1345,7 +1456,9 @@
       gap: "History was reset; some messages may be missing",
       nameLabel: "Name",
       inputLabel: "Message",
-      inputPlaceholder: "Type a message, Enter sends",
+      inputPlaceholder: "Type a message: Enter sends, Shift+Enter starts a new line",
+      counter: (count, max) => `${count.toLocaleString("en")} / ${max.toLocaleString("en")}`,
+      newBelow: (count) => count === 1 ? "1 new message \u2193" : `${count} new messages \u2193`,
       send: "Send",
       messagesLabel: "Chat messages",
       tooLong: `That message is too long (at most ${MAX_TEXT_LENGTH} characters)`,
@@ -1375,21 +1488,25 @@
       heading: findElement("heading", HTMLElement),
       status: findElement("status", HTMLElement),
       statusText: findElement("status-text", HTMLElement),
+      statusName: findElement("status-name", HTMLElement),
       statusCountdown: findElement("status-countdown", HTMLElement),
       retry: findElement("retry", HTMLButtonElement),
+      serverHelp: findElement("server-help", HTMLElement),
       usersHeading: findElement("users-heading", HTMLElement),
       users: findElement("users", HTMLUListElement),
       usersNote: findElement("users-note", HTMLElement),
       usersMore: findElement("users-more", HTMLButtonElement),
       older: findElement("older", HTMLButtonElement),
       messages: findElement("messages", HTMLOListElement),
+      newBelow: findElement("new-below", HTMLButtonElement),
       alert: findElement("alert", HTMLElement),
       nameForm: findElement("name-form", HTMLFormElement),
       nameLabel: findElement("name-label", HTMLLabelElement),
       name: findElement("name", HTMLInputElement),
       composer: findElement("composer", HTMLFormElement),
       inputLabel: findElement("input-label", HTMLLabelElement),
-      input: findElement("input", HTMLInputElement),
+      input: findElement("input", HTMLTextAreaElement),
+      counter: findElement("counter", HTMLElement),
       send: findElement("send", HTMLButtonElement)
     };
   }
@@ -1402,14 +1519,12 @@
     return element;
   }
   class ChatView {
-    constructor(elements, text) {
+    constructor(elements, text, address) {
       __publicField(this, "elements");
       __publicField(this, "text");
-      __publicField(this, "timeFormat", new Intl.DateTimeFormat(void 0, { hour: "2-digit", minute: "2-digit" }));
-      __publicField(this, "dateAndTimeFormat", new Intl.DateTimeFormat(void 0, {
-        dateStyle: "medium",
-        timeStyle: "medium"
-      }));
+      __publicField(this, "address");
+      /** In the browser's own locale and time zone, as the rest of its dates are. */
+      __publicField(this, "timeFormat", new MessageTimeFormat());
       /** Lines currently in the list, by key: a message's id, or the transcript key of a notice. */
       __publicField(this, "messageRows", /* @__PURE__ */ new Map());
       __publicField(this, "noticeRows", /* @__PURE__ */ new Map());
@@ -1419,8 +1534,13 @@
       __publicField(this, "alertTimer", null);
       /** The users list as last drawn, to skip redrawing it when nothing changed. */
       __publicField(this, "shownUsers", "");
+      /** The help under the status as last drawn, for the same reason. */
+      __publicField(this, "shownHelp", "");
+      /** The transcript key of the last line the reader saw at the bottom of the list; see countNewBelow. */
+      __publicField(this, "lastReadKey", null);
       this.elements = elements;
       this.text = text;
+      this.address = address;
     }
     /** Fills in the words that client.html holds in Chinese, in the page's language. */
     applyLanguage() {
@@ -1433,6 +1553,7 @@
       setText(elements.send, text.send);
       setText(elements.older, text.olderMessages);
       elements.input.placeholder = text.inputPlaceholder;
+      elements.name.placeholder = text.nameLabel;
       elements.messages.setAttribute("aria-label", text.messagesLabel);
     }
     /**
@@ -1453,26 +1574,82 @@
       this.renderName(connection);
       this.renderOlder(connection);
       this.renderMessages(connection);
+      this.renderNewBelow(connection);
     }
     followNewest() {
       this.scrollToNewest = true;
     }
     renderStatus(connection) {
-      const { status, statusText, statusCountdown, retry } = this.elements;
+      const { status, statusText, statusName, statusCountdown, retry } = this.elements;
       const { state, attempt, nextAttemptAt } = connection;
+      const nowhere = this.address.kind === "invalid";
       status.dataset.state = state;
       status.dataset.attempt = String(attempt);
       const labels = {
         connecting: this.text.connecting,
-        connected: connection.name === null ? this.text.connected : `${this.text.connected} \xB7 ${connection.name}`,
+        connected: this.text.connected,
         reconnecting: this.text.reconnecting(attempt),
-        offline: this.text.offline
+        offline: nowhere ? this.text.notConnected : this.text.offline
       };
       setText(statusText, labels[state]);
+      setText(statusName, state === "connected" && connection.name !== null ? ` \xB7 ${connection.name}` : "");
       const waiting = state === "reconnecting" && nextAttemptAt !== null;
       const seconds2 = waiting ? Math.max(0, Math.ceil((nextAttemptAt - Date.now()) / 1e3)) : 0;
       setText(statusCountdown, waiting ? this.text.nextTryIn(seconds2) : "");
-      retry.hidden = !(waiting || state === "offline");
+      retry.hidden = nowhere || !(waiting || state === "offline");
+      this.renderServerHelp(serverHelp(this.address, state));
+    }
+    /** Where the page tries to connect and how to start a server there, or why it connects nowhere. */
+    renderServerHelp(help) {
+      const { serverHelp: element } = this.elements;
+      const signature = JSON.stringify(help);
+      if (signature === this.shownHelp) return;
+      this.shownHelp = signature;
+      element.dataset.kind = help.kind;
+      element.hidden = help.kind === "none";
+      let parts = [];
+      if (help.kind === "no-answer") parts = this.text.noServer(help.url, help.local);
+      if (help.kind === "invalid") parts = this.text.badServer(help.given);
+      element.replaceChildren(
+        ...parts.map((part) => {
+          if (typeof part === "string") return part;
+          const code = document.createElement("code");
+          code.textContent = part.code;
+          return code;
+        })
+      );
+    }
+    /** The count under the composer near the limit; see composerCount. */
+    renderCounter() {
+      const { counter, input } = this.elements;
+      const shown = composerCount(input.value);
+      counter.hidden = shown === null;
+      counter.dataset.over = String(shown?.over ?? false);
+      setText(counter, shown === null ? "" : this.text.counter(shown.count, MAX_TEXT_LENGTH));
+    }
+    /** Whether the message list is scrolled (nearly) to its end. */
+    atBottom() {
+      const list = this.elements.messages;
+      return list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    }
+    /**
+     * "3 new messages ↓" while messages came in below a reader scrolled up;
+     * gone once they are at the bottom, which also marks everything read.
+     */
+    renderNewBelow(connection) {
+      const { newBelow } = this.elements;
+      const { entries } = connection;
+      if (this.atBottom()) this.lastReadKey = entries[entries.length - 1]?.key ?? null;
+      const count = countNewBelow(entries, this.lastReadKey);
+      newBelow.hidden = count === 0;
+      newBelow.dataset.count = String(count);
+      setText(newBelow, count === 0 ? "" : this.text.newBelow(count));
+    }
+    /** The new-messages button: to the newest line, which marks them read. */
+    showNewest(connection) {
+      const list = this.elements.messages;
+      list.scrollTop = list.scrollHeight;
+      this.renderNewBelow(connection);
     }
     showAlert(message, code = null) {
       const { alert } = this.elements;
@@ -1497,9 +1674,10 @@
     }
     renderUsers(connection) {
       const { users, usersHeading, usersNote, usersMore } = this.elements;
-      const { members, you, memberListStatus: status, nextMembersOffset } = connection;
-      setText(usersHeading, this.text.online(connection.online));
+      const { members, you, memberListStatus: status, nextMembersOffset, onlineKnown, lastKnownOnline } = connection;
+      setText(usersHeading, this.text.online(onlineKnown ? connection.online : null));
       const note = [
+        !onlineKnown && lastKnownOnline !== null ? this.text.lastOnline(lastKnownOnline) : "",
         status === "complete" ? "" : this.text.showingMembers(members.length, connection.memberCount),
         status === "stale" ? this.text.staleMembers : ""
       ].filter((part) => part !== "");
@@ -1520,12 +1698,11 @@
           item.classList.toggle("away", member.away);
           item.dataset.name = member.name;
           item.dataset.sid = member.sid;
-          item.textContent = member.name;
-          if (isMe) {
-            const badge = this.createMeBadge();
-            badge.textContent = this.text.me;
-            item.append(" ", badge);
-          }
+          const name = createElement("span", "user-name");
+          name.dir = "auto";
+          name.textContent = member.name;
+          item.append(name);
+          if (isMe) item.append(" ", this.createMeBadge());
           if (member.away) {
             const label = createElement("span", "away-label");
             label.textContent = this.text.away;
@@ -1613,13 +1790,13 @@
       element.classList.toggle("pending", line.pendingMark !== null);
       setText(row.from, line.from);
       row.me.hidden = !line.mine;
-      setText(row.me, line.mine ? this.text.me : "");
       row.time.hidden = line.time === null;
       if (line.time !== null) {
-        const date = new Date(line.time);
-        row.time.dateTime = date.toISOString();
-        row.time.title = this.dateAndTimeFormat.format(date);
-        setText(row.time, this.timeFormat.format(date));
+        const isoTime = new Date(line.time).toISOString();
+        if (row.time.dateTime !== isoTime) row.time.dateTime = isoTime;
+        const long = this.timeFormat.long(line.time);
+        if (row.time.title !== long) row.time.title = long;
+        setText(row.time, this.timeFormat.format(line.time, Date.now()));
       }
       row.mark.hidden = line.pendingMark === null;
       setText(row.mark, line.pendingMark ?? "");
@@ -1637,19 +1814,16 @@
         mark: createElement("span", "mark"),
         text: createElement("p", "text")
       };
+      row.from.dir = "auto";
+      row.text.dir = "auto";
       meta.append(row.from, row.me, row.time, row.mark);
       element.append(meta, row.text);
       return row;
     }
-    /** The 我 badge: Chinese text, so it is marked as such, with the word in the page's language for the rest. */
+    /** The mark on the user's own messages and name: 我, or "me" in English. */
     createMeBadge() {
       const badge = createElement("span", "me-badge");
-      badge.lang = "zh-CN";
-      if (this.text.meLabel !== null) {
-        badge.title = this.text.meLabel;
-        badge.setAttribute("role", "img");
-        badge.setAttribute("aria-label", this.text.meLabel);
-      }
+      badge.textContent = this.text.me;
       return badge;
     }
     noticeRow(notice) {
@@ -1661,10 +1835,9 @@
         element.append(row.time, " ", row.words);
         this.noticeRows.set(notice.key, row);
       }
-      const date = new Date(notice.time);
-      const isoTime = date.toISOString();
+      const isoTime = new Date(notice.time).toISOString();
       if (row.time.dateTime !== isoTime) row.time.dateTime = isoTime;
-      setText(row.time, this.timeFormat.format(date));
+      setText(row.time, this.timeFormat.format(notice.time, Date.now()));
       setText(row.words, this.noticeWords(notice));
       return row.element;
     }
@@ -1712,10 +1885,11 @@
   function createChatPage(language, observer) {
     const elements = findChatElements();
     const text = TEXT[language];
-    const view = new ChatView(elements, text);
+    const address = resolveServer(location);
+    const view = new ChatView(elements, text, address);
     view.applyLanguage();
     const connection = new ChatConnection({
-      serverUrl: resolveServerUrl(location),
+      serverUrl: address.kind === "invalid" ? null : address.url,
       tabChannel: openTabChannel(),
       createSocket: (url) => new WebSocket(url),
       storage: openSessionStorage(),
@@ -1732,11 +1906,25 @@
       if (outcome === "too_long") view.showAlert(text.tooLong);
       if (outcome === "sent" || outcome === "queued") {
         elements.input.value = "";
+        fitInput();
+        view.renderCounter();
         view.followNewest();
       }
     });
+    const fitInput = () => {
+      const { input } = elements;
+      input.style.height = "auto";
+      input.style.height = `${input.scrollHeight + input.offsetHeight - input.clientHeight}px`;
+    };
+    elements.input.addEventListener("input", () => {
+      fitInput();
+      view.renderCounter();
+    });
     elements.input.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && (event.isComposing || event.keyCode === 229)) event.preventDefault();
+      if (event.key !== "Enter" || event.shiftKey) return;
+      if (event.isComposing || event.keyCode === 229) return;
+      event.preventDefault();
+      elements.composer.requestSubmit();
     });
     elements.nameForm.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -1747,6 +1935,7 @@
     elements.name.addEventListener("blur", () => view.scheduleRender(connection));
     elements.retry.addEventListener("click", () => connection.wake());
     elements.older.addEventListener("click", () => connection.loadOlder());
+    elements.newBelow.addEventListener("click", () => view.showNewest(connection));
     elements.usersMore.addEventListener("click", () => connection.loadMoreMembers());
     let lastScrollTop = elements.messages.scrollTop;
     elements.messages.addEventListener(
@@ -1755,6 +1944,7 @@
         const { scrollTop } = elements.messages;
         if (scrollTop < lastScrollTop && scrollTop < 40) connection.loadOlder();
         lastScrollTop = scrollTop;
+        view.renderNewBelow(connection);
       },
       { passive: true }
     );

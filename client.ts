@@ -903,6 +903,19 @@ export class Transcript {
   }
 }
 
+/**
+ * How many messages came in below the line the reader last saw at the bottom
+ * of the list (`lastReadKey`): what they missed while scrolled up. Older pages
+ * go on top and notices are not messages, so neither counts. If that line has
+ * been dropped (past the limit), everything shown came after it. Null: the
+ * reader has not been at the bottom yet, so nothing counts as arrived since.
+ */
+export function countNewBelow(entries: readonly TranscriptEntry[], lastReadKey: string | null): number {
+  if (lastReadKey === null) return 0;
+  const read = entries.findIndex((entry) => entry.key === lastReadKey);
+  return entries.slice(read + 1).filter((entry) => entry.kind === "message").length;
+}
+
 /** What the page offers above the oldest message shown; see HistoryPager. */
 export type OlderMessages =
   /** Not connected: nothing can be asked. */
@@ -1007,6 +1020,10 @@ export class MemberList {
   private onlineCount = 0;
   private batched = false;
   private mayShowLeavers = false;
+  /** Whether the list and counts are the server's: not before the first welcome, nor without a connection. */
+  private isKnown = false;
+  /** How many were online when the connection was lost; null before the first welcome. */
+  private onlineWhenLost: number | null = null;
   /** The offset asked for in a `members` request that has not been answered; null when none is out. */
   private askedOffset: number | null = null;
 
@@ -1019,9 +1036,22 @@ export class MemberList {
     return this.total;
   }
 
-  /** Those in the room with a connection open. */
+  /** Those in the room with a connection open; 0 while not known. */
   get online(): number {
     return this.onlineCount;
+  }
+
+  /**
+   * Whether the counts are the server's now. Without a connection nobody is
+   * known to be here, and "0 online" would read as "everyone left".
+   */
+  get known(): boolean {
+    return this.isKnown;
+  }
+
+  /** The online count now, or while not known, the last one there was (null if there never was one). */
+  get lastKnownOnline(): number | null {
+    return this.isKnown ? this.onlineCount : this.onlineWhenLost;
   }
 
   /** Whether joins and leaves come summed up once a second (a large room) rather than one frame each. */
@@ -1056,9 +1086,11 @@ export class MemberList {
     this.replace(welcome.members, welcome.memberCount, welcome.online, welcome.presenceBatched);
   }
 
-  /** No connection: nobody is known to be here until the next welcome. */
+  /** No connection: nobody is known to be here until the next welcome; the last count is remembered. */
   clear(): void {
+    if (this.isKnown) this.onlineWhenLost = this.onlineCount;
     this.replace([], 0, 0, false);
+    this.isKnown = false;
   }
 
   /** The offset to send in a `members` request now, or null (nothing to ask, or one is out). */
@@ -1154,6 +1186,7 @@ export class MemberList {
     this.batched = batched;
     this.mayShowLeavers = false;
     this.askedOffset = null;
+    this.isKnown = true;
   }
 }
 
@@ -1345,8 +1378,12 @@ export type ConnectionEvent =
 export type ConnectionObserver = (event: ConnectionEvent) => void;
 
 export interface ChatConnectionOptions {
-  /** ws:// or wss:// address; name, since and epoch are added to its query. */
-  serverUrl: string;
+  /**
+   * ws:// or wss:// address; name, since and epoch are added to its query.
+   * Null: there is no address to use (an invalid ?server=, which the page
+   * shows), and start() opens nothing.
+   */
+  serverUrl: string | null;
   createSocket(url: string): SocketLike;
   storage: KeyValueStorage;
   timers: Timers;
@@ -1547,6 +1584,16 @@ export class ChatConnection {
     return this.roster.online;
   }
 
+  /** Whether the counts are the server's now (connected and welcomed); see MemberList.known. */
+  get onlineKnown(): boolean {
+    return this.roster.known;
+  }
+
+  /** The online count now, or the last one before the connection was lost; null before any welcome. */
+  get lastKnownOnline(): number | null {
+    return this.roster.lastKnownOnline;
+  }
+
   /** Whether `members` is the whole room; see MemberListStatus. */
   get memberListStatus(): MemberListStatus {
     return this.roster.status;
@@ -1595,7 +1642,7 @@ export class ChatConnection {
   // --- What the page does ---
 
   start(): void {
-    if (this.phase.name !== "stopped") return;
+    if (this.phase.name !== "stopped" || this.options.serverUrl === null) return;
     if (this.isOnline()) this.connect();
     else this.enter({ name: "offline" });
   }
@@ -1694,10 +1741,13 @@ export class ChatConnection {
 
   /** Creates a socket: the only place one is made. */
   private connect(): void {
+    const { serverUrl } = this.options;
+    // Only start() leaves stopped, and it does not without an address.
+    if (serverUrl === null) return;
     const inspect = this.inspectOn;
     const name = this.requestedName ?? this.confirmedName;
     const resumePoint = this.transcript.resumePoint();
-    const url = buildSocketUrl(this.options.serverUrl, this.session.secret, name, resumePoint, inspect);
+    const url = buildSocketUrl(serverUrl, this.session.secret, name, resumePoint, inspect);
     this.observe({ kind: "opening", url: hideSession(url) });
     let socket: SocketLike;
     try {
@@ -2004,14 +2054,32 @@ export class ChatConnection {
 // ChatConnection and shows it in client.html, and turns the user's actions
 // and the browser's signals into calls on it.
 
-/** Where the server is: ?server= if given, else the host that served the page. */
-export function resolveServerUrl(page: { protocol: string; host: string; search: string }): string {
+/**
+ * Where the chat server is, and how the page knows. A page the server served
+ * connects back to its own host. A page opened from disk (file://) has no host,
+ * so it tries the server's usual local address, which is only there if someone
+ * started it. ?server= chooses any ws:// or wss:// address; anything else there
+ * is a mistake to show, not to replace with a guess the reader never asked for.
+ */
+export type ServerAddress =
+  | { kind: "page"; url: string }
+  | { kind: "disk"; url: string }
+  | { kind: "chosen"; url: string }
+  /** ?server= holds something that is not a ws:// or wss:// URL: `given`, as it was written. */
+  | { kind: "invalid"; given: string };
+
+/** The server's address when the page is opened from disk: `npm start`'s default port on this machine. */
+export const DEFAULT_LOCAL_SERVER = "ws://localhost:5500/";
+
+/** Where the server is: ?server= if given, else the host that served the page, else (file://) this machine. */
+export function resolveServer(page: { protocol: string; host: string; search: string }): ServerAddress {
   const requested = new URLSearchParams(page.search).get("server");
-  if (requested !== null && isWebSocketUrl(requested)) return requested;
-  if (page.protocol === "https:") return `wss://${page.host}/`;
-  if (page.protocol === "http:") return `ws://${page.host}/`;
-  // Opened from disk (file://): the server's usual local address.
-  return "ws://localhost:5500/";
+  if (requested !== null) {
+    return isWebSocketUrl(requested) ? { kind: "chosen", url: requested } : { kind: "invalid", given: requested };
+  }
+  if (page.protocol === "https:") return { kind: "page", url: `wss://${page.host}/` };
+  if (page.protocol === "http:") return { kind: "page", url: `ws://${page.host}/` };
+  return { kind: "disk", url: DEFAULT_LOCAL_SERVER };
 }
 
 function isWebSocketUrl(text: string): boolean {
@@ -2021,6 +2089,33 @@ function isWebSocketUrl(text: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** What the page says under its status about the server's address; see serverHelp. */
+export type ServerHelp =
+  | { kind: "none" }
+  /** Attempts to `url` failed; `local`: it is this machine, where the reader can start the server. */
+  | { kind: "no-answer"; url: string; local: boolean }
+  | { kind: "invalid"; given: string };
+
+/**
+ * Whether to explain the address. A page its server served needs no
+ * explanation: the reconnecting status says it all. A page from disk or with
+ * ?server= tries an address the reader may not know about, and an empty page
+ * saying "Reconnecting (attempt 3)" does not tell them that nothing listens
+ * there, nor how to start it.
+ */
+export function serverHelp(address: ServerAddress, state: ConnectionState): ServerHelp {
+  if (address.kind === "invalid") return { kind: "invalid", given: address.given };
+  if (address.kind === "page" || state !== "reconnecting") return { kind: "none" };
+  let local = false;
+  try {
+    const { hostname } = new URL(address.url);
+    local = hostname === "localhost" || hostname === "127.0.0.1" || hostname === "[::1]";
+  } catch {
+    // A chosen address is a valid URL already; nothing to add if not.
+  }
+  return { kind: "no-answer", url: address.url, local };
 }
 
 /** ?heartbeat=…&heartbeatTimeout=… (milliseconds), so a test need not wait ten seconds. */
@@ -2040,6 +2135,56 @@ function readPositiveInteger(text: string | null): number | null {
   return value > 0 && Number.isSafeInteger(value) ? value : null;
 }
 
+/** From this many characters on, the composer counts them against MAX_TEXT_LENGTH. */
+export const COUNTER_FROM = 1800;
+
+/**
+ * The composer's counter for `text`: null while far from the limit. It counts
+ * what send() would send (trimmed, in characters as the server counts them; a
+ * line break is one), so it says exactly when a message will be refused.
+ */
+export function composerCount(text: string): { count: number; over: boolean } | null {
+  const count = characterCount(text.trim());
+  return count < COUNTER_FROM ? null : { count, over: count > MAX_TEXT_LENGTH };
+}
+
+/**
+ * A message's time as the page shows it: the time of day for today's, the
+ * date too for older ones (history from last week is not "14:05"), and the
+ * year when it is not this year's. In the reader's locale and time zone;
+ * tests pass both.
+ */
+export class MessageTimeFormat {
+  private readonly day: Intl.DateTimeFormat;
+  private readonly year: Intl.DateTimeFormat;
+  private readonly timeOnly: Intl.DateTimeFormat;
+  private readonly withDate: Intl.DateTimeFormat;
+  private readonly withYear: Intl.DateTimeFormat;
+  private readonly full: Intl.DateTimeFormat;
+
+  constructor(locale?: string, timeZone?: string) {
+    const time = { hour: "2-digit", minute: "2-digit", timeZone } as const;
+    // Calendar days compared as text, in the same time zone as what is shown.
+    this.day = new Intl.DateTimeFormat("en-CA", { year: "numeric", month: "2-digit", day: "2-digit", timeZone });
+    this.year = new Intl.DateTimeFormat("en-CA", { year: "numeric", timeZone });
+    this.timeOnly = new Intl.DateTimeFormat(locale, time);
+    this.withDate = new Intl.DateTimeFormat(locale, { ...time, month: "short", day: "numeric" });
+    this.withYear = new Intl.DateTimeFormat(locale, { ...time, year: "numeric", month: "short", day: "numeric" });
+    this.full = new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "medium", timeZone });
+  }
+
+  /** The short form, next to the message; `now` decides what "today" is. */
+  format(time: number, now: number): string {
+    if (this.day.format(time) === this.day.format(now)) return this.timeOnly.format(time);
+    return (this.year.format(time) === this.year.format(now) ? this.withDate : this.withYear).format(time);
+  }
+
+  /** Date and time in full, for the tooltip. */
+  long(time: number): string {
+    return this.full.format(time);
+  }
+}
+
 export type Language = "zh" | "en";
 
 /** The first of the user's languages that the page speaks; English otherwise. */
@@ -2052,6 +2197,9 @@ export function pickLanguage(languages: readonly string[]): Language {
   return "en";
 }
 
+/** Words, and commands to be shown as code ({ code: "npm start" }). */
+export type TextPart = string | { code: string };
+
 export interface PageText {
   htmlLang: string;
   heading: string;
@@ -2060,8 +2208,17 @@ export interface PageText {
   reconnecting(attempt: number): string;
   nextTryIn(seconds: number): string;
   offline: string;
+  /** The status when there is no address to connect to (an invalid ?server=). */
+  notConnected: string;
   retryNow: string;
-  online(count: number): string;
+  /** A page from disk or with ?server= whose server does not answer: where it tries, how to start one. */
+  noServer(url: string, local: boolean): TextPart[];
+  /** ?server= that is not a ws:// or wss:// address: nothing is connected. */
+  badServer(given: string): TextPart[];
+  /** The heading of the member list: null while not connected, when nobody is known to be online. */
+  online(count: number | null): string;
+  /** Under the list while not connected: the count before the connection was lost. */
+  lastOnline(count: number): string;
   /** Under a member list that is not the whole room: how many of how many it shows. */
   showingMembers(shown: number, total: number): string;
   /** Under a list a summary could not keep exact: it may still show someone who left. */
@@ -2071,13 +2228,8 @@ export interface PageText {
   loadingMembers: string;
   olderMessages: string;
   loadingOlder: string;
-  /**
-   * The label on the user's own messages and name: 我 ("I, me") in every
-   * language, because it is the product's mark. `meLabel` says it in words
-   * for those who do not read Chinese: the badge's tooltip and accessible name.
-   */
+  /** The label on the user's own messages and name: 我 in Chinese, "me" in English. */
   me: string;
-  meLabel: string | null;
   sending: string;
   waitingToSend: string;
   joined(name: string): string;
@@ -2091,6 +2243,10 @@ export interface PageText {
   nameLabel: string;
   inputLabel: string;
   inputPlaceholder: string;
+  /** The composer's count near the limit: "1,950 / 2,000". */
+  counter(count: number, max: number): string;
+  /** Over messages that came while the reader was scrolled up: a button to the newest. */
+  newBelow(count: number): string;
   send: string;
   messagesLabel: string;
   tooLong: string;
@@ -2107,8 +2263,27 @@ export const TEXT: Record<Language, PageText> = {
     reconnecting: (attempt) => `正在重连（第 ${attempt} 次尝试）`,
     nextTryIn: (seconds) => `，${seconds} 秒后重试`,
     offline: "离线",
+    notConnected: "未连接",
     retryNow: "立即重试",
-    online: (count) => `在线（${count}）`,
+    noServer: (url, local) => [
+      `${url} 没有聊天服务器应答。`,
+      ...(local
+        ? [
+            "在聊天室的文件夹里运行 ",
+            { code: "npm start" },
+            " 启动服务器（Node 24 也可以直接运行 ",
+            { code: "node server.ts" },
+            "）。",
+          ]
+        : ["地址对吗？服务器启动了吗？"]),
+    ],
+    badServer: (given) => [
+      "地址栏里的 ",
+      { code: `?server=${given}` },
+      " 不是 WebSocket 地址（应以 ws:// 或 wss:// 开头），所以没有连接任何服务器。改正它，或者删掉它。",
+    ],
+    online: (count) => `在线（${count ?? "—"}）`,
+    lastOnline: (count) => `断线前 ${count} 人在线`,
     showingMembers: (shown, total) => `显示 ${shown} / ${total} 人`,
     staleMembers: "名单里可能还有已离开的人",
     moreMembers: "更多…",
@@ -2117,7 +2292,6 @@ export const TEXT: Record<Language, PageText> = {
     olderMessages: "加载更早的消息",
     loadingOlder: "正在加载更早的消息…",
     me: "我",
-    meLabel: null,
     sending: "发送中…",
     waitingToSend: "等待发送",
     joined: (name) => `${name} 加入了聊天室`,
@@ -2129,7 +2303,9 @@ export const TEXT: Record<Language, PageText> = {
     gap: "聊天记录已重置，可能有消息缺失",
     nameLabel: "名字",
     inputLabel: "消息",
-    inputPlaceholder: "输入消息，按 Enter 发送",
+    inputPlaceholder: "输入消息，Enter 发送，Shift+Enter 换行",
+    counter: (count, max) => `${count.toLocaleString("zh-CN")} / ${max.toLocaleString("zh-CN")}`,
+    newBelow: (count) => `${count} 条新消息 ↓`,
     send: "发送",
     messagesLabel: "聊天消息",
     tooLong: `消息太长了（最多 ${MAX_TEXT_LENGTH} 个字符）`,
@@ -2149,8 +2325,27 @@ export const TEXT: Record<Language, PageText> = {
     reconnecting: (attempt) => `Reconnecting (attempt ${attempt})`,
     nextTryIn: (seconds) => `, next try in ${seconds} s`,
     offline: "Offline",
+    notConnected: "Not connected",
     retryNow: "Retry now",
-    online: (count) => `Online (${count})`,
+    noServer: (url, local) => [
+      `No chat server answers at ${url}. `,
+      ...(local
+        ? [
+            "Start one in the chat room's folder: ",
+            { code: "npm start" },
+            " (or ",
+            { code: "node server.ts" },
+            " on Node 24).",
+          ]
+        : ["Is the address right, and is the server running?"]),
+    ],
+    badServer: (given) => [
+      { code: `?server=${given}` },
+      " in the address bar is not a WebSocket address (ws:// or wss://), so nothing was connected. " +
+        "Correct it, or remove it.",
+    ],
+    online: (count) => `Online (${count ?? "—"})`,
+    lastOnline: (count) => `${count} online when last connected`,
     showingMembers: (shown, total) => `Showing ${shown} of ${total}`,
     staleMembers: "Some who left may still be listed",
     moreMembers: "More…",
@@ -2158,8 +2353,7 @@ export const TEXT: Record<Language, PageText> = {
     loadingMembers: "Loading…",
     olderMessages: "Load older messages",
     loadingOlder: "Loading older messages…",
-    me: "我",
-    meLabel: "me",
+    me: "me",
     sending: "sending…",
     waitingToSend: "waiting to send",
     joined: (name) => `${name} joined`,
@@ -2171,7 +2365,9 @@ export const TEXT: Record<Language, PageText> = {
     gap: "History was reset; some messages may be missing",
     nameLabel: "Name",
     inputLabel: "Message",
-    inputPlaceholder: "Type a message, Enter sends",
+    inputPlaceholder: "Type a message: Enter sends, Shift+Enter starts a new line",
+    counter: (count, max) => `${count.toLocaleString("en")} / ${max.toLocaleString("en")}`,
+    newBelow: (count) => (count === 1 ? "1 new message ↓" : `${count} new messages ↓`),
     send: "Send",
     messagesLabel: "Chat messages",
     tooLong: `That message is too long (at most ${MAX_TEXT_LENGTH} characters)`,
@@ -2232,21 +2428,25 @@ interface ChatElements {
   heading: HTMLElement;
   status: HTMLElement;
   statusText: HTMLElement;
+  statusName: HTMLElement;
   statusCountdown: HTMLElement;
   retry: HTMLButtonElement;
+  serverHelp: HTMLElement;
   usersHeading: HTMLElement;
   users: HTMLUListElement;
   usersNote: HTMLElement;
   usersMore: HTMLButtonElement;
   older: HTMLButtonElement;
   messages: HTMLOListElement;
+  newBelow: HTMLButtonElement;
   alert: HTMLElement;
   nameForm: HTMLFormElement;
   nameLabel: HTMLLabelElement;
   name: HTMLInputElement;
   composer: HTMLFormElement;
   inputLabel: HTMLLabelElement;
-  input: HTMLInputElement;
+  input: HTMLTextAreaElement;
+  counter: HTMLElement;
   send: HTMLButtonElement;
 }
 
@@ -2261,21 +2461,25 @@ function findChatElements(): ChatElements {
     heading: findElement("heading", HTMLElement),
     status: findElement("status", HTMLElement),
     statusText: findElement("status-text", HTMLElement),
+    statusName: findElement("status-name", HTMLElement),
     statusCountdown: findElement("status-countdown", HTMLElement),
     retry: findElement("retry", HTMLButtonElement),
+    serverHelp: findElement("server-help", HTMLElement),
     usersHeading: findElement("users-heading", HTMLElement),
     users: findElement("users", HTMLUListElement),
     usersNote: findElement("users-note", HTMLElement),
     usersMore: findElement("users-more", HTMLButtonElement),
     older: findElement("older", HTMLButtonElement),
     messages: findElement("messages", HTMLOListElement),
+    newBelow: findElement("new-below", HTMLButtonElement),
     alert: findElement("alert", HTMLElement),
     nameForm: findElement("name-form", HTMLFormElement),
     nameLabel: findElement("name-label", HTMLLabelElement),
     name: findElement("name", HTMLInputElement),
     composer: findElement("composer", HTMLFormElement),
     inputLabel: findElement("input-label", HTMLLabelElement),
-    input: findElement("input", HTMLInputElement),
+    input: findElement("input", HTMLTextAreaElement),
+    counter: findElement("counter", HTMLElement),
     send: findElement("send", HTMLButtonElement),
   };
 }
@@ -2331,11 +2535,9 @@ interface MessageLine {
 class ChatView {
   private readonly elements: ChatElements;
   private readonly text: PageText;
-  private readonly timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-  private readonly dateAndTimeFormat = new Intl.DateTimeFormat(undefined, {
-    dateStyle: "medium",
-    timeStyle: "medium",
-  });
+  private readonly address: ServerAddress;
+  /** In the browser's own locale and time zone, as the rest of its dates are. */
+  private readonly timeFormat = new MessageTimeFormat();
   /** Lines currently in the list, by key: a message's id, or the transcript key of a notice. */
   private readonly messageRows = new Map<string, MessageRow>();
   private readonly noticeRows = new Map<string, NoticeRow>();
@@ -2345,10 +2547,15 @@ class ChatView {
   private alertTimer: number | null = null;
   /** The users list as last drawn, to skip redrawing it when nothing changed. */
   private shownUsers = "";
+  /** The help under the status as last drawn, for the same reason. */
+  private shownHelp = "";
+  /** The transcript key of the last line the reader saw at the bottom of the list; see countNewBelow. */
+  private lastReadKey: string | null = null;
 
-  constructor(elements: ChatElements, text: PageText) {
+  constructor(elements: ChatElements, text: PageText, address: ServerAddress) {
     this.elements = elements;
     this.text = text;
+    this.address = address;
   }
 
   /** Fills in the words that client.html holds in Chinese, in the page's language. */
@@ -2362,6 +2569,7 @@ class ChatView {
     setText(elements.send, text.send);
     setText(elements.older, text.olderMessages);
     elements.input.placeholder = text.inputPlaceholder;
+    elements.name.placeholder = text.nameLabel;
     elements.messages.setAttribute("aria-label", text.messagesLabel);
   }
 
@@ -2384,6 +2592,7 @@ class ChatView {
     this.renderName(connection);
     this.renderOlder(connection);
     this.renderMessages(connection);
+    this.renderNewBelow(connection);
   }
 
   followNewest(): void {
@@ -2391,21 +2600,83 @@ class ChatView {
   }
 
   renderStatus(connection: ChatConnection): void {
-    const { status, statusText, statusCountdown, retry } = this.elements;
+    const { status, statusText, statusName, statusCountdown, retry } = this.elements;
     const { state, attempt, nextAttemptAt } = connection;
+    const nowhere = this.address.kind === "invalid";
     status.dataset.state = state;
     status.dataset.attempt = String(attempt);
     const labels: Record<ConnectionState, string> = {
       connecting: this.text.connecting,
-      connected: connection.name === null ? this.text.connected : `${this.text.connected} · ${connection.name}`,
+      connected: this.text.connected,
       reconnecting: this.text.reconnecting(attempt),
-      offline: this.text.offline,
+      offline: nowhere ? this.text.notConnected : this.text.offline,
     };
     setText(statusText, labels[state]);
+    // Apart, so that a phone's header can leave it out: the name field beside it says the same.
+    setText(statusName, state === "connected" && connection.name !== null ? ` · ${connection.name}` : "");
     const waiting = state === "reconnecting" && nextAttemptAt !== null;
     const seconds = waiting ? Math.max(0, Math.ceil((nextAttemptAt - Date.now()) / 1000)) : 0;
     setText(statusCountdown, waiting ? this.text.nextTryIn(seconds) : "");
-    retry.hidden = !(waiting || state === "offline");
+    // Without an address, retrying has nothing to try.
+    retry.hidden = nowhere || !(waiting || state === "offline");
+    this.renderServerHelp(serverHelp(this.address, state));
+  }
+
+  /** Where the page tries to connect and how to start a server there, or why it connects nowhere. */
+  private renderServerHelp(help: ServerHelp): void {
+    const { serverHelp: element } = this.elements;
+    const signature = JSON.stringify(help);
+    if (signature === this.shownHelp) return;
+    this.shownHelp = signature;
+    element.dataset.kind = help.kind;
+    element.hidden = help.kind === "none";
+    let parts: TextPart[] = [];
+    if (help.kind === "no-answer") parts = this.text.noServer(help.url, help.local);
+    if (help.kind === "invalid") parts = this.text.badServer(help.given);
+    element.replaceChildren(
+      ...parts.map((part) => {
+        if (typeof part === "string") return part;
+        const code = document.createElement("code");
+        code.textContent = part.code;
+        return code;
+      }),
+    );
+  }
+
+  /** The count under the composer near the limit; see composerCount. */
+  renderCounter(): void {
+    const { counter, input } = this.elements;
+    const shown = composerCount(input.value);
+    counter.hidden = shown === null;
+    counter.dataset.over = String(shown?.over ?? false);
+    setText(counter, shown === null ? "" : this.text.counter(shown.count, MAX_TEXT_LENGTH));
+  }
+
+  /** Whether the message list is scrolled (nearly) to its end. */
+  private atBottom(): boolean {
+    const list = this.elements.messages;
+    return list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  }
+
+  /**
+   * "3 new messages ↓" while messages came in below a reader scrolled up;
+   * gone once they are at the bottom, which also marks everything read.
+   */
+  renderNewBelow(connection: ChatConnection): void {
+    const { newBelow } = this.elements;
+    const { entries } = connection;
+    if (this.atBottom()) this.lastReadKey = entries[entries.length - 1]?.key ?? null;
+    const count = countNewBelow(entries, this.lastReadKey);
+    newBelow.hidden = count === 0;
+    newBelow.dataset.count = String(count);
+    setText(newBelow, count === 0 ? "" : this.text.newBelow(count));
+  }
+
+  /** The new-messages button: to the newest line, which marks them read. */
+  showNewest(connection: ChatConnection): void {
+    const list = this.elements.messages;
+    list.scrollTop = list.scrollHeight;
+    this.renderNewBelow(connection);
   }
 
   showAlert(message: string, code: string | null = null): void {
@@ -2436,10 +2707,12 @@ class ChatView {
 
   private renderUsers(connection: ChatConnection): void {
     const { users, usersHeading, usersNote, usersMore } = this.elements;
-    const { members, you, memberListStatus: status, nextMembersOffset } = connection;
-    setText(usersHeading, this.text.online(connection.online));
+    const { members, you, memberListStatus: status, nextMembersOffset, onlineKnown, lastKnownOnline } = connection;
+    // Without a connection nobody is known to be online: "0" would say everyone left.
+    setText(usersHeading, this.text.online(onlineKnown ? connection.online : null));
     // A list that is not the whole room says so, and offers the rest (or, if it may show leavers, a fresh start).
     const note = [
+      !onlineKnown && lastKnownOnline !== null ? this.text.lastOnline(lastKnownOnline) : "",
       status === "complete" ? "" : this.text.showingMembers(members.length, connection.memberCount),
       status === "stale" ? this.text.staleMembers : "",
     ].filter((part) => part !== "");
@@ -2461,12 +2734,12 @@ class ChatView {
         item.classList.toggle("away", member.away);
         item.dataset.name = member.name;
         item.dataset.sid = member.sid;
-        item.textContent = member.name;
-        if (isMe) {
-          const badge = this.createMeBadge();
-          badge.textContent = this.text.me;
-          item.append(" ", badge);
-        }
+        // Its own direction, from its own letters: a Hebrew or Arabic name is not reordered with what follows.
+        const name = createElement("span", "user-name");
+        name.dir = "auto";
+        name.textContent = member.name;
+        item.append(name);
+        if (isMe) item.append(" ", this.createMeBadge());
         if (member.away) {
           const label = createElement("span", "away-label");
           label.textContent = this.text.away;
@@ -2574,13 +2847,13 @@ class ChatView {
 
     setText(row.from, line.from);
     row.me.hidden = !line.mine;
-    setText(row.me, line.mine ? this.text.me : "");
     row.time.hidden = line.time === null;
     if (line.time !== null) {
-      const date = new Date(line.time);
-      row.time.dateTime = date.toISOString();
-      row.time.title = this.dateAndTimeFormat.format(date);
-      setText(row.time, this.timeFormat.format(date));
+      const isoTime = new Date(line.time).toISOString();
+      if (row.time.dateTime !== isoTime) row.time.dateTime = isoTime;
+      const long = this.timeFormat.long(line.time);
+      if (row.time.title !== long) row.time.title = long;
+      setText(row.time, this.timeFormat.format(line.time, Date.now()));
     }
     row.mark.hidden = line.pendingMark === null;
     setText(row.mark, line.pendingMark ?? "");
@@ -2599,22 +2872,19 @@ class ChatView {
       mark: createElement("span", "mark"),
       text: createElement("p", "text"),
     };
+    // Names and texts take their direction from their own first strong letter, so
+    // "שלום עולם, 123 abc!" reads right to left and is not reordered by the page's left-to-right.
+    row.from.dir = "auto";
+    row.text.dir = "auto";
     meta.append(row.from, row.me, row.time, row.mark);
     element.append(meta, row.text);
     return row;
   }
 
-  /** The 我 badge: Chinese text, so it is marked as such, with the word in the page's language for the rest. */
+  /** The mark on the user's own messages and name: 我, or "me" in English. */
   private createMeBadge(): HTMLSpanElement {
     const badge = createElement("span", "me-badge");
-    badge.lang = "zh-CN";
-    if (this.text.meLabel !== null) {
-      badge.title = this.text.meLabel;
-      // role="img": a span's own aria-label is ignored, an image's is its name.
-      // A screen reader then says "me" instead of spelling out 我.
-      badge.setAttribute("role", "img");
-      badge.setAttribute("aria-label", this.text.meLabel);
-    }
+    badge.textContent = this.text.me;
     return badge;
   }
 
@@ -2627,10 +2897,9 @@ class ChatView {
       element.append(row.time, " ", row.words);
       this.noticeRows.set(notice.key, row);
     }
-    const date = new Date(notice.time);
-    const isoTime = date.toISOString();
+    const isoTime = new Date(notice.time).toISOString();
     if (row.time.dateTime !== isoTime) row.time.dateTime = isoTime;
-    setText(row.time, this.timeFormat.format(date));
+    setText(row.time, this.timeFormat.format(notice.time, Date.now()));
     setText(row.words, this.noticeWords(notice));
     return row.element;
   }
@@ -2690,11 +2959,12 @@ const browserTimers: Timers = {
 function createChatPage(language: Language, observer: ConnectionObserver | undefined): ChatConnection {
   const elements = findChatElements();
   const text = TEXT[language];
-  const view = new ChatView(elements, text);
+  const address = resolveServer(location);
+  const view = new ChatView(elements, text, address);
   view.applyLanguage();
 
   const connection: ChatConnection = new ChatConnection({
-    serverUrl: resolveServerUrl(location),
+    serverUrl: address.kind === "invalid" ? null : address.url,
     tabChannel: openTabChannel(),
     createSocket: (url) => new WebSocket(url),
     storage: openSessionStorage(),
@@ -2712,14 +2982,30 @@ function createChatPage(language: Language, observer: ConnectionObserver | undef
     if (outcome === "too_long") view.showAlert(text.tooLong);
     if (outcome === "sent" || outcome === "queued") {
       elements.input.value = "";
+      fitInput();
+      view.renderCounter();
       view.followNewest();
     }
   });
+  // The box grows with its lines (up to the max-height in client.html), and shrinks back after sending.
+  const fitInput = () => {
+    const { input } = elements;
+    input.style.height = "auto";
+    input.style.height = `${input.scrollHeight + input.offsetHeight - input.clientHeight}px`;
+  };
+  elements.input.addEventListener("input", () => {
+    fitInput();
+    view.renderCounter();
+  });
   elements.input.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.shiftKey) return;
     // Enter also picks a candidate in a Chinese (or any) input method. That
     // Enter belongs to the input method and must not send a half-typed line.
     // keyCode 229 is how some browsers say the same as isComposing.
-    if (event.key === "Enter" && (event.isComposing || event.keyCode === 229)) event.preventDefault();
+    if (event.isComposing || event.keyCode === 229) return;
+    // Enter sends; Shift+Enter is left to the box, which starts a new line.
+    event.preventDefault();
+    elements.composer.requestSubmit();
   });
   elements.nameForm.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -2731,6 +3017,7 @@ function createChatPage(language: Language, observer: ConnectionObserver | undef
   elements.name.addEventListener("blur", () => view.scheduleRender(connection));
   elements.retry.addEventListener("click", () => connection.wake());
   elements.older.addEventListener("click", () => connection.loadOlder());
+  elements.newBelow.addEventListener("click", () => view.showNewest(connection));
   elements.usersMore.addEventListener("click", () => connection.loadMoreMembers());
   // Scrolling up to the top asks for older messages. Only a move upward
   // counts: the page's own scrolling (to the newest line, or keeping the
@@ -2742,6 +3029,8 @@ function createChatPage(language: Language, observer: ConnectionObserver | undef
       const { scrollTop } = elements.messages;
       if (scrollTop < lastScrollTop && scrollTop < 40) connection.loadOlder();
       lastScrollTop = scrollTop;
+      // Reaching the bottom reads what came in meanwhile.
+      view.renderNewBelow(connection);
     },
     { passive: true },
   );

@@ -18,6 +18,7 @@ import {
 import {
   Backoff,
   CLOSE_CODE_NAMES,
+  COUNTER_FROM,
   ChatConnection,
   Heartbeat,
   INSPECTOR_LIMIT,
@@ -25,6 +26,7 @@ import {
   InspectorLog,
   MAX_TEXT_LENGTH,
   MemberList,
+  MessageTimeFormat,
   Outbox,
   STORAGE_KEYS,
   TEXT,
@@ -33,6 +35,8 @@ import {
   buildSocketUrl,
   bytesToHex,
   characterCount,
+  composerCount,
+  countNewBelow,
   createMemoryStorage,
   createMessageId,
   createSessionSecret,
@@ -46,7 +50,8 @@ import {
   pickLanguage,
   readTimingFromQuery,
   reconnectDelay,
-  resolveServerUrl,
+  resolveServer,
+  serverHelp,
   sessionIsValid,
   watchBrowserSignals,
   type ChatConnectionOptions,
@@ -1507,16 +1512,79 @@ describe("helpers", () => {
     });
   });
 
-  test("resolveServerUrl: ?server= wins, then the page's own host, then localhost:5500 for file://", () => {
-    const http = resolveServerUrl({ protocol: "http:", host: "example.org:8080", search: "" });
-    assert.equal(http, "ws://example.org:8080/");
-    assert.equal(resolveServerUrl({ protocol: "https:", host: "example.org", search: "" }), "wss://example.org/");
-    assert.equal(resolveServerUrl({ protocol: "file:", host: "", search: "" }), "ws://localhost:5500/");
+  test("resolveServer: ?server= wins, then the page's own host, then localhost:5500 for file://", () => {
+    const http = resolveServer({ protocol: "http:", host: "example.org:8080", search: "" });
+    assert.deepEqual(http, { kind: "page", url: "ws://example.org:8080/" });
+    assert.deepEqual(resolveServer({ protocol: "https:", host: "example.org", search: "" }), {
+      kind: "page",
+      url: "wss://example.org/",
+    });
+    assert.deepEqual(resolveServer({ protocol: "file:", host: "", search: "" }), {
+      kind: "disk",
+      url: "ws://localhost:5500/",
+    });
+    assert.deepEqual(resolveServer({ protocol: "http:", host: "h", search: "?server=wss://chat.example/" }), {
+      kind: "chosen",
+      url: "wss://chat.example/",
+    });
+  });
+
+  test("resolveServer: a ?server= that is not ws:// or wss:// is an error to show, not replaced by a guess", () => {
+    for (const given of ["http://127.0.0.1:5500/", "nonsense", "", "localhost:5500"]) {
+      const search = `?server=${encodeURIComponent(given)}`;
+      assert.deepEqual(resolveServer({ protocol: "file:", host: "", search }), { kind: "invalid", given }, given);
+      assert.deepEqual(serverHelp(resolveServer({ protocol: "http:", host: "h", search }), "offline"), {
+        kind: "invalid",
+        given,
+      });
+    }
+  });
+
+  test("serverHelp: a page from disk or with ?server= says where it tries once an attempt failed; its own server's page does not", () => {
+    const disk = resolveServer({ protocol: "file:", host: "", search: "" });
+    assert.deepEqual(serverHelp(disk, "connecting"), { kind: "none" }, "nothing failed yet");
+    assert.deepEqual(serverHelp(disk, "reconnecting"), { kind: "no-answer", url: "ws://localhost:5500/", local: true });
+    assert.deepEqual(serverHelp(disk, "connected"), { kind: "none" });
+    assert.deepEqual(serverHelp(disk, "offline"), { kind: "none" }, "the browser has no network: not the server");
+    const chosen = (url: string) => resolveServer({ protocol: "file:", host: "", search: `?server=${url}` });
+    assert.deepEqual(serverHelp(chosen("ws://127.0.0.1:9000/"), "reconnecting"), {
+      kind: "no-answer",
+      url: "ws://127.0.0.1:9000/",
+      local: true,
+    });
+    assert.deepEqual(serverHelp(chosen("wss://chat.example/"), "reconnecting"), {
+      kind: "no-answer",
+      url: "wss://chat.example/",
+      local: false,
+    });
+    const served = resolveServer({ protocol: "http:", host: "127.0.0.1:5500", search: "" });
+    assert.deepEqual(serverHelp(served, "reconnecting"), { kind: "none" });
+  });
+
+  test("the help's words name the address and, on this machine, the commands that start a server", () => {
+    const flat = (parts: ReturnType<typeof TEXT.en.noServer>) =>
+      parts.map((part) => (typeof part === "string" ? part : `\`${part.code}\``)).join("");
     assert.equal(
-      resolveServerUrl({ protocol: "file:", host: "", search: "?server=ws://127.0.0.1:9000/" }),
-      "ws://127.0.0.1:9000/",
+      flat(TEXT.en.noServer("ws://localhost:5500/", true)),
+      "No chat server answers at ws://localhost:5500/. Start one in the chat room's folder: `npm start` " +
+        "(or `node server.ts` on Node 24).",
     );
-    assert.equal(resolveServerUrl({ protocol: "file:", host: "", search: "?server=nonsense" }), "ws://localhost:5500/");
+    assert.match(
+      flat(TEXT.zh.noServer("ws://localhost:5500/", true)),
+      /ws:\/\/localhost:5500\/.*`npm start`.*`node server.ts`/,
+    );
+    assert.doesNotMatch(flat(TEXT.en.noServer("wss://chat.example/", false)), /npm start/);
+    assert.match(flat(TEXT.en.badServer("http://x/")), /^`\?server=http:\/\/x\/` .*not a WebSocket address/);
+    assert.match(flat(TEXT.zh.badServer("http://x/")), /^地址栏里的 `\?server=http:\/\/x\/` 不是 WebSocket 地址/);
+  });
+
+  test("without an address (serverUrl null) start() opens nothing, and nothing later does either", () => {
+    const { connection, sockets, clock } = createHarness({ serverUrl: null });
+    connection.start();
+    connection.wake();
+    clock.advance(60_000);
+    assert.equal(sockets.length, 0);
+    assert.equal(connection.state, "offline");
   });
 
   test("buildSocketUrl keeps the server's own query and adds ours; hideSession hides the secret", () => {
@@ -2068,12 +2136,97 @@ describe("the inspector and the connection", () => {
   });
 });
 
+describe("a newcomer's rough edges (#13)", () => {
+  test("while disconnected the online count is unknown, not 0; the last one known is kept until the next welcome", () => {
+    const { connection, latest, clock } = connectedHarness({}, { others: [{ name: "小红", sid: OTHER_SID }] });
+    assert.equal(connection.onlineKnown, true);
+    assert.equal(connection.online, 2);
+    assert.equal(connection.lastKnownOnline, 2);
+    latest().receive({ type: "joined", name: "小军", sid: "sid-jun" });
+    latest().closeFromServer();
+    assert.equal(connection.state, "reconnecting");
+    assert.equal(connection.onlineKnown, false);
+    assert.equal(connection.lastKnownOnline, 3, "the count when the connection was lost");
+    assert.deepEqual(connection.members, [], "nobody is known to be here");
+    assert.equal(TEXT.en.online(connection.onlineKnown ? connection.online : null), "Online (—)");
+    assert.equal(TEXT.zh.online(null), "在线（—）");
+    assert.equal(TEXT.en.lastOnline(3), "3 online when last connected");
+    assert.equal(TEXT.zh.lastOnline(3), "断线前 3 人在线");
+    clock.advance(60_000);
+    latest().fail();
+    assert.equal(connection.lastKnownOnline, 3, "a failed attempt does not forget it");
+    clock.advance(60_000);
+    latest().receive(welcome({ resumed: true }));
+    assert.equal(connection.onlineKnown, true);
+    assert.equal(connection.lastKnownOnline, 1);
+    const fresh = new MemberList();
+    assert.equal(fresh.known, false);
+    assert.equal(fresh.lastKnownOnline, null, "before any welcome there is nothing to say");
+  });
+
+  test("countNewBelow: messages after the last line read at the bottom; older pages and notices do not count", () => {
+    const { connection, latest } = connectedHarness({}, { seq: 200, oldestSeq: 1 });
+    for (let seq = 101; seq <= 110; seq++) latest().receive(chatMessage(seq));
+    const read = connection.entries[connection.entries.length - 1]!.key;
+    assert.equal(countNewBelow(connection.entries, read), 0);
+    latest().receive(chatMessage(111));
+    latest().receive({ type: "joined", name: "小军", sid: "sid-jun" });
+    latest().receive(chatMessage(112));
+    assert.equal(countNewBelow(connection.entries, read), 2, "two messages, not the notice");
+    connection.loadOlder();
+    latest().receive({ type: "history", before: 101, more: true, messages: messagesFrom(51, 100) });
+    assert.equal(countNewBelow(connection.entries, read), 2, "a page of older ones goes on top");
+    assert.equal(countNewBelow(connection.entries, null), 0, "never at the bottom yet: nothing arrived since");
+    assert.equal(countNewBelow(connection.entries, "line-gone"), 62, "the read line was dropped: all are new");
+    assert.equal(TEXT.en.newBelow(1), "1 new message ↓");
+    assert.equal(TEXT.en.newBelow(2), "2 new messages ↓");
+    assert.equal(TEXT.zh.newBelow(2), "2 条新消息 ↓");
+  });
+
+  test("the composer's counter appears at 1,800 characters as the server counts them; a line break is one", () => {
+    assert.equal(COUNTER_FROM, 1800);
+    assert.equal(composerCount("hi"), null);
+    assert.equal(composerCount("a".repeat(1799)), null);
+    assert.deepEqual(composerCount("a".repeat(1800)), { count: 1800, over: false });
+    assert.deepEqual(composerCount("😀".repeat(1950)), { count: 1950, over: false }, "an emoji is one character");
+    assert.deepEqual(composerCount(`${"a".repeat(1000)}\n${"b".repeat(999)}`), { count: 2000, over: false });
+    assert.deepEqual(composerCount(`${"a".repeat(1000)}\n\n${"b".repeat(999)}`), { count: 2001, over: true });
+    assert.deepEqual(composerCount(`\n  ${"a".repeat(1800)}  \n`), { count: 1800, over: false }, "trimmed, as sent");
+    assert.equal(TEXT.en.counter(1950, MAX_TEXT_LENGTH), "1,950 / 2,000");
+    assert.equal(TEXT.zh.counter(2001, MAX_TEXT_LENGTH), "2,001 / 2,000");
+  });
+
+  test("a text with line breaks is sent as it is, line breaks and all", () => {
+    const { connection, latest } = connectedHarness();
+    assert.equal(connection.send("first line\nsecond line\n"), "sent");
+    assert.equal(latest().sentOfType("say")[0]!.text, "first line\nsecond line");
+    assert.equal(connection.send(`${"a".repeat(1000)}\n${"b".repeat(1000)}`), "too_long", "the line break counts");
+  });
+
+  test("MessageTimeFormat: the time of day today, the date too before today, the year too before this year", () => {
+    const now = Date.UTC(2026, 11, 1, 18, 30);
+    const zh = new MessageTimeFormat("zh-CN", "UTC");
+    const en = new MessageTimeFormat("en-US", "UTC");
+    const today = Date.UTC(2026, 11, 1, 0, 5);
+    const yesterday = Date.UTC(2026, 10, 30, 14, 5);
+    const lastYear = Date.UTC(2025, 10, 30, 14, 5);
+    assert.equal(zh.format(today, now), "00:05");
+    assert.equal(zh.format(yesterday, now), "11月30日 14:05");
+    assert.equal(zh.format(lastYear, now), "2025年11月30日 14:05");
+    assert.match(en.format(today, now), /^12:05\sAM$/);
+    assert.match(en.format(yesterday, now), /^Nov 30, 02:05\sPM$/);
+    assert.match(en.format(lastYear, now), /^Nov 30, 2025, 02:05\sPM$/);
+    // Today is the reader's today: in Shanghai (UTC+8) 18:30 UTC is already 2 December.
+    const shanghai = new MessageTimeFormat("zh-CN", "Asia/Shanghai");
+    assert.equal(shanghai.format(Date.UTC(2026, 11, 1, 17, 0), now), "01:00");
+    assert.equal(shanghai.format(Date.UTC(2026, 11, 1, 15, 0), now), "12月1日 23:00");
+  });
+});
+
 describe("the page's words", () => {
-  test('own messages are labelled 我 in every language; English says "me" in the badge\'s tooltip and accessible name', () => {
+  test('own messages are labelled 我 in Chinese and "me" in English', () => {
     assert.equal(TEXT.zh.me, "我");
-    assert.equal(TEXT.en.me, "我");
-    assert.equal(TEXT.zh.meLabel, null);
-    assert.equal(TEXT.en.meLabel, "me");
+    assert.equal(TEXT.en.me, "me");
   });
 });
 
