@@ -294,6 +294,8 @@ const frameReaders: Record<ServerMessage["type"], (value: Record<string, unknown
   presence: readPresenceSummary,
   members: readMembersPage,
   history: readHistoryPage,
+  // The frame lab's answers (`--decode` on the page): the page has no lab panel yet, so it asks for none.
+  decoded: () => null,
   renamed: (value) => {
     const { sid, from, to } = value;
     if (typeof sid !== "string" || typeof from !== "string" || typeof to !== "string") return null;

@@ -221,6 +221,10 @@ export const optionTable = [
     help: "print the handshake and every frame, annotated; --trace=full adds hex dumps" },
   { key: "verbose", flag: "verbose", type: "switch", default: false,
     help: "log every connection" },
+  { key: "decode", flag: "decode", type: "text", value: "HEX", default: undefined,
+    help: "print the decoder's walk through these bytes (a client's frames) and exit: the frame lab" },
+  { key: "decodeServer", flag: "decode-server", type: "text", value: "HEX", default: undefined,
+    help: "the same for a server's (unmasked) frames" },
   { key: "help", flag: "help", type: "switch", default: false,
     help: "show this text" },
 ] as const satisfies readonly OptionRow[];
@@ -2564,6 +2568,151 @@ export class Inspector implements FrameObserver {
 /** One inspector serves every connection: it keeps no state of its own. */
 export const inspector = new Inspector();
 
+// ── The frame lab: type bytes, watch the decoder ────────────────────────────
+// `node server.ts --decode "81 85 37 fa …"` (and the page's Frame lab) feed
+// bytes a learner typed to a fresh FrameDecoder, one frame at a time, and
+// print its walk: each state with the bytes it read and what every bit
+// means, the payload masked and unmasked, the messages it yields, and the
+// first rule broken, with its close code. The decoder decides; this only
+// reads the same bytes again to name their fields.
+
+/** At most this many bytes are decoded in the lab (the page's requests are bounded by it too). */
+export const FRAME_LAB_MAX_BYTES = 64 * 1024;
+
+/** Bytes from hex written with or without spaces (or colons, commas, 0x); a reason when it is not hex. */
+export function parseHex(text: string): Buffer | string {
+  const digits = text.replace(/0x/gi, "").replace(/[\s,:]/g, "");
+  if (digits === "") return 'no bytes: give them as hex, e.g. "81 85 37 fa 21 3d 7f 9f 4d 51 58"';
+  if (!/^[0-9a-fA-F]*$/.test(digits))
+    return `not hex: ${JSON.stringify(digits.match(/[^0-9a-fA-F]/)![0])} is not a hex digit`;
+  if (digits.length % 2 === 1) return `an odd number of hex digits (${digits.length}): every byte is two`;
+  if (digits.length / 2 > FRAME_LAB_MAX_BYTES) return `more than ${FRAME_LAB_MAX_BYTES} bytes`;
+  return Buffer.from(digits, "hex");
+}
+
+export interface FrameLabReport {
+  lines: string[];
+  /** valid: every frame decoded; incomplete: valid so far, the last frame needs more bytes; violation: a rule broken. */
+  outcome: "valid" | "incomplete" | "violation";
+}
+
+/** The decoder's walk through `bytes`: from a client (masked, §5.1) unless `fromServer`. */
+export function walkFrames(bytes: Buffer, fromServer = false): FrameLabReport {
+  const decoder = new FrameDecoder({ expectMasked: !fromServer, maxPayload: FRAME_LAB_MAX_BYTES });
+  const lines = [
+    `${bytes.length} bytes, read as ${fromServer ? "a server's frames (unmasked, RFC 6455 §5.1)" : "a client's frames (masked, RFC 6455 §5.1)"}:`,
+  ];
+  let offset = 0;
+  let frames = 0;
+  let messages = 0;
+  const bits = (byte: number) =>
+    byte
+      .toString(2)
+      .padStart(8, "0")
+      .replace(/(....)/, "$1 ");
+  while (offset < bytes.length) {
+    const start = offset;
+    frames++;
+    lines.push("", `frame ${frames}, from byte ${start}`);
+    const first = bytes[offset]!;
+    const second = bytes[offset + 1];
+    const opcode = first & 0x0f;
+    lines.push(
+      `  state header     ${toHex(bytes.subarray(offset, offset + 2))}   ${bits(first)}${second === undefined ? "" : `  ${bits(second)}`}`,
+      `    FIN=${first >> 7}          ${first & 0x80 ? "the last frame of its message" : "more frames of this message follow (§5.4)"}`,
+      `    RSV1-3=${(first >> 6) & 1}${(first >> 5) & 1}${(first >> 4) & 1}     ` +
+        (first & 0x70
+          ? "set: only an agreed extension may (RSV1: permessage-deflate, RFC 7692)"
+          : "no extension in use"),
+      `    opcode=0x${opcode.toString(16)}     ${opcodeNames[opcode] ?? "reserved (§5.2)"}`,
+    );
+    let length = 0;
+    let masked = false;
+    let needed = 2;
+    if (second !== undefined) {
+      masked = (second & 0x80) !== 0;
+      const length7 = second & 0x7f;
+      lines.push(
+        `    MASK=${masked ? 1 : 0}         ${masked ? "a masking key follows; the payload is masked (§5.3)" : "no masking key"}`,
+        `    length=${length7}${" ".repeat(Math.max(1, 8 - String(length7).length))}${length7 < 126 ? "the payload's length, in the 7-bit field" : length7 === 126 ? "126: the length is in the next 2 bytes" : "127: the length is in the next 8 bytes"}`,
+      );
+      offset += 2;
+      length = length7;
+      if (length7 === 126 || length7 === 127) {
+        const size = length7 === 126 ? 2 : 8;
+        needed += size;
+        const field = bytes.subarray(offset, offset + size);
+        if (field.length === size) {
+          length = size === 2 ? field.readUInt16BE(0) : Number(field.readBigUInt64BE(0));
+          lines.push(`  state ${size === 2 ? "length16" : "length64"}   ${toHex(field)}   = ${length} bytes`);
+        }
+        offset += size;
+      }
+      if (masked) {
+        needed += 4;
+        const key = bytes.subarray(offset, offset + 4);
+        if (key.length === 4) lines.push(`  state maskKey    ${toHex(key)}`);
+        offset += 4;
+      }
+    }
+    const available = Math.max(0, Math.min(length, bytes.length - offset));
+    if (offset <= bytes.length && second !== undefined && needed <= bytes.length - start) {
+      const onWire = bytes.subarray(offset, offset + available);
+      const shown = Math.min(available, 64);
+      if (masked) {
+        const unmasked = Buffer.from(onWire);
+        maskBytes(unmasked, bytes.subarray(offset - 4, offset));
+        lines.push(
+          `  state payload    masked    ${toHex(onWire, false, shown)}`,
+          `                   unmasked  ${toHex(unmasked, false, shown)}   (byte i XOR key[i mod 4], §5.3)`,
+        );
+      } else if (length > 0) lines.push(`  state payload    ${toHex(onWire, false, shown)}`);
+    }
+    offset += length;
+    const events = decoder.receive(bytes.subarray(start, Math.min(offset, bytes.length)));
+    for (const event of events) {
+      if (event.type === "violation") {
+        const { closeCode, message } = violations[event.violation];
+        lines.push(
+          `  ✗ ${event.violation}: ${message}`,
+          `    the connection is failed with close code ${closeCode} (${closeCodeNames[closeCode] ?? "?"}), §7.1.7`,
+        );
+        return { lines, outcome: "violation" };
+      }
+      messages++;
+      lines.push(`  → ${describeEvent(event)}`);
+    }
+    if (offset > bytes.length) {
+      lines.push(`  … the frame needs ${offset - bytes.length} more bytes: the decoder waits for them`);
+      return { lines, outcome: "incomplete" };
+    }
+  }
+  lines.push(
+    "",
+    `Valid: ${frames} frame${frames === 1 ? "" : "s"}, ${messages} message${messages === 1 ? "" : "s"} or control frame${messages === 1 ? "" : "s"}.`,
+  );
+  return { lines, outcome: "valid" };
+}
+
+/** What the decoder yielded, in words. */
+function describeEvent(event: DecoderEvent): string {
+  switch (event.type) {
+    case "text":
+      return `message: text ${JSON.stringify(event.text)} (${event.data.length} bytes)`;
+    case "binary":
+      return `message: binary, ${event.data.length} bytes: ${toHex(event.data, false, 32)}`;
+    case "compressed":
+      return `message: compressed (RSV1), ${event.data.length} bytes of deflate data`;
+    case "ping":
+    case "pong":
+      return `${event.type} with ${event.data.length} bytes${event.data.length > 0 ? `: ${toHex(event.data, false, 32)}` : ""} (a control frame, §5.5)`;
+    case "close":
+      return `close: code ${event.code} (${closeCodeNames[event.code] ?? "?"})${event.reason ? `, reason ${JSON.stringify(event.reason)}` : ""}`;
+    default:
+      return event.type;
+  }
+}
+
 // ════════════════════════════════════════════════════════════════════════════
 // 9. The echo endpoint: /echo
 //
@@ -2667,6 +2816,13 @@ export interface MembersMessage {
   members: MemberView[];
 }
 
+/** The frame lab's answer to `decode`: the decoder's walk through the bytes, line by line. */
+export interface DecodedMessage {
+  type: "decoded";
+  lines: string[];
+  outcome: "valid" | "incomplete" | "violation";
+}
+
 /** Older messages (an answer to `history`): at most HISTORY_PAGE, oldest
  * first, all with seq < `before`; `more` when the server keeps older ones. */
 export interface HistoryPageMessage {
@@ -2745,6 +2901,7 @@ export type ServerMessage =
   | PresenceSummaryMessage
   | MembersMessage
   | HistoryPageMessage
+  | DecodedMessage
   | RenamedMessage
   | ErrorMessage
   | TraceMessage;
@@ -2758,7 +2915,9 @@ export type ClientMessage =
   /** The member list from `offset` (default 0), MEMBER_PAGE at a time. */
   | { type: "members"; offset?: number }
   /** The HISTORY_PAGE messages before seq `before` (default: the newest). */
-  | { type: "history"; before?: number };
+  | { type: "history"; before?: number }
+  /** The frame lab: decode these bytes (hex) as a client's frames, or a server's. */
+  | { type: "decode"; hex: string; from?: "client" | "server" };
 
 export const MAX_TEXT_LENGTH = 2000;
 /** Above this many members, joins and leaves are summed up once a PRESENCE_INTERVAL_MS. */
@@ -3593,7 +3752,9 @@ export interface ChatRoomOptions {
 }
 
 /** A client's message before it is checked: any field may be missing or of any type. */
-type UncheckedMessage = { [Field in "type" | "id" | "text" | "t" | "name" | "on" | "offset" | "before"]?: unknown };
+type UncheckedMessage = {
+  [Field in "type" | "id" | "text" | "t" | "name" | "on" | "offset" | "before" | "hex" | "from"]?: unknown;
+};
 
 export class ChatRoom implements ConnectionHandler, MessageLogEvents {
   readonly members = new Map<RoomPeer, Member>();
@@ -3854,14 +4015,25 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
         return this.sendMembers(connection, message.offset);
       case "history":
         return this.sendHistoryPage(connection, message.before);
+      case "decode":
+        return this.decode(connection, message.hex, message.from);
       default:
         return this.sendError(
           connection,
           "unknown_type",
           `Unknown message type ${JSON.stringify(message.type ?? null)}; ` +
-            `expected "say", "rename", "ping", "members", "history" or "inspect".`,
+            `expected "say", "rename", "ping", "members", "history", "decode" or "inspect".`,
         );
     }
+  }
+
+  /** {"type":"decode","hex","from"}: the frame lab on the page. A fresh
+   * decoder for these bytes alone: nothing of this connection or the room is touched. */
+  private decode(connection: RoomPeer, hex: unknown, from: unknown): void {
+    const bytes = typeof hex === "string" ? parseHex(hex) : 'A "decode" request has "hex": the bytes, as hex.';
+    if (typeof bytes === "string") return this.sendError(connection, "bad_message", `Frame lab: ${bytes}`);
+    const { lines, outcome } = walkFrames(bytes, from === "server");
+    this.sendTo(connection, { type: "decoded", lines, outcome });
   }
 
   /** {"type":"members","offset"}: a page of the member list. */
@@ -5620,6 +5792,18 @@ async function main(): Promise<void> {
   if (config.help) {
     process.stdout.write(helpText);
     return;
+  }
+  const labInput = config.decode ?? config.decodeServer;
+  if (labInput !== undefined) {
+    // The frame lab: exit 0 for a valid stream, 1 for a rule broken, 2 for input that is not hex.
+    const bytes = parseHex(labInput);
+    if (typeof bytes === "string") {
+      console.error(`server.ts: ${bytes}`);
+      process.exit(2);
+    }
+    const report = walkFrames(bytes, config.decode === undefined);
+    process.stdout.write(report.lines.join("\n") + "\n");
+    process.exit(report.outcome === "violation" ? 1 : 0);
   }
   let running: RunningServer;
   try {

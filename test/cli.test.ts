@@ -27,6 +27,7 @@ const sampleValues: Record<string, string> = {
   ADDRESS: "127.0.0.1",
   ORIGIN: "http://a.example",
   URL: "redis://127.0.0.1:6379",
+  HEX: "81 80 37 fa 21 3d",
 };
 
 /** Every flag --help shows, as the argument lists that use it: "--port N" → ["--port", "9"]. */

@@ -1,176 +1,18 @@
 // One room over several server.ts processes on a real Redis (Debian's
-// redis-server, started here on a free port): the scripts' rules on Redis
-// itself, then processes with clients on each — one order for everyone,
-// exactly once, resume on another process, a process killed under load, and
-// what each Redis failure looks like to a client.
+// redis-server, started here on a free port), with clients on each: one
+// order for everyone, exactly once, resume on another process, a process
+// killed under load; names and presence across processes, and a process that
+// dies. The scripts alone: redis-scripts; failures of Redis: redis-failures.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync } from "node:fs";
-import { join as joinPath } from "node:path";
-import {
-  HOST_TTL_MS,
-  RedisClient,
-  appendMessageScript,
-  checkRoomScript,
-  parseRedisUrl,
-  roomKeys,
-  type RedisAddress,
-  type RespReply,
-} from "../server.ts";
+import { HOST_TTL_MS } from "../server.ts";
 import { ChatClient, ReconnectingChatClient } from "./support/chat-client.ts";
-import { RawClient } from "./support/raw-client.ts";
 import { Prng } from "./support/prng.ts";
-import { BlackHoleProxy, TestRedis } from "./support/redis.ts";
+import { TestRedis, nodeArgs, startNodes, waitForHealth } from "./support/redis.ts";
 import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
 import { waitUntil } from "./support/wait.ts";
 
 // A missing redis-server fails the tests, saying what to install (TestRedis.start): never a skip.
-const keys = roomKeys("test");
-const keyList = [keys.meta, keys.stream, keys.ids];
-
-function addressOf(url: string): RedisAddress {
-  const address = parseRedisUrl(url);
-  assert.ok(typeof address !== "string");
-  return address;
-}
-
-/** ARGV of both scripts: run id, known epoch, known seq, a new epoch, messages kept. */
-function state(client: RedisClient, knownEpoch = "", knownSeq = 0, keep = 100): Array<string | number> {
-  return [client.runId, knownEpoch, knownSeq, `epoch-${Math.random().toString(16).slice(2, 10)}`, keep];
-}
-
-async function append(client: RedisClient, id: string, known: [string, number] = ["", 0], keep = 100) {
-  const reply = await client.run(appendMessageScript, keyList, () => [
-    ...state(client, ...known, keep),
-    id,
-    "sid",
-    "from",
-    `text ${id}`,
-    1,
-  ]);
-  const [epoch, seq, seen] = reply as [string, number, number];
-  return { epoch, seq, seen: seen === 1 };
-}
-
-describe("the room's scripts on a real Redis", () => {
-  let redis: TestRedis;
-  let client: RedisClient;
-  before(async () => {
-    redis = await TestRedis.start({ persistence: "aof-always" });
-    client = new RedisClient(addressOf(redis.url), {
-      timeoutMs: 2000,
-      scripts: [checkRoomScript, appendMessageScript],
-    });
-  });
-  after(async () => {
-    client.close();
-    await redis.destroy();
-  });
-
-  test("seq 1, 2, 3 in one epoch; an id seen again is the same seq, flagged; the stream's entry ids are <seq>-0", async () => {
-    await client.command(["FLUSHALL"]);
-    const first = await append(client, "a");
-    assert.deepEqual([first.seq, first.seen], [1, false]);
-    assert.deepEqual([(await append(client, "b")).seq, (await append(client, "c")).seq], [2, 3]);
-    const again = await append(client, "b");
-    assert.deepEqual(again, { epoch: first.epoch, seq: 2, seen: true });
-    const entries = (await client.command(["XRANGE", keys.stream, "-", "+"])) as Array<[string, string[]]>;
-    assert.deepEqual(
-      entries.map(([id]) => id),
-      ["1-0", "2-0", "3-0"],
-    );
-  });
-
-  test("after 100,000 messages the stream and the id set hold exactly the kept 1,000; an id older than that is new again", async () => {
-    await client.command(["FLUSHALL"]);
-    const pending: Array<Promise<unknown>> = [];
-    for (let index = 1; index <= 100_000; index++) {
-      pending.push(
-        client.run(appendMessageScript, keyList, [...state(client, "", 0, 1000), `id-${index}`, "s", "f", "t", 1]),
-      );
-      if (pending.length === 5000) await Promise.all(pending.splice(0));
-    }
-    await Promise.all(pending);
-    assert.equal(await client.command(["XLEN", keys.stream]), 1000);
-    assert.equal(await client.command(["ZCARD", keys.ids]), 1000);
-    assert.equal(await client.command(["HGET", keys.meta, "seq"]), "100000");
-    assert.equal((await append(client, "id-100000", ["", 0], 1000)).seen, true, "the newest is in the window");
-    assert.equal((await append(client, "id-99000", ["", 0], 1000)).seen, false, "outside the window: a new message");
-  });
-
-  test("the room's state gone (FLUSHALL, a Redis without persistence restarted): a new epoch, seq from 1", async () => {
-    await client.command(["FLUSHALL"]);
-    const before = await append(client, "x");
-    await client.command(["FLUSHALL"]);
-    const after = await append(client, "y", [before.epoch, before.seq]);
-    assert.notEqual(after.epoch, before.epoch);
-    assert.equal(after.seq, 1);
-  });
-
-  test("Redis restarted with everything on disk (AOF, appendfsync always): the same epoch, seq goes on", async () => {
-    await client.command(["FLUSHALL"]);
-    const before = await append(client, "p");
-    const runId = client.runId;
-    await redis.stop();
-    await redis.restart();
-    const after = await append(client, "q", [before.epoch, before.seq]);
-    assert.notEqual(client.runId, runId);
-    assert.deepEqual([after.epoch, after.seq], [before.epoch, 2]);
-  });
-
-  test("Redis restarted with less than a server had seen (an older snapshot): a new epoch, never the same seq twice", async () => {
-    await client.command(["FLUSHALL"]);
-    const written = await append(client, "r1");
-    await redis.stop();
-    await redis.restart(); // the AOF has r1 only
-    // A server that saw seq 5 in this epoch before the restart: Redis came back with less.
-    const reply = (await client.run(checkRoomScript, keyList, () => state(client, written.epoch, 5))) as RespReply[];
-    assert.notEqual(reply[0], written.epoch);
-    assert.equal(reply[1], 0);
-  });
-});
-
-// ---------------------------------------------------------------------------
-// Several processes, one room
-// ---------------------------------------------------------------------------
-
-const nodeArgs = (redis: TestRedis) => [
-  "--redis",
-  redis.url,
-  "--redis-timeout",
-  "500",
-  "--message-rate",
-  "1000",
-  "--message-burst",
-  "1000",
-];
-
-async function health(server: SpawnedServer): Promise<number> {
-  try {
-    return (await fetch(`${server.httpUrl}/healthz`)).status;
-  } catch {
-    return 0;
-  }
-}
-
-/** Waits until the server's /healthz answers `status`. */
-async function waitForHealth(server: SpawnedServer, status: number, timeoutMs = 10_000): Promise<void> {
-  let last = -1;
-  await waitUntil(
-    () => last === status,
-    timeoutMs,
-    `/healthz ${status} (last: ${last})`,
-    async () => {
-      last = await health(server);
-    },
-  );
-}
-
-async function startNodes(redis: TestRedis, count: number): Promise<SpawnedServer[]> {
-  const nodes = await Promise.all(Array.from({ length: count }, () => spawnServer(nodeArgs(redis))));
-  for (const node of nodes) await waitForHealth(node, 200, 10_000);
-  return nodes;
-}
 
 describe("several server processes, one room on Redis", { timeout: 120_000 }, () => {
   let redis: TestRedis;
@@ -277,64 +119,6 @@ describe("several server processes, one room on Redis", { timeout: 120_000 }, ()
   });
 });
 
-describe("when Redis fails", { timeout: 120_000 }, () => {
-  let redis: TestRedis;
-  let node: SpawnedServer;
-  before(async () => {
-    redis = await TestRedis.start();
-    [node] = await startNodes(redis, 1);
-  });
-  after(async () => {
-    await node.stop("SIGKILL");
-    await redis.destroy();
-  });
-
-  test("Redis restarted without persistence: clients are sent away with 1012 and come back in a new epoch, resumed:false", async () => {
-    const client = await ChatClient.join(node.port, "", { respond: true });
-    const said = await client.sayAndAck("before", "before the restart");
-    await redis.stop("SIGKILL");
-    await redis.restart();
-    assert.equal(await client.closeCode(15_000), 1012);
-    await waitForHealth(node, 200, 10_000);
-    const back = await ChatClient.join(node.port, `since=${said.seq}&epoch=${client.welcome.epoch}`, { respond: true });
-    assert.notEqual(back.welcome.epoch, client.welcome.epoch);
-    assert.equal(back.welcome.resumed, false);
-    assert.equal((await back.sayAndAck("after", "after the restart")).seq, 1);
-    back.destroy();
-    client.destroy();
-  });
-
-  test("Redis stopped: /healthz 503 and new chat sockets refused with 503; clients closed with 1013; all well again when it returns", async () => {
-    const client = await ChatClient.join(node.port, "", { respond: true });
-    await redis.stop();
-    await waitForHealth(node, 503, 10_000);
-    const refused = await fetch(`${node.httpUrl}/healthz`);
-    assert.match(await refused.text(), /Redis/);
-    await assert.rejects(ChatClient.join(node.port), /503/);
-    assert.equal(await client.closeCode(15_000), 1013);
-    await redis.restart();
-    await waitForHealth(node, 200, 15_000);
-    const back = await ChatClient.join(node.port, "", { respond: true });
-    assert.ok((await back.sayAndAck("back", "Redis is back")).seq >= 1);
-    back.destroy();
-    client.destroy();
-  });
-
-  test("Redis black-holed (no reset, no answer): noticed by the command timeout, /healthz 503, then well again", async () => {
-    const proxy = await BlackHoleProxy.start(redis.port);
-    const behind = await spawnServer(["--redis", `redis://127.0.0.1:${proxy.port}`, "--redis-timeout", "300"]);
-    try {
-      await waitForHealth(behind, 200, 10_000);
-      proxy.swallow();
-      await waitForHealth(behind, 503, 10_000);
-      assert.match(behind.output(), /did not answer in time/);
-    } finally {
-      await behind.stop("SIGKILL");
-      await proxy.close();
-    }
-  });
-});
-
 describe("people across servers: names, presence and a server that dies", { timeout: 120_000 }, () => {
   let redis: TestRedis;
   let nodes: SpawnedServer[] = [];
@@ -392,7 +176,7 @@ describe("people across servers: names, presence and a server that dies", { time
     const [a, b, c] = nodes;
     const watcher = await join(c!, "name=Watcher3");
     const mover = await join(a!, "name=Mover&session=mover-session-000001");
-    await waitUntil(() => presence(watcher).some((message) => message.name === "Mover"), 5000, "Mover joined");
+    await waitUntil(() => presence(watcher).some((message) => message.name === "Mover"), 15_000, "Mover joined");
     mover.destroy();
     const moved = await join(b!, "session=mover-session-000001");
     assert.equal(moved.welcome.name, "Mover");
@@ -413,7 +197,7 @@ describe("people across servers: names, presence and a server that dies", { time
     const [a, b] = nodes;
     const watcher = await join(b!, "name=Watcher4");
     await join(a!, "name=Doomed&session=doomed-session-000001");
-    await waitUntil(() => presence(watcher).some((message) => message.name === "Doomed"), 5000, "Doomed joined");
+    await waitUntil(() => presence(watcher).some((message) => message.name === "Doomed"), 15_000, "Doomed joined");
     await a!.stop("SIGKILL");
     await waitUntil(
       () => presence(watcher).some((message) => message.type === "left" && message.name === "Doomed"),
@@ -422,109 +206,5 @@ describe("people across servers: names, presence and a server that dies", { time
     );
     const taker = await join(b!, "name=Doomed");
     assert.equal(taker.welcome.name, "Doomed");
-  });
-});
-
-describe("Redis restarts, as operators do them", { timeout: 120_000 }, () => {
-  test("with AOF (appendfsync always): the same epoch after the restart, and seq goes on; nobody is sent away", async () => {
-    const redis = await TestRedis.start({ persistence: "aof-always" });
-    const node = await spawnServer(nodeArgs(redis));
-    try {
-      await waitForHealth(node, 200);
-      const client = await ChatClient.join(node.port, "", { respond: true, ignorePresence: true });
-      await client.sync();
-      const before = await client.sayAndAck("aof-1", "before");
-      await redis.stop();
-      await redis.restart();
-      await waitForHealth(node, 200, 15_000);
-      const back = await ChatClient.join(node.port, `since=${before.seq}&epoch=${client.welcome.epoch}`, {
-        respond: true,
-      });
-      assert.equal(back.welcome.epoch, client.welcome.epoch, "the same epoch");
-      assert.equal(back.welcome.resumed, true);
-      const after = await back.sayAndAck("aof-2", "after");
-      assert.equal(after.seq, before.seq + 1);
-      assert.ok(!client.raw.events.some((event) => event.type === "close" && event.code === 1012), "no history reset");
-      back.destroy();
-      client.destroy();
-    } finally {
-      await node.stop("SIGKILL");
-      await redis.destroy();
-    }
-  });
-
-  test("restored from an older snapshot (RDB): the servers notice seq went back, and start a new epoch (1012, resumed:false)", async () => {
-    const redis = await TestRedis.start();
-    const node = await spawnServer(nodeArgs(redis));
-    try {
-      await waitForHealth(node, 200);
-      const client = await ChatClient.join(node.port, "", { respond: true, ignorePresence: true });
-      for (const id of ["r1", "r2", "r3"]) await client.sayAndAck(id, id);
-      const admin = new RedisClient(addressOf(redis.url), { timeoutMs: 2000, scripts: [] });
-      await admin.command(["SAVE"]); // the snapshot: seq 3
-      admin.close();
-      copyFileSync(joinPath(redis.directory, "dump.rdb"), joinPath(redis.directory, "older.rdb"));
-      for (const id of ["r4", "r5"]) await client.sayAndAck(id, id);
-      await redis.stop("SIGKILL");
-      copyFileSync(joinPath(redis.directory, "older.rdb"), joinPath(redis.directory, "dump.rdb"));
-      await redis.restart();
-      assert.equal(await client.closeCode(15_000), 1012, "sent away: the history went back");
-      await waitForHealth(node, 200, 15_000);
-      const back = await ChatClient.join(node.port, `since=5&epoch=${client.welcome.epoch}`, { respond: true });
-      assert.notEqual(back.welcome.epoch, client.welcome.epoch);
-      assert.equal(back.welcome.resumed, false);
-      back.destroy();
-      client.destroy();
-    } finally {
-      await node.stop("SIGKILL");
-      await redis.destroy();
-    }
-  });
-});
-
-describe("a slow reader on a server of a Redis room", { timeout: 60_000 }, () => {
-  test("RFC 6455 §7.4.1: a client that stops reading is closed with 1008 once --max-buffered is passed; a reader gets everything", async () => {
-    const redis = await TestRedis.start();
-    // --history-size above the burst: a server whose reader falls behind the trimming closes everyone with 1012.
-    const limits = [
-      "--max-buffered",
-      "1048576",
-      "--message-rate",
-      "100000",
-      "--message-burst",
-      "100000",
-      "--history-size",
-      "5000",
-    ];
-    const node = await spawnServer(["--redis", redis.url, "--redis-timeout", "500", ...limits]);
-    try {
-      await waitForHealth(node, 200);
-      const stalled = await RawClient.open(node.port, { path: "/" });
-      stalled.socket.pause(); // reads nothing from now on
-      const reader = await ChatClient.join(node.port, "", { respond: true, ignorePresence: true });
-      await reader.sync();
-      const text = "x".repeat(1900); // 3,000 of them: more than the kernel's socket buffers hold for the stalled one
-      for (let index = 0; index < 3000; index++) reader.say(`slow-${index}`, `${index} ${text}`);
-      const texts = () => reader.raw.events.filter((event) => event.type === "text").length;
-      await waitUntil(() => texts() >= 3000, 30_000, "the reader gets all 3,000");
-      assert.deepEqual(
-        reader.messages().map((message) => message.seq),
-        Array.from({ length: 3000 }, (_, index) => index + 1),
-      );
-      let body = "";
-      await waitUntil(
-        () => /chat_slow_consumer_closes_total 1\b/.test(body),
-        10_000,
-        "one slow consumer closed",
-        async () => {
-          body = await (await fetch(`${node.httpUrl}/metrics`)).text();
-        },
-      );
-      stalled.destroy();
-      reader.destroy();
-    } finally {
-      await node.stop("SIGKILL");
-      await redis.destroy();
-    }
   });
 });

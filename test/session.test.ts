@@ -62,6 +62,8 @@ function summarize(output: SessionOutput): string {
       return `write ${output.frame.toString("hex")}`;
     case "frame":
       return `frame ${output.frame.opcode}`;
+    case "message-note":
+      return `message-note ${output.note.length} from ${output.note.wireLength}`;
     case "end-output":
       return "end-output";
     case "abort":

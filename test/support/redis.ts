@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort } from "./spawn.ts";
+import { freePort, spawnServer, type SpawnedServer } from "./spawn.ts";
 import { waitUntil } from "./wait.ts";
 
 export const redisServerPath = "/usr/bin/redis-server";
@@ -147,4 +147,47 @@ export class BlackHoleProxy {
     for (const socket of this.sockets) socket.destroy();
     await new Promise((resolve) => this.server.close(resolve));
   }
+}
+
+// ── server.ts processes on a TestRedis ──────────────────────────────────────
+
+/** The arguments of a server.ts on `redis`, with limits that do not get in a test's way. */
+export const nodeArgs = (redis: TestRedis): string[] => [
+  "--redis",
+  redis.url,
+  "--redis-timeout",
+  "500",
+  "--message-rate",
+  "1000",
+  "--message-burst",
+  "1000",
+];
+
+/** The status of GET /healthz, or 0 when nothing answers. */
+export async function health(server: SpawnedServer): Promise<number> {
+  try {
+    return (await fetch(`${server.httpUrl}/healthz`)).status;
+  } catch {
+    return 0;
+  }
+}
+
+/** Waits until the server's /healthz answers `status`. */
+export async function waitForHealth(server: SpawnedServer, status: number, timeoutMs = 10_000): Promise<void> {
+  let last = -1;
+  await waitUntil(
+    () => last === status,
+    timeoutMs,
+    `/healthz ${status} (last: ${last})`,
+    async () => {
+      last = await health(server);
+    },
+  );
+}
+
+/** `count` server.ts processes on `redis`, each answering /healthz 200. */
+export async function startNodes(redis: TestRedis, count: number): Promise<SpawnedServer[]> {
+  const nodes = await Promise.all(Array.from({ length: count }, () => spawnServer(nodeArgs(redis))));
+  for (const node of nodes) await waitForHealth(node, 200, 10_000);
+  return nodes;
 }
