@@ -2388,6 +2388,7 @@
         this.add({ direction: "handshake", opcode: null, kind: null, summary: summary2, fields: [], lines, serverLine: null });
         return;
       }
+      if (trace.direction === "note") return;
       const { frame, direction } = trace;
       let knownText = null;
       if (isDataOpcode(frame.opcode) && frame.fin) {

@@ -3743,6 +3743,8 @@ export class InspectorLog {
       this.add({ direction: "handshake", opcode: null, kind: null, summary, fields: [], lines, serverLine: null });
       return;
     }
+    // What compression did to a message (RFC 7692): readTraceReport does not read these notes yet.
+    if (trace.direction === "note") return;
     const { frame, direction } = trace;
     let knownText: string | null = null;
     // Only the last frame of a message completes it (FIN=1); control frames are no one's message.

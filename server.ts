@@ -2534,6 +2534,15 @@ export class Inspector implements FrameObserver {
     this.report(connection, frame, "sent");
   }
 
+  message(connection: Connection, direction: "received" | "sent", note: MessageNote): void {
+    const { compressed, binary, length, wireLength, threshold } = note;
+    const fields: TraceNoteFields = { compressed, binary, length, wireLength, payload: toHex(note.preview) };
+    if (threshold !== undefined) fields.threshold = threshold;
+    const line = describeMessageNote(note, direction);
+    const report: TraceMessage = { type: "trace", direction: "note", of: direction, line, note: fields };
+    connection.sendUnobserved(JSON.stringify(report));
+  }
+
   /** Sends the opening handshake, if it was kept. */
   sendHandshake(connection: Pick<Connection, "handshakeTrace" | "sendUnobserved">): void {
     if (connection.handshakeTrace === undefined) return;
@@ -2890,7 +2899,21 @@ export interface TraceFrameFields {
 
 export type TraceMessage =
   | { type: "trace"; direction: "received" | "sent"; line: string; frame: TraceFrameFields }
-  | { type: "trace"; direction: "handshake"; lines: string[] };
+  | { type: "trace"; direction: "handshake"; lines: string[] }
+  /** Under a data frame: what compression did (RFC 7692), as describeMessageNote says it. */
+  | { type: "trace"; direction: "note"; of: "received" | "sent"; line: string; note: TraceNoteFields };
+
+/** A message note as the page's inspector receives it. */
+export interface TraceNoteFields {
+  compressed: boolean;
+  binary: boolean;
+  length: number;
+  wireLength: number;
+  /** The message's first bytes (at most 128), uncompressed, as spaced hex. */
+  payload: string;
+  /** Why it was sent uncompressed: shorter than this many bytes. */
+  threshold?: number;
+}
 
 /** Everything the room sends. */
 export type ServerMessage =
