@@ -23,7 +23,7 @@
 // type annotations, which every one of them can erase.
 
 import { Buffer, isUtf8 } from "node:buffer";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import {
@@ -3748,8 +3748,13 @@ export class RoomDirectory {
   }
 }
 
+/** How a member speaks: the JSON of the wire contract, or the plain text of
+ * the tutorial's page on /text ("hello" answered "收到,hello"; lines "name:text"). */
+export type Dialect = "json" | "text";
+
 interface Member {
   identity: Identity;
+  dialect: Dialect;
   bucket: TokenBucket;
   /** Drains while messages are refused: sustained flooding closes with 1008. */
   patience: TokenBucket;
@@ -3788,6 +3793,8 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
   readonly directory = new RoomDirectory();
   private readonly host: string;
   readonly log: MessageLog;
+  /** Members on /text: they get chat messages as "name:text" lines, and nothing else the room says. */
+  private readonly textMembers = new Set<RoomPeer>();
   /** Connections waiting for their name to be claimed on Redis, with what they sent meanwhile. */
   private readonly joining = new Map<RoomPeer, string[]>();
   /** Names another server's people hold that this directory did not know of yet (a claim failed). */
@@ -3853,6 +3860,10 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
   onMessage(message: ChatMessage): void {
     this.counters.deliveries += this.members.size;
     this.broadcast({ type: "message", ...message });
+    for (const connection of this.textMembers) {
+      const member = this.members.get(connection);
+      if (member !== undefined) connection.send(this.asLine(message, member.identity));
+    }
   }
 
   /** Everyone is sent away (1012) to come back and be welcomed again: with
@@ -3870,7 +3881,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
   }
 
   /** A new connection on `/`: find or make its identity, welcome it, replay what it missed. */
-  join(connection: RoomPeer, query: URLSearchParams): void {
+  join(connection: RoomPeer, query: URLSearchParams, dialect: Dialect = "json"): void {
     connection.handler = this;
     if (query.get("inspect") === "1") this.inspect(connection, true);
     const problems: Array<{ code: ErrorCode; message: string }> = [];
@@ -3894,7 +3905,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
         if (waiting === undefined) return; // it closed meanwhile
         this.joining.delete(connection);
         if (choice.problem !== undefined) problems.push(choice.problem);
-        this.admit(connection, query, sid, sessionIsOurs, problems, choice.name);
+        this.admit(connection, query, sid, sessionIsOurs, problems, choice.name, dialect);
         for (const text of waiting) this.onText(connection, text);
       });
       return;
@@ -3902,7 +3913,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     if (this.identities.find(sid) === undefined) this.makeRoomForNewcomer(); // before a name is chosen: it may free one
     const choice = this.identities.find(sid) === undefined ? this.chooseName(query.get("name")) : undefined;
     if (choice?.problem !== undefined) problems.push(choice.problem);
-    this.admit(connection, query, sid, sessionIsOurs, problems, choice?.name);
+    this.admit(connection, query, sid, sessionIsOurs, problems, choice?.name, dialect);
   }
 
   /** A name for a newcomer, claimed in the whole room: someone the room
@@ -3932,6 +3943,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     canReturn: boolean,
     problems: Array<{ code: ErrorCode; message: string }>,
     name: string | undefined,
+    dialect: Dialect,
   ): void {
     let identity = this.identities.find(sid);
     if (identity === undefined) {
@@ -3943,6 +3955,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     identity.connections.add(connection);
     this.members.set(connection, {
       identity,
+      dialect,
       bucket: new TokenBucket(this.options.messageRate, this.options.messageBurst, this.clock.now),
       patience: new TokenBucket(this.options.messageRate, this.options.messageBurst * 2, this.clock.now),
     });
@@ -3967,6 +3980,13 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
 
     // A second connection of someone already here changes nothing anyone sees.
     if (identity.connections.size === 1) this.record(identity, "present", connection);
+    if (dialect === "text") {
+      // The tutorial's page knows no welcome: it is shown the newest messages as lines, and no more.
+      this.textMembers.add(connection);
+      for (const message of this.history.before(this.history.latestSeq + 1, HISTORY_PAGE).messages)
+        connection.send(this.asLine(message, identity));
+      return;
+    }
     const firstPage = this.directory.page(0, MEMBER_PAGE);
     this.sendTo(connection, {
       type: "welcome",
@@ -4016,6 +4036,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
         `Slow down: at most ${this.options.messageRate} messages a second.`,
       );
     }
+    if (member.dialect === "text") return this.onLine(connection, member, text);
     let message: UncheckedMessage;
     try {
       message = JSON.parse(text) as UncheckedMessage;
@@ -4048,6 +4069,19 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
             `expected "say", "rename", "ping", "members", "history", "decode" or "inspect".`,
         );
     }
+  }
+
+  /** A text frame on /text: "hello" is the tutorial page's heartbeat, answered
+   * to that page alone (the tutorial's own server answered everyone); any
+   * other text is said in the room like a `say`, with an id of its own. */
+  private onLine(connection: RoomPeer, member: Member, text: string): void {
+    if (text === "hello") return void connection.send("收到,hello");
+    this.say(connection, member, { type: "say", id: randomUUID(), text });
+  }
+
+  /** A chat message as the tutorial's page shows it: "name:text", or "我:text" for its own. */
+  private asLine(message: ChatMessage, reader: Identity): string {
+    return `${message.sid === reader.sid && message.sid !== "" ? "我" : message.from}:${message.text}`;
   }
 
   /** {"type":"decode","hex","from"}: the frame lab on the page. A fresh
@@ -4112,6 +4146,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
    * and only after the grace if the client can come back to claim it. */
   onClose(connection: RoomPeer): void {
     this.joining.delete(connection);
+    this.textMembers.delete(connection);
     const member = this.members.get(connection);
     if (member === undefined) return;
     this.members.delete(connection);
@@ -4277,7 +4312,9 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
   }
 
   private sendTo(connection: RoomPeer, message: ServerMessage): void {
-    connection.send(JSON.stringify(message));
+    if (!this.textMembers.has(connection)) return void connection.send(JSON.stringify(message));
+    // The tutorial's page shows every line it gets: only what it can read goes to it.
+    if (message.type === "error") connection.send(`错误:${message.message}`);
   }
 
   /** An error about a `say` carries its id, so the client knows which message it was. */
@@ -4289,7 +4326,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
   private broadcast(message: ServerMessage, except?: RoomPeer): void {
     const prepared = new PreparedMessage(JSON.stringify(message));
     for (const connection of this.members.keys()) {
-      if (connection !== except) connection.sendPrepared(prepared);
+      if (connection !== except && !this.textMembers.has(connection)) connection.sendPrepared(prepared);
     }
   }
 
@@ -5299,6 +5336,7 @@ class ChatServer {
     this.endpoints = new Map<string, Endpoint>([
       ["/", { subprotocols: ["chat"], open: (connection, query) => this.room.join(connection, query) }],
       ["/echo", { subprotocols: ["echo"], open: (connection) => void (connection.handler = echoHandler) }],
+      ["/text", { subprotocols: [], open: (connection, query) => this.room.join(connection, query, "text") }],
       ...config.extraEndpoints,
     ]);
     this.tracer =
@@ -5444,13 +5482,13 @@ class ChatServer {
       if (endpoint === undefined)
         return this.refuse(
           socket,
-          { status: 404, reason: `No WebSocket endpoint at ${path}; try / or /echo.` },
+          { status: 404, reason: `No WebSocket endpoint at ${path}; try /, /echo or /text.` },
           request,
         );
       const clientAddress = this.clientAddressOf(socket, request);
       const overLimit = this.checkLimits(clientAddress);
       if (overLimit !== undefined) return this.refuse(socket, overLimit);
-      const unavailable = path === "/" ? this.unavailableReason() : undefined;
+      const unavailable = path === "/" || path === "/text" ? this.unavailableReason() : undefined;
       if (unavailable !== undefined)
         return this.refuse(socket, { status: 503, reason: unavailable, headers: { "Retry-After": "5" } });
       const verdict = checkUpgradeRequest(request, this.policyFor(endpoint));
