@@ -4841,6 +4841,19 @@ export interface RedisLogOptions {
   onAvailability?: (available: boolean) => void;
 }
 
+/** A message from a stream entry's fields: [name, value, name, value, …]. */
+function messageOfEntry(seq: number, fields: string[]): ChatMessage {
+  const field = (name: string) => fields[fields.indexOf(name) + 1] ?? "";
+  return {
+    seq,
+    id: field("id"),
+    sid: field("sid"),
+    from: field("from"),
+    text: field("text"),
+    time: Number(field("time")),
+  };
+}
+
 export class RedisLog implements MessageLog, SharedPresence {
   epoch = "";
   history: History;
@@ -5088,15 +5101,7 @@ export class RedisLog implements MessageLog, SharedPresence {
           `messages ${this.history.latestSeq + 1}-${seq - 1} were trimmed before this process read them`,
         );
       }
-      const field = (name: string) => fields[fields.indexOf(name) + 1] ?? "";
-      const message = {
-        seq,
-        id: field("id"),
-        sid: field("sid"),
-        from: field("from"),
-        text: field("text"),
-        time: Number(field("time")),
-      };
+      const message = messageOfEntry(seq, fields);
       this.history.add(message);
       if (!quietly) this.events.onMessage(message);
     }
@@ -5106,16 +5111,7 @@ export class RedisLog implements MessageLog, SharedPresence {
   private async fetch(seq: number): Promise<ChatMessage | undefined> {
     const reply = (await this.commands.command(["XRANGE", this.keys.stream, `${seq}-0`, `${seq}-0`])) as RespReply[];
     const [id, fields] = (reply[0] ?? []) as [string?, string[]?];
-    if (id === undefined || fields === undefined) return undefined;
-    const field = (name: string) => fields[fields.indexOf(name) + 1] ?? "";
-    return {
-      seq,
-      id: field("id"),
-      sid: field("sid"),
-      from: field("from"),
-      text: field("text"),
-      time: Number(field("time")),
-    };
+    return id === undefined || fields === undefined ? undefined : messageOfEntry(seq, fields);
   }
 
   /** A different epoch from Redis: everything this process had belongs to the old one. */
