@@ -10,12 +10,13 @@
 //   5. Session .............. §5.5 and §7: control frames and closing, bytes and time in, actions out
 //   6. Connection ........... one socket driven by its session: backpressure, slow consumers, observers
 //   7. Making it fast ....... each fast path beside the plain algorithm it replaces
-//   8. Trace ................ every frame and the handshake, annotated (--trace, the inspector)
+//   8. Trace ................ every frame and the handshake, annotated (--trace, the inspector, the frame lab)
 //   9. Echo endpoint ........ /echo, the playground and the conformance target
-//  10. Chat room ............ /, identities, names, history, resume; it never touches bytes
-//  11. Static page .......... GET / and GET /client.js, and nothing else on disk
-//  12. Server ............... routing, limits, shutdown
-//  13. Command line ......... start-up, signals
+//  10. Chat room ............ / (and /text), identities, names, history, resume; it never touches bytes
+//  11. Redis ................ many processes, one room: a RESP2 client, the room's messages and people
+//  12. Static page .......... GET / and GET /client.js, and nothing else on disk
+//  13. Server ............... routing, limits, /healthz, /metrics, --trust-proxy, TLS, shutdown
+//  14. Command line ......... start-up, signals, --decode
 //
 // It runs unchanged with `node --experimental-strip-types server.ts` (Node 22),
 // `node server.ts` (Node 24+), `deno run --allow-net --allow-read --allow-env
