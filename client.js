@@ -85,6 +85,7 @@
   function readTraceReport(value) {
     const { direction, line, lines, frame } = value;
     if (direction === "handshake") return isStringArray(lines) ? { direction, lines } : null;
+    if (direction === "note") return readTraceNote(value);
     if (direction !== "received" && direction !== "sent" || typeof line !== "string" || !isRecord(frame)) return null;
     const { fin, rsv1, rsv2, rsv3, opcode, opcodeName, masked, maskKey, lengthBits, length, onWire, payload } = frame;
     const flags = [fin, rsv1, rsv2, rsv3, masked];
@@ -114,6 +115,17 @@
       }
     };
   }
+  function readTraceNote(value) {
+    const { of, line, note } = value;
+    if (of !== "received" && of !== "sent" || typeof line !== "string" || !isRecord(note)) return null;
+    const { compressed, binary, length, wireLength, payload, threshold } = note;
+    if (typeof compressed !== "boolean" || typeof binary !== "boolean") return null;
+    if (!isCount(length) || !isCount(wireLength) || typeof payload !== "string" || !SPACED_HEX.test(payload)) return null;
+    if (threshold !== void 0 && !isCount(threshold)) return null;
+    const fields = { compressed, binary, length, wireLength, payload };
+    if (threshold !== void 0) fields.threshold = threshold;
+    return { direction: "note", of, line, note: fields };
+  }
   function readPresence(value) {
     const { type, name, sid } = value;
     if (type !== "joined" && type !== "left" && type !== "away" && type !== "back") return null;
@@ -133,8 +145,13 @@
     presence: readPresenceSummary,
     members: readMembersPage,
     history: readHistoryPage,
-    // The frame lab's answers (`--decode` on the page): the page has no lab panel yet, so it asks for none.
-    decoded: () => null,
+    // The frame lab's answer: the lines are the server's own words, shown as they are.
+    decoded: (value) => {
+      const { lines, outcome } = value;
+      if (!isStringArray(lines)) return null;
+      if (outcome !== "valid" && outcome !== "incomplete" && outcome !== "violation") return null;
+      return { type: "decoded", lines, outcome };
+    },
     renamed: (value) => {
       const { sid, from, to } = value;
       if (typeof sid !== "string" || typeof from !== "string" || typeof to !== "string") return null;
@@ -175,7 +192,9 @@
     /** Our public id from the last welcome, so our own messages show as ours before the next one. */
     you: "chatRoom.you",
     /** true while the frame inspector is open, so a reload opens it again (and asks for the handshake). */
-    inspector: "chatRoom.inspector"
+    inspector: "chatRoom.inspector",
+    /** true while the frame lab is open, so a reload keeps it open. */
+    frameLab: "chatRoom.frameLab"
   };
   function createMemoryStorage() {
     const values = /* @__PURE__ */ new Map();
@@ -821,6 +840,8 @@
       __publicField(this, "pager", new HistoryPager());
       /** Whether the frame inspector is open: the server is asked for traces on every connection. */
       __publicField(this, "inspectOn");
+      /** The frame lab's request on the current socket, and its answer (part three). */
+      __publicField(this, "lab", new FrameLab());
       this.options = options;
       this.timers = options.timers;
       this.timing = { ...DEFAULT_TIMING, ...options.timing };
@@ -920,6 +941,10 @@
     get inspecting() {
       return this.inspectOn;
     }
+    /** The frame lab: nothing asked, waiting for the server, or its answer. */
+    get frameLab() {
+      return this.lab.state;
+    }
     /** Ours: sent by our session, under whatever name. Nothing else makes a message ours. */
     isMine(message) {
       return this.ownSid !== null && message.sid === this.ownSid;
@@ -972,6 +997,20 @@
       if (before === null) return;
       this.sendFrame({ type: "history", before });
       this.notify();
+    }
+    /**
+     * Asks the server to decode `hex` as a client's or a server's frames (the
+     * frame lab). Only over an open connection and with no other request out:
+     * the answer names no request, so only one may be waiting. Returns whether
+     * it was sent.
+     */
+    decode(hex, from) {
+      if (this.phase.name !== "open") return false;
+      const request = this.lab.ask(hex, from);
+      if (request === null) return false;
+      this.sendFrame({ type: "decode", hex: request.hex, from: request.from });
+      this.notify();
+      return true;
     }
     /** Asks for the next page of the member list, or the list again if it may show leavers; on the user's action only. */
     loadMoreMembers() {
@@ -1114,6 +1153,7 @@
       if ((phase.name === "opening" || phase.name === "open") && phase.socket !== keep) {
         this.roster.clear();
         this.pager.close();
+        this.lab.close();
         try {
           phase.socket.close();
         } catch {
@@ -1170,6 +1210,9 @@
         case "error":
           this.handleError(frame);
           break;
+        case "decoded":
+          this.lab.answered(frame);
+          break;
       }
       this.notify();
     }
@@ -1215,6 +1258,11 @@
     }
     handleError(error) {
       const { phase } = this;
+      if (isFrameLabError(error)) {
+        this.lab.refused(error.message);
+        return;
+      }
+      if (error.code === "rate_limited") this.lab.refused(error.message);
       if (error.id === null && error.code !== "bad_name" && error.code !== "name_taken") {
         this.roster.refused();
         this.pager.refused();
@@ -1884,7 +1932,8 @@
     clearTimeout: (timerId) => window.clearTimeout(timerId),
     now: () => Date.now()
   };
-  function createChatPage(language, observer) {
+  function createChatPage(language, observer, onChange = () => {
+  }) {
     const elements = findChatElements();
     const text = TEXT[language];
     const address = resolveServer(location);
@@ -1898,7 +1947,10 @@
       timers: browserTimers,
       timing: readTimingFromQuery(location.search),
       isOnline: () => navigator.onLine,
-      onChange: () => view.scheduleRender(connection),
+      onChange: () => {
+        view.scheduleRender(connection);
+        onChange();
+      },
       onServerError: (error) => view.showServerError(error),
       observer
     });
@@ -2024,6 +2076,9 @@
     const characters = Array.from(text);
     return characters.length <= limit ? text : `${characters.slice(0, limit - 1).join("")}\u2026`;
   }
+  function byteSize(bytes, unit) {
+    return bytes > 0 && bytes % 1024 === 0 ? `${bytes / 1024} KiB` : `${bytes} ${unit}`;
+  }
   function seconds(milliseconds) {
     return String(Math.round(milliseconds / 100) / 10);
   }
@@ -2038,7 +2093,10 @@
       handshake: "\u63E1\u624B",
       thisPage: "\u672C\u9875",
       fin: (fin) => fin ? "1 \xB7 \u8FD9\u6761\u6D88\u606F\u7684\u6700\u540E\u4E00\u5E27" : "0 \xB7 \u8FD9\u6761\u6D88\u606F\u540E\u9762\u8FD8\u6709\u5E27",
-      rsv: (compressed) => compressed ? " \xB7 RSV1\uFF1A\u5DF2\u538B\u7F29\uFF08permessage-deflate\uFF09" : " \xB7 \u6CA1\u6709\u6269\u5C55\u7528\u5230\u5B83\u4EEC",
+      rsv: (compressed) => compressed ? " \xB7 RSV1=1\uFF1A\u7528 permessage-deflate \u538B\u7F29\uFF08RFC 7692 \xA76\uFF09" : " \xB7 \u6CA1\u6709\u6269\u5C55\u7528\u5230\u5B83\u4EEC",
+      sentPlain: (threshold) => ` \xB7 \u672A\u538B\u7F29\u53D1\u9001\uFF1A\u77ED\u4E8E ${byteSize(threshold, "\u5B57\u8282")}\uFF08--deflate-threshold\uFF09\uFF0C\u4E0D\u503C\u5F97\u538B\u7F29`,
+      deflate: (direction, wireLength, length, percent) => direction === "received" ? `${wireLength} \u5B57\u8282 deflate \u6570\u636E\u89E3\u538B\u4E3A ${length} \u5B57\u8282\uFF08${percent}%\uFF09\uFF1B\u4E0A\u9762\u7684\u6587\u672C\u662F\u670D\u52A1\u5668\u89E3\u538B\u51FA\u7684\u5185\u5BB9` : `${length} \u5B57\u8282\u538B\u7F29\u4E3A ${wireLength} \u5B57\u8282\uFF08${percent}%\uFF09\uFF1B\u4E0A\u9762\u7684\u6587\u672C\u662F\u538B\u7F29\u524D\u7684\u6D88\u606F`,
+      inflatedSize: (length) => `\u89E3\u538B\u540E ${length} B`,
       mask: (masked) => masked ? "1 \xB7 \u6D4F\u89C8\u5668\u53D1\u51FA\u7684\u6BCF\u4E00\u5E27\u90FD\u5FC5\u987B\u52A0\u63A9\u7801\uFF08RFC 6455 \xA75.3\uFF09" : "0 \xB7 \u670D\u52A1\u5668\u53D1\u51FA\u7684\u5E27\u4ECE\u4E0D\u52A0\u63A9\u7801",
       length: (length, bits) => bits === 7 ? `${length} \u5B57\u8282 \xB7 \u76F4\u63A5\u5199\u5728 7 \u4F4D\u957F\u5EA6\u5B57\u6BB5\u91CC\uFF080\u2013125\uFF09` : `${length} \u5B57\u8282 \xB7 7 \u4F4D\u5B57\u6BB5\u5199 ${bits === 16 ? 126 : 127}\uFF0C\u771F\u6B63\u7684\u957F\u5EA6\u5728\u540E\u9762\u7684 ${bits} \u4F4D\u91CC`,
       xor: (masked, key, unmasked) => `\u9010\u5B57\u8282\u4E0E\u5BC6\u94A5\u5F02\u6216\uFF1A${masked} \u2295 ${key} = ${unmasked}`,
@@ -2062,6 +2120,8 @@
       back: (name) => `${name} \u56DE\u6765\u4E86\uFF08\u540C\u4E00\u4E2A\u4F1A\u8BDD\uFF09`,
       error: (code) => `\u9519\u8BEF ${code}`,
       inspectMessage: (on) => on ? "\u8BF7\u670D\u52A1\u5668\u62A5\u544A\u8FD9\u4E2A\u8FDE\u63A5\u7684\u5E27" : "\u8BF7\u670D\u52A1\u5668\u4E0D\u518D\u62A5\u544A\u5E27",
+      decodeRequest: (from) => `\u5E27\u5B9E\u9A8C\u5BA4\uFF1A\u8BF7\u670D\u52A1\u5668\u628A\u8FD9\u4E9B\u5B57\u8282\u5F53\u4F5C${from === "server" ? "\u670D\u52A1\u5668" : "\u5BA2\u6237\u7AEF"}\u7684\u5E27\u89E3\u7801`,
+      decodedAnswer: (outcome, lines) => `\u5E27\u5B9E\u9A8C\u5BA4\u7684\u56DE\u7B54\uFF1A${FRAME_LAB_WORDS.zh.outcome(outcome)}\uFF08${lines} \u884C\uFF09`,
       presenceSummary: (joined, left, online) => `\u8FD9\u4E00\u79D2\uFF1A${joined} \u4EBA\u52A0\u5165\uFF0C${left} \u4EBA\u79BB\u5F00\uFF0C${online} \u4EBA\u5728\u7EBF`,
       membersRequest: (offset) => `\u8BF7\u6C42\u6210\u5458\u540D\u5355\uFF08\u4ECE\u7B2C ${offset + 1} \u4EBA\u8D77\uFF09`,
       membersPage: (offset, count, total) => count === 0 ? `\u6210\u5458\u540D\u5355\uFF1A\u5171 ${total} \u4EBA\uFF0C\u8FD9\u4E00\u9875\u662F\u7A7A\u7684` : `\u6210\u5458\u540D\u5355\uFF1A\u7B2C ${offset + 1}\u2013${offset + count} \u4EBA\uFF0C\u5171 ${total} \u4EBA`,
@@ -2093,7 +2153,10 @@
       handshake: "opening handshake",
       thisPage: "this page",
       fin: (fin) => fin ? "1 \xB7 the last frame of its message" : "0 \xB7 more frames of this message follow",
-      rsv: (compressed) => compressed ? " \xB7 RSV1: compressed (permessage-deflate)" : " \xB7 no extension uses them",
+      rsv: (compressed) => compressed ? " \xB7 RSV1=1: compressed with permessage-deflate (RFC 7692 \xA76)" : " \xB7 no extension uses them",
+      sentPlain: (threshold) => ` \xB7 sent uncompressed: shorter than ${byteSize(threshold, "bytes")} (--deflate-threshold), not worth compressing`,
+      deflate: (direction, wireLength, length, percent) => direction === "received" ? `${wireLength} bytes of deflate data inflate to ${length} (${percent}%); the text above is what the server inflated` : `${length} bytes deflated to ${wireLength} (${percent}%); the text above is the message before compression`,
+      inflatedSize: (length) => `${length} B inflated`,
       mask: (masked) => masked ? "1 \xB7 a browser must mask every frame it sends (RFC 6455 \xA75.3)" : "0 \xB7 a server never masks",
       length: (length, bits) => bits === 7 ? `${length} bytes \xB7 in the 7-bit length field itself (0\u2013125)` : `${length} bytes \xB7 the 7-bit field says ${bits === 16 ? 126 : 127}, the length follows in ${bits} bits`,
       xor: (masked, key, unmasked) => `each byte XOR the key byte in turn: ${masked} \u2295 ${key} = ${unmasked}`,
@@ -2117,6 +2180,8 @@
       back: (name) => `${name} is back (same session)`,
       error: (code) => `error ${code}`,
       inspectMessage: (on) => on ? "asks the server to report this connection's frames" : "asks the server to stop reporting frames",
+      decodeRequest: (from) => `frame lab: asks the server to decode these bytes as ${from}'s frames`,
+      decodedAnswer: (outcome, lines) => `frame lab's answer: ${FRAME_LAB_WORDS.en.outcome(outcome)} (${lines} lines)`,
       presenceSummary: (joined, left, online) => `this second: ${joined} joined, ${left} left, ${online} online`,
       membersRequest: (offset) => `asks for the member list from member ${offset + 1}`,
       membersPage: (offset, count, total) => count === 0 ? `member list: ${total} in all, an empty page` : `members ${offset + 1}\u2013${offset + count} of ${total}`,
@@ -2202,6 +2267,10 @@
         return words.error(asText(value.code));
       case "inspect":
         return words.inspectMessage(value.on !== false);
+      case "decode":
+        return words.decodeRequest(value.from === "server" ? "server" : "client");
+      case "decoded":
+        return words.decodedAnswer(asText(value.outcome), Array.isArray(value.lines) ? value.lines.length : 0);
       case "presence":
         return words.presenceSummary(asCount(value.joinedCount), asCount(value.leftCount), asCount(value.online));
       // The request and its answer share a type; only the answer carries the list.
@@ -2224,14 +2293,17 @@
   function isDataOpcode(opcode) {
     return opcode === 0 || opcode === 1 || opcode === 2;
   }
-  function describeTraceFrame(frame, direction, knownText, words) {
+  function describeTraceFrame(frame, direction, knownText, words, note = null) {
     const onWire = hexToBytes(frame.onWire);
     const payload = hexToBytes(frame.payload);
     const compressed = frame.rsv1;
+    const inflated = note?.compressed === true ? note : null;
     const rsvBits = `${frame.rsv1 ? 1 : 0} ${frame.rsv2 ? 1 : 0} ${frame.rsv3 ? 1 : 0}`;
+    const threshold = note !== null && !note.compressed ? note.threshold : void 0;
+    const rsvMeaning = threshold !== void 0 && !compressed ? words.sentPlain(threshold) : words.rsv(compressed);
     const fields = [
       { label: "FIN", value: words.fin(frame.fin) },
-      { label: "RSV1-3", value: rsvBits + words.rsv(compressed) },
+      { label: "RSV1-3", value: rsvBits + rsvMeaning },
       { label: "opcode", value: `0x${frame.opcode.toString(16)} \xB7 ${frame.opcodeName}` },
       { label: "MASK", value: words.mask(frame.masked) },
       { label: "length", value: words.length(frame.length, frame.lengthBits) }
@@ -2270,22 +2342,33 @@
       meaning = words.protocolPong;
       fields.push({ label: "note", value: words.pongNote(direction) });
     } else if (isDataOpcode(frame.opcode) && frame.length > 0) {
-      const prefix = compressed || frame.opcode === 2 ? null : previewText(payload, frame.length);
+      const plain = inflated !== null ? hexToBytes(inflated.payload) : compressed ? null : payload;
+      const plainLength = inflated?.length ?? frame.length;
+      const binary = inflated !== null ? inflated.binary : frame.opcode === 2;
+      const prefix = plain === null || binary ? null : previewText(plain, plainLength);
       let text = knownText;
-      if (text !== null && !compressed && (prefix === null || !text.startsWith(prefix))) text = null;
+      if (text !== null && plain !== null && (prefix === null || !text.startsWith(prefix))) text = null;
       if (text === null && prefix !== null) {
-        const cut = frame.length - new TextEncoder().encode(prefix).length;
+        const cut = plainLength - new TextEncoder().encode(prefix).length;
         text = prefix + (cut > 0 ? words.moreBytes(cut) : "");
       }
-      fields.push({ label: "text", value: text ?? (compressed ? words.compressedUnknown : words.notText) });
-      if (compressed && text !== null) {
+      fields.push({
+        label: "text",
+        value: text ?? (compressed && plain === null ? words.compressedUnknown : words.notText)
+      });
+      if (inflated !== null) {
+        if (binary && plain !== null) fields.push({ label: "inflated", value: bytesToHex(plain, HEX_BYTES_SHOWN) });
+        const percent = inflated.length === 0 ? 0 : Math.round(inflated.wireLength / inflated.length * 100);
+        fields.push({ label: "deflate", value: words.deflate(direction, inflated.wireLength, inflated.length, percent) });
+      } else if (compressed && text !== null) {
         const value = direction === "received" ? words.compressedByPage : words.compressedByServer;
         fields.push({ label: "RSV1=1", value });
       }
       if (frame.opcode === 0) meaning = words.continuation;
       else if (text !== null) meaning = describeChatJson(text, words) ?? text;
     }
-    const summary = `${frame.opcodeName} \xB7 ${frame.length} B`;
+    const size = `${frame.opcodeName} \xB7 ${frame.length} B`;
+    const summary = inflated === null ? size : `${size} (${words.inflatedSize(inflated.length)})`;
     return { summary: meaning === null ? summary : `${summary} \xB7 ${shorten(meaning, SUMMARY_CHARACTERS)}`, fields };
   }
   function describeClientEvent(event, words) {
@@ -2324,6 +2407,12 @@
       __publicField(this, "unmatched", []);
       /** The last message that arrived, for the trace of it that follows. */
       __publicField(this, "lastReceived", null);
+      /**
+       * In each direction, the frame that ended the last message, until the
+       * server's note about that message comes. The server sends the note right
+       * after the frame's trace, so the last such frame is the one it is about.
+       */
+      __publicField(this, "awaitingNote", { received: null, sent: null });
       this.options = options;
       this.limit = options.limit ?? INSPECTOR_LIMIT;
     }
@@ -2359,6 +2448,7 @@
       this.matching = tracedFromStart;
       this.unmatched = [];
       this.lastReceived = null;
+      this.awaitingNote = { received: null, sent: null };
     }
     /** A text the page sent, to be matched with the server's trace of it. */
     pageSent(text) {
@@ -2388,7 +2478,7 @@
         this.add({ direction: "handshake", opcode: null, kind: null, summary: summary2, fields: [], lines, serverLine: null });
         return;
       }
-      if (trace.direction === "note") return;
+      if (trace.direction === "note") return this.note(trace.of, trace.note, trace.line);
       const { frame, direction } = trace;
       let knownText = null;
       if (isDataOpcode(frame.opcode) && frame.fin) {
@@ -2401,6 +2491,29 @@
       }
       const { summary, fields } = describeTraceFrame(frame, direction, knownText, this.options.words);
       this.add({ direction, opcode: frame.opcodeName, kind: null, summary, fields, lines: [], serverLine: trace.line });
+      if (isDataOpcode(frame.opcode) && frame.fin)
+        this.awaitingNote[direction] = { id: this.nextId - 1, frame, knownText };
+    }
+    /**
+     * The server's note about the message the last data frame in `of` ended:
+     * that frame's entry is described again with it (the text a compressed
+     * message inflates to, or why a short one went uncompressed). A note whose
+     * frame is not in the list (cleared, or traced before this socket) is
+     * dropped: on its own it would describe nothing on screen.
+     */
+    note(of, note, line) {
+      const awaiting = this.awaitingNote[of];
+      this.awaitingNote[of] = null;
+      if (awaiting === null) return;
+      const index = this.list.findIndex((entry2) => entry2.id === awaiting.id);
+      const entry = this.list[index];
+      if (entry === void 0) return;
+      const { frame, knownText } = awaiting;
+      const { summary, fields } = describeTraceFrame(frame, of, knownText, this.options.words, note);
+      const serverLine = entry.serverLine === null ? line : `${entry.serverLine}
+${line}`;
+      this.list[index] = { ...entry, summary, fields, serverLine };
+      this.options.onChange?.();
     }
     add(entry) {
       this.list.push({ id: this.nextId, time: this.options.now(), ...entry });
@@ -2430,7 +2543,11 @@
       __publicField(this, "log");
       __publicField(this, "elements");
       __publicField(this, "words");
-      /** The entries on screen, oldest first; entries only ever join at the end and leave at the start. */
+      /**
+       * The entries on screen, oldest first; entries only ever join at the end
+       * and leave at the start. `entry` is the object drawn: when the log holds
+       * another one for that id, the entry changed (see InspectorEntry).
+       */
       __publicField(this, "shown", []);
       __publicField(this, "renderQueued", false);
       this.elements = elements;
@@ -2483,8 +2600,17 @@
       const wasAtBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
       const oldestKept = entries[0]?.id ?? Infinity;
       while (this.shown.length > 0 && this.shown[0].id < oldestKept) this.shown.shift().element.remove();
+      const offset = this.shown.length > 0 ? this.shown[0].id - oldestKept : 0;
+      this.shown.forEach((row, index) => {
+        const entry = entries[index + offset];
+        if (entry === void 0 || entry.id !== row.id || entry === row.entry) return;
+        const element = this.entryElement(entry);
+        row.element.replaceWith(element);
+        row.element = element;
+        row.entry = entry;
+      });
       const newestShown = this.shown[this.shown.length - 1]?.id ?? 0;
-      const added = entries.filter((entry) => entry.id > newestShown).map((entry) => ({ id: entry.id, element: this.entryElement(entry) }));
+      const added = entries.filter((entry) => entry.id > newestShown).map((entry) => ({ id: entry.id, entry, element: this.entryElement(entry) }));
       list.append(...added.map((row) => row.element));
       this.shown.push(...added);
       if (wasAtBottom && added.length > 0) list.scrollTop = list.scrollHeight;
@@ -2541,12 +2667,347 @@
       return element;
     }
   }
+  const LAB_KEY = "37 fa 21 3d";
+  function labBytes(count, byte) {
+    return Array.from({ length: count }, (_, index) => byte(index).toString(16).padStart(2, "0")).join(" ");
+  }
+  const FRAME_LAB_PRESETS = [
+    {
+      id: "hello",
+      label: { en: 'a masked "Hello" (\xA75.7)', zh: '\u52A0\u63A9\u7801\u7684 "Hello"\uFF08\xA75.7\uFF09' },
+      hex: `81 85 ${LAB_KEY} 7f 9f 4d 51 58`,
+      from: "client",
+      outcome: "valid",
+      closeCode: null
+    },
+    {
+      id: "fragmented",
+      label: { en: 'an unmasked "Hel" + "lo" in two frames (\xA75.7)', zh: '\u4E0D\u52A0\u63A9\u7801\u3001\u5206\u6210\u4E24\u5E27\u7684 "Hel" + "lo"\uFF08\xA75.7\uFF09' },
+      hex: "01 03 48 65 6c 80 02 6c 6f",
+      from: "server",
+      outcome: "valid",
+      closeCode: null
+    },
+    {
+      id: "ping",
+      label: { en: 'an unmasked ping carrying "Hello" (\xA75.7)', zh: '\u4E0D\u52A0\u63A9\u7801\u3001\u5E26 "Hello" \u7684 ping\uFF08\xA75.7\uFF09' },
+      hex: "89 05 48 65 6c 6c 6f",
+      from: "server",
+      outcome: "valid",
+      closeCode: null
+    },
+    {
+      id: "binary-256",
+      label: { en: "256 bytes of binary: a 16-bit length (\xA75.7)", zh: "256 \u5B57\u8282\u7684\u4E8C\u8FDB\u5236\u6D88\u606F\uFF1A16 \u4F4D\u957F\u5EA6\uFF08\xA75.7\uFF09" },
+      hex: `82 7e 01 00 ${labBytes(256, (index) => index)}`,
+      from: "server",
+      outcome: "valid",
+      closeCode: null
+    },
+    {
+      id: "binary-64k",
+      label: {
+        en: "64 KiB of binary, the header only: a 64-bit length (\xA75.7)",
+        zh: "64 KiB \u7684\u4E8C\u8FDB\u5236\u6D88\u606F\uFF0C\u53EA\u6709\u5E27\u5934\uFF1A64 \u4F4D\u957F\u5EA6\uFF08\xA75.7\uFF09"
+      },
+      hex: "82 7f 00 00 00 00 00 01 00 00",
+      from: "server",
+      outcome: "incomplete",
+      closeCode: null
+    },
+    {
+      id: "unmasked-client",
+      label: { en: "an unmasked client frame (\xA75.1)", zh: "\u6CA1\u52A0\u63A9\u7801\u7684\u5BA2\u6237\u7AEF\u5E27\uFF08\xA75.1\uFF09" },
+      hex: "81 05 48 65 6c 6c 6f",
+      from: "client",
+      outcome: "violation",
+      closeCode: 1002
+    },
+    {
+      id: "rsv1",
+      label: { en: "RSV1 set with no extension agreed (\xA75.2)", zh: "\u6CA1\u6709\u534F\u5546\u6269\u5C55\u5374\u7F6E\u4E86 RSV1\uFF08\xA75.2\uFF09" },
+      hex: `c1 85 ${LAB_KEY} 7f 9f 4d 51 58`,
+      from: "client",
+      outcome: "violation",
+      closeCode: 1002
+    },
+    {
+      id: "control-fragmented",
+      label: { en: "a fragmented control frame: a ping with FIN=0 (\xA75.5)", zh: "\u5206\u7247\u7684\u63A7\u5236\u5E27\uFF1AFIN=0 \u7684 ping\uFF08\xA75.5\uFF09" },
+      hex: `09 85 ${LAB_KEY} 7f 9f 4d 51 58`,
+      from: "client",
+      outcome: "violation",
+      closeCode: 1002
+    },
+    {
+      id: "control-too-long",
+      label: { en: "a control frame over 125 bytes (\xA75.5)", zh: "\u8D85\u8FC7 125 \u5B57\u8282\u7684\u63A7\u5236\u5E27\uFF08\xA75.5\uFF09" },
+      hex: `89 fe 00 7e ${LAB_KEY} ${labBytes(126, () => 0)}`,
+      from: "client",
+      outcome: "violation",
+      closeCode: 1002
+    },
+    {
+      id: "utf8-split",
+      label: { en: "invalid UTF-8 split across two fragments (\xA78.1)", zh: "\u8DE8\u4E24\u4E2A\u5206\u7247\u7684\u65E0\u6548 UTF-8\uFF08\xA78.1\uFF09" },
+      hex: `01 83 ${LAB_KEY} 7f 18 a3 80 81 ${LAB_KEY} 1f`,
+      from: "client",
+      outcome: "violation",
+      closeCode: 1007
+    },
+    {
+      id: "close-1005",
+      label: { en: "close code 1005 on the wire (\xA77.4.1)", zh: "\u7EBF\u4E0A\u51FA\u73B0\u5173\u95ED\u7801 1005\uFF08\xA77.4.1\uFF09" },
+      hex: `88 82 ${LAB_KEY} 34 17`,
+      from: "client",
+      outcome: "violation",
+      closeCode: 1002
+    },
+    {
+      id: "reserved-opcode",
+      label: { en: "a reserved opcode, 0x3 (\xA75.2)", zh: "\u4FDD\u7559\u7684 opcode 0x3\uFF08\xA75.2\uFF09" },
+      hex: `83 80 ${LAB_KEY}`,
+      from: "client",
+      outcome: "violation",
+      closeCode: 1002
+    }
+  ];
+  function isFrameLabError(error) {
+    return error.code === "bad_message" && error.message.startsWith("Frame lab:");
+  }
+  class FrameLab {
+    constructor() {
+      __publicField(this, "current", { name: "idle" });
+    }
+    get state() {
+      return this.current;
+    }
+    /** The request to send, or null while one is waiting. The hex goes as typed: the server reads it. */
+    ask(hex, from) {
+      if (this.current.name === "waiting") return null;
+      const request = { hex: hex.trim(), from };
+      this.current = { name: "waiting", request };
+      return request;
+    }
+    /** The server's walk; one that nothing waits for (after a refusal) is not ours to show. */
+    answered(answer) {
+      if (this.current.name !== "waiting") return;
+      const { request } = this.current;
+      this.current = { name: "answered", request, lines: answer.lines, outcome: answer.outcome };
+    }
+    /** The server refused the request: hex it cannot read, or too many requests. */
+    refused(message) {
+      if (this.current.name !== "waiting") return;
+      this.current = { name: "refused", request: this.current.request, message };
+    }
+    /** The connection is gone, and with it the answer. */
+    close() {
+      if (this.current.name !== "waiting") return;
+      this.current = { name: "interrupted", request: this.current.request };
+    }
+  }
+  const FRAME_LAB_WORDS = {
+    zh: {
+      toggle: "\u5E27\u5B9E\u9A8C\u5BA4",
+      heading: "\u5E27\u5B9E\u9A8C\u5BA4",
+      examples: "\u4F8B\u5B50",
+      chooseExample: "\u9009\u4E00\u4E2A\u4F8B\u5B50\u2026",
+      examplesFromRfc: "RFC 6455 \xA75.7 \u7684\u4F8B\u5B50",
+      examplesBroken: "\u8FDD\u53CD\u89C4\u5219\u7684\u5E27",
+      bytes: "\u5B57\u8282\uFF08\u5341\u516D\u8FDB\u5236\uFF09",
+      bytesHint: "\u53EF\u4EE5\u5E26\u7A7A\u683C\u3001\u9017\u53F7\u3001\u5192\u53F7\u6216 0x\uFF1B\u6700\u591A 64 KiB\u3002\u6539\u4E00\u4E2A\u4F4D\uFF0C\u770B\u89E3\u7801\u5668\u600E\u4E48\u8BF4\u3002",
+      readAs: "\u5F53\u4F5C",
+      fromClient: "\u5BA2\u6237\u7AEF\u5E27\uFF08\u52A0\u63A9\u7801\uFF09",
+      fromServer: "\u670D\u52A1\u5668\u5E27\uFF08\u4E0D\u52A0\u63A9\u7801\uFF09",
+      decode: "\u89E3\u7801",
+      decoding: "\u6B63\u5728\u89E3\u7801\u2026",
+      needsConnection: "\u89E3\u7801\u9700\u8981\u8FDE\u63A5",
+      idle: "\u9009\u4E00\u4E2A\u4F8B\u5B50\u6216\u8F93\u5165\u5B57\u8282\uFF0C\u7136\u540E\u6309\u201C\u89E3\u7801\u201D\uFF1A\u670D\u52A1\u5668\u7684\u89E3\u7801\u5668\u9010\u4F4D\u8BF4\u660E\u5B83\u8BFB\u5230\u4E86\u4EC0\u4E48\u3002",
+      outcome: (outcome) => outcome === "valid" ? "\u2713 \u6709\u6548\uFF1A\u6BCF\u4E00\u5E27\u90FD\u89E3\u7801\u5B8C\u4E86" : outcome === "incomplete" ? "\u2026 \u76EE\u524D\u6709\u6548\uFF0C\u8FD8\u5728\u7B49\u66F4\u591A\u5B57\u8282\uFF1A\u6700\u540E\u4E00\u5E27\u6CA1\u6709\u6536\u5B8C" : outcome === "violation" ? "\u2717 \u8FDD\u53CD\u89C4\u5219\uFF1A\u8FDE\u63A5\u4F1A\u4EE5\u4E0B\u9762\u7684\u5173\u95ED\u7801\u5931\u8D25" : outcome,
+      refused: (message) => `\u670D\u52A1\u5668\u62D2\u7EDD\u4E86\u8FD9\u4E2A\u8BF7\u6C42\uFF1A${message}`,
+      interrupted: "\u56DE\u7B54\u5230\u6765\u4E4B\u524D\u8FDE\u63A5\u65AD\u4E86\uFF1B\u8FDE\u4E0A\u4EE5\u540E\u518D\u89E3\u7801\u4E00\u6B21\u3002",
+      result: "\u89E3\u7801\u5668\u7684\u8FC7\u7A0B"
+    },
+    en: {
+      toggle: "Frame lab",
+      heading: "Frame lab",
+      examples: "Examples",
+      chooseExample: "Choose an example\u2026",
+      examplesFromRfc: "RFC 6455 \xA75.7 examples",
+      examplesBroken: "Frames that break a rule",
+      bytes: "Bytes (hex)",
+      bytesHint: "Spaces, commas, colons and 0x are fine; up to 64 KiB. Change one bit and see what the decoder says.",
+      readAs: "Read as",
+      fromClient: "client frames (masked)",
+      fromServer: "server frames (unmasked)",
+      decode: "Decode",
+      decoding: "Decoding\u2026",
+      needsConnection: "Decode: needs the connection",
+      idle: "Choose an example or type bytes, then Decode: the server's decoder says what it reads, bit by bit.",
+      outcome: (outcome) => outcome === "valid" ? "\u2713 valid: every frame decoded" : outcome === "incomplete" ? "\u2026 valid so far, waiting for more bytes: the last frame is not complete" : outcome === "violation" ? "\u2717 violation: the connection would be failed with the close code below" : outcome,
+      refused: (message) => `The server refused the request: ${message}`,
+      interrupted: "The connection was lost before the answer; decode again once connected.",
+      result: "The decoder's walk"
+    }
+  };
+  function describeFrameLab(state, connected, words) {
+    const waiting = state.name === "waiting";
+    const canDecode = connected && !waiting;
+    const decodeLabel = waiting ? words.decoding : connected ? words.decode : words.needsConnection;
+    switch (state.name) {
+      case "idle":
+      case "waiting":
+        return { status: waiting ? words.decoding : words.idle, outcome: null, lines: [], decodeLabel, canDecode };
+      case "answered":
+        return {
+          status: words.outcome(state.outcome),
+          outcome: state.outcome,
+          lines: state.lines,
+          decodeLabel,
+          canDecode
+        };
+      case "refused":
+        return { status: words.refused(state.message), outcome: "refused", lines: [], decodeLabel, canDecode };
+      case "interrupted":
+        return { status: words.interrupted, outcome: null, lines: [], decodeLabel, canDecode };
+    }
+  }
+  function findFrameLabElements() {
+    return {
+      toggle: findElement("framelab-toggle", HTMLButtonElement),
+      panel: findElement("framelab", HTMLElement),
+      heading: findElement("framelab-heading", HTMLElement),
+      form: findElement("framelab-form", HTMLFormElement),
+      presetLabel: findElement("framelab-preset-label", HTMLLabelElement),
+      preset: findElement("framelab-preset", HTMLSelectElement),
+      hexLabel: findElement("framelab-hex-label", HTMLLabelElement),
+      hex: findElement("framelab-hex", HTMLTextAreaElement),
+      hint: findElement("framelab-hint", HTMLElement),
+      readAs: findElement("framelab-read-as", HTMLElement),
+      fromClient: findElement("framelab-from-client", HTMLInputElement),
+      fromClientLabel: findElement("framelab-from-client-label", HTMLElement),
+      fromServer: findElement("framelab-from-server", HTMLInputElement),
+      fromServerLabel: findElement("framelab-from-server-label", HTMLElement),
+      decode: findElement("framelab-decode", HTMLButtonElement),
+      status: findElement("framelab-status", HTMLElement),
+      resultHeading: findElement("framelab-result-heading", HTMLElement),
+      output: findElement("framelab-output", HTMLPreElement)
+    };
+  }
+  class FrameLabView {
+    constructor(elements, language, storage) {
+      __publicField(this, "elements");
+      __publicField(this, "words");
+      __publicField(this, "language");
+      __publicField(this, "storage");
+      __publicField(this, "renderQueued", false);
+      /** The state drawn last, so a redraw that changes nothing touches nothing (the status is read out). */
+      __publicField(this, "drawn", null);
+      this.elements = elements;
+      this.language = language;
+      this.words = FRAME_LAB_WORDS[language];
+      this.storage = storage;
+    }
+    applyLanguage() {
+      const { elements, words } = this;
+      setText(elements.toggle, words.toggle);
+      setText(elements.heading, words.heading);
+      setText(elements.presetLabel, words.examples);
+      setText(elements.hexLabel, words.bytes);
+      setText(elements.hint, words.bytesHint);
+      setText(elements.readAs, words.readAs);
+      setText(elements.fromClientLabel, words.fromClient);
+      setText(elements.fromServerLabel, words.fromServer);
+      setText(elements.resultHeading, words.result);
+      elements.hex.placeholder = `81 85 ${LAB_KEY} 7f 9f 4d 51 58`;
+      const none = new Option(words.chooseExample, "");
+      const groups = [
+        { label: words.examplesFromRfc, presets: FRAME_LAB_PRESETS.filter((preset) => preset.closeCode === null) },
+        { label: words.examplesBroken, presets: FRAME_LAB_PRESETS.filter((preset) => preset.closeCode !== null) }
+      ].map(({ label, presets }) => {
+        const group = document.createElement("optgroup");
+        group.label = label;
+        group.append(...presets.map((preset) => new Option(preset.label[this.language], preset.id)));
+        return group;
+      });
+      elements.preset.replaceChildren(none, ...groups);
+    }
+    attach(connection) {
+      const { elements } = this;
+      this.setOpen(readStoredJson(this.storage, STORAGE_KEYS.frameLab) === true);
+      elements.toggle.addEventListener("click", () => {
+        const open = elements.panel.hidden;
+        writeStoredJson(this.storage, STORAGE_KEYS.frameLab, open);
+        this.setOpen(open);
+      });
+      elements.preset.addEventListener("change", () => {
+        const preset = FRAME_LAB_PRESETS.find((candidate) => candidate.id === elements.preset.value);
+        if (preset === void 0) return;
+        elements.hex.value = preset.hex;
+        elements.fromClient.checked = preset.from === "client";
+        elements.fromServer.checked = preset.from === "server";
+      });
+      elements.hex.addEventListener("input", () => elements.preset.value = "");
+      elements.form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        if (elements.decode.getAttribute("aria-disabled") === "true") return;
+        connection.decode(elements.hex.value, elements.fromServer.checked ? "server" : "client");
+      });
+      this.render(connection);
+    }
+    /** Called on every change of the connection; draws once after a burst. */
+    scheduleRender(connection) {
+      if (this.renderQueued) return;
+      this.renderQueued = true;
+      queueMicrotask(() => {
+        this.renderQueued = false;
+        this.render(connection);
+      });
+    }
+    setOpen(open) {
+      this.elements.panel.hidden = !open;
+      this.elements.toggle.setAttribute("aria-expanded", String(open));
+    }
+    render(connection) {
+      const state = connection.frameLab;
+      const connected = connection.state === "connected";
+      if (this.drawn !== null && this.drawn.state === state && this.drawn.connected === connected) return;
+      this.drawn = { state, connected };
+      const { elements } = this;
+      const shown = describeFrameLab(state, connected, this.words);
+      setText(elements.decode, shown.decodeLabel);
+      elements.decode.setAttribute("aria-disabled", String(!shown.canDecode));
+      setText(elements.status, shown.status);
+      if (shown.outcome === null) delete elements.status.dataset.outcome;
+      else elements.status.dataset.outcome = shown.outcome;
+      elements.output.replaceChildren(
+        ...shown.lines.map((line) => {
+          const span = createElement("span", "");
+          const trimmed = line.trimStart();
+          if (trimmed.startsWith("\u2717")) span.className = "lab-violation";
+          else if (trimmed.startsWith("\u2192")) span.className = "lab-message";
+          span.textContent = `${line}
+`;
+          return span;
+        })
+      );
+      elements.output.hidden = shown.lines.length === 0;
+      elements.resultHeading.hidden = shown.lines.length === 0;
+    }
+  }
   function startPage() {
     const language = pickLanguage(navigator.languages?.length ? navigator.languages : [navigator.language]);
     const inspector = new InspectorView(findInspectorElements(), INSPECTOR_WORDS[language]);
     inspector.applyLanguage();
-    const connection = createChatPage(language, (event) => inspector.log.observe(event));
+    const lab = new FrameLabView(findFrameLabElements(), language, openSessionStorage());
+    lab.applyLanguage();
+    const connection = createChatPage(
+      language,
+      (event) => inspector.log.observe(event),
+      () => lab.scheduleRender(connection)
+    );
     inspector.attach(connection);
+    lab.attach(connection);
     connection.start();
   }
   if (typeof document !== "undefined") {

@@ -11,6 +11,11 @@
 // switches the server's reports on and off with setInspecting(). Without it,
 // part one works exactly the same.
 //
+// Part three is the frame lab: a panel where bytes typed as hex are sent to
+// the server, whose own decoder walks them and answers with what each bit
+// means, or the first rule they break and its close code. The request goes
+// over the chat's connection (ChatConnection.decode), one at a time.
+//
 // Reading order, top to bottom:
 //   Part one: the chat client
 //     1. the wire: the server's types, its frames checked on arrival, the values copied from server.ts
@@ -27,7 +32,10 @@
 //   Part two: the frame inspector
 //    11. InspectorLog: the entries, from the server's traces and the connection's events
 //    12. InspectorView: the panel
-//   Start-up: both parts on the page
+//   Part three: the frame lab
+//    13. FrameLab: the examples, and one request and its answer
+//    14. FrameLabView: the panel
+//   Start-up: all three parts on the page
 //
 // Durations are in milliseconds; names that hold one end in "Ms".
 
@@ -37,6 +45,7 @@
 import type {
   ChatMessage,
   ClientMessage,
+  DecodedMessage,
   ErrorCode,
   ErrorMessage,
   HistoryPageMessage,
@@ -48,6 +57,7 @@ import type {
   ServerMessage,
   TraceFrameFields,
   TraceMessage,
+  TraceNoteFields,
   WelcomeMessage,
 } from "./server.ts";
 
@@ -102,7 +112,11 @@ export interface ErrorFrame extends Omit<ErrorMessage, "code" | "id"> {
 /** Each member of a union without its `type`. */
 type WithoutType<Message> = Message extends unknown ? Omit<Message, "type"> : never;
 
-/** A `trace` message without its `type`: one frame of this connection, or its opening handshake. */
+/**
+ * A `trace` message without its `type`: one frame of this connection, its
+ * opening handshake, or the note under a data frame that says what
+ * compression did to its message.
+ */
 export type TraceReport = WithoutType<TraceMessage>;
 
 /**
@@ -120,7 +134,9 @@ export type ServerFrame =
   | HistoryFrame
   | RenamedMessage
   | ErrorFrame
-  | { type: "trace"; trace: TraceReport };
+  | { type: "trace"; trace: TraceReport }
+  /** The frame lab's answer: the server's decoder walked the bytes (see part three). */
+  | DecodedMessage;
 
 /** Spaced hex as the server writes it: "7f 9f 4d", or "" for no bytes. */
 const SPACED_HEX = /^(?:[0-9a-f]{2}(?: [0-9a-f]{2})*)?$/;
@@ -239,6 +255,7 @@ function readChatMessage(value: Record<string, unknown>): ChatMessage | null {
 function readTraceReport(value: Record<string, unknown>): TraceReport | null {
   const { direction, line, lines, frame } = value;
   if (direction === "handshake") return isStringArray(lines) ? { direction, lines } : null;
+  if (direction === "note") return readTraceNote(value);
   if ((direction !== "received" && direction !== "sent") || typeof line !== "string" || !isRecord(frame)) return null;
   const { fin, rsv1, rsv2, rsv3, opcode, opcodeName, masked, maskKey, lengthBits, length, onWire, payload } = frame;
   const flags = [fin, rsv1, rsv2, rsv3, masked];
@@ -269,6 +286,19 @@ function readTraceReport(value: Record<string, unknown>): TraceReport | null {
   };
 }
 
+/** The note under a data frame (RFC 7692): what the message was before or after compression. */
+function readTraceNote(value: Record<string, unknown>): TraceReport | null {
+  const { of, line, note } = value;
+  if ((of !== "received" && of !== "sent") || typeof line !== "string" || !isRecord(note)) return null;
+  const { compressed, binary, length, wireLength, payload, threshold } = note;
+  if (typeof compressed !== "boolean" || typeof binary !== "boolean") return null;
+  if (!isCount(length) || !isCount(wireLength) || typeof payload !== "string" || !SPACED_HEX.test(payload)) return null;
+  if (threshold !== undefined && !isCount(threshold)) return null;
+  const fields: TraceNoteFields = { compressed, binary, length, wireLength, payload };
+  if (threshold !== undefined) fields.threshold = threshold;
+  return { direction: "note", of, line, note: fields };
+}
+
 function readPresence(value: Record<string, unknown>): PresenceMessage | null {
   const { type, name, sid } = value;
   if (type !== "joined" && type !== "left" && type !== "away" && type !== "back") return null;
@@ -294,8 +324,13 @@ const frameReaders: Record<ServerMessage["type"], (value: Record<string, unknown
   presence: readPresenceSummary,
   members: readMembersPage,
   history: readHistoryPage,
-  // The frame lab's answers (`--decode` on the page): the page has no lab panel yet, so it asks for none.
-  decoded: () => null,
+  // The frame lab's answer: the lines are the server's own words, shown as they are.
+  decoded: (value) => {
+    const { lines, outcome } = value;
+    if (!isStringArray(lines)) return null;
+    if (outcome !== "valid" && outcome !== "incomplete" && outcome !== "violation") return null;
+    return { type: "decoded", lines, outcome };
+  },
   renamed: (value) => {
     const { sid, from, to } = value;
     if (typeof sid !== "string" || typeof from !== "string" || typeof to !== "string") return null;
@@ -357,6 +392,8 @@ export const STORAGE_KEYS = {
   you: "chatRoom.you",
   /** true while the frame inspector is open, so a reload opens it again (and asks for the handshake). */
   inspector: "chatRoom.inspector",
+  /** true while the frame lab is open, so a reload keeps it open. */
+  frameLab: "chatRoom.frameLab",
 } as const;
 
 export function createMemoryStorage(): KeyValueStorage {
@@ -1512,6 +1549,8 @@ export class ChatConnection {
   private readonly pager = new HistoryPager();
   /** Whether the frame inspector is open: the server is asked for traces on every connection. */
   private inspectOn: boolean;
+  /** The frame lab's request on the current socket, and its answer (part three). */
+  private readonly lab = new FrameLab();
 
   constructor(options: ChatConnectionOptions) {
     this.options = options;
@@ -1636,6 +1675,11 @@ export class ChatConnection {
     return this.inspectOn;
   }
 
+  /** The frame lab: nothing asked, waiting for the server, or its answer. */
+  get frameLab(): FrameLabState {
+    return this.lab.state;
+  }
+
   /** Ours: sent by our session, under whatever name. Nothing else makes a message ours. */
   isMine(message: ChatMessage): boolean {
     return this.ownSid !== null && message.sid === this.ownSid;
@@ -1694,6 +1738,21 @@ export class ChatConnection {
     if (before === null) return;
     this.sendFrame({ type: "history", before });
     this.notify();
+  }
+
+  /**
+   * Asks the server to decode `hex` as a client's or a server's frames (the
+   * frame lab). Only over an open connection and with no other request out:
+   * the answer names no request, so only one may be waiting. Returns whether
+   * it was sent.
+   */
+  decode(hex: string, from: FrameLabSource): boolean {
+    if (this.phase.name !== "open") return false;
+    const request = this.lab.ask(hex, from);
+    if (request === null) return false;
+    this.sendFrame({ type: "decode", hex: request.hex, from: request.from });
+    this.notify();
+    return true;
   }
 
   /** Asks for the next page of the member list, or the list again if it may show leavers; on the user's action only. */
@@ -1854,6 +1913,7 @@ export class ChatConnection {
       // Without a connection we do not know who is online, and no answer to a request is coming.
       this.roster.clear();
       this.pager.close();
+      this.lab.close();
       try {
         // We do not wait for the close to finish: on a half-open connection it never would.
         phase.socket.close();
@@ -1920,6 +1980,9 @@ export class ChatConnection {
       case "error":
         this.handleError(frame);
         break;
+      case "decoded":
+        this.lab.answered(frame);
+        break;
     }
     this.notify();
   }
@@ -1973,6 +2036,13 @@ export class ChatConnection {
 
   private handleError(error: ErrorFrame): void {
     const { phase } = this;
+    // The frame lab's bad input is the lab's to show, and about no other request.
+    if (isFrameLabError(error)) {
+      this.lab.refused(error.message);
+      return;
+    }
+    // A request refused for its rate may have been the lab's as much as any other.
+    if (error.code === "rate_limited") this.lab.refused(error.message);
     // An error about a `say` names it, and one about a name is about the rename;
     // any other may be the answer to a members or history request (rate_limited,
     // most likely), which is then no longer out, so the user can ask again.
@@ -2956,9 +3026,14 @@ const browserTimers: Timers = {
 
 /**
  * Builds the chat on client.html around a new ChatConnection, and returns the
- * connection, not yet started. `observer` watches it (the inspector does).
+ * connection, not yet started. `observer` watches it (the inspector does);
+ * `onChange` hears of every change, as the chat's own view does (the frame lab).
  */
-function createChatPage(language: Language, observer: ConnectionObserver | undefined): ChatConnection {
+function createChatPage(
+  language: Language,
+  observer: ConnectionObserver | undefined,
+  onChange: () => void = () => {},
+): ChatConnection {
   const elements = findChatElements();
   const text = TEXT[language];
   const address = resolveServer(location);
@@ -2973,7 +3048,10 @@ function createChatPage(language: Language, observer: ConnectionObserver | undef
     timers: browserTimers,
     timing: readTimingFromQuery(location.search),
     isOnline: () => navigator.onLine,
-    onChange: () => view.scheduleRender(connection),
+    onChange: () => {
+      view.scheduleRender(connection);
+      onChange();
+    },
     onServerError: (error) => view.showServerError(error),
     observer,
   });
@@ -3150,6 +3228,11 @@ export interface InspectorField {
   value: string;
 }
 
+/**
+ * One entry of the panel. An entry is never changed in place: the one time it
+ * changes (the server's note about the message a frame ended has come), the
+ * log holds a new object with the same id, and the page redraws that entry.
+ */
 export interface InspectorEntry {
   /** Increases by one per entry and never repeats, so the page can keep one element per entry. */
   id: number;
@@ -3164,8 +3247,15 @@ export interface InspectorEntry {
   fields: InspectorField[];
   /** Preformatted lines: the handshake request, key arithmetic and response. */
   lines: string[];
-  /** The server's own one-line description (as `--trace` prints it); null for the page's events. */
+  /** The server's own description (as `--trace` prints it, with its note's line); null for the page's events. */
   serverLine: string | null;
+}
+
+/** A frame that ended a message, waiting for the server's note about that message (see InspectorLog.note). */
+interface AwaitingNote {
+  id: number;
+  frame: TraceFrameFields;
+  knownText: string | null;
 }
 
 /** The inspector's words in one language. Protocol names (FIN, MASK, opcode names) stay as the RFC writes them. */
@@ -3180,6 +3270,12 @@ export interface InspectorWords {
   thisPage: string;
   fin(fin: boolean): string;
   rsv(compressed: boolean): string;
+  /** The server's note: it sent this message plainly although compression was agreed, as too short to gain. */
+  sentPlain(threshold: number): string;
+  /** The server's note on a compressed message: its size on the wire and as a message, `percent` = wire / message. */
+  deflate(direction: "received" | "sent", wireLength: number, length: number, percent: number): string;
+  /** In the summary line of a compressed message: its own size. */
+  inflatedSize(length: number): string;
   mask(masked: boolean): string;
   length(length: number, bits: 7 | 16 | 64): string;
   /** unmasked = masked XOR key, byte by byte; one byte worked as an example. */
@@ -3207,6 +3303,9 @@ export interface InspectorWords {
   back(name: string): string;
   error(code: string): string;
   inspectMessage(on: boolean): string;
+  /** The frame lab's request and the server's answer (part three). */
+  decodeRequest(from: string): string;
+  decodedAnswer(outcome: string, lines: number): string;
   /** A large room's second of comings and goings, in one frame. */
   presenceSummary(joined: number, left: number, online: number): string;
   membersRequest(offset: number): string;
@@ -3242,6 +3341,11 @@ function shorten(text: string, limit: number): string {
   return characters.length <= limit ? text : `${characters.slice(0, limit - 1).join("")}…`;
 }
 
+/** "1 KiB" for a whole number of KiB, else "1000 bytes" (in the words' own `unit`). */
+function byteSize(bytes: number, unit: string): string {
+  return bytes > 0 && bytes % 1024 === 0 ? `${bytes / 1024} KiB` : `${bytes} ${unit}`;
+}
+
 /** Seconds with at most one decimal: 1.5 s, 30 s. */
 function seconds(milliseconds: number): string {
   return String(Math.round(milliseconds / 100) / 10);
@@ -3258,7 +3362,13 @@ export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
     handshake: "握手",
     thisPage: "本页",
     fin: (fin) => (fin ? "1 · 这条消息的最后一帧" : "0 · 这条消息后面还有帧"),
-    rsv: (compressed) => (compressed ? " · RSV1：已压缩（permessage-deflate）" : " · 没有扩展用到它们"),
+    rsv: (compressed) => (compressed ? " · RSV1=1：用 permessage-deflate 压缩（RFC 7692 §6）" : " · 没有扩展用到它们"),
+    sentPlain: (threshold) => ` · 未压缩发送：短于 ${byteSize(threshold, "字节")}（--deflate-threshold），不值得压缩`,
+    deflate: (direction, wireLength, length, percent) =>
+      direction === "received"
+        ? `${wireLength} 字节 deflate 数据解压为 ${length} 字节（${percent}%）；上面的文本是服务器解压出的内容`
+        : `${length} 字节压缩为 ${wireLength} 字节（${percent}%）；上面的文本是压缩前的消息`,
+    inflatedSize: (length) => `解压后 ${length} B`,
     mask: (masked) => (masked ? "1 · 浏览器发出的每一帧都必须加掩码（RFC 6455 §5.3）" : "0 · 服务器发出的帧从不加掩码"),
     length: (length, bits) =>
       bits === 7
@@ -3286,6 +3396,8 @@ export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
     back: (name) => `${name} 回来了（同一个会话）`,
     error: (code) => `错误 ${code}`,
     inspectMessage: (on) => (on ? "请服务器报告这个连接的帧" : "请服务器不再报告帧"),
+    decodeRequest: (from) => `帧实验室：请服务器把这些字节当作${from === "server" ? "服务器" : "客户端"}的帧解码`,
+    decodedAnswer: (outcome, lines) => `帧实验室的回答：${FRAME_LAB_WORDS.zh.outcome(outcome)}（${lines} 行）`,
     presenceSummary: (joined, left, online) => `这一秒：${joined} 人加入，${left} 人离开，${online} 人在线`,
     membersRequest: (offset) => `请求成员名单（从第 ${offset + 1} 人起）`,
     membersPage: (offset, count, total) =>
@@ -3335,7 +3447,17 @@ export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
     handshake: "opening handshake",
     thisPage: "this page",
     fin: (fin) => (fin ? "1 · the last frame of its message" : "0 · more frames of this message follow"),
-    rsv: (compressed) => (compressed ? " · RSV1: compressed (permessage-deflate)" : " · no extension uses them"),
+    rsv: (compressed) =>
+      compressed ? " · RSV1=1: compressed with permessage-deflate (RFC 7692 §6)" : " · no extension uses them",
+    sentPlain: (threshold) =>
+      ` · sent uncompressed: shorter than ${byteSize(threshold, "bytes")} (--deflate-threshold), ` +
+      "not worth compressing",
+    deflate: (direction, wireLength, length, percent) =>
+      direction === "received"
+        ? `${wireLength} bytes of deflate data inflate to ${length} (${percent}%); ` +
+          "the text above is what the server inflated"
+        : `${length} bytes deflated to ${wireLength} (${percent}%); the text above is the message before compression`,
+    inflatedSize: (length) => `${length} B inflated`,
     mask: (masked) =>
       masked ? "1 · a browser must mask every frame it sends (RFC 6455 §5.3)" : "0 · a server never masks",
     length: (length, bits) =>
@@ -3367,6 +3489,8 @@ export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
     error: (code) => `error ${code}`,
     inspectMessage: (on) =>
       on ? "asks the server to report this connection's frames" : "asks the server to stop reporting frames",
+    decodeRequest: (from) => `frame lab: asks the server to decode these bytes as ${from}'s frames`,
+    decodedAnswer: (outcome, lines) => `frame lab's answer: ${FRAME_LAB_WORDS.en.outcome(outcome)} (${lines} lines)`,
     presenceSummary: (joined, left, online) => `this second: ${joined} joined, ${left} left, ${online} online`,
     membersRequest: (offset) => `asks for the member list from member ${offset + 1}`,
     membersPage: (offset, count, total) =>
@@ -3497,6 +3621,10 @@ function describeChatJson(text: string, words: InspectorWords): string | null {
       return words.error(asText(value.code));
     case "inspect":
       return words.inspectMessage(value.on !== false);
+    case "decode":
+      return words.decodeRequest(value.from === "server" ? "server" : "client");
+    case "decoded":
+      return words.decodedAnswer(asText(value.outcome), Array.isArray(value.lines) ? value.lines.length : 0);
     case "presence":
       return words.presenceSummary(asCount(value.joinedCount), asCount(value.leftCount), asCount(value.online));
     // The request and its answer share a type; only the answer carries the list.
@@ -3530,22 +3658,30 @@ function isDataOpcode(opcode: number): boolean {
 
 /**
  * The labelled lines of one traced frame. `knownText` is the whole message
- * when the page knows it from elsewhere (see InspectorLog.trace); it is the
- * only way to show a compressed message as text.
+ * when the page knows it from elsewhere (see InspectorLog.trace). `note` is
+ * the server's note under the frame that ends a message, once it has come: it
+ * holds a compressed message's first bytes as they were before compression,
+ * and why a short message the server sent was not compressed.
  */
 export function describeTraceFrame(
   frame: TraceFrameFields,
   direction: "received" | "sent",
   knownText: string | null,
   words: InspectorWords,
+  note: TraceNoteFields | null = null,
 ): { summary: string; fields: InspectorField[] } {
   const onWire = hexToBytes(frame.onWire);
   const payload = hexToBytes(frame.payload);
   const compressed = frame.rsv1;
+  // The note tells the message's own bytes only for a compressed one; a plain one's are in the frame. Only
+  // the first frame of a message carries RSV1 (RFC 7692 §6.1), and the note is under the last.
+  const inflated = note?.compressed === true ? note : null;
   const rsvBits = `${frame.rsv1 ? 1 : 0} ${frame.rsv2 ? 1 : 0} ${frame.rsv3 ? 1 : 0}`;
+  const threshold = note !== null && !note.compressed ? note.threshold : undefined;
+  const rsvMeaning = threshold !== undefined && !compressed ? words.sentPlain(threshold) : words.rsv(compressed);
   const fields: InspectorField[] = [
     { label: "FIN", value: words.fin(frame.fin) },
-    { label: "RSV1-3", value: rsvBits + words.rsv(compressed) },
+    { label: "RSV1-3", value: rsvBits + rsvMeaning },
     { label: "opcode", value: `0x${frame.opcode.toString(16)} · ${frame.opcodeName}` },
     { label: "MASK", value: words.mask(frame.masked) },
     { label: "length", value: words.length(frame.length, frame.lengthBits) },
@@ -3586,24 +3722,36 @@ export function describeTraceFrame(
     fields.push({ label: "note", value: words.pongNote(direction) });
   } else if (isDataOpcode(frame.opcode) && frame.length > 0) {
     // What the frame says as text: the whole message if the page knows it,
-    // else the uncompressed bytes the server showed us. Where both exist they
-    // must agree: a match that does not is dropped rather than shown.
-    const prefix = compressed || frame.opcode === 0x2 ? null : previewText(payload, frame.length);
+    // else the uncompressed bytes the server showed us (in the frame, or for a
+    // compressed message in its note). Where both exist they must agree: a
+    // match that does not is dropped rather than shown.
+    const plain = inflated !== null ? hexToBytes(inflated.payload) : compressed ? null : payload;
+    const plainLength = inflated?.length ?? frame.length;
+    const binary = inflated !== null ? inflated.binary : frame.opcode === 0x2;
+    const prefix = plain === null || binary ? null : previewText(plain, plainLength);
     let text: string | null = knownText;
-    if (text !== null && !compressed && (prefix === null || !text.startsWith(prefix))) text = null;
+    if (text !== null && plain !== null && (prefix === null || !text.startsWith(prefix))) text = null;
     if (text === null && prefix !== null) {
-      const cut = frame.length - new TextEncoder().encode(prefix).length;
+      const cut = plainLength - new TextEncoder().encode(prefix).length;
       text = prefix + (cut > 0 ? words.moreBytes(cut) : "");
     }
-    fields.push({ label: "text", value: text ?? (compressed ? words.compressedUnknown : words.notText) });
-    if (compressed && text !== null) {
+    fields.push({
+      label: "text",
+      value: text ?? (compressed && plain === null ? words.compressedUnknown : words.notText),
+    });
+    if (inflated !== null) {
+      if (binary && plain !== null) fields.push({ label: "inflated", value: bytesToHex(plain, HEX_BYTES_SHOWN) });
+      const percent = inflated.length === 0 ? 0 : Math.round((inflated.wireLength / inflated.length) * 100);
+      fields.push({ label: "deflate", value: words.deflate(direction, inflated.wireLength, inflated.length, percent) });
+    } else if (compressed && text !== null) {
       const value = direction === "received" ? words.compressedByPage : words.compressedByServer;
       fields.push({ label: "RSV1=1", value });
     }
     if (frame.opcode === 0x0) meaning = words.continuation;
     else if (text !== null) meaning = describeChatJson(text, words) ?? text;
   }
-  const summary = `${frame.opcodeName} · ${frame.length} B`;
+  const size = `${frame.opcodeName} · ${frame.length} B`;
+  const summary = inflated === null ? size : `${size} (${words.inflatedSize(inflated.length)})`;
   return { summary: meaning === null ? summary : `${summary} · ${shorten(meaning, SUMMARY_CHARACTERS)}`, fields };
 }
 
@@ -3664,6 +3812,12 @@ export class InspectorLog {
   private unmatched: string[] = [];
   /** The last message that arrived, for the trace of it that follows. */
   private lastReceived: string | null = null;
+  /**
+   * In each direction, the frame that ended the last message, until the
+   * server's note about that message comes. The server sends the note right
+   * after the frame's trace, so the last such frame is the one it is about.
+   */
+  private awaitingNote: Record<"received" | "sent", AwaitingNote | null> = { received: null, sent: null };
 
   constructor(options: InspectorLogOptions) {
     this.options = options;
@@ -3707,6 +3861,7 @@ export class InspectorLog {
     this.matching = tracedFromStart;
     this.unmatched = [];
     this.lastReceived = null;
+    this.awaitingNote = { received: null, sent: null };
   }
 
   /** A text the page sent, to be matched with the server's trace of it. */
@@ -3743,8 +3898,7 @@ export class InspectorLog {
       this.add({ direction: "handshake", opcode: null, kind: null, summary, fields: [], lines, serverLine: null });
       return;
     }
-    // What compression did to a message (RFC 7692): readTraceReport does not read these notes yet.
-    if (trace.direction === "note") return;
+    if (trace.direction === "note") return this.note(trace.of, trace.note, trace.line);
     const { frame, direction } = trace;
     let knownText: string | null = null;
     // Only the last frame of a message completes it (FIN=1); control frames are no one's message.
@@ -3759,6 +3913,29 @@ export class InspectorLog {
     }
     const { summary, fields } = describeTraceFrame(frame, direction, knownText, this.options.words);
     this.add({ direction, opcode: frame.opcodeName, kind: null, summary, fields, lines: [], serverLine: trace.line });
+    if (isDataOpcode(frame.opcode) && frame.fin)
+      this.awaitingNote[direction] = { id: this.nextId - 1, frame, knownText };
+  }
+
+  /**
+   * The server's note about the message the last data frame in `of` ended:
+   * that frame's entry is described again with it (the text a compressed
+   * message inflates to, or why a short one went uncompressed). A note whose
+   * frame is not in the list (cleared, or traced before this socket) is
+   * dropped: on its own it would describe nothing on screen.
+   */
+  note(of: "received" | "sent", note: TraceNoteFields, line: string): void {
+    const awaiting = this.awaitingNote[of];
+    this.awaitingNote[of] = null;
+    if (awaiting === null) return;
+    const index = this.list.findIndex((entry) => entry.id === awaiting.id);
+    const entry = this.list[index];
+    if (entry === undefined) return;
+    const { frame, knownText } = awaiting;
+    const { summary, fields } = describeTraceFrame(frame, of, knownText, this.options.words, note);
+    const serverLine = entry.serverLine === null ? line : `${entry.serverLine}\n${line}`;
+    this.list[index] = { ...entry, summary, fields, serverLine };
+    this.options.onChange?.();
   }
 
   private add(entry: Omit<InspectorEntry, "id" | "time">): void {
@@ -3806,8 +3983,12 @@ class InspectorView {
   readonly log: InspectorLog;
   private readonly elements: InspectorElements;
   private readonly words: InspectorWords;
-  /** The entries on screen, oldest first; entries only ever join at the end and leave at the start. */
-  private shown: Array<{ id: number; element: HTMLLIElement }> = [];
+  /**
+   * The entries on screen, oldest first; entries only ever join at the end
+   * and leave at the start. `entry` is the object drawn: when the log holds
+   * another one for that id, the entry changed (see InspectorEntry).
+   */
+  private shown: Array<{ id: number; entry: InspectorEntry; element: HTMLLIElement }> = [];
   private renderQueued = false;
 
   constructor(elements: InspectorElements, words: InspectorWords) {
@@ -3869,11 +4050,22 @@ class InspectorView {
     // Entries the log no longer has (over the limit, or cleared) leave from the top.
     const oldestKept = entries[0]?.id ?? Infinity;
     while (this.shown.length > 0 && this.shown[0]!.id < oldestKept) this.shown.shift()!.element.remove();
+    // Entries that changed are drawn again where they are. Ids run without
+    // gaps in both lists, so the shown row of an entry is found by offset.
+    const offset = this.shown.length > 0 ? this.shown[0]!.id - oldestKept : 0;
+    this.shown.forEach((row, index) => {
+      const entry = entries[index + offset];
+      if (entry === undefined || entry.id !== row.id || entry === row.entry) return;
+      const element = this.entryElement(entry);
+      row.element.replaceWith(element);
+      row.element = element;
+      row.entry = entry;
+    });
     // New ones join at the bottom.
     const newestShown = this.shown[this.shown.length - 1]?.id ?? 0;
     const added = entries
       .filter((entry) => entry.id > newestShown)
-      .map((entry) => ({ id: entry.id, element: this.entryElement(entry) }));
+      .map((entry) => ({ id: entry.id, entry, element: this.entryElement(entry) }));
     list.append(...added.map((row) => row.element));
     this.shown.push(...added);
 
@@ -3937,16 +4129,505 @@ class InspectorView {
 }
 
 // ═══════════════════════════════════════════════════════════════════════════
+// Part three: the frame lab
+// ═══════════════════════════════════════════════════════════════════════════
+//
+// The inspector shows the frames a browser happens to send; the lab lets a
+// learner send the server any bytes at all, and break each rule on purpose.
+// The bytes never go on the wire as frames: they travel as hex inside a
+// `decode` message, and the server feeds them to a fresh FrameDecoder (the one
+// every connection uses) and answers with its walk, line by line. The page
+// shows the server's lines as they are: the decoder, not the page, decides.
+
+// ---------------------------------------------------------------------------
+// 13. FrameLab
+// ---------------------------------------------------------------------------
+
+/** Whose frames the bytes are: a client's must be masked, a server's must not (RFC 6455 §5.1). */
+export type FrameLabSource = "client" | "server";
+
+export type FrameLabOutcome = DecodedMessage["outcome"];
+
+/** An example to start from: bytes from RFC 6455 §5.7, or a frame that breaks one rule. */
+export interface FrameLabPreset {
+  id: string;
+  label: Record<Language, string>;
+  /** Spaced hex, as the server's own lines write bytes. */
+  hex: string;
+  from: FrameLabSource;
+  /** What the server's decoder makes of it; test/client.test.ts checks each against server.ts. */
+  outcome: FrameLabOutcome;
+  /** For a broken one, the close code the connection would be failed with (§7.4.1). */
+  closeCode: number | null;
+}
+
+/** The §5.7 masking key, used for every masked example so the bytes can be checked by hand. */
+const LAB_KEY = "37 fa 21 3d";
+
+/** `count` bytes as spaced hex, each from `byte(index)`. */
+function labBytes(count: number, byte: (index: number) => number): string {
+  return Array.from({ length: count }, (_, index) => byte(index).toString(16).padStart(2, "0")).join(" ");
+}
+
+export const FRAME_LAB_PRESETS: readonly FrameLabPreset[] = [
+  {
+    id: "hello",
+    label: { en: 'a masked "Hello" (§5.7)', zh: '加掩码的 "Hello"（§5.7）' },
+    hex: `81 85 ${LAB_KEY} 7f 9f 4d 51 58`,
+    from: "client",
+    outcome: "valid",
+    closeCode: null,
+  },
+  {
+    id: "fragmented",
+    label: { en: 'an unmasked "Hel" + "lo" in two frames (§5.7)', zh: '不加掩码、分成两帧的 "Hel" + "lo"（§5.7）' },
+    hex: "01 03 48 65 6c 80 02 6c 6f",
+    from: "server",
+    outcome: "valid",
+    closeCode: null,
+  },
+  {
+    id: "ping",
+    label: { en: 'an unmasked ping carrying "Hello" (§5.7)', zh: '不加掩码、带 "Hello" 的 ping（§5.7）' },
+    hex: "89 05 48 65 6c 6c 6f",
+    from: "server",
+    outcome: "valid",
+    closeCode: null,
+  },
+  {
+    id: "binary-256",
+    label: { en: "256 bytes of binary: a 16-bit length (§5.7)", zh: "256 字节的二进制消息：16 位长度（§5.7）" },
+    hex: `82 7e 01 00 ${labBytes(256, (index) => index)}`,
+    from: "server",
+    outcome: "valid",
+    closeCode: null,
+  },
+  {
+    id: "binary-64k",
+    label: {
+      en: "64 KiB of binary, the header only: a 64-bit length (§5.7)",
+      zh: "64 KiB 的二进制消息，只有帧头：64 位长度（§5.7）",
+    },
+    hex: "82 7f 00 00 00 00 00 01 00 00",
+    from: "server",
+    outcome: "incomplete",
+    closeCode: null,
+  },
+  {
+    id: "unmasked-client",
+    label: { en: "an unmasked client frame (§5.1)", zh: "没加掩码的客户端帧（§5.1）" },
+    hex: "81 05 48 65 6c 6c 6f",
+    from: "client",
+    outcome: "violation",
+    closeCode: 1002,
+  },
+  {
+    id: "rsv1",
+    label: { en: "RSV1 set with no extension agreed (§5.2)", zh: "没有协商扩展却置了 RSV1（§5.2）" },
+    hex: `c1 85 ${LAB_KEY} 7f 9f 4d 51 58`,
+    from: "client",
+    outcome: "violation",
+    closeCode: 1002,
+  },
+  {
+    id: "control-fragmented",
+    label: { en: "a fragmented control frame: a ping with FIN=0 (§5.5)", zh: "分片的控制帧：FIN=0 的 ping（§5.5）" },
+    hex: `09 85 ${LAB_KEY} 7f 9f 4d 51 58`,
+    from: "client",
+    outcome: "violation",
+    closeCode: 1002,
+  },
+  {
+    id: "control-too-long",
+    label: { en: "a control frame over 125 bytes (§5.5)", zh: "超过 125 字节的控制帧（§5.5）" },
+    hex: `89 fe 00 7e ${LAB_KEY} ${labBytes(126, () => 0)}`,
+    from: "client",
+    outcome: "violation",
+    closeCode: 1002,
+  },
+  {
+    id: "utf8-split",
+    label: { en: "invalid UTF-8 split across two fragments (§8.1)", zh: "跨两个分片的无效 UTF-8（§8.1）" },
+    hex: `01 83 ${LAB_KEY} 7f 18 a3 80 81 ${LAB_KEY} 1f`,
+    from: "client",
+    outcome: "violation",
+    closeCode: 1007,
+  },
+  {
+    id: "close-1005",
+    label: { en: "close code 1005 on the wire (§7.4.1)", zh: "线上出现关闭码 1005（§7.4.1）" },
+    hex: `88 82 ${LAB_KEY} 34 17`,
+    from: "client",
+    outcome: "violation",
+    closeCode: 1002,
+  },
+  {
+    id: "reserved-opcode",
+    label: { en: "a reserved opcode, 0x3 (§5.2)", zh: "保留的 opcode 0x3（§5.2）" },
+    hex: `83 80 ${LAB_KEY}`,
+    from: "client",
+    outcome: "violation",
+    closeCode: 1002,
+  },
+];
+
+export interface FrameLabRequest {
+  hex: string;
+  from: FrameLabSource;
+}
+
+/**
+ * The lab's one request and what became of it:
+ *   idle ──ask──▶ waiting ──decoded──▶ answered
+ *                    │ ├──bad hex, rate limit──▶ refused
+ *                    │ └──connection lost──────▶ interrupted
+ * and from any but waiting, ask again. The server's answer names no request,
+ * so a second one is not sent while the first waits.
+ */
+export type FrameLabState =
+  | { name: "idle" }
+  | { name: "waiting"; request: FrameLabRequest }
+  | { name: "answered"; request: FrameLabRequest; lines: string[]; outcome: FrameLabOutcome }
+  | { name: "refused"; request: FrameLabRequest; message: string }
+  | { name: "interrupted"; request: FrameLabRequest };
+
+/** The server's refusal of the lab's input: its message says "Frame lab: …" (server.ts, decode). */
+export function isFrameLabError(error: { code: string; message: string }): boolean {
+  return error.code === "bad_message" && error.message.startsWith("Frame lab:");
+}
+
+/** The frame lab's request and answer, without a socket: ChatConnection sends what ask() returns. */
+export class FrameLab {
+  private current: FrameLabState = { name: "idle" };
+
+  get state(): FrameLabState {
+    return this.current;
+  }
+
+  /** The request to send, or null while one is waiting. The hex goes as typed: the server reads it. */
+  ask(hex: string, from: FrameLabSource): FrameLabRequest | null {
+    if (this.current.name === "waiting") return null;
+    const request = { hex: hex.trim(), from };
+    this.current = { name: "waiting", request };
+    return request;
+  }
+
+  /** The server's walk; one that nothing waits for (after a refusal) is not ours to show. */
+  answered(answer: DecodedMessage): void {
+    if (this.current.name !== "waiting") return;
+    const { request } = this.current;
+    this.current = { name: "answered", request, lines: answer.lines, outcome: answer.outcome };
+  }
+
+  /** The server refused the request: hex it cannot read, or too many requests. */
+  refused(message: string): void {
+    if (this.current.name !== "waiting") return;
+    this.current = { name: "refused", request: this.current.request, message };
+  }
+
+  /** The connection is gone, and with it the answer. */
+  close(): void {
+    if (this.current.name !== "waiting") return;
+    this.current = { name: "interrupted", request: this.current.request };
+  }
+}
+
+/** The lab's words in one language. The server's lines stay as it writes them (in English, like --trace). */
+export interface FrameLabWords {
+  toggle: string;
+  heading: string;
+  examples: string;
+  chooseExample: string;
+  examplesFromRfc: string;
+  examplesBroken: string;
+  bytes: string;
+  bytesHint: string;
+  readAs: string;
+  fromClient: string;
+  fromServer: string;
+  decode: string;
+  decoding: string;
+  needsConnection: string;
+  idle: string;
+  outcome(outcome: string): string;
+  refused(message: string): string;
+  interrupted: string;
+  result: string;
+}
+
+export const FRAME_LAB_WORDS: Record<Language, FrameLabWords> = {
+  zh: {
+    toggle: "帧实验室",
+    heading: "帧实验室",
+    examples: "例子",
+    chooseExample: "选一个例子…",
+    examplesFromRfc: "RFC 6455 §5.7 的例子",
+    examplesBroken: "违反规则的帧",
+    bytes: "字节（十六进制）",
+    bytesHint: "可以带空格、逗号、冒号或 0x；最多 64 KiB。改一个位，看解码器怎么说。",
+    readAs: "当作",
+    fromClient: "客户端帧（加掩码）",
+    fromServer: "服务器帧（不加掩码）",
+    decode: "解码",
+    decoding: "正在解码…",
+    needsConnection: "解码需要连接",
+    idle: "选一个例子或输入字节，然后按“解码”：服务器的解码器逐位说明它读到了什么。",
+    outcome: (outcome) =>
+      outcome === "valid"
+        ? "✓ 有效：每一帧都解码完了"
+        : outcome === "incomplete"
+          ? "… 目前有效，还在等更多字节：最后一帧没有收完"
+          : outcome === "violation"
+            ? "✗ 违反规则：连接会以下面的关闭码失败"
+            : outcome,
+    refused: (message) => `服务器拒绝了这个请求：${message}`,
+    interrupted: "回答到来之前连接断了；连上以后再解码一次。",
+    result: "解码器的过程",
+  },
+  en: {
+    toggle: "Frame lab",
+    heading: "Frame lab",
+    examples: "Examples",
+    chooseExample: "Choose an example…",
+    examplesFromRfc: "RFC 6455 §5.7 examples",
+    examplesBroken: "Frames that break a rule",
+    bytes: "Bytes (hex)",
+    bytesHint: "Spaces, commas, colons and 0x are fine; up to 64 KiB. Change one bit and see what the decoder says.",
+    readAs: "Read as",
+    fromClient: "client frames (masked)",
+    fromServer: "server frames (unmasked)",
+    decode: "Decode",
+    decoding: "Decoding…",
+    needsConnection: "Decode: needs the connection",
+    idle: "Choose an example or type bytes, then Decode: the server's decoder says what it reads, bit by bit.",
+    outcome: (outcome) =>
+      outcome === "valid"
+        ? "✓ valid: every frame decoded"
+        : outcome === "incomplete"
+          ? "… valid so far, waiting for more bytes: the last frame is not complete"
+          : outcome === "violation"
+            ? "✗ violation: the connection would be failed with the close code below"
+            : outcome,
+    refused: (message) => `The server refused the request: ${message}`,
+    interrupted: "The connection was lost before the answer; decode again once connected.",
+    result: "The decoder's walk",
+  },
+};
+
+/** What the lab panel shows for a state: the status line, the lines, and the outcome to highlight. */
+export function describeFrameLab(
+  state: FrameLabState,
+  connected: boolean,
+  words: FrameLabWords,
+): {
+  status: string;
+  outcome: FrameLabOutcome | "refused" | null;
+  lines: string[];
+  decodeLabel: string;
+  canDecode: boolean;
+} {
+  const waiting = state.name === "waiting";
+  const canDecode = connected && !waiting;
+  const decodeLabel = waiting ? words.decoding : connected ? words.decode : words.needsConnection;
+  switch (state.name) {
+    case "idle":
+    case "waiting":
+      return { status: waiting ? words.decoding : words.idle, outcome: null, lines: [], decodeLabel, canDecode };
+    case "answered":
+      return {
+        status: words.outcome(state.outcome),
+        outcome: state.outcome,
+        lines: state.lines,
+        decodeLabel,
+        canDecode,
+      };
+    case "refused":
+      return { status: words.refused(state.message), outcome: "refused", lines: [], decodeLabel, canDecode };
+    case "interrupted":
+      return { status: words.interrupted, outcome: null, lines: [], decodeLabel, canDecode };
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 14. FrameLabView
+// ---------------------------------------------------------------------------
+
+interface FrameLabElements {
+  toggle: HTMLButtonElement;
+  panel: HTMLElement;
+  heading: HTMLElement;
+  form: HTMLFormElement;
+  presetLabel: HTMLLabelElement;
+  preset: HTMLSelectElement;
+  hexLabel: HTMLLabelElement;
+  hex: HTMLTextAreaElement;
+  hint: HTMLElement;
+  readAs: HTMLElement;
+  fromClient: HTMLInputElement;
+  fromClientLabel: HTMLElement;
+  fromServer: HTMLInputElement;
+  fromServerLabel: HTMLElement;
+  decode: HTMLButtonElement;
+  status: HTMLElement;
+  resultHeading: HTMLElement;
+  output: HTMLPreElement;
+}
+
+function findFrameLabElements(): FrameLabElements {
+  return {
+    toggle: findElement("framelab-toggle", HTMLButtonElement),
+    panel: findElement("framelab", HTMLElement),
+    heading: findElement("framelab-heading", HTMLElement),
+    form: findElement("framelab-form", HTMLFormElement),
+    presetLabel: findElement("framelab-preset-label", HTMLLabelElement),
+    preset: findElement("framelab-preset", HTMLSelectElement),
+    hexLabel: findElement("framelab-hex-label", HTMLLabelElement),
+    hex: findElement("framelab-hex", HTMLTextAreaElement),
+    hint: findElement("framelab-hint", HTMLElement),
+    readAs: findElement("framelab-read-as", HTMLElement),
+    fromClient: findElement("framelab-from-client", HTMLInputElement),
+    fromClientLabel: findElement("framelab-from-client-label", HTMLElement),
+    fromServer: findElement("framelab-from-server", HTMLInputElement),
+    fromServerLabel: findElement("framelab-from-server-label", HTMLElement),
+    decode: findElement("framelab-decode", HTMLButtonElement),
+    status: findElement("framelab-status", HTMLElement),
+    resultHeading: findElement("framelab-result-heading", HTMLElement),
+    output: findElement("framelab-output", HTMLPreElement),
+  };
+}
+
+/** The lab panel: opens and closes like the inspector's (remembered across reloads), and draws the FrameLab. */
+class FrameLabView {
+  private readonly elements: FrameLabElements;
+  private readonly words: FrameLabWords;
+  private readonly language: Language;
+  private readonly storage: KeyValueStorage;
+  private renderQueued = false;
+  /** The state drawn last, so a redraw that changes nothing touches nothing (the status is read out). */
+  private drawn: { state: FrameLabState; connected: boolean } | null = null;
+
+  constructor(elements: FrameLabElements, language: Language, storage: KeyValueStorage) {
+    this.elements = elements;
+    this.language = language;
+    this.words = FRAME_LAB_WORDS[language];
+    this.storage = storage;
+  }
+
+  applyLanguage(): void {
+    const { elements, words } = this;
+    setText(elements.toggle, words.toggle);
+    setText(elements.heading, words.heading);
+    setText(elements.presetLabel, words.examples);
+    setText(elements.hexLabel, words.bytes);
+    setText(elements.hint, words.bytesHint);
+    setText(elements.readAs, words.readAs);
+    setText(elements.fromClientLabel, words.fromClient);
+    setText(elements.fromServerLabel, words.fromServer);
+    setText(elements.resultHeading, words.result);
+    elements.hex.placeholder = `81 85 ${LAB_KEY} 7f 9f 4d 51 58`;
+    const none = new Option(words.chooseExample, "");
+    const groups = [
+      { label: words.examplesFromRfc, presets: FRAME_LAB_PRESETS.filter((preset) => preset.closeCode === null) },
+      { label: words.examplesBroken, presets: FRAME_LAB_PRESETS.filter((preset) => preset.closeCode !== null) },
+    ].map(({ label, presets }) => {
+      const group = document.createElement("optgroup");
+      group.label = label;
+      group.append(...presets.map((preset) => new Option(preset.label[this.language], preset.id)));
+      return group;
+    });
+    elements.preset.replaceChildren(none, ...groups);
+  }
+
+  attach(connection: ChatConnection): void {
+    const { elements } = this;
+    this.setOpen(readStoredJson(this.storage, STORAGE_KEYS.frameLab) === true);
+    elements.toggle.addEventListener("click", () => {
+      const open = elements.panel.hidden;
+      writeStoredJson(this.storage, STORAGE_KEYS.frameLab, open);
+      this.setOpen(open);
+    });
+    elements.preset.addEventListener("change", () => {
+      const preset = FRAME_LAB_PRESETS.find((candidate) => candidate.id === elements.preset.value);
+      if (preset === undefined) return;
+      elements.hex.value = preset.hex;
+      elements.fromClient.checked = preset.from === "client";
+      elements.fromServer.checked = preset.from === "server";
+    });
+    // Edited bytes are no longer the example: the list says so rather than name what is not there.
+    elements.hex.addEventListener("input", () => (elements.preset.value = ""));
+    elements.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      // aria-disabled rather than disabled: the button stays focusable, so its label can say why it does nothing.
+      if (elements.decode.getAttribute("aria-disabled") === "true") return;
+      connection.decode(elements.hex.value, elements.fromServer.checked ? "server" : "client");
+    });
+    this.render(connection);
+  }
+
+  /** Called on every change of the connection; draws once after a burst. */
+  scheduleRender(connection: ChatConnection): void {
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    queueMicrotask(() => {
+      this.renderQueued = false;
+      this.render(connection);
+    });
+  }
+
+  private setOpen(open: boolean): void {
+    this.elements.panel.hidden = !open;
+    this.elements.toggle.setAttribute("aria-expanded", String(open));
+  }
+
+  private render(connection: ChatConnection): void {
+    const state = connection.frameLab;
+    const connected = connection.state === "connected";
+    if (this.drawn !== null && this.drawn.state === state && this.drawn.connected === connected) return;
+    this.drawn = { state, connected };
+    const { elements } = this;
+    const shown = describeFrameLab(state, connected, this.words);
+    setText(elements.decode, shown.decodeLabel);
+    elements.decode.setAttribute("aria-disabled", String(!shown.canDecode));
+    setText(elements.status, shown.status);
+    if (shown.outcome === null) delete elements.status.dataset.outcome;
+    else elements.status.dataset.outcome = shown.outcome;
+    // One span a line, so the broken rule and the messages can be marked; all text goes in as text.
+    elements.output.replaceChildren(
+      ...shown.lines.map((line) => {
+        const span = createElement("span", "");
+        const trimmed = line.trimStart();
+        if (trimmed.startsWith("✗")) span.className = "lab-violation";
+        else if (trimmed.startsWith("→")) span.className = "lab-message";
+        span.textContent = `${line}\n`;
+        return span;
+      }),
+    );
+    elements.output.hidden = shown.lines.length === 0;
+    elements.resultHeading.hidden = shown.lines.length === 0;
+  }
+}
+
+// ═══════════════════════════════════════════════════════════════════════════
 // Start-up
 // ═══════════════════════════════════════════════════════════════════════════
 
-/** The chat (part one) on the page, with the inspector (part two) as its connection's observer. */
+/**
+ * The chat (part one) on the page, with the inspector (part two) as its
+ * connection's observer and the frame lab (part three) drawn on its changes.
+ */
 function startPage(): void {
   const language = pickLanguage(navigator.languages?.length ? navigator.languages : [navigator.language]);
   const inspector = new InspectorView(findInspectorElements(), INSPECTOR_WORDS[language]);
   inspector.applyLanguage();
-  const connection = createChatPage(language, (event) => inspector.log.observe(event));
+  const lab = new FrameLabView(findFrameLabElements(), language, openSessionStorage());
+  lab.applyLanguage();
+  const connection = createChatPage(
+    language,
+    (event) => inspector.log.observe(event),
+    () => lab.scheduleRender(connection),
+  );
   inspector.attach(connection);
+  lab.attach(connection);
   connection.start();
 }
 

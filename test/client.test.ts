@@ -13,13 +13,19 @@ import {
   characterCount as serverCharacterCount,
   closeCodeNames as serverCloseCodeNames,
   sessionIsValid as serverSessionIsValid,
+  parseHex,
+  walkFrames,
   type TraceFrameFields,
+  type TraceNoteFields,
 } from "../server.ts";
 import {
   Backoff,
   CLOSE_CODE_NAMES,
   COUNTER_FROM,
   ChatConnection,
+  FRAME_LAB_PRESETS,
+  FRAME_LAB_WORDS,
+  FrameLab,
   Heartbeat,
   INSPECTOR_LIMIT,
   INSPECTOR_WORDS,
@@ -42,8 +48,10 @@ import {
   createSessionSecret,
   describeClientEvent,
   describeCloseCode,
+  describeFrameLab,
   describeTraceFrame,
   hexToBytes,
+  isFrameLabError,
   hideSession,
   parseServerFrame,
   previewText,
@@ -1771,7 +1779,7 @@ describe("frame inspector", () => {
 
     const known = describeTraceFrame(frame, "received", say, en);
     const field = fieldsOf(known.fields);
-    assert.match(field["RSV1-3"]!, /^1 0 0 · RSV1: compressed \(permessage-deflate\)/);
+    assert.equal(field["RSV1-3"], "1 0 0 · RSV1=1: compressed with permessage-deflate (RFC 7692 §6)");
     assert.equal(field.unmasked, "aa 56 2a a9 2c 48 55 b2", "the wire's bytes are deflate data");
     assert.equal(field.text, say);
     assert.match(field["RSV1=1"]!, /what this page gave to send\(\)/);
@@ -2133,6 +2141,314 @@ describe("the inspector and the connection", () => {
     silent.latest().receive(welcome());
     silent.clock.advance(1300);
     assert.ok(silent.events.some((event) => event.kind === "silent" && event.timeoutMs === 300));
+  });
+});
+
+/** The server's note under the frame that ended a message: its first 128 bytes before compression. */
+function traceNote(
+  content: string | Uint8Array,
+  options: { compressed?: boolean; wireLength?: number; threshold?: number; binary?: boolean } = {},
+): TraceNoteFields {
+  const bytes = typeof content === "string" ? new TextEncoder().encode(content) : content;
+  const note: TraceNoteFields = {
+    compressed: options.compressed ?? true,
+    binary: options.binary ?? false,
+    length: bytes.length,
+    wireLength: options.wireLength ?? bytes.length,
+    payload: spacedHex(bytes.subarray(0, 128)),
+  };
+  if (options.threshold !== undefined) note.threshold = options.threshold;
+  return note;
+}
+
+describe("the inspector's notes (RFC 7692)", () => {
+  const say = JSON.stringify({ type: "say", id: "m1", text: "hi" });
+  const deflated = Uint8Array.from([0xaa, 0x56, 0x2a, 0xa9, 0x2c, 0x48, 0x55, 0xb2]);
+
+  test("parseServerFrame reads a note and checks every field", () => {
+    const note = traceNote(say, { wireLength: 28 });
+    const line = "↳ RSV1=1: compressed with permessage-deflate (RFC 7692 §6): 28 bytes of deflate data inflate to 36";
+    const report = { type: "trace", direction: "note", of: "received", line, note };
+    assert.deepEqual(parseServerFrame(JSON.stringify(report)), {
+      type: "trace",
+      trace: { direction: "note", of: "received", line, note },
+    });
+    const plain = { ...report, of: "sent", note: traceNote("{}", { compressed: false, threshold: 1024 }) };
+    assert.deepEqual(parseServerFrame(JSON.stringify(plain)), {
+      type: "trace",
+      trace: { direction: "note", of: "sent", line, note: plain.note },
+    });
+    for (const broken of [
+      { ...report, of: "both" },
+      { ...report, line: 1 },
+      { ...report, note: { ...note, compressed: "yes" } },
+      { ...report, note: { ...note, length: -1 } },
+      { ...report, note: { ...note, wireLength: 1.5 } },
+      { ...report, note: { ...note, payload: "7g" } },
+      { ...report, note: { ...note, threshold: "1 KiB" } },
+      { ...report, note: null },
+    ]) {
+      assert.equal(parseServerFrame(JSON.stringify(broken)), null, JSON.stringify(broken));
+    }
+  });
+
+  test("under a compressed frame: the text it inflates to, both sizes and the ratio, and what RSV1 means", () => {
+    const frame = traceFrame(deflated, { key: PAGE_KEY, rsv1: true });
+    const note = traceNote(say, { wireLength: deflated.length });
+    // The server's inflated bytes are the text, even when the page knows nothing it sent.
+    const { summary, fields } = describeTraceFrame(frame, "received", null, en, note);
+    const field = fieldsOf(fields);
+    assert.equal(field["RSV1-3"], "1 0 0 · RSV1=1: compressed with permessage-deflate (RFC 7692 §6)");
+    assert.equal(field.unmasked, "aa 56 2a a9 2c 48 55 b2", "the wire still shows deflate data");
+    assert.equal(field.text, say);
+    assert.equal(
+      field.deflate,
+      "8 bytes of deflate data inflate to 36 (22%); the text above is what the server inflated",
+    );
+    assert.equal(field["RSV1=1"], undefined, "no guessing from what the page sent");
+    assert.equal(summary, 'text · 8 B (36 B inflated) · chat message "hi"');
+
+    // A long message: 128 bytes of it come in the note; the rest is counted, or known from the page.
+    const long = JSON.stringify({ type: "say", id: "m2", text: "z".repeat(300) });
+    const longNote = traceNote(long, { wireLength: 20 });
+    assert.match(fieldsOf(describeTraceFrame(frame, "received", null, en, longNote).fields).text!, /… \+\d+ bytes$/);
+    assert.equal(fieldsOf(describeTraceFrame(frame, "received", long, en, longNote).fields).text, long);
+    // A known text that disagrees with the server's bytes is dropped.
+    const other = describeTraceFrame(frame, "received", "something else", en, note);
+    assert.equal(fieldsOf(other.fields).text, say);
+
+    // From the server: deflated, in the other words; in Chinese too.
+    const sent = describeTraceFrame(traceFrame(deflated, { rsv1: true }), "sent", null, en, note);
+    assert.equal(
+      fieldsOf(sent.fields).deflate,
+      "36 bytes deflated to 8 (22%); the text above is the message before compression",
+    );
+    const zh = fieldsOf(describeTraceFrame(frame, "received", null, INSPECTOR_WORDS.zh, note).fields);
+    assert.equal(zh["RSV1-3"], "1 0 0 · RSV1=1：用 permessage-deflate 压缩（RFC 7692 §6）");
+    assert.match(zh.deflate!, /^8 字节 deflate 数据解压为 36 字节（22%）/);
+
+    // Binary: the inflated bytes in hex, no text.
+    const binaryNote = traceNote(Uint8Array.from([1, 2, 3]), { binary: true, wireLength: 5 });
+    const binary = fieldsOf(
+      describeTraceFrame(traceFrame(deflated, { opcode: 2, rsv1: true }), "sent", null, en, binaryNote).fields,
+    );
+    assert.equal(binary.inflated, "01 02 03");
+    assert.equal(binary.text, en.notText);
+  });
+
+  test("a fragmented compressed message: RSV1 is on its first frame, the note under its last", () => {
+    const last = traceFrame(Uint8Array.from([0x01, 0x02]), { opcode: 0, key: PAGE_KEY, rsv1: false });
+    const field = fieldsOf(describeTraceFrame(last, "received", null, en, traceNote(say, { wireLength: 10 })).fields);
+    assert.equal(field.text, say);
+    assert.match(field.deflate!, /^10 bytes of deflate data inflate to 36/);
+  });
+
+  test('a short frame the server sent plainly says "sent uncompressed: shorter than 1 KiB", not "no extension"', () => {
+    const pong = JSON.stringify({ type: "pong", t: 1 });
+    const note = traceNote(pong, { compressed: false, threshold: 1024 });
+    const field = fieldsOf(describeTraceFrame(traceFrame(pong), "sent", null, en, note).fields);
+    assert.equal(
+      field["RSV1-3"],
+      "0 0 0 · sent uncompressed: shorter than 1 KiB (--deflate-threshold), not worth compressing",
+    );
+    assert.equal(field.text, pong);
+    assert.equal(field.deflate, undefined);
+    const other = traceNote(pong, { compressed: false, threshold: 1000 });
+    assert.match(
+      fieldsOf(describeTraceFrame(traceFrame(pong), "sent", null, en, other).fields)["RSV1-3"]!,
+      /1000 bytes/,
+    );
+    const zh = fieldsOf(describeTraceFrame(traceFrame(pong), "sent", null, INSPECTOR_WORDS.zh, note).fields);
+    assert.equal(zh["RSV1-3"], "0 0 0 · 未压缩发送：短于 1 KiB（--deflate-threshold），不值得压缩");
+    // Without a note the frame is described as before.
+    assert.equal(
+      fieldsOf(describeTraceFrame(traceFrame(pong), "sent", null, en).fields)["RSV1-3"],
+      "0 0 0 · no extension uses them",
+    );
+  });
+
+  test("InspectorLog: a note redraws the frame it is about (same id, new object), in its own direction only", () => {
+    const { log, received, sent, changes } = inspectorHarness();
+    log.socketOpened(false);
+    const out = received(deflated);
+    const pong = JSON.stringify({ type: "pong", t: 1 });
+    sent(pong);
+    // A control frame between a message and its note does not take the note.
+    const ping = sent("", { opcode: 9 });
+    const before = changes();
+    const line = "↳ RSV1=1: compressed with permessage-deflate (RFC 7692 §6): 8 bytes of deflate data inflate to 36";
+    log.trace({ direction: "note", of: "received", line, note: traceNote(say, { wireLength: 8 }) });
+    log.trace({
+      direction: "note",
+      of: "sent",
+      line: "↳ sent uncompressed",
+      note: traceNote(pong, { compressed: false, threshold: 1024 }),
+    });
+    assert.equal(changes(), before + 2);
+    assert.equal(log.entries.length, 3, "notes add no entries");
+    const [newOut, newBack, samePing] = log.entries;
+    assert.equal(newOut!.id, out.id);
+    assert.notEqual(newOut, out, "a new object, so the page knows to redraw it");
+    assert.equal(fieldsOf(newOut!.fields).text, say);
+    assert.equal(newOut!.serverLine, `← …\n${line}`, "both lines, as --trace prints them");
+    assert.match(fieldsOf(newBack!.fields)["RSV1-3"]!, /sent uncompressed: shorter than 1 KiB/);
+    assert.equal(samePing, ping);
+
+    // Each frame takes one note; a second, or one after a new socket or a clear, is dropped.
+    log.trace({ direction: "note", of: "received", line, note: traceNote("other") });
+    assert.equal(fieldsOf(log.entries[0]!.fields).text, say);
+    received(deflated);
+    log.socketOpened(true);
+    log.trace({ direction: "note", of: "received", line, note: traceNote(say) });
+    assert.equal(fieldsOf(log.entries[3]!.fields).text, en.compressedUnknown);
+    received(deflated);
+    log.clear();
+    log.trace({ direction: "note", of: "received", line, note: traceNote(say) });
+    assert.equal(log.entries.length, 0);
+  });
+});
+
+describe("the frame lab", () => {
+  test("the presets: §5.7's examples and one broken rule each, decoded by server.ts as the table says", () => {
+    const ids = FRAME_LAB_PRESETS.map((preset) => preset.id);
+    assert.equal(new Set(ids).size, ids.length, "ids are unique");
+    const hello = FRAME_LAB_PRESETS.find((preset) => preset.id === "hello");
+    assert.equal(hello?.hex, "81 85 37 fa 21 3d 7f 9f 4d 51 58");
+    for (const id of [
+      "fragmented",
+      "ping",
+      "binary-256",
+      "binary-64k",
+      "unmasked-client",
+      "rsv1",
+      "control-fragmented",
+      "control-too-long",
+      "utf8-split",
+      "close-1005",
+      "reserved-opcode",
+    ])
+      assert.ok(ids.includes(id), `a preset ${id}`);
+    for (const preset of FRAME_LAB_PRESETS) {
+      assert.ok(preset.label.en !== "" && preset.label.zh !== "" && preset.label.en !== preset.label.zh, preset.id);
+      const bytes = parseHex(preset.hex);
+      assert.ok(typeof bytes !== "string", `${preset.id}: ${String(bytes)}`);
+      const { lines, outcome } = walkFrames(bytes, preset.from === "server");
+      assert.equal(outcome, preset.outcome, `${preset.id}:\n${lines.join("\n")}`);
+      if (preset.closeCode === null) assert.ok(!lines.some((line) => line.includes("close code")), preset.id);
+      else
+        assert.ok(
+          lines.some((line) => line.includes(`close code ${preset.closeCode}`)),
+          `${preset.id}:\n${lines.join("\n")}`,
+        );
+    }
+    assert.ok(FRAME_LAB_PRESETS.find((preset) => preset.id === "binary-256")!.hex.split(" ").length === 4 + 256);
+  });
+
+  test("FrameLab: one request at a time; answered, refused, or interrupted by a lost connection", () => {
+    const lab = new FrameLab();
+    assert.deepEqual(lab.state, { name: "idle" });
+    lab.answered({ type: "decoded", lines: ["x"], outcome: "valid" });
+    assert.deepEqual(lab.state, { name: "idle" }, "an answer nothing asked for is not shown");
+    const request = lab.ask("  81 85 37 fa 21 3d 7f 9f 4d 51 58 \n", "client");
+    assert.deepEqual(request, { hex: "81 85 37 fa 21 3d 7f 9f 4d 51 58", from: "client" });
+    assert.equal(lab.ask("00", "server"), null, "the answer names no request: only one waits");
+    lab.answered({ type: "decoded", lines: ['  → message: text "Hello" (5 bytes)'], outcome: "valid" });
+    assert.equal(lab.state.name, "answered");
+    assert.deepEqual(lab.state.name === "answered" && lab.state.lines, ['  → message: text "Hello" (5 bytes)']);
+
+    lab.ask("zz", "client");
+    lab.refused("Frame lab: not hex");
+    assert.deepEqual(lab.state, {
+      name: "refused",
+      request: { hex: "zz", from: "client" },
+      message: "Frame lab: not hex",
+    });
+    lab.refused("again");
+    assert.deepEqual(
+      lab.state,
+      { name: "refused", request: { hex: "zz", from: "client" }, message: "Frame lab: not hex" },
+      "only a waiting request is refused",
+    );
+
+    lab.ask("81", "server");
+    lab.close();
+    assert.deepEqual(lab.state, { name: "interrupted", request: { hex: "81", from: "server" } });
+    lab.answered({ type: "decoded", lines: [], outcome: "incomplete" });
+    assert.equal(lab.state.name, "interrupted", "a late answer from a lost socket is not shown");
+
+    assert.equal(isFrameLabError({ code: "bad_message", message: "Frame lab: not hex" }), true);
+    assert.equal(isFrameLabError({ code: "bad_message", message: 'A "members" request has an "offset"' }), false);
+  });
+
+  test("describeFrameLab: the button says it needs the connection, or that it is decoding; the outcome is named", () => {
+    const en = FRAME_LAB_WORDS.en;
+    const zh = FRAME_LAB_WORDS.zh;
+    const request = { hex: "81", from: "client" as const };
+    assert.deepEqual(describeFrameLab({ name: "idle" }, false, en), {
+      status: en.idle,
+      outcome: null,
+      lines: [],
+      decodeLabel: "Decode: needs the connection",
+      canDecode: false,
+    });
+    assert.equal(describeFrameLab({ name: "idle" }, false, zh).decodeLabel, "解码需要连接");
+    const waiting = describeFrameLab({ name: "waiting", request }, true, en);
+    assert.deepEqual([waiting.decodeLabel, waiting.canDecode], ["Decoding…", false]);
+    const answered = describeFrameLab({ name: "answered", request, lines: ["a"], outcome: "violation" }, true, en);
+    assert.deepEqual([answered.outcome, answered.lines, answered.canDecode], ["violation", ["a"], true]);
+    assert.match(answered.status, /^✗ violation/);
+    assert.match(
+      describeFrameLab({ name: "answered", request, lines: [], outcome: "incomplete" }, true, en).status,
+      /waiting for more bytes/,
+    );
+    assert.match(
+      describeFrameLab({ name: "answered", request, lines: [], outcome: "valid" }, true, zh).status,
+      /^✓ 有效/,
+    );
+    const refused = describeFrameLab({ name: "refused", request, message: "Frame lab: not hex" }, true, en);
+    assert.deepEqual(
+      [refused.outcome, refused.status],
+      ["refused", "The server refused the request: Frame lab: not hex"],
+    );
+  });
+
+  test("the connection: decode only when open, one at a time; the answer, the lab's own refusal, a lost socket", () => {
+    const harness = createHarness();
+    const { connection, latest, errors } = harness;
+    connection.start();
+    assert.equal(connection.decode("81 05", "client"), false, "not before the welcome");
+    latest().receive(welcome({ oldestSeq: 1, seq: 150 }));
+    latest().receive(chatMessage(150));
+    assert.equal(connection.decode("81 85 37 fa 21 3d 7f 9f 4d 51 58", "client"), true);
+    assert.equal(connection.decode("00", "server"), false);
+    assert.deepEqual(latest().sentOfType("decode"), [
+      { type: "decode", hex: "81 85 37 fa 21 3d 7f 9f 4d 51 58", from: "client" },
+    ]);
+    assert.equal(connection.frameLab.name, "waiting");
+    latest().receive({ type: "decoded", lines: ["11 bytes"], outcome: "valid" });
+    assert.deepEqual(connection.frameLab, {
+      name: "answered",
+      request: { hex: "81 85 37 fa 21 3d 7f 9f 4d 51 58", from: "client" },
+      lines: ["11 bytes"],
+      outcome: "valid",
+    });
+    latest().receive({ type: "decoded", lines: "not a list", outcome: "valid" });
+    assert.equal(connection.frameLab.name, "answered", "an answer that does not fit is ignored");
+
+    // Bad hex: the lab's to show; not the page's alert, and no other request counts as refused.
+    connection.loadOlder();
+    assert.equal(connection.olderMessages, "loading");
+    connection.decode("zz", "server");
+    latest().receive({ type: "error", code: "bad_message", message: 'Frame lab: not hex: "z" is not a hex digit' });
+    assert.equal(connection.frameLab.name, "refused");
+    assert.deepEqual(errors, []);
+    assert.equal(connection.olderMessages, "loading");
+
+    // The connection lost while waiting: no answer is coming.
+    connection.decode("81", "client");
+    latest().closeFromServer();
+    assert.equal(connection.frameLab.name, "interrupted");
+    assert.equal(connection.decode("81", "client"), false, "offline");
   });
 });
 

@@ -3,6 +3,8 @@
 // A learner opens the inspector, types "hi", and sees it leave masked and come
 // back unmasked; the heartbeat's pings and pongs show too, with their round
 // trip, and so do the server's protocol-level pings, which no JavaScript sees.
+// Chromium compresses what it sends: the server's note under that frame shows
+// the text it inflated, and under a short broadcast why it went uncompressed.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
@@ -113,6 +115,19 @@ describe("the frame inspector in Chromium", { timeout: 90_000 }, () => {
         assert.match(out.head, /page → server/);
         assert.match(out.head, /chat message "hi"/);
 
+        // Chromium compressed it (RSV1): the server's note says so, and gives the text it inflated.
+        const inflated = await waitForEntry(
+          page,
+          'the server\'s note: "hi" inflated',
+          (entry) =>
+            entry.direction === "received" &&
+            /inflate to \d+/.test(entry.fields.deflate ?? "") &&
+            (entry.fields.text ?? "").includes('"text":"hi"'),
+        );
+        assert.equal(inflated.fields["RSV1-3"], "1 0 0 · RSV1=1: compressed with permessage-deflate (RFC 7692 §6)");
+        assert.match(inflated.fields.deflate ?? "", /^\d+ bytes of deflate data inflate to \d+ \(\d+%\)/);
+        assert.match(inflated.head, /B inflated\) · chat message "hi"/);
+
         // Server → page: the broadcast, unmasked.
         const back = await waitForEntry(
           page,
@@ -127,6 +142,15 @@ describe("the frame inspector in Chromium", { timeout: 90_000 }, () => {
         assert.equal(back.fields["masking key"], undefined);
         assert.match(back.fields.payload ?? "", /^7b 22/, "the payload's bytes, starting with {\"");
         assert.match(back.head, /server → page/);
+        // Short, so the server sent it plainly; its note says why, where RSV1-3 are explained.
+        await waitForEntry(
+          page,
+          "the broadcast's note: sent uncompressed",
+          (entry) =>
+            entry.direction === "sent" &&
+            (entry.fields.text ?? "").includes('"type":"message"') &&
+            (entry.fields["RSV1-3"] ?? "").startsWith("0 0 0 · sent uncompressed: shorter than 1 KiB"),
+        );
 
         // The heartbeat: the page's JSON ping, the server's JSON pong, and the round trip between them.
         await waitForEntry(

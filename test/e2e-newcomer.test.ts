@@ -222,7 +222,7 @@ describe("a newcomer's rough edges (#13) in Chromium", { timeout: 180_000 }, () 
     assertNoPageErrors(p);
   });
 
-  test("WCAG 2.1 A and AA (axe-core): both languages, both colour schemes, the inspector closed and open, online and not", async (t) => {
+  test("WCAG 2.1 A and AA (axe-core): both languages, both colour schemes, the inspector and the frame lab closed and open, online and not", async (t) => {
     t.after(cleanUp);
     const axePath = join(repositoryRoot, "node_modules", "axe-core", "axe.min.js");
     const report: string[] = [];
@@ -277,6 +277,13 @@ describe("a newcomer's rough edges (#13) in Chromium", { timeout: 180_000 }, () 
         await check("connected");
         await toggle(true);
         await check("connected, inspector open");
+        // The frame lab beside it, with a decoded walk and its broken rule marked; it stays open from here on.
+        await page.click("#framelab-toggle");
+        await page.locator("#framelab").waitFor({ state: "visible" });
+        await page.selectOption("#framelab-preset", "unmasked-client");
+        await page.click("#framelab-decode");
+        await page.locator('#framelab-status[data-outcome="violation"]').waitFor();
+        await check("connected, inspector and frame lab open");
         await toggle(false);
 
         // The server gone: reconnecting, the help, a message waiting to send, the last count.
@@ -286,9 +293,9 @@ describe("a newcomer's rough edges (#13) in Chromium", { timeout: 180_000 }, () 
         await page.locator("#input").fill("typed while the server is gone");
         await page.locator("#input").press("Enter");
         await page.locator("#messages li.message.pending").waitFor();
-        await check("reconnecting");
+        await check("reconnecting, frame lab open");
         await toggle(true);
-        await check("reconnecting, inspector open");
+        await check("reconnecting, inspector and frame lab open");
         assertNoPageErrors(opened);
       }
     }
