@@ -1,5 +1,6 @@
 // bench/bench.ts — "Faster than ws": server.ts and a reference server on `ws`
-// side by side, with a plain TCP echo as the ceiling.
+// side by side, with a plain TCP echo as the ceiling; for echo, a second
+// reference on Bun.serve (uWebSockets), and server.ts itself run by Bun.
 //
 //   node --import tsx bench/bench.ts            quick (< 3 minutes), 2 rounds
 //   node --import tsx bench/bench.ts --full     every size, type and deflate setting, 3 rounds
@@ -12,6 +13,15 @@
 // core to itself and never competes with its load. Scenarios run A B [C] A B
 // [C] ...: ours, ws, [tcp] in turn, round after round, so that a drift of the
 // machine hits both sides alike. Before each run the servers must be idle.
+//
+// Echo and round trip have two more sides, when Bun is installed (the test
+// runtimes: node test/runtimes/ensure.mjs): "bun", an echo server on
+// Bun.serve (bench/bun-server.ts, uWebSockets in native code, the fastest
+// thing a user could deploy on Bun), and "ours-on-bun", server.ts with the
+// same flags as "ours" but run by `bun server.ts`. They take their turn in
+// the same rounds (ours, ws, bun, ours-on-bun, [tcp]), and each scenario also
+// reports ours/bun and ours-on-bun/bun round by round. Without Bun they are
+// skipped with a message; tiny mode runs them in its first echo scenario only.
 //
 // Reported per scenario: each side's absolute figures (median of the rounds),
 // the ratio ours/ws per round (median, min, max), the CPU seconds the server
@@ -49,6 +59,7 @@ import { createHash } from "node:crypto";
 import {
   closeSync,
   copyFileSync,
+  existsSync,
   fsyncSync,
   mkdirSync,
   mkdtempSync,
@@ -131,6 +142,8 @@ interface Settings {
   tcpRounds: number;
   /** Whether deflate scenarios get a TCP ceiling too (it echoes the compressed frames). */
   ceilingForDeflate: boolean;
+  /** Echo and round-trip scenarios that also run against Bun.serve and server.ts on Bun (when Bun is there). */
+  withBun: "all" | "first-echo";
   echoWarmupMs: number;
   echoMeasureMs: number;
   fanoutWarmupMs: number;
@@ -177,6 +190,7 @@ const settingsFor: Record<Mode, Settings> = {
     rounds: 1,
     tcpRounds: 1,
     ceilingForDeflate: true,
+    withBun: "first-echo",
     echoWarmupMs: 50,
     echoMeasureMs: 150,
     fanoutWarmupMs: 50,
@@ -204,6 +218,7 @@ const settingsFor: Record<Mode, Settings> = {
     rounds: 2,
     tcpRounds: 1,
     ceilingForDeflate: false,
+    withBun: "all",
     echoWarmupMs: 200,
     echoMeasureMs: 700,
     fanoutWarmupMs: 200,
@@ -231,6 +246,7 @@ const settingsFor: Record<Mode, Settings> = {
     rounds: 3,
     tcpRounds: 3,
     ceilingForDeflate: true,
+    withBun: "all",
     echoWarmupMs: 1000,
     echoMeasureMs: 3000,
     fanoutWarmupMs: 1000,
@@ -366,13 +382,14 @@ function planFor(mode: Mode, settings: Settings): Scenario[] {
   if (mode === "full") {
     for (const deflate of [false, true]) {
       for (const size of [16, KiB, 64 * KiB, MiB]) {
-        for (const connections of [1, 64])
+        // 1 MiB on 4 connections too: #16's 1 MiB target names 1, 4 and 64.
+        for (const connections of size === MiB ? [1, 4, 64] : [1, 64])
           for (const type of ["text", "binary"] as const) echo.push(echoScenario(connections, size, type, deflate));
       }
     }
   } else if (mode === "quick") {
-    // Every size on 1 and 64 connections; text and binary alternate so that
-    // each size and each connection count is seen with both.
+    // Every size on 1 and 64 connections (1 MiB on 4 too); text and binary
+    // alternate so that each size and each connection count is seen with both.
     echo.push(
       echoScenario(1, 16, "text", false),
       echoScenario(64, 16, "binary", false),
@@ -381,6 +398,7 @@ function planFor(mode: Mode, settings: Settings): Scenario[] {
       echoScenario(1, 64 * KiB, "text", false),
       echoScenario(64, 64 * KiB, "binary", false),
       echoScenario(1, MiB, "binary", false),
+      echoScenario(4, MiB, "binary", false), // #16's 1 MiB target names 1, 4 and 64 connections
       echoScenario(64, MiB, "text", false),
       echoScenario(64, KiB, "text", true),
       echoScenario(1, 64 * KiB, "binary", true),
@@ -452,7 +470,7 @@ function planFor(mode: Mode, settings: Settings): Scenario[] {
 
 // ── Server processes ────────────────────────────────────────────────────────
 
-type Side = "ours" | "ws" | "tcp";
+type Side = "ours" | "ws" | "tcp" | "bun" | "ours-on-bun";
 /** The fan-out on Redis compares two setups of server.ts, not two servers. */
 type NodeSetup = "one-node" | "two-nodes";
 type RunSide = Side | NodeSetup;
@@ -465,9 +483,25 @@ const CLOCK_TICKS = (() => {
   }
 })();
 
+/** Bun, from the test runtimes (node test/runtimes/ensure.mjs installs it). */
+const bunPath = join(root, "test", "runtimes", "node_modules", ".bin", "bun");
+
+/** Bun's version if it is installed and runs, else undefined (its sides are then skipped). */
+function bunVersion(): string | undefined {
+  if (!existsSync(bunPath)) return undefined;
+  const result = spawnSync(bunPath, ["--version"], { encoding: "utf8", timeout: 30_000 });
+  return result.status === 0 ? result.stdout.trim() : undefined;
+}
+
+/** The sides that run under Bun rather than under Node with tsx. */
+function runsOnBun(side: Side): boolean {
+  return side === "bun" || side === "ours-on-bun";
+}
+
 function serverCommand(side: Side, deflate: boolean): string[] {
   switch (side) {
     case "ours":
+    case "ours-on-bun":
       return [
         "server.ts",
         "--port",
@@ -488,6 +522,8 @@ function serverCommand(side: Side, deflate: boolean): string[] {
       ];
     case "ws":
       return ["bench/ws-server.ts", "--port", "0", ...(deflate ? ["--deflate"] : [])];
+    case "bun":
+      return ["bench/bun-server.ts", "--port", "0", ...(deflate ? ["--deflate"] : [])];
     case "tcp":
       return ["bench/tcp-echo.ts", "--port", "0"];
   }
@@ -515,8 +551,9 @@ class ServerProcess {
 
   /** `args`: server.ts's command line instead of the benchmark's usual one (the room scenarios). */
   static async start(side: Side, deflate: boolean, pin: boolean, args?: string[]): Promise<ServerProcess> {
-    const nodeCommand = [process.execPath, "--import", "tsx", ...(args ?? serverCommand(side, deflate))];
-    const command = pin ? ["taskset", "-c", "1", ...nodeCommand] : nodeCommand;
+    const runtime = runsOnBun(side) ? [bunPath] : [process.execPath, "--import", "tsx"];
+    const serverArgs = [...runtime, ...(args ?? serverCommand(side, deflate))];
+    const command = pin ? ["taskset", "-c", "1", ...serverArgs] : serverArgs;
     const spawned = performance.now();
     const child = spawn(command[0]!, command.slice(1), { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
     const server = new ServerProcess(side, child);
@@ -1574,13 +1611,21 @@ interface MetricSummary extends MetricSpec {
   ours: Spread | null;
   ws: Spread | null;
   tcp: Spread | null;
+  /** Bun.serve (bench/bun-server.ts), and server.ts run by Bun: echo and round trip only. */
+  bun: Spread | null;
+  oursOnBun: Spread | null;
   /** ours/ws, round by round. */
   ratio: Spread | null;
   /** ours/ws of the per-CPU-second figure. */
   perCpuRatio: Spread | null;
+  /** ours/bun and ours-on-bun/bun, round by round, and the same per CPU-second. */
+  ratioBun: Spread | null;
+  ratioOursOnBun: Spread | null;
+  perCpuRatioBun: Spread | null;
+  perCpuRatioOursOnBun: Spread | null;
   /** ours/tcp (medians). */
   ofCeiling: number | null;
-  serverCpuPercent: { ours: number | null; ws: number | null };
+  serverCpuPercent: { ours: number | null; ws: number | null; bun: number | null; oursOnBun: number | null };
   clientCpuPercent: number | null;
   /** CPU used by other processes during the runs (% of one core), at most. */
   noisePercent: number | null;
@@ -1634,31 +1679,43 @@ function spread(values: number[]): Spread | null {
 function summarize(scenario: Scenario, runs: RunRecord[], assertTargets: boolean): ScenarioResult {
   const good = (side: RunSide) => runs.filter((run) => run.side === side && run.ok);
   const rounds = [...new Set(runs.map((run) => run.round))];
-  const ratioOf = (key: string) =>
+  /** `side`/`reference`, round by round (both runs of a round must have succeeded). */
+  const ratioOf = (key: string, side: Side = "ours", reference: Side = "ws") =>
     spread(
       rounds.flatMap((round) => {
-        const ours = good("ours").find((run) => run.round === round)?.metrics[key];
-        const ws = good("ws").find((run) => run.round === round)?.metrics[key];
-        return ours !== undefined && ws !== undefined && ws !== 0 ? [ours / ws] : [];
+        const mine = good(side).find((run) => run.round === round)?.metrics[key];
+        const theirs = good(reference).find((run) => run.round === round)?.metrics[key];
+        return mine !== undefined && theirs !== undefined && theirs !== 0 ? [mine / theirs] : [];
       }),
     );
+  const cpuPercentOf = (side: Side) =>
+    spread(good(side).map((run) => run.metrics.serverCpuPercent ?? Number.NaN))?.median ?? null;
   const nodes = scenario.kind === "fanout-redis" ? summarizeNodes(scenario, runs) : undefined;
   const compared = nodes === undefined ? metricsFor[scenario.kind] : [];
   const summary = compared.map((spec): MetricSummary => {
     const values = (side: Side) => spread(good(side).map((run) => run.metrics[spec.key] ?? Number.NaN));
     const ours = values("ours");
     const tcp = values("tcp");
+    const perCpu = (side: Side, reference: Side) => (spec.perCpuKey ? ratioOf(spec.perCpuKey, side, reference) : null);
     return {
       ...spec,
       ours,
       ws: values("ws"),
       tcp,
+      bun: values("bun"),
+      oursOnBun: values("ours-on-bun"),
       ratio: ratioOf(spec.key),
-      perCpuRatio: spec.perCpuKey ? ratioOf(spec.perCpuKey) : null,
+      perCpuRatio: perCpu("ours", "ws"),
+      ratioBun: ratioOf(spec.key, "ours", "bun"),
+      ratioOursOnBun: ratioOf(spec.key, "ours-on-bun", "bun"),
+      perCpuRatioBun: perCpu("ours", "bun"),
+      perCpuRatioOursOnBun: perCpu("ours-on-bun", "bun"),
       ofCeiling: ours && tcp && tcp.median > 0 ? ours.median / tcp.median : null,
       serverCpuPercent: {
-        ours: spread(good("ours").map((run) => run.metrics.serverCpuPercent ?? Number.NaN))?.median ?? null,
-        ws: spread(good("ws").map((run) => run.metrics.serverCpuPercent ?? Number.NaN))?.median ?? null,
+        ours: cpuPercentOf("ours"),
+        ws: cpuPercentOf("ws"),
+        bun: cpuPercentOf("bun"),
+        oursOnBun: cpuPercentOf("ours-on-bun"),
       },
       clientCpuPercent:
         spread(runs.filter((run) => run.side !== "tcp").map((run) => run.metrics.clientCpuPercent ?? Number.NaN))
@@ -1728,9 +1785,13 @@ function table(results: ScenarioResult[]): string {
     "ws",
     "ours/ws [min–max]",
     "per CPU-s",
+    "bun",
+    "ours/bun [min–max]",
+    "on bun",
+    "on-bun/bun [min–max]",
     "tcp",
     "ours/tcp",
-    "srv CPU% o/w",
+    "srv CPU% o/w/b/ob",
     "cli%",
     "noise%",
     "ok",
@@ -1740,6 +1801,8 @@ function table(results: ScenarioResult[]): string {
     if (isRoomScenario(result.scenario)) continue; // roomTable: nothing to compare with
     result.summary.forEach((metric, index) => {
       const percent = (value: number | null) => (value === null ? "–" : value.toFixed(0));
+      const cpu = metric.serverCpuPercent;
+      const withBun = metric.bun !== null || metric.oursOnBun !== null;
       rows.push([
         index === 0 ? result.scenario.title : "",
         `${metric.label} ${metric.higherIsBetter ? "↑" : "↓"}`,
@@ -1747,9 +1810,13 @@ function table(results: ScenarioResult[]): string {
         formatValue(metric.ws?.median, metric.unit),
         formatRatio(metric.ratio),
         formatRatio(metric.perCpuRatio),
+        withBun ? formatValue(metric.bun?.median, metric.unit) : "",
+        withBun ? formatRatio(metric.ratioBun) : "",
+        withBun ? formatValue(metric.oursOnBun?.median, metric.unit) : "",
+        withBun ? formatRatio(metric.ratioOursOnBun) : "",
         metric.tcp ? formatValue(metric.tcp.median, metric.unit) : "",
         metric.ofCeiling === null ? "" : `${(metric.ofCeiling * 100).toFixed(0)}%`,
-        index === 0 ? `${percent(metric.serverCpuPercent.ours)}/${percent(metric.serverCpuPercent.ws)}` : "",
+        index === 0 ? [cpu.ours, cpu.ws, ...(withBun ? [cpu.bun, cpu.oursOnBun] : [])].map(percent).join("/") : "",
         index === 0 ? percent(metric.clientCpuPercent) : "",
         index === 0 ? percent(metric.noisePercent) : "",
         index === 0 ? (result.checks.ok ? "✓" : "✗") : "",
@@ -1992,7 +2059,11 @@ async function main(): Promise<void> {
         ? `two nodes/one ${formatRatio(first.ratio)} (${first.label}; ${formatValue(first.twoNodes?.median, first.unit)} vs ${formatValue(first.oneNode?.median, first.unit)})`
         : isRoomScenario(scenario)
           ? `${result.summary[0]!.label} ${formatValue(result.summary[0]!.ours?.median, result.summary[0]!.unit)}; targets ${result.targets.map((target) => (target.met ? "✓" : "✗")).join("")}`
-          : `ours/ws ${formatRatio(result.summary[0]!.ratio)} (${result.summary[0]!.label})`;
+          : `ours/ws ${formatRatio(result.summary[0]!.ratio)}${
+              result.summary[0]!.bun === null && result.summary[0]!.oursOnBun === null
+                ? ""
+                : `, ours/bun ${formatRatio(result.summary[0]!.ratioBun)}, ours-on-bun/bun ${formatRatio(result.summary[0]!.ratioOursOnBun)}`
+            } (${result.summary[0]!.label})`;
     log(`  → ${scenario.title}: ${figure}${result.checks.ok ? "" : "  CHECK FAILED"}`);
   };
 
@@ -2001,6 +2072,14 @@ async function main(): Promise<void> {
     (scenario): scenario is EchoScenario | LatencyScenario => scenario.kind === "echo" || scenario.kind === "latency",
   );
   const needsTcp = echoPlan.length > 0;
+  // Bun.serve and server.ts on Bun: every echo and round trip, or (tiny) the first echo only.
+  const firstEcho = echoPlan.find((scenario) => scenario.kind === "echo");
+  const wantsBun = (scenario: EchoScenario | LatencyScenario) => settings.withBun === "all" || scenario === firstEcho;
+  const bun = echoPlan.some(wantsBun) ? bunVersion() : undefined;
+  if (echoPlan.some(wantsBun) && bun === undefined)
+    log(
+      `echo against Bun.serve and server.ts on Bun: SKIPPED — no runnable bun at ${bunPath} (node test/runtimes/ensure.mjs installs it); the other sides ran`,
+    );
   const tcp = needsTcp ? await ServerProcess.start("tcp", false, pin) : undefined;
   try {
     for (const deflate of [false, true]) {
@@ -2008,14 +2087,18 @@ async function main(): Promise<void> {
       if (group.length === 0) continue;
       const ours = await ServerProcess.start("ours", deflate, pin);
       const ws = await ServerProcess.start("ws", deflate, pin);
-      const all = [ours, ws, ...(tcp ? [tcp] : [])];
+      const bunSides =
+        bun !== undefined && group.some(wantsBun)
+          ? [await ServerProcess.start("bun", deflate, pin), await ServerProcess.start("ours-on-bun", deflate, pin)]
+          : [];
+      const all = [ours, ws, ...bunSides, ...(tcp ? [tcp] : [])];
       try {
         for (const scenario of group) {
           const runs: RunRecord[] = [];
           for (let round = 1; round <= settings.rounds; round++) {
             const withCeiling =
               tcp !== undefined && round <= settings.tcpRounds && (settings.ceilingForDeflate || !deflate);
-            const sides = [ours, ws, ...(withCeiling ? [tcp] : [])];
+            const sides = [ours, ws, ...(wantsBun(scenario) ? bunSides : []), ...(withCeiling ? [tcp] : [])];
             for (const server of sides) {
               await settle(all);
               if (!server.alive) throw new Error(`${server.side} server died: ${server.lastOutput()}`);
@@ -2030,6 +2113,7 @@ async function main(): Promise<void> {
       } finally {
         await ours.stop();
         await ws.stop();
+        for (const server of bunSides) await server.stop();
       }
     }
   } finally {
@@ -2133,7 +2217,8 @@ async function main(): Promise<void> {
   process.stdout.write("\n" + output + "\n\n");
   process.stdout.write(
     "ours/ws: ratio of the two servers' figures, round by round (median [min–max]); per CPU-s: the same work per second of server CPU.\n" +
-      "srv CPU%: the server process's CPU use in the measured window (100 = one core); cli%: the load generator's, at most;\n" +
+      "bun: Bun.serve (uWebSockets) echoing; on bun: server.ts run by Bun; ours/bun and on-bun/bun, round by round, as ours/ws.\n" +
+      "srv CPU% o/w/b/ob: each server process's CPU use in the measured window (100 = one core); cli%: the load generator's, at most;\n" +
       "noise%: CPU used by other processes on the machine during the runs, at most (0 on a quiet machine).\n" +
       `${seconds.toFixed(0)} s in all; load average before ${loadBefore.map((value) => value.toFixed(2)).join(" ")}, after ${loadAfter.map((value) => value.toFixed(2)).join(" ")}.\n`,
   );
@@ -2146,6 +2231,8 @@ async function main(): Promise<void> {
       mode: options.mode,
       date: new Date().toISOString(),
       node: process.version,
+      /** Bun's version, when its sides ran (echo and round trip against Bun.serve). */
+      bun: bun ?? null,
       cpu: cpus()[0]?.model ?? "unknown",
       cpus: cpus().length,
       pinned: pin,
@@ -2183,18 +2270,29 @@ async function main(): Promise<void> {
     else writeOutput(options.json, text);
   }
   if (options.svg !== undefined) {
+    // Each figure against ws, then (echo) against Bun.serve: server.ts on Node, and server.ts on Bun.
     const rows: ChartRow[] = results.flatMap((result) =>
-      result.summary
-        .filter((metric) => metric.ratio !== null)
-        .map((metric) => ({
-          label: `${result.scenario.title} · ${metric.label}`,
-          ...metric.ratio!,
-          higherIsBetter: metric.higherIsBetter,
-          ...(metric.perCpuRatio ? { perCpu: metric.perCpuRatio.median } : {}),
-        })),
+      result.summary.flatMap((metric) => {
+        const row = (name: string, ratio: Spread | null, perCpu: Spread | null): ChartRow[] =>
+          ratio === null
+            ? []
+            : [
+                {
+                  label: `${result.scenario.title} · ${metric.label} · ${name}`,
+                  ...ratio,
+                  higherIsBetter: metric.higherIsBetter,
+                  ...(perCpu ? { perCpu: perCpu.median } : {}),
+                },
+              ];
+        return [
+          ...row("ours/ws", metric.ratio, metric.perCpuRatio),
+          ...row("ours/bun", metric.ratioBun, metric.perCpuRatioBun),
+          ...row("on-bun/bun", metric.ratioOursOnBun, metric.perCpuRatioOursOnBun),
+        ];
+      }),
     );
-    const subtitle = `${options.mode} run, ${settings.rounds} rounds, ${report.meta.date.slice(0, 10)}, Node ${process.version}, ${cpus().length}× ${report.meta.cpu}${pin ? ", client and server pinned to one core each" : ""}`;
-    writeOutput(options.svg, renderChart(rows, "server.ts vs ws: ours/ws", subtitle));
+    const subtitle = `${options.mode} run, ${settings.rounds} rounds, ${report.meta.date.slice(0, 10)}, Node ${process.version}${bun === undefined ? "" : `, Bun ${bun}`}, ${cpus().length}× ${report.meta.cpu}${pin ? ", client and server pinned to one core each" : ""}, load average ${loadBefore[0]!.toFixed(2)}`;
+    writeOutput(options.svg, renderChart(rows, "server.ts vs ws (+bufferutil) and Bun.serve (uWebSockets)", subtitle));
   }
   if (options.json !== undefined && options.json !== "-") log(`wrote ${options.json}`);
   if (options.svg !== undefined) log(`wrote ${options.svg}`);

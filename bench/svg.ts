@@ -1,7 +1,7 @@
 // bench/svg.ts — the ratio chart of the benchmark, as a standalone SVG file
-// written by hand (no dependency): one row per measured figure, a bar from
-// 1.0 to the median ratio ours/ws on a log scale, and a whisker from the
-// smallest to the largest ratio of the rounds. Green where the ratio is in
+// written by hand (no dependency): one row per measured ratio (ours/ws, and
+// for echo ours/bun and on-bun/bun), a bar from 1.0 to the median ratio on a
+// log scale, and a whisker from the smallest to the largest ratio of the rounds. Green where the ratio is in
 // our favour (above 1 for "higher is better", below 1 for "lower is better").
 
 export interface ChartRow {
@@ -23,13 +23,13 @@ function formatRatio(ratio: number): string {
 }
 
 export function renderChart(rows: ChartRow[], title: string, subtitle: string): string {
-  const width = 960;
-  const labelWidth = 360;
+  const width = 1040;
+  const labelWidth = 440;
   const plotLeft = labelWidth + 10;
   const plotRight = width - 70;
   const top = 70;
   const rowHeight = 22;
-  const height = top + rows.length * rowHeight + 64;
+  const height = top + rows.length * rowHeight + 80;
 
   const finite = rows
     .flatMap((row) => [row.min, row.max, row.median, row.perCpu ?? 1])
@@ -97,7 +97,8 @@ export function renderChart(rows: ChartRow[], title: string, subtitle: string): 
     );
   });
   parts.push(
-    `<text x="16" y="${height - 28}" fill="#555">ours/ws, log scale; bar: median of the rounds, whisker: min–max; ◆ the same work per second of server CPU (robust on a busy machine).</text>`,
+    `<text x="16" y="${height - 44}" fill="#555">ours/ws: server.ts on Node / ws; ours/bun: server.ts on Node / Bun.serve; on-bun/bun: server.ts run by Bun / Bun.serve.</text>`,
+    `<text x="16" y="${height - 28}" fill="#555">Log scale; bar: median of the rounds, whisker: min–max; ◆ the same work per second of server CPU (robust on a busy machine).</text>`,
     `<text x="16" y="${height - 12}" fill="#555">↑ higher is better, ↓ lower is better; green: in our favour, red: not.</text>`,
     "</svg>",
   );

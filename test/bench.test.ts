@@ -1,5 +1,8 @@
 // The benchmark runs, on a tiny load, and its correctness checks hold: every
-// echo reply came back with the same type and bytes, every fan-out message
+// echo reply came back with the same type and bytes (in the first echo
+// scenario from Bun.serve and from server.ts run by Bun too, where the test
+// runtimes' Bun is installed; without it the run says SKIPPED for those two
+// sides and still succeeds), every fan-out message
 // reached every client exactly once and in order, every idle connection
 // opened; and the chat room at scale (server.ts alone): every client of a
 // join storm and of a first visit welcomed, a first visit replayed one page,
@@ -10,15 +13,16 @@
 // are reported, not asserted, in tiny mode).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { binaries } from "./interop/tools.ts";
 import { haveRedis } from "./support/redis.ts";
 import { repositoryRoot } from "./support/spawn.ts";
 
 interface Run {
-  side: "ours" | "ws" | "tcp" | "one-node" | "two-nodes";
+  side: "ours" | "ws" | "tcp" | "bun" | "ours-on-bun" | "one-node" | "two-nodes";
   round: number;
   ok: boolean;
   error?: string;
@@ -27,12 +31,19 @@ interface Run {
   targets?: Array<{ name: string; ok: boolean; detail?: string }>;
 }
 
+interface Ratio {
+  median: number;
+  min: number;
+  max: number;
+}
+
 interface Report {
-  meta: { mode: string };
+  meta: { mode: string; bun: string | null };
   results: Array<{
     id: string;
     title: string;
     scenario: { kind: string };
+    summary: Array<{ ratio: Ratio | null; ratioBun: Ratio | null; ratioOursOnBun: Ratio | null }>;
     checks: { ok: boolean; failures: string[] };
     targets: Array<{ name: string; met: boolean; details: string[] }>;
     runs: Run[];
@@ -69,7 +80,8 @@ function runTiny(jsonPath: string): Promise<{ code: number | null; output: strin
 }
 
 test(
-  "bench --tiny runs every kind of scenario against ours, ws and the TCP ceiling, and every check holds",
+  "bench --tiny runs every kind of scenario against ours, ws and the TCP ceiling (and one echo against Bun.serve " +
+    "and server.ts on Bun), and every check holds",
   { timeout: 120_000 },
   async () => {
     const jsonPath = join(directory, "tiny.json");
@@ -117,6 +129,31 @@ test(
         `${result.title}: no TCP ceiling run`,
       );
     }
+    // Bun: the first echo scenario, and only it, ran against Bun.serve and server.ts on Bun, and has both
+    // ratios to Bun.serve; without the test runtimes' Bun those sides are skipped, loudly, and nothing else is.
+    const withBun = report.results.filter((result) =>
+      result.runs.some((run) => run.side === "bun" || run.side === "ours-on-bun"),
+    );
+    if (existsSync(binaries.bun)) {
+      assert.equal(typeof report.meta.bun, "string", "bun is installed but the report names no Bun version");
+      assert.deepEqual(
+        withBun.map((result) => result.id),
+        [echoes.find((result) => result.scenario.kind === "echo")!.id],
+        "Bun should run in the first echo scenario only",
+      );
+      for (const side of ["bun", "ours-on-bun"] as const) {
+        const runs = withBun[0]!.runs.filter((run) => run.side === side);
+        assert.ok(runs.length >= 1, `${withBun[0]!.title}: no run against ${side}`);
+        for (const run of runs) assert.ok(run.ok, `${withBun[0]!.title} ${side}: ${run.error ?? ""}`);
+      }
+      assert.ok(withBun[0]!.summary[0]!.ratioBun !== null, "no ours/bun ratio");
+      assert.ok(withBun[0]!.summary[0]!.ratioOursOnBun !== null, "no ours-on-bun/bun ratio");
+      assert.match(report.table, /ours\/bun/);
+    } else {
+      assert.equal(withBun.length, 0);
+      assert.match(output, /Bun\.serve and server\.ts on Bun: SKIPPED/);
+    }
+
     // A deflate scenario negotiated compression and its compressed replies were checked.
     assert.ok(
       report.results.some((result) => result.id.endsWith("-deflate")),
