@@ -1743,14 +1743,17 @@ export class SocketWriter {
 }
 
 /** Who watches a connection's frames (--trace, the page's inspector); usually nobody. */
+/** Nobody watches: the one list every connection starts with (most never get another). */
+const NO_OBSERVERS: readonly FrameObserver[] = Object.freeze([]);
+
 export class FrameObservers {
-  private list: FrameObserver[] = [];
+  private list: readonly FrameObserver[] = NO_OBSERVERS;
   private paused = false;
   /** Told whether anyone watches, so that the decoder keeps previews only then. */
-  private readonly onChange: (watched: boolean) => void;
+  private readonly session: { observeFrames(on: boolean): void } | undefined;
 
-  constructor(onChange: (watched: boolean) => void = () => {}) {
-    this.onChange = onChange;
+  constructor(session?: { observeFrames(on: boolean): void }) {
+    this.session = session;
   }
 
   /** Whether a frame would be shown to anyone: checked before describing it. */
@@ -1760,13 +1763,13 @@ export class FrameObservers {
 
   /** Shows every frame to `observer` from now on. */
   add(observer: FrameObserver): void {
-    if (!this.list.includes(observer)) this.list.push(observer);
-    this.onChange(true);
+    if (!this.list.includes(observer)) this.list = [...this.list, observer];
+    this.session?.observeFrames(true);
   }
 
   remove(observer: FrameObserver): void {
     this.list = this.list.filter((existing) => existing !== observer);
-    this.onChange(this.list.length > 0);
+    this.session?.observeFrames(this.list.length > 0);
   }
 
   has(observer: FrameObserver): boolean {
@@ -1824,6 +1827,23 @@ class DeadlineTimer {
   }
 }
 
+/** Without compression every connection of a server has the same session options: one object for all. */
+const plainSessionOptions = new WeakMap<ConnectionOptions, SessionOptions>();
+
+/** What a session needs of the server's options: seven fields, not a copy of all of them per connection. */
+function sessionOptionsFor(options: ConnectionOptions, deflate: DeflateAgreement | undefined): SessionOptions {
+  const shared = deflate === undefined ? plainSessionOptions.get(options) : undefined;
+  if (shared !== undefined) return shared;
+  const { maxPayload, maxFragments, keepaliveIntervalMs, keepaliveTimeoutMs, closingTimeoutMs } = options;
+  const made = {
+    ...{ maxPayload, maxFragments, keepaliveIntervalMs, keepaliveTimeoutMs, closingTimeoutMs },
+    deflate,
+    controlFrameRate: CONTROL_FRAME_RATE,
+  };
+  if (deflate === undefined) plainSessionOptions.set(options, made);
+  return made;
+}
+
 let nextConnectionId = 1;
 
 export class Connection {
@@ -1856,9 +1876,9 @@ export class Connection {
     this.protocol = protocol;
     this.deflate = deflate;
     this.options = options;
-    this.session = new WebSocketSession({ ...options, deflate, controlFrameRate: CONTROL_FRAME_RATE }, Date.now);
+    this.session = new WebSocketSession(sessionOptionsFor(options, deflate), Date.now);
     this.writer = new SocketWriter(socket, options.maxBufferedBytes);
-    this.observers = new FrameObservers((watched) => this.session.observeFrames(watched));
+    this.observers = new FrameObservers(this.session);
 
     socket.setNoDelay(true); // small frames go out now, not 40 ms later (Nagle)
     socket.setTimeout(0);
