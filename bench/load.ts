@@ -459,7 +459,7 @@ export interface MeasureHooks {
 }
 
 /** Errors are counted; the first few are kept with their text. */
-class ErrorLog {
+export class ErrorLog {
   count = 0;
   readonly first: string[] = [];
   add(reason: string): void {

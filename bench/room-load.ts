@@ -20,7 +20,7 @@ import { Buffer } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import process from "node:process";
-import { buildFrame, openConnection, type Conn, type FrameSink, type Target } from "./load.ts";
+import { ErrorLog, buildFrame, openConnection, type Conn, type FrameSink, type Target } from "./load.ts";
 
 const OPCODE_TEXT = 0x1;
 const OPCODE_CLOSE = 0x8;
@@ -61,16 +61,6 @@ function seqOf(data: Buffer, start: number, end: number): number {
 
 function sleep(milliseconds: number): Promise<void> {
   return new Promise((resolvePromise) => setTimeout(resolvePromise, milliseconds));
-}
-
-/** Errors are counted; the first few are kept with their text. */
-class ErrorLog {
-  count = 0;
-  readonly first: string[] = [];
-  add(reason: string): void {
-    this.count++;
-    if (this.first.length < 5) this.first.push(reason);
-  }
 }
 
 /** Reassembles the first bytes of a frame that comes in pieces (a welcome
