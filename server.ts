@@ -3542,34 +3542,12 @@ export class Identities {
     return this.byName.has(name) || this.heldElsewhere(name);
   }
 
-  /** Identities with a connection open. */
-  get online(): number {
-    return this.bySid.size - this.away.size;
-  }
-
-  /** At most `limit` identities from the `offset`-th, in the order they arrived. */
-  page(offset: number, limit: number): Identity[] {
-    const page: Identity[] = [];
-    if (offset >= this.bySid.size) return page;
-    let index = 0;
-    for (const identity of this.bySid.values()) {
-      if (index++ < offset) continue;
-      page.push(identity);
-      if (page.length === limit) break;
-    }
-    return page;
-  }
-
   find(sid: string): Identity | undefined {
     return this.bySid.get(sid);
   }
 
   holderOf(name: string): Identity | undefined {
     return this.byName.get(name);
-  }
-
-  all(): IterableIterator<Identity> {
-    return this.bySid.values();
   }
 
   isAway(identity: Identity): boolean {
@@ -3700,11 +3678,6 @@ export class RoomDirectory {
   /** The name `sid` holds, if the room knows them. */
   nameOf(sid: string): string | undefined {
     return this.people.get(sid)?.name;
-  }
-
-  /** The hosts that have `sid`. */
-  hostsOf(sid: string): string[] {
-    return [...(this.people.get(sid)?.hosts.keys() ?? [])];
   }
 
   /** Records that `host` has `sid`, named `name`, away there or not. */
