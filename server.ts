@@ -1835,10 +1835,15 @@ function sessionOptionsFor(options: ConnectionOptions, deflate: DeflateAgreement
   const shared = deflate === undefined ? plainSessionOptions.get(options) : undefined;
   if (shared !== undefined) return shared;
   const { maxPayload, maxFragments, keepaliveIntervalMs, keepaliveTimeoutMs, closingTimeoutMs } = options;
+  const controlFrameRate = CONTROL_FRAME_RATE;
   const made = {
-    ...{ maxPayload, maxFragments, keepaliveIntervalMs, keepaliveTimeoutMs, closingTimeoutMs },
+    maxPayload,
+    maxFragments,
+    keepaliveIntervalMs,
+    keepaliveTimeoutMs,
+    closingTimeoutMs,
     deflate,
-    controlFrameRate: CONTROL_FRAME_RATE,
+    controlFrameRate,
   };
   if (deflate === undefined) plainSessionOptions.set(options, made);
   return made;
