@@ -105,6 +105,10 @@ export class ChatClient {
   private readonly ignorePresence: boolean;
   /** Index into raw.events of the next event not read yet. */
   private position = 0;
+  /** What received() and messages() have parsed so far, and up to which event. */
+  private readonly parsed: ReceivedMessage[] = [];
+  private readonly stored: StoredMessage[] = [];
+  private eventsParsed = 0;
 
   private constructor(raw: RawClient, ignorePresence: boolean) {
     this.raw = raw;
@@ -210,12 +214,26 @@ export class ChatClient {
 
   /** Every JSON message received so far, read or not, the welcome first. */
   received(): ReceivedMessage[] {
-    return this.raw.events.flatMap((event) => (event.type === "text" ? [parseServerMessage(event.text)] : []));
+    this.parseNewEvents();
+    return [...this.parsed];
   }
 
   /** Every chat message received so far, in arrival order. */
   messages(): StoredMessage[] {
-    return this.received().flatMap((message) => (message.type === "message" ? [asStored(message)] : []));
+    this.parseNewEvents();
+    return [...this.stored];
+  }
+
+  /** Parses the events that arrived since the last call, once each: tests poll these lists. */
+  private parseNewEvents(): void {
+    const { events } = this.raw;
+    for (; this.eventsParsed < events.length; this.eventsParsed++) {
+      const event = events[this.eventsParsed]!;
+      if (event.type !== "text") continue;
+      const message = parseServerMessage(event.text);
+      this.parsed.push(message);
+      if (message.type === "message") this.stored.push(asStored(message));
+    }
   }
 
   /** Waits until a chat message with this text has arrived, and returns it. */
