@@ -6,6 +6,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import {
+  assertNoPageErrors,
   cleanUp,
   clientState,
   defer,
@@ -18,7 +19,6 @@ import {
   useBrowser,
   waitForConfirmed,
   waitForState,
-  type ChatPage,
 } from "./fixtures/e2e-browser.ts";
 
 const browser = useBrowser();
@@ -45,10 +45,6 @@ async function notices(opened: Page): Promise<string[]> {
       (item) => `${item.dataset.kind}: ${item.lastChild?.textContent?.trim() ?? ""}`,
     ),
   );
-}
-
-function assertNoPageErrors(...pages: ChatPage[]): void {
-  for (const opened of pages) assert.deepEqual(opened.errors, [], "uncaught exceptions in the page");
 }
 
 describe("identity in Chromium", { timeout: 90_000 }, () => {

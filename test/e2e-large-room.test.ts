@@ -9,6 +9,7 @@ import type { Page } from "playwright-core";
 import type { ChatClient } from "./support/chat-client.ts";
 import { noRateLimit } from "./support/in-process.ts";
 import {
+  assertNoPageErrors,
   assertSettled,
   cleanUp,
   readLines,
@@ -18,14 +19,9 @@ import {
   testServer,
   useBrowser,
   waitForConfirmed,
-  type ChatPage,
 } from "./fixtures/e2e-browser.ts";
 
 const browser = useBrowser();
-
-function assertNoPageErrors(opened: ChatPage): void {
-  assert.deepEqual(opened.errors, [], "uncaught exceptions in the page");
-}
 
 /** Waits until `count` messages are on the page. */
 async function waitForMessageCount(opened: Page, count: number): Promise<void> {

@@ -15,6 +15,7 @@ import type { Page } from "playwright-core";
 import { repositoryRoot } from "./support/spawn.ts";
 import { noRateLimit } from "./support/in-process.ts";
 import {
+  assertNoPageErrors,
   cleanUp,
   defer,
   readMessages,
@@ -31,10 +32,6 @@ import {
 const browser = useBrowser();
 
 const pageOnDisk = pathToFileURL(join(repositoryRoot, "client.html")).href;
-
-function assertNoPageErrors(...pages: ChatPage[]): void {
-  for (const opened of pages) assert.deepEqual(opened.errors, [], "uncaught exceptions in the page");
-}
 
 /** A page in `locale` (and more context options), closed after the test; not waited for to connect. */
 async function openIn(

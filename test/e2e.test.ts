@@ -14,6 +14,7 @@ import { pathToFileURL } from "node:url";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { repositoryRoot } from "./support/spawn.ts";
 import {
+  assertNoPageErrors,
   assertSettled,
   clientState,
   useBrowser,
@@ -25,7 +26,6 @@ import {
   waitForConfirmed,
   waitForState,
   waitForStateSequence,
-  type ChatPage,
   cleanUp,
   defer,
   testMember,
@@ -42,10 +42,6 @@ const server = testServer;
 const page = (url: string, options: Parameters<typeof testPage>[2] = {}) => testPage(browser(), url, options);
 
 const member = testMember;
-
-function assertNoPageErrors(...pages: ChatPage[]): void {
-  for (const opened of pages) assert.deepEqual(opened.errors, [], "uncaught exceptions in the page");
-}
 
 /**
  * A TCP proxy between the page and the server that can go silent: freeze()
