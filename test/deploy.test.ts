@@ -16,7 +16,7 @@
 // chromium) fails and says what to install; .ci/run installs them all.
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
@@ -40,15 +40,8 @@ import { ChatClient, ReconnectingChatClient, nameQuery } from "./support/chat-cl
 import { TestHaproxy, haproxyMissing } from "./support/haproxy.ts";
 import { Prng } from "./support/prng.ts";
 import { RawClient, textStartsWith } from "./support/raw-client.ts";
-import { TestRedis, haveRedis } from "./support/redis.ts";
-import {
-  freePort,
-  repositoryRoot,
-  runServerToExit,
-  serverPath,
-  spawnServer,
-  type SpawnedServer,
-} from "./support/spawn.ts";
+import { TestRedis, haveRedis, nodeArgs, startHealthyServers } from "./support/redis.ts";
+import { freePort, runServerToExit, spawnServer, type SpawnedServer } from "./support/spawn.ts";
 import { waitUntil, within } from "./support/wait.ts";
 
 const opensslPath = "/usr/bin/openssl";
@@ -175,42 +168,8 @@ const redisOnly = { chat_redis_up: "gauge", chat_redis_round_trip_seconds: "gaug
 
 // ── Nodes and HAProxy ──────────────────────────────────────────────────────
 
-async function healthOf(server: SpawnedServer): Promise<number> {
-  try {
-    return (await fetch(`${server.httpUrl}/healthz`)).status;
-  } catch {
-    return 0;
-  }
-}
-
-async function startNodes(count: number, args: string[]): Promise<SpawnedServer[]> {
-  const nodes = await Promise.all(Array.from({ length: count }, () => spawnServer(args)));
-  for (const node of nodes) {
-    let status = 0;
-    await waitUntil(
-      () => status === 200,
-      10_000,
-      "/healthz 200",
-      async () => (status = await healthOf(node)),
-    );
-  }
-  return nodes;
-}
-
 /** What a node runs with behind deploy/haproxy.cfg: HAProxy's PROXY lines come from 127.0.0.1. */
-const nodeArgs = (redis: TestRedis) => [
-  "--redis",
-  redis.url,
-  "--redis-timeout",
-  "500",
-  "--trust-proxy",
-  "127.0.0.1",
-  "--verbose",
-  "--message-rate",
-  "1000",
-  "--message-burst",
-  "1000",
-];
+const nodeBehindHaproxy = (redis: TestRedis) => [...nodeArgs(redis), "--trust-proxy", "127.0.0.1", "--verbose"];
 
 /** The open WebSocket connections of each node, from its /metrics (a killed node counts 0). */
 async function connectionCounts(nodes: readonly SpawnedServer[]): Promise<number[]> {
@@ -262,7 +221,7 @@ describe(
     const clients: ChatClient[] = [];
     before(async () => {
       redis = await TestRedis.start();
-      nodes = await startNodes(2, nodeArgs(redis));
+      nodes = await startHealthyServers(2, nodeBehindHaproxy(redis));
       haproxy = await TestHaproxy.start({ nodePorts: [nodes[0]!.port, nodes[1]!.port] });
     });
     after(async () => {
@@ -398,7 +357,13 @@ describe(
     let haproxy: TestHaproxy | undefined;
     const clients: RawClient[] = [];
     before(async () => {
-      [node] = await startNodes(1, ["--trust-proxy", "127.0.0.1", "--verbose", "--max-connections-per-ip", "2"]);
+      [node] = await startHealthyServers(1, [
+        "--trust-proxy",
+        "127.0.0.1",
+        "--verbose",
+        "--max-connections-per-ip",
+        "2",
+      ]);
       // node2's port has nothing behind it: every connection goes to the one node, whose limit is per node.
       haproxy = await TestHaproxy.start({ nodePorts: [node!.port, await freePort()], expectUp: ["node1"] });
       await haproxy.waitForServers(
@@ -462,7 +427,7 @@ describe(
     before(async () => {
       browser = await launchChromium();
       redis = await TestRedis.start();
-      nodes = await startNodes(2, nodeArgs(redis));
+      nodes = await startHealthyServers(2, nodeBehindHaproxy(redis));
       haproxy = await TestHaproxy.start({ nodePorts: [nodes[0]!.port, nodes[1]!.port] });
     });
     after(async () => {
@@ -822,7 +787,7 @@ describe("GET /metrics (Prometheus text format 0.0.4)", { timeout: 120_000 }, ()
       let server: SpawnedServer | undefined;
       let client: ChatClient | undefined;
       try {
-        [server] = await startNodes(1, ["--redis", redis.url, "--redis-timeout", "500"]);
+        [server] = await startHealthyServers(1, ["--redis", redis.url, "--redis-timeout", "500"]);
         const { exposition } = await scrape(server!.httpUrl);
         for (const [name, type] of Object.entries(redisOnly)) {
           assert.equal(exposition.type.get(name), type, `# TYPE ${name} ${type}`);
@@ -855,37 +820,11 @@ describe("GET /metrics (Prometheus text format 0.0.4)", { timeout: 120_000 }, ()
 
 // ── TLS: https:// and wss:// ──────────────────────────────────────────────
 
-interface HttpsServer {
-  child: ChildProcess;
-  port: number;
-  output(): string;
-  stop(): Promise<void>;
-}
-
-/** Starts server.ts with `args` on a free port and resolves once it says "listening on https://…". */
-async function spawnHttpsServer(args: string[]): Promise<HttpsServer> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ["--import", "tsx", serverPath, "--port", String(port), ...args], {
-    cwd: repositoryRoot,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
-  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const alive = () => child.exitCode === null && child.signalCode === null;
-  const stop = async () => {
-    if (alive()) child.kill("SIGKILL");
-    await exited;
-  };
-  try {
-    await waitUntil(() => !alive() || /listening on https?:\/\//.test(output), 20_000, "the listening line");
-    assert.match(output, new RegExp(`listening on https://127\\.0\\.0\\.1:${port}/`), `its output:\n${output}`);
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-  return { child, port, output: () => output, stop };
+/** server.ts with `args` (a certificate among them), once it says it listens on https://. */
+async function spawnHttpsServer(args: string[]): Promise<SpawnedServer> {
+  const server = await spawnServer(args);
+  assert.match(server.output(), new RegExp(`listening on https://127\\.0\\.0\\.1:${server.port}/`), server.output());
+  return server;
 }
 
 interface HttpsAnswer {
@@ -962,7 +901,7 @@ describe(
     let directory: string;
     let certificatePath: string;
     let certificate: Buffer;
-    let server: HttpsServer | undefined;
+    let server: SpawnedServer | undefined;
     before(async () => {
       directory = mkdtempSync(join(tmpdir(), "chat-tls-"));
       certificatePath = join(directory, "cert.pem");

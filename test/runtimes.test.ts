@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
 import { RawClient } from "./support/raw-client.ts";
 import { ChatClient } from "./support/chat-client.ts";
-import { TestRedis } from "./support/redis.ts";
+import { TestRedis, waitForHealth } from "./support/redis.ts";
 import { waitUntil } from "./support/wait.ts";
 import { Opcode, encodeClosePayload } from "../server.ts";
 import type { MessageSpec } from "./interop/ws-client.ts";
@@ -251,20 +251,7 @@ describe("one room on Redis, a server on each runtime", { timeout: 90_000 }, () 
         ),
       )),
     );
-    for (const server of servers) {
-      let status = 0;
-      await waitUntil(
-        () => status === 200,
-        20_000,
-        `${server.httpUrl}/healthz 200`,
-        async () => {
-          status = await fetch(`${server.httpUrl}/healthz`).then(
-            (response) => response.status,
-            () => 0,
-          );
-        },
-      );
-    }
+    for (const server of servers) await waitForHealth(server, 200, 20_000);
     clients.push(
       ...(await Promise.all(servers.map((server) => ChatClient.join(server.port, "", { ignorePresence: true })))),
     );

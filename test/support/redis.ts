@@ -186,8 +186,13 @@ export async function waitForHealth(server: SpawnedServer, status: number, timeo
 }
 
 /** `count` server.ts processes on `redis`, each answering /healthz 200. */
-export async function startNodes(redis: TestRedis, count: number): Promise<SpawnedServer[]> {
-  const nodes = await Promise.all(Array.from({ length: count }, () => spawnServer(nodeArgs(redis))));
-  for (const node of nodes) await waitForHealth(node, 200, 10_000);
-  return nodes;
+export function startNodes(redis: TestRedis, count: number): Promise<SpawnedServer[]> {
+  return startHealthyServers(count, nodeArgs(redis));
+}
+
+/** `count` server.ts processes started with `args`, each answering /healthz 200. */
+export async function startHealthyServers(count: number, args: string[]): Promise<SpawnedServer[]> {
+  const servers = await Promise.all(Array.from({ length: count }, () => spawnServer(args)));
+  for (const server of servers) await waitForHealth(server, 200, 10_000);
+  return servers;
 }

@@ -15,7 +15,7 @@ export interface SpawnedServer {
   child: ChildProcess;
   pid: number | undefined;
   port: number;
-  /** http://127.0.0.1:PORT and ws://127.0.0.1:PORT */
+  /** http://127.0.0.1:PORT and ws://127.0.0.1:PORT (https and wss with --tls-cert) */
   httpUrl: string;
   wsUrl: string;
   /** Everything it printed so far, stdout and stderr together. */
@@ -86,15 +86,16 @@ export function spawnTypeScript(file: string, args: string[], options: SpawnOpti
       listeners.add(check);
       check();
     });
-  return waitForOutput(/listening on http:\/\/([^\s/]+):(\d+)\//, timeoutMs).then(
+  return waitForOutput(/listening on (https?):\/\/([^\s/]+):(\d+)\//, timeoutMs).then(
     (match) => {
-      const port = Number(match[2]);
+      const secure = match[1] === "https"; // --tls-cert
+      const port = Number(match[3]);
       return {
         child,
         pid: child.pid,
         port,
-        httpUrl: `http://127.0.0.1:${port}`,
-        wsUrl: `ws://127.0.0.1:${port}`,
+        httpUrl: `${secure ? "https" : "http"}://127.0.0.1:${port}`,
+        wsUrl: `${secure ? "wss" : "ws"}://127.0.0.1:${port}`,
         output: () => output,
         waitForOutput,
         exited,
