@@ -2420,11 +2420,11 @@ export function describeFrame(frame: FrameInfo, direction: "received" | "sent"):
  * browser's compressed "hi" reads as "hi"; for a short message the server
  * sent plain, why. */
 export function describeMessageNote(note: MessageNote, direction: "received" | "sent"): string {
+  if (!note.compressed)
+    return `↳ sent uncompressed: shorter than ${note.threshold} bytes (--deflate-threshold), not worth compressing`;
   const content = note.binary
     ? `binary ${toHex(note.preview, true, 16)}`
     : (textPreview(note.preview, note.length) ?? "");
-  if (!note.compressed)
-    return `↳ sent uncompressed: shorter than ${note.threshold} bytes (--deflate-threshold), not worth compressing`;
   const ratio = note.length === 0 ? 0 : Math.round((note.wireLength / note.length) * 100);
   const how =
     direction === "received"
