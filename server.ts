@@ -3753,7 +3753,6 @@ export type Dialect = "json" | "text";
 
 interface Member {
   identity: Identity;
-  dialect: Dialect;
   bucket: TokenBucket;
   /** Drains while messages are refused: sustained flooding closes with 1008. */
   patience: TokenBucket;
@@ -3954,10 +3953,19 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     identity.connections.add(connection);
     this.members.set(connection, {
       identity,
-      dialect,
       bucket: new TokenBucket(this.options.messageRate, this.options.messageBurst, this.clock.now),
       patience: new TokenBucket(this.options.messageRate, this.options.messageBurst * 2, this.clock.now),
     });
+
+    // A second connection of someone already here changes nothing anyone sees.
+    if (identity.connections.size === 1) this.record(identity, "present", connection);
+    if (dialect === "text") {
+      // The tutorial's page knows no welcome: it is shown the newest messages as lines, and no more.
+      this.textMembers.add(connection);
+      for (const message of this.history.before(this.history.latestSeq + 1, HISTORY_PAGE).messages)
+        connection.send(this.asLine(message, identity));
+      return;
+    }
 
     // Resume: `since` means something only in the epoch it came from.
     const sinceText = query.get("since") ?? "";
@@ -3976,16 +3984,6 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
       ? this.history.since(since)
       : this.history.before(this.history.latestSeq + 1, HISTORY_PAGE).messages;
     const replay = this.encodeReplay(missed);
-
-    // A second connection of someone already here changes nothing anyone sees.
-    if (identity.connections.size === 1) this.record(identity, "present", connection);
-    if (dialect === "text") {
-      // The tutorial's page knows no welcome: it is shown the newest messages as lines, and no more.
-      this.textMembers.add(connection);
-      for (const message of this.history.before(this.history.latestSeq + 1, HISTORY_PAGE).messages)
-        connection.send(this.asLine(message, identity));
-      return;
-    }
     const firstPage = this.directory.page(0, MEMBER_PAGE);
     this.sendTo(connection, {
       type: "welcome",
@@ -4035,7 +4033,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
         `Slow down: at most ${this.options.messageRate} messages a second.`,
       );
     }
-    if (member.dialect === "text") return this.onLine(connection, member, text);
+    if (this.textMembers.has(connection)) return this.onLine(connection, member, text);
     let message: UncheckedMessage;
     try {
       message = JSON.parse(text) as UncheckedMessage;
