@@ -5231,6 +5231,8 @@ export const defaultConfig: ServerConfig = {
 
 export interface Endpoint {
   subprotocols: readonly string[];
+  /** Whether it needs the room's store: refused (503) while Redis is unreachable. */
+  usesRoom?: boolean;
   open(connection: Connection, query: URLSearchParams): void;
 }
 
@@ -5312,8 +5314,8 @@ class ChatServer {
   private outageTimer: ReturnType<typeof setTimeout> | undefined;
   /** What listens: the HTTP(S) server, or with --trust-proxy a TCP server in front of it. */
   readonly listener: TcpServer;
-  /** Client addresses a trusted proxy named in a PROXY line, by "address:port" of the proxy's connection. */
-  private readonly proxiedAddresses = new Map<string, string>();
+  /** Client addresses a trusted proxy named in a PROXY line, by the proxy's connection. */
+  private readonly proxiedAddresses = new WeakMap<Socket, string>();
   private slowConsumerCloses = 0;
 
   constructor(config: ServerConfig) {
@@ -5327,9 +5329,12 @@ class ChatServer {
       messageLog: config.redis === undefined ? undefined : (events) => this.openRedisLog(config.redis!, events),
     });
     this.endpoints = new Map<string, Endpoint>([
-      ["/", { subprotocols: ["chat"], open: (connection, query) => this.room.join(connection, query) }],
+      ["/", { subprotocols: ["chat"], usesRoom: true, open: (connection, query) => this.room.join(connection, query) }],
       ["/echo", { subprotocols: ["echo"], open: (connection) => void (connection.handler = echoHandler) }],
-      ["/text", { subprotocols: [], open: (connection, query) => this.room.join(connection, query, "text") }],
+      [
+        "/text",
+        { subprotocols: [], usesRoom: true, open: (connection, query) => this.room.join(connection, query, "text") },
+      ],
       ...config.extraEndpoints,
     ]);
     this.tracer =
@@ -5411,11 +5416,7 @@ class ChatServer {
       socket.off("data", onData);
       socket.setTimeout(0);
       if (header === "invalid") return void socket.end(handshakeRefusal(400, "A PROXY line that could not be read."));
-      if (header.address !== undefined) {
-        const key = `${socket.remoteAddress}:${socket.remotePort}`;
-        this.proxiedAddresses.set(key, header.address);
-        socket.once("close", () => this.proxiedAddresses.delete(key));
-      }
+      if (header.address !== undefined) this.proxiedAddresses.set(socket, header.address);
       socket.unshift(received.subarray(header.length));
       this.http.emit("connection", socket);
       socket.resume();
@@ -5429,7 +5430,7 @@ class ChatServer {
   private clientAddressOf(socket: Socket, request: IncomingMessage): string {
     const peer = peerAddressOf(socket);
     if (!this.config.trustProxy.includes(peer)) return peer;
-    const proxied = this.proxiedAddresses.get(`${socket.remoteAddress}:${socket.remotePort}`);
+    const proxied = this.proxiedAddresses.get(socket);
     const forwarded = headerValue(request.headers, "x-forwarded-for")?.split(",").at(-1)?.trim();
     return proxied ?? (forwarded || peer);
   }
@@ -5481,7 +5482,7 @@ class ChatServer {
       const clientAddress = this.clientAddressOf(socket, request);
       const overLimit = this.checkLimits(clientAddress);
       if (overLimit !== undefined) return this.refuse(socket, overLimit);
-      const unavailable = path === "/" || path === "/text" ? this.unavailableReason() : undefined;
+      const unavailable = endpoint.usesRoom ? this.unavailableReason() : undefined;
       if (unavailable !== undefined)
         return this.refuse(socket, { status: 503, reason: unavailable, headers: { "Retry-After": "5" } });
       const verdict = checkUpgradeRequest(request, this.policyFor(endpoint));
