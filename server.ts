@@ -4838,9 +4838,15 @@ export interface RedisLogOptions {
   onAvailability?: (available: boolean) => void;
 }
 
-/** A message from a stream entry's fields: [name, value, name, value, …]. */
+/** One field of a stream entry, whose fields come as [name, value, name, value, …]; "" when it has none. */
+function fieldOf(fields: string[], name: string): string {
+  const at = fields.indexOf(name);
+  return at < 0 ? "" : (fields[at + 1] ?? "");
+}
+
+/** A message from a stream entry's fields. */
 function messageOfEntry(seq: number, fields: string[]): ChatMessage {
-  const field = (name: string) => fields[fields.indexOf(name) + 1] ?? "";
+  const field = (name: string) => fieldOf(fields, name);
   return {
     seq,
     id: field("id"),
@@ -5059,7 +5065,7 @@ export class RedisLog implements MessageLog, SharedPresence {
     for (const entry of entries) {
       const [id, fields] = entry as [string, string[]];
       this.presenceCursor = id;
-      const field = (name: string) => fields[fields.indexOf(name) + 1] ?? "";
+      const field = (name: string) => fieldOf(fields, name);
       const host = field("host");
       if (host === this.hostId) continue;
       const kind = field("kind");
