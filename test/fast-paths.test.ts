@@ -3,7 +3,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { PayloadCollector, Utf8Validator, maskBytes, maskInPlace, pushUtf8 } from "../server.ts";
+import { PayloadCollector, Utf8Validator, maskBytes, maskInPlace, maskSimd, maskWords, pushUtf8 } from "../server.ts";
 
 /** A small seeded generator, so a failure can be replayed. */
 function random(seed: number): () => number {
@@ -17,7 +17,7 @@ function random(seed: number): () => number {
 }
 
 describe("fast paths give what the plain algorithms give", () => {
-  test("§5.3: maskInPlace equals maskBytes at every length 0-100, every offset and every alignment", () => {
+  test("§5.3: maskWords equals maskBytes at every length 0-100, every offset and every alignment", () => {
     const next = random(5_3);
     const key = Buffer.from([0x37, 0xfa, 0x21, 0x3d]);
     for (let length = 0; length <= 100; length++) {
@@ -26,13 +26,41 @@ describe("fast paths give what the plain algorithms give", () => {
           const backing = Buffer.from(Array.from({ length: length + alignment }, () => Math.floor(next() * 256)));
           const fast = backing.subarray(alignment);
           const plain = Buffer.from(fast);
-          maskInPlace(fast, key, offset);
+          maskWords(fast, key, offset);
           maskBytes(plain, key, offset);
           assert.deepEqual(fast, plain, `length ${length}, offset ${offset}, alignment ${alignment}`);
         }
       }
     }
   });
+
+  test(
+    "§5.3: maskSimd (WebAssembly) and maskInPlace equal maskBytes around every 16-byte step, the 1 KiB " +
+      "threshold and the 64 KiB slice, at every offset and alignment",
+    () => {
+      // Node 20 runs WebAssembly SIMD: here the fast path must run, not fall back unnoticed.
+      assert.equal(maskSimd(Buffer.alloc(16), Buffer.alloc(4)), true, "WebAssembly SIMD is available on Node");
+      const next = random(5_3_1);
+      const key = Buffer.from([0x9c, 0x01, 0xe7, 0x42]);
+      const lengths = [0, 1, 15, 16, 17, 31, 33, 1023, 1024, 1025, 65535, 65536, 65537, 3 * 65536 + 5];
+      for (const length of lengths) {
+        for (let offset = 0; offset < 4; offset++) {
+          for (let alignment = 0; alignment < 4; alignment++) {
+            const backing = Buffer.from(Array.from({ length: length + alignment }, () => Math.floor(next() * 256)));
+            const simd = backing.subarray(alignment);
+            const chosen = Buffer.from(simd);
+            const plain = Buffer.from(simd);
+            maskSimd(simd, key, offset);
+            maskInPlace(chosen, key, offset);
+            maskBytes(plain, key, offset);
+            const where = `length ${length}, offset ${offset}, alignment ${alignment}`;
+            assert.ok(simd.equals(plain), `maskSimd: ${where}`);
+            assert.ok(chosen.equals(plain), `maskInPlace: ${where}`);
+          }
+        }
+      }
+    },
+  );
 
   test("RFC 3629: pushUtf8 answers as Utf8Validator.push does, for valid and broken text cut at every point", () => {
     const samples = [
