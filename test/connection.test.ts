@@ -206,6 +206,31 @@ describe("§5.5.1 and §7 the closing handshake", () => {
 });
 
 describe("§5.4 fragmentation on a live connection", () => {
+  test(
+    "§5.2, §5.4: messages that arrive in many TCP reads, or in many fragments, are echoed byte for byte " +
+      "(the echo writes the pieces they came in after one header)",
+    async () => {
+      const client = await open(plainServer);
+      // Nearly 1 MiB (--max-payload): the socket hands it over 64 KiB at a time, so it arrives in pieces.
+      const binary = randomBytes(1024 * 1024 - 1);
+      client.sendFrame(Opcode.Binary, binary);
+      assert.ok((await client.next("binary", 15_000)).data.equals(binary), "1 MiB binary in one frame");
+      // Text whose three-byte characters straddle the pieces' edges.
+      const text = "聊天室 ✓ room ".repeat(40_000);
+      client.sendFrame(Opcode.Text, text);
+      assert.equal((await client.next("text", 15_000)).text, text, "text in one frame");
+      // Five fragments of different sizes, the last one small.
+      const fragmented = randomBytes(700_001);
+      const cuts = [0, 1, 65_537, 300_000, 699_990, fragmented.length];
+      for (let index = 0; index + 1 < cuts.length; index++) {
+        const opcode = index === 0 ? Opcode.Binary : Opcode.Continuation;
+        client.sendFrame(opcode, fragmented.subarray(cuts[index], cuts[index + 1]), { fin: index + 2 === cuts.length });
+      }
+      assert.ok((await client.next("binary", 15_000)).data.equals(fragmented), "five fragments");
+      client.destroy();
+    },
+  );
+
   test("§5.4 a fragmented text message is echoed whole", async () => {
     const client = await open(plainServer);
     client.sendFrame(Opcode.Text, "frag", { fin: false });
