@@ -2184,8 +2184,9 @@ function writeFrame(connection: Connection, opcode: number, payload: string | Bu
 // and send that. Fast: the message keeps its pieces (BinaryMessage and
 // TextMessage join them only when someone reads `data`), and an echo writes
 // them after a new header, in the same system call. Measured on 4 × 1 MiB
-// binary echo (bench/cpuprofile.ts): the join was 13 % of the server's busy
-// time, and the echo went from 654 to 844 messages a second without it.
+// binary echo (bench/load.ts's runEcho on a server run with --cpu-prof, read
+// with bench/cpuprofile.ts): the join was 13 % of the server's busy time, and
+// the echo went from 654 to 844 messages a second without it.
 
 /** Above this many pieces a message is joined and sent as one buffer: a
  * write call per piece would cost more than the copy. */
@@ -2340,8 +2341,8 @@ const MASK_MODULE = new Uint8Array([
 
 /** Bytes masked per call: one 64 KiB slice, a multiple of 4 so the key stays in step. */
 const SIMD_SLICE = 64 * 1024;
-/** Below this the copies in and out cost more than they save (measured: even
- * at about 700 bytes, 0.85× at 512, 1.4× at 1 KiB, 4.4× at 64 KiB): maskWords does it. */
+/** Below this the copies in and out cost more than they save (measured against
+ * maskWords: even at about 700 bytes, 0.85× at 512, 1.4× at 1 KiB): maskWords does it. */
 const SIMD_MIN_BYTES = 1024;
 
 interface SimdMasker {
