@@ -1,7 +1,9 @@
 // The command line, where the process is the point: --help, bad options, a
 // port already in use, $PORT, and the start-up line that tells you where to
-// point the browser. Each is server.ts run as a program; the option table
-// itself is tested in-process by test/options.test.ts.
+// point the browser. Each is server.ts run as a program, the way `npm start`
+// runs it (`node --import tsx server.ts`, not the precompiled copy the other
+// tests spawn: see test/support/spawn.ts); the option table itself is tested
+// in-process by test/options.test.ts.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -17,6 +19,10 @@ import {
   spawnServer,
   spawnTypeScript,
 } from "./support/spawn.ts";
+
+/** How `npm start` runs it: these tests are about how the server is started. */
+const asStarted = { viaTsx: true };
+const runToExit = (args: string[]) => runServerToExit(args, {}, undefined, asStarted);
 
 /** A value of the kind a --help line names, for trying each flag. */
 const sampleValues: Record<string, string> = {
@@ -47,7 +53,7 @@ function flagsShownIn(help: string): Map<string, string[]> {
 
 describe("command line", () => {
   test("--help prints the help text and exits 0; it names every flag the parser accepts, and only those", async () => {
-    const { code, stdout, stderr } = await runServerToExit(["--help"]);
+    const { code, stdout, stderr } = await runToExit(["--help"]);
     assert.equal(code, 0, stderr);
     assert.equal(stdout, helpText, "the process prints helpText, whole");
     const shown = flagsShownIn(stdout);
@@ -65,7 +71,7 @@ describe("command line", () => {
 
   test("an unknown option or a bad number is one clear line on stderr and exit 2, no stack trace", async () => {
     const cases = [["--nope"], ["--port", "seventy"], ["--max-payload", "-5"], ["--port", "70000"]];
-    const runs = await Promise.all(cases.map((args) => runServerToExit(args)));
+    const runs = await Promise.all(cases.map((args) => runToExit(args)));
     for (const [index, { code, stderr }] of runs.entries()) {
       const args = cases[index]!.join(" ");
       assert.equal(code, 2, args);
@@ -76,7 +82,7 @@ describe("command line", () => {
 
   test("a port already in use is one clear line and exit 1, no stack trace", async () => {
     await withServer({}, async (first) => {
-      const { code, stdout, stderr } = await runServerToExit(["--port", String(first.port)]);
+      const { code, stdout, stderr } = await runToExit(["--port", String(first.port)]);
       assert.equal(code, 1);
       assert.equal(stdout, "");
       const next = first.port + 1;
@@ -112,8 +118,8 @@ describe("command line", () => {
   test("start-up prints the URL to open; --port and $PORT choose the port", async () => {
     const [byFlag, byEnvironment] = await Promise.all([freePort(), freePort()]);
     const [flagged, environed] = await Promise.all([
-      spawnServer(["--port", String(byFlag)]),
-      spawnTypeScript(serverPath, [], { env: { PORT: String(byEnvironment) } }),
+      spawnServer(["--port", String(byFlag)], asStarted),
+      spawnTypeScript(serverPath, [], { ...asStarted, env: { PORT: String(byEnvironment) } }),
     ]);
     try {
       assert.match(flagged.output(), new RegExp(`^Chat room listening on http://127\\.0\\.0\\.1:${byFlag}/$`, "m"));
