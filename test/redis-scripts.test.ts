@@ -121,9 +121,9 @@ describe("the room's scripts over a long life", () => {
     await redis.destroy();
   });
 
-  test("after 100,000 messages the stream and the id set hold exactly the kept 1,000; an id older than that is new again", async () => {
+  test("after 20,000 messages the stream and the id set hold exactly the kept 1,000; an id older than that is new again", async () => {
     const pending: Array<Promise<unknown>> = [];
-    for (let index = 1; index <= 100_000; index++) {
+    for (let index = 1; index <= 20_000; index++) {
       pending.push(
         client.run(appendMessageScript, keyList, [...state(client, "", 0, 1000), `id-${index}`, "s", "f", "t", 1]),
       );
@@ -132,8 +132,8 @@ describe("the room's scripts over a long life", () => {
     await Promise.all(pending);
     assert.equal(await client.command(["XLEN", keys.stream]), 1000);
     assert.equal(await client.command(["ZCARD", keys.ids]), 1000);
-    assert.equal(await client.command(["HGET", keys.meta, "seq"]), "100000");
-    assert.equal((await append(client, "id-100000", ["", 0], 1000)).seen, true, "the newest is in the window");
-    assert.equal((await append(client, "id-99000", ["", 0], 1000)).seen, false, "outside the window: a new message");
+    assert.equal(await client.command(["HGET", keys.meta, "seq"]), "20000");
+    assert.equal((await append(client, "id-20000", ["", 0], 1000)).seen, true, "the newest is in the window");
+    assert.equal((await append(client, "id-19000", ["", 0], 1000)).seen, false, "outside the window: a new message");
   });
 });
