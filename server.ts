@@ -1819,12 +1819,14 @@ class DeadlineTimer {
     clearTimeout(this.timer);
     this.at = at;
     if (at === Infinity) return;
-    const fire = (): void => {
-      this.at = Infinity;
-      this.callback();
-    };
-    this.timer = setTimeout(fire, Math.max(0, at - Date.now()));
+    this.timer = setTimeout(DeadlineTimer.fire, Math.max(0, at - Date.now()), this);
     this.timer.unref();
+  }
+
+  /** One function for every timer (the timer comes as its argument), not a closure per setting. */
+  private static fire(timer: DeadlineTimer): void {
+    timer.at = Infinity;
+    timer.callback();
   }
 }
 
@@ -1851,6 +1853,10 @@ function sessionOptionsFor(options: ConnectionOptions, deflate: DeflateAgreement
 }
 
 let nextConnectionId = 1;
+
+/** Where a socket keeps the Connection that owns it. */
+const connectionOfSocket = Symbol("connection");
+type OwnedSocket = Socket & { [connectionOfSocket]?: Connection };
 
 export class Connection {
   readonly id = nextConnectionId++;
@@ -1888,18 +1894,36 @@ export class Connection {
 
     socket.setNoDelay(true); // small frames go out now, not 40 ms later (Nagle)
     socket.setTimeout(0);
-    socket.on("data", (chunk: Buffer) => this.receiveBytes(chunk));
-    socket.on("drain", () => this.writer.resumeReading());
-    socket.on("end", () => socket.end()); // the peer half-closed: finish our half
-    socket.on("error", (error: Error) => {
-      if (this.state === "open") this.options.log(`connection ${this.id}: ${error.message}`);
-      socket.destroy();
-    });
-    socket.on("close", () => this.finish());
+    (socket as OwnedSocket)[connectionOfSocket] = this;
+    socket.on("data", Connection.onSocketData);
+    socket.on("drain", Connection.onSocketDrain);
+    socket.on("end", Connection.onSocketEnd);
+    socket.on("error", Connection.onSocketError);
+    socket.on("close", Connection.onSocketClose);
     // The peer may already have gone while the handshake was answered: then
     // "close" was emitted before we listened, and must not be waited for.
     if (socket.destroyed) process.nextTick(() => this.finish());
     this.timer.set(this.session.deadline);
+  }
+
+  // The socket's listeners: the same five functions for every connection
+  // (`this` is the socket, which knows its connection), not five closures each.
+  private static onSocketData(this: OwnedSocket, chunk: Buffer): void {
+    this[connectionOfSocket]!.receiveBytes(chunk);
+  }
+  private static onSocketDrain(this: OwnedSocket): void {
+    this[connectionOfSocket]!.writer.resumeReading();
+  }
+  private static onSocketEnd(this: OwnedSocket): void {
+    this.end(); // the peer half-closed: finish our half
+  }
+  private static onSocketError(this: OwnedSocket, error: Error): void {
+    const connection = this[connectionOfSocket]!;
+    if (connection.state === "open") connection.options.log(`connection ${connection.id}: ${error.message}`);
+    this.destroy();
+  }
+  private static onSocketClose(this: OwnedSocket): void {
+    this[connectionOfSocket]!.finish();
   }
 
   get state(): SessionState {
@@ -5457,6 +5481,21 @@ function peerAddressOf(socket: Socket): string {
   return address.startsWith("::ffff:") ? address.slice(7) : address;
 }
 
+/** Slowloris: a socket whose request has not arrived in time is answered 408, and dropped soon after. */
+function refuseSlowRequest(socket: Socket): void {
+  if (!socket.destroyed) socket.end(handshakeRefusal(408, "The request took too long to arrive."));
+  setTimeout(destroySocket, 1000, socket).unref();
+}
+
+function destroySocket(socket: Socket): void {
+  socket.destroy();
+}
+
+/** A socket's "error" listener while nothing else owns it (`this` is the socket). */
+function destroyOnError(this: Socket): void {
+  this.destroy();
+}
+
 /** The PROXY protocol's version 1 line, as HAProxy sends it before the
  * client's bytes: "PROXY TCP4 <client> <proxy> <client port> <proxy port>\r\n"
  * (TCP6 alike; "PROXY UNKNOWN …" names nobody), at most 107 bytes. Sans-I/O:
@@ -5614,10 +5653,7 @@ class ChatServer {
   /** Slowloris: a socket that has not finished a request within the timeout
    * is answered 408 and dropped. Our own timer, so the limit holds on every runtime. */
   private onConnection(socket: Socket): void {
-    const timer = setTimeout(() => {
-      if (!socket.destroyed) socket.end(handshakeRefusal(408, "The request took too long to arrive."));
-      setTimeout(() => socket.destroy(), 1000).unref();
-    }, this.config.handshakeTimeoutMs);
+    const timer = setTimeout(refuseSlowRequest, this.config.handshakeTimeoutMs, socket);
     timer.unref();
     this.handshakeTimers.set(socket, timer);
   }
@@ -5644,7 +5680,6 @@ class ChatServer {
   private onUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): void {
     this.requestArrived(socket);
     let opened: Connection | undefined;
-    const destroyOnError = () => socket.destroy();
     socket.on("error", destroyOnError); // until a Connection owns the socket
     try {
       const { path, query } = splitTarget(request.url);
