@@ -505,6 +505,9 @@ type DecoderState =
 /** How many payload bytes the trace shows; the data itself is never cut. */
 const PREVIEW_BYTES = 128;
 
+/** An empty list shared by every decoder that has nothing to keep (never pushed to). */
+const NO_PIECES: Buffer[] = [];
+
 /**
  * The frame decoder: a pure, incremental state machine.
  *
@@ -516,7 +519,12 @@ const PREVIEW_BYTES = 128;
  */
 export class FrameDecoder {
   private state: DecoderState = "header";
-  private readonly options: Required<DecoderOptions>;
+  // The options, as fields: no object of its own per connection.
+  private readonly expectMasked: boolean;
+  private readonly maxPayload: number;
+  private readonly maxFragments: number;
+  private readonly allowCompression: boolean;
+  private observeFrames: boolean;
 
   // Bytes received but not yet parsed: a queue of chunks, consumed from the front.
   private chunks: Buffer[] = [];
@@ -531,8 +539,9 @@ export class FrameDecoder {
   private frameLength = 0;
   private frameReceived = 0;
   private maskKey: Buffer | undefined;
-  private previewOnWire: Buffer[] = [];
-  private preview: Buffer[] = [];
+  // The first bytes of the frame, only while frames are observed.
+  private previewOnWire: Buffer[] = NO_PIECES;
+  private preview: Buffer[] = NO_PIECES;
 
   // The message being assembled from one or more data frames (§5.4).
   private messageOpcode = 0; // 0: no message open
@@ -542,17 +551,16 @@ export class FrameDecoder {
   private readonly utf8 = new Utf8Validator();
 
   constructor(options: DecoderOptions) {
-    this.options = {
-      maxFragments: MAX_FRAGMENTS,
-      allowCompression: false,
-      observeFrames: false,
-      ...options,
-    };
+    this.expectMasked = options.expectMasked;
+    this.maxPayload = options.maxPayload;
+    this.maxFragments = options.maxFragments ?? MAX_FRAGMENTS;
+    this.allowCompression = options.allowCompression ?? false;
+    this.observeFrames = options.observeFrames ?? false;
   }
 
   /** Turns the `frame` events on or off. */
   observe(on: boolean): void {
-    this.options.observeFrames = on;
+    this.observeFrames = on;
   }
 
   /** Feeds bytes in; returns the events they complete, in order. Never throws
@@ -654,7 +662,7 @@ export class FrameDecoder {
     const length7 = byte1 & 0x7f;
     const isControl = (this.opcode & 0x08) !== 0;
 
-    if (rsv2 || rsv3 || (this.rsv1 && !this.options.allowCompression)) return this.fail(events, "reserved_bits");
+    if (rsv2 || rsv3 || (this.rsv1 && !this.allowCompression)) return this.fail(events, "reserved_bits");
     if (opcodeNames[this.opcode] === undefined) return this.fail(events, "reserved_opcode");
     if (isControl) {
       if (!this.fin) return this.fail(events, "control_fragmented");
@@ -666,8 +674,8 @@ export class FrameDecoder {
     } else if (this.messageOpcode !== 0) {
       return this.fail(events, "expected_continuation");
     }
-    if (this.masked !== this.options.expectMasked) {
-      return this.fail(events, this.options.expectMasked ? "unmasked_frame" : "masked_frame");
+    if (this.masked !== this.expectMasked) {
+      return this.fail(events, this.expectMasked ? "unmasked_frame" : "masked_frame");
     }
 
     if (length7 === 126) {
@@ -693,9 +701,9 @@ export class FrameDecoder {
       }
       // A compressed message is limited again, exactly, after inflating; here
       // it may be as large as deflate can make the largest allowed message.
-      const limit = this.messageCompressed ? deflateBound(this.options.maxPayload) : this.options.maxPayload;
+      const limit = this.messageCompressed ? deflateBound(this.maxPayload) : this.maxPayload;
       if (this.payload.length + this.frameLength > limit) return this.fail(events, "message_too_big");
-      if (this.fragments + 1 > this.options.maxFragments) return this.fail(events, "too_many_fragments");
+      if (this.fragments + 1 > this.maxFragments) return this.fail(events, "too_many_fragments");
       this.fragments++;
     }
     this.frameReceived = 0;
@@ -742,15 +750,19 @@ export class FrameDecoder {
   }
 
   private notePreview(piece: Buffer, offset: number): void {
-    if (!this.options.observeFrames || offset >= PREVIEW_BYTES) return;
+    if (!this.observeFrames || offset >= PREVIEW_BYTES) return;
     const part = piece.subarray(0, PREVIEW_BYTES - offset);
+    if (this.preview === NO_PIECES) {
+      this.previewOnWire = [];
+      this.preview = [];
+    }
     this.previewOnWire.push(Buffer.from(part));
     this.preview.push(part); // unmasked in place right after this
   }
 
   private finishFrame(events: DecoderEvent[], controlPayload: Buffer | undefined): void {
     this.state = "header";
-    if (this.options.observeFrames) {
+    if (this.observeFrames) {
       events.push({
         type: "frame",
         frame: {
@@ -767,8 +779,8 @@ export class FrameDecoder {
           preview: Buffer.from(Buffer.concat(this.preview)),
         },
       });
-      this.previewOnWire = [];
-      this.preview = [];
+      this.previewOnWire = NO_PIECES;
+      this.preview = NO_PIECES;
     }
     if (controlPayload !== undefined) return this.finishControlFrame(events, controlPayload);
     if (!this.fin) return;
@@ -1854,6 +1866,9 @@ function sessionOptionsFor(options: ConnectionOptions, deflate: DeflateAgreement
 
 let nextConnectionId = 1;
 
+/** What a connection does with messages until an endpoint takes it: nothing (one object for all). */
+const NO_HANDLER: ConnectionHandler = Object.freeze({});
+
 /** Where a socket keeps the Connection that owns it. */
 const connectionOfSocket = Symbol("connection");
 type OwnedSocket = Socket & { [connectionOfSocket]?: Connection };
@@ -1864,7 +1879,7 @@ export class Connection {
   readonly remoteAddress: string;
   readonly protocol: string | undefined;
   readonly deflate: DeflateAgreement | undefined;
-  handler: ConnectionHandler = {};
+  handler: ConnectionHandler = NO_HANDLER;
   /** The opening handshake as the trace tells it; kept only when someone may ask. */
   handshakeTrace: string[] | undefined;
 
