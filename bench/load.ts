@@ -13,7 +13,7 @@
 // enough for tests, not for a load generator that must cost far less than
 // the servers it drives. It shares only the seeded PRNG of test/support.
 //
-// Four kinds of load, each bounded in count and in time:
+// Kinds of load, each bounded in count and in time:
 //   runEcho     N connections, each keeping W messages in flight, pipelined;
 //               every reply is checked (type, compression bit, bytes).
 //               With window 1 and recordLatency it is the round-trip test.
@@ -21,10 +21,16 @@
 //   runFanout   N chat clients on /, one of them says W messages at a time;
 //               every client must get every message exactly once, in order,
 //               with seqs one after the other. Optionally first a paced phase
-//               (a fixed rate, for latency below saturation), and the clients
-//               spread over several servers that share one room (--redis).
+//               (a fixed rate, for latency below saturation), or that phase
+//               alone, and the clients spread over several servers that share
+//               one room (--redis).
+//   runFloorBroadcast
+//               the same paced phase on plain TCP, against bench/tcp-floor.ts
+//               --broadcast: N clients, one saying fixed-size numbered
+//               messages, every client checking the bytes it gets.
 //   openIdle    N idle connections opened C at a time (handshakes per second,
-//               memory per connection).
+//               memory per connection), from several loopback source
+//               addresses when asked; raw: TCP connections, no handshake.
 //
 //   tsx bench/load.ts echo   --port P [--connections 64] [--size 1024] [--binary] [--deflate] [--seconds 3]
 //   tsx bench/load.ts fanout --port P [--clients 100] [--seconds 3]
@@ -413,8 +419,8 @@ export async function openMany(
   target: Target | ((index: number) => Target),
   count: number,
   concurrency: number,
-  options: OpenOptions,
-  makeSink: (index: number) => FrameSink,
+  options: OpenOptions | ((index: number) => OpenOptions),
+  makeSink: (index: number) => FrameSink | ((chunk: Buffer) => void),
 ): Promise<{ conns: Conn[]; seconds: number }> {
   const conns: Conn[] = new Array<Conn>(count);
   let next = 0;
@@ -424,7 +430,7 @@ export async function openMany(
       const index = next++;
       conns[index] = await openConnection(
         typeof target === "function" ? target(index) : target,
-        options,
+        typeof options === "function" ? options(index) : options,
         makeSink(index),
       );
     }
@@ -851,6 +857,8 @@ export interface FanoutOptions extends MeasureHooks {
   beforeLoad?: () => Promise<void>;
   /** A paced phase before the saturated one; its hooks are its own. */
   paced?: PacedOptions;
+  /** false: the paced phase alone (then required), whose figures the result's are. */
+  saturated?: boolean;
 }
 
 /** The figures of one measured window. */
@@ -998,13 +1006,16 @@ function readSeq(data: Buffer, start: number, end: number): number {
   return from < 0 ? -1 : readDigits(data, from, end, -1);
 }
 
-class FanoutLoad {
+/** One sender says numbered messages and every client must get each: the
+ * send times, deliveries and latencies of a chat fan-out and of the TCP
+ * floor's broadcast alike, so that both are measured by the same phases. */
+abstract class DeliveryLoad {
   readonly errors = new ErrorLog();
   /** The current phase's latencies (a new one for each phase). */
   histogram = new Histogram();
-  readonly frames: SayFrames;
   readonly clients: number;
-  readonly window: number;
+  /** Messages prepared for the run: the most that can be said. */
+  readonly capacity: number;
   readonly sentAt: Float64Array;
   readonly measured: Uint8Array;
   readonly deliveredTo: Uint32Array;
@@ -1012,24 +1023,20 @@ class FanoutLoad {
   sent = 0;
   completed = 0;
   deliveries = 0;
-  /** From the barrier to the end: a connection that closes meanwhile is an error. */
-  running = false;
-  /** Whether every delivery says the next message (the saturated phase); paced sends go by the clock instead. */
-  windowed = false;
   measuring = false;
   private now = 0;
   private nowValid = false;
 
-  constructor(options: FanoutOptions) {
-    if (cachedSayFrames === undefined || cachedSayFrames.count < options.maxMessages)
-      cachedSayFrames = new SayFrames(options.maxMessages);
-    this.frames = cachedSayFrames;
-    this.clients = options.clients;
-    this.window = options.window;
-    this.sentAt = new Float64Array(options.maxMessages);
-    this.measured = new Uint8Array(options.maxMessages);
-    this.deliveredTo = new Uint32Array(options.maxMessages);
+  constructor(clients: number, capacity: number) {
+    this.clients = clients;
+    this.capacity = capacity;
+    this.sentAt = new Float64Array(capacity);
+    this.measured = new Uint8Array(capacity);
+    this.deliveredTo = new Uint32Array(capacity);
   }
+
+  /** The bytes of messages [from, to), end to end. */
+  protected abstract bytes(from: number, to: number): Buffer;
 
   delivered(id: number): void {
     if (!this.nowValid) {
@@ -1041,28 +1048,23 @@ class FanoutLoad {
     if (++this.deliveredTo[id] === this.clients) this.completed++;
   }
 
-  afterChunk(): void {
+  /** After each chunk a client has read: the next delivery reads the clock again. */
+  chunkDone(): void {
     this.nowValid = false;
-    if (this.windowed) this.sendUpTo(this.completed + this.window);
   }
 
   /** Says the messages before `limit` not said yet (as many as are prepared), in one write. */
   sendUpTo(limit: number): void {
     if (this.sender === undefined) return;
-    limit = Math.min(limit, this.frames.count, this.sentAt.length);
+    limit = Math.min(limit, this.capacity);
     if (this.sent >= limit) return;
     const now = performance.now();
     for (let id = this.sent; id < limit; id++) {
       this.sentAt[id] = now;
       this.measured[id] = this.measuring ? 1 : 0;
     }
-    this.sender.socket.write(this.frames.slice(this.sent, limit));
+    this.sender.socket.write(this.bytes(this.sent, limit));
     this.sent = limit;
-  }
-
-  /** Says exactly one message (the barrier). */
-  sayOne(): void {
-    this.sendUpTo(this.sent + 1);
   }
 
   /** Waits until every message said has reached every client (or an error, or the deadline). */
@@ -1071,9 +1073,40 @@ class FanoutLoad {
   }
 }
 
+class FanoutLoad extends DeliveryLoad {
+  readonly frames: SayFrames;
+  readonly window: number;
+  /** From the barrier to the end: a connection that closes meanwhile is an error. */
+  running = false;
+  /** Whether every delivery says the next message (the saturated phase); paced sends go by the clock instead. */
+  windowed = false;
+
+  constructor(options: FanoutOptions) {
+    if (cachedSayFrames === undefined || cachedSayFrames.count < options.maxMessages)
+      cachedSayFrames = new SayFrames(options.maxMessages);
+    super(options.clients, Math.min(options.maxMessages, cachedSayFrames.count));
+    this.frames = cachedSayFrames;
+    this.window = options.window;
+  }
+
+  protected bytes(from: number, to: number): Buffer {
+    return this.frames.slice(from, to);
+  }
+
+  afterChunk(): void {
+    this.chunkDone();
+    if (this.windowed) this.sendUpTo(this.completed + this.window);
+  }
+
+  /** Says exactly one message (the barrier). */
+  sayOne(): void {
+    this.sendUpTo(this.sent + 1);
+  }
+}
+
 /** A warm-up, then the measured window, then the sending stops and what was said is drained. */
 async function measurePhase(
-  load: FanoutLoad,
+  load: DeliveryLoad,
   timing: { warmupMs: number; durationMs: number; drainTimeoutMs: number },
   hooks: MeasureHooks,
   stopSending: () => void,
@@ -1094,8 +1127,7 @@ async function measurePhase(
   const messages = load.sent - saidBefore;
   const deliveries = load.deliveries - deliveriesBefore;
   stopSending();
-  if (load.sent >= load.frames.count)
-    load.errors.add(`ran out of prepared messages (${load.frames.count}); raise maxMessages`);
+  if (load.sent >= load.capacity) load.errors.add(`ran out of prepared messages (${load.capacity}); raise maxMessages`);
   // The latencies of the window's last messages arrive after it: the histogram is read once they are in.
   await load.drain(timing.drainTimeoutMs);
   const histogram = load.histogram;
@@ -1110,7 +1142,7 @@ async function measurePhase(
 }
 
 /** The sender says `ratePerSecond` messages a second, by the clock (checked every millisecond). */
-async function pacedPhase(load: FanoutLoad, paced: PacedOptions, drainTimeoutMs: number): Promise<FanoutPhase> {
+async function pacedPhase(load: DeliveryLoad, paced: PacedOptions, drainTimeoutMs: number): Promise<FanoutPhase> {
   const began = performance.now();
   const first = load.sent;
   const timer = setInterval(() => {
@@ -1156,9 +1188,15 @@ export async function runFanout(options: FanoutOptions): Promise<FanoutResult> {
     options.onReady?.();
     await options.beforeLoad?.();
     const paced = options.paced === undefined ? undefined : await pacedPhase(load, options.paced, drainTimeoutMs);
-    load.windowed = true;
-    load.afterChunk();
-    const saturated = await measurePhase(load, { ...options, drainTimeoutMs }, options, () => (load.windowed = false));
+    let saturated: FanoutPhase;
+    if (options.saturated === false) {
+      if (paced === undefined) throw new Error("runFanout: saturated: false needs a paced phase");
+      saturated = paced;
+    } else {
+      load.windowed = true;
+      load.afterChunk();
+      saturated = await measurePhase(load, { ...options, drainTimeoutMs }, options, () => (load.windowed = false));
+    }
     load.running = false;
     const everyDeliveryOnceInOrder =
       load.errors.count === 0 && members.every((member) => member.next === load.sent) && load.completed === load.sent;
@@ -1191,6 +1229,160 @@ export function destroyAll(conns: Conn[]): void {
   for (const conn of conns) conn.socket.destroy();
 }
 
+// ── The broadcast floor: a chat room's fan-out on plain TCP ────────────────
+
+/** Bytes of each message of the floor's broadcast: about what one delivery
+ * of a chat message is on the wire (a 2-byte header and the JSON of
+ * {"type":"message","seq","id","from","text","time"} with a sixty-character
+ * line), so that the floor's writes carry what the chat servers' carry. */
+export const FLOOR_MESSAGE_BYTES = 150;
+/** What bench/tcp-floor.ts --broadcast sends each socket it lets in. */
+const FLOOR_WELCOME = 0x2a;
+
+export interface FloorBroadcastOptions extends PacedOptions {
+  target: Target;
+  clients: number;
+  /** Bytes of each message (FLOOR_MESSAGE_BYTES). */
+  size: number;
+  connectConcurrency?: number;
+  drainTimeoutMs?: number;
+}
+
+export interface FloorBroadcastResult extends FanoutPhase {
+  clients: number;
+  connectSeconds: number;
+  /** Messages said in the whole run (warm-up included). */
+  said: number;
+  /** Every client got the bytes of every message said, exactly once, in order. */
+  everyDeliveryOnceInOrder: boolean;
+  errors: number;
+  firstErrors: string[];
+  /** The open connections: the caller destroys them, after stopping the server. */
+  conns: Conn[];
+}
+
+/** Every message of a floor run, end to end: message k is its number in ten
+ * digits, then dots up to `size` bytes, then a newline (each one different,
+ * so that a lost, doubled or reordered message shows in the bytes). */
+class FloorLoad extends DeliveryLoad {
+  readonly size: number;
+  readonly stream: Buffer;
+  welcomed = 0;
+
+  constructor(clients: number, capacity: number, size: number) {
+    super(clients, capacity);
+    if (size < 12) throw new Error("a floor message holds at least its ten-digit number and a newline");
+    this.size = size;
+    this.stream = Buffer.alloc(capacity * size, ".");
+    for (let id = 0; id < capacity; id++) {
+      this.stream.write(String(id).padStart(10, "0"), id * size, "latin1");
+      this.stream[(id + 1) * size - 1] = 0x0a;
+    }
+  }
+
+  protected bytes(from: number, to: number): Buffer {
+    return this.stream.subarray(from * this.size, to * this.size);
+  }
+}
+
+/** One member of the floor's room: the welcome byte, then the stream, checked byte for byte. */
+class FloorClient {
+  private welcomed = false;
+  /** Stream bytes received so far. */
+  private offset = 0;
+  private readonly load: FloorLoad;
+  private readonly index: number;
+
+  constructor(load: FloorLoad, index: number) {
+    this.load = load;
+    this.index = index;
+  }
+
+  readonly onData = (chunk: Buffer): void => {
+    const load = this.load;
+    let start = 0;
+    if (!this.welcomed) {
+      if (chunk[0] !== FLOOR_WELCOME) return load.errors.add(`client ${this.index}: no welcome byte first`);
+      this.welcomed = true;
+      load.welcomed++;
+      start = 1;
+    }
+    const length = chunk.length - start;
+    if (length === 0) return;
+    const end = this.offset + length;
+    if (end > load.sent * load.size)
+      return load.errors.add(`client ${this.index}: ${end - load.sent * load.size} bytes more than were said`);
+    if (load.stream.compare(chunk, start, chunk.length, this.offset, end) !== 0)
+      return load.errors.add(`client ${this.index}: bytes ${this.offset}–${end} differ from what was said`);
+    for (let id = Math.floor(this.offset / load.size); id < Math.floor(end / load.size); id++) load.delivered(id);
+    this.offset = end;
+    load.chunkDone();
+  };
+
+  /** Messages received whole. */
+  get messages(): number {
+    return this.offset / this.load.size;
+  }
+}
+
+/** N plain TCP clients in bench/tcp-floor.ts's broadcast room; the first says
+ * `ratePerSecond` messages a second, as runFanout's paced phase does. */
+export async function runFloorBroadcast(options: FloorBroadcastOptions): Promise<FloorBroadcastResult> {
+  const capacity = Math.ceil(((options.warmupMs + options.durationMs) / 1000) * options.ratePerSecond * 1.5) + 100;
+  const load = new FloorLoad(options.clients, capacity, options.size);
+  const members: FloorClient[] = [];
+  const drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
+  let running = false;
+  let conns: Conn[] = [];
+  try {
+    const opened = await openMany(
+      options.target,
+      options.clients,
+      options.connectConcurrency ?? 100,
+      { path: "/", deflate: false, raw: true },
+      (index) => {
+        const client = new FloorClient(load, index);
+        members.push(client);
+        return client.onData;
+      },
+    );
+    conns = opened.conns;
+    for (const conn of conns) {
+      conn.socket.on("close", () => {
+        if (running) load.errors.add("a client's connection closed during the run");
+      });
+    }
+    // The barrier: a client's connect comes before the server's accept; its welcome after.
+    if (!(await waitUntil(() => load.welcomed === options.clients || load.errors.count > 0, 60_000)))
+      load.errors.add(`${options.clients - load.welcomed} clients were never let in`);
+    running = true;
+    load.sender = conns[0]!;
+    const phase = await pacedPhase(load, options, drainTimeoutMs);
+    running = false;
+    const everyDeliveryOnceInOrder =
+      load.errors.count === 0 &&
+      members.every((member) => member.messages === load.sent) &&
+      load.completed === load.sent;
+    if (!everyDeliveryOnceInOrder && load.errors.count === 0) {
+      const behind = members.filter((member) => member.messages !== load.sent).length;
+      load.errors.add(`${behind} clients did not get all ${load.sent} messages`);
+    }
+    return {
+      ...phase,
+      clients: options.clients,
+      connectSeconds: opened.seconds,
+      said: load.sent,
+      everyDeliveryOnceInOrder,
+      errors: load.errors.count,
+      firstErrors: load.errors.first,
+      conns,
+    };
+  } catch (error) {
+    destroyAll(conns);
+    throw error;
+  }
+}
+
 // ── Idle connections: handshakes per second and memory per connection ─────
 
 class IdleSink implements FrameSink {
@@ -1214,15 +1406,36 @@ export interface IdleResult {
   clientCpuSeconds: number;
 }
 
+export interface IdleOptions {
+  /** A plain TCP peer (bench/tcp-floor.ts --idle): connections, no handshake. */
+  raw?: boolean;
+  /** Connections from each loopback source address, 127.0.0.2 onwards (each
+   * has its own ephemeral ports); 0 or absent leaves the source to the system. */
+  perSourceAddress?: number;
+}
+
 /** Opens `count` idle connections to /echo, `concurrency` handshakes at a time. The caller closes them. */
-export async function openIdle(target: Target, count: number, concurrency: number): Promise<IdleResult> {
+export async function openIdle(
+  target: Target,
+  count: number,
+  concurrency: number,
+  options: IdleOptions = {},
+): Promise<IdleResult> {
+  const perSource = options.perSourceAddress ?? 0;
+  if (perSource > 0 && 2 + Math.floor((count - 1) / perSource) > 254)
+    throw new Error(`${count} connections need more than 253 source addresses`);
   const cpuBefore = process.cpuUsage();
   const { conns, seconds } = await openMany(
     target,
     count,
     concurrency,
-    { path: "/echo", deflate: false },
-    () => new IdleSink(),
+    (index) => ({
+      path: "/echo",
+      deflate: false,
+      raw: options.raw ?? false,
+      ...(perSource > 0 ? { localAddress: `127.0.0.${2 + Math.floor(index / perSource)}` } : {}),
+    }),
+    () => (options.raw ? () => {} : new IdleSink()),
   );
   const cpu = process.cpuUsage(cpuBefore);
   return { conns, seconds, handshakesPerSecond: count / seconds, clientCpuSeconds: (cpu.user + cpu.system) / 1e6 };
