@@ -118,12 +118,14 @@
   function readTraceNote(value) {
     const { of, line, note } = value;
     if (of !== "received" && of !== "sent" || typeof line !== "string" || !isRecord(note)) return null;
-    const { compressed, binary, length, wireLength, payload, threshold } = note;
+    const { compressed, binary, length, wireLength, payload, threshold, windowBits } = note;
     if (typeof compressed !== "boolean" || typeof binary !== "boolean") return null;
     if (!isCount(length) || !isCount(wireLength) || typeof payload !== "string" || !SPACED_HEX.test(payload)) return null;
     if (threshold !== void 0 && !isCount(threshold)) return null;
+    if (windowBits !== void 0 && !isCount(windowBits)) return null;
     const fields = { compressed, binary, length, wireLength, payload };
     if (threshold !== void 0) fields.threshold = threshold;
+    if (windowBits !== void 0) fields.windowBits = windowBits;
     return { direction: "note", of, line, note: fields };
   }
   function readPresence(value) {
@@ -2095,6 +2097,7 @@
       fin: (fin) => fin ? "1 \xB7 \u8FD9\u6761\u6D88\u606F\u7684\u6700\u540E\u4E00\u5E27" : "0 \xB7 \u8FD9\u6761\u6D88\u606F\u540E\u9762\u8FD8\u6709\u5E27",
       rsv: (compressed) => compressed ? " \xB7 RSV1=1\uFF1A\u7528 permessage-deflate \u538B\u7F29\uFF08RFC 7692 \xA76\uFF09" : " \xB7 \u6CA1\u6709\u6269\u5C55\u7528\u5230\u5B83\u4EEC",
       sentPlain: (threshold) => ` \xB7 \u672A\u538B\u7F29\u53D1\u9001\uFF1A\u77ED\u4E8E ${byteSize(threshold, "\u5B57\u8282")}\uFF08--deflate-threshold\uFF09\uFF0C\u4E0D\u503C\u5F97\u538B\u7F29`,
+      sentPlainWindow: (windowBits) => ` \xB7 \u672A\u538B\u7F29\u53D1\u9001\uFF1A\u5BA2\u6237\u7AEF\u8981\u6C42 server_max_window_bits=${windowBits}\uFF0C\u800C zlib \u53EA\u80FD\u7528 2^9 \u5B57\u8282\u4EE5\u4E0A\u7684\u7A97\u53E3\u538B\u7F29`,
       deflate: (direction, wireLength, length, percent) => direction === "received" ? `${wireLength} \u5B57\u8282 deflate \u6570\u636E\u89E3\u538B\u4E3A ${length} \u5B57\u8282\uFF08${percent}%\uFF09\uFF1B\u4E0A\u9762\u7684\u6587\u672C\u662F\u670D\u52A1\u5668\u89E3\u538B\u51FA\u7684\u5185\u5BB9` : `${length} \u5B57\u8282\u538B\u7F29\u4E3A ${wireLength} \u5B57\u8282\uFF08${percent}%\uFF09\uFF1B\u4E0A\u9762\u7684\u6587\u672C\u662F\u538B\u7F29\u524D\u7684\u6D88\u606F`,
       inflatedSize: (length) => `\u89E3\u538B\u540E ${length} B`,
       mask: (masked) => masked ? "1 \xB7 \u6D4F\u89C8\u5668\u53D1\u51FA\u7684\u6BCF\u4E00\u5E27\u90FD\u5FC5\u987B\u52A0\u63A9\u7801\uFF08RFC 6455 \xA75.3\uFF09" : "0 \xB7 \u670D\u52A1\u5668\u53D1\u51FA\u7684\u5E27\u4ECE\u4E0D\u52A0\u63A9\u7801",
@@ -2155,6 +2158,7 @@
       fin: (fin) => fin ? "1 \xB7 the last frame of its message" : "0 \xB7 more frames of this message follow",
       rsv: (compressed) => compressed ? " \xB7 RSV1=1: compressed with permessage-deflate (RFC 7692 \xA76)" : " \xB7 no extension uses them",
       sentPlain: (threshold) => ` \xB7 sent uncompressed: shorter than ${byteSize(threshold, "bytes")} (--deflate-threshold), not worth compressing`,
+      sentPlainWindow: (windowBits) => ` \xB7 sent uncompressed: the client asked for server_max_window_bits=${windowBits}, and zlib deflates only with windows of 2^9 bytes or more`,
       deflate: (direction, wireLength, length, percent) => direction === "received" ? `${wireLength} bytes of deflate data inflate to ${length} (${percent}%); the text above is what the server inflated` : `${length} bytes deflated to ${wireLength} (${percent}%); the text above is the message before compression`,
       inflatedSize: (length) => `${length} B inflated`,
       mask: (masked) => masked ? "1 \xB7 a browser must mask every frame it sends (RFC 6455 \xA75.3)" : "0 \xB7 a server never masks",
@@ -2299,8 +2303,8 @@
     const compressed = frame.rsv1;
     const inflated = note?.compressed === true ? note : null;
     const rsvBits = `${frame.rsv1 ? 1 : 0} ${frame.rsv2 ? 1 : 0} ${frame.rsv3 ? 1 : 0}`;
-    const threshold = note !== null && !note.compressed ? note.threshold : void 0;
-    const rsvMeaning = threshold !== void 0 && !compressed ? words.sentPlain(threshold) : words.rsv(compressed);
+    const plain = note !== null && !note.compressed && !compressed ? note : null;
+    const rsvMeaning = plain?.windowBits !== void 0 ? words.sentPlainWindow(plain.windowBits) : plain?.threshold !== void 0 ? words.sentPlain(plain.threshold) : words.rsv(compressed);
     const fields = [
       { label: "FIN", value: words.fin(frame.fin) },
       { label: "RSV1-3", value: rsvBits + rsvMeaning },
@@ -2315,10 +2319,10 @@
       fields.push({ label: "masking key", value: bytesToHex(key) });
       if (frame.length > 0) {
         fields.push({ label: "masked", value: shownHex(onWire) }, { label: "unmasked", value: shownHex(payload) });
-        const [first, keyByte, plain] = [onWire[0], key[0], payload[0]];
-        if (first !== void 0 && keyByte !== void 0 && plain !== void 0) {
+        const [first, keyByte, plain2] = [onWire[0], key[0], payload[0]];
+        if (first !== void 0 && keyByte !== void 0 && plain2 !== void 0) {
           const hex = (byte) => byte.toString(16).padStart(2, "0");
-          fields.push({ label: "\u2295", value: words.xor(hex(first), hex(keyByte), hex(plain)) });
+          fields.push({ label: "\u2295", value: words.xor(hex(first), hex(keyByte), hex(plain2)) });
         }
       }
     } else if (frame.length > 0) {
@@ -2342,22 +2346,22 @@
       meaning = words.protocolPong;
       fields.push({ label: "note", value: words.pongNote(direction) });
     } else if (isDataOpcode(frame.opcode) && frame.length > 0) {
-      const plain = inflated !== null ? hexToBytes(inflated.payload) : compressed ? null : payload;
+      const plain2 = inflated !== null ? hexToBytes(inflated.payload) : compressed ? null : payload;
       const plainLength = inflated?.length ?? frame.length;
       const binary = inflated !== null ? inflated.binary : frame.opcode === 2;
-      const prefix = plain === null || binary ? null : previewText(plain, plainLength);
+      const prefix = plain2 === null || binary ? null : previewText(plain2, plainLength);
       let text = knownText;
-      if (text !== null && plain !== null && (prefix === null || !text.startsWith(prefix))) text = null;
+      if (text !== null && plain2 !== null && (prefix === null || !text.startsWith(prefix))) text = null;
       if (text === null && prefix !== null) {
         const cut = plainLength - new TextEncoder().encode(prefix).length;
         text = prefix + (cut > 0 ? words.moreBytes(cut) : "");
       }
       fields.push({
         label: "text",
-        value: text ?? (compressed && plain === null ? words.compressedUnknown : words.notText)
+        value: text ?? (compressed && plain2 === null ? words.compressedUnknown : words.notText)
       });
       if (inflated !== null) {
-        if (binary && plain !== null) fields.push({ label: "inflated", value: bytesToHex(plain, HEX_BYTES_SHOWN) });
+        if (binary && plain2 !== null) fields.push({ label: "inflated", value: bytesToHex(plain2, HEX_BYTES_SHOWN) });
         const percent = inflated.length === 0 ? 0 : Math.round(inflated.wireLength / inflated.length * 100);
         fields.push({ label: "deflate", value: words.deflate(direction, inflated.wireLength, inflated.length, percent) });
       } else if (compressed && text !== null) {

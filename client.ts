@@ -290,12 +290,14 @@ function readTraceReport(value: Record<string, unknown>): TraceReport | null {
 function readTraceNote(value: Record<string, unknown>): TraceReport | null {
   const { of, line, note } = value;
   if ((of !== "received" && of !== "sent") || typeof line !== "string" || !isRecord(note)) return null;
-  const { compressed, binary, length, wireLength, payload, threshold } = note;
+  const { compressed, binary, length, wireLength, payload, threshold, windowBits } = note;
   if (typeof compressed !== "boolean" || typeof binary !== "boolean") return null;
   if (!isCount(length) || !isCount(wireLength) || typeof payload !== "string" || !SPACED_HEX.test(payload)) return null;
   if (threshold !== undefined && !isCount(threshold)) return null;
+  if (windowBits !== undefined && !isCount(windowBits)) return null;
   const fields: TraceNoteFields = { compressed, binary, length, wireLength, payload };
   if (threshold !== undefined) fields.threshold = threshold;
+  if (windowBits !== undefined) fields.windowBits = windowBits;
   return { direction: "note", of, line, note: fields };
 }
 
@@ -3272,6 +3274,7 @@ export interface InspectorWords {
   rsv(compressed: boolean): string;
   /** The server's note: it sent this message plainly although compression was agreed, as too short to gain. */
   sentPlain(threshold: number): string;
+  sentPlainWindow(windowBits: number): string;
   /** The server's note on a compressed message: its size on the wire and as a message, `percent` = wire / message. */
   deflate(direction: "received" | "sent", wireLength: number, length: number, percent: number): string;
   /** In the summary line of a compressed message: its own size. */
@@ -3364,6 +3367,8 @@ export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
     fin: (fin) => (fin ? "1 · 这条消息的最后一帧" : "0 · 这条消息后面还有帧"),
     rsv: (compressed) => (compressed ? " · RSV1=1：用 permessage-deflate 压缩（RFC 7692 §6）" : " · 没有扩展用到它们"),
     sentPlain: (threshold) => ` · 未压缩发送：短于 ${byteSize(threshold, "字节")}（--deflate-threshold），不值得压缩`,
+    sentPlainWindow: (windowBits) =>
+      ` · 未压缩发送：客户端要求 server_max_window_bits=${windowBits}，而 zlib 只能用 2^9 字节以上的窗口压缩`,
     deflate: (direction, wireLength, length, percent) =>
       direction === "received"
         ? `${wireLength} 字节 deflate 数据解压为 ${length} 字节（${percent}%）；上面的文本是服务器解压出的内容`
@@ -3452,6 +3457,9 @@ export const INSPECTOR_WORDS: Record<Language, InspectorWords> = {
     sentPlain: (threshold) =>
       ` · sent uncompressed: shorter than ${byteSize(threshold, "bytes")} (--deflate-threshold), ` +
       "not worth compressing",
+    sentPlainWindow: (windowBits) =>
+      ` · sent uncompressed: the client asked for server_max_window_bits=${windowBits}, ` +
+      "and zlib deflates only with windows of 2^9 bytes or more",
     deflate: (direction, wireLength, length, percent) =>
       direction === "received"
         ? `${wireLength} bytes of deflate data inflate to ${length} (${percent}%); ` +
@@ -3677,8 +3685,13 @@ export function describeTraceFrame(
   // the first frame of a message carries RSV1 (RFC 7692 §6.1), and the note is under the last.
   const inflated = note?.compressed === true ? note : null;
   const rsvBits = `${frame.rsv1 ? 1 : 0} ${frame.rsv2 ? 1 : 0} ${frame.rsv3 ? 1 : 0}`;
-  const threshold = note !== null && !note.compressed ? note.threshold : undefined;
-  const rsvMeaning = threshold !== undefined && !compressed ? words.sentPlain(threshold) : words.rsv(compressed);
+  const plain = note !== null && !note.compressed && !compressed ? note : null;
+  const rsvMeaning =
+    plain?.windowBits !== undefined
+      ? words.sentPlainWindow(plain.windowBits)
+      : plain?.threshold !== undefined
+        ? words.sentPlain(plain.threshold)
+        : words.rsv(compressed);
   const fields: InspectorField[] = [
     { label: "FIN", value: words.fin(frame.fin) },
     { label: "RSV1-3", value: rsvBits + rsvMeaning },

@@ -1675,6 +1675,8 @@ export interface MessageNote {
   preview: Buffer;
   /** Sent uncompressed although compression was agreed: shorter than this (--deflate-threshold). */
   threshold?: number;
+  /** Sent uncompressed although long enough: the agreed server_max_window_bits, too small for zlib. */
+  windowBits?: number;
 }
 
 /** The same for every connection of a server: one object, shared. */
@@ -2104,12 +2106,15 @@ export class Connection {
     return written;
   }
 
-  /** Compression was agreed, and this message went without it: it was too short to be worth it. */
+  /** Compression was agreed, and this message went without it: it was too
+   * short to be worth it, or the window the client asked for is one zlib
+   * cannot deflate with (compressMessage). */
   private noteUncompressed(payload: Buffer, binary: boolean): void {
     const { length } = payload;
     const preview = payload.subarray(0, PREVIEW_BYTES);
     const threshold = this.options.deflateThreshold;
-    this.observers.note(this, "sent", { compressed: false, binary, length, wireLength: length, preview, threshold });
+    const why = length < threshold ? { threshold } : { windowBits: this.deflate?.serverMaxWindowBits };
+    this.observers.note(this, "sent", { compressed: false, binary, length, wireLength: length, preview, ...why });
   }
 
   /** Writes the parts of one frame; a peer that left too much unread fails
@@ -2636,6 +2641,11 @@ export function describeFrame(frame: FrameInfo, direction: "received" | "sent"):
  * browser's compressed "hi" reads as "hi"; for a short message the server
  * sent plain, why. */
 export function describeMessageNote(note: MessageNote, direction: "received" | "sent"): string {
+  if (!note.compressed && note.windowBits !== undefined)
+    return (
+      `↳ sent uncompressed: the client asked for server_max_window_bits=${note.windowBits}, ` +
+      `and zlib deflates only with windows of 2^9 bytes or more`
+    );
   if (!note.compressed)
     return `↳ sent uncompressed: shorter than ${note.threshold} bytes (--deflate-threshold), not worth compressing`;
   const content = note.binary
@@ -2777,9 +2787,10 @@ export class Inspector implements FrameObserver {
   }
 
   message(connection: Connection, direction: "received" | "sent", note: MessageNote): void {
-    const { compressed, binary, length, wireLength, threshold } = note;
+    const { compressed, binary, length, wireLength, threshold, windowBits } = note;
     const fields: TraceNoteFields = { compressed, binary, length, wireLength, payload: toHex(note.preview) };
     if (threshold !== undefined) fields.threshold = threshold;
+    if (windowBits !== undefined) fields.windowBits = windowBits;
     const line = describeMessageNote(note, direction);
     const report: TraceMessage = { type: "trace", direction: "note", of: direction, line, note: fields };
     connection.sendUnobserved(JSON.stringify(report));
@@ -3154,6 +3165,8 @@ export interface TraceNoteFields {
   payload: string;
   /** Why it was sent uncompressed: shorter than this many bytes. */
   threshold?: number;
+  /** Or: the window the client asked for (server_max_window_bits), one zlib cannot deflate with. */
+  windowBits?: number;
 }
 
 /** Everything the room sends. */

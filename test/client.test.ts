@@ -2147,7 +2147,13 @@ describe("the inspector and the connection", () => {
 /** The server's note under the frame that ended a message: its first 128 bytes before compression. */
 function traceNote(
   content: string | Uint8Array,
-  options: { compressed?: boolean; wireLength?: number; threshold?: number; binary?: boolean } = {},
+  options: {
+    compressed?: boolean;
+    wireLength?: number;
+    threshold?: number;
+    windowBits?: number;
+    binary?: boolean;
+  } = {},
 ): TraceNoteFields {
   const bytes = typeof content === "string" ? new TextEncoder().encode(content) : content;
   const note: TraceNoteFields = {
@@ -2158,6 +2164,7 @@ function traceNote(
     payload: spacedHex(bytes.subarray(0, 128)),
   };
   if (options.threshold !== undefined) note.threshold = options.threshold;
+  if (options.windowBits !== undefined) note.windowBits = options.windowBits;
   return note;
 }
 
@@ -2260,6 +2267,17 @@ describe("the inspector's notes (RFC 7692)", () => {
     );
     const zh = fieldsOf(describeTraceFrame(traceFrame(pong), "sent", null, INSPECTOR_WORDS.zh, note).fields);
     assert.equal(zh["RSV1-3"], "0 0 0 · 未压缩发送：短于 1 KiB（--deflate-threshold），不值得压缩");
+    // Long enough, but the client asked for a window zlib cannot deflate with: that is the reason given.
+    const narrow = traceNote(pong, { compressed: false, windowBits: 8 });
+    assert.equal(
+      fieldsOf(describeTraceFrame(traceFrame(pong), "sent", null, en, narrow).fields)["RSV1-3"],
+      "0 0 0 · sent uncompressed: the client asked for server_max_window_bits=8, " +
+        "and zlib deflates only with windows of 2^9 bytes or more",
+    );
+    assert.match(
+      fieldsOf(describeTraceFrame(traceFrame(pong), "sent", null, INSPECTOR_WORDS.zh, narrow).fields)["RSV1-3"]!,
+      /server_max_window_bits=8/,
+    );
     // Without a note the frame is described as before.
     assert.equal(
       fieldsOf(describeTraceFrame(traceFrame(pong), "sent", null, en).fields)["RSV1-3"],

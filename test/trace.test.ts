@@ -183,6 +183,26 @@ describe("--trace with permessage-deflate (RFC 7692), as every browser sends", (
     assert.ok(lines.some((line) => /↳ sent uncompressed: shorter than 1024 bytes \(--deflate-threshold\)/.test(line)));
     client.destroy();
   });
+
+  test("RFC 7692 §7.1.2.1: with server_max_window_bits=8 a long echo goes uncompressed, and the trace says why", async () => {
+    const server = live();
+    const client = await RawClient.open(server.port, {
+      path: "/echo",
+      headers: { "Sec-WebSocket-Extensions": "permessage-deflate; server_max_window_bits=8" },
+    });
+    assert.match(String(client.handshake?.headers["sec-websocket-extensions"]), /server_max_window_bits=8/);
+    const long = "a long message, well over the threshold. ".repeat(40);
+    client.sendText(long);
+    assert.equal((await client.next("text")).text, long);
+    // The server's output is shared with the test above, whose short echo went uncompressed for its length.
+    const why = await server.waitForOutput(/↳ sent uncompressed: the client asked.*/);
+    assert.equal(
+      why[0],
+      "↳ sent uncompressed: the client asked for server_max_window_bits=8, " +
+        "and zlib deflates only with windows of 2^9 bytes or more",
+    );
+    client.destroy();
+  });
 });
 
 describe("without --trace", () => {
