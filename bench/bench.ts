@@ -23,6 +23,28 @@
 // reports ours/bun and ours-on-bun/bun round by round. Without Bun they are
 // skipped with a message; tiny mode runs them in its first echo scenario only.
 //
+// Two kinds have a third side, "tcp", a floor rather than a ceiling:
+// bench/tcp-floor.ts, the least node:net itself spends on the same job, with
+// no WebSocket, HTTP or JSON; each scenario also reports ours/tcp and ws/tcp
+// round by round ("against the floor", below the main table):
+//   classroom   #16's busy classroom: N chat clients, one sender saying R
+//               messages a second (runFanout's paced phase alone), so that
+//               each broadcast leaves in its own turn and per-delivery costs
+//               dominate: server CPU per delivery and deliveries per server
+//               CPU-second, and the target ours ≥ 2× ws per CPU-second (as
+//               the room's targets: a miss fails quick and full runs). The
+//               floor broadcasts fixed-size messages of a delivery's size to
+//               as many plain TCP clients at the same pace. A server uses a
+//               few percent of a core here, and /proc counts CPU in 10 ms
+//               ticks: the window is long (quick: 15 s a side and round), and
+//               the table says how many ticks the figures rest on.
+//   memory      RSS per idle connection (idle-N); the floor holds plain TCP
+//               sockets in a Set, a 'close' and an 'error' listener each.
+//               --full adds 19,900: as many as one process may hold here
+//               (20,000 descriptors, less 100 of its own); the load holds the
+//               other ends in this one process, which fits under the same
+//               limit, from several loopback source addresses.
+//
 // Reported per scenario: each side's absolute figures (median of the rounds),
 // the ratio ours/ws per round (median, min, max), the CPU seconds the server
 // process used in the measured window (/proc/PID/stat utime+stime), and the
@@ -65,6 +87,7 @@ import {
   mkdtempSync,
   openSync,
   readFileSync,
+  readdirSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -75,7 +98,17 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { destroyAll, echoWindow, openIdle, runEcho, runFanout, type Conn, type Target } from "./load.ts";
+import {
+  FLOOR_MESSAGE_BYTES,
+  destroyAll,
+  echoWindow,
+  openIdle,
+  runEcho,
+  runFanout,
+  runFloorBroadcast,
+  type Conn,
+  type Target,
+} from "./load.ts";
 import { runCrowd, sayMany, type CrowdResult } from "./room-load.ts";
 import { renderChart, type ChartRow } from "./svg.ts";
 import { readProcessMemory, rssOf } from "../test/support/memory.ts";
@@ -152,8 +185,19 @@ interface Settings {
   fanoutWindow: number;
   memoryConnections: number[];
   handshakeConcurrency: number;
+  classroom: ClassroomSettings;
   room: RoomSettings;
   redisFanout: RedisFanoutSettings;
+}
+
+/** Chat fan-out below saturation (#16 item 4): R messages a second, each broadcast in its own turn. */
+interface ClassroomSettings {
+  clients: number;
+  /** The whole room's messages a second (one sender). */
+  ratePerSecond: number;
+  warmupMs: number;
+  /** Per side and round: long enough for a few percent of a core to be many clock ticks (10 ms each). */
+  measureMs: number;
 }
 
 /** Fan-out across two server.ts processes on one Redis, against one without (#14). */
@@ -185,6 +229,17 @@ interface RoomSettings {
   assertTargets: boolean;
 }
 
+/** The descriptors a process needs besides its connections: Node's own
+ * (about 20), the pipes of a child's output, the listening socket. */
+const IDLE_FD_MARGIN = 100;
+/** As many idle connections as one process may hold here: 20,000 descriptors
+ * a process (ulimit -n), less IDLE_FD_MARGIN. The load generator holds the
+ * other end of each in one process too, under the same limit. */
+const MOST_IDLE_CONNECTIONS = 19_900;
+/** Up to this many idle connections come from 127.0.0.1, as they always
+ * have; beyond, from 127.0.0.2 onwards (CONNECTIONS_PER_SOURCE_ADDRESS each). */
+const IDLE_FROM_ONE_ADDRESS = 10_000;
+
 const settingsFor: Record<Mode, Settings> = {
   tiny: {
     rounds: 1,
@@ -199,6 +254,7 @@ const settingsFor: Record<Mode, Settings> = {
     fanoutWindow: 10,
     memoryConnections: [50],
     handshakeConcurrency: 10,
+    classroom: { clients: 20, ratePerSecond: 50, warmupMs: 100, measureMs: 400 },
     room: {
       rounds: 1,
       stormClients: 150,
@@ -227,6 +283,8 @@ const settingsFor: Record<Mode, Settings> = {
     fanoutWindow: 10,
     memoryConnections: [1000, 10_000],
     handshakeConcurrency: 100,
+    // 15 s a side: at 1,500 deliveries/s a server uses a few percent of a core, some 40 ticks of CPU.
+    classroom: { clients: 100, ratePerSecond: 15, warmupMs: 1000, measureMs: 15_000 },
     room: {
       rounds: 1, // each round of a 10,000-client storm is a fresh server and half a minute
       stormClients: 10_000,
@@ -253,8 +311,9 @@ const settingsFor: Record<Mode, Settings> = {
     fanoutMeasureMs: 3000,
     fanoutClients: [100, 1000],
     fanoutWindow: 10,
-    memoryConnections: [1000, 10_000],
+    memoryConnections: [1000, 10_000, MOST_IDLE_CONNECTIONS],
     handshakeConcurrency: 100,
+    classroom: { clients: 100, ratePerSecond: 15, warmupMs: 3000, measureMs: 30_000 },
     room: {
       rounds: 3,
       stormClients: 10_000,
@@ -295,6 +354,14 @@ interface FanoutScenario {
   id: string;
   title: string;
   clients: number;
+}
+/** #16 item 4: R messages a second to N chat clients, CPU per delivery; and the TCP floor's. */
+interface ClassroomScenario {
+  kind: "classroom";
+  id: string;
+  title: string;
+  clients: number;
+  ratePerSecond: number;
 }
 interface MemoryScenario {
   kind: "memory";
@@ -339,7 +406,14 @@ interface FanoutRedisScenario {
   clients: number;
   ratePerSecond: number;
 }
-type Scenario = EchoScenario | LatencyScenario | FanoutScenario | MemoryScenario | RoomScenario | FanoutRedisScenario;
+type Scenario =
+  | EchoScenario
+  | LatencyScenario
+  | FanoutScenario
+  | ClassroomScenario
+  | MemoryScenario
+  | RoomScenario
+  | FanoutRedisScenario;
 
 const roomKinds: ReadonlySet<Scenario["kind"]> = new Set([
   "join-storm",
@@ -420,6 +494,13 @@ function planFor(mode: Mode, settings: Settings): Scenario[] {
       title: `chat fan-out to ${clients}`,
       clients,
     })),
+    {
+      kind: "classroom",
+      id: `classroom-${settings.classroom.clients}x${settings.classroom.ratePerSecond}`,
+      title: `busy classroom: ${settings.classroom.clients} clients × ${settings.classroom.ratePerSecond} msg/s`,
+      clients: settings.classroom.clients,
+      ratePerSecond: settings.classroom.ratePerSecond,
+    },
     ...settings.memoryConnections.map((connections): MemoryScenario => ({
       kind: "memory",
       id: `idle-${connections}`,
@@ -527,6 +608,11 @@ function serverCommand(side: Side, deflate: boolean): string[] {
     case "tcp":
       return ["bench/tcp-echo.ts", "--port", "0"];
   }
+}
+
+/** The "tcp" side of the busy classroom and of idle connections: not the echo ceiling but a floor. */
+function floorCommand(mode: "broadcast" | "idle"): string[] {
+  return ["bench/tcp-floor.ts", "--port", "0", `--${mode}`];
 }
 
 class ServerProcess {
@@ -696,6 +782,8 @@ function cpuMeter(server: ServerProcess) {
       after = sample();
     },
     seconds: () => (after.server - before.server) / CLOCK_TICKS,
+    /** The server's CPU in clock ticks: what the figures rest on (a difference of two truncated counts: ±1). */
+    ticks: () => after.server - before.server,
     percent: () => ((after.server - before.server) / CLOCK_TICKS / wall()) * 100,
     /** CPU used by other processes, in % of one core. */
     noisePercent: () => {
@@ -811,40 +899,143 @@ async function runFanoutOn(
   };
 }
 
-async function runMemoryOn(
+/** Messages a classroom run may say: its warm-up and window at its rate, with room to spare, and the barrier. */
+function classroomMessages(settings: Settings): number {
+  const { ratePerSecond, warmupMs, measureMs } = settings.classroom;
+  return Math.ceil(((warmupMs + measureMs) / 1000) * ratePerSecond * 1.5) + 100;
+}
+
+/** One side of the busy classroom. ours and ws: runFanout's paced phase alone
+ * (one sender, R messages a second, every delivery checked); tcp: the same
+ * pace on bench/tcp-floor.ts --broadcast, with messages of a delivery's size. */
+async function runClassroomOn(
   server: ServerProcess,
-  scenario: MemoryScenario,
+  scenario: ClassroomScenario,
   settings: Settings,
 ): Promise<{ record: RunRecord; conns: Conn[] }> {
-  // Warm up first (JIT, parser pools, the first garbage collections), so that
-  // the baseline is a server that has already served connections.
-  const warm = await openIdle(server.target, Math.min(200, scenario.connections), settings.handshakeConcurrency);
-  destroyAll(warm.conns);
-  await settle([server]);
-  await sleep(300);
-  const rssBefore = server.rss();
   const meter = cpuMeter(server);
-  meter.onMeasureStart();
-  const idle = await openIdle(server.target, scenario.connections, settings.handshakeConcurrency);
-  meter.onMeasureEnd();
-  await settle([server]);
-  await sleep(500);
-  const rssAfter = server.rss();
+  const timing = settings.classroom;
+  const paced = {
+    ratePerSecond: scenario.ratePerSecond,
+    warmupMs: timing.warmupMs,
+    durationMs: timing.measureMs,
+    onMeasureStart: meter.onMeasureStart,
+    onMeasureEnd: meter.onMeasureEnd,
+  };
+  const result =
+    server.side === "tcp"
+      ? await runFloorBroadcast({
+          target: server.target,
+          clients: scenario.clients,
+          size: FLOOR_MESSAGE_BYTES,
+          ...paced,
+        })
+      : await runFanout({
+          target: server.target,
+          clients: scenario.clients,
+          window: settings.fanoutWindow,
+          warmupMs: 0,
+          durationMs: 0,
+          maxMessages: classroomMessages(settings),
+          // The joins are announced to everyone: not part of the fan-out.
+          beforeLoad: () => settle([server]),
+          paced,
+          saturated: false,
+        });
   const serverCpu = meter.seconds();
-  const open = idle.conns.filter((conn) => !conn.socket.destroyed).length;
-  const ok = open === scenario.connections && server.alive;
+  const ok = result.everyDeliveryOnceInOrder && result.errors === 0 && server.alive;
   return {
-    conns: idle.conns,
+    conns: result.conns,
     record: {
       side: server.side,
       round: 0,
       ok,
       metrics: {
+        deliveriesPerCpuSecond: serverCpu > 0 ? result.deliveries / serverCpu : Number.NaN,
+        serverCpuPerDelivery: result.deliveries > 0 ? (serverCpu * 1e6) / result.deliveries : Number.NaN,
+        serverCpuTicks: meter.ticks(),
+        deliveriesPerSecond: result.deliveriesPerSecond,
+        deliveries: result.deliveries,
+        messages: result.messages,
+        said: result.said,
+        p50: result.latency.p50,
+        p99: result.latency.p99,
+        measuredSeconds: result.seconds,
+        serverCpuSeconds: serverCpu,
+        serverCpuPercent: meter.percent(),
+        clientCpuPercent: (result.clientCpuSeconds / result.seconds) * 100,
+        noisePercent: meter.noisePercent(),
+        connectSeconds: result.connectSeconds,
+      },
+      checks: [
+        {
+          name: "every client got every message once, in order",
+          ok,
+          detail: ok
+            ? `${result.said} messages × ${result.clients} clients${server.side === "tcp" ? `, ${FLOOR_MESSAGE_BYTES} bytes each, compared byte for byte` : ""}`
+            : `${result.errors} errors: ${result.firstErrors.join("; ")}${server.alive ? "" : "; the server died"}`,
+        },
+      ],
+    },
+  };
+}
+
+/** Open descriptors of a process (its connections among them), or NaN if they cannot be counted. */
+function descriptorsOf(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+async function runMemoryOn(
+  server: ServerProcess,
+  scenario: MemoryScenario,
+  settings: Settings,
+): Promise<{ record: RunRecord; conns: Conn[] }> {
+  // The floor (tcp) takes plain TCP connections: no handshake, so no handshake figures.
+  const raw = server.side === "tcp";
+  // Warm up first (JIT, parser pools, the first garbage collections), so that
+  // the baseline is a server that has already served connections.
+  const warm = await openIdle(server.target, Math.min(200, scenario.connections), settings.handshakeConcurrency, {
+    raw,
+  });
+  destroyAll(warm.conns);
+  await settle([server]);
+  await sleep(300);
+  const rssBefore = server.rss();
+  const descriptorsBefore = descriptorsOf(server.pid);
+  const meter = cpuMeter(server);
+  meter.onMeasureStart();
+  const idle = await openIdle(server.target, scenario.connections, settings.handshakeConcurrency, {
+    raw,
+    perSourceAddress: scenario.connections > IDLE_FROM_ONE_ADDRESS ? CONNECTIONS_PER_SOURCE_ADDRESS : 0,
+  });
+  meter.onMeasureEnd();
+  await settle([server]);
+  await sleep(500);
+  const rssAfter = server.rss();
+  const held = descriptorsOf(server.pid) - descriptorsBefore;
+  const serverCpu = meter.seconds();
+  const open = idle.conns.filter((conn) => !conn.socket.destroyed).length;
+  const ok = open === scenario.connections && server.alive;
+  // A connection is accepted by the kernel before the server takes it: the floor has no
+  // handshake to prove it did, so every side is asked how many descriptors it holds.
+  const allHeld = Number.isNaN(held) || held >= scenario.connections;
+  return {
+    conns: idle.conns,
+    record: {
+      side: server.side,
+      round: 0,
+      ok: ok && allHeld,
+      metrics: {
         bytesPerConnection: (rssAfter - rssBefore) / scenario.connections,
         rssBefore,
         rssAfter,
-        handshakesPerSecond: idle.handshakesPerSecond,
-        handshakesPerCpuSecond: serverCpu > 0 ? scenario.connections / serverCpu : Number.NaN,
+        handshakesPerSecond: raw ? Number.NaN : idle.handshakesPerSecond,
+        handshakesPerCpuSecond: !raw && serverCpu > 0 ? scenario.connections / serverCpu : Number.NaN,
+        descriptorsHeld: held,
         serverCpuSeconds: serverCpu,
         serverCpuPercent: meter.percent(),
         clientCpuPercent: (idle.clientCpuSeconds / idle.seconds) * 100,
@@ -852,6 +1043,13 @@ async function runMemoryOn(
       },
       checks: [
         { name: "every connection opened and stayed open", ok, detail: `${open} of ${scenario.connections} open` },
+        {
+          name: "the server holds every connection",
+          ok: allHeld,
+          detail: Number.isNaN(held)
+            ? `its descriptors could not be counted (/proc/${server.pid}/fd)`
+            : `${held} more descriptors than before`,
+        },
       ],
     },
   };
@@ -1536,6 +1734,13 @@ const metricsFor: Record<Scenario["kind"], MetricSpec[]> = {
     { key: "p50", label: "p50 latency", unit: "µs", higherIsBetter: false },
     { key: "p99", label: "p99 latency", unit: "µs", higherIsBetter: false },
   ],
+  classroom: [
+    { key: "deliveriesPerCpuSecond", label: "deliveries/CPU-s", unit: "deliveries/s", higherIsBetter: true },
+    { key: "serverCpuPerDelivery", label: "server CPU/delivery", unit: "µs CPU", higherIsBetter: false },
+    { key: "deliveriesPerSecond", label: "deliveries/s (the pace)", unit: "deliveries/s", higherIsBetter: true },
+    { key: "p50", label: "p50 latency", unit: "µs", higherIsBetter: false },
+    { key: "p99", label: "p99 latency", unit: "µs", higherIsBetter: false },
+  ],
   memory: [
     { key: "bytesPerConnection", label: "RSS/conn", unit: "B", higherIsBetter: false },
     {
@@ -1625,6 +1830,9 @@ interface MetricSummary extends MetricSpec {
   perCpuRatioOursOnBun: Spread | null;
   /** ours/tcp (medians). */
   ofCeiling: number | null;
+  /** ours/tcp and ws/tcp round by round: against the floor (busy classroom, idle connections). */
+  ratioTcp: Spread | null;
+  ratioWsTcp: Spread | null;
   serverCpuPercent: { ours: number | null; ws: number | null; bun: number | null; oursOnBun: number | null };
   clientCpuPercent: number | null;
   /** CPU used by other processes during the runs (% of one core), at most. */
@@ -1711,6 +1919,8 @@ function summarize(scenario: Scenario, runs: RunRecord[], assertTargets: boolean
       perCpuRatioBun: perCpu("ours", "bun"),
       perCpuRatioOursOnBun: perCpu("ours-on-bun", "bun"),
       ofCeiling: ours && tcp && tcp.median > 0 ? ours.median / tcp.median : null,
+      ratioTcp: ratioOf(spec.key, "ours", "tcp"),
+      ratioWsTcp: ratioOf(spec.key, "ws", "tcp"),
       serverCpuPercent: {
         ours: cpuPercentOf("ours"),
         ws: cpuPercentOf("ws"),
@@ -1732,6 +1942,9 @@ function summarize(scenario: Scenario, runs: RunRecord[], assertTargets: boolean
       details: found.map((target) => target.detail ?? ""),
     };
   });
+  // Targets between two servers are met by a ratio of the rounds, not by each run alone.
+  const classroomTarget = scenario.kind === "classroom" ? classroomTargetOf(summary) : undefined;
+  if (classroomTarget !== undefined) targets.push(classroomTarget);
   const failures = runs.flatMap((run) => [
     ...(run.error ? [`${run.side} round ${run.round}: ${run.error}`] : []),
     ...run.checks
@@ -1741,8 +1954,20 @@ function summarize(scenario: Scenario, runs: RunRecord[], assertTargets: boolean
       .filter((target) => !target.ok)
       .map((target) => `${run.side} round ${run.round}: target missed: ${target.name}: ${target.detail ?? ""}`),
   ]);
+  if (assertTargets && classroomTarget !== undefined && !classroomTarget.met)
+    failures.push(`target missed: ${classroomTarget.name}: ${classroomTarget.details.join("; ")}`);
   const checks = { ok: failures.length === 0 && runs.length > 0, failures };
   return { scenario, runs, summary, checks, targets, ...(nodes === undefined ? {} : { nodes }) };
+}
+
+/** #16 item 4, from the busy classroom's ours/ws of deliveries per server CPU-second (median of the rounds). */
+function classroomTargetOf(summary: MetricSummary[]): { name: string; met: boolean; details: string[] } {
+  const perCpu = summary.find((metric) => metric.key === "deliveriesPerCpuSecond")?.ratio ?? null;
+  return {
+    name: "busy classroom: ours per CPU-s ≥ 2× ws (server CPU per delivery ≤ 0.5× ws's), median of the rounds",
+    met: perCpu !== null && perCpu.median >= 2,
+    details: [perCpu === null ? "no ratio: a side used no whole clock tick" : `ours/ws ${formatRatio(perCpu)}`],
+  };
 }
 
 function formatValue(value: number | undefined, unit: MetricSpec["unit"]): string {
@@ -1873,6 +2098,113 @@ function roomTable(results: ScenarioResult[]): string {
   ].join("\n");
 }
 
+/** The busy classroom and idle connections against the floor (tcp): what node:net
+ * itself spends on the same job, next to ours and ws; then #16's targets between them. */
+function floorTable(results: ScenarioResult[], settings: Settings): string {
+  const floored = results.filter(
+    (result) =>
+      (result.scenario.kind === "classroom" || result.scenario.kind === "memory") &&
+      result.runs.some((run) => run.side === "tcp"),
+  );
+  if (floored.length === 0) return "";
+  const median = (result: ScenarioResult, side: Side, key: string) =>
+    spread(result.runs.filter((run) => run.side === side && run.ok).map((run) => run.metrics[key] ?? Number.NaN))
+      ?.median ?? null;
+  const rows: string[][] = [];
+  let fewestTicks = Number.POSITIVE_INFINITY;
+  for (const result of floored) {
+    const classroom = result.scenario.kind === "classroom";
+    if (classroom)
+      for (const run of result.runs)
+        if (run.ok) fewestTicks = Math.min(fewestTicks, run.metrics.serverCpuTicks ?? Number.POSITIVE_INFINITY);
+    const ticks = (["ours", "ws", "tcp"] as const)
+      .map((side) => median(result, side, "serverCpuTicks"))
+      .map((value) => (value === null ? "–" : value.toFixed(0)))
+      .join("/");
+    result.summary
+      .filter((metric) => metric.tcp !== null)
+      .forEach((metric, index) => {
+        rows.push([
+          index === 0 ? result.scenario.title : "",
+          `${metric.label} ${metric.higherIsBetter ? "↑" : "↓"}`,
+          formatValue(metric.ours?.median, metric.unit),
+          formatValue(metric.ws?.median, metric.unit),
+          formatValue(metric.tcp?.median, metric.unit),
+          formatRatio(metric.ratio),
+          formatRatio(metric.ratioTcp),
+          formatRatio(metric.ratioWsTcp),
+          index === 0 && classroom ? ticks : "",
+          index === 0 ? (metric.noisePercent === null ? "–" : metric.noisePercent.toFixed(0)) : "",
+          index === 0 ? (result.checks.ok ? "✓" : "✗") : "",
+        ]);
+      });
+  }
+  const header = [
+    "against the floor",
+    "metric",
+    "ours",
+    "ws",
+    "tcp floor",
+    "ours/ws [min–max]",
+    "ours/tcp [min–max]",
+    "ws/tcp [min–max]",
+    "CPU ticks o/w/t",
+    "noise%",
+    "ok",
+  ];
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
+      .join("  ");
+  const notes = [
+    "tcp floor: bench/tcp-floor.ts, the same job on plain node:net (no WebSocket, HTTP or JSON): for the classroom a broadcast",
+    `of ${FLOOR_MESSAGE_BYTES}-byte messages (a delivery's size), one write per member; for idle connections, sockets kept in a Set`,
+    "with a 'close' and an 'error' listener each. ours/tcp and ws/tcp: round by round, as ours/ws.",
+  ];
+  const classroom = floored.find((result) => result.scenario.kind === "classroom");
+  if (classroom !== undefined && classroom.scenario.kind === "classroom") {
+    const { warmupMs, measureMs } = settings.classroom;
+    notes.push(
+      `Busy classroom: one sender says ${classroom.scenario.ratePerSecond} messages a second to ${classroom.scenario.clients} clients, paced, so each broadcast leaves`,
+      `in its own turn; ${warmupMs / 1000} s of warm-up, then ${measureMs / 1000} s measured per side and round. Server CPU: utime+stime of /proc/PID/stat,`,
+      `in clock ticks of ${(1000 / CLOCK_TICKS).toFixed(0)} ms; the fewest ticks one side's figure rests on: ${Number.isFinite(fewestTicks) ? fewestTicks : "–"}` +
+        (Number.isFinite(fewestTicks) && fewestTicks > 0
+          ? ` (a count of whole ticks is good to ±1: within ${((1 / fewestTicks) * 100).toFixed(1)}%).`
+          : "."),
+    );
+  }
+  const memory = floored
+    .filter((result) => result.scenario.kind === "memory")
+    .sort(
+      (a, b) =>
+        Math.abs((a.scenario as MemoryScenario).connections - 10_000) -
+        Math.abs((b.scenario as MemoryScenario).connections - 10_000),
+    )[0];
+  const rss = memory?.summary.find((metric) => metric.key === "bytesPerConnection");
+  if (memory !== undefined && rss?.ws && rss.tcp) {
+    const half = rss.ws.median / 2;
+    notes.push(
+      `Idle connections (${memory.scenario.title}): #16 asks ours ≤ 0.5× ws = ${formatValue(half, "B")} a connection; node:net alone holds one`,
+      `for ${formatValue(rss.tcp.median, "B")} (tcp/ws ${(rss.tcp.median / rss.ws.median).toFixed(2)}×), so that target is ` +
+        `${rss.tcp.median > half ? "below" : "above"} what node:net itself needs.`,
+    );
+  }
+  const targets = floored.flatMap((result) =>
+    result.targets.map(
+      (target) => `${target.met ? "✓ met   " : "✗ MISSED"}  ${target.name}: ${target.details.join(" | ")}`,
+    ),
+  );
+  return [
+    line(header),
+    widths.map((width) => "─".repeat(width)).join("  "),
+    ...rows.map(line),
+    "",
+    ...notes,
+    ...(targets.length > 0 ? ["", "Targets of issue #16 (ours against ws):", ...targets] : []),
+  ].join("\n");
+}
+
 /** The fan-out on Redis: one node, two nodes, two/one [min–max] over the rounds. */
 function nodesTable(results: ScenarioResult[], window: number): string {
   const rows: string[][] = [];
@@ -1942,7 +2274,7 @@ function describeRun(record: RunRecord, scenario: Scenario): string {
   const spec = metricsFor[scenario.kind];
   return (
     spec.map((metric) => `${metric.label} ${formatValue(record.metrics[metric.key], metric.unit)}`).join(", ") +
-    `, server CPU ${(record.metrics.serverCpuPercent ?? 0).toFixed(0)}%, client CPU ${(record.metrics.clientCpuPercent ?? 0).toFixed(0)}%, noise ${(record.metrics.noisePercent ?? 0).toFixed(0)}%`
+    `, server CPU ${(record.metrics.serverCpuPercent ?? 0).toFixed(0)}%${record.metrics.serverCpuTicks === undefined ? "" : ` (${record.metrics.serverCpuTicks} ticks)`}, client CPU ${(record.metrics.clientCpuPercent ?? 0).toFixed(0)}%, noise ${(record.metrics.noisePercent ?? 0).toFixed(0)}%`
   );
 }
 
@@ -2028,8 +2360,8 @@ async function main(): Promise<void> {
     settings.room.rounds = options.rounds;
     settings.tcpRounds = Math.min(settings.tcpRounds, options.rounds);
   }
-  const maxIdle = Math.max(...settings.memoryConnections, settings.room.stormClients, settings.room.firstVisitClients);
-  raiseFileLimit(maxIdle + 2000, settings);
+  const maxCrowd = Math.max(settings.room.stormClients, settings.room.firstVisitClients);
+  raiseFileLimit(Math.max(Math.max(...settings.memoryConnections) + IDLE_FD_MARGIN, maxCrowd + 2000), settings);
 
   let pin = options.pin && cpus().length >= 2;
   if (pin) {
@@ -2120,21 +2452,27 @@ async function main(): Promise<void> {
     await tcp?.stop();
   }
 
-  // Fan-out and memory: a fresh server for every run (no leftover rooms, a clean RSS).
+  // Fan-out, the busy classroom and memory: a fresh server for every run (no
+  // leftover rooms, a clean RSS). The classroom and memory have a third side,
+  // the floor (tcp): what node:net itself spends on the same job.
   for (const scenario of plan) {
-    if (scenario.kind !== "fanout" && scenario.kind !== "memory") continue;
+    if (scenario.kind !== "fanout" && scenario.kind !== "classroom" && scenario.kind !== "memory") continue;
     const runs: RunRecord[] = [];
+    const sides: Side[] = scenario.kind === "fanout" ? ["ours", "ws"] : ["ours", "ws", "tcp"];
     for (let round = 1; round <= settings.rounds; round++) {
-      for (const side of ["ours", "ws"] as const) {
+      for (const side of sides) {
         let conns: Conn[] = [];
         const outcome = await guarded(side, round, async () => {
-          const server = await ServerProcess.start(side, false, pin);
+          const floor = side !== "tcp" ? undefined : floorCommand(scenario.kind === "classroom" ? "broadcast" : "idle");
+          const server = await ServerProcess.start(side, false, pin, floor);
           try {
             await settle([server]);
             const { record: result, conns: opened } =
               scenario.kind === "fanout"
                 ? await runFanoutOn(server, scenario, settings)
-                : await runMemoryOn(server, scenario, settings);
+                : scenario.kind === "classroom"
+                  ? await runClassroomOn(server, scenario, settings)
+                  : await runMemoryOn(server, scenario, settings);
             conns = opened;
             return result;
           } finally {
@@ -2211,7 +2549,12 @@ async function main(): Promise<void> {
 
   const seconds = (Date.now() - started) / 1000;
   const loadAfter = loadavg();
-  const output = [table(results), nodesTable(results, settings.fanoutWindow), roomTable(results)]
+  const output = [
+    table(results),
+    floorTable(results, settings),
+    nodesTable(results, settings.fanoutWindow),
+    roomTable(results),
+  ]
     .filter((text) => text !== "")
     .join("\n\n");
   process.stdout.write("\n" + output + "\n\n");
@@ -2220,6 +2563,7 @@ async function main(): Promise<void> {
       "bun: Bun.serve (uWebSockets) echoing; on bun: server.ts run by Bun; ours/bun and on-bun/bun, round by round, as ours/ws.\n" +
       "srv CPU% o/w/b/ob: each server process's CPU use in the measured window (100 = one core); cli%: the load generator's, at most;\n" +
       "noise%: CPU used by other processes on the machine during the runs, at most (0 on a quiet machine).\n" +
+      "tcp: plain node:net; for echo the ceiling (bench/tcp-echo.ts), for the busy classroom and idle connections the floor (bench/tcp-floor.ts).\n" +
       `${seconds.toFixed(0)} s in all; load average before ${loadBefore.map((value) => value.toFixed(2)).join(" ")}, after ${loadAfter.map((value) => value.toFixed(2)).join(" ")}.\n`,
   );
   const failed = results.filter((result) => !result.checks.ok);
@@ -2345,11 +2689,12 @@ function raiseFileLimit(needed: number, settings: Settings): void {
     process.exit(result.status ?? 1);
   }
   const fits = Math.max(100, soft - 2000);
-  settings.memoryConnections = settings.memoryConnections.map((count) => Math.min(count, fits));
+  const idleFits = Math.max(100, soft - IDLE_FD_MARGIN);
+  settings.memoryConnections = [...new Set(settings.memoryConnections.map((count) => Math.min(count, idleFits)))];
   settings.room.stormClients = Math.min(settings.room.stormClients, fits);
   settings.room.firstVisitClients = Math.min(settings.room.firstVisitClients, fits);
   log(
-    `bench: the open-file limit is ${soft} (hard ${hard}); idle-connection and join-storm scenarios capped at ${fits}. Run \`ulimit -n ${needed}\` first for the full figures.`,
+    `bench: the open-file limit is ${soft} (hard ${hard}); idle connections capped at ${idleFits}, join-storm scenarios at ${fits}. Run \`ulimit -n ${needed}\` first for the full figures.`,
   );
 }
 
