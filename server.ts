@@ -3276,6 +3276,11 @@ export class History {
     return { messages: this.messages.slice(start, end), more: start > this.firstKept };
   }
 
+  /** The newest `limit` messages, oldest first. */
+  newest(limit: number): ChatMessage[] {
+    return this.before(this.latestSeq + 1, limit).messages;
+  }
+
   /** Every kept message, oldest first. */
   kept(): ChatMessage[] {
     return this.messages.slice(this.firstKept);
@@ -4190,8 +4195,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     if (dialect === "text") {
       // The tutorial's page knows no welcome: it is shown the newest messages as lines, and no more.
       this.textMembers.add(connection);
-      for (const message of this.history.before(this.history.latestSeq + 1, HISTORY_PAGE).messages)
-        connection.send(this.asLine(message, identity));
+      for (const message of this.history.newest(HISTORY_PAGE)) connection.send(this.asLine(message, identity));
       return;
     }
 
@@ -4208,9 +4212,7 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
       since >= this.history.oldestSeq - 1 &&
       since <= this.history.latestSeq;
     // A resume gets everything it missed; anyone else the newest page, and asks for older ones.
-    const missed = resumed
-      ? this.history.since(since)
-      : this.history.before(this.history.latestSeq + 1, HISTORY_PAGE).messages;
+    const missed = resumed ? this.history.since(since) : this.history.newest(HISTORY_PAGE);
     const replay = this.encodeReplay(missed);
     const firstPage = this.directory.page(0, MEMBER_PAGE);
     this.sendTo(connection, {
@@ -4232,18 +4234,30 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     this.counters.replayed += replay.frames.length;
   }
 
-  /** The replay as JSON texts, newest first until the budget is spent, then
-   * put back in order: a client far behind gets what is most recent. */
+  /** The replay as JSON texts: the newest that fit the budget, in order (a
+   * client far behind gets what is most recent). */
   private encodeReplay(messages: ChatMessage[]): { frames: string[]; complete: boolean } {
-    const frames: string[] = [];
+    const { texts, all } = this.newestWithinBudget(messages, (message) =>
+      JSON.stringify({ type: "message", ...message }),
+    );
+    return { frames: texts, complete: all };
+  }
+
+  /** The newest of `messages` whose encodings fit the replay budget together,
+   * encoded, oldest first; only those are encoded, newest first. */
+  private newestWithinBudget(
+    messages: ChatMessage[],
+    encode: (message: ChatMessage) => string,
+  ): { texts: string[]; all: boolean } {
+    const texts: string[] = [];
     let bytes = 0;
     for (let index = messages.length - 1; index >= 0; index--) {
-      const text = JSON.stringify({ type: "message", ...messages[index] });
+      const text = encode(messages[index]!);
       bytes += Buffer.byteLength(text);
-      if (bytes > this.options.replayBudgetBytes) return { frames: frames.reverse(), complete: false };
-      frames.push(text);
+      if (bytes > this.options.replayBudgetBytes) return { texts: texts.reverse(), all: false };
+      texts.push(text);
     }
-    return { frames: frames.reverse(), complete: true };
+    return { texts: texts.reverse(), all: true };
   }
 
   onText(connection: RoomPeer, text: string): void {
@@ -4342,13 +4356,9 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     if (!Number.isSafeInteger(before) || (before as number) < 0)
       return this.sendError(connection, "bad_message", 'A "history" request has "before": a seq, 0 or more.');
     const page = this.history.before(before as number, HISTORY_PAGE);
-    let bytes = 0;
-    let first = page.messages.length;
-    while (first > 0) {
-      bytes += Buffer.byteLength(JSON.stringify(page.messages[first - 1])) + 1;
-      if (bytes > this.options.replayBudgetBytes) break;
-      first--;
-    }
+    // Each counted as it stands in the answer's list: its JSON and a comma.
+    const fitting = this.newestWithinBudget(page.messages, (message) => JSON.stringify(message) + ",");
+    const first = page.messages.length - fitting.texts.length;
     const messages = page.messages.slice(first);
     this.counters.replayed += messages.length;
     this.sendTo(connection, { type: "history", before: before as number, messages, more: page.more || first > 0 });
