@@ -2173,6 +2173,14 @@ function floorTable(results: ScenarioResult[], settings: Settings): string {
           ? ` (a count of whole ticks is good to ±1: within ${((1 / fewestTicks) * 100).toFixed(1)}%).`
           : "."),
     );
+    const perDelivery = classroom.summary.find((metric) => metric.key === "serverCpuPerDelivery");
+    if (perDelivery?.ws && perDelivery.tcp) {
+      const half = perDelivery.ws.median / 2;
+      notes.push(
+        `#16 asks ours ≤ 0.5× ws = ${formatValue(half, "µs CPU")} of server CPU a delivery; node:net alone spends ${formatValue(perDelivery.tcp.median, "µs CPU")}`,
+        `(tcp/ws ${(perDelivery.tcp.median / perDelivery.ws.median).toFixed(2)}×), so that target is ${perDelivery.tcp.median > half ? "below" : "above"} what node:net itself needs.`,
+      );
+    }
   }
   const memory = floored
     .filter((result) => result.scenario.kind === "memory")
