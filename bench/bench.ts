@@ -23,6 +23,17 @@
 // reports ours/bun and ours-on-bun/bun round by round. Without Bun they are
 // skipped with a message; tiny mode runs them in its first echo scenario only.
 //
+// A reconnect storm (#16 item 6) runs against ours and ws:
+//   storm       N clients come back at once, as pages do after their server
+//               restarted: each waits the page's own jittered delay
+//               (client.ts's reconnectDelay, one seeded schedule for both
+//               servers), tries, and on failure waits its next, longer delay.
+//               Reported: the time until the last is back, handshakes per
+//               second over that time and per server CPU-second, attempts
+//               refused with a status (a documented limit) and attempts that
+//               failed otherwise (reset, timed out, dropped by a full accept
+//               queue); the target ours ≥ 1.0× ws in handshakes per second.
+//
 // Two kinds have a third side, "tcp", a floor rather than a ceiling:
 // bench/tcp-floor.ts, the least node:net itself spends on the same job, with
 // no WebSocket, HTTP or JSON; each scenario also reports ours/tcp and ws/tcp
@@ -106,6 +117,7 @@ import {
   runEcho,
   runFanout,
   runFloorBroadcast,
+  runStorm,
   type Conn,
   type Target,
 } from "./load.ts";
@@ -115,6 +127,7 @@ import { readProcessMemory, rssOf } from "../test/support/memory.ts";
 import { haveRedis, redisServerPath } from "../test/support/redis.ts";
 import { freePort } from "../test/support/spawn.ts";
 import { HISTORY_PAGE } from "../server.ts";
+import { reconnectDelay } from "../client.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -186,6 +199,8 @@ interface Settings {
   memoryConnections: number[];
   handshakeConcurrency: number;
   classroom: ClassroomSettings;
+  /** Clients of the reconnect storm. */
+  stormClients: number;
   room: RoomSettings;
   redisFanout: RedisFanoutSettings;
 }
@@ -255,6 +270,7 @@ const settingsFor: Record<Mode, Settings> = {
     memoryConnections: [50],
     handshakeConcurrency: 10,
     classroom: { clients: 20, ratePerSecond: 50, warmupMs: 100, measureMs: 400 },
+    stormClients: 200,
     room: {
       rounds: 1,
       stormClients: 150,
@@ -285,6 +301,7 @@ const settingsFor: Record<Mode, Settings> = {
     handshakeConcurrency: 100,
     // 15 s a side: at 1,500 deliveries/s a server uses a few percent of a core, some 40 ticks of CPU.
     classroom: { clients: 100, ratePerSecond: 15, warmupMs: 1000, measureMs: 15_000 },
+    stormClients: 10_000,
     room: {
       rounds: 1, // each round of a 10,000-client storm is a fresh server and half a minute
       stormClients: 10_000,
@@ -314,6 +331,7 @@ const settingsFor: Record<Mode, Settings> = {
     memoryConnections: [1000, 10_000, MOST_IDLE_CONNECTIONS],
     handshakeConcurrency: 100,
     classroom: { clients: 100, ratePerSecond: 15, warmupMs: 3000, measureMs: 30_000 },
+    stormClients: 10_000,
     room: {
       rounds: 3,
       stormClients: 10_000,
@@ -363,6 +381,12 @@ interface ClassroomScenario {
   clients: number;
   ratePerSecond: number;
 }
+interface StormScenario {
+  kind: "storm";
+  id: string;
+  title: string;
+  clients: number;
+}
 interface MemoryScenario {
   kind: "memory";
   id: string;
@@ -411,6 +435,7 @@ type Scenario =
   | LatencyScenario
   | FanoutScenario
   | ClassroomScenario
+  | StormScenario
   | MemoryScenario
   | RoomScenario
   | FanoutRedisScenario;
@@ -500,6 +525,12 @@ function planFor(mode: Mode, settings: Settings): Scenario[] {
       title: `busy classroom: ${settings.classroom.clients} clients × ${settings.classroom.ratePerSecond} msg/s`,
       clients: settings.classroom.clients,
       ratePerSecond: settings.classroom.ratePerSecond,
+    },
+    {
+      kind: "storm",
+      id: `storm-${settings.stormClients}`,
+      title: `reconnect storm: ${thousands(settings.stormClients)} clients at once`,
+      clients: settings.stormClients,
     },
     ...settings.memoryConnections.map((connections): MemoryScenario => ({
       kind: "memory",
@@ -987,6 +1018,57 @@ function descriptorsOf(pid: number): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/** One side of the reconnect storm: the server has just started, and every client comes back at once. */
+async function runStormOn(
+  server: ServerProcess,
+  scenario: StormScenario,
+): Promise<{ record: RunRecord; conns: Conn[] }> {
+  const meter = cpuMeter(server);
+  meter.onMeasureStart();
+  const storm = await runStorm(
+    server.target,
+    scenario.clients,
+    {
+      seed: 6455,
+      perSourceAddress: scenario.clients > IDLE_FROM_ONE_ADDRESS ? CONNECTIONS_PER_SOURCE_ADDRESS : 0,
+      attemptTimeoutMs: 10_000,
+      timeoutMs: 120_000,
+    },
+    reconnectDelay,
+  );
+  meter.onMeasureEnd();
+  const serverCpu = meter.seconds();
+  const open = storm.conns.filter((conn) => !conn.socket.destroyed).length;
+  const ok = open === scenario.clients && storm.refused === 0 && server.alive;
+  return {
+    conns: storm.conns,
+    record: {
+      side: server.side,
+      round: 0,
+      ok,
+      metrics: {
+        backSeconds: storm.backSeconds,
+        handshakesPerSecond: scenario.clients / storm.backSeconds,
+        handshakesPerCpuSecond: serverCpu > 0 ? scenario.clients / serverCpu : Number.NaN,
+        failedAttempts: storm.failedAttempts,
+        refused: storm.refused,
+        serverCpuSeconds: serverCpu,
+        serverCpuPercent: meter.percent(),
+        clientCpuPercent: (storm.clientCpuSeconds / storm.backSeconds) * 100,
+        noisePercent: meter.noisePercent(),
+      },
+      checks: [
+        { name: "every client came back", ok: open === scenario.clients, detail: `${open} of ${scenario.clients}` },
+        {
+          name: "nobody was refused (no limit is near)",
+          ok: storm.refused === 0,
+          detail: `${storm.refused} attempts answered with a status`,
+        },
+      ],
+    },
+  };
 }
 
 async function runMemoryOn(
@@ -1741,6 +1823,17 @@ const metricsFor: Record<Scenario["kind"], MetricSpec[]> = {
     { key: "p50", label: "p50 latency", unit: "µs", higherIsBetter: false },
     { key: "p99", label: "p99 latency", unit: "µs", higherIsBetter: false },
   ],
+  storm: [
+    {
+      key: "handshakesPerSecond",
+      label: "handshakes/s",
+      unit: "hs/s",
+      higherIsBetter: true,
+      perCpuKey: "handshakesPerCpuSecond",
+    },
+    { key: "backSeconds", label: "all back after", unit: "s", higherIsBetter: false },
+    { key: "failedAttempts", label: "failed attempts", unit: "messages", higherIsBetter: false },
+  ],
   memory: [
     { key: "bytesPerConnection", label: "RSS/conn", unit: "B", higherIsBetter: false },
     {
@@ -1943,7 +2036,12 @@ function summarize(scenario: Scenario, runs: RunRecord[], assertTargets: boolean
     };
   });
   // Targets between two servers are met by a ratio of the rounds, not by each run alone.
-  const classroomTarget = scenario.kind === "classroom" ? classroomTargetOf(summary) : undefined;
+  const classroomTarget =
+    scenario.kind === "classroom"
+      ? classroomTargetOf(summary)
+      : scenario.kind === "storm"
+        ? stormTargetOf(summary)
+        : undefined;
   if (classroomTarget !== undefined) targets.push(classroomTarget);
   const failures = runs.flatMap((run) => [
     ...(run.error ? [`${run.side} round ${run.round}: ${run.error}`] : []),
@@ -1958,6 +2056,16 @@ function summarize(scenario: Scenario, runs: RunRecord[], assertTargets: boolean
     failures.push(`target missed: ${classroomTarget.name}: ${classroomTarget.details.join("; ")}`);
   const checks = { ok: failures.length === 0 && runs.length > 0, failures };
   return { scenario, runs, summary, checks, targets, ...(nodes === undefined ? {} : { nodes }) };
+}
+
+/** #16 item 6, from the storm's ours/ws of handshakes per second (median of the rounds). */
+function stormTargetOf(summary: MetricSummary[]): { name: string; met: boolean; details: string[] } {
+  const ratio = summary.find((metric) => metric.key === "handshakesPerSecond")?.ratio ?? null;
+  return {
+    name: "reconnect storm: ours ≥ 1.0× ws in handshakes per second, median of the rounds",
+    met: ratio !== null && ratio.median >= 1,
+    details: [ratio === null ? "no ratio" : `ours/ws ${formatRatio(ratio)}`],
+  };
 }
 
 /** #16 item 4, from the busy classroom's ours/ws of deliveries per server CPU-second (median of the rounds). */
@@ -2369,7 +2477,10 @@ async function main(): Promise<void> {
     settings.tcpRounds = Math.min(settings.tcpRounds, options.rounds);
   }
   const maxCrowd = Math.max(settings.room.stormClients, settings.room.firstVisitClients);
-  raiseFileLimit(Math.max(Math.max(...settings.memoryConnections) + IDLE_FD_MARGIN, maxCrowd + 2000), settings);
+  raiseFileLimit(
+    Math.max(Math.max(...settings.memoryConnections) + IDLE_FD_MARGIN, maxCrowd + 2000, settings.stormClients + 2000),
+    settings,
+  );
 
   let pin = options.pin && cpus().length >= 2;
   if (pin) {
@@ -2460,13 +2571,20 @@ async function main(): Promise<void> {
     await tcp?.stop();
   }
 
-  // Fan-out, the busy classroom and memory: a fresh server for every run (no
-  // leftover rooms, a clean RSS). The classroom and memory have a third side,
+  // Fan-out, the busy classroom, the storm and memory: a fresh server for every
+  // run (no leftover rooms, a clean RSS, a storm onto a server just started). The classroom and memory have a third side,
   // the floor (tcp): what node:net itself spends on the same job.
   for (const scenario of plan) {
-    if (scenario.kind !== "fanout" && scenario.kind !== "classroom" && scenario.kind !== "memory") continue;
+    if (
+      scenario.kind !== "fanout" &&
+      scenario.kind !== "classroom" &&
+      scenario.kind !== "storm" &&
+      scenario.kind !== "memory"
+    )
+      continue;
     const runs: RunRecord[] = [];
-    const sides: Side[] = scenario.kind === "fanout" ? ["ours", "ws"] : ["ours", "ws", "tcp"];
+    const sides: Side[] =
+      scenario.kind === "fanout" || scenario.kind === "storm" ? ["ours", "ws"] : ["ours", "ws", "tcp"];
     for (let round = 1; round <= settings.rounds; round++) {
       for (const side of sides) {
         let conns: Conn[] = [];
@@ -2480,7 +2598,9 @@ async function main(): Promise<void> {
                 ? await runFanoutOn(server, scenario, settings)
                 : scenario.kind === "classroom"
                   ? await runClassroomOn(server, scenario, settings)
-                  : await runMemoryOn(server, scenario, settings);
+                  : scenario.kind === "storm"
+                    ? await runStormOn(server, scenario)
+                    : await runMemoryOn(server, scenario, settings);
             conns = opened;
             return result;
           } finally {

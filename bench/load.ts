@@ -1441,6 +1441,87 @@ export async function openIdle(
   return { conns, seconds, handshakesPerSecond: count / seconds, clientCpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
 
+// ── A reconnect storm: every page comes back at once, with its jitter ───────
+
+export interface StormOptions {
+  /** Each client's first attempt waits reconnectDelay(0) of the page (client.ts), from this seed. */
+  seed: number;
+  /** Loopback source addresses 127.0.0.2, .3, ..., this many clients each (0: the default address). */
+  perSourceAddress: number;
+  /** How long one attempt's handshake may take before it counts as failed. */
+  attemptTimeoutMs: number;
+  /** The whole storm must be over by then; an Error otherwise. */
+  timeoutMs: number;
+}
+
+export interface StormResult {
+  conns: Conn[];
+  /** From the storm's start (the server has just come back) until the last client is connected again. */
+  backSeconds: number;
+  /** Attempts that failed because the server answered with a status (503: a documented limit). */
+  refused: number;
+  /** Attempts that failed otherwise: reset, timed out, dropped by a full accept queue. */
+  failedAttempts: number;
+  clientCpuSeconds: number;
+}
+
+/** `count` clients reconnect at once, as the page does after its server
+ * restarted: each waits its jittered delay (client.ts's reconnectDelay,
+ * the same seeded schedule for every server), tries, and on failure waits
+ * the next, longer delay, until it is back. */
+export async function runStorm(
+  target: Target,
+  count: number,
+  options: StormOptions,
+  delayFor: (attempt: number, random: () => number) => number,
+): Promise<StormResult> {
+  const prng = new Prng(options.seed);
+  const random = () => prng.float();
+  const conns: Conn[] = new Array<Conn>(count);
+  let refused = 0;
+  let failedAttempts = 0;
+  let stopped = false;
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  const comeBack = async (index: number): Promise<void> => {
+    const localAddress =
+      options.perSourceAddress > 0 ? `127.0.0.${2 + Math.floor(index / options.perSourceAddress)}` : undefined;
+    for (let attempt = 0; !stopped; attempt++) {
+      await sleep(delayFor(attempt, random));
+      try {
+        conns[index] = await openConnection(
+          target,
+          {
+            path: "/echo",
+            deflate: false,
+            timeoutMs: options.attemptTimeoutMs,
+            ...(localAddress === undefined ? {} : { localAddress }),
+          },
+          new IdleSink(),
+        );
+        return;
+      } catch (error) {
+        if (error instanceof Error && error.message.startsWith("handshake refused")) refused++;
+        else failedAttempts++;
+      }
+    }
+  };
+  const deadline = setTimeout(() => (stopped = true), options.timeoutMs);
+  try {
+    await Promise.all(Array.from({ length: count }, (_, index) => comeBack(index)));
+  } finally {
+    clearTimeout(deadline);
+  }
+  const backSeconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  const back = conns.filter((conn) => conn !== undefined);
+  if (back.length < count) {
+    destroyAll(back);
+    throw new Error(`${count - back.length} of ${count} clients were not back within ${options.timeoutMs} ms`);
+  }
+  return { conns, backSeconds, refused, failedAttempts, clientCpuSeconds: (cpu.user + cpu.system) / 1e6 };
+}
+
 // ── Command line ────────────────────────────────────────────────────────────
 
 async function main(): Promise<void> {
