@@ -3,8 +3,10 @@
 // scenario from Bun.serve and from server.ts run by Bun too, where the test
 // runtimes' Bun is installed; without it the run says SKIPPED for those two
 // sides and still succeeds), every fan-out message
-// reached every client exactly once and in order, every idle connection
-// opened; and the chat room at scale (server.ts alone): every client of a
+// reached every client exactly once and in order (in the busy classroom
+// too, beside its node:net floor), every idle connection opened (the floor's
+// too), every client of a reconnect storm came back with nobody refused;
+// and the chat room at scale (server.ts alone): every client of a
 // join storm and of a first visit welcomed, a first visit replayed one page,
 // the history file read and compacted; and, where redis-server is installed,
 // the fan-out on one server.ts and on two sharing one Redis: every message to
@@ -92,7 +94,16 @@ test(
     assert.match(report.table, /ours\/ws/);
 
     const kinds = new Set(report.results.map((result) => result.scenario.kind));
-    for (const kind of ["echo", "latency", "fanout", "memory", ...roomKinds, ...(haveRedis() ? [redisKind] : [])])
+    for (const kind of [
+      "echo",
+      "latency",
+      "fanout",
+      "classroom",
+      "storm",
+      "memory",
+      ...roomKinds,
+      ...(haveRedis() ? [redisKind] : []),
+    ])
       assert.ok(kinds.has(kind), `no ${kind} scenario in the tiny run`);
 
     for (const result of report.results) {
@@ -167,6 +178,34 @@ test(
         assert.ok(check?.ok, `${result.title} ${run.side}: ${check?.detail}`);
         assert.ok((run.metrics.said ?? 0) > 1, `${result.title} ${run.side}: no message was said`);
       }
+    }
+
+    // The busy classroom and idle connections: a floor run (tcp) beside ours and ws; every classroom delivery checked.
+    for (const result of report.results.filter(
+      (item) => item.scenario.kind === "classroom" || item.scenario.kind === "memory",
+    ))
+      assert.ok(
+        result.runs.some((run) => run.side === "tcp" && run.ok),
+        `${result.title}: no floor run`,
+      );
+    for (const result of report.results.filter((item) => item.scenario.kind === "classroom")) {
+      for (const run of result.runs) {
+        const check = run.checks.find((item) => item.name === "every client got every message once, in order");
+        assert.ok(check?.ok, `${result.title} ${run.side}: ${check?.detail}`);
+        assert.ok((run.metrics.messages ?? 0) > 0, `${result.title} ${run.side}: nothing said in the measured window`);
+      }
+      assert.ok(result.targets.length > 0, `${result.title}: no #16 target reported`);
+    }
+    // The reconnect storm: every client back on both servers, nobody refused, the target reported.
+    for (const result of report.results.filter((item) => item.scenario.kind === "storm")) {
+      for (const run of result.runs) {
+        assert.ok(
+          run.checks.find((item) => item.name === "every client came back")?.ok,
+          `${result.title} ${run.side}: ${JSON.stringify(run.checks)}`,
+        );
+        assert.equal(run.metrics.refused, 0, `${result.title} ${run.side}: attempts refused with a status`);
+      }
+      assert.ok(result.targets.length > 0, `${result.title}: no #16 target reported`);
     }
 
     // Fan-out on Redis: both setups, every message to every client once, in seq order; Redis's CPU measured.
