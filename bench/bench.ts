@@ -2,7 +2,7 @@
 // side by side, with a plain TCP echo as the ceiling; for echo, a second
 // reference on Bun.serve (uWebSockets), and server.ts itself run by Bun.
 //
-//   node --import tsx bench/bench.ts            quick (< 3 minutes), 2 rounds
+//   node --import tsx bench/bench.ts            quick (about 6½ minutes here), 2 rounds
 //   node --import tsx bench/bench.ts --full     every size, type and deflate setting, 3 rounds
 //   node --import tsx bench/bench.ts --tiny     a few seconds of each kind (the test uses it)
 //   options: --rounds N  --only REGEX  --json FILE|-  --svg FILE  --no-save  --no-pin
