@@ -5934,20 +5934,13 @@ class ChatServer {
   }
 }
 
-/** Connections the kernel may hold for us before we accept them (capped by
- * net.core.somaxconn, 4096 on current Linux). Node's default is 511: when
- * thousands of pages reconnect at once after a restart, a full queue drops
- * their SYNs, and each dropped client waits for its retransmission (1 s,
- * then 3 s...) although the server could have taken it a moment later. */
-const ACCEPT_BACKLOG = 4096;
-
 /** Starts a server and resolves once it listens. */
 export function startServer(overrides: Partial<ServerConfig> = {}): Promise<RunningServer> {
   const config: ServerConfig = { ...defaultConfig, ...overrides };
   const chat = new ChatServer(config);
   return new Promise((resolve, reject) => {
     chat.listener.once("error", reject);
-    chat.listener.listen({ port: config.port, host: config.host, backlog: ACCEPT_BACKLOG }, () => {
+    chat.listener.listen(config.port, config.host, () => {
       chat.listener.off("error", reject);
       chat.listener.on("error", (error) => config.log(`server error: ${error.message}`));
       const address = chat.listener.address();
