@@ -5521,7 +5521,12 @@ function peerAddressOf(socket: Socket): string {
 
 /** Slowloris: a socket whose request has not arrived in time is answered 408, and dropped soon after. */
 function refuseSlowRequest(socket: Socket): void {
-  if (!socket.destroyed) socket.end(handshakeRefusal(408, "The request took too long to arrive."));
+  if (!socket.destroyed) endSocket(socket, handshakeRefusal(408, "The request took too long to arrive."));
+}
+
+/** Ends a socket with these last bytes, and destroys it a second later if the peer has not closed its side. */
+function endSocket(socket: Socket, bytes: string): void {
+  socket.end(bytes);
   setTimeout(destroySocket, 1000, socket).unref();
 }
 
@@ -5529,8 +5534,8 @@ function destroySocket(socket: Socket): void {
   socket.destroy();
 }
 
-/** A socket's "error" listener while nothing else owns it (`this` is the socket). */
-function destroyOnError(this: Socket): void {
+/** A socket's listener ("error", "timeout") that destroys it, while nothing else owns it (`this` is the socket). */
+function destroyThisSocket(this: Socket): void {
   this.destroy();
 }
 
@@ -5660,7 +5665,7 @@ class ChatServer {
   private acceptFromProxy(socket: Socket): void {
     if (!this.config.trustProxy.includes(peerAddressOf(socket))) return void this.http.emit("connection", socket);
     let received = Buffer.alloc(0);
-    socket.setTimeout(this.config.handshakeTimeoutMs, () => socket.destroy()); // as for a slow request
+    socket.setTimeout(this.config.handshakeTimeoutMs, destroyThisSocket); // as for a slow request
     const onData = (chunk: Buffer): void => {
       received = Buffer.concat([received, chunk]);
       const header = readProxyHeader(received);
@@ -5675,7 +5680,7 @@ class ChatServer {
       socket.resume();
     };
     socket.on("data", onData);
-    socket.on("error", () => socket.destroy());
+    socket.on("error", destroyThisSocket);
   }
 
   /** The client's address: the peer's, or what a trusted proxy said it is
@@ -5718,7 +5723,7 @@ class ChatServer {
   private onUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): void {
     this.requestArrived(socket);
     let opened: Connection | undefined;
-    socket.on("error", destroyOnError); // until a Connection owns the socket
+    socket.on("error", destroyThisSocket); // until a Connection owns the socket
     try {
       const { path, query } = splitTarget(request.url);
       const endpoint = this.endpoints.get(path);
@@ -5736,7 +5741,7 @@ class ChatServer {
         return this.refuse(socket, { status: 503, reason: unavailable, headers: { "Retry-After": "5" } });
       const verdict = checkUpgradeRequest(request, this.policyFor(endpoint));
       if (!verdict.accepted) return this.refuse(socket, verdict, request);
-      socket.off("error", destroyOnError);
+      socket.off("error", destroyThisSocket);
       const parameters = new URLSearchParams(query);
       opened = this.open(request, socket, verdict, parameters, clientAddress);
       endpoint.open(opened, parameters);
@@ -5916,8 +5921,7 @@ class ChatServer {
     const bytes = handshakeRefusal(refusal.status, refusal.reason, refusal.headers);
     if (this.tracer && request)
       this.tracer.handshake("(refused)", [...describeHandshake(request, bytes), `→   ${refusal.reason}`]);
-    socket.end(bytes);
-    setTimeout(() => socket.destroy(), 1000).unref();
+    endSocket(socket, bytes);
   }
 
   /** Closes every connection with 1001, waits up to `waitMs` for the closing handshakes, stops listening. */
