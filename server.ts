@@ -2551,12 +2551,6 @@ export class PayloadCollector {
     return parts;
   }
 
-  /** The whole message, in one buffer. */
-  take(): Buffer {
-    const length = this.length;
-    return joinPieces(this.takePieces(), length);
-  }
-
   private sealBlock(): void {
     if (this.block !== undefined && this.blockUsed > 0) this.parts.push(this.block.subarray(0, this.blockUsed));
     this.block = undefined;
