@@ -6,7 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { HOST_TTL_MS } from "../server.ts";
-import { ChatClient, ReconnectingChatClient } from "./support/chat-client.ts";
+import { ChatClient, ReconnectingChatClient, assertEachAcknowledgedOnce } from "./support/chat-client.ts";
 import { Prng } from "./support/prng.ts";
 import { TestRedis, nodeArgs, startNodes, waitForHealth } from "./support/redis.ts";
 import { spawnServer, type SpawnedServer } from "./support/spawn.ts";
@@ -103,19 +103,7 @@ describe("several server processes, one room on Redis", { timeout: 120_000 }, ()
     ports.splice(0, 1);
     await waitUntil(() => talkers.every((talker) => talker.done), 60_000, "every message acknowledged");
     for (const talker of talkers) talker.stop();
-    const seen = new Map<string, number>();
-    for (const talker of talkers) {
-      assert.equal(talker.stats.conflictingDeliveries, 0);
-      assert.equal(talker.stats.epochChanges, 0);
-      for (const [id, seq] of talker.acknowledged) {
-        const other = seen.get(id);
-        assert.ok(other === undefined || other === seq, `${id} has one seq`);
-        seen.set(id, seq);
-      }
-    }
-    assert.equal(seen.size, 6 * 60, "every message acknowledged once");
-    const seqs = [...new Set(seen.values())];
-    assert.equal(seqs.length, 6 * 60, "no two messages share a seq");
+    assertEachAcknowledgedOnce(talkers, 6 * 60);
   });
 });
 

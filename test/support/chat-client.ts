@@ -329,6 +329,28 @@ export interface ReconnectingStats {
   errors: Record<string, number>;
 }
 
+/** What several talkers hold as acknowledged, checked for what the wire
+ * contract promises: never two ids for one seq, the epoch kept, each id with
+ * one seq, `expected` messages in all, and no two messages at one seq.
+ * Returns each id's seq. */
+export function assertEachAcknowledgedOnce(
+  talkers: readonly ReconnectingChatClient[],
+  expected: number,
+): Map<string, number> {
+  const acknowledged = new Map<string, number>();
+  for (const talker of talkers) {
+    assert.equal(talker.stats.conflictingDeliveries, 0, "never two ids for one seq");
+    assert.equal(talker.stats.epochChanges, 0, "the room was kept: no new epoch");
+    for (const [id, seq] of talker.acknowledged) {
+      assert.ok([undefined, seq].includes(acknowledged.get(id)), `${id} has one seq`);
+      acknowledged.set(id, seq);
+    }
+  }
+  assert.equal(acknowledged.size, expected, "every message acknowledged once");
+  assert.equal(new Set(acknowledged.values()).size, expected, "no two messages share a seq");
+  return acknowledged;
+}
+
 export class ReconnectingChatClient {
   readonly options: ReconnectingOptions;
   readonly transcript = new Map<number, string>();
