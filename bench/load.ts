@@ -1198,12 +1198,10 @@ export async function runFanout(options: FanoutOptions): Promise<FanoutResult> {
       saturated = await measurePhase(load, { ...options, drainTimeoutMs }, options, () => (load.windowed = false));
     }
     load.running = false;
-    const everyDeliveryOnceInOrder =
-      load.errors.count === 0 && members.every((member) => member.next === load.sent) && load.completed === load.sent;
-    if (!everyDeliveryOnceInOrder && load.errors.count === 0) {
-      const behind = members.filter((member) => member.next !== load.sent).length;
-      load.errors.add(`${behind} clients did not get all ${load.sent} messages`);
-    }
+    const everyDeliveryOnceInOrder = verifyEveryDelivery(
+      load,
+      members.map((member) => member.next),
+    );
     return {
       ...saturated,
       clients: options.clients,
@@ -1222,6 +1220,18 @@ export async function runFanout(options: FanoutOptions): Promise<FanoutResult> {
     load.running = false;
     load.windowed = false;
   }
+}
+
+/** Whether every client got every message said, once and in order, given
+ * how many each got in order; when not, and nothing else went wrong, an
+ * error says how many are behind. */
+function verifyEveryDelivery(load: DeliveryLoad, received: readonly number[]): boolean {
+  const ok = load.errors.count === 0 && received.every((count) => count === load.sent) && load.completed === load.sent;
+  if (!ok && load.errors.count === 0) {
+    const behind = received.filter((count) => count !== load.sent).length;
+    load.errors.add(`${behind} clients did not get all ${load.sent} messages`);
+  }
+  return ok;
 }
 
 /** The connections of the last fan-out run, for the caller to destroy. */
@@ -1359,14 +1369,10 @@ export async function runFloorBroadcast(options: FloorBroadcastOptions): Promise
     load.sender = conns[0]!;
     const phase = await pacedPhase(load, options, drainTimeoutMs);
     running = false;
-    const everyDeliveryOnceInOrder =
-      load.errors.count === 0 &&
-      members.every((member) => member.messages === load.sent) &&
-      load.completed === load.sent;
-    if (!everyDeliveryOnceInOrder && load.errors.count === 0) {
-      const behind = members.filter((member) => member.messages !== load.sent).length;
-      load.errors.add(`${behind} clients did not get all ${load.sent} messages`);
-    }
+    const everyDeliveryOnceInOrder = verifyEveryDelivery(
+      load,
+      members.map((member) => member.messages),
+    );
     return {
       ...phase,
       clients: options.clients,
