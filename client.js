@@ -2940,7 +2940,7 @@ ${line}`;
       const { elements } = this;
       this.setOpen(readStoredJson(this.storage, STORAGE_KEYS.frameLab) === true);
       elements.toggle.addEventListener("click", () => {
-        const open = elements.panel.hidden;
+        const open = elements.panel.hidden !== false;
         writeStoredJson(this.storage, STORAGE_KEYS.frameLab, open);
         this.setOpen(open);
       });

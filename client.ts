@@ -492,7 +492,7 @@ export interface OutgoingMessage {
 /** What the page takes from `crypto`; older or insecure pages lack randomUUID, very old ones both. */
 export interface RandomSource {
   randomUUID?: () => string;
-  getRandomValues?: (array: Uint8Array) => Uint8Array;
+  getRandomValues?: (array: Uint8Array<ArrayBuffer>) => Uint8Array<ArrayBuffer>;
 }
 
 /** 16 random bytes: from crypto.getRandomValues, or from `random` where there is none. */
@@ -4555,7 +4555,7 @@ class FrameLabView {
     const { elements } = this;
     this.setOpen(readStoredJson(this.storage, STORAGE_KEYS.frameLab) === true);
     elements.toggle.addEventListener("click", () => {
-      const open = elements.panel.hidden;
+      const open = elements.panel.hidden !== false; // "until-found" is hidden too
       writeStoredJson(this.storage, STORAGE_KEYS.frameLab, open);
       this.setOpen(open);
     });

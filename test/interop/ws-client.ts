@@ -138,12 +138,10 @@ async function run(plan: Plan): Promise<Report> {
 
   const results: MessageResult[] = [];
   for (const spec of plan.messages) {
-    const sent: Uint8Array =
-      spec.kind === "text"
-        ? Buffer.from(makeText(spec.size, spec.content), "utf8")
-        : makeBinary(spec.size, spec.content);
-    if (spec.kind === "text") socket.send(Buffer.from(sent).toString("utf8"));
-    else socket.send(sent);
+    const text = spec.kind === "text" ? makeText(spec.size, spec.content) : undefined;
+    const sent = text !== undefined ? Buffer.from(text, "utf8") : makeBinary(spec.size, spec.content);
+    // WebSocket.send takes a view of an ArrayBuffer (not a SharedArrayBuffer): a copy in its own buffer.
+    socket.send(text ?? new Uint8Array(sent));
     await until(() => incoming.length > 0, `the echo of ${spec.label}`);
     const echo = incoming.shift()!;
     const received = typeof echo === "string" ? Buffer.from(echo, "utf8") : Buffer.from(echo);
