@@ -154,7 +154,7 @@ export interface OptionRow {
 }
 
 // The rows stay as written, a table, not one property a line.
-// prettier-ignore
+// oxfmt-ignore
 export const optionTable = [
   { key: "port", flag: "port", type: "integer", value: "N", default: 5500, min: 0, max: 65535, env: "PORT",
     help: "port to listen on; 0 picks a free one" },
@@ -3547,7 +3547,9 @@ export type UnsequencedMessage = Omit<ChatMessage, "seq">;
 /** What became of a message given to the log. An accepted one is not
  * returned: it reaches the room through `onMessage`, like every other. */
 export type AppendOutcome =
-  { kind: "accepted" } | { kind: "duplicate"; message: ChatMessage } | { kind: "failed"; why: string };
+  | { kind: "accepted" }
+  | { kind: "duplicate"; message: ChatMessage }
+  | { kind: "failed"; why: string };
 
 /** What a log tells its room. */
 export interface MessageLogEvents {
