@@ -7,7 +7,9 @@
 //   node --import tsx bench/bench.ts --tiny     a few seconds of each kind (the test uses it)
 //   options: --rounds N  --only REGEX  --json FILE|-  --svg FILE  --no-save  --no-pin
 //
-// Each server is a separate process (node --import tsx); this process is the
+// Each server is a separate process: bare node on the file compiled by
+// esbuild (test/support/spawn.ts's compiledPath, what tsx would run, without
+// its loader: the code `node server.ts` runs on Node 24); this process is the
 // one and only client (bench/load.ts). With taskset available, the client is
 // pinned to CPU 0 and the servers to CPU 1, so the server under test has one
 // core to itself and never competes with its load. Scenarios run A B [C] A B
@@ -125,7 +127,7 @@ import { runCrowd, sayMany, type CrowdResult } from "./room-load.ts";
 import { renderChart, type ChartRow } from "./svg.ts";
 import { readProcessMemory, rssOf } from "../test/support/memory.ts";
 import { haveRedis, redisServerPath } from "../test/support/redis.ts";
-import { freePort } from "../test/support/spawn.ts";
+import { compiledPath, freePort } from "../test/support/spawn.ts";
 import { HISTORY_PAGE } from "../server.ts";
 import { reconnectDelay } from "../client.ts";
 
@@ -605,7 +607,7 @@ function bunVersion(): string | undefined {
   return result.status === 0 ? result.stdout.trim() : undefined;
 }
 
-/** The sides that run under Bun rather than under Node with tsx. */
+/** The sides that run under Bun rather than under Node. */
 function runsOnBun(side: Side): boolean {
   return side === "bun" || side === "ours-on-bun";
 }
@@ -668,8 +670,9 @@ class ServerProcess {
 
   /** `args`: server.ts's command line instead of the benchmark's usual one (the room scenarios). */
   static async start(side: Side, deflate: boolean, pin: boolean, args?: string[]): Promise<ServerProcess> {
-    const runtime = runsOnBun(side) ? [bunPath] : [process.execPath, "--import", "tsx"];
-    const serverArgs = [...runtime, ...(args ?? serverCommand(side, deflate))];
+    const [file, ...options] = args ?? serverCommand(side, deflate);
+    const program = runsOnBun(side) ? [bunPath, file!] : [process.execPath, compiledPath(join(root, file!))];
+    const serverArgs = [...program, ...options];
     const command = pin ? ["taskset", "-c", "1", ...serverArgs] : serverArgs;
     const spawned = performance.now();
     const child = spawn(command[0]!, command.slice(1), { cwd: root, stdio: ["ignore", "pipe", "pipe"] });

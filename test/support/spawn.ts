@@ -5,58 +5,60 @@
 // here shadows server.ts's startServer / RunningServer.
 //
 // A spawned server.ts runs precompiled: esbuild turns server.ts into one
-// JavaScript file (in the system's temporary folder, named by a hash of
-// server.ts and esbuild's version, so built once per change of server.ts,
-// whichever test file asks first) and bare `node` runs it. Starting tsx's
-// loader costs about 0.35 CPU-s per process over bare node, and a test run
-// starts about 70 servers. The file is the same program: esbuild is what tsx
-// runs on server.ts, `import.meta.url` is replaced by server.ts's own (so it
-// serves client.html from the repository), and an inline source map points
-// coverage at server.ts's lines. The tests about how the server is started
-// (the command line it shows, `--import tsx`) pass `{ viaTsx: true }` and
-// get `node --import tsx server.ts`, as `npm start` runs it; `command` runs
-// server.ts with another runtime as it is.
+// JavaScript file (in node_modules/.cache, named by a hash of server.ts and
+// esbuild's version, so built once per change of server.ts, whichever test
+// file asks first) and bare `node` runs it; the benchmark runs its servers
+// the same way. Starting tsx's loader costs about 0.35 CPU-s per process over
+// bare node, and a test run starts about 70 servers. The file is the same
+// program: esbuild is what tsx runs on server.ts, `import.meta.url` is
+// replaced by server.ts's own (so it serves client.html from the
+// repository), and an inline source map points coverage at server.ts's
+// lines. The tests about how the server is started (the command line it
+// shows, `--import tsx`) pass `{ viaTsx: true }` and get `node --import tsx
+// server.ts`, as `npm start` runs it; `command` runs server.ts with another
+// runtime as it is.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { buildSync, version as esbuildVersion } from "esbuild";
 
 export const repositoryRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const serverPath = join(repositoryRoot, "server.ts");
 
-let compiled: { hash: string; path: string } | undefined;
+const compiled = new Map<string, { hash: string; path: string }>();
 
-/** server.ts compiled to JavaScript for bare `node` (see the top of this file); built when server.ts changed. */
-export function compiledServerPath(): string {
-  const source = readFileSync(serverPath);
-  const hash = createHash("sha256").update(source).update(esbuildVersion).update(serverPath).digest("hex").slice(0, 16);
-  if (compiled?.hash === hash) return compiled.path;
-  const directory = join(tmpdir(), "chat-room-test-server");
-  const path = join(directory, `server-${hash}.mjs`);
+/** A TypeScript file of this repository compiled to JavaScript for bare `node` (see the top of this file);
+ * built when the file changed. Written under node_modules/.cache so that its bare imports (`ws`) resolve. */
+export function compiledPath(file: string): string {
+  const source = readFileSync(file);
+  const hash = createHash("sha256").update(source).update(esbuildVersion).update(file).digest("hex").slice(0, 16);
+  const known = compiled.get(file);
+  if (known?.hash === hash) return known.path;
+  const directory = join(repositoryRoot, "node_modules", ".cache", "chat-room-compiled");
+  const path = join(directory, `${basename(file, ".ts")}-${hash}.mjs`);
   if (!existsSync(path)) {
     mkdirSync(directory, { recursive: true });
     const result = buildSync({
-      entryPoints: [serverPath],
+      entryPoints: [file],
       bundle: false,
       format: "esm",
       platform: "node",
       target: `node${process.versions.node.split(".")[0]}`,
       sourcemap: "inline",
-      define: { "import.meta.url": JSON.stringify(pathToFileURL(serverPath).href) },
+      define: { "import.meta.url": JSON.stringify(pathToFileURL(file).href) },
       write: false,
       outfile: path,
       logLevel: "silent",
     });
-    // Written whole under another name, then renamed: test files running at once never see half a file.
+    // Written whole under another name, then renamed: processes building at once never see half a file.
     const partial = `${path}.${process.pid}.partial`;
     writeFileSync(partial, result.outputFiles[0]!.contents);
     renameSync(partial, path);
   }
-  compiled = { hash, path };
+  compiled.set(file, { hash, path });
   return path;
 }
 
@@ -91,7 +93,7 @@ export interface SpawnOptions {
 /** The command line that runs `file`: `command FILE`, server.ts precompiled, or `node --import tsx FILE`. */
 function commandFor(file: string, options: SpawnOptions): string[] {
   if (options.command !== undefined) return [...options.command, file];
-  if (file === serverPath && options.viaTsx !== true) return [process.execPath, compiledServerPath()];
+  if (file === serverPath && options.viaTsx !== true) return [process.execPath, compiledPath(serverPath)];
   return [process.execPath, "--import", "tsx", file];
 }
 
