@@ -54,7 +54,7 @@ const missing = {
       : `openssl is not installed at ${opensslPath} (apt-get install openssl)`,
   chromium: existsSync(chromiumPath)
     ? false
-    : `Chromium is not installed at ${chromiumPath} (apt-get install chromium)`,
+    : `Chromium's headless shell is not installed at ${chromiumPath} (apt-get install chromium-headless-shell)`,
 } as const;
 
 /** As everywhere in this suite, a missing program is a failure that says what to install, never a skip. */
