@@ -222,81 +222,84 @@ describe("a newcomer's rough edges (#13) in Chromium", { timeout: 180_000 }, () 
   test("WCAG 2.1 A and AA (axe-core): both languages, both colour schemes, the inspector and the frame lab closed and open, online and not", async (t) => {
     t.after(cleanUp);
     const axePath = join(repositoryRoot, "node_modules", "axe-core", "axe.min.js");
-    const report: string[] = [];
-    for (const locale of ["zh-CN", "en-US"]) {
-      for (const colorScheme of ["light", "dark"] as const) {
-        const room = await testServer(noRateLimit);
-        // From disk with ?server=, so that once the server is gone the help shows too.
-        const url = `${pageOnDisk}?server=${encodeURIComponent(`ws://127.0.0.1:${room.port}/`)}`;
-        const opened = await openIn(url, locale, { colorScheme });
-        const { page } = opened;
-        await waitForState(page, "connected");
-        const member = await testMember(room.port, "Bob");
-        const theirs = Array.from({ length: 30 }, (_, index) => `Bob says ${index + 1}`);
-        for (const text of theirs) member.sayText(text);
-        await typeMessage(page, "mine, with a\nsecond line");
-        await waitForConfirmed(page, [...theirs, "mine, with a\nsecond line"]);
-        // The new-messages button, and the counter near the limit.
-        await page.evaluate(() => (document.getElementById("messages")!.scrollTop = 0));
-        member.sayText("while you were up there");
-        await page.locator("#new-below").waitFor({ state: "visible" });
-        await page.locator("#input").fill("x".repeat(1900));
-        await page.locator("#counter").waitFor({ state: "visible" });
+    // The four pages are audited at once, each with its own server: one browser, four contexts.
+    const audit = async (locale: string, colorScheme: "light" | "dark"): Promise<string[]> => {
+      const report: string[] = [];
+      const room = await testServer(noRateLimit);
+      // From disk with ?server=, so that once the server is gone the help shows too.
+      const url = `${pageOnDisk}?server=${encodeURIComponent(`ws://127.0.0.1:${room.port}/`)}`;
+      const opened = await openIn(url, locale, { colorScheme });
+      const { page } = opened;
+      await waitForState(page, "connected");
+      const member = await testMember(room.port, "Bob");
+      const theirs = Array.from({ length: 30 }, (_, index) => `Bob says ${index + 1}`);
+      for (const text of theirs) member.sayText(text);
+      await typeMessage(page, "mine, with a\nsecond line");
+      await waitForConfirmed(page, [...theirs, "mine, with a\nsecond line"]);
+      // The new-messages button, and the counter near the limit.
+      await page.evaluate(() => (document.getElementById("messages")!.scrollTop = 0));
+      member.sayText("while you were up there");
+      await page.locator("#new-below").waitFor({ state: "visible" });
+      await page.locator("#input").fill("x".repeat(1900));
+      await page.locator("#counter").waitFor({ state: "visible" });
 
-        const check = async (what: string) => {
-          if (!(await page.evaluate(() => "axe" in window))) await page.addScriptTag({ path: axePath });
-          const violations = await page.evaluate(async () => {
-            const { axe } = window as unknown as {
-              axe: {
-                run(
-                  context: Document,
-                  options: object,
-                ): Promise<{
-                  violations: Array<{ id: string; nodes: Array<{ target: string[]; failureSummary?: string }> }>;
-                }>;
-              };
+      const check = async (what: string) => {
+        if (!(await page.evaluate(() => "axe" in window))) await page.addScriptTag({ path: axePath });
+        const violations = await page.evaluate(async () => {
+          const { axe } = window as unknown as {
+            axe: {
+              run(
+                context: Document,
+                options: object,
+              ): Promise<{
+                violations: Array<{ id: string; nodes: Array<{ target: string[]; failureSummary?: string }> }>;
+              }>;
             };
-            const result = await axe.run(document, {
-              runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] },
-            });
-            return result.violations.flatMap((violation) =>
-              violation.nodes.map((node) => `${violation.id} ${node.target.join(" ")}: ${node.failureSummary ?? ""}`),
-            );
+          };
+          const result = await axe.run(document, {
+            runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] },
           });
-          report.push(...violations.map((violation) => `${locale} ${colorScheme} ${what}: ${violation}`));
-        };
-        const toggle = async (open: boolean) => {
-          await page.click("#inspector-toggle");
-          await page.locator("#inspector").waitFor({ state: open ? "visible" : "hidden" });
-          if (open) await page.locator("#inspector-frames > li").first().waitFor();
-        };
+          return result.violations.flatMap((violation) =>
+            violation.nodes.map((node) => `${violation.id} ${node.target.join(" ")}: ${node.failureSummary ?? ""}`),
+          );
+        });
+        report.push(...violations.map((violation) => `${locale} ${colorScheme} ${what}: ${violation}`));
+      };
+      const toggle = async (open: boolean) => {
+        await page.click("#inspector-toggle");
+        await page.locator("#inspector").waitFor({ state: open ? "visible" : "hidden" });
+        if (open) await page.locator("#inspector-frames > li").first().waitFor();
+      };
 
-        await check("connected");
-        await toggle(true);
-        await check("connected, inspector open");
-        // The frame lab beside it, with a decoded walk and its broken rule marked; it stays open from here on.
-        await page.click("#framelab-toggle");
-        await page.locator("#framelab").waitFor({ state: "visible" });
-        await page.selectOption("#framelab-preset", "unmasked-client");
-        await page.click("#framelab-decode");
-        await page.locator('#framelab-status[data-outcome="violation"]').waitFor();
-        await check("connected, inspector and frame lab open");
-        await toggle(false);
+      await check("connected");
+      await toggle(true);
+      await check("connected, inspector open");
+      // The frame lab beside it, with a decoded walk and its broken rule marked; it stays open from here on.
+      await page.click("#framelab-toggle");
+      await page.locator("#framelab").waitFor({ state: "visible" });
+      await page.selectOption("#framelab-preset", "unmasked-client");
+      await page.click("#framelab-decode");
+      await page.locator('#framelab-status[data-outcome="violation"]').waitFor();
+      await check("connected, inspector and frame lab open");
+      await toggle(false);
 
-        // The server gone: reconnecting, the help, a message waiting to send, the last count.
-        await room.stop();
-        await waitForState(page, "reconnecting");
-        await page.locator("#server-help").waitFor({ state: "visible" });
-        await page.locator("#input").fill("typed while the server is gone");
-        await page.locator("#input").press("Enter");
-        await page.locator("#messages li.message.pending").waitFor();
-        await check("reconnecting, frame lab open");
-        await toggle(true);
-        await check("reconnecting, inspector and frame lab open");
-        assertNoPageErrors(opened);
-      }
-    }
-    assert.deepEqual(report, [], "axe-core found no WCAG 2.1 A/AA violations");
+      // The server gone: reconnecting, the help, a message waiting to send, the last count.
+      await room.stop();
+      await waitForState(page, "reconnecting");
+      await page.locator("#server-help").waitFor({ state: "visible" });
+      await page.locator("#input").fill("typed while the server is gone");
+      await page.locator("#input").press("Enter");
+      await page.locator("#messages li.message.pending").waitFor();
+      await check("reconnecting, frame lab open");
+      await toggle(true);
+      await check("reconnecting, inspector and frame lab open");
+      assertNoPageErrors(opened);
+      return report;
+    };
+    const reports = await Promise.all(
+      ["zh-CN", "en-US"].flatMap((locale) => (["light", "dark"] as const).map((scheme) => audit(locale, scheme))),
+    );
+    assert.deepEqual(reports.flat(), [], "axe-core found no WCAG 2.1 A/AA violations");
   });
 
   test('while disconnected the member list says "Online (—)" and the last count, not "Online (0)"', async (t) => {
