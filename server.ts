@@ -3364,7 +3364,7 @@ export class HistoryFile {
 
   /** Whether the file has grown enough to be cut back to what is kept. */
   get needsCompaction(): boolean {
-    return this.messagesInFile > COMPACT_FACTOR * this.keep;
+    return this.messagesInFile >= COMPACT_FACTOR * this.keep;
   }
 
   /** Rewrites the file as its epoch and `kept` (the messages in memory).
