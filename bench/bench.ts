@@ -496,6 +496,9 @@ function planFor(mode: Mode, settings: Settings): Scenario[] {
       echoScenario(64, 16, "binary", false),
       echoScenario(1, KiB, "binary", false),
       echoScenario(64, KiB, "text", false),
+      // #16's small-message target against Bun.serve, in both types: Bun.serve hands a text message to
+      // JavaScript as a string and encodes the reply again, a binary one as bytes, so the two differ threefold.
+      echoScenario(64, KiB, "binary", false),
       echoScenario(1, 64 * KiB, "text", false),
       echoScenario(64, 64 * KiB, "binary", false),
       echoScenario(1, MiB, "binary", false),
