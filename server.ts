@@ -2217,9 +2217,7 @@ const COPY_LIMIT = 64 * 1024;
 function writeFrame(connection: Connection, opcode: number, payload: string | Buffer): boolean {
   if (typeof payload === "string" || payload.length <= COPY_LIMIT)
     return connection.writeBytes(encodeFrame(opcode, payload));
-  const header = Buffer.allocUnsafe(frameHeaderSize(payload.length));
-  writeFrameHeader(header, opcode, payload.length);
-  return connection.writeBytes(header, payload);
+  return writeFramePieces(connection, opcode, [payload], payload.length);
 }
 
 // ── A message sent back in the pieces it came in ────────────────────────────
@@ -2236,6 +2234,7 @@ function writeFrame(connection: Connection, opcode: number, payload: string | Bu
  * write call per piece would cost more than the copy. */
 const MAX_PIECES_WRITTEN = 64;
 
+/** A frame's header, then its payload as the pieces given, in one write call (also writeFrame's large payloads). */
 function writeFramePieces(connection: Connection, opcode: number, pieces: readonly Buffer[], length: number): boolean {
   const header = Buffer.allocUnsafe(frameHeaderSize(length));
   writeFrameHeader(header, opcode, length);
