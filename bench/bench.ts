@@ -116,6 +116,7 @@ import {
   destroyAll,
   echoWindow,
   openIdle,
+  pacedCapacity,
   runEcho,
   runFanout,
   runFloorBroadcast,
@@ -936,12 +937,6 @@ async function runFanoutOn(
   };
 }
 
-/** Messages a classroom run may say: its warm-up and window at its rate, with room to spare, and the barrier. */
-function classroomMessages(settings: Settings): number {
-  const { ratePerSecond, warmupMs, measureMs } = settings.classroom;
-  return Math.ceil(((warmupMs + measureMs) / 1000) * ratePerSecond * 1.5) + 100;
-}
-
 /** One side of the busy classroom. ours and ws: runFanout's paced phase alone
  * (one sender, R messages a second, every delivery checked); tcp: the same
  * pace on bench/tcp-floor.ts --broadcast, with messages of a delivery's size. */
@@ -973,7 +968,7 @@ async function runClassroomOn(
           window: settings.fanoutWindow,
           warmupMs: 0,
           durationMs: 0,
-          maxMessages: classroomMessages(settings),
+          maxMessages: pacedCapacity(paced),
           // The joins are announced to everyone: not part of the fan-out.
           beforeLoad: () => settle([server]),
           paced,

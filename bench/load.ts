@@ -838,6 +838,11 @@ export interface PacedOptions extends MeasureHooks {
   durationMs: number;
 }
 
+/** Messages a paced run may say: its warm-up and window at its rate, half as many again to spare, and the barrier. */
+export function pacedCapacity(paced: PacedOptions): number {
+  return Math.ceil(((paced.warmupMs + paced.durationMs) / 1000) * paced.ratePerSecond * 1.5) + 100;
+}
+
 export interface FanoutOptions extends MeasureHooks {
   /** Several: client i connects to the (i mod n)th, servers that share one room;
    * the sender, client 0, is on the first. */
@@ -874,20 +879,25 @@ export interface FanoutPhase {
   latency: { p50: number; p99: number; count: number };
 }
 
-/** The saturated phase's figures, and the paced phase's when there was one. */
-export interface FanoutResult extends FanoutPhase {
+/** What a run of one sender to many clients reports besides its phases' figures. */
+export interface DeliveryOutcome {
   clients: number;
   connectSeconds: number;
-  paced: FanoutPhase | undefined;
   /** Messages said in the whole run (barrier and warm-up included). */
   said: number;
-  /** Every client got every message said, exactly once, in order, and their seqs one after the other. */
+  /** Every client got every message said, exactly once, in order (a chat client: and their seqs one after the
+   * other; a floor client: byte for byte). */
   everyDeliveryOnceInOrder: boolean;
   errors: number;
   firstErrors: string[];
   /** The open connections: the caller destroys them (after stopping the server,
    * so that neither side spends the next measurement on a storm of "left" messages). */
   conns: Conn[];
+}
+
+/** The saturated phase's figures, and the paced phase's when there was one. */
+export interface FanoutResult extends FanoutPhase, DeliveryOutcome {
+  paced: FanoutPhase | undefined;
 }
 
 const MESSAGE_PREFIX = Buffer.from('{"type":"message"');
@@ -1198,21 +1208,13 @@ export async function runFanout(options: FanoutOptions): Promise<FanoutResult> {
       saturated = await measurePhase(load, { ...options, drainTimeoutMs }, options, () => (load.windowed = false));
     }
     load.running = false;
-    const everyDeliveryOnceInOrder = verifyEveryDelivery(
+    const outcome = deliveryOutcome(
       load,
+      opened.seconds,
       members.map((member) => member.next),
-    );
-    return {
-      ...saturated,
-      clients: options.clients,
-      connectSeconds: opened.seconds,
-      paced,
-      said: load.sent,
-      everyDeliveryOnceInOrder,
-      errors: load.errors.count,
-      firstErrors: load.errors.first,
       conns,
-    };
+    );
+    return { ...saturated, ...outcome, paced };
   } catch (error) {
     destroyAll(conns);
     throw error;
@@ -1220,6 +1222,26 @@ export async function runFanout(options: FanoutOptions): Promise<FanoutResult> {
     load.running = false;
     load.windowed = false;
   }
+}
+
+/** The outcome of a delivery run once its sending is over: the check that
+ * every delivery arrived first, since it may add an error. */
+function deliveryOutcome(
+  load: DeliveryLoad,
+  connectSeconds: number,
+  received: readonly number[],
+  conns: Conn[],
+): DeliveryOutcome {
+  const everyDeliveryOnceInOrder = verifyEveryDelivery(load, received);
+  return {
+    clients: load.clients,
+    connectSeconds,
+    said: load.sent,
+    everyDeliveryOnceInOrder,
+    errors: load.errors.count,
+    firstErrors: load.errors.first,
+    conns,
+  };
 }
 
 /** Whether every client got every message said, once and in order, given
@@ -1258,18 +1280,7 @@ export interface FloorBroadcastOptions extends PacedOptions {
   drainTimeoutMs?: number;
 }
 
-export interface FloorBroadcastResult extends FanoutPhase {
-  clients: number;
-  connectSeconds: number;
-  /** Messages said in the whole run (warm-up included). */
-  said: number;
-  /** Every client got the bytes of every message said, exactly once, in order. */
-  everyDeliveryOnceInOrder: boolean;
-  errors: number;
-  firstErrors: string[];
-  /** The open connections: the caller destroys them, after stopping the server. */
-  conns: Conn[];
-}
+export type FloorBroadcastResult = FanoutPhase & DeliveryOutcome;
 
 /** Every message of a floor run, end to end: message k is its number in ten
  * digits, then dots up to `size` bytes, then a newline (each one different,
@@ -1338,8 +1349,7 @@ class FloorClient {
 /** N plain TCP clients in bench/tcp-floor.ts's broadcast room; the first says
  * `ratePerSecond` messages a second, as runFanout's paced phase does. */
 export async function runFloorBroadcast(options: FloorBroadcastOptions): Promise<FloorBroadcastResult> {
-  const capacity = Math.ceil(((options.warmupMs + options.durationMs) / 1000) * options.ratePerSecond * 1.5) + 100;
-  const load = new FloorLoad(options.clients, capacity, options.size);
+  const load = new FloorLoad(options.clients, pacedCapacity(options), options.size);
   const members: FloorClient[] = [];
   const drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
   let running = false;
@@ -1369,20 +1379,13 @@ export async function runFloorBroadcast(options: FloorBroadcastOptions): Promise
     load.sender = conns[0]!;
     const phase = await pacedPhase(load, options, drainTimeoutMs);
     running = false;
-    const everyDeliveryOnceInOrder = verifyEveryDelivery(
+    const outcome = deliveryOutcome(
       load,
+      opened.seconds,
       members.map((member) => member.messages),
-    );
-    return {
-      ...phase,
-      clients: options.clients,
-      connectSeconds: opened.seconds,
-      said: load.sent,
-      everyDeliveryOnceInOrder,
-      errors: load.errors.count,
-      firstErrors: load.errors.first,
       conns,
-    };
+    );
+    return { ...phase, ...outcome };
   } catch (error) {
     destroyAll(conns);
     throw error;
