@@ -1792,6 +1792,20 @@ interface MetricSpec {
   perCpuKey?: string;
 }
 
+/** Handshakes per second, and per server CPU-second: the storm's and idle connections'. */
+const handshakeRate: MetricSpec = {
+  key: "handshakesPerSecond",
+  label: "handshakes/s",
+  unit: "hs/s",
+  higherIsBetter: true,
+  perCpuKey: "handshakesPerCpuSecond",
+};
+/** From a message's send to each delivery: the fan-out's and the classroom's. */
+const deliveryLatency: MetricSpec[] = [
+  { key: "p50", label: "p50 latency", unit: "µs", higherIsBetter: false },
+  { key: "p99", label: "p99 latency", unit: "µs", higherIsBetter: false },
+];
+
 const metricsFor: Record<Scenario["kind"], MetricSpec[]> = {
   echo: [
     {
@@ -1814,37 +1828,20 @@ const metricsFor: Record<Scenario["kind"], MetricSpec[]> = {
       higherIsBetter: true,
       perCpuKey: "deliveriesPerCpuSecond",
     },
-    { key: "p50", label: "p50 latency", unit: "µs", higherIsBetter: false },
-    { key: "p99", label: "p99 latency", unit: "µs", higherIsBetter: false },
+    ...deliveryLatency,
   ],
   classroom: [
     { key: "deliveriesPerCpuSecond", label: "deliveries/CPU-s", unit: "deliveries/s", higherIsBetter: true },
     { key: "serverCpuPerDelivery", label: "server CPU/delivery", unit: "µs CPU", higherIsBetter: false },
     { key: "deliveriesPerSecond", label: "deliveries/s (the pace)", unit: "deliveries/s", higherIsBetter: true },
-    { key: "p50", label: "p50 latency", unit: "µs", higherIsBetter: false },
-    { key: "p99", label: "p99 latency", unit: "µs", higherIsBetter: false },
+    ...deliveryLatency,
   ],
   storm: [
-    {
-      key: "handshakesPerSecond",
-      label: "handshakes/s",
-      unit: "hs/s",
-      higherIsBetter: true,
-      perCpuKey: "handshakesPerCpuSecond",
-    },
+    handshakeRate,
     { key: "backSeconds", label: "all back after", unit: "s", higherIsBetter: false },
     { key: "failedAttempts", label: "failed attempts", unit: "messages", higherIsBetter: false },
   ],
-  memory: [
-    { key: "bytesPerConnection", label: "RSS/conn", unit: "B", higherIsBetter: false },
-    {
-      key: "handshakesPerSecond",
-      label: "handshakes/s",
-      unit: "hs/s",
-      higherIsBetter: true,
-      perCpuKey: "handshakesPerCpuSecond",
-    },
-  ],
+  memory: [{ key: "bytesPerConnection", label: "RSS/conn", unit: "B", higherIsBetter: false }, handshakeRate],
   "join-storm": [
     { key: "lastWelcomeSeconds", label: "last welcomed", unit: "s", higherIsBetter: false },
     { key: "medianWelcomeSeconds", label: "half welcomed", unit: "s", higherIsBetter: false },
@@ -2037,13 +2034,13 @@ function summarize(scenario: Scenario, runs: RunRecord[], assertTargets: boolean
     };
   });
   // Targets between two servers are met by a ratio of the rounds, not by each run alone.
-  const classroomTarget =
+  const pairTarget =
     scenario.kind === "classroom"
       ? classroomTargetOf(summary)
       : scenario.kind === "storm"
         ? stormTargetOf(summary)
         : undefined;
-  if (classroomTarget !== undefined) targets.push(classroomTarget);
+  if (pairTarget !== undefined) targets.push(pairTarget);
   const failures = runs.flatMap((run) => [
     ...(run.error ? [`${run.side} round ${run.round}: ${run.error}`] : []),
     ...run.checks
@@ -2053,29 +2050,40 @@ function summarize(scenario: Scenario, runs: RunRecord[], assertTargets: boolean
       .filter((target) => !target.ok)
       .map((target) => `${run.side} round ${run.round}: target missed: ${target.name}: ${target.detail ?? ""}`),
   ]);
-  if (assertTargets && classroomTarget !== undefined && !classroomTarget.met)
-    failures.push(`target missed: ${classroomTarget.name}: ${classroomTarget.details.join("; ")}`);
+  if (assertTargets && pairTarget !== undefined && !pairTarget.met)
+    failures.push(`target missed: ${pairTarget.name}: ${pairTarget.details.join("; ")}`);
   const checks = { ok: failures.length === 0 && runs.length > 0, failures };
   return { scenario, runs, summary, checks, targets, ...(nodes === undefined ? {} : { nodes }) };
 }
 
 /** #16 item 6, from the storm's ours/ws of handshakes per second (median of the rounds). */
 function stormTargetOf(summary: MetricSummary[]): { name: string; met: boolean; details: string[] } {
-  const ratio = summary.find((metric) => metric.key === "handshakesPerSecond")?.ratio ?? null;
-  return {
+  return ratioTargetOf(summary, "handshakesPerSecond", 1, {
     name: "reconnect storm: ours ≥ 1.0× ws in handshakes per second, median of the rounds",
-    met: ratio !== null && ratio.median >= 1,
-    details: [ratio === null ? "no ratio" : `ours/ws ${formatRatio(ratio)}`],
-  };
+    noRatio: "no ratio",
+  });
 }
 
 /** #16 item 4, from the busy classroom's ours/ws of deliveries per server CPU-second (median of the rounds). */
 function classroomTargetOf(summary: MetricSummary[]): { name: string; met: boolean; details: string[] } {
-  const perCpu = summary.find((metric) => metric.key === "deliveriesPerCpuSecond")?.ratio ?? null;
-  return {
+  return ratioTargetOf(summary, "deliveriesPerCpuSecond", 2, {
     name: "busy classroom: ours per CPU-s ≥ 2× ws (server CPU per delivery ≤ 0.5× ws's), median of the rounds",
-    met: perCpu !== null && perCpu.median >= 2,
-    details: [perCpu === null ? "no ratio: a side used no whole clock tick" : `ours/ws ${formatRatio(perCpu)}`],
+    noRatio: "no ratio: a side used no whole clock tick",
+  });
+}
+
+/** A target on ours/ws of one metric: met when the median of the rounds is at least `least`. */
+function ratioTargetOf(
+  summary: MetricSummary[],
+  key: string,
+  least: number,
+  text: { name: string; noRatio: string },
+): { name: string; met: boolean; details: string[] } {
+  const ratio = summary.find((metric) => metric.key === key)?.ratio ?? null;
+  return {
+    name: text.name,
+    met: ratio !== null && ratio.median >= least,
+    details: [ratio === null ? text.noRatio : `ours/ws ${formatRatio(ratio)}`],
   };
 }
 
