@@ -122,6 +122,8 @@ import {
   runFloorBroadcast,
   runStorm,
   type Conn,
+  type DeliveryOutcome,
+  type FanoutPhase,
   type Target,
 } from "./load.ts";
 import { runCrowd, sayMany, type CrowdResult } from "./room-load.ts";
@@ -903,7 +905,6 @@ async function runFanoutOn(
     onMeasureStart: meter.onMeasureStart,
     onMeasureEnd: meter.onMeasureEnd,
   });
-  const serverCpu = meter.seconds();
   const ok = result.everyDeliveryOnceInOrder && result.errors === 0;
   return {
     conns: result.conns,
@@ -911,29 +912,42 @@ async function runFanoutOn(
       side: server.side,
       round: 0,
       ok,
-      metrics: {
-        deliveriesPerSecond: result.deliveriesPerSecond,
-        deliveriesPerCpuSecond: serverCpu > 0 ? result.deliveries / serverCpu : Number.NaN,
-        p50: result.latency.p50,
-        p99: result.latency.p99,
-        messages: result.messages,
-        said: result.said,
-        serverCpuSeconds: serverCpu,
-        serverCpuPercent: meter.percent(),
-        clientCpuPercent: (result.clientCpuSeconds / result.seconds) * 100,
-        noisePercent: meter.noisePercent(),
-        connectSeconds: result.connectSeconds,
-      },
-      checks: [
-        {
-          name: "every client got every message once, in order",
-          ok,
-          detail: ok
-            ? `${result.said} messages × ${result.clients} clients`
-            : `${result.errors} errors: ${result.firstErrors.join("; ")}`,
-        },
-      ],
+      metrics: deliveryMetrics(result, meter),
+      checks: [everyDeliveryCheck(result, ok)],
     },
+  };
+}
+
+/** What a run of one sender to many clients measured (the fan-out, the busy classroom): its pace, its
+ * latencies, and the server's CPU for it. */
+function deliveryMetrics(
+  result: FanoutPhase & DeliveryOutcome,
+  meter: ReturnType<typeof cpuMeter>,
+): Record<string, number> {
+  const serverCpu = meter.seconds();
+  return {
+    deliveriesPerSecond: result.deliveriesPerSecond,
+    deliveriesPerCpuSecond: serverCpu > 0 ? result.deliveries / serverCpu : Number.NaN,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    messages: result.messages,
+    said: result.said,
+    serverCpuSeconds: serverCpu,
+    serverCpuPercent: meter.percent(),
+    clientCpuPercent: (result.clientCpuSeconds / result.seconds) * 100,
+    noisePercent: meter.noisePercent(),
+    connectSeconds: result.connectSeconds,
+  };
+}
+
+/** The check of such a run; `how` says more of how it was checked, `why` more of why it failed. */
+function everyDeliveryCheck(result: DeliveryOutcome, ok: boolean, how = "", why = ""): Check {
+  return {
+    name: "every client got every message once, in order",
+    ok,
+    detail: ok
+      ? `${result.said} messages × ${result.clients} clients${how}`
+      : `${result.errors} errors: ${result.firstErrors.join("; ")}${why}`,
   };
 }
 
@@ -983,30 +997,19 @@ async function runClassroomOn(
       round: 0,
       ok,
       metrics: {
-        deliveriesPerCpuSecond: serverCpu > 0 ? result.deliveries / serverCpu : Number.NaN,
+        ...deliveryMetrics(result, meter),
         serverCpuPerDelivery: result.deliveries > 0 ? (serverCpu * 1e6) / result.deliveries : Number.NaN,
         serverCpuTicks: meter.ticks(),
-        deliveriesPerSecond: result.deliveriesPerSecond,
         deliveries: result.deliveries,
-        messages: result.messages,
-        said: result.said,
-        p50: result.latency.p50,
-        p99: result.latency.p99,
         measuredSeconds: result.seconds,
-        serverCpuSeconds: serverCpu,
-        serverCpuPercent: meter.percent(),
-        clientCpuPercent: (result.clientCpuSeconds / result.seconds) * 100,
-        noisePercent: meter.noisePercent(),
-        connectSeconds: result.connectSeconds,
       },
       checks: [
-        {
-          name: "every client got every message once, in order",
+        everyDeliveryCheck(
+          result,
           ok,
-          detail: ok
-            ? `${result.said} messages × ${result.clients} clients${server.side === "tcp" ? `, ${FLOOR_MESSAGE_BYTES} bytes each, compared byte for byte` : ""}`
-            : `${result.errors} errors: ${result.firstErrors.join("; ")}${server.alive ? "" : "; the server died"}`,
-        },
+          server.side === "tcp" ? `, ${FLOOR_MESSAGE_BYTES} bytes each, compared byte for byte` : "",
+          server.alive ? "" : "; the server died",
+        ),
       ],
     },
   };
