@@ -2169,12 +2169,26 @@ function table(results: ScenarioResult[]): string {
     });
   }
   if (rows.length === 0) return "";
+  return alignedTable(header, rows).join("\n");
+}
+
+/** A table's lines: the header, a rule, the rows; the first two columns to the left, the others to the right. */
+function alignedTable(header: string[], rows: string[][]): string[] {
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
   const line = (cells: string[]) =>
     cells
       .map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
       .join("  ");
-  return [line(header), widths.map((width) => "─".repeat(width)).join("  "), ...rows.map(line)].join("\n");
+  return [line(header), widths.map((width) => "─".repeat(width)).join("  "), ...rows.map(line)];
+}
+
+/** One line for each #16 target of these results: met or missed, and each round's figures. */
+function targetLines(results: ScenarioResult[]): string[] {
+  return results.flatMap((result) =>
+    result.targets.map(
+      (target) => `${target.met ? "✓ met   " : "✗ MISSED"}  ${target.name}: ${target.details.join(" | ")}`,
+    ),
+  );
 }
 
 /** The room scenarios: server.ts's own figures (median [min–max] of the rounds), then #16's targets. */
@@ -2198,20 +2212,9 @@ function roomTable(results: ScenarioResult[]): string {
       ]);
     });
   }
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
-      .join("  ");
-  const targets = room.flatMap((result) =>
-    result.targets.map(
-      (target) => `${target.met ? "✓ met   " : "✗ MISSED"}  ${target.name}: ${target.details.join(" | ")}`,
-    ),
-  );
+  const targets = targetLines(room);
   return [
-    line(header),
-    widths.map((width) => "─".repeat(width)).join("  "),
-    ...rows.map(line),
+    ...alignedTable(header, rows),
     "",
     "Targets of issue #16 (measured on server.ts alone; every round must meet them):",
     ...targets,
@@ -2272,11 +2275,6 @@ function floorTable(results: ScenarioResult[], settings: Settings): string {
     "noise%",
     "ok",
   ];
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
-      .join("  ");
   const notes = [
     "tcp floor: bench/tcp-floor.ts, the same job on plain node:net (no WebSocket, HTTP or JSON): for the classroom a broadcast",
     `of ${FLOOR_MESSAGE_BYTES}-byte messages (a delivery's size), one write per member; for idle connections, sockets kept in a Set`,
@@ -2318,15 +2316,9 @@ function floorTable(results: ScenarioResult[], settings: Settings): string {
         `${rss.tcp.median > half ? "below" : "above"} what node:net itself needs.`,
     );
   }
-  const targets = floored.flatMap((result) =>
-    result.targets.map(
-      (target) => `${target.met ? "✓ met   " : "✗ MISSED"}  ${target.name}: ${target.details.join(" | ")}`,
-    ),
-  );
+  const targets = targetLines(floored);
   return [
-    line(header),
-    widths.map((width) => "─".repeat(width)).join("  "),
-    ...rows.map(line),
+    ...alignedTable(header, rows),
     "",
     ...notes,
     ...(targets.length > 0 ? ["", "Targets of issue #16 (ours against ws):", ...targets] : []),
@@ -2365,15 +2357,8 @@ function nodesTable(results: ScenarioResult[], window: number): string {
   }
   if (rows.length === 0) return "";
   const header = ["fan-out on Redis (server.ts only)", "metric", "one node", "two nodes", "two/one [min–max]", "ok"];
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
-      .join("  ");
   return [
-    line(header),
-    widths.map((width) => "─".repeat(width)).join("  "),
-    ...rows.map(line),
+    ...alignedTable(header, rows),
     "",
     ...notes,
     "Two nodes: two server.ts on one Redis, the clients alternating between them; servers and Redis share CPU 1, as the",
