@@ -95,7 +95,14 @@ export class Prng {
   bytes(count: number): Buffer {
     const result = Buffer.allocUnsafe(count);
     let index = 0;
-    for (; index + 4 <= count; index += 4) result.writeUInt32LE(this.uint32(), index);
+    for (; index + 4 <= count; index += 4) {
+      // A word's four bytes, least significant first (writeUInt32LE, without its checks).
+      const word = this.uint32();
+      result[index] = word & 0xff;
+      result[index + 1] = (word >>> 8) & 0xff;
+      result[index + 2] = (word >>> 16) & 0xff;
+      result[index + 3] = word >>> 24;
+    }
     for (; index < count; index++) result[index] = this.uint32() & 0xff;
     return result;
   }
