@@ -232,7 +232,7 @@ describe("a newcomer's rough edges (#13) in Chromium", { timeout: 180_000 }, () 
       const { page } = opened;
       await waitForState(page, "connected");
       const member = await testMember(room.port, "Bob");
-      const theirs = Array.from({ length: 30 }, (_, index) => `Bob says ${index + 1}`);
+      const theirs = Array.from({ length: 14 }, (_, index) => `Bob says ${index + 1}`);
       for (const text of theirs) member.sayText(text);
       await typeMessage(page, "mine, with a\nsecond line");
       await waitForConfirmed(page, [...theirs, "mine, with a\nsecond line"]);
