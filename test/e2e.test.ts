@@ -51,6 +51,13 @@ const page = (url: string, options: Parameters<typeof testPage>[2] = {}) => test
 
 const member = testMember;
 
+/** The path of a --history file in a folder of its own, removed after the test. */
+function temporaryHistoryFile(): string {
+  const directory = mkdtempSync(join(tmpdir(), "chat-e2e-"));
+  defer(() => rmSync(directory, { recursive: true, force: true }));
+  return join(directory, "history.jsonl");
+}
+
 /**
  * A TCP proxy between the page and the server that can go silent: freeze()
  * makes every connection open at that moment stop forwarding in both
@@ -170,9 +177,7 @@ describe("the chat page in Chromium", { timeout: 80_000 }, () => {
     { timeout: 60_000 },
     async (t) => {
       t.after(cleanUp);
-      const directory = mkdtempSync(join(tmpdir(), "chat-e2e-"));
-      defer(() => rmSync(directory, { recursive: true, force: true }));
-      const historyFile = join(directory, "history.jsonl");
+      const historyFile = temporaryHistoryFile();
       const port = await freePort();
       const first = await testProcess(["--port", String(port), "--history", historyFile]);
       const url = `http://127.0.0.1:${port}/`;
@@ -528,9 +533,7 @@ describe("the page across server restarts (epoch)", { timeout: 80_000 }, () => {
     { timeout: 45_000 },
     async (t) => {
       t.after(cleanUp);
-      const directory = mkdtempSync(join(tmpdir(), "chat-e2e-restart-"));
-      defer(() => rmSync(directory, { recursive: true, force: true }));
-      const historyFile = join(directory, "history.jsonl");
+      const historyFile = temporaryHistoryFile();
       const first = await testProcess(["--port", String(await freePort()), "--history", historyFile]);
       const p = await page(`http://127.0.0.1:${first.port}/`);
 
