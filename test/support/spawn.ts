@@ -8,8 +8,8 @@
 // JavaScript file (in node_modules/.cache, named by a hash of server.ts and
 // esbuild's version, so built once per change of server.ts, whichever test
 // file asks first) and bare `node` runs it; the benchmark runs its servers
-// the same way. Starting tsx's loader costs about 0.35 CPU-s per process over
-// bare node, and a test run starts about 70 servers. The file is the same
+// the same way. Starting tsx's loader costs about 0.45 CPU-s per process over
+// bare node, and a test run starts about 60 of them. The file is the same
 // program: esbuild is what tsx runs on server.ts, `import.meta.url` is
 // replaced by server.ts's own (so it serves client.html from the
 // repository), and an inline source map points coverage at server.ts's
