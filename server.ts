@@ -526,8 +526,16 @@ export class FrameDecoder {
   private readonly allowCompression: boolean;
   private observeFrames: boolean;
 
-  // Bytes received but not yet parsed: a queue of chunks, consumed from the front.
+  // Bytes received but not yet parsed: a queue of chunks, read from the front.
+  // `start` is how far the first chunk has been read. Moving a position costs
+  // nothing, where cutting a new view of the chunk for every field read (its
+  // two header bytes, its length, its key, what is left) allocates an object.
+  // Measured on an echo of 64 × 1 KiB binary messages (server.ts compiled,
+  // --cpu-prof): those views were about 8 % of the server's busy time, and
+  // without them (and one in maskSimd) the echo went from 174k to 195k
+  // messages a second (medians of four runs, alternating).
   private chunks: Buffer[] = [];
+  private start = 0;
   private buffered = 0;
 
   // The frame being read.
@@ -538,7 +546,8 @@ export class FrameDecoder {
   private lengthBits: 7 | 16 | 64 = 7;
   private frameLength = 0;
   private frameReceived = 0;
-  private maskKey: Buffer | undefined;
+  /** This frame's masking key; made on the first masked frame, reused for the next. */
+  private maskKey: Uint8Array | undefined;
   // The first bytes of the frame, only while frames are observed.
   private previewOnWire: Buffer[] = NO_PIECES;
   private preview: Buffer[] = NO_PIECES;
@@ -579,80 +588,85 @@ export class FrameDecoder {
           break;
         case "length16":
           if (this.buffered < 2) return events;
-          this.frameLength = this.consume(2).readUInt16BE(0);
+          this.frameLength = this.takeUint(2);
           this.afterLength(events);
           break;
         case "length64": {
           if (this.buffered < 8) return events;
-          const bytes = this.consume(8);
-          const high = bytes.readUInt32BE(0);
-          if (high & 0x80000000) {
+          const high = this.takeUint(4);
+          const low = this.takeUint(4);
+          if (high >= 0x80000000) {
             this.fail(events, "length_too_large");
             break;
           }
           // Above 2^53 a JavaScript number is no longer exact; far above any limit anyway.
-          this.frameLength = high > 0x1fffff ? Number.MAX_SAFE_INTEGER : high * 2 ** 32 + bytes.readUInt32BE(4);
+          this.frameLength = high > 0x1fffff ? Number.MAX_SAFE_INTEGER : high * 2 ** 32 + low;
           this.afterLength(events);
           break;
         }
-        case "maskKey":
+        case "maskKey": {
           if (this.buffered < 4) return events;
-          this.maskKey = this.consume(4);
+          const key = (this.maskKey ??= new Uint8Array(4));
+          for (let index = 0; index < 4; index++) key[index] = this.takeByte();
           this.state = "payload";
           break;
+        }
         case "payload":
           if (!this.readPayload(events)) return events;
           break;
         case "closed":
         case "failed":
           this.chunks = [];
+          this.start = 0;
           this.buffered = 0;
           return events;
       }
     }
   }
 
-  /** Takes exactly `count` buffered bytes from the front, copying only when
-   * they straddle two chunks. */
-  private consume(count: number): Buffer {
-    const first = this.chunks[0]!;
+  /** Moves past `count` bytes of the first chunk (at most what is left of it). */
+  private advance(count: number): void {
+    this.start += count;
     this.buffered -= count;
-    if (first.length === count) {
+    if (this.start === this.chunks[0]!.length) {
       this.chunks.shift();
-      return first;
+      this.start = 0;
     }
-    if (first.length > count) {
-      this.chunks[0] = first.subarray(count);
-      return first.subarray(0, count);
+  }
+
+  /** Takes the next byte; the caller has checked that it has arrived. */
+  private takeByte(): number {
+    const byte = this.chunks[0]![this.start]!;
+    this.advance(1);
+    return byte;
+  }
+
+  /** Takes the next `count` bytes (at most 4) as an unsigned big-endian number:
+   * network byte order (§5.2). */
+  private takeUint(count: number): number {
+    let value = 0;
+    for (let index = 0; index < count; index++) value = value * 256 + this.takeByte();
+    return value;
+  }
+
+  /** Takes the next `count` bytes, which have arrived, as a view of the first
+   * chunk when they lie in it, else as a copy. */
+  private takeBytes(count: number): Buffer {
+    const first = this.chunks[0]!;
+    if (this.start + count <= first.length) {
+      const bytes = this.start === 0 && count === first.length ? first : first.subarray(this.start, this.start + count);
+      this.advance(count);
+      return bytes;
     }
-    const result = Buffer.allocUnsafe(count); // every byte is written below
-    let filled = 0;
-    while (filled < count) {
-      const chunk = this.chunks[0]!;
-      const take = Math.min(chunk.length, count - filled);
-      chunk.copy(result, filled, 0, take);
-      filled += take;
-      if (take === chunk.length) this.chunks.shift();
-      else this.chunks[0] = chunk.subarray(take);
-    }
-    return result;
+    const bytes = Buffer.allocUnsafe(count); // every byte is written below
+    for (let index = 0; index < count; index++) bytes[index] = this.takeByte();
+    return bytes;
   }
 
   /** Byte 0: FIN, RSV1-3, opcode. Byte 1: MASK and the 7-bit length. */
   private readHeader(events: DecoderEvent[]): void {
-    const first = this.chunks[0]!;
-    let byte0: number, byte1: number;
-    if (first.length >= 2) {
-      byte0 = first[0]!;
-      byte1 = first[1]!;
-      this.buffered -= 2;
-      if (first.length === 2) this.chunks.shift();
-      else this.chunks[0] = first.subarray(2);
-    } else {
-      const bytes = this.consume(2);
-      byte0 = bytes[0]!;
-      byte1 = bytes[1]!;
-    }
+    const byte0 = this.takeByte();
+    const byte1 = this.takeByte();
     this.fin = (byte0 & 0x80) !== 0;
     this.rsv1 = (byte0 & 0x40) !== 0;
     const rsv2 = (byte0 & 0x20) !== 0;
@@ -707,7 +721,6 @@ export class FrameDecoder {
       this.fragments++;
     }
     this.frameReceived = 0;
-    this.maskKey = undefined;
     this.state = this.masked ? "maskKey" : "payload";
   }
 
@@ -720,23 +733,19 @@ export class FrameDecoder {
     const isControl = (this.opcode & 0x08) !== 0;
     if (isControl) {
       if (this.buffered < remaining) return false;
-      const data = remaining === 0 ? Buffer.alloc(0) : this.consume(remaining);
+      const data = remaining === 0 ? Buffer.alloc(0) : this.takeBytes(remaining);
       this.notePreview(data, 0);
-      if (this.maskKey) maskInPlace(data, this.maskKey);
+      if (this.masked) maskInPlace(data, this.maskKey!);
       this.finishFrame(events, data);
       return true;
     }
     if (remaining > 0 && this.buffered === 0) return false;
     // Take what is there, up to the end of this frame, without copying.
     while (this.frameReceived < this.frameLength && this.buffered > 0) {
-      const first = this.chunks[0]!;
-      const take = Math.min(first.length, this.frameLength - this.frameReceived);
-      const piece = take === first.length ? first : first.subarray(0, take);
-      if (take === first.length) this.chunks.shift();
-      else this.chunks[0] = first.subarray(take);
-      this.buffered -= take;
+      const take = Math.min(this.chunks[0]!.length - this.start, this.frameLength - this.frameReceived);
+      const piece = this.takeBytes(take);
       this.notePreview(piece, this.frameReceived);
-      if (this.maskKey) maskInPlace(piece, this.maskKey, this.frameReceived);
+      if (this.masked) maskInPlace(piece, this.maskKey!, this.frameReceived);
       this.frameReceived += take;
       if (this.messageOpcode === Opcode.Text && !this.messageCompressed && !pushUtf8(this.utf8, piece)) {
         this.fail(events, "invalid_utf8");
@@ -774,7 +783,7 @@ export class FrameDecoder {
           masked: this.masked,
           lengthBits: this.lengthBits,
           length: this.frameLength,
-          maskKey: this.maskKey,
+          maskKey: this.masked ? Buffer.from(this.maskKey!) : undefined,
           previewOnWire: Buffer.concat(this.previewOnWire),
           preview: Buffer.from(Buffer.concat(this.preview)),
         },
@@ -2423,10 +2432,10 @@ export function maskSimd(data: Uint8Array, key: Uint8Array, offset = 0): boolean
       (key[(offset + 3) & 3]! << 24)) >>>
     0;
   for (let start = 0; start < data.length; start += SIMD_SLICE) {
-    const slice = data.subarray(start, Math.min(start + SIMD_SLICE, data.length));
-    memory.set(slice, 0);
-    mask(slice.length, word);
-    slice.set(memory.subarray(0, slice.length));
+    const length = Math.min(SIMD_SLICE, data.length - start);
+    memory.set(length === data.length ? data : data.subarray(start, start + length), 0);
+    mask(length, word);
+    memory.copy(data, start, 0, length);
   }
   return true;
 }
