@@ -137,7 +137,7 @@ report(
   bestOf(5, () => {
     for (let i = 0; i < 200; i++) {
       const header = Buffer.allocUnsafe(frameHeaderSize(mebibyte.length));
-      writeFrameHeader(header, Opcode.Binary, mebibyte.length);
+      writeFrameHeader(header, 0, Opcode.Binary, mebibyte.length);
     }
   }),
   "(the write itself not counted)",

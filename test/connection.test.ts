@@ -261,6 +261,34 @@ describe("§5.4 fragmentation on a live connection", () => {
   });
 });
 
+describe("§6.1 sending: what one turn writes leaves in the order it was written", () => {
+  test("small frames (gathered into one buffer) and large ones, data and control, arriving in one TCP write", async () => {
+    const client = await open(plainServer);
+    const large = randomBytes(5000); // above the size the server gathers
+    const pieces = randomBytes(300);
+    client.write(
+      Buffer.concat([
+        maskedFrame(Opcode.Binary, "one"),
+        maskedFrame(Opcode.Binary, large),
+        maskedFrame(Opcode.Ping, "two"),
+        maskedFrame(Opcode.Text, "three ✓"),
+        maskedFrame(Opcode.Binary, pieces.subarray(0, 100), false),
+        maskedFrame(Opcode.Continuation, pieces.subarray(100)),
+        maskedFrame(Opcode.Text, "four"),
+        closeFrame(1000),
+      ]),
+    );
+    await assertServerClosed(client, 1000);
+    const seen = client.events.map((event) =>
+      event.type === "text" ? event.text : "data" in event ? `${event.type} ${event.data.length}` : event.type,
+    );
+    assert.deepEqual(seen, ["binary 3", "binary 5000", "pong 3", "three ✓", "binary 300", "four", "close"]);
+    const binaries = client.events.filter((event) => event.type === "binary");
+    assert.deepEqual(binaries[1]?.data, large);
+    assert.deepEqual(binaries[2]?.data, pieces);
+  });
+});
+
 describe("keepalive (ping every interval, drop after timeout)", () => {
   test(
     "§5.5.2 a client that answers the server's pings " + "stays connected through 5 of them (1.5 s at least)",

@@ -225,7 +225,7 @@ describe("§5.2 payload length: 7, 16 and 64 bits", () => {
       assert.deepEqual(frame.subarray(0, headerSize), hex(headerBytes));
       assert.equal(frame.length, headerSize + length);
       const header = Buffer.alloc(14);
-      assert.equal(writeFrameHeader(header, Opcode.Binary, length), headerSize);
+      assert.equal(writeFrameHeader(header, 0, Opcode.Binary, length), headerSize);
       assert.deepEqual(header.subarray(0, headerSize), hex(headerBytes));
 
       const clientEvents = feed(clientDecoder(), frame);

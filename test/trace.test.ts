@@ -158,7 +158,7 @@ describe("--trace with permessage-deflate (RFC 7692), as every browser sends", (
     const payload = Buffer.from(deflated.subarray(0, deflated.length - 4));
     const key = Buffer.from([1, 2, 3, 4]);
     const header = Buffer.alloc(frameHeaderSize(payload.length, true));
-    writeFrameHeader(header, Opcode.Text, payload.length, true, true, key);
+    writeFrameHeader(header, 0, Opcode.Text, payload.length, true, true, key);
     maskBytes(payload, key);
     return Buffer.concat([header, payload]);
   }
