@@ -287,6 +287,35 @@ describe("§6.1 sending: what one turn writes leaves in the order it was written
     assert.deepEqual(binaries[1]?.data, large);
     assert.deepEqual(binaries[2]?.data, pieces);
   });
+
+  test("small echoes waiting for a client that stopped reading arrive intact, however much went to others meanwhile", async () => {
+    const slow = await open(plainServer);
+    const busy = await open(plainServer);
+    const count = 2000;
+    const messages = (seed: number) =>
+      Array.from({ length: count }, (_, index) => {
+        const bytes = randomBytes(3000); // small enough to be gathered with the frames around it
+        bytes.writeUInt32BE(seed * count + index);
+        return bytes;
+      });
+    const slowMessages = messages(1);
+    const busyMessages = messages(2);
+    const received = (client: RawClient) =>
+      client.events.flatMap((event) => (event.type === "binary" ? [event.data] : []));
+    slow.socket.pause(); // reads nothing: its echoes wait in the kernel, then in the server
+    for (const message of slowMessages) slow.sendFrame(Opcode.Binary, message);
+    await waitUntil(() => plainServer.connectionOf(slow).bufferedAmount > 0, 10_000, "the server to hold echoes back");
+    // Meanwhile another client's echoes go through the server's shared blocks many times over.
+    for (const message of busyMessages) busy.sendFrame(Opcode.Binary, message);
+    await busy.waitFor(() => received(busy).length === count, 20_000, "the busy client's echoes");
+    slow.socket.resume();
+    await slow.waitFor(() => received(slow).length === count, 20_000, "the slow client's echoes");
+    const same = (got: Buffer[], sent: Buffer[]) => got.every((data, index) => data.equals(sent[index]!));
+    assert.ok(same(received(busy), busyMessages), "the busy client's echoes are what it sent, in order");
+    assert.ok(same(received(slow), slowMessages), "the slow client's echoes are what it sent, in order");
+    slow.destroy();
+    busy.destroy();
+  });
 });
 
 describe("keepalive (ping every interval, drop after timeout)", () => {
