@@ -288,7 +288,7 @@ describe("§6.1 sending: what one turn writes leaves in the order it was written
     assert.deepEqual(binaries[2]?.data, pieces);
   });
 
-  test("small echoes waiting for a client that stopped reading arrive intact, however much went to others meanwhile", async () => {
+  test("small echoes held for a client that stopped reading arrive intact, whatever went to others meanwhile", async () => {
     const slow = await open(plainServer);
     const busy = await open(plainServer);
     const count = 2000;
