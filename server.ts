@@ -1737,6 +1737,7 @@ export class SocketWriter {
     if (this.socket.destroyed) return "gone";
     let length = 0;
     for (const part of parts) length += part.length;
+    this.noteTurnStart();
     if (this.isTooSlowFor(length)) return "too-slow";
     batchWritesThisTurn(this);
     frameGatherer.releaseFrom(this); // this connection's small frames go first: they were written first
@@ -1747,7 +1748,9 @@ export class SocketWriter {
   /** Queues one frame of at most GATHER_LIMIT bytes of payload, encoded
    * behind this connection's other small frames of this turn (FrameGatherer). */
   writeSmallFrame(opcode: number, payload: string | readonly Buffer[], length: number): WriteResult {
+    if (length > GATHER_LIMIT) throw new RangeError(`a frame of ${length} bytes is not small`);
     if (this.socket.destroyed) return "gone";
+    this.noteTurnStart();
     if (this.isTooSlowFor(frameHeaderSize(length) + length)) return "too-slow";
     batchWritesThisTurn(this);
     frameGatherer.add(this, opcode, payload, length);
@@ -1756,7 +1759,7 @@ export class SocketWriter {
 
   /** Hands bytes to the socket, and stops reading from a peer that does not read. */
   queue(bytes: Buffer): void {
-    if (this.socket.destroyed) return;
+    if (this.socket.destroyed || this.socket.writableEnded) return;
     if (!this.socket.write(bytes) && !this.readingPaused) {
       this.readingPaused = true;
       this.socket.pause();
@@ -1772,6 +1775,11 @@ export class SocketWriter {
   /** Whether the peer left bytes of earlier turns unread. */
   get isBehind(): boolean {
     return this.unsentBeforeThisTurn > 0;
+  }
+
+  /** At the first write of a turn: remembers what the peer left unread from earlier turns. */
+  private noteTurnStart(): void {
+    if (!this.batched) this.unsentBeforeThisTurn = this.unsent;
   }
 
   /** Bytes written and not yet sent: the socket's buffer, and small frames still being gathered. */
@@ -1791,7 +1799,6 @@ export class SocketWriter {
    * turn only wait for the batch to be flushed), but one turn may not queue
    * more than twice the limit either. Control frames always fit. */
   private isTooSlowFor(length: number): boolean {
-    if (!this.batched) this.unsentBeforeThisTurn = this.unsent;
     if (length <= MAX_CONTROL_PAYLOAD + 2) return false;
     const limit = this.maxBufferedBytes;
     return this.unsentBeforeThisTurn > limit || this.unsent + length > 2 * limit;
@@ -1973,7 +1980,7 @@ export class Connection {
     this[connectionOfSocket]!.writer.resumeReading();
   }
   private static onSocketEnd(this: OwnedSocket): void {
-    this.end(); // the peer half-closed: finish our half
+    this[connectionOfSocket]!.writer.end(); // the peer half-closed: finish our half, after what we wrote
   }
   private static onSocketError(this: OwnedSocket, error: Error): void {
     const connection = this[connectionOfSocket]!;
@@ -1993,7 +2000,7 @@ export class Connection {
     return this.session.peerClose?.code;
   }
 
-  /** Bytes queued in the socket but not yet handed to the operating system. */
+  /** Bytes written but not yet handed to the operating system: the socket's buffer and gathered frames. */
   get bufferedAmount(): number {
     return this.writer.unsent;
   }
@@ -2261,24 +2268,31 @@ function flushBatchedWrites(writer: BatchedSocket): void {
 // Plain: encodeFrame makes each frame a buffer of its own and each goes to
 // socket.write (cork then joins them into one writev call).
 // Fast: frames of up to GATHER_LIMIT bytes of payload are encoded one after
-// another into a shared block. When a connection's run of them ends (another
-// connection writes a small frame, this one writes anything else, or the turn
-// ends) the run goes to socket.write as one view of the block. A block is
-// never written twice: when it is full a new one is taken, and the old one
-// lives until the last view of it has been sent, as Node's own Buffer pool
-// does. A peer that left earlier turns' bytes unread gets a copy of its run
-// instead, so that a slow reader cannot keep blocks alive for everyone.
-// Measured on echoes of 64 × 1 KiB (server.ts compiled, six runs alternating
-// with the plain way): binary 229k → 272k messages a second, text 214k →
-// 262k (medians); 1 × 16 B binary, 580k → 756k (three runs). That was with
-// every run copied out of one reused block; handing views instead took the
-// binary echo from 194k to 225k (five runs each). On Bun the two measured the
-// same: there, a new block costs what the copies saved.
+// another into a shared block instead of a buffer each. A connection's run of
+// them ends when another connection writes a small frame, when this one
+// writes anything else or ends its output, when the block is full, or when
+// the turn ends; the run then goes to socket.write in one piece: a view of
+// the block. A block is never written twice: when it is full a new one is
+// taken, and the old one lives until the last view of it has been sent, as
+// Node's own Buffer pool does. A view keeps its whole block alive, so a run
+// goes as a copy instead when it is short (the copy is cheap) or when the
+// peer left earlier turns' bytes unread (a slow reader would keep the block
+// for as long as it does not read); a peer that falls behind in the middle of
+// a turn keeps at most the one block of its last view.
+// Measured on echoes of 64 × 1 KiB (server.ts compiled, runs alternating with
+// the plain way, medians): binary 229k → 272k messages a second, text 214k →
+// 262k (six runs each); 1 × 16 B binary, 580k → 756k (three runs), all with
+// every run copied out. Views rather than copies, for the 64 × 1 KiB binary
+// echo, measured the same way at another time: 194k → 225k (five runs each).
+// On Bun the two measured the same: there, a new block costs what the copies
+// save.
 
 /** The largest payload gathered: above it a frame is a buffer of its own. */
 const GATHER_LIMIT = 4 * 1024;
 /** The size of a block; a run that would not fit goes out, and a new block is begun. */
 const GATHER_BLOCK_SIZE = 64 * 1024;
+/** Runs shorter than this go out as copies, not as views that keep a whole block alive. */
+const GATHER_COPY_BELOW = GATHER_BLOCK_SIZE / 8;
 
 class FrameGatherer {
   private block: Buffer | undefined; // made on first use
@@ -2323,7 +2337,7 @@ class FrameGatherer {
     if (owner === undefined) return;
     this.owner = undefined;
     const run = this.block!.subarray(this.runStart, this.used);
-    owner.queue(owner.isBehind ? Buffer.from(run) : run);
+    owner.queue(run.length < GATHER_COPY_BELOW || owner.isBehind ? Buffer.from(run) : run);
   }
 }
 
@@ -2338,9 +2352,12 @@ const frameGatherer = new FrameGatherer();
 const COPY_LIMIT = 64 * 1024;
 
 function writeFrame(connection: Connection, opcode: number, payload: string | Buffer): boolean {
-  const length = typeof payload === "string" ? Buffer.byteLength(payload) : payload.length;
-  if (length <= GATHER_LIMIT)
-    return connection.writeSmallFrame(opcode, typeof payload === "string" ? payload : [payload], length);
+  // A string has at least as many UTF-8 bytes as UTF-16 units: a long one is not measured twice.
+  if (payload.length <= GATHER_LIMIT) {
+    if (typeof payload !== "string") return connection.writeSmallFrame(opcode, [payload], payload.length);
+    const length = Buffer.byteLength(payload);
+    if (length <= GATHER_LIMIT) return connection.writeSmallFrame(opcode, payload, length);
+  }
   if (typeof payload === "string" || payload.length <= COPY_LIMIT)
     return connection.writeBytes(encodeFrame(opcode, payload));
   return writeFramePieces(connection, opcode, [payload], payload.length);
@@ -2551,6 +2568,7 @@ export function maskSimd(data: Uint8Array, key: Uint8Array, offset = 0): boolean
     0;
   for (let start = 0; start < data.length; start += SIMD_SLICE) {
     const length = Math.min(SIMD_SLICE, data.length - start);
+    // A payload that fits is copied in whole: no view of it (measured with FrameDecoder's `start`).
     memory.set(length === data.length ? data : data.subarray(start, start + length), 0);
     mask(length, word);
     memory.copy(data, start, 0, length);

@@ -52,7 +52,7 @@ function median(spread: Spread | null): number {
   return spread?.median ?? Number.NaN;
 }
 
-/** 1,234 · 12.3k · 123k: three significant figures at most. */
+/** 123 · 1,234 · 12.3k · 123k · 1005k: rounded to thousands from 10,000 up. */
 function count(value: number): string {
   if (Number.isNaN(value)) return "–";
   if (value >= 100_000) return `${Math.round(value / 1000)}k`;
@@ -61,13 +61,18 @@ function count(value: number): string {
   return value.toFixed(1);
 }
 
+/** `value` with `digits` decimals, or "–" where a side was not measured. */
+function fixed(value: number, digits: number): string {
+  return Number.isNaN(value) ? "–" : value.toFixed(digits);
+}
+
 /** Two decimals below 2, one above: 0.84, 1.43, 2.9. */
 function decimals(value: number): string {
   return value >= 2 ? value.toFixed(1) : value.toFixed(2);
 }
 
 function times(value: number): string {
-  return `${decimals(value)}×`;
+  return Number.isNaN(value) ? "–" : `${decimals(value)}×`;
 }
 
 /** A ratio with its spread; bold when it is in our favour. */
@@ -79,11 +84,11 @@ function ratio(spread: Spread | null, higherIsBetter = true): string {
 }
 
 function kibibytes(bytes: number): string {
-  return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${fixed(bytes / 1024, 1)} KiB`;
 }
 
 function milliseconds(microseconds: number): string {
-  return `${(microseconds / 1000).toFixed(microseconds >= 100_000 ? 0 : 2)} ms`;
+  return `${fixed(microseconds / 1000, microseconds >= 100_000 ? 0 : 2)} ms`;
 }
 
 function thousands(value: number | undefined): string {
@@ -92,7 +97,9 @@ function thousands(value: number | undefined): string {
 
 /** "echo 64 × 1 KiB text, msg/s" from "echo-64c-1024-text". */
 function echoLabel(id: string): string {
-  const [, connections, size, type, deflate] = /^echo-(\d+)c-(\d+)-(text|binary)(-deflate)?/.exec(id) ?? [];
+  const match = /^echo-(\d+)c-(\d+)-(text|binary)(-deflate)?$/.exec(id);
+  if (match === null) throw new Error(`not an echo scenario: ${id}`);
+  const [, connections, size, type, deflate] = match;
   const bytes = Number(size);
   const name = bytes >= 1 << 20 ? `${bytes >> 20} MiB` : bytes >= 1024 ? `${bytes >> 10} KiB` : `${bytes} B`;
   return `echo ${connections} × ${name} ${type}${deflate ? ", permessage-deflate" : ", msg/s"}`;
@@ -165,9 +172,9 @@ for (const result of results.filter((candidate) => candidate.scenario.kind === "
 for (const result of results.filter((candidate) => candidate.scenario.kind === "classroom")) {
   const m = metric(result, "serverCpuPerDelivery");
   const { clients, ratePerSecond } = result.scenario;
-  const floor = `floor ${median(m.tcp).toFixed(1)} µs: ours ${times(median(m.ours) / median(m.tcp))}`;
+  const floor = `floor ${fixed(median(m.tcp), 1)} µs: ours ${times(median(m.ours) / median(m.tcp))}`;
   const label = `busy classroom, ${clients} clients × ${ratePerSecond} msg/s: server CPU per delivery (lower is better)`;
-  const [ours, ws] = [median(m.ours), median(m.ws)].map((value) => `${value.toFixed(1)} µs`);
+  const [ours, ws] = [median(m.ours), median(m.ws)].map((value) => `${fixed(value, 1)} µs`);
   rows.push(wsRow(label, ours!, ws!, ratio(m.ratio, false), floor));
 }
 for (const result of results.filter((candidate) => candidate.scenario.kind === "storm")) {
@@ -175,8 +182,8 @@ for (const result of results.filter((candidate) => candidate.scenario.kind === "
   const back = metric(result, "backSeconds");
   const failed = metric(result, "failedAttempts");
   const note =
-    `per CPU-s ${ratio(m.perCpuRatio)}; all back after ${median(back.ours).toFixed(2)} s vs ` +
-    `${median(back.ws).toFixed(2)} s; failed attempts ${median(failed.ours)} vs ${median(failed.ws)}`;
+    `per CPU-s ${ratio(m.perCpuRatio)}; all back after ${fixed(median(back.ours), 2)} s vs ` +
+    `${fixed(median(back.ws), 2)} s; failed attempts ${median(failed.ours)} vs ${median(failed.ws)}`;
   const label = `reconnect storm, ${thousands(result.scenario.clients)} clients: handshakes/s`;
   rows.push(wsRow(label, count(median(m.ours)), count(median(m.ws)), ratio(m.ratio), note));
 }

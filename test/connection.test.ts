@@ -316,6 +316,25 @@ describe("§6.1 sending: what one turn writes leaves in the order it was written
     slow.destroy();
     busy.destroy();
   });
+
+  test("frames and a TCP FIN read while the server was not reading: every echo leaves before the server's FIN", async () => {
+    const client = await open(plainServer);
+    const side = plainServer.connectionOf(client);
+    // As when a peer that does not read makes the server pause (backpressure): its frames and its FIN wait
+    // in the socket's buffer, and when reading resumes, Node emits "end" on the tick after the last "data".
+    side.socket.pause();
+    const messages = ["one", "two", "three"];
+    for (const text of messages) client.sendText(text);
+    const bytes = messages.reduce((sum, text) => sum + maskedFrame(Opcode.Text, text).length, 0);
+    client.socket.end();
+    await waitUntil(() => side.socket.readableLength === bytes, 5000, "the frames to wait in the server's buffer");
+    await waitUntil(() => client.socket.writableFinished, 5000, "the client's FIN to be sent");
+    await new Promise((resolve) => setImmediate(resolve)); // and read, in the same poll as the frames or the next
+    side.socket.resume();
+    await client.waitForClose(5000);
+    const texts = client.events.flatMap((event) => (event.type === "text" ? [event.text] : []));
+    assert.deepEqual(texts, messages, "every echo, before the server's FIN");
+  });
 });
 
 describe("keepalive (ping every interval, drop after timeout)", () => {
