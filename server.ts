@@ -2231,11 +2231,14 @@ function describeSentFrame(frame: Buffer, compressed: boolean): FrameInfo {
 //
 // Each fast path below replaces a plain algorithm that is correct and
 // simpler; the plain one is written beside it, with what the fast one gained
-// when measured on this repository's 2-core machine by
+// when measured on this repository's 2-core machine: by
 // `node --import tsx bench/fast-paths.ts` (best of several rounds; a busy
-// machine moves these by a third either way). test/fast-paths.test.ts checks
-// that each gives exactly what its plain algorithm gives. Nothing here changes
-// what goes over the wire.
+// machine moves these by a third either way), or, where its comment says so,
+// by echoes of bench/load.ts run against both. test/fast-paths.test.ts checks
+// that the ones that compute bytes (masking, UTF-8, joining pieces, gathering
+// frames) give exactly what their plain algorithms give; the others only
+// change how bytes reach the socket. Nothing here changes what goes over the
+// wire.
 // ════════════════════════════════════════════════════════════════════════════
 
 // ── Frames written in one turn leave in one system call ─────────────────────

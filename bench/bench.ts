@@ -435,7 +435,7 @@ interface FanoutRedisScenario {
   clients: number;
   ratePerSecond: number;
 }
-type Scenario =
+export type Scenario =
   | EchoScenario
   | LatencyScenario
   | FanoutScenario
@@ -1786,7 +1786,7 @@ async function runFanoutRedis(
 
 // ── Summaries ───────────────────────────────────────────────────────────────
 
-interface MetricSpec {
+export interface MetricSpec {
   key: string;
   label: string;
   unit: "msg/s" | "µs" | "B" | "hs/s" | "deliveries/s" | "s" | "frames" | "messages" | "s CPU" | "µs CPU" | "%";
@@ -1900,13 +1900,13 @@ const metricsFor: Record<Scenario["kind"], MetricSpec[]> = {
   ],
 };
 
-interface Spread {
+export interface Spread {
   median: number;
   min: number;
   max: number;
 }
 
-interface MetricSummary extends MetricSpec {
+export interface MetricSummary extends MetricSpec {
   ours: Spread | null;
   ws: Spread | null;
   tcp: Spread | null;
@@ -1933,7 +1933,7 @@ interface MetricSummary extends MetricSpec {
   noisePercent: number | null;
 }
 
-interface ScenarioResult {
+export interface ScenarioResult {
   scenario: Scenario;
   runs: RunRecord[];
   summary: MetricSummary[];

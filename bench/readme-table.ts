@@ -6,45 +6,30 @@
 //   node --import tsx bench/readme-table.ts [docs/bench.json]
 import { readFileSync } from "node:fs";
 import process from "node:process";
+import type { MetricSummary, Scenario, ScenarioResult, Spread } from "./bench.ts";
 
-interface Spread {
-  median: number;
-  min: number;
-  max: number;
-}
-
-/** The fields of bench.ts's MetricSummary this table reads. */
-interface Metric {
-  key: string;
-  ours: Spread | null;
-  ws: Spread | null;
-  tcp: Spread | null;
-  bun: Spread | null;
-  oursOnBun: Spread | null;
-  ratio: Spread | null;
-  perCpuRatio: Spread | null;
-  ratioBun: Spread | null;
-  ratioOursOnBun: Spread | null;
-  ofCeiling: number | null;
-}
-
-interface Result {
-  id: string;
-  scenario: { kind: string; clients?: number; connections?: number; ratePerSecond?: number };
-  summary: Metric[];
-}
-
-interface Results {
+/** What bench.ts writes with --json: its report's fields this table reads. */
+interface Report {
   meta: { date: string; commit?: string };
-  results: Result[];
+  results: ScenarioResult[];
 }
 
 const file = process.argv[2] ?? "docs/bench.json";
-const { meta, results } = JSON.parse(readFileSync(file, "utf8")) as Results;
+const { meta, results } = JSON.parse(readFileSync(file, "utf8")) as Report;
 
-function metric(result: Result, key: string): Metric {
+/** The results of one kind of scenario, typed as that kind. */
+function ofKind<Kind extends Scenario["kind"]>(
+  kind: Kind,
+): Array<ScenarioResult & { scenario: Extract<Scenario, { kind: Kind }> }> {
+  return results.filter(
+    (result): result is ScenarioResult & { scenario: Extract<Scenario, { kind: Kind }> } =>
+      result.scenario.kind === kind,
+  );
+}
+
+function metric(result: ScenarioResult, key: string): MetricSummary {
   const found = result.summary.find((candidate) => candidate.key === key);
-  if (found === undefined) throw new Error(`${result.id} has no ${key}`);
+  if (found === undefined) throw new Error(`${result.scenario.id} has no ${key}`);
   return found;
 }
 
@@ -91,8 +76,8 @@ function milliseconds(microseconds: number): string {
   return `${fixed(microseconds / 1000, microseconds >= 100_000 ? 0 : 2)} ms`;
 }
 
-function thousands(value: number | undefined): string {
-  return (value ?? 0).toLocaleString("en-US");
+function thousands(value: number): string {
+  return value.toLocaleString("en-US");
 }
 
 /** "echo 64 × 1 KiB text, msg/s" from "echo-64c-1024-text". */
@@ -105,13 +90,11 @@ function echoLabel(id: string): string {
   return `echo ${connections} × ${name} ${type}${deflate ? ", permessage-deflate" : ", msg/s"}`;
 }
 
-const rows: string[][] = [];
-const echoes = results.filter((result) => result.scenario.kind === "echo");
-for (const result of echoes.filter((echo) => !echo.id.endsWith("deflate"))) {
+/** An echo's row: each side's messages a second and the ratios, then `last`. */
+function echoRow(result: ScenarioResult, last: string): string[] {
   const m = metric(result, "messagesPerSecond");
-  const ofTcp = m.ofCeiling === null ? "" : `${Math.round(m.ofCeiling * 100)}%`;
-  rows.push([
-    echoLabel(result.id),
+  return [
+    echoLabel(result.scenario.id),
     count(median(m.ours)),
     count(median(m.ws)),
     ratio(m.ratio),
@@ -119,10 +102,17 @@ for (const result of echoes.filter((echo) => !echo.id.endsWith("deflate"))) {
     ratio(m.ratioBun),
     count(median(m.oursOnBun)),
     ratio(m.ratioOursOnBun),
-    ofTcp,
-  ]);
+    last,
+  ];
 }
-for (const result of results.filter((candidate) => candidate.scenario.kind === "latency")) {
+
+const rows: string[][] = [];
+const echoes = ofKind("echo");
+for (const result of echoes.filter((echo) => !echo.scenario.deflate)) {
+  const { ofCeiling } = metric(result, "messagesPerSecond");
+  rows.push(echoRow(result, ofCeiling === null ? "" : `${Math.round(ofCeiling * 100)}%`));
+}
+for (const result of ofKind("latency")) {
   const p50 = metric(result, "p50");
   const p99 = metric(result, "p99");
   const pair = (a: Spread | null, b: Spread | null) => `${Math.round(median(a))} / ${Math.round(median(b))} µs`;
@@ -143,25 +133,12 @@ for (const result of results.filter((candidate) => candidate.scenario.kind === "
     ofTcp,
   ]);
 }
-for (const result of echoes.filter((echo) => echo.id.endsWith("deflate"))) {
-  const m = metric(result, "messagesPerSecond");
-  rows.push([
-    echoLabel(result.id),
-    count(median(m.ours)),
-    count(median(m.ws)),
-    ratio(m.ratio),
-    count(median(m.bun)),
-    ratio(m.ratioBun),
-    count(median(m.oursOnBun)),
-    ratio(m.ratioOursOnBun),
-    "",
-  ]);
-}
+for (const result of echoes.filter((echo) => echo.scenario.deflate)) rows.push(echoRow(result, ""));
 /** A row of a scenario with no Bun.serve column. */
 function wsRow(label: string, ours: string, ws: string, versus: string, note: string): string[] {
   return [label, ours, ws, versus, "", "", "", "", note];
 }
-for (const result of results.filter((candidate) => candidate.scenario.kind === "fanout")) {
+for (const result of ofKind("fanout")) {
   const m = metric(result, "deliveriesPerSecond");
   const p50 = metric(result, "p50");
   const p99 = metric(result, "p99");
@@ -169,7 +146,7 @@ for (const result of results.filter((candidate) => candidate.scenario.kind === "
   const label = `chat fan-out to ${thousands(result.scenario.clients)}: deliveries/s`;
   rows.push(wsRow(label, count(median(m.ours)), count(median(m.ws)), ratio(m.ratio), latency));
 }
-for (const result of results.filter((candidate) => candidate.scenario.kind === "classroom")) {
+for (const result of ofKind("classroom")) {
   const m = metric(result, "serverCpuPerDelivery");
   const { clients, ratePerSecond } = result.scenario;
   const floor = `floor ${fixed(median(m.tcp), 1)} µs: ours ${times(median(m.ours) / median(m.tcp))}`;
@@ -177,7 +154,7 @@ for (const result of results.filter((candidate) => candidate.scenario.kind === "
   const [ours, ws] = [median(m.ours), median(m.ws)].map((value) => `${fixed(value, 1)} µs`);
   rows.push(wsRow(label, ours!, ws!, ratio(m.ratio, false), floor));
 }
-for (const result of results.filter((candidate) => candidate.scenario.kind === "storm")) {
+for (const result of ofKind("storm")) {
   const m = metric(result, "handshakesPerSecond");
   const back = metric(result, "backSeconds");
   const failed = metric(result, "failedAttempts");
@@ -187,7 +164,7 @@ for (const result of results.filter((candidate) => candidate.scenario.kind === "
   const label = `reconnect storm, ${thousands(result.scenario.clients)} clients: handshakes/s`;
   rows.push(wsRow(label, count(median(m.ours)), count(median(m.ws)), ratio(m.ratio), note));
 }
-const idle = results.filter((candidate) => candidate.scenario.kind === "memory");
+const idle = ofKind("memory");
 for (const result of idle) {
   const m = metric(result, "bytesPerConnection");
   const floor = `floor ${kibibytes(median(m.tcp))}: ours ${times(median(m.ours) / median(m.tcp))}`;

@@ -3,7 +3,20 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { PayloadCollector, Utf8Validator, maskBytes, maskInPlace, maskSimd, maskWords, pushUtf8 } from "../server.ts";
+import { once } from "node:events";
+import { connect, createServer, type Socket } from "node:net";
+import {
+  Opcode,
+  PayloadCollector,
+  SocketWriter,
+  Utf8Validator,
+  encodeFrame,
+  maskBytes,
+  maskInPlace,
+  maskSimd,
+  maskWords,
+  pushUtf8,
+} from "../server.ts";
 
 /** A small seeded generator, so a failure can be replayed. */
 function random(seed: number): () => number {
@@ -101,6 +114,58 @@ describe("fast paths give what the plain algorithms give", () => {
       const collector = new PayloadCollector();
       for (const piece of pieces) collector.add(piece);
       assert.deepEqual(Buffer.concat(collector.takePieces()), Buffer.concat(pieces), `round ${round}`);
+    }
+  });
+
+  test("RFC 6455 §5.2: FrameGatherer puts on the wire what encodeFrame gives, for two sockets written in turn", async () => {
+    // Two real loopback connections, their server sides written by SocketWriters: small frames (gathered),
+    // large ones (not), strings and pieces, over many turns, so that runs end every way and blocks fill.
+    const accepted: Socket[] = [];
+    const server = createServer((socket) => accepted.push(socket));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const { port } = server.address() as { port: number };
+    const clients = [connect(port, "127.0.0.1"), connect(port, "127.0.0.1")];
+    try {
+      const received = clients.map((client) => {
+        const chunks: Buffer[] = [];
+        client.on("data", (chunk: Buffer) => chunks.push(chunk));
+        return { chunks, ended: once(client, "end") };
+      });
+      while (accepted.length < 2) await new Promise((resolve) => setImmediate(resolve));
+      const writers = accepted.map((socket) => new SocketWriter(socket, 1 << 26));
+      const expected: Buffer[][] = [[], []];
+      const next = random(11);
+      const bytes = (size: number) => Buffer.from(Array.from({ length: size }, () => Math.floor(next() * 256)));
+      for (let turn = 0; turn < 60; turn++) {
+        for (let frame = 0; frame < 20; frame++) {
+          const which = next() < 0.5 ? 0 : 1;
+          const writer = writers[which]!;
+          const choice = next();
+          if (choice < 0.3) {
+            const text = "汉字 and text ".repeat(Math.floor(next() * 200));
+            writer.writeSmallFrame(Opcode.Text, text, Buffer.byteLength(text));
+            expected[which]!.push(encodeFrame(Opcode.Text, text));
+          } else if (choice < 0.8) {
+            const pieces = Array.from({ length: 1 + Math.floor(next() * 3) }, () => bytes(Math.floor(next() * 1300)));
+            const payload = Buffer.concat(pieces);
+            writer.writeSmallFrame(Opcode.Binary, pieces, payload.length);
+            expected[which]!.push(encodeFrame(Opcode.Binary, payload));
+          } else {
+            const frameBytes = encodeFrame(Opcode.Binary, bytes(4097 + Math.floor(next() * 6000)));
+            writer.write([frameBytes]);
+            expected[which]!.push(frameBytes);
+          }
+        }
+        await new Promise((resolve) => setImmediate(resolve)); // the turn ends: every run goes out
+      }
+      for (const writer of writers) writer.end();
+      await Promise.all(received.map((side) => side.ended));
+      for (const which of [0, 1])
+        assert.ok(Buffer.concat(received[which]!.chunks).equals(Buffer.concat(expected[which]!)), `socket ${which}`);
+    } finally {
+      for (const client of clients) client.destroy();
+      server.close();
     }
   });
 });
