@@ -127,6 +127,7 @@ import {
   type Target,
 } from "./load.ts";
 import { runCrowd, sayMany, type CrowdResult } from "./room-load.ts";
+import { sizeName, thousands } from "./format.ts";
 import { renderChart, type ChartRow } from "./svg.ts";
 import { readProcessMemory, rssOf } from "../test/support/memory.ts";
 import { haveRedis, redisServerPath } from "../test/support/redis.ts";
@@ -356,7 +357,7 @@ const settingsFor: Record<Mode, Settings> = {
 
 // ── Scenarios ───────────────────────────────────────────────────────────────
 
-interface EchoScenario {
+export interface EchoScenario {
   kind: "echo";
   id: string;
   title: string;
@@ -458,15 +459,6 @@ function isRoomScenario(scenario: Scenario): scenario is RoomScenario {
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
-
-/** 10000 → "10,000". */
-function thousands(value: number): string {
-  return value.toLocaleString("en-US");
-}
-
-function sizeName(size: number): string {
-  return size >= MiB ? `${size / MiB} MiB` : size >= KiB ? `${size / KiB} KiB` : `${size} B`;
-}
 
 function echoScenario(connections: number, size: number, type: "text" | "binary", deflate: boolean): EchoScenario {
   return {

@@ -6,7 +6,8 @@
 //   node --import tsx bench/readme-table.ts [docs/bench.json]
 import { readFileSync } from "node:fs";
 import process from "node:process";
-import type { MetricSummary, Scenario, ScenarioResult, Spread } from "./bench.ts";
+import type { EchoScenario, MetricSummary, Scenario, ScenarioResult, Spread } from "./bench.ts";
+import { sizeName, thousands } from "./format.ts";
 
 /** What bench.ts writes with --json: its report's fields this table reads. */
 interface Report {
@@ -76,25 +77,16 @@ function milliseconds(microseconds: number): string {
   return `${fixed(microseconds / 1000, microseconds >= 100_000 ? 0 : 2)} ms`;
 }
 
-function thousands(value: number): string {
-  return value.toLocaleString("en-US");
-}
-
-/** "echo 64 × 1 KiB text, msg/s" from "echo-64c-1024-text". */
-function echoLabel(id: string): string {
-  const match = /^echo-(\d+)c-(\d+)-(text|binary)(-deflate)?$/.exec(id);
-  if (match === null) throw new Error(`not an echo scenario: ${id}`);
-  const [, connections, size, type, deflate] = match;
-  const bytes = Number(size);
-  const name = bytes >= 1 << 20 ? `${bytes >> 20} MiB` : bytes >= 1024 ? `${bytes >> 10} KiB` : `${bytes} B`;
-  return `echo ${connections} × ${name} ${type}${deflate ? ", permessage-deflate" : ", msg/s"}`;
+/** "echo 64 × 1 KiB text, msg/s". */
+function echoLabel({ connections, size, type, deflate }: EchoScenario): string {
+  return `echo ${connections} × ${sizeName(size)} ${type}${deflate ? ", permessage-deflate" : ", msg/s"}`;
 }
 
 /** An echo's row: each side's messages a second and the ratios, then `last`. */
-function echoRow(result: ScenarioResult, last: string): string[] {
+function echoRow(result: ScenarioResult & { scenario: EchoScenario }, last: string): string[] {
   const m = metric(result, "messagesPerSecond");
   return [
-    echoLabel(result.scenario.id),
+    echoLabel(result.scenario),
     count(median(m.ours)),
     count(median(m.ws)),
     ratio(m.ratio),
