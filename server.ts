@@ -4634,9 +4634,10 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
     if (shared === undefined) return this.applyRename(identity, wanted);
     void shared.claimName(wanted, identity.sid).then((claimed) => {
       if (!claimed) return this.sendError(connection, "name_taken", `${wanted} is taken; you stay ${identity.name}.`);
-      const from = identity.name;
+      // The old name is let go before the rename is announced: Redis runs this server's commands in order, so
+      // whoever hears "renamed" can take the old name at once.
+      shared.releaseName(identity.name, identity.sid, true);
       this.applyRename(identity, wanted);
-      shared.releaseName(from, identity.sid, true);
     });
   }
 
