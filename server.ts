@@ -172,7 +172,7 @@ export const optionTable = [
   { key: "closingTimeoutMs", flag: "closing-timeout", type: "integer", value: "MS", default: 5_000, min: 1,
     help: "wait this long for the answer to a close frame" },
   { key: "handshakeTimeoutMs", flag: "handshake-timeout", type: "integer", value: "MS", default: 10_000, min: 1,
-    help: "answer 408 to a client whose request has not arrived by then" },
+    help: "answer 408 to a client whose request has not arrived by then (checked every second); with TLS, also the TLS handshake's limit" },
   { key: "maxConnections", flag: "max-connections", type: "integer", value: "N", default: 10_000, min: 1,
     help: "WebSocket connections in all; more get 503" },
   { key: "maxConnectionsPerIp", flag: "max-connections-per-ip", type: "integer", value: "N", default: 256, min: 1,
@@ -5665,11 +5665,6 @@ function peerAddressOf(socket: Socket): string {
   return address.startsWith("::ffff:") ? address.slice(7) : address;
 }
 
-/** Slowloris: a socket whose request has not arrived in time is answered 408, and dropped soon after. */
-function refuseSlowRequest(socket: Socket): void {
-  if (!socket.destroyed) endSocket(socket, handshakeRefusal(408, "The request took too long to arrive."));
-}
-
 /** Ends a socket with these last bytes, and destroys it a second later if the peer has not closed its side. */
 function endSocket(socket: Socket, bytes: string): void {
   socket.end(bytes);
@@ -5711,7 +5706,6 @@ class ChatServer {
   private readonly tracer: ConsoleTracer | undefined;
   private readonly deflateOptions: DeflateOptions;
   private readonly connectionsPerIp = new Map<string, number>();
-  private readonly handshakeTimers = new WeakMap<Socket, ReturnType<typeof setTimeout>>();
   /** One options object for every connection: nothing per connection that need not be. */
   private readonly connectionOptions: ConnectionOptions;
   private readonly loopbackOnly: boolean;
@@ -5751,7 +5745,10 @@ class ChatServer {
     };
     this.loopbackOnly = config.host === "localhost" || config.host === "::1" || config.host.startsWith("127.");
     const httpOptions = {
-      // node:http's own limits on the request itself (slowloris, huge headers).
+      // node:http's own limits on the request itself (huge headers; slowloris: a
+      // request not complete within the timeout, checked every second, is
+      // refused with 408 through onClientError). Node, Deno and Bun all keep
+      // them (test/runtimes.test.ts), so no timer of ours is needed per socket.
       headersTimeout: config.handshakeTimeoutMs,
       requestTimeout: config.handshakeTimeoutMs,
       connectionsCheckingInterval: 1000,
@@ -5760,10 +5757,15 @@ class ChatServer {
     this.http =
       config.tlsCert === undefined || config.tlsKey === undefined
         ? createServer(httpOptions)
-        : createHttpsServer({ ...httpOptions, cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) });
+        : createHttpsServer({
+            ...httpOptions,
+            // The same limit on the TLS handshake that comes before the request (node:tls's default is 120 s).
+            handshakeTimeout: config.handshakeTimeoutMs,
+            cert: readFileSync(config.tlsCert),
+            key: readFileSync(config.tlsKey),
+          });
     this.listener =
       config.trustProxy.length === 0 ? this.http : createTcpServer((socket) => this.acceptFromProxy(socket));
-    this.http.on("connection", (socket: Socket) => this.onConnection(socket));
     this.http.on("clientError", (error: Error & { code?: string }, socket: Socket) =>
       this.onClientError(error, socket),
     );
@@ -5839,19 +5841,6 @@ class ChatServer {
     return proxied ?? (forwarded || peer);
   }
 
-  /** Slowloris: a socket that has not finished a request within the timeout
-   * is answered 408 and dropped. Our own timer, so the limit holds on every runtime. */
-  private onConnection(socket: Socket): void {
-    const timer = setTimeout(refuseSlowRequest, this.config.handshakeTimeoutMs, socket);
-    timer.unref();
-    this.handshakeTimers.set(socket, timer);
-  }
-
-  private requestArrived(socket: Socket): void {
-    clearTimeout(this.handshakeTimers.get(socket));
-    this.handshakeTimers.delete(socket); // nothing per connection outlives the handshake
-  }
-
   /** A request node:http could not parse: the status that says why. */
   private onClientError(error: Error & { code?: string }, socket: Socket): void {
     if (!socket.writable) return void socket.destroy();
@@ -5867,7 +5856,6 @@ class ChatServer {
   /** A request to switch protocols: refused with a status, or answered 101
    * and handed to a Connection. */
   private onUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): void {
-    this.requestArrived(socket);
     let opened: Connection | undefined;
     socket.on("error", destroyThisSocket); // until a Connection owns the socket
     try {
@@ -5987,7 +5975,6 @@ class ChatServer {
   /** A plain HTTP request: the two static files, and a clear answer for
    * anything that tried to be a WebSocket handshake and was not. */
   private onRequest(request: IncomingMessage, response: ServerResponse): void {
-    this.requestArrived(request.socket);
     try {
       const { path } = splitTarget(request.url);
       if (path === "/healthz") return this.answerHealth(response);

@@ -20,6 +20,7 @@ import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser } from "playwright-core";
@@ -892,6 +893,8 @@ describe(
     let certificatePath: string;
     let certificate: Buffer;
     let server: SpawnedServer | undefined;
+    /** Short, so that the slowloris test is quick; the other tests' handshakes finish well within it. */
+    const handshakeTimeoutMs = 2000;
     before(async () => {
       directory = mkdtempSync(join(tmpdir(), "chat-tls-"));
       certificatePath = join(directory, "cert.pem");
@@ -919,7 +922,14 @@ describe(
       );
       assert.equal(made.status, 0, `openssl req: ${made.stderr}`);
       certificate = readFileSync(certificatePath);
-      server = await spawnHttpsServer(["--tls-cert", certificatePath, "--tls-key", keyPath]);
+      server = await spawnHttpsServer([
+        "--tls-cert",
+        certificatePath,
+        "--tls-key",
+        keyPath,
+        "--handshake-timeout",
+        String(handshakeTimeoutMs),
+      ]);
     });
     after(async () => {
       await server?.stop();
@@ -933,6 +943,27 @@ describe(
       assert.match(page.body, /<script src="client\.js"><\/script>/);
       assert.equal((await httpsGet(`https://127.0.0.1:${server!.port}/healthz`, certificate)).body.trim(), "ok");
       await assert.rejects(httpsGet(`https://127.0.0.1:${server!.port}/`), { code: "DEPTH_ZERO_SELF_SIGNED_CERT" });
+    });
+
+    test("slowloris before TLS: a connection that never says hello is dropped after --handshake-timeout", async () => {
+      const connectedAt = Date.now();
+      const socket = connect({ host: "127.0.0.1", port: server!.port });
+      socket.on("error", () => undefined); // a reset counts as dropped too
+      const closedAfter = await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error("still open 10 s after the timeout")),
+          handshakeTimeoutMs + 10_000,
+        );
+        socket.once("close", () => {
+          clearTimeout(timer);
+          resolve(Date.now() - connectedAt);
+        });
+      });
+      socket.destroy();
+      assert.ok(
+        closedAfter >= handshakeTimeoutMs - 20,
+        `dropped after ${closedAfter} ms, before ${handshakeTimeoutMs}`,
+      );
     });
 
     test("wss://: two Python websockets clients (Debian's python3-websockets) chat over TLS", async () => {

@@ -55,6 +55,9 @@ const runtimes: Runtime[] = [
   { name: "Bun", binary: binaries.bun, command: [binaries.bun], version: /^1\./ },
 ];
 
+/** Short, so that the slowloris test is quick; every other test finishes its handshake well within it. */
+const handshakeTimeoutMs = 1500;
+
 const echoMessages: MessageSpec[] = [
   { label: "text 125 B", kind: "text", size: 125, content: "mixed" },
   { label: "text 126 B", kind: "text", size: 126, content: "mixed" },
@@ -79,7 +82,10 @@ describe("the runtime matrix", { concurrency: true }, () => {
       before(async () => {
         const version = requireBinary(runtime.name, runtime.binary, runtimeInstallHint);
         assert.match(version, runtime.version, `${runtime.binary} --version printed ${JSON.stringify(version)}`);
-        server = await spawnServer([], { command: runtime.command, timeoutMs: 30_000 });
+        server = await spawnServer(["--handshake-timeout", String(handshakeTimeoutMs)], {
+          command: runtime.command,
+          timeoutMs: 30_000,
+        });
       });
 
       after(async () => {
@@ -191,6 +197,33 @@ describe("the runtime matrix", { concurrency: true }, () => {
           assert.equal(typeof welcome.seq, "number");
           assert.equal(typeof welcome.epoch, "string");
           assert.equal(report.close.code, 1000);
+        },
+      );
+
+      test(
+        "§10.4 slowloris: two requests that stop half-way, 500 ms apart, are each answered 408 no sooner than " +
+          "the handshake timeout after their own connection (node:http's headersTimeout, which server.ts relies on)",
+        async () => {
+          const open = async () => {
+            const connectedAt = Date.now();
+            const raw = await RawClient.open(running().port, {
+              request: "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+              awaitAnswer: false,
+            });
+            return { raw, connectedAt };
+          };
+          const first = await open();
+          await first.raw.waitFor(() => first.raw.closed, 500).catch(() => undefined); // the stagger: 500 ms
+          const second = await open();
+          for (const { raw, connectedAt } of [first, second]) {
+            await raw.waitForClose(handshakeTimeoutMs + 5000);
+            const waited = Date.now() - connectedAt;
+            assert.ok(
+              waited >= handshakeTimeoutMs - 20,
+              `dropped after ${waited} ms, before the ${handshakeTimeoutMs} ms`,
+            );
+            assert.equal(raw.handshake?.status, 408, `got ${JSON.stringify(raw.handshake)}`);
+          }
         },
       );
 
