@@ -130,7 +130,7 @@ import {
   type Target,
 } from "./load.ts";
 import { runCrowd, sayMany, type CrowdResult } from "./room-load.ts";
-import { sizeName, thousands } from "./format.ts";
+import { KiB, MiB, sizeName, thousands } from "./format.ts";
 import { renderChart, type ChartRow } from "./svg.ts";
 import { readProcessMemory, rssOf } from "../test/support/memory.ts";
 import { haveRedis, redisServerPath } from "../test/support/redis.ts";
@@ -464,9 +464,6 @@ const roomKinds: ReadonlySet<Scenario["kind"]> = new Set([
 function isRoomScenario(scenario: Scenario): scenario is RoomScenario {
   return roomKinds.has(scenario.kind);
 }
-
-const KiB = 1024;
-const MiB = 1024 * 1024;
 
 function echoScenario(connections: number, size: number, type: "text" | "binary", deflate: boolean): EchoScenario {
   return {

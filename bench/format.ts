@@ -1,8 +1,8 @@
 // bench/format.ts — how the benchmark names counts and sizes, shared by its
 // report (bench.ts) and the README's table (readme-table.ts).
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
+export const KiB = 1024;
+export const MiB = 1024 * KiB;
 
 /** 10000 → "10,000". */
 export function thousands(value: number): string {
