@@ -10,7 +10,9 @@
 //   - --trust-proxy on raw sockets: the PROXY protocol v1 line and
 //     X-Forwarded-For, believed from trusted peers only;
 //   - GET /metrics in Prometheus's text format 0.0.4;
-//   - --tls-cert/--tls-key: https:// and wss:// with a certificate made here.
+//   - --tls-cert/--tls-key: https:// and wss:// with a certificate made here;
+//   - the kernel's accept queue: a burst of connections to a stopped server
+//     waits there instead of losing its SYNs.
 //
 // A describe whose system binary is missing (haproxy, redis-server, openssl,
 // chromium) fails and says what to install; .ci/run installs them all.
@@ -996,5 +998,61 @@ describe(
       assert.equal(finished.code, 2);
       assert.match(finished.stderr, /--trust-proxy cannot be used with --tls-cert/);
     });
+  },
+);
+
+// ── The kernel's accept queue ───────────────────────────────────────────────
+
+describe(
+  "a burst of connections: the kernel's accept queue (RFC 9293 §3.5, before RFC 6455 §4.1)",
+  { timeout: 60_000 },
+  () => {
+    test(
+      "1,500 clients connecting while the server is stopped all complete TCP's handshake and are answered once it " +
+        "runs (Node's default queue, 511, would drop the SYNs of all but 512)",
+      async () => {
+        // Linux queues at most net.core.somaxconn connections for any listener, whatever it asks for.
+        const somaxconn = Number(readFileSync("/proc/sys/net/core/somaxconn", "utf8"));
+        const count = Math.min(1500, somaxconn);
+        const server = await spawnServer([]);
+        const sockets: ReturnType<typeof connect>[] = [];
+        try {
+          // A stopped process accepts nothing: every connection that completes now waits in the queue.
+          process.kill(server.pid!, "SIGSTOP");
+          let connected = 0;
+          let answered = 0;
+          for (let index = 0; index < count; index++) {
+            const socket = connect({ host: "127.0.0.1", port: server.port });
+            socket.on("error", () => undefined); // counted by what did not arrive
+            socket.once("connect", () => {
+              connected++;
+              socket.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nConnection: close\r\n\r\n`);
+            });
+            let reply = "";
+            socket.on("data", (chunk: Buffer) => {
+              reply += chunk.toString("latin1");
+              if (reply.startsWith("HTTP/1.1 200 ") && reply.endsWith("ok\n")) answered++;
+            });
+            sockets.push(socket);
+          }
+          // Without the queue a SYN is dropped and retried 1, 3, 7 s later, into a queue that is still full.
+          await waitUntil(() => connected === count, 15_000, `${count} connections to complete`).catch(
+            (error: Error) => {
+              throw new Error(`${error.message}: ${connected} did`);
+            },
+          );
+          process.kill(server.pid!, "SIGCONT");
+          await waitUntil(() => answered === count, 30_000, `${count} answers to GET /healthz`).catch(
+            (error: Error) => {
+              throw new Error(`${error.message}: ${answered} came`);
+            },
+          );
+        } finally {
+          process.kill(server.pid!, "SIGCONT");
+          for (const socket of sockets) socket.destroy();
+          await server.stop();
+        }
+      },
+    );
   },
 );
