@@ -109,9 +109,10 @@ function describeOther(opcode: number, data: Buffer, start: number, end: number)
 export interface CrowdOptions {
   target: Target;
   clients: number;
-  /** Handshakes in flight at most. The listen backlog (Node's default is
-   * 511) drops SYNs beyond it, and the kernel retries them one second later,
-   * then three: with more in flight the figure would be the kernel's timers. */
+  /** Handshakes in flight at most; the bench's crowds set it to `clients`, all at
+   * once. What the server has not accepted yet waits in the kernel's accept
+   * queue (server.ts asks for the longest the kernel allows); past that queue a
+   * SYN is dropped, and the kernel retries it 1, 3, 7 s later. */
   concurrency: number;
   /** The request path and query of every client (e.g. "/" for a first visit). */
   path: string;
