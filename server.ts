@@ -4438,7 +4438,9 @@ export class ChatRoom implements ConnectionHandler, MessageLogEvents {
       case "ping":
         return this.sendTo(connection, { type: "pong", t: message.t });
       case "inspect":
-        return this.inspect(connection, message.on !== false);
+        if (typeof message.on !== "boolean")
+          return this.sendError(connection, "bad_message", 'An "inspect" request has "on": true or false.');
+        return this.inspect(connection, message.on);
       case "members":
         return this.sendMembers(connection, message.offset);
       case "history":

@@ -264,6 +264,8 @@ describe("room: messages", () => {
       ['{"type":"say","id":"a","text":"  "}', "empty_text"],
       [JSON.stringify({ type: "say", id: "b", text: "x".repeat(2001) }), "text_too_long"],
       ['{"type":"rename","name":"\\u0007"}', "bad_name"],
+      ['{"type":"inspect","on":"maybe"}', "bad_message"],
+      ['{"type":"inspect"}', "bad_message"],
     ];
     for (const [text, code] of cases) {
       room.onText(peer, text);
