@@ -1214,7 +1214,6 @@ async function runJoinStormOn(
   const result = await runCrowd({
     target: server.target,
     clients: scenario.clients,
-    concurrency: scenario.clients, // at once
     path: "/",
     perSourceAddress: scenario.clients > CONNECTIONS_PER_SOURCE_ADDRESS ? CONNECTIONS_PER_SOURCE_ADDRESS : 0,
     quietMs: settings.room.quietMs,
@@ -1265,7 +1264,6 @@ async function runFirstVisitOn(
   const result = await runCrowd({
     target: server.target,
     clients: scenario.clients,
-    concurrency: scenario.clients, // at once
     path: "/",
     perSourceAddress: scenario.clients > CONNECTIONS_PER_SOURCE_ADDRESS ? CONNECTIONS_PER_SOURCE_ADDRESS : 0,
     quietMs: settings.room.quietMs,

@@ -108,12 +108,10 @@ function describeOther(opcode: number, data: Buffer, start: number, end: number)
 
 export interface CrowdOptions {
   target: Target;
+  /** All connect at once. What the server has not accepted yet waits in the
+   * kernel's accept queue (server.ts asks for the longest the kernel allows);
+   * past that queue a SYN is dropped, and the kernel retries it 1, 3, 7 s later. */
   clients: number;
-  /** Handshakes in flight at most; the bench's crowds set it to `clients`, all at
-   * once. What the server has not accepted yet waits in the kernel's accept
-   * queue (server.ts asks for the longest the kernel allows); past that queue a
-   * SYN is dropped, and the kernel retries it 1, 3, 7 s later. */
-  concurrency: number;
   /** The request path and query of every client (e.g. "/" for a first visit). */
   path: string;
   /** Connections from each loopback source address, 127.0.0.2 onwards (each
@@ -251,31 +249,27 @@ export async function runCrowd(options: CrowdOptions): Promise<CrowdResult> {
     options.onStart?.();
     const load = new CrowdLoad(clients);
     const deadline = load.started + options.timeoutMs;
-    let next = 0;
-    const worker = async () => {
-      while (next < clients && performance.now() < deadline) {
-        const index = next++;
-        try {
-          const conn = await openConnection(
-            options.target,
-            {
-              path: options.path,
-              deflate: false,
-              timeoutMs: Math.max(1000, deadline - performance.now()),
-              localAddress: sourceAddress(index, options.perSourceAddress),
-            },
-            new CrowdClient(load, index),
-          );
-          conns.push(conn);
-          conn.socket.on("close", () => {
-            if (!ending) load.errors.add(`client ${index}: the connection closed during the run`);
-          });
-        } catch (error) {
-          load.errors.add(`client ${index}: ${error instanceof Error ? error.message : String(error)}`);
-        }
+    const connectOne = async (index: number) => {
+      try {
+        const conn = await openConnection(
+          options.target,
+          {
+            path: options.path,
+            deflate: false,
+            timeoutMs: options.timeoutMs,
+            localAddress: sourceAddress(index, options.perSourceAddress),
+          },
+          new CrowdClient(load, index),
+        );
+        conns.push(conn);
+        conn.socket.on("close", () => {
+          if (!ending) load.errors.add(`client ${index}: the connection closed during the run`);
+        });
+      } catch (error) {
+        load.errors.add(`client ${index}: ${error instanceof Error ? error.message : String(error)}`);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(options.concurrency, clients) }, worker));
+    await Promise.all(Array.from({ length: clients }, (_, index) => connectOne(index)));
     // Every welcome, then the quiet point: nothing from the server for quietMs.
     while (load.welcomed < conns.length && performance.now() < deadline) await sleep(10);
     while (performance.now() - load.lastFrameAt < options.quietMs && performance.now() < deadline) await sleep(20);
