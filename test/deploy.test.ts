@@ -186,7 +186,7 @@ async function waitForCounts(nodes: readonly SpawnedServer[], wanted: (counts: n
   await waitUntil(
     () => wanted(counts),
     10_000,
-    `${what} (chat_connections now ${JSON.stringify(counts)})`,
+    () => `${what} (chat_connections now ${JSON.stringify(counts)})`,
     async () => (counts = await connectionCounts(nodes)),
   );
   return counts;
@@ -207,7 +207,7 @@ async function waitForOpenedFrom(server: SpawnedServer, address: string, count: 
   await waitUntil(
     () => openedFrom(server, address, mark) >= count,
     5000,
-    `${count} connection(s) logged as opened from ${address}; the log:\n${server.output().slice(mark)}`,
+    () => `${count} connection(s) logged as opened from ${address}; the log:\n${server.output().slice(mark)}`,
   );
 }
 
@@ -951,17 +951,12 @@ describe(
       const connectedAt = Date.now();
       const socket = connect({ host: "127.0.0.1", port: server!.port });
       socket.on("error", () => undefined); // a reset counts as dropped too
-      const closedAfter = await new Promise<number>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error("still open 10 s after the timeout")),
-          handshakeTimeoutMs + 10_000,
-        );
-        socket.once("close", () => {
-          clearTimeout(timer);
-          resolve(Date.now() - connectedAt);
-        });
-      });
-      socket.destroy();
+      await within(
+        new Promise((resolve) => socket.once("close", resolve)), // not events.once, which rejects on a reset
+        handshakeTimeoutMs + 10_000,
+        "the server to drop a silent connection",
+      );
+      const closedAfter = Date.now() - connectedAt;
       assert.ok(
         closedAfter >= handshakeTimeoutMs - 20,
         `dropped after ${closedAfter} ms, before ${handshakeTimeoutMs}`,
@@ -1036,16 +1031,16 @@ describe(
             sockets.push(socket);
           }
           // Without the queue a SYN is dropped and retried 1, 3, 7 s later, into a queue that is still full.
-          await waitUntil(() => connected === count, 15_000, `${count} connections to complete`).catch(
-            (error: Error) => {
-              throw new Error(`${error.message}: ${connected} did`);
-            },
+          await waitUntil(
+            () => connected === count,
+            15_000,
+            () => `${count} connections to complete: ${connected} did`,
           );
           process.kill(server.pid!, "SIGCONT");
-          await waitUntil(() => answered === count, 30_000, `${count} answers to GET /healthz`).catch(
-            (error: Error) => {
-              throw new Error(`${error.message}: ${answered} came`);
-            },
+          await waitUntil(
+            () => answered === count,
+            30_000,
+            () => `${count} answers to GET /healthz: ${answered} came`,
           );
         } finally {
           process.kill(server.pid!, "SIGCONT");
